@@ -1,0 +1,37 @@
+#pragma once
+// Each subcommand lives in its own cli/<name>.cpp and registers itself with IMRAM_COMMAND.
+// A subcommand's CLI11 callback only records what to run; main() applies the global options
+// (threads, device) first and then runs it, so every command sees the same runtime set-up.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace imram::cli {
+
+struct GlobalOptions {
+  int threads = 0;              // 0: all cores
+  std::string device = "cpu";   // cpu | cuda | cuda:N
+};
+
+struct Invocation {
+  GlobalOptions globals;
+  std::function<int()> run;  // set by the chosen subcommand's callback
+};
+
+using CommandSetup = std::function<void(CLI::App& root, Invocation& invocation)>;
+
+bool register_command(CommandSetup setup);
+
+}  // namespace imram::cli
+
+#define IMRAM_CONCAT_INNER(a, b) a##b
+#define IMRAM_CONCAT(a, b) IMRAM_CONCAT_INNER(a, b)
+// Usage: IMRAM_COMMAND { auto* sub = root.add_subcommand(...); ... }
+#define IMRAM_COMMAND                                                                        \
+  static void IMRAM_CONCAT(imram_command_setup_, __LINE__)(CLI::App & root,                 \
+                                                           ::imram::cli::Invocation & invocation); \
+  static const bool IMRAM_CONCAT(imram_command_registered_, __LINE__) =                     \
+      ::imram::cli::register_command(IMRAM_CONCAT(imram_command_setup_, __LINE__));         \
+  static void IMRAM_CONCAT(imram_command_setup_, __LINE__)(                                 \
+      CLI::App & root, [[maybe_unused]] ::imram::cli::Invocation & invocation)

@@ -1,0 +1,36 @@
+#include <iostream>
+
+#include "command.h"
+#include "imram/data/npy.h"
+#include "imram/eval/recall.h"
+#include "imram/runtime/runtime.h"
+
+IMRAM_COMMAND {
+  struct Options {
+    std::string sims;
+    bool fold5 = false;
+    bool json = false;
+  };
+  auto options = std::make_shared<Options>();
+  auto* sub = root.add_subcommand("metrics", "R@K, medr, meanr and rsum of a score matrix");
+  sub->add_option("--sims", options->sims, "(images x captions) scores, .npy; caption j belongs to image j // 5")
+      ->required();
+  sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: average over five 1000-image folds");
+  sub->add_flag("--json", options->json, "print one JSON line");
+  sub->callback([&invocation, options] {
+    invocation.run = [options] {
+      const auto sims = imram::read_npy_as_double(options->sims);
+      const auto array = imram::NpyArray::open(options->sims);
+      array.require_ndim(2);
+      const auto images = array.dim(0), captions = array.dim(1);
+      const int per_image = imram::captions_per_image_for(images, captions, options->sims);
+      const int threads = imram::thread_count();
+      const auto metrics =
+          options->fold5
+              ? imram::compute_metrics_fold5(sims.data(), images, captions, per_image, threads)
+              : imram::compute_metrics(sims.data(), images, captions, per_image, threads);
+      std::cout << (options->json ? imram::metrics_json(metrics) + "\n" : imram::metrics_table(metrics));
+      return 0;
+    };
+  });
+}

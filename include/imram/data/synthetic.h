@@ -1,0 +1,129 @@
+#pragma once
+// The synthetic "shapes world": a stand-in for Flickr30K/COCO that ships as a generator instead
+// of tens of GB of detector features. Each image is a scene of 2-5 coloured shapes on a 3x3 grid;
+// its regions imitate bottom-up-attention features (several regions per object, partial and
+// background regions, noise) and its five captions name 1-3 objects with their attributes and
+// spatial relations. Images come in twin pairs (2k, 2k+1) with the same shapes and colours but
+// different bindings (colours or positions swapped between two objects), and no caption of an
+// image is consistent with its twin: a bag-of-words matcher cannot tell twins apart, while a model
+// that binds contextualised words to regions can.
+//
+// Everything derives from the seed through a portable PRNG, so a seed gives byte-identical files
+// on every platform, and an image's content depends only on (seed, split, its index, the feature
+// shape), not on the split sizes or the thread count.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace imram {
+
+inline constexpr int kSyntheticCaptionsPerImage = 5;
+inline constexpr int kSyntheticMinObjects = 2;
+inline constexpr int kSyntheticMaxObjects = 5;
+inline constexpr int kSyntheticGrid = 3;  // rows (top, middle, bottom) x columns (left, center, right)
+
+struct SyntheticOptions {
+  std::uint64_t seed = 1;           // source of every concept vector, scene, caption and feature
+  std::int64_t train = 4000;        // images in the train split (even: images come in twin pairs)
+  std::int64_t dev = 500;           // images in the dev split (even)
+  std::int64_t test = 1000;         // images in the test split (even)
+  std::int64_t regions = 36;        // regions per image (R), at least kSyntheticMaxObjects
+  std::int64_t feature_dim = 2048;  // features per region (D)
+  int shapes = 8;                   // shapes in use, the first ones of synthetic_shapes()
+  int colours = 8;                  // colours in use, the first ones of synthetic_colours()
+  double position_twins = 0.25;     // fraction of twin pairs that swap positions, not colours
+};
+
+// Canonical names; SceneObject fields index these tables.
+const std::vector<std::string>& synthetic_shapes();
+const std::vector<std::string>& synthetic_colours();
+const std::vector<std::string>& synthetic_sizes();  // small, medium, large
+
+struct SceneObject {
+  int shape = 0;
+  int colour = 0;
+  int size = 0;
+  int row = 0;  // 0 top, 1 middle, 2 bottom
+  int col = 0;  // 0 left, 1 center, 2 right
+  bool operator==(const SceneObject& other) const {
+    return shape == other.shape && colour == other.colour && size == other.size &&
+           row == other.row && col == other.col;
+  }
+};
+
+// What a twin changed: the colours of two objects, or their places.
+enum class TwinSwap { Colours, Positions };
+
+struct Scene {
+  std::vector<SceneObject> objects;  // distinct cells, distinct (shape, colour) pairs
+  std::int64_t twin = -1;            // index of the twin image in the same split, -1 when none
+  TwinSwap swap = TwinSwap::Colours;
+};
+
+struct SyntheticSplit {
+  std::vector<Scene> scenes;
+  std::vector<std::string> captions;  // kSyntheticCaptionsPerImage per scene, in scene order
+};
+
+// Holds the seed's concept vectors; generating is const and thread-safe.
+class SyntheticWorld {
+ public:
+  explicit SyntheticWorld(const SyntheticOptions& options);  // throws imram::Error on bad options
+
+  const SyntheticOptions& options() const { return options_; }
+  // Scenes in twin pairs and their captions; `images` must be even and positive.
+  SyntheticSplit generate_split(const std::string& split, std::int64_t images) const;
+  // The regions x feature_dim features of image `image` of `split` (row-major) into `out`.
+  void render_features(const std::string& split, std::int64_t image, const Scene& scene,
+                       float* out) const;
+
+ private:
+  SyntheticOptions options_;
+  std::vector<float> concepts_;  // one feature_dim vector per concept, see synthetic.cpp
+};
+
+// Writes train/dev/test ({split}_ims.npy, {split}_caps.txt, {split}_scenes.jsonl) and vocab.json
+// into `dir` (created if needed), each file atomically. `report` receives one line per split.
+void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& options,
+                             const std::function<void(const std::string&)>& report = {});
+
+// `{dir}/{split}_scenes.jsonl`, one scene per line; throws naming the file and line.
+std::string scenes_path(const std::string& dir, const std::string& split);
+std::vector<Scene> read_scenes(const std::string& dir, const std::string& split);
+std::string scene_json(const Scene& scene);  // one line of the scenes file
+
+// "large red circle (top left), small blue square (bottom right)"
+std::string describe(const Scene& scene);
+
+// What a caption of the shapes-world language asserts. -1 marks what it leaves unsaid.
+struct CaptionMention {
+  int shape = -1;
+  int colour = -1;
+  int size = -1;
+  int row = -1;
+  int col = -1;
+};
+
+enum class Relation { LeftOf, RightOf, Above, Below };
+
+struct CaptionRelation {
+  int subject = 0;    // index into CaptionMeaning::mentions
+  int reference = 0;  // subject <relation> reference, e.g. subject left of reference
+  Relation relation = Relation::LeftOf;
+};
+
+struct CaptionMeaning {
+  std::vector<CaptionMention> mentions;
+  std::vector<CaptionRelation> relations;
+};
+
+// Reads the generator's language (any word order it produces, synonyms, fronted phrases);
+// words it does not know, typos included, carry no meaning.
+CaptionMeaning parse_caption(const std::string& caption);
+// True when distinct objects of the scene can stand for the mentions with every attribute,
+// absolute position and relation holding.
+bool caption_consistent(const CaptionMeaning& meaning, const Scene& scene);
+bool caption_consistent(const std::string& caption, const Scene& scene);
+
+}  // namespace imram

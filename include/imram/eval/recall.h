@@ -1,0 +1,45 @@
+#pragma once
+// The standard cross-modal retrieval protocol (R@K, median and mean rank, both directions).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace imram {
+
+struct DirectionMetrics {
+  double r1 = 0, r5 = 0, r10 = 0;  // percent of queries whose match ranks < K
+  double medr = 0;                 // floor(median 0-based rank) + 1
+  double meanr = 0;                // mean 0-based rank + 1
+};
+
+struct RetrievalMetrics {
+  DirectionMetrics i2t;  // image query, rank of its best caption
+  DirectionMetrics t2i;  // caption query, rank of its image
+  double rsum = 0;       // sum of the six R@K
+};
+
+struct RetrievalRanks {
+  std::vector<std::int64_t> i2t;  // per image: best 0-based rank among its captions
+  std::vector<std::int64_t> t2i;  // per caption: 0-based rank of its image
+};
+
+// sims is row-major (images x captions); caption j belongs to image j / captions_per_image.
+// A tie counts in the query's favour (rank = number of strictly better candidates).
+RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int64_t captions,
+                               int captions_per_image, int threads = 0);
+RetrievalMetrics metrics_from_ranks(const RetrievalRanks& ranks);
+RetrievalMetrics compute_metrics(const double* sims, std::int64_t images, std::int64_t captions,
+                                 int captions_per_image, int threads = 0);
+// COCO 1K protocol: five blocks of images/5 images with their captions, metrics averaged.
+RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images,
+                                       std::int64_t captions, int captions_per_image,
+                                       int threads = 0);
+
+// The JSON of `imram metrics --json` and `imram eval --json`, one line.
+std::string metrics_json(const RetrievalMetrics& metrics);
+std::string metrics_table(const RetrievalMetrics& metrics);
+
+// captions / images must be 5 or 1; throws otherwise naming `source`.
+int captions_per_image_for(std::int64_t images, std::int64_t captions, const std::string& source);
+
+}  // namespace imram

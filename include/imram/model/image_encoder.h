@@ -1,0 +1,32 @@
+#pragma once
+// Region features -> joint space: v_r = l2norm(W_v f_r + b_v).
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+
+#include "imram/model/config.h"
+
+namespace imram {
+
+// W = g * V / ||V|| with one scalar g (PyTorch's weight_norm with dim=None).
+struct WeightNormLinearImpl : torch::nn::Module {
+  WeightNormLinearImpl(std::int64_t in, std::int64_t out);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight_g, weight_v, bias;
+};
+TORCH_MODULE(WeightNormLinear);
+
+struct ImageEncoderImpl : torch::nn::Module {
+  explicit ImageEncoderImpl(const ModelConfig& config);
+  // (N, R, D) float -> (N, R, d)
+  torch::Tensor forward(const torch::Tensor& features);
+
+  bool l2normalize = true;
+  torch::nn::Linear fc_local{nullptr};  // `basic`: the authors' state_dict name img_enc.fc_local
+  WeightNormLinear fc{nullptr};         // `weight_norm`: SCAN's name img_enc.fc
+};
+TORCH_MODULE(ImageEncoder);
+
+// x / (sqrt(sum x^2) + 1e-8) along `dim`, exactly as the authors' l2norm.
+torch::Tensor l2norm(const torch::Tensor& x, std::int64_t dim = -1);
+
+}  // namespace imram

@@ -1,0 +1,25 @@
+#pragma once
+// What `imram doctor` reports: the facts that decide whether this machine runs IMRAM fast.
+#include <string>
+#include <vector>
+
+namespace imram {
+
+struct DoctorReport {
+  std::string torch_version;
+  std::string blas_library;      // the BLAS shared object actually mapped into the process
+  bool blas_is_reference = false;  // netlib's reference BLAS: ~40x slower matrix products
+  int threads = 0;
+  std::vector<std::string> devices;
+  double matmul_gflops = 0;      // float32 1024 x 1024 x 1024 product
+  std::vector<std::string> warnings;
+};
+
+DoctorReport run_doctor();
+std::string doctor_text(const DoctorReport& report);
+std::string doctor_json(const DoctorReport& report);
+
+// Measured float32 matrix-product throughput (n x n x n), best of a few runs.
+double measure_matmul_gflops(int n = 1024);
+
+}  // namespace imram

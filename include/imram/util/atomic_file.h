@@ -1,0 +1,20 @@
+#pragma once
+// Files and directories that appear complete or not at all: content goes to a temporary
+// sibling first and is renamed over the target only once fully written, so a killed run never
+// leaves a half-written checkpoint or destroys the last good one.
+#include <functional>
+#include <ostream>
+#include <string>
+
+namespace imram {
+
+// Writes `path` through a temporary file in the same directory, then renames it.
+void write_file_atomically(const std::string& path,
+                           const std::function<void(std::ostream&)>& write);
+
+// Fills a fresh temporary directory next to `dir` with `fill(tmp_dir)`, then swaps it in
+// place of `dir` (the previous content is removed only after the new one is in place).
+void write_directory_atomically(const std::string& dir,
+                                const std::function<void(const std::string& tmp_dir)>& fill);
+
+}  // namespace imram

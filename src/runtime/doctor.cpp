@@ -1,0 +1,110 @@
+#include "imram/runtime/doctor.h"
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "imram/runtime/runtime.h"
+
+namespace imram {
+
+namespace {
+
+std::string mapped_blas_library() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    const std::string name = std::filesystem::path(path).filename().string();
+    if (name.find("blas") != std::string::npos || name.find("mkl_rt") != std::string::npos) {
+      std::error_code ec;
+      const auto resolved = std::filesystem::canonical(path, ec);
+      return ec ? path : resolved.string();
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+double measure_matmul_gflops(int n) {
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({n, n});
+  auto b = torch::randn({n, n});
+  auto c = torch::mm(a, b);  // warm-up: thread pool start, page faults
+  double best = 1e30;
+  for (int run = 0; run < 5; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    c = torch::mm(a, b);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::min(best, seconds);
+  }
+  return 2.0 * n * double(n) * n / best / 1e9;
+}
+
+DoctorReport run_doctor() {
+  DoctorReport report;
+  report.torch_version = TORCH_VERSION;
+  report.threads = thread_count();
+  report.matmul_gflops = measure_matmul_gflops();
+  report.blas_library = mapped_blas_library();
+  const std::string lower = report.blas_library;
+  report.blas_is_reference = lower.find("openblas") == std::string::npos &&
+                             lower.find("mkl") == std::string::npos &&
+                             lower.find("blis") == std::string::npos &&
+                             lower.find("atlas") == std::string::npos && !lower.empty();
+  report.devices.push_back("cpu");
+  if (torch::cuda::is_available())
+    for (std::size_t i = 0; i < torch::cuda::device_count(); ++i)
+      report.devices.push_back("cuda:" + std::to_string(i));
+  if (report.blas_is_reference)
+    report.warnings.push_back("the reference (netlib) BLAS is loaded: matrix products run ~40x "
+                              "slower; install libopenblas0-openmp (./run setup)");
+  if (report.blas_library.empty())
+    report.warnings.push_back("no BLAS library mapped; LibTorch may use its slow fallback "
+                              "matrix product");
+  if (report.matmul_gflops < 10 * report.threads)
+    report.warnings.push_back("matrix products are slow (" +
+                              std::to_string(int(report.matmul_gflops)) +
+                              " GFLOP/s); check the BLAS and the thread count");
+  return report;
+}
+
+std::string doctor_text(const DoctorReport& report) {
+  std::ostringstream out;
+  out << "LibTorch   " << report.torch_version << "\n"
+      << "BLAS       " << (report.blas_library.empty() ? "(none mapped)" : report.blas_library)
+      << (report.blas_is_reference ? "  [reference BLAS: SLOW]" : "") << "\n"
+      << "threads    " << report.threads << "\n"
+      << "devices    ";
+  for (std::size_t i = 0; i < report.devices.size(); ++i)
+    out << (i ? ", " : "") << report.devices[i];
+  out << "\n";
+  char gflops[64];
+  std::snprintf(gflops, sizeof gflops, "%.1f", report.matmul_gflops);
+  out << "matmul     " << gflops << " GFLOP/s (float32, 1024^3)\n";
+  for (const auto& warning : report.warnings) out << "warning: " << warning << "\n";
+  return out.str();
+}
+
+std::string doctor_json(const DoctorReport& report) {
+  nlohmann::ordered_json json{{"torch_version", report.torch_version},
+                              {"blas_library", report.blas_library},
+                              {"blas_is_reference", report.blas_is_reference},
+                              {"threads", report.threads},
+                              {"devices", report.devices},
+                              {"matmul_gflops", report.matmul_gflops},
+                              {"warnings", report.warnings}};
+  return json.dump();
+}
+
+}  // namespace imram
