@@ -51,6 +51,7 @@ constexpr char kMagic[] = "\x93NUMPY";
 constexpr std::size_t kMagicSize = 6;
 
 struct Header {
+  bool fortran_order;
   DType dtype;
   std::vector<std::int64_t> shape;
   std::size_t data_offset;
@@ -118,7 +119,8 @@ std::vector<std::int64_t> parse_shape(const std::string& text, const std::string
   return shape;
 }
 
-Header parse_header(const unsigned char* bytes, std::size_t size, const std::string& path) {
+Header parse_header(const unsigned char* bytes, std::size_t size, const std::string& path,
+                    bool allow_fortran_order) {
   if (size < kMagicSize + 4 || std::memcmp(bytes, kMagic, kMagicSize) != 0)
     throw Error(path + ": not a .npy file (bad magic bytes)");
   const int major = bytes[6];
@@ -138,11 +140,13 @@ Header parse_header(const unsigned char* bytes, std::size_t size, const std::str
   if (prefix + header_len > size) throw Error(path + ": truncated .npy header");
   const std::string dict(reinterpret_cast<const char*>(bytes + prefix), header_len);
   const std::string fortran = dict_value(dict, "fortran_order", path);
-  if (fortran == "True")
+  if (fortran == "True" && !allow_fortran_order)
     throw Error(path + ": Fortran-order .npy arrays are not supported; save with C order "
                        "(np.ascontiguousarray)");
-  if (fortran != "False") throw Error(path + ": malformed .npy header (fortran_order)");
+  if (fortran != "False" && fortran != "True")
+    throw Error(path + ": malformed .npy header (fortran_order)");
   Header header;
+  header.fortran_order = fortran == "True";
   header.dtype = parse_descr(dict_value(dict, "descr", path), path);
   header.shape = parse_shape(dict_value(dict, "shape", path), path);
   header.data_offset = prefix + header_len;
@@ -185,7 +189,7 @@ void NpyArray::require_dtype(DType dtype) const {
     throw Error(path_ + ": expected dtype " + dtype_name(dtype) + ", got " + dtype_name(dtype_));
 }
 
-NpyArray NpyArray::open(const std::string& path) {
+NpyArray NpyArray::open(const std::string& path, bool allow_fortran_order) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
   struct stat st {};
@@ -203,12 +207,13 @@ NpyArray NpyArray::open(const std::string& path) {
   ::close(fd);
   if (mapping->address == MAP_FAILED) throw Error(path + ": cannot memory-map the file");
   const auto* bytes = static_cast<const unsigned char*>(mapping->address);
-  const Header header = parse_header(bytes, mapping->length, path);
+  const Header header = parse_header(bytes, mapping->length, path, allow_fortran_order);
 
   NpyArray array;
   array.path_ = path;
   array.dtype_ = header.dtype;
   array.shape_ = header.shape;
+  array.fortran_order_ = header.fortran_order;
   const std::size_t expected = std::size_t(array.numel()) * dtype_size(header.dtype);
   const std::size_t available = mapping->length - header.data_offset;
   if (available < expected)

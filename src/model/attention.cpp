@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "imram/model/image_encoder.h"
+
 namespace imram {
 
 namespace F = torch::nn::functional;
@@ -10,7 +12,7 @@ torch::Tensor normalize_raw_scores(const torch::Tensor& scores, RawFeatureNorm n
                                    const torch::Tensor& query_mask) {
   auto l2_across_queries = [&](torch::Tensor a) {
     a = a * query_mask;
-    return a / (a.pow(2).sum(-2, /*keepdim=*/true).sqrt() + 1e-8);
+    return a / (safe_norm(a, -2) + 1e-8);
   };
   switch (norm) {
     case RawFeatureNorm::ClippedL2Norm:
@@ -36,8 +38,9 @@ torch::Tensor attention_weights(const torch::Tensor& normalized, double lambda_s
 
 torch::Tensor cosine_similarity(const torch::Tensor& a, const torch::Tensor& b) {
   const auto dot = (a * b).sum(-1);
-  const auto norms = a.norm(2, -1) * b.norm(2, -1);
-  return dot / norms.clamp_min(1e-8);
+  // sqrt(max(|a|^2 |b|^2, 1e-16)) = max(|a| |b|, 1e-8), with a finite gradient at 0.
+  const auto norms = (a.pow(2).sum(-1) * b.pow(2).sum(-1)).clamp_min(1e-16).sqrt();
+  return dot / norms;
 }
 
 }  // namespace imram

@@ -6,8 +6,12 @@
 
 namespace imram {
 
+torch::Tensor safe_norm(const torch::Tensor& x, std::int64_t dim) {
+  return x.pow(2).sum(dim, /*keepdim=*/true).clamp_min(kTinySquaredNorm).sqrt();
+}
+
 torch::Tensor l2norm(const torch::Tensor& x, std::int64_t dim) {
-  return x / (x.pow(2).sum(dim, /*keepdim=*/true).sqrt() + 1e-8);
+  return x / (safe_norm(x, dim) + 1e-8);
 }
 
 WeightNormLinearImpl::WeightNormLinearImpl(std::int64_t in, std::int64_t out) {

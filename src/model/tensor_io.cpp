@@ -1,5 +1,7 @@
 #include "imram/model/tensor_io.h"
 
+#include <algorithm>
+
 #include "imram/error.h"
 
 namespace imram {
@@ -17,6 +19,8 @@ torch::ScalarType scalar_type_of(DType dtype) {
 }  // namespace
 
 torch::Tensor tensor_view(const NpyArray& array) {
+  if (array.fortran_order())
+    throw Error(array.path() + ": Fortran-order arrays cannot be viewed in place");
   auto keep_alive = array.keep_alive();
   return torch::from_blob(const_cast<void*>(array.data()), array.shape(),
                           [keep_alive](void*) mutable { keep_alive.reset(); },
@@ -24,7 +28,17 @@ torch::Tensor tensor_view(const NpyArray& array) {
 }
 
 torch::Tensor load_npy_tensor(const std::string& path) {
-  return tensor_view(NpyArray::open(path)).clone();
+  const auto array = NpyArray::open(path, /*allow_fortran_order=*/true);
+  if (!array.fortran_order()) return tensor_view(array).clone();
+  // Column-major data is the row-major data of the reversed shape, transposed back.
+  auto reversed = array.shape();
+  std::reverse(reversed.begin(), reversed.end());
+  std::vector<std::int64_t> axes(reversed.size());
+  for (std::size_t i = 0; i < axes.size(); ++i) axes[i] = std::int64_t(axes.size() - 1 - i);
+  return torch::from_blob(const_cast<void*>(array.data()), reversed,
+                          torch::TensorOptions().dtype(scalar_type_of(array.dtype())))
+      .permute(axes)
+      .contiguous();
 }
 
 void save_npy_tensor(const std::string& path, const torch::Tensor& tensor) {

@@ -92,7 +92,7 @@ TEST(Npy, ReadsTheReferenceFixtures) {
 TEST(Npy, WrittenFilesStartDataOn64ByteBoundary) {
   imram::test::TempDir dir;
   imram::write_npy(dir.file("a.npy"), {3}, std::vector<float>{1, 2, 3});
-  EXPECT_EQ(fs::file_size(dir.file("a.npy")), 64u + 12u);
+  EXPECT_EQ((fs::file_size(dir.file("a.npy")) - 3 * sizeof(float)) % 64, 0u);
 }
 
 TEST(Npy, RejectsEveryDefectWithTheFileName) {

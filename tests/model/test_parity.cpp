@@ -55,10 +55,12 @@ TEST_P(ScoringParity, EngineStepsAndScoresMatchTheAuthorsWithin1e5) {
     options.caption_block = block ? block + 1 : 0;
     const auto scores = imram::score_pairs(*f.model.net, f.images, f.captions, options);
     EXPECT_LE(max_abs_diff(scores.total, f.expected("sims")), 1e-5) << "block " << block;
-    if (f.model.config().uses_text_direction())
+    if (f.model.config().uses_text_direction()) {
       EXPECT_LE(max_abs_diff(scores.steps_t2i, f.expected("sims_steps_t2i")), 1e-5);
-    if (f.model.config().uses_image_direction())
+    }
+    if (f.model.config().uses_image_direction()) {
       EXPECT_LE(max_abs_diff(scores.steps_i2t, f.expected("sims_steps_i2t")), 1e-5);
+    }
   }
 }
 

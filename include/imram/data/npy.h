@@ -24,7 +24,9 @@ template <> constexpr DType dtype_of<std::int64_t>() { return DType::Int64; }
 // A read-only, memory-mapped .npy array. Copies share the mapping.
 class NpyArray {
  public:
-  static NpyArray open(const std::string& path);
+  // Fortran-order files are an error unless allow_fortran_order: a memory-mapped C-order view is
+  // what the loaders need, and a silent transpose would hide a wrong export.
+  static NpyArray open(const std::string& path, bool allow_fortran_order = false);
 
   const std::string& path() const { return path_; }
   DType dtype() const { return dtype_; }
@@ -33,6 +35,7 @@ class NpyArray {
   std::size_t ndim() const { return shape_.size(); }
   std::int64_t numel() const;
   const void* data() const { return data_; }
+  bool fortran_order() const { return fortran_order_; }
 
   // Typed view of the data; throws when the file holds another dtype.
   template <class T> const T* as() const {
@@ -51,6 +54,7 @@ class NpyArray {
   DType dtype_ = DType::Float32;
   std::vector<std::int64_t> shape_;
   const void* data_ = nullptr;
+  bool fortran_order_ = false;
   std::shared_ptr<const void> mapping_;
 };
 

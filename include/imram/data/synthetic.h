@@ -32,7 +32,8 @@ struct SyntheticOptions {
   std::int64_t feature_dim = 2048;  // features per region (D)
   int shapes = 8;                   // shapes in use, the first ones of synthetic_shapes()
   int colours = 8;                  // colours in use, the first ones of synthetic_colours()
-  double position_twins = 0.25;     // fraction of twin pairs that swap positions, not colours
+  double position_twins = 0.2;      // fraction of twin pairs that swap positions, not colours
+  int threads = 0;                  // feature rendering threads, 0: all cores; output is the same
 };
 
 // Canonical names; SceneObject fields index these tables.

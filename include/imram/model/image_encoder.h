@@ -26,6 +26,13 @@ struct ImageEncoderImpl : torch::nn::Module {
 };
 TORCH_MODULE(ImageEncoder);
 
+// Padding makes all-zero vectors whose norm has a NaN gradient (0/0), and a mask multiplying
+// that NaN by 0 still gives NaN. Clamping the squared norm this far below every real value
+// changes no result but gives those vectors a zero gradient.
+constexpr double kTinySquaredNorm = 1e-30;
+// sqrt(sum x^2) along `dim` (kept), with a gradient that is finite at 0.
+torch::Tensor safe_norm(const torch::Tensor& x, std::int64_t dim);
+
 // x / (sqrt(sum x^2) + 1e-8) along `dim`, exactly as the authors' l2norm.
 torch::Tensor l2norm(const torch::Tensor& x, std::int64_t dim = -1);
 

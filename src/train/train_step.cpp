@@ -1,0 +1,48 @@
+#include "imram/train/train_step.h"
+
+#include <torch/torch.h>
+
+#include "imram/engine/scorer.h"
+#include "imram/train/loss.h"
+
+namespace imram {
+
+torch::optim::Adam make_optimizer(ImramModelImpl& model, double lr) {
+  return torch::optim::Adam(model.parameters(),
+                            torch::optim::AdamOptions(lr).betas({0.9, 0.999}).eps(1e-8));
+}
+
+void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups())
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+}
+
+StepResult train_step(ImramModelImpl& model, torch::optim::Adam& optimizer, const Batch& batch,
+                      const LossOptions& options) {
+  model.train();
+  const auto images = model.encode_images(batch.features);
+  const auto captions = model.encode_captions(batch.caption_ids, batch.lengths);
+  ScoreOptions score_options;
+  score_options.image_block = images.regions.size(0);
+  score_options.caption_block = captions.words.size(0);
+  const auto scores = score_pairs(model, images, captions, score_options).total;
+  const auto loss = contrastive_loss(scores, options.margin, options.max_violation);
+  optimizer.zero_grad();
+  loss.backward();
+  StepResult result;
+  const auto parameters = model.parameters();
+  if (options.grad_clip > 0) {
+    result.grad_norm = torch::nn::utils::clip_grad_norm_(parameters, options.grad_clip);
+  } else {
+    double squares = 0;
+    for (const auto& p : parameters)
+      if (p.grad().defined()) squares += p.grad().pow(2).sum().item<double>();
+    result.grad_norm = std::sqrt(squares);
+  }
+  optimizer.step();
+  result.loss = loss.item<double>();
+  result.scores = scores.detach();
+  return result;
+}
+
+}  // namespace imram
