@@ -503,9 +503,8 @@ constexpr double kTypo = 0.03;
 constexpr double kRareWord = 0.04;
 
 struct Draft {
-  std::vector<int> objects;                  // the scene objects named, in caption order
-  std::vector<CaptionMention> mentions;      // what is said about each
-  std::vector<int> links;                    // links[i]: Relation of i to i + 1, or -1
+  std::vector<CaptionMention> mentions;  // in caption order
+  std::vector<int> links;                // links[i]: Relation of mention i to i + 1, or -1
 };
 
 Relation true_relation(const SceneObject& subject, const SceneObject& reference, Rng& rng) {
@@ -521,15 +520,15 @@ Draft draft_caption(const Scene& scene, int key, Rng& rng) {
   const int count = static_cast<int>(scene.objects.size());
   const double draw = rng.uniform();
   const int named = std::min(count, draw < kOneObject ? 1 : draw < kOneObject + kTwoObjects ? 2 : 3);
-  Draft draft;
   std::vector<int> others;
   for (int o = 0; o < count; ++o)
     if (o != key) others.push_back(o);
   rng.shuffle(others);
-  draft.objects = {key};
-  draft.objects.insert(draft.objects.end(), others.begin(), others.begin() + (named - 1));
-  rng.shuffle(draft.objects);
-  for (const int o : draft.objects) {
+  std::vector<int> chosen = {key};
+  chosen.insert(chosen.end(), others.begin(), others.begin() + (named - 1));
+  rng.shuffle(chosen);
+  Draft draft;
+  for (const int o : chosen) {
     const auto& object = scene.objects[std::size_t(o)];
     CaptionMention mention;
     mention.shape = object.shape;
@@ -551,12 +550,11 @@ Draft draft_caption(const Scene& scene, int key, Rng& rng) {
   for (int i = 0; i + 1 < named; ++i)
     draft.links.push_back(
         rng.chance(kSaysRelation)
-            ? int(true_relation(scene.objects[std::size_t(draft.objects[std::size_t(i)])],
-                                scene.objects[std::size_t(draft.objects[std::size_t(i) + 1])], rng))
+            ? int(true_relation(scene.objects[std::size_t(chosen[std::size_t(i)])],
+                                scene.objects[std::size_t(chosen[std::size_t(i) + 1])], rng))
             : -1);
   // Templates put a lone relation first ("X left of Y and Z").
   if (named == 3 && draft.links[0] < 0 && draft.links[1] >= 0) {
-    std::rotate(draft.objects.begin(), draft.objects.begin() + 1, draft.objects.end());
     std::rotate(draft.mentions.begin(), draft.mentions.begin() + 1, draft.mentions.end());
     draft.links = {draft.links[1], -1};
   }

@@ -1,0 +1,82 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "imram/data/npy.h"
+#include "imram/error.h"
+#include "imram/eval/recall.h"
+#include "test_util.h"
+
+namespace {
+
+TEST(Recall, MatchesTheAuthorsProtocolExactlyOnFixtureMetrics40) {
+  const auto dir = imram::test::testdata("reference/metrics_40");
+  const auto sims = imram::read_npy_as_double(dir + "/inputs/sims.npy");
+  const auto ranks = imram::retrieval_ranks(sims.data(), 40, 200, 5, 2);
+  EXPECT_EQ(ranks.i2t, imram::read_npy_as_int64(dir + "/expected/i2t_ranks.npy"));
+  EXPECT_EQ(ranks.t2i, imram::read_npy_as_int64(dir + "/expected/t2i_ranks.npy"));
+  const auto m = imram::metrics_from_ranks(ranks);
+  EXPECT_EQ(m.i2t.r1, 45.0);
+  EXPECT_EQ(m.i2t.r5, 70.0);
+  EXPECT_EQ(m.i2t.r10, 72.5);
+  EXPECT_EQ(m.i2t.medr, 2.0);
+  EXPECT_DOUBLE_EQ(m.i2t.meanr, 10.075);
+  EXPECT_EQ(m.t2i.r1, 27.0);
+  EXPECT_EQ(m.t2i.r5, 50.5);
+  EXPECT_EQ(m.t2i.r10, 68.5);
+  EXPECT_EQ(m.t2i.medr, 5.0);
+  EXPECT_DOUBLE_EQ(m.t2i.meanr, 9.575);
+  EXPECT_DOUBLE_EQ(m.rsum, 333.5);
+}
+
+TEST(Recall, JsonHasTheDocumentedSchema) {
+  imram::RetrievalMetrics m;
+  m.i2t.r1 = 1;
+  m.t2i.meanr = 2.5;
+  m.rsum = 7;
+  const auto json = nlohmann::json::parse(imram::metrics_json(m));
+  EXPECT_EQ(json["i2t"]["r1"], 1.0);
+  EXPECT_EQ(json["t2i"]["meanr"], 2.5);
+  EXPECT_EQ(json["rsum"], 7.0);
+  for (const char* key : {"r1", "r5", "r10", "medr", "meanr"}) {
+    EXPECT_TRUE(json["i2t"].contains(key));
+    EXPECT_TRUE(json["t2i"].contains(key));
+  }
+}
+
+TEST(Recall, PerfectScoresGiveRankZeroEverywhere) {
+  // 3 images x 15 captions, each image's own captions score 1, others 0.
+  std::vector<double> sims(3 * 15, 0.0);
+  for (int i = 0; i < 3; ++i)
+    for (int c = 0; c < 5; ++c) sims[i * 15 + i * 5 + c] = 1.0;
+  const auto m = imram::compute_metrics(sims.data(), 3, 15, 5);
+  EXPECT_EQ(m.i2t.r1, 100.0);
+  EXPECT_EQ(m.t2i.r1, 100.0);
+  EXPECT_EQ(m.rsum, 600.0);
+  EXPECT_EQ(m.i2t.medr, 1.0);
+}
+
+TEST(Recall, Fold5AveragesFiveIndependentBlocks) {
+  // 10 images, 50 captions: fold 0 perfect, the rest reversed; off-block scores must not matter.
+  const int N = 10, M = 50;
+  std::vector<double> sims(N * M, 100.0);
+  for (int fold = 0; fold < 5; ++fold)
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 10; ++j) {
+        const int image = fold * 2 + i, caption = fold * 10 + j;
+        const bool own = j / 5 == i;
+        sims[image * M + caption] = (fold == 0) == own ? 1.0 : 0.0;
+      }
+  const auto m = imram::compute_metrics_fold5(sims.data(), N, M, 5);
+  EXPECT_DOUBLE_EQ(m.i2t.r1, 20.0);
+  EXPECT_DOUBLE_EQ(m.t2i.r1, 20.0);
+  EXPECT_THROW(imram::compute_metrics_fold5(sims.data(), 9, 45, 5), imram::Error);
+}
+
+TEST(Recall, RejectsCaptionCountsThatAreNotOneOrFivePerImage) {
+  EXPECT_EQ(imram::captions_per_image_for(4, 20, "x"), 5);
+  EXPECT_EQ(imram::captions_per_image_for(4, 4, "x"), 1);
+  EXPECT_THROW(imram::captions_per_image_for(4, 12, "x"), imram::Error);
+}
+
+}  // namespace
