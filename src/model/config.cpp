@@ -93,7 +93,7 @@ T typed(const nlohmann::json& value, const std::string& key, const std::string& 
 
 }  // namespace
 
-nlohmann::json to_json(const ModelConfig& c) {
+nlohmann::ordered_json to_json(const ModelConfig& c) {
   return nlohmann::ordered_json{
       {"mode", to_string(c.mode)},
       {"iteration_steps", c.iteration_steps},
@@ -201,7 +201,7 @@ ModelConfig model_config_from_reference_json(const nlohmann::json& json, const s
   return c;
 }
 
-nlohmann::json to_reference_json(const ModelConfig& c) {
+nlohmann::ordered_json to_reference_json(const ModelConfig& c) {
   return nlohmann::ordered_json{
       {"bi_gru", c.bi_gru},
       {"embed_size", c.embed_size},

@@ -41,7 +41,7 @@ ImramMode parse_mode(const std::string& text);  // accepts text|image|full and t
 RawFeatureNorm parse_raw_feature_norm(const std::string& text);
 ImageEncoderType parse_image_encoder(const std::string& text);
 
-nlohmann::json to_json(const ModelConfig& config);
+nlohmann::ordered_json to_json(const ModelConfig& config);
 // Strict: unknown keys and wrong types are errors naming `source` and the key.
 ModelConfig model_config_from_json(const nlohmann::json& json, const std::string& source);
 ModelConfig load_model_config(const std::string& path);
@@ -50,6 +50,6 @@ void save_model_config(const ModelConfig& config, const std::string& path);
 // The authors' option names (embed_size, iteration_step, model_mode, no_IMRAM_norm, ...).
 // Training-only options of their scripts are accepted and ignored.
 ModelConfig model_config_from_reference_json(const nlohmann::json& json, const std::string& source);
-nlohmann::json to_reference_json(const ModelConfig& config);
+nlohmann::ordered_json to_reference_json(const ModelConfig& config);
 
 }  // namespace imram

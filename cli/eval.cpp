@@ -1,0 +1,46 @@
+#include <iostream>
+
+#include "command.h"
+#include "imram/error.h"
+#include "imram/eval/evaluator.h"
+#include "imram/model/tensor_io.h"
+#include "imram/runtime/runtime.h"
+
+IMRAM_COMMAND {
+  struct Options {
+    std::string model, data, split = "test", save_sims;
+    bool fold5 = false, json = false;
+    std::size_t memory_budget_mb = 1024;
+  };
+  auto options = std::make_shared<Options>();
+  auto* sub = root.add_subcommand("eval", "R@K evaluation of a model on a dataset split");
+  sub->add_option("--model", options->model, "model directory")->required();
+  sub->add_option("--data", options->data, "dataset directory")->required();
+  sub->add_option("--split", options->split, "split name")->capture_default_str();
+  sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: five 1000-image folds, averaged");
+  sub->add_option("--save-sims", options->save_sims, "write the score matrix (float64 .npy)");
+  sub->add_flag("--json", options->json, "print one JSON line");
+  sub->add_option("--memory-budget", options->memory_budget_mb, "MB for the engine's per-block work")
+      ->capture_default_str();
+  sub->callback([&invocation, options] {
+    invocation.run = [options, device = invocation.globals.device] {
+      auto model = imram::load_model(options->model, imram::parse_device(device));
+      if (!model.vocabulary) throw imram::Error(options->model + ": model has no vocab.json");
+      const auto split = imram::PrecompSplit::open(options->data, options->split);
+      imram::EvalOptions eval_options;
+      eval_options.fold5 = options->fold5;
+      eval_options.dataset_dir = options->data;
+      eval_options.memory_budget = options->memory_budget_mb << 20;
+      const auto result = imram::evaluate(*model.net, *model.vocabulary, split, eval_options);
+      if (!options->save_sims.empty())
+        imram::save_npy_tensor(options->save_sims, result.sims.to(torch::kFloat64));
+      if (options->json) {
+        std::cout << imram::eval_json(result) << "\n";
+      } else {
+        std::cout << imram::metrics_table(result.metrics);
+        if (result.twin_accuracy) std::cout << "twin accuracy " << *result.twin_accuracy << "\n";
+      }
+      return 0;
+    };
+  });
+}

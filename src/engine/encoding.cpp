@@ -1,0 +1,125 @@
+#include "imram/engine/encoding.h"
+
+#include <torch/torch.h>
+
+#include "imram/data/tokenizer.h"
+#include "imram/error.h"
+#include "imram/model/tensor_io.h"
+
+namespace imram {
+
+TokenIds encode_caption_texts(const Vocabulary& vocabulary, const std::vector<std::string>& captions,
+                              const std::string& source) {
+  TokenIds ids;
+  ids.reserve(captions.size());
+  for (std::size_t i = 0; i < captions.size(); ++i) {
+    const auto tokens = tokenize(captions[i]);
+    if (tokens.empty())
+      throw Error(source + ":" + std::to_string(i + 1) + ": caption has no tokens");
+    if (tokens.size() > kMaxCaptionTokens)
+      throw Error(source + ":" + std::to_string(i + 1) + ": caption has " +
+                  std::to_string(tokens.size()) + " tokens, more than the limit of " +
+                  std::to_string(kMaxCaptionTokens));
+    ids.push_back(vocabulary.encode_tokens(tokens));
+  }
+  return ids;
+}
+
+TokenIds read_caption_ids(const std::string& ids_path, const std::string& lengths_path,
+                          std::int64_t vocab_size) {
+  const auto ids_array = NpyArray::open(ids_path);
+  ids_array.require_ndim(2);
+  const auto lengths_array = NpyArray::open(lengths_path);
+  lengths_array.require_ndim(1);
+  const auto ids = read_npy_as_int64(ids_path);
+  const auto lengths = read_npy_as_int64(lengths_path);
+  const auto M = ids_array.dim(0), L = ids_array.dim(1);
+  if (lengths_array.dim(0) != M)
+    throw Error(lengths_path + ": " + std::to_string(lengths_array.dim(0)) + " lengths for " +
+                std::to_string(M) + " captions in " + ids_path);
+  TokenIds captions(static_cast<std::size_t>(M));
+  for (std::int64_t j = 0; j < M; ++j) {
+    const auto length = lengths[std::size_t(j)];
+    if (length < 1 || length > L)
+      throw Error(lengths_path + ": caption " + std::to_string(j) + " has length " +
+                  std::to_string(length) + ", outside 1.." + std::to_string(L));
+    for (std::int64_t t = 0; t < length; ++t) {
+      const auto id = ids[std::size_t(j * L + t)];
+      if (id < 0 || id >= vocab_size)
+        throw Error(ids_path + ": caption " + std::to_string(j) + " holds id " + std::to_string(id) +
+                    ", outside the vocabulary of " + std::to_string(vocab_size));
+      captions[std::size_t(j)].push_back(id);
+    }
+  }
+  return captions;
+}
+
+CaptionTensors pad_captions(const TokenIds& captions, std::int64_t begin, std::int64_t count) {
+  std::int64_t longest = 1;
+  for (std::int64_t j = begin; j < begin + count; ++j)
+    longest = std::max<std::int64_t>(longest, std::int64_t(captions[std::size_t(j)].size()));
+  auto ids = torch::zeros({count, longest}, torch::kInt64);
+  auto lengths = torch::empty({count}, torch::kInt64);
+  auto ids_data = ids.accessor<std::int64_t, 2>();
+  for (std::int64_t j = 0; j < count; ++j) {
+    const auto& caption = captions[std::size_t(begin + j)];
+    for (std::size_t t = 0; t < caption.size(); ++t) ids_data[j][std::int64_t(t)] = caption[t];
+    lengths[j] = std::int64_t(caption.size());
+  }
+  return {ids, lengths};
+}
+
+void check_finite_features(const torch::Tensor& features, std::int64_t first_image,
+                           const std::string& source) {
+  const auto finite = torch::isfinite(features).flatten(1).all(1);
+  if (finite.all().item<bool>()) return;
+  const auto bad = (~finite).nonzero()[0][0].item<std::int64_t>();
+  throw Error(source + ": image " + std::to_string(first_image + bad) +
+              " holds NaN or infinite features");
+}
+
+EncodedImages encode_image_file(ImramModelImpl& model, const NpyArray& features,
+                                std::int64_t count, std::int64_t batch, const Progress& progress) {
+  features.require_ndim(3);
+  features.require_dtype(DType::Float32);
+  if (features.dim(2) != model.config.img_dim)
+    throw Error(features.path() + ": regions have " + std::to_string(features.dim(2)) +
+                " features but the model expects img_dim " + std::to_string(model.config.img_dim));
+  torch::NoGradGuard no_grad;
+  const auto all = tensor_view(features);
+  const auto N = count < 0 ? features.dim(0) : std::min(count, features.dim(0));
+  std::vector<torch::Tensor> blocks;
+  for (std::int64_t i = 0; i < N; i += batch) {
+    const auto n = std::min(batch, N - i);
+    const auto block = all.narrow(0, i, n);
+    check_finite_features(block, i, features.path());
+    blocks.push_back(model.encode_images(block).regions);
+    if (progress) progress(i + n, N);
+  }
+  EncodedImages encoded;
+  encoded.regions = N ? torch::cat(blocks) : torch::empty({0, features.dim(1), model.config.embed_size});
+  return encoded;
+}
+
+EncodedCaptions encode_caption_ids(ImramModelImpl& model, const TokenIds& captions,
+                                   std::int64_t batch, const Progress& progress) {
+  torch::NoGradGuard no_grad;
+  const auto M = std::int64_t(captions.size());
+  std::int64_t longest = 1;
+  for (const auto& caption : captions) longest = std::max<std::int64_t>(longest, caption.size());
+  std::vector<torch::Tensor> blocks, lengths;
+  for (std::int64_t j = 0; j < M; j += batch) {
+    const auto n = std::min(batch, M - j);
+    const auto padded = pad_captions(captions, j, n);
+    auto words = model.encode_captions(padded.ids, padded.lengths).words;
+    // Every block padded to the split's longest caption so that the blocks concatenate.
+    words = torch::constant_pad_nd(words, {0, 0, 0, longest - words.size(1)});
+    blocks.push_back(words);
+    lengths.push_back(padded.lengths);
+    if (progress) progress(j + n, M);
+  }
+  if (blocks.empty()) return {torch::empty({0, 1, model.config.embed_size}), torch::empty({0}, torch::kInt64)};
+  return {torch::cat(blocks), torch::cat(lengths)};
+}
+
+}  // namespace imram

@@ -1,0 +1,83 @@
+#include "imram/eval/evaluator.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "imram/data/synthetic.h"
+#include "imram/engine/encoding.h"
+#include "imram/eval/twin_accuracy.h"
+#include "imram/runtime/runtime.h"
+#include "imram/util/progress.h"
+
+namespace imram {
+
+std::int64_t evaluated_images(const PrecompSplit& split, const EvalOptions& options) {
+  return options.max_images > 0 ? std::min(options.max_images, split.num_images()) : split.num_images();
+}
+
+torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary,
+                          const PrecompSplit& split, const EvalOptions& options) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const auto N = evaluated_images(split, options);
+  const std::vector<std::string> texts(split.captions().begin(),
+                                       split.captions().begin() + N * split.captions_per_image());
+  const auto captions = encode_caption_texts(vocabulary, texts, split.captions_path());
+  const auto images = encode_image_file(model, split.features(), N);
+  // Captions of similar length share blocks, so that blocks pad little; columns are put back.
+  std::vector<std::int64_t> order(captions.size());
+  for (std::size_t j = 0; j < order.size(); ++j) order[j] = std::int64_t(j);
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+    return captions[std::size_t(a)].size() < captions[std::size_t(b)].size();
+  });
+  TokenIds sorted;
+  sorted.reserve(captions.size());
+  for (auto j : order) sorted.push_back(captions[std::size_t(j)]);
+  const auto encoded = encode_caption_ids(model, sorted);
+
+  ProgressBar bar("scoring " + split.name(), N * std::int64_t(texts.size()), "pairs",
+                  options.show_progress);
+  ScoreOptions score_options;
+  score_options.memory_budget = options.memory_budget;
+  score_options.progress = [&](std::int64_t done, std::int64_t) { bar.update(done); };
+  const auto sorted_scores = score_pairs(model, images, encoded, score_options).total.to(torch::kCPU);
+  bar.finish();
+  const auto inverse = torch::empty({std::int64_t(order.size())}, torch::kInt64);
+  for (std::size_t j = 0; j < order.size(); ++j) inverse[order[j]] = std::int64_t(j);
+  return sorted_scores.index_select(1, inverse);
+}
+
+EvalResult evaluate(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
+                    const EvalOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  EvalResult result;
+  result.sims = score_split(model, vocabulary, split, options);
+  const auto sims64 = result.sims.to(torch::kFloat64).contiguous();
+  const double* data = sims64.data_ptr<double>();
+  const auto N = result.sims.size(0), M = result.sims.size(1);
+  result.metrics = options.fold5
+                       ? compute_metrics_fold5(data, N, M, split.captions_per_image(), thread_count())
+                       : compute_metrics(data, N, M, split.captions_per_image(), thread_count());
+  if (!options.dataset_dir.empty() && N == split.num_images() &&
+      std::filesystem::exists(scenes_path(options.dataset_dir, split.name()))) {
+    const auto scenes = read_scenes(options.dataset_dir, split.name());
+    const bool has_twins = std::any_of(scenes.begin(), scenes.end(),
+                                       [](const Scene& scene) { return scene.twin >= 0; });
+    if (has_twins)
+      result.twin_accuracy = twin_accuracy(data, N, M, read_twins(options.dataset_dir, split.name()),
+                                           split.captions_per_image());
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+std::string eval_json(const EvalResult& result) {
+  auto json = nlohmann::ordered_json::parse(metrics_json(result.metrics));
+  if (result.twin_accuracy) json["twin_accuracy"] = *result.twin_accuracy;
+  return json.dump();
+}
+
+}  // namespace imram

@@ -1,0 +1,129 @@
+// The command line as users meet it: exit codes, one-line errors naming the file, and the
+// import + score path reproducing the authors' scores.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "imram/data/npy.h"
+#include "imram/model/tensor_io.h"
+#include "test_util.h"
+
+namespace {
+
+struct CommandResult {
+  int status = -1;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult run_imram(const std::string& arguments, const std::string& stdin_text = "") {
+  imram::test::TempDir dir;
+  std::string command = std::string(IMRAM_BINARY) + " --threads 1 " + arguments;
+  if (!stdin_text.empty()) {
+    std::ofstream(dir.file("stdin.txt")) << stdin_text;
+    command += " < " + dir.file("stdin.txt");
+  }
+  command += " 2>&1";
+  CommandResult result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::array<char, 4096> buffer{};
+  std::size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+void expect_one_line_error(const CommandResult& result, const std::string& mention) {
+  EXPECT_NE(result.status, 0) << result.output;
+  EXPECT_EQ(result.output.rfind("imram: error: ", 0), 0u) << result.output;
+  EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
+  EXPECT_NE(result.output.find(mention), std::string::npos) << result.output;
+}
+
+class ImportAndScore : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ImportAndScore, ReproducesTheAuthorsScoresFromTheCommandLine) {
+  imram::test::TempDir dir;
+  const auto fixture = imram::test::testdata("reference/" + GetParam());
+  auto result = run_imram("import " + fixture + " --out " + dir.file("model"));
+  ASSERT_EQ(result.status, 0) << result.output;
+  result = run_imram("score --model " + dir.file("model") + " --images " + fixture +
+                     "/inputs/images.npy --caption-ids " + fixture + "/inputs/captions.npy --lengths " +
+                     fixture + "/inputs/lengths.npy --out " + dir.file("sims.npy"));
+  ASSERT_EQ(result.status, 0) << result.output;
+  const auto sims = imram::load_npy_tensor(dir.file("sims.npy"));
+  EXPECT_EQ(sims.scalar_type(), torch::kFloat64);
+  const auto expected = imram::load_npy_tensor(fixture + "/expected/sims.npy");
+  EXPECT_LE((sims - expected).abs().max().item<double>(), 1e-5);
+
+  // export + import again is lossless
+  ASSERT_EQ(run_imram("export " + dir.file("model") + " --out " + dir.file("ref")).status, 0);
+  ASSERT_EQ(run_imram("import " + dir.file("ref") + " --out " + dir.file("model2")).status, 0);
+  for (const char* name : {"img_enc.fc_local.weight", "txt_enc.rnn.weight_hh_l0_reverse", "gate_i2t.bias"}) {
+    const auto a = imram::load_npy_tensor(fixture + "/weights/" + name + ".npy");
+    const auto b = imram::load_npy_tensor(dir.file("model2/weights/") + name + ".npy");
+    EXPECT_TRUE(torch::equal(a, b)) << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(ReferenceFixtures, ImportAndScore,
+                         ::testing::Values("text_k3_norm", "image_k3", "full_k2_lambda4"));
+
+TEST(Cli, MetricsMatchesTheFixtureAsJson) {
+  const auto result = run_imram("metrics --json --sims " + imram::test::testdata("reference/metrics_40/inputs/sims.npy"));
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_EQ(result.output,
+            "{\"i2t\":{\"r1\":45.0,\"r5\":70.0,\"r10\":72.5,\"medr\":2.0,\"meanr\":10.075},"
+            "\"t2i\":{\"r1\":27.0,\"r5\":50.5,\"r10\":68.5,\"medr\":5.0,\"meanr\":9.575},\"rsum\":333.5}\n");
+}
+
+TEST(Cli, TokenizePrintsOneLinePerCaption) {
+  const auto result = run_imram("tokenize", "A dog doesn't run.\nTwo \"big\" cats\n");
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_EQ(result.output, "a dog does n't run .\ntwo `` big '' cats\n");
+}
+
+TEST(Cli, BadInputGivesOneLineErrorsNamingTheFile) {
+  imram::test::TempDir dir;
+  std::ofstream(dir.file("garbage.npy")) << "not an array";
+  expect_one_line_error(run_imram("metrics --sims " + dir.file("garbage.npy")), dir.file("garbage.npy"));
+  imram::write_npy(dir.file("odd.npy"), {2, 7}, std::vector<double>(14, 0.0));
+  expect_one_line_error(run_imram("metrics --sims " + dir.file("odd.npy")), dir.file("odd.npy"));
+  expect_one_line_error(run_imram("eval --model " + dir.file("nope") + " --data " + dir.path()), dir.file("nope"));
+
+  // A model whose config has an unknown key, and one whose weights have the wrong shape.
+  const auto fixture = imram::test::testdata("reference/image_k3");
+  ASSERT_EQ(run_imram("import " + fixture + " --out " + dir.file("m")).status, 0);
+  std::ofstream(dir.file("m/config.json")) << "{\"mode\": \"text\", \"embed_sise\": 16}";
+  expect_one_line_error(run_imram("export " + dir.file("m") + " --out " + dir.file("r")), "embed_sise");
+  std::ofstream(dir.file("m/config.json")) << "{\"mode\": \"text\", \"embed_size\": \"16\"}";
+  expect_one_line_error(run_imram("export " + dir.file("m") + " --out " + dir.file("r")), "embed_size");
+  ASSERT_EQ(run_imram("import " + fixture + " --out " + dir.file("m2")).status, 0);
+  imram::write_npy(dir.file("m2/weights/gate_i2t.bias.npy"), {3}, std::vector<float>{1, 2, 3});
+  expect_one_line_error(run_imram("export " + dir.file("m2") + " --out " + dir.file("r")), "gate_i2t.bias");
+
+  // Caption ids outside the vocabulary, NaN features, a vocabulary that does not fit.
+  ASSERT_EQ(run_imram("import " + fixture + " --out " + dir.file("m3")).status, 0);
+  imram::write_npy(dir.file("ids.npy"), {1, 3}, std::vector<std::int64_t>{1, 999, 2});
+  imram::write_npy(dir.file("len.npy"), {1}, std::vector<std::int64_t>{3});
+  expect_one_line_error(run_imram("score --model " + dir.file("m3") + " --images " + fixture +
+                                  "/inputs/images.npy --caption-ids " + dir.file("ids.npy") + " --lengths " +
+                                  dir.file("len.npy") + " --out " + dir.file("s.npy")),
+                        "999");
+  auto images = imram::load_npy_tensor(fixture + "/inputs/images.npy");
+  images[2][3][4] = std::nanf("");
+  imram::save_npy_tensor(dir.file("nan.npy"), images);
+  expect_one_line_error(run_imram("score --model " + dir.file("m3") + " --images " + dir.file("nan.npy") +
+                                  " --caption-ids " + fixture + "/inputs/captions.npy --lengths " + fixture +
+                                  "/inputs/lengths.npy --out " + dir.file("s.npy")),
+                        "image 2");
+  expect_one_line_error(run_imram("import " + fixture + " --vocab " +
+                                  imram::test::testdata("vocab/f30k_precomp_vocab.json") + " --out " + dir.file("m4")),
+                        "8481");
+  expect_one_line_error(run_imram("--device cuda doctor"), "CUDA");
+}
+
+}  // namespace
