@@ -950,6 +950,9 @@ void SyntheticWorld::render_features(const std::string& split, std::int64_t imag
     int object;
   };
   const int count = static_cast<int>(scene.objects.size());
+  if (count < 1 || count > regions)
+    throw Error("synthetic features: a scene needs 1.." + std::to_string(regions) +
+                " objects for " + std::to_string(regions) + " regions, got " + std::to_string(count));
   const int base = std::max(1, regions / 12);
   std::vector<int> full(scene.objects.size()), partial(scene.objects.size());
   for (int o = 0; o < count; ++o) {

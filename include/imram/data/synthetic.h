@@ -8,9 +8,10 @@
 // image is consistent with its twin: a bag-of-words matcher cannot tell twins apart, while a model
 // that binds contextualised words to regions can.
 //
-// Everything derives from the seed through a portable PRNG, so a seed gives byte-identical files
-// on every platform, and an image's content depends only on (seed, split, its index, the feature
-// shape), not on the split sizes or the thread count.
+// Everything derives from the seed through an own PRNG with integer-only noise (no libm, no
+// std:: distributions), so a seed gives byte-identical files across standard libraries, and an
+// image depends only on (seed, split, its index, the options), not on the split sizes or the
+// thread count.
 #include <cstdint>
 #include <functional>
 #include <string>
