@@ -6,64 +6,59 @@
 #include <cmath>
 
 #include "imram/model/attention.h"
+#include "imram/model/image_encoder.h"
 
 namespace imram {
 
-namespace {
-
-// Raw scores of every (query item a, context item b) pair: (A, B, n_q, n_c).
-torch::Tensor pair_scores_per_item_query(const torch::Tensor& query, const torch::Tensor& context) {
-  const auto A = query.size(0), nq = query.size(1), d = query.size(2);
-  const auto B = context.size(0), nc = context.size(1);
-  return torch::mm(query.reshape({A * nq, d}), context.reshape({B * nc, d}).t())
-      .view({A, nq, B, nc})
-      .permute({0, 2, 1, 3});
-}
-
-// The same when the query already differs per pair: (A, B, n_q, d) against (B, n_c, d).
-torch::Tensor pair_scores_per_pair_query(const torch::Tensor& query, const torch::Tensor& context) {
-  const auto A = query.size(0), B = query.size(1), nq = query.size(2), d = query.size(3);
-  return torch::bmm(query.permute({1, 0, 2, 3}).reshape({B, A * nq, d}), context.transpose(1, 2))
-      .view({B, A, nq, context.size(1)})
-      .permute({1, 0, 2, 3});
-}
-
-// sum_c alpha_abqc C_bc: (A, B, n_q, n_c) x (B, n_c, d) -> (A, B, n_q, d).
-torch::Tensor attend(const torch::Tensor& alpha, const torch::Tensor& context) {
-  const auto A = alpha.size(0), B = alpha.size(1), nq = alpha.size(2), nc = alpha.size(3);
-  return torch::bmm(alpha.permute({1, 0, 2, 3}).reshape({B, A * nq, nc}), context)
-      .view({B, A, nq, context.size(2)})
-      .permute({1, 0, 2, 3});
-}
-
-}  // namespace
-
+// The engine evaluates the spec's iterative matching with its exact shortcuts (IMRAM_SPEC.md,
+// last section). Per-pair tensors are laid out [b, a, q, c]: context item b, query item a,
+// query fragment q, context fragment c, so that every product is one batched GEMM over b.
+//  - Step similarity without the d-dimensional attended vector: q0_q . c_q = sum_c alpha_qc
+//    (q0_q . C_c), the step-1 raw scores reused at every step, and |c_q|^2 = alpha_q^T G alpha_q
+//    with the small Gram matrix G = C C^T of each context item.
+//  - Memory update without the per-pair context product: W_c c = alpha (C W_c^T), the context
+//    half computed once per context item; the query half is per item at step 1.
+//  - The last step's memory update is skipped; K = 1 touches no memory layer at all.
 torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
                                  const torch::Tensor& context, const torch::Tensor& context_padding,
                                  const MemoryDistillation& memory, const ModelConfig& config) {
-  const auto A = query.size(0), nq = query.size(1);
+  const auto A = query.size(0), nq = query.size(1), d = query.size(2);
   const auto B = context.size(0), nc = context.size(1);
-  const auto mask = query_mask.view({A, 1, nq, 1});
-  const auto padding = context_padding.defined() ? context_padding.view({1, B, 1, nc}) : torch::Tensor();
-  const auto valid_queries = query_mask.sum(1).view({A, 1});
-  const auto original = query.unsqueeze(1);  // q^0, (A, 1, n_q, d)
-  torch::Tensor current = original;          // q^{k-1}: per item at k = 1, per pair afterwards
+  const int K = config.iteration_steps;
+  const auto mask = query_mask.view({1, A, nq, 1});
+  const auto padding = context_padding.defined() ? context_padding.view({B, 1, 1, nc}) : torch::Tensor();
+  const auto valid_queries = query_mask.sum(1).view({1, A});
+  const auto context_t = context.transpose(1, 2);  // (B, d, n_c)
+
+  // Step-1 raw scores q0 . C for every pair: (B, A n_q, n_c) in one batched product.
+  const auto raw_original = torch::matmul(query.reshape({A * nq, d}), context_t).view({B, A, nq, nc});
+  const auto gram = torch::bmm(context, context_t);                      // (B, n_c, n_c)
+  const auto query_sq_norms = query.pow(2).sum(-1).view({1, A, nq});     // |q0|^2
+  torch::Tensor context_halves, query_halves;
+  if (K > 1) {
+    context_halves = memory.context_half(context);                        // (B, n_c, 2d)
+    query_halves = memory.query_half(query).unsqueeze(0);                 // (1, A, n_q, 2d)
+  }
+
+  torch::Tensor current;  // q^{k-1} per pair, (B, A, n_q, d), from step 2 on
   std::vector<torch::Tensor> steps;
-  for (int k = 1; k <= config.iteration_steps; ++k) {
-    const auto raw = k == 1 ? pair_scores_per_item_query(query, context)
-                            : pair_scores_per_pair_query(current, context);
+  for (int k = 1; k <= K; ++k) {
+    const auto raw = k == 1 ? raw_original
+                            : torch::bmm(current.view({B, A * nq, d}), context_t).view({B, A, nq, nc});
     const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, mask),
                                          config.lambda_softmax, padding);
-    const auto attended = attend(alpha, context);
-    // F_k compares the attended context with the ORIGINAL query, averaged over real fragments.
-    const auto cosines = imram::cosine_similarity(original, attended) * query_mask.unsqueeze(1);
-    steps.push_back(cosines.sum(-1) / valid_queries);
-    if (k < config.iteration_steps) {
-      current = memory.forward(current, attended);
-      if (config.imram_norm) current = l2norm(current, -1);
-    }
+    const auto alpha_rows = alpha.view({B, A * nq, nc});
+    const auto dots = (alpha * raw_original).sum(-1);                                    // q0 . c
+    const auto attended_sq = (torch::bmm(alpha_rows, gram).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
+    const auto cosines = dots / (query_sq_norms * attended_sq).clamp_min(1e-16).sqrt();
+    steps.push_back((cosines * query_mask.view({1, A, nq})).sum(-1) / valid_queries);  // (B, A)
+    if (k == K) break;
+    auto preactivation = torch::bmm(alpha_rows, context_halves).view({B, A, nq, 2 * d});
+    preactivation = preactivation + (k == 1 ? query_halves : memory.query_half(current));
+    current = memory.update(k == 1 ? query.unsqueeze(0) : current, preactivation);
+    if (config.imram_norm) current = l2norm(current, -1);
   }
-  return torch::stack(steps);
+  return torch::stack(steps).transpose(1, 2);  // (K, A, B)
 }
 
 std::size_t bytes_per_pair(const ModelConfig& config, std::int64_t regions, std::int64_t words) {

@@ -5,20 +5,31 @@
 namespace imram {
 
 namespace {
-torch::Tensor split_linear(const torch::nn::Linear& layer, const torch::Tensor& query,
-                           const torch::Tensor& attended) {
-  const auto d = query.size(-1);
-  const auto& w = layer->weight;
-  return torch::matmul(query, w.narrow(1, 0, d).t()) +
-         torch::nn::functional::linear(attended, w.narrow(1, d, d), layer->bias);
+// Rows of W_o stacked on rows of W_g, restricted to the columns acting on the query (part 0)
+// or on the context (part 1).
+torch::Tensor stacked_half(const MemoryDistillation& memory, int part) {
+  const auto d = memory.linear->weight.size(0);
+  return torch::cat({memory.linear->weight.narrow(1, part * d, d), memory.gate->weight.narrow(1, part * d, d)});
 }
 }  // namespace
 
-torch::Tensor MemoryDistillation::forward(const torch::Tensor& query,
-                                          const torch::Tensor& attended) const {
-  const auto g = torch::sigmoid(split_linear(gate, query, attended));
-  const auto o = torch::tanh(split_linear(linear, query, attended));
+torch::Tensor MemoryDistillation::query_half(const torch::Tensor& query) const {
+  return torch::nn::functional::linear(query, stacked_half(*this, 0), torch::cat({linear->bias, gate->bias}));
+}
+
+torch::Tensor MemoryDistillation::context_half(const torch::Tensor& context) const {
+  return torch::matmul(context, stacked_half(*this, 1).t());
+}
+
+torch::Tensor MemoryDistillation::update(const torch::Tensor& query, const torch::Tensor& preactivation) const {
+  const auto d = query.size(-1);
+  const auto o = torch::tanh(preactivation.narrow(-1, 0, d));
+  const auto g = torch::sigmoid(preactivation.narrow(-1, d, d));
   return g * query + (1 - g) * o;
+}
+
+torch::Tensor MemoryDistillation::forward(const torch::Tensor& query, const torch::Tensor& attended) const {
+  return update(query, query_half(query) + context_half(attended));
 }
 
 }  // namespace imram

@@ -4,6 +4,10 @@
 //   g   = sigmoid(W_g [q; c] + b_g)
 //   o   = tanh(W_o [q; c] + b_o)
 //   q'  = g * q + (1 - g) * o
+// Both layers act on the concatenation [q; c], so W [q; c] = W_q q + W_c c splits into a query
+// half and a context half. The context half is linear in c, and c = sum_i alpha_i C_i, so
+// W_c c = sum_i alpha_i (W_c C_i): it can be computed once per context item and mixed with
+// the attention weights (see engine/scorer.cpp), which is what makes the engine fast.
 #include <torch/nn/modules/linear.h>
 
 namespace imram {
@@ -12,8 +16,13 @@ struct MemoryDistillation {
   torch::nn::Linear linear{nullptr};  // W_o, b_o: the authors' linear_t2i / linear_i2t
   torch::nn::Linear gate{nullptr};    // W_g, b_g: the authors' gate_t2i / gate_i2t
 
-  // q and c broadcast against each other (..., n_q, d). W [q; c] is computed as W_q q + W_c c,
-  // which is exact and lets a per-item q meet per-pair c without materialising the concatenation.
+  // [W_o,q q + b_o ; W_g,q q + b_g]: (..., d) -> (..., 2d)
+  torch::Tensor query_half(const torch::Tensor& query) const;
+  // [W_o,c c ; W_g,c c]: (..., d) -> (..., 2d), no bias.
+  torch::Tensor context_half(const torch::Tensor& context) const;
+  // q' from q and the summed pre-activations [o_pre ; g_pre] (..., 2d).
+  torch::Tensor update(const torch::Tensor& query, const torch::Tensor& preactivation) const;
+  // q' = update(q, query_half(q) + context_half(c)); q and c broadcast against each other.
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& attended) const;
 };
 
