@@ -5,10 +5,11 @@
 #include "imram/eval/evaluator.h"
 #include "imram/model/tensor_io.h"
 #include "imram/runtime/runtime.h"
+#include "imram/util/atomic_file.h"
 
 IMRAM_COMMAND {
   struct Options {
-    std::string model, data, split = "test", save_sims;
+    std::string model, data, split = "test", save_sims, save_json;
     bool fold5 = false, json = false;
     std::size_t memory_budget_mb = 1024;
   };
@@ -20,6 +21,7 @@ IMRAM_COMMAND {
   sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: five 1000-image folds, averaged");
   sub->add_option("--save-sims", options->save_sims, "write the score matrix (float64 .npy)");
   sub->add_flag("--json", options->json, "print one JSON line");
+  sub->add_option("--save-json", options->save_json, "also write the JSON line to this file");
   sub->add_option("--memory-budget", options->memory_budget_mb, "MB for the engine's per-block work")
       ->capture_default_str();
   sub->callback([&invocation, options] {
@@ -34,10 +36,15 @@ IMRAM_COMMAND {
       const auto result = imram::evaluate(*model.net, *model.vocabulary, split, eval_options);
       if (!options->save_sims.empty())
         imram::save_npy_tensor(options->save_sims, result.sims.to(torch::kFloat64));
+      if (!options->save_json.empty())
+        imram::write_file_atomically(options->save_json, [&](std::ostream& out) { out << imram::eval_json(result) << "\n"; });
       if (options->json) {
         std::cout << imram::eval_json(result) << "\n";
       } else {
-        std::cout << imram::metrics_table(result.metrics);
+        const auto images = result.sims.size(0), captions = result.sims.size(1);
+        std::cout << imram::metrics_table_with_chance(result.metrics, options->fold5 ? images / 5 : images,
+                                                      options->fold5 ? captions / 5 : captions,
+                                                      split.captions_per_image());
         if (result.twin_accuracy) std::cout << "twin accuracy " << *result.twin_accuracy << "\n";
       }
       return 0;

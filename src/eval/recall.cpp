@@ -158,4 +158,46 @@ std::string metrics_table(const RetrievalMetrics& metrics) {
   return buffer;
 }
 
+RetrievalMetrics chance_metrics(std::int64_t images, std::int64_t captions, int captions_per_image) {
+  auto none_of_own_in_top = [&](int k) {
+    // prod_{i<k} (M - cpi - i) / (M - i): the top k are all other images' captions.
+    double p = 1;
+    for (int i = 0; i < k && i < captions; ++i)
+      p *= std::max(0.0, double(captions - captions_per_image - i)) / double(captions - i);
+    return p;
+  };
+  RetrievalMetrics m;
+  m.i2t.r1 = 100 * (1 - none_of_own_in_top(1));
+  m.i2t.r5 = 100 * (1 - none_of_own_in_top(5));
+  m.i2t.r10 = 100 * (1 - none_of_own_in_top(10));
+  m.t2i.r1 = 100 * std::min(1.0, 1.0 / double(images));
+  m.t2i.r5 = 100 * std::min(1.0, 5.0 / double(images));
+  m.t2i.r10 = 100 * std::min(1.0, 10.0 / double(images));
+  m.i2t.medr = std::floor(double(captions) / double(captions_per_image + 1)) + 1;
+  m.t2i.medr = std::floor(double(images - 1) / 2) + 1;
+  m.i2t.meanr = double(captions - captions_per_image) / double(captions_per_image + 1) + 1;
+  m.t2i.meanr = double(images - 1) / 2 + 1;
+  m.rsum = m.i2t.r1 + m.i2t.r5 + m.i2t.r10 + m.t2i.r1 + m.t2i.r5 + m.t2i.r10;
+  return m;
+}
+
+std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int64_t images,
+                                      std::int64_t captions, int captions_per_image) {
+  const auto chance = chance_metrics(images, captions, captions_per_image);
+  char buffer[768];
+  std::snprintf(buffer, sizeof buffer,
+                "                       R@1     R@5    R@10    medr    meanr\n"
+                "image->text  model  %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n"
+                "             chance %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n"
+                "text->image  model  %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n"
+                "             chance %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n"
+                "rsum %.2f (chance %.2f)\n",
+                metrics.i2t.r1, metrics.i2t.r5, metrics.i2t.r10, metrics.i2t.medr, metrics.i2t.meanr,
+                chance.i2t.r1, chance.i2t.r5, chance.i2t.r10, chance.i2t.medr, chance.i2t.meanr,
+                metrics.t2i.r1, metrics.t2i.r5, metrics.t2i.r10, metrics.t2i.medr, metrics.t2i.meanr,
+                chance.t2i.r1, chance.t2i.r5, chance.t2i.r10, chance.t2i.medr, chance.t2i.meanr,
+                metrics.rsum, chance.rsum);
+  return buffer;
+}
+
 }  // namespace imram

@@ -38,6 +38,12 @@ RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images,
 // The JSON of `imram metrics --json` and `imram eval --json`, one line.
 std::string metrics_json(const RetrievalMetrics& metrics);
 std::string metrics_table(const RetrievalMetrics& metrics);
+// The same table with what random scores would give next to each direction.
+std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int64_t images,
+                                      std::int64_t captions, int captions_per_image);
+// Expected R@K of random scores: text->image K/N; image->text the chance that one of the
+// image's captions lands in the top K of M.
+RetrievalMetrics chance_metrics(std::int64_t images, std::int64_t captions, int captions_per_image);
 
 // captions / images must be 5 or 1; throws otherwise naming `source`.
 int captions_per_image_for(std::int64_t images, std::int64_t captions, const std::string& source);

@@ -1,0 +1,91 @@
+#include <iostream>
+
+#include "command.h"
+#include "imram/bench/benchmarks.h"
+#include "imram/runtime/doctor.h"
+
+namespace {
+
+void add_model_options(CLI::App* sub, imram::ModelConfig& model, std::string& mode, std::int64_t& regions) {
+  sub->add_option("--mode", mode, "text | image | full")
+      ->check(CLI::IsMember({"text", "image", "full"}))->capture_default_str();
+  sub->add_option("--steps", model.iteration_steps, "K")->capture_default_str();
+  sub->add_option("--embed", model.embed_size, "d")->capture_default_str();
+  sub->add_option("--regions", regions, "R")->capture_default_str();
+}
+
+}  // namespace
+
+IMRAM_COMMAND {
+  auto* bench = root.add_subcommand("bench", "benchmarks (engine vs the authors' algorithm, same run)");
+  bench->require_subcommand(1);
+
+  struct ScoreArgs {
+    imram::ScoreBenchOptions options;
+    std::string mode = "text", lengths_file;
+    std::size_t memory_budget_mb = 1024;
+    bool json = false;
+  };
+  auto s = std::make_shared<ScoreArgs>();
+  s->options.model.mode = imram::ImramMode::Text;
+  auto* score = bench->add_subcommand("score", "exhaustive pair scoring: pairs/s, GFLOP/s, peak memory");
+  add_model_options(score, s->options.model, s->mode, s->options.regions);
+  score->add_option("--images", s->options.images, "N")->capture_default_str();
+  score->add_option("--captions", s->options.captions, "M (default 5 N)");
+  score->add_option("--caption-lengths", s->lengths_file, "sample lengths from this caption file (tokens + 2)");
+  score->add_option("--baseline-pairs", s->options.baseline_pairs, "pairs for the reference baseline (0: none)")
+      ->capture_default_str();
+  score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")->capture_default_str();
+  score->add_flag("--json", s->json, "one JSON line");
+  score->callback([&invocation, s] {
+    invocation.run = [s] {
+      s->options.model.mode = imram::parse_mode(s->mode);
+      s->options.memory_budget = s->memory_budget_mb << 20;
+      if (!s->lengths_file.empty()) s->options.caption_lengths = imram::caption_lengths_of(s->lengths_file);
+      const auto r = imram::bench_score(s->options);
+      if (s->json) {
+        std::cout << imram::to_json(r, s->options) << "\n";
+      } else {
+        std::printf("%s-IMRAM K=%d d=%lld R=%lld, %lld x %lld pairs, %d threads\n", s->mode.c_str(),
+                    s->options.model.iteration_steps, (long long)s->options.model.embed_size,
+                    (long long)s->options.regions, (long long)s->options.images,
+                    (long long)(s->options.captions > 0 ? s->options.captions : 5 * s->options.images), r.threads);
+        std::printf("engine     %10.1f pairs/s  %6.1f GFLOP/s  (%.2f MFLOP/pair)  %.1f s\n", r.pairs_per_s,
+                    r.gflops, r.flops_per_pair / 1e6, r.seconds);
+        if (r.baseline_pairs_per_s > 0)
+          std::printf("reference  %10.1f pairs/s  -> %.2fx; max |diff| %.2g\n", r.baseline_pairs_per_s, r.speedup,
+                      r.max_abs_diff_vs_baseline);
+        std::printf("peak RSS   %.0f MB\n", r.peak_rss_mb);
+      }
+      return 0;
+    };
+  });
+
+  struct TrainArgs {
+    imram::TrainBenchOptions options;
+    std::string mode = "full";
+    bool json = false, no_baseline = false;
+  };
+  auto t = std::make_shared<TrainArgs>();
+  auto* train = bench->add_subcommand("train", "seconds per training step");
+  add_model_options(train, t->options.model, t->mode, t->options.regions);
+  train->add_option("--batch-size", t->options.batch_size, "B")->capture_default_str();
+  train->add_option("--iterations", t->options.iterations, "timed steps")->capture_default_str();
+  train->add_flag("--no-baseline", t->no_baseline, "skip the reference-algorithm step");
+  train->add_flag("--json", t->json, "one JSON line");
+  train->callback([&invocation, t] {
+    invocation.run = [t] {
+      t->options.model.mode = imram::parse_mode(t->mode);
+      t->options.baseline = !t->no_baseline;
+      const auto r = imram::bench_train(t->options);
+      if (t->json) {
+        std::cout << imram::to_json(r, t->options) << "\n";
+      } else {
+        std::printf("engine     %.3f s/step\n", r.seconds_per_step);
+        if (t->options.baseline) std::printf("reference  %.3f s/step -> %.2fx\n", r.baseline_seconds_per_step, r.speedup);
+        std::printf("peak RSS   %.0f MB, %d threads\n", r.peak_rss_mb, r.threads);
+      }
+      return 0;
+    };
+  });
+}
