@@ -71,8 +71,9 @@ std::size_t bytes_per_pair(const ModelConfig& config, std::int64_t regions, std:
   return floats * sizeof(float);
 }
 
-PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images,
-                       const EncodedCaptions& captions, const ScoreOptions& options) {
+namespace {
+PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& images,
+                          const EncodedCaptions& captions, const ScoreOptions& options) {
   const auto& config = model.config;
   const auto N = images.regions.size(0), R = images.regions.size(1);
   const auto M = captions.words.size(0);
@@ -142,6 +143,26 @@ PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images,
   result.total = N && M ? torch::cat(row_blocks, 0) : torch::zeros({N, M}, float_options);
   if (!t2i_rows.empty()) result.steps_t2i = torch::cat(t2i_rows, 1);
   if (!i2t_rows.empty()) result.steps_i2t = torch::cat(i2t_rows, 1);
+  return result;
+}
+
+}  // namespace
+
+PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images,
+                       const EncodedCaptions& captions, const ScoreOptions& options) {
+  // Captions of similar length share a block, so that blocks pad little (text queries are padded
+  // to the longest caption of their block); the columns are put back in the caller's order.
+  const auto lengths = captions.lengths.to(torch::kCPU, torch::kInt64);
+  if (lengths.numel() < 2) return score_in_order(model, images, captions, options);
+  const auto order = std::get<1>(lengths.sort(/*stable=*/true, 0, false));
+  const auto device_order = order.to(captions.words.device());
+  const EncodedCaptions sorted{captions.words.index_select(0, device_order), lengths.index_select(0, order)};
+  auto result = score_in_order(model, images, sorted, options);
+  const auto inverse = torch::empty_like(order).scatter_(0, order, torch::arange(order.numel(), order.options()));
+  const auto device_inverse = inverse.to(result.total.device());
+  result.total = result.total.index_select(1, device_inverse);
+  if (result.steps_t2i.defined()) result.steps_t2i = result.steps_t2i.index_select(2, device_inverse);
+  if (result.steps_i2t.defined()) result.steps_i2t = result.steps_i2t.index_select(2, device_inverse);
   return result;
 }
 

@@ -27,27 +27,16 @@ torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary,
                                        split.captions().begin() + N * split.captions_per_image());
   const auto captions = encode_caption_texts(vocabulary, texts, split.captions_path());
   const auto images = encode_image_file(model, split.features(), N);
-  // Captions of similar length share blocks, so that blocks pad little; columns are put back.
-  std::vector<std::int64_t> order(captions.size());
-  for (std::size_t j = 0; j < order.size(); ++j) order[j] = std::int64_t(j);
-  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
-    return captions[std::size_t(a)].size() < captions[std::size_t(b)].size();
-  });
-  TokenIds sorted;
-  sorted.reserve(captions.size());
-  for (auto j : order) sorted.push_back(captions[std::size_t(j)]);
-  const auto encoded = encode_caption_ids(model, sorted);
+  const auto encoded = encode_caption_ids(model, captions);
 
   ProgressBar bar("scoring " + split.name(), N * std::int64_t(texts.size()), "pairs",
                   options.show_progress);
   ScoreOptions score_options;
   score_options.memory_budget = options.memory_budget;
   score_options.progress = [&](std::int64_t done, std::int64_t) { bar.update(done); };
-  const auto sorted_scores = score_pairs(model, images, encoded, score_options).total.to(torch::kCPU);
+  const auto scores = score_pairs(model, images, encoded, score_options).total.to(torch::kCPU);
   bar.finish();
-  const auto inverse = torch::empty({std::int64_t(order.size())}, torch::kInt64);
-  for (std::size_t j = 0; j < order.size(); ++j) inverse[order[j]] = std::int64_t(j);
-  return sorted_scores.index_select(1, inverse);
+  return scores;
 }
 
 EvalResult evaluate(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
