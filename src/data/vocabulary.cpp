@@ -6,6 +6,7 @@
 #include "imram/data/tokenizer.h"
 #include "imram/error.h"
 #include "imram/util/atomic_file.h"
+#include "imram/util/json_file.h"
 
 namespace imram {
 
@@ -66,14 +67,7 @@ Vocabulary Vocabulary::build(const std::vector<std::string>& captions, int thres
 }
 
 Vocabulary Vocabulary::from_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open vocabulary file");
-  nlohmann::json json;
-  try {
-    in >> json;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
+  const auto json = read_json_file(path, "vocabulary file");
   if (!json.is_object() || !json.contains("idx2word") || !json["idx2word"].is_object())
     throw Error(path + ": not a vocabulary (expected an object with \"idx2word\")");
   const auto& idx2word = json["idx2word"];

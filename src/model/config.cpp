@@ -6,6 +6,7 @@
 
 #include "imram/error.h"
 #include "imram/util/atomic_file.h"
+#include "imram/util/json_file.h"
 
 namespace imram {
 
@@ -149,15 +150,7 @@ ModelConfig model_config_from_json(const nlohmann::json& json, const std::string
 }
 
 ModelConfig load_model_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open model config");
-  nlohmann::json json;
-  try {
-    in >> json;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": not valid JSON (" + e.what() + ")");
-  }
-  return model_config_from_json(json, path);
+  return model_config_from_json(read_json_file(path, "model config"), path);
 }
 
 void save_model_config(const ModelConfig& config, const std::string& path) {

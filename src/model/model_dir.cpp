@@ -10,6 +10,7 @@
 #include "imram/error.h"
 #include "imram/model/tensor_io.h"
 #include "imram/util/atomic_file.h"
+#include "imram/util/json_file.h"
 
 namespace fs = std::filesystem;
 
@@ -22,18 +23,6 @@ void check_vocabulary(const Model& model, const std::string& source) {
     throw Error(source + ": the vocabulary has " + std::to_string(model.vocabulary->size()) +
                 " words but the model's embedding table has " +
                 std::to_string(model.config().vocab_size) + " rows");
-}
-
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open");
-  try {
-    nlohmann::json json;
-    in >> json;
-    return json;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": not valid JSON (" + e.what() + ")");
-  }
 }
 
 }  // namespace
@@ -97,7 +86,7 @@ Model load_model(const std::string& dir, torch::Device device) {
 
 Model import_reference_model(const std::string& reference_dir, const std::string& vocab_path) {
   const std::string config_path = reference_dir + "/config.json";
-  const auto config = model_config_from_reference_json(read_json(config_path), config_path);
+  const auto config = model_config_from_reference_json(read_json_file(config_path, "reference config"), config_path);
   Model model;
   model.net = ImramModel(config);
   load_weights(*model.net, reference_dir + "/weights");

@@ -16,6 +16,7 @@
 #include "imram/model/model_dir.h"
 #include "imram/train/batch_loader.h"
 #include "imram/train/train_step.h"
+#include "imram/util/json_file.h"
 #include "imram/util/progress.h"
 
 namespace fs = std::filesystem;
@@ -108,14 +109,8 @@ class Run {
 
   TrainSummary resume(const std::string& run_dir, std::int64_t max_steps, int epochs, bool progress) {
     const std::string last = run_dir + "/last";
-    std::ifstream in(last + "/training.json");
-    if (!in) throw Error(run_dir + ": nothing to resume (no last/training.json)");
-    nlohmann::json state;
-    try {
-      in >> state;
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(last + "/training.json: not valid JSON (" + e.what() + ")");
-    }
+    if (!fs::exists(last + "/training.json")) throw Error(run_dir + ": nothing to resume (no last/training.json)");
+    const auto state = read_json_file(last + "/training.json", "training state");
     options_ = train_options_from_json(state.at("options"), last + "/training.json");
     options_.out_dir = run_dir;
     if (max_steps > 0) options_.max_steps = max_steps;
