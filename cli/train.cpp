@@ -5,6 +5,12 @@
 #include "imram/runtime/runtime.h"
 #include "imram/train/trainer.h"
 
+namespace {
+std::string best_rsum_text(const imram::TrainSummary& summary) {
+  return summary.best_rsum < 0 ? std::string("; no validation") : "; best rsum " + std::to_string(summary.best_rsum);
+}
+}  // namespace
+
 IMRAM_COMMAND {
   struct Options {
     imram::TrainOptions train;
@@ -59,7 +65,7 @@ IMRAM_COMMAND {
             o->resume, sub->count("--max-steps") ? options.max_steps : 0,
             sub->count("--epochs") ? options.epochs : 0, options.show_progress, imram::parse_device(device));
         std::cout << (summary.interrupted ? "interrupted" : "finished") << " at step " << summary.steps
-                  << "; best rsum " << summary.best_rsum << "; model in " << o->resume << "/best\n";
+                  << best_rsum_text(summary) << "; model in " << o->resume << "/best\n";
         return 0;
       }
       if (options.data_dir.empty() || options.out_dir.empty())
@@ -75,8 +81,8 @@ IMRAM_COMMAND {
         std::cout << "interrupted at step " << summary.steps << "; continue with: imram train --resume "
                   << options.out_dir << "\n";
       else
-        std::cout << "finished " << summary.steps << " steps; best rsum " << summary.best_rsum
-                  << "; model in " << options.out_dir << "/best\n";
+        std::cout << "finished " << summary.steps << " steps" << best_rsum_text(summary) << "; model in "
+                  << options.out_dir << "/best\n";
       return 0;
     };
   });
