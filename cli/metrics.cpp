@@ -19,10 +19,10 @@ IMRAM_COMMAND {
   sub->add_flag("--json", options->json, "print one JSON line");
   sub->callback([&invocation, options] {
     invocation.run = [options] {
-      const auto sims = imram::read_npy_as_double(options->sims);
       const auto array = imram::NpyArray::open(options->sims);
       array.require_ndim(2);
       const auto images = array.dim(0), captions = array.dim(1);
+      const auto sims = imram::to_double(array);
       const int per_image = imram::captions_per_image_for(images, captions, options->sims);
       const int threads = imram::thread_count();
       const auto metrics =

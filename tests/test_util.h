@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "imram/data/synthetic.h"
 #include "test_paths.h"
 
 namespace imram::test {
@@ -36,6 +37,19 @@ class TempDir {
 
 inline std::string testdata(const std::string& relative) {
   return std::string(IMRAM_TESTDATA_DIR) + "/" + relative;
+}
+
+// A small synthetic dataset (standard layout + vocab.json) in `dir`.
+inline void write_small_world(const std::string& dir, std::int64_t train, std::int64_t dev, std::int64_t test,
+                              std::int64_t regions, std::int64_t feature_dim, std::uint64_t seed = 1) {
+  SyntheticOptions options;
+  options.seed = seed;
+  options.train = train;
+  options.dev = dev;
+  options.test = test;
+  options.regions = regions;
+  options.feature_dim = feature_dim;
+  write_synthetic_dataset(dir, options);
 }
 
 }  // namespace imram::test

@@ -266,8 +266,7 @@ void write_npy(const std::string& path, DType dtype, const std::vector<std::int6
 
 namespace {
 template <class Out>
-std::vector<Out> read_converted(const std::string& path) {
-  const NpyArray array = NpyArray::open(path);
+std::vector<Out> converted(const NpyArray& array) {
   const std::size_t n = std::size_t(array.numel());
   std::vector<Out> values(n);
   switch (array.dtype()) {
@@ -280,13 +279,14 @@ std::vector<Out> read_converted(const std::string& path) {
 }
 }  // namespace
 
-std::vector<double> read_npy_as_double(const std::string& path) { return read_converted<double>(path); }
-std::vector<std::int64_t> read_npy_as_int64(const std::string& path) {
-  const NpyArray array = NpyArray::open(path);
+std::vector<double> to_double(const NpyArray& array) { return converted<double>(array); }
+std::vector<double> read_npy_as_double(const std::string& path) { return to_double(NpyArray::open(path)); }
+std::vector<std::int64_t> to_int64(const NpyArray& array) {
   if (array.dtype() == DType::Float32 || array.dtype() == DType::Float64)
-    throw Error(path + ": expected integer ids, got " + dtype_name(array.dtype()));
-  return read_converted<std::int64_t>(path);
+    throw Error(array.path() + ": expected integer ids, got " + dtype_name(array.dtype()));
+  return converted<std::int64_t>(array);
 }
+std::vector<std::int64_t> read_npy_as_int64(const std::string& path) { return to_int64(NpyArray::open(path)); }
 
 }  // namespace imram
 

@@ -86,14 +86,11 @@ Vocabulary Vocabulary::from_file(const std::string& path) {
   for (std::size_t i = 0; i < 4; ++i)
     if (words.size() <= i || words[i] != kSpecials[i])
       throw Error(path + ": id " + std::to_string(i) + " must be " + kSpecials[i]);
-  Vocabulary vocabulary;
-  for (const auto& word : words) {
-    if (vocabulary.contains(word) && vocabulary.id(word) >= 4)
-      throw Error(path + ": word \"" + word + "\" appears twice");
-    vocabulary.add(word);
+  Vocabulary vocabulary;  // holds the four special tokens, checked above
+  for (std::size_t i = 4; i < words.size(); ++i) {
+    if (vocabulary.contains(words[i])) throw Error(path + ": word \"" + words[i] + "\" appears twice");
+    vocabulary.add(words[i]);
   }
-  if (vocabulary.size() != static_cast<std::int64_t>(words.size()))
-    throw Error(path + ": duplicate words in idx2word");
   if (json.contains("word2idx")) {
     for (const auto& [word, id] : json["word2idx"].items()) {
       if (!id.is_number_integer() || vocabulary.id(word) != id.get<std::int64_t>() ||

@@ -31,8 +31,8 @@ TokenIds read_caption_ids(const std::string& ids_path, const std::string& length
   ids_array.require_ndim(2);
   const auto lengths_array = NpyArray::open(lengths_path);
   lengths_array.require_ndim(1);
-  const auto ids = read_npy_as_int64(ids_path);
-  const auto lengths = read_npy_as_int64(lengths_path);
+  const auto ids = to_int64(ids_array);
+  const auto lengths = to_int64(lengths_array);
   const auto M = ids_array.dim(0), L = ids_array.dim(1);
   if (lengths_array.dim(0) != M)
     throw Error(lengths_path + ": " + std::to_string(lengths_array.dim(0)) + " lengths for " +

@@ -57,11 +57,11 @@ DoctorReport run_doctor() {
   report.threads = thread_count();
   report.matmul_gflops = measure_matmul_gflops();
   report.blas_library = mapped_blas_library();
-  const std::string lower = report.blas_library;
-  report.blas_is_reference = lower.find("openblas") == std::string::npos &&
-                             lower.find("mkl") == std::string::npos &&
-                             lower.find("blis") == std::string::npos &&
-                             lower.find("atlas") == std::string::npos && !lower.empty();
+  const std::string& library = report.blas_library;
+  report.blas_is_reference = library.find("openblas") == std::string::npos &&
+                             library.find("mkl") == std::string::npos &&
+                             library.find("blis") == std::string::npos &&
+                             library.find("atlas") == std::string::npos && !library.empty();
   report.devices.push_back("cpu");
   if (torch::cuda::is_available())
     for (std::size_t i = 0; i < torch::cuda::device_count(); ++i)

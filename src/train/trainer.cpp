@@ -194,7 +194,8 @@ class Run {
     TrainSummary summary;
     bool stop_for_steps = false;
     while (position_.epoch < options_.epochs && !stop_for_steps) {
-      set_learning_rate(*optimizer_, options_.lr * std::pow(0.1, position_.epoch / options_.lr_update));
+      const double lr = options_.lr * std::pow(0.1, position_.epoch / options_.lr_update);
+      set_learning_rate(*optimizer_, lr);
       BatchLoader loader(*train_, captions,
                          epoch_order(train_->num_captions(), options_.seed, position_.epoch, options_.shuffle),
                          options_.batch_size, position_.batch_in_epoch);
@@ -219,7 +220,7 @@ class Run {
         if (position_.global_step % options_.log_every == 0) {
           log({{"type", "train"}, {"epoch", position_.epoch}, {"step", position_.global_step},
                {"loss", window_loss / double(window_steps)},
-               {"lr", options_.lr * std::pow(0.1, position_.epoch / options_.lr_update)},
+               {"lr", lr},
                {"grad_norm", result.grad_norm},
                {"pairs_per_s", double(window_steps) * pairs_per_step / std::max(seconds, 1e-9)}});
           window_loss = 0;

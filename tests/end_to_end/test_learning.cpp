@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "imram/data/synthetic.h"
 #include "imram/eval/evaluator.h"
 #include "imram/model/model_dir.h"
 #include "imram/train/trainer.h"
@@ -13,14 +12,7 @@ namespace {
 
 TEST(Learning, BeatsChanceByAWideMarginOnHeldOutImages) {
   imram::test::TempDir dir;
-  imram::SyntheticOptions data;
-  data.seed = 3;
-  data.train = 400;
-  data.dev = 100;
-  data.test = 100;
-  data.regions = 8;
-  data.feature_dim = 32;
-  imram::write_synthetic_dataset(dir.file("data"), data);
+  imram::test::write_small_world(dir.file("data"), 400, 100, 100, 8, 32, /*seed=*/3);
 
   imram::TrainOptions o;
   o.data_dir = dir.file("data");

@@ -6,7 +6,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "imram/data/synthetic.h"
 #include "imram/error.h"
 #include "imram/eval/evaluator.h"
 #include "imram/model/model_dir.h"
@@ -33,15 +32,7 @@ imram::TrainOptions tiny_options(const std::string& data, const std::string& out
 
 struct TinyData {
   imram::test::TempDir dir;
-  TinyData() {
-    imram::SyntheticOptions s;
-    s.train = 40;
-    s.dev = 20;
-    s.test = 20;
-    s.regions = 6;
-    s.feature_dim = 16;
-    imram::write_synthetic_dataset(dir.file("data"), s);
-  }
+  TinyData() { imram::test::write_small_world(dir.file("data"), 40, 20, 20, 6, 16); }
   std::string data() const { return dir.file("data"); }
 };
 

@@ -3,7 +3,6 @@
 
 #include <filesystem>
 
-#include "imram/data/synthetic.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
 #include "imram/search/gallery.h"
@@ -15,13 +14,7 @@ struct SmallWorld {
   imram::test::TempDir dir;
   imram::Model model;
   SmallWorld() {
-    imram::SyntheticOptions s;
-    s.train = 10;
-    s.dev = 4;
-    s.test = 6;
-    s.regions = 6;
-    s.feature_dim = 16;
-    imram::write_synthetic_dataset(dir.file("data"), s);
+    imram::test::write_small_world(dir.file("data"), 10, 4, 6, 6, 16);
     imram::ModelConfig config;
     config.embed_size = 8;
     config.word_dim = 4;

@@ -68,8 +68,11 @@ void write_npy(const std::string& path, const std::vector<std::int64_t>& shape,
   write_npy(path, dtype_of<T>(), shape, values.data());
 }
 
-// Reads a whole (small) array into a vector, converting integer/float types as needed.
+// Copies a whole array into a vector, converting integer/float types as needed.
+std::vector<double> to_double(const NpyArray& array);
 std::vector<double> read_npy_as_double(const std::string& path);
+// Integer arrays only: float ids are an error naming the file.
+std::vector<std::int64_t> to_int64(const NpyArray& array);
 std::vector<std::int64_t> read_npy_as_int64(const std::string& path);
 
 // Streams an array to disk without holding it in memory: the header first, then the elements in
