@@ -1,6 +1,7 @@
 #include "imram/bench/benchmarks.h"
 
 #include <sys/resource.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -43,6 +44,11 @@ std::vector<std::int64_t> lengths_for(const std::vector<std::int64_t>& sample, s
     }
   }
   return lengths;
+}
+
+// Makes a timing cover the device's queued work, not just its launch.
+void wait_for(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
 EncodedCaptions random_captions(ImramModelImpl& model, const std::vector<std::int64_t>& lengths) {
@@ -98,7 +104,9 @@ ScoreBenchResult bench_score(const ScoreBenchOptions& options) {
   torch::manual_seed(options.seed);
   std::mt19937_64 rng(options.seed);
   torch::NoGradGuard no_grad;
+  const auto device = parse_device(options.device);
   ImramModel model(bench_config(options.model));
+  model->to(device);
   model->eval();
   const auto N = options.images;
   const auto M = options.captions > 0 ? options.captions : 5 * N;
@@ -108,10 +116,13 @@ ScoreBenchResult bench_score(const ScoreBenchOptions& options) {
 
   ScoreBenchResult result;
   result.threads = thread_count();
+  result.device = device.str();
   ScoreOptions score_options;
   score_options.memory_budget = options.memory_budget;
+  wait_for(device);
   const double start = now_seconds();
   const auto scores = score_pairs(*model, images, captions, score_options).total;
+  wait_for(device);
   result.seconds = now_seconds() - start;
   result.pairs_per_s = double(N * M) / result.seconds;
   double mean_words = 0;
@@ -129,6 +140,7 @@ ScoreBenchResult bench_score(const ScoreBenchOptions& options) {
                                         captions.lengths.narrow(0, 0, baseline_captions)};
     const double baseline_start = now_seconds();
     const auto reference = reference_score_pairs(*model, some_images, some_captions).total;
+    wait_for(device);
     const double baseline_seconds = now_seconds() - baseline_start;
     result.baseline_pairs_per_s = double(baseline_images * baseline_captions) / baseline_seconds;
     result.speedup = result.pairs_per_s / result.baseline_pairs_per_s;
@@ -143,7 +155,9 @@ TrainBenchResult bench_train(const TrainBenchOptions& options) {
   torch::manual_seed(options.seed);
   std::mt19937_64 rng(options.seed);
   const auto B = options.batch_size;
+  const auto device = parse_device(options.device);
   ImramModel model(bench_config(options.model));
+  model->to(device);
   const auto lengths = lengths_for({}, B, rng);
   std::int64_t longest = 1;
   for (auto l : lengths) longest = std::max(longest, l);
@@ -156,10 +170,12 @@ TrainBenchResult bench_train(const TrainBenchOptions& options) {
     step();  // warm-up: allocations, thread pool
     const double start = now_seconds();
     for (std::int64_t i = 0; i < options.iterations; ++i) step();
+    wait_for(device);
     return (now_seconds() - start) / double(options.iterations);
   };
   TrainBenchResult result;
   result.threads = thread_count();
+  result.device = device.str();
   result.seconds_per_step = time_steps([&] { train_step(*model, optimizer, batch, loss); });
   if (options.baseline) {
     result.baseline_seconds_per_step = time_steps([&] {
@@ -183,7 +199,7 @@ std::string to_json(const ScoreBenchResult& r, const ScoreBenchOptions& o) {
   return nlohmann::ordered_json{
       {"bench", "score"}, {"mode", to_string(o.model.mode)}, {"steps", o.model.iteration_steps},
       {"embed", o.model.embed_size}, {"regions", o.regions}, {"images", o.images},
-      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads},
+      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads}, {"device", r.device},
       {"seconds", r.seconds}, {"pairs_per_s", r.pairs_per_s}, {"gflops", r.gflops},
       {"flops_per_pair", r.flops_per_pair}, {"baseline_pairs_per_s", r.baseline_pairs_per_s},
       {"speedup_vs_baseline", r.speedup}, {"max_abs_diff_vs_baseline", r.max_abs_diff_vs_baseline},
@@ -195,7 +211,7 @@ std::string to_json(const TrainBenchResult& r, const TrainBenchOptions& o) {
   return nlohmann::ordered_json{
       {"bench", "train"}, {"mode", to_string(o.model.mode)}, {"steps", o.model.iteration_steps},
       {"embed", o.model.embed_size}, {"regions", o.regions}, {"batch_size", o.batch_size},
-      {"threads", r.threads}, {"seconds_per_step", r.seconds_per_step},
+      {"threads", r.threads}, {"device", r.device}, {"seconds_per_step", r.seconds_per_step},
       {"baseline_seconds_per_step", r.baseline_seconds_per_step}, {"speedup_vs_baseline", r.speedup},
       {"peak_rss_mb", r.peak_rss_mb}}
       .dump();

@@ -38,7 +38,8 @@ IMRAM_COMMAND {
   score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")->capture_default_str();
   score->add_flag("--json", s->json, "one JSON line");
   score->callback([&invocation, s] {
-    invocation.run = [s] {
+    invocation.run = [s, &invocation] {
+      s->options.device = invocation.globals.device;
       s->options.model.mode = imram::parse_mode(s->mode);
       s->options.memory_budget = s->memory_budget_mb << 20;
       if (!s->lengths_file.empty()) s->options.caption_lengths = imram::caption_lengths_of(s->lengths_file);
@@ -46,10 +47,11 @@ IMRAM_COMMAND {
       if (s->json) {
         std::cout << imram::to_json(r, s->options) << "\n";
       } else {
-        std::printf("%s-IMRAM K=%d d=%lld R=%lld, %lld x %lld pairs, %d threads\n", s->mode.c_str(),
+        std::printf("%s-IMRAM K=%d d=%lld R=%lld, %lld x %lld pairs, %s, %d threads\n", s->mode.c_str(),
                     s->options.model.iteration_steps, (long long)s->options.model.embed_size,
                     (long long)s->options.regions, (long long)s->options.images,
-                    (long long)(s->options.captions > 0 ? s->options.captions : 5 * s->options.images), r.threads);
+                    (long long)(s->options.captions > 0 ? s->options.captions : 5 * s->options.images),
+                    r.device.c_str(), r.threads);
         std::printf("engine     %10.1f pairs/s  %6.1f GFLOP/s  (%.2f MFLOP/pair)  %.1f s\n", r.pairs_per_s,
                     r.gflops, r.flops_per_pair / 1e6, r.seconds);
         if (r.baseline_pairs_per_s > 0)
@@ -74,7 +76,8 @@ IMRAM_COMMAND {
   train->add_flag("--no-baseline", t->no_baseline, "skip the reference-algorithm step");
   train->add_flag("--json", t->json, "one JSON line");
   train->callback([&invocation, t] {
-    invocation.run = [t] {
+    invocation.run = [t, &invocation] {
+      t->options.device = invocation.globals.device;
       t->options.model.mode = imram::parse_mode(t->mode);
       t->options.baseline = !t->no_baseline;
       const auto r = imram::bench_train(t->options);
@@ -83,7 +86,7 @@ IMRAM_COMMAND {
       } else {
         std::printf("engine     %.3f s/step\n", r.seconds_per_step);
         if (t->options.baseline) std::printf("reference  %.3f s/step -> %.2fx\n", r.baseline_seconds_per_step, r.speedup);
-        std::printf("peak RSS   %.0f MB, %d threads\n", r.peak_rss_mb, r.threads);
+        std::printf("peak RSS   %.0f MB, %s, %d threads\n", r.peak_rss_mb, r.device.c_str(), r.threads);
       }
       return 0;
     };

@@ -6,6 +6,7 @@
 
 #include "imram/engine/reference_scorer.h"
 #include "imram/engine/scorer.h"
+#include "test_device.h"
 
 namespace {
 
@@ -37,6 +38,7 @@ double max_diff(const Case& c, std::int64_t image_block, std::int64_t caption_bl
   torch::manual_seed(seed);
   torch::NoGradGuard no_grad;
   imram::ImramModel model(small_config(c));
+  model->to(imram::test::test_device());
   const std::vector<std::int64_t> lengths = {3, 1, 80, 7, 2, 15, 4};
   const auto M = std::int64_t(lengths.size());
   auto ids = torch::randint(4, 40, {M, 80}, torch::kInt64);
@@ -49,7 +51,7 @@ double max_diff(const Case& c, std::int64_t image_block, std::int64_t caption_bl
   options.caption_block = caption_block;
   const auto fast = imram::score_pairs(*model, images, captions, options).total;
   const auto oracle = imram::reference_score_pairs(*model, images, captions).total;
-  return (fast - oracle).abs().max().item<double>();
+  return (fast - oracle).abs().max().cpu().item<double>();
 }
 
 TEST(EngineOracle, AgreesWithTheAuthorsAlgorithmOnRandomModels) {
@@ -74,6 +76,7 @@ TEST(EngineOracle, MaskedRegionsBehaveAsIfAbsent) {
   torch::manual_seed(3);
   torch::NoGradGuard no_grad;
   imram::ImramModel model(small_config({ImramMode::Full, 3, RawFeatureNorm::ClippedL2Norm, false}));
+  model->to(imram::test::test_device());
   const auto features = torch::rand({3, 8, 10});
   const std::vector<std::int64_t> regions = {8, 5, 2};
   auto mask = torch::zeros({3, 8}, torch::kBool);
@@ -93,6 +96,7 @@ TEST(EngineOracle, MaskedRegionsBehaveAsIfAbsent) {
 TEST(EngineOracle, TrainingGradientsAgreeWithTheOracle) {
   torch::manual_seed(5);
   imram::ImramModel model(small_config({ImramMode::Full, 3, RawFeatureNorm::ClippedL2Norm, true}));
+  model->to(imram::test::test_device());
   const std::vector<std::int64_t> lengths = {5, 2, 11};
   auto ids = torch::randint(4, 40, {3, 11}, torch::kInt64);
   const auto lengths_tensor = torch::tensor(lengths, torch::kInt64);
@@ -104,9 +108,9 @@ TEST(EngineOracle, TrainingGradientsAgreeWithTheOracle) {
     const auto captions = model->encode_captions(ids, lengths_tensor);
     const auto scores = oracle ? imram::reference_score_pairs(*model, images, captions).total
                                : imram::score_pairs(*model, images, captions).total;
-    (scores * torch::arange(9, torch::kFloat32).view({3, 3})).sum().backward();
+    (scores * torch::arange(9, scores.options()).view({3, 3})).sum().backward();
     std::vector<torch::Tensor> grads;
-    for (const auto& p : model->parameters()) grads.push_back(p.grad().clone());
+    for (const auto& p : model->parameters()) grads.push_back(p.grad().cpu());
     return grads;
   };
   const auto fast = gradients(false), oracle = gradients(true);

@@ -8,6 +8,7 @@
 #include "imram/engine/scorer.h"
 #include "imram/model/model_dir.h"
 #include "imram/model/tensor_io.h"
+#include "test_device.h"
 #include "test_util.h"
 
 namespace {
@@ -17,7 +18,7 @@ using imram::load_npy_tensor;
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   EXPECT_EQ(a.sizes(), b.sizes());
   if (a.sizes() != b.sizes()) return 1e30;
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+  return (a.to(torch::kCPU, torch::kFloat64) - b.to(torch::kCPU, torch::kFloat64)).abs().max().item<double>();
 }
 
 struct Fixture {
@@ -27,6 +28,7 @@ struct Fixture {
   imram::EncodedCaptions captions;
   explicit Fixture(const std::string& name) : dir(imram::test::testdata("reference/" + name)) {
     model = imram::import_reference_model(dir);
+    model.net->to(imram::test::test_device());
     torch::NoGradGuard no_grad;
     images = model.net->encode_images(load_npy_tensor(dir + "/inputs/images.npy"));
     captions = model.net->encode_captions(load_npy_tensor(dir + "/inputs/captions.npy"),

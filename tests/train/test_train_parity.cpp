@@ -10,15 +10,21 @@
 #include "imram/model/tensor_io.h"
 #include "imram/train/loss.h"
 #include "imram/train/train_step.h"
+#include "test_device.h"
 #include "test_util.h"
 
 namespace {
 
 using imram::load_npy_tensor;
 
+imram::Model on_test_device(imram::Model model) {
+  model.net->to(imram::test::test_device());
+  return model;
+}
+
 struct TrainFixture {
   std::string dir = imram::test::testdata("reference/train_full_k2");
-  imram::Model model = imram::import_reference_model(dir);
+  imram::Model model = on_test_device(imram::import_reference_model(dir));
   imram::Batch batch{load_npy_tensor(dir + "/inputs/images.npy"),
                      load_npy_tensor(dir + "/inputs/captions.npy"),
                      load_npy_tensor(dir + "/inputs/lengths.npy")};
@@ -26,7 +32,7 @@ struct TrainFixture {
 
 void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, const std::string& what) {
   ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
-  const auto a = actual.to(torch::kFloat64), e = expected.to(torch::kFloat64);
+  const auto a = actual.to(torch::kCPU, torch::kFloat64), e = expected.to(torch::kFloat64);
   const auto excess = ((a - e).abs() - (1e-5 + 1e-4 * e.abs())).max().item<double>();
   EXPECT_LE(excess, 0.0) << what << ": max |diff| " << (a - e).abs().max().item<double>();
 }
@@ -38,7 +44,7 @@ TEST(TrainStepParity, ScoresLossGradientsAndAdamStepMatchTheAuthors) {
   auto result = imram::train_step(*f.model.net, probe, f.batch, {0.2, true, 0.0});
   const double expected_loss = load_npy_tensor(f.dir + "/expected/loss.npy").item<double>();
   EXPECT_NEAR(result.loss, expected_loss, 1e-5 * std::abs(expected_loss));
-  EXPECT_LE((result.scores.to(torch::kFloat64) - load_npy_tensor(f.dir + "/expected/scores.npy")).abs().max().item<double>(), 1e-5);
+  EXPECT_LE((result.scores.to(torch::kCPU, torch::kFloat64) - load_npy_tensor(f.dir + "/expected/scores.npy")).abs().max().item<double>(), 1e-5);
   EXPECT_NEAR(result.grad_norm, 11.027562141418457, 1e-4 * 11.03);
   for (const auto& item : f.model.net->named_parameters())
     expect_close(item.value().grad(), load_npy_tensor(f.dir + "/expected/grads/" + item.key() + ".npy"),

@@ -19,6 +19,7 @@ struct ScoreBenchOptions {
   std::size_t memory_budget = std::size_t(1) << 30;
   std::int64_t baseline_pairs = 2000;  // pairs the reference algorithm scores (0: no baseline)
   std::uint64_t seed = 1;
+  std::string device = "cpu";
 };
 
 struct ScoreBenchResult {
@@ -31,6 +32,7 @@ struct ScoreBenchResult {
   double max_abs_diff_vs_baseline = 0;
   double peak_rss_mb = 0;
   int threads = 0;
+  std::string device;
 };
 
 struct TrainBenchOptions {
@@ -40,6 +42,7 @@ struct TrainBenchOptions {
   std::int64_t iterations = 3;       // timed steps after one warm-up step
   bool baseline = true;              // also time steps through the reference algorithm
   std::uint64_t seed = 1;
+  std::string device = "cpu";
 };
 
 struct TrainBenchResult {
@@ -48,6 +51,7 @@ struct TrainBenchResult {
   double speedup = 0;
   double peak_rss_mb = 0;
   int threads = 0;
+  std::string device;
 };
 
 ScoreBenchResult bench_score(const ScoreBenchOptions& options);

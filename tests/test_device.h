@@ -1,0 +1,16 @@
+#pragma once
+// The device the model-level tests run on: IMRAM_TEST_DEVICE (cpu, cuda, cuda:N), default cpu,
+// so that the same parity and oracle tests check a CUDA build (scripts/gpu_check.sh).
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <string>
+
+namespace imram::test {
+
+inline torch::Device test_device() {
+  const char* name = std::getenv("IMRAM_TEST_DEVICE");
+  return torch::Device(name && *name ? std::string(name) : std::string("cpu"));
+}
+
+}  // namespace imram::test
