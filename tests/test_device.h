@@ -6,11 +6,14 @@
 #include <cstdlib>
 #include <string>
 
+#include "imram/runtime/runtime.h"
+
 namespace imram::test {
 
+// Through parse_device, so that the tests run with the settings the command line applies.
 inline torch::Device test_device() {
   const char* name = std::getenv("IMRAM_TEST_DEVICE");
-  return torch::Device(name && *name ? std::string(name) : std::string("cpu"));
+  return imram::parse_device(name && *name ? std::string(name) : std::string("cpu"));
 }
 
 }  // namespace imram::test

@@ -24,7 +24,10 @@ std::string mapped_blas_library() {
     if (slash == std::string::npos) continue;
     const std::string path = line.substr(slash);
     const std::string name = std::filesystem::path(path).filename().string();
-    if (name.find("blas") != std::string::npos || name.find("mkl_rt") != std::string::npos) {
+    // cuBLAS is the GPU's; the CPU's matrix products come from the other one, if any (pip
+    // LibTorch links MKL in statically, so nothing is mapped there).
+    const bool cpu_blas = name.find("blas") != std::string::npos && name.find("cublas") == std::string::npos;
+    if (cpu_blas || name.find("mkl_rt") != std::string::npos) {
       std::error_code ec;
       const auto resolved = std::filesystem::canonical(path, ec);
       return ec ? path : resolved.string();
@@ -69,9 +72,6 @@ DoctorReport run_doctor() {
   if (report.blas_is_reference)
     report.warnings.push_back("the reference (netlib) BLAS is loaded: matrix products run ~40x "
                               "slower; install libopenblas0-openmp (./run setup)");
-  if (report.blas_library.empty())
-    report.warnings.push_back("no BLAS library mapped; LibTorch may use its slow fallback "
-                              "matrix product");
   if (report.matmul_gflops < 10 * report.threads)
     report.warnings.push_back("matrix products are slow (" +
                               std::to_string(int(report.matmul_gflops)) +
@@ -82,7 +82,7 @@ DoctorReport run_doctor() {
 std::string doctor_text(const DoctorReport& report) {
   std::ostringstream out;
   out << "LibTorch   " << report.torch_version << "\n"
-      << "BLAS       " << (report.blas_library.empty() ? "(none mapped)" : report.blas_library)
+      << "BLAS       " << (report.blas_library.empty() ? "(none mapped: built into LibTorch)" : report.blas_library)
       << (report.blas_is_reference ? "  [reference BLAS: SLOW]" : "") << "\n"
       << "threads    " << report.threads << "\n"
       << "devices    ";

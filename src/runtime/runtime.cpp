@@ -1,5 +1,6 @@
 #include "imram/runtime/runtime.h"
 
+#include <ATen/Context.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
@@ -27,6 +28,10 @@ torch::Device parse_device(const std::string& name) {
       if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count()))
         throw Error("--device " + name + ": only " + std::to_string(torch::cuda::device_count()) +
                     " CUDA device(s) visible");
+      // TensorFloat-32 rounds products to 10-bit mantissas: cuDNN's GRU then misses the authors'
+      // caption embeddings by 4e-5. IMRAM's numbers are exact here, so full float32 it is.
+      at::globalContext().setAllowTF32CuDNN(false);
+      at::globalContext().setAllowTF32CuBLAS(false);
       return device;
     } catch (const c10::Error&) {
       throw Error("--device " + name + ": not a device name (use cpu, cuda or cuda:N)");
