@@ -7,6 +7,7 @@
 #include <string>
 
 #include "imram/data/synthetic.h"
+#include "imram/util/atomic_file.h"
 #include "test_paths.h"
 
 namespace imram::test {
@@ -19,13 +20,10 @@ class TempDir {
     path_ = (std::filesystem::temp_directory_path() /
              ("imram_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++)))
                 .string();
-    std::filesystem::remove_all(path_);
+    remove_tree(path_);
     std::filesystem::create_directories(path_);
   }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
+  ~TempDir() { remove_tree(path_); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   const std::string& path() const { return path_; }

@@ -1,6 +1,7 @@
 #include "imram/util/atomic_file.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -48,31 +49,42 @@ void write_file_atomically(const std::string& path,
   }
 }
 
+void remove_tree(const std::string& path) {
+  // Depth first, without following symbolic links: children go before their directory.
+  ::nftw(
+      path.c_str(),
+      [](const char* entry, const struct stat*, int, struct FTW*) {
+        ::remove(entry);  // what cannot be removed is left; the walk goes on
+        return 0;
+      },
+      16, FTW_DEPTH | FTW_PHYS);
+}
+
 void write_directory_atomically(const std::string& dir,
                                 const std::function<void(const std::string&)>& fill) {
   const std::string tmp = temporary_sibling(dir, "tmp");
   std::error_code ec;
-  fs::remove_all(tmp, ec);
+  remove_tree(tmp);
   fs::create_directories(tmp, ec);
   if (ec) throw Error(dir + ": cannot create temporary directory " + tmp);
   try {
     fill(tmp);
   } catch (...) {
-    fs::remove_all(tmp, ec);
+    remove_tree(tmp);
     throw;
   }
   if (fs::exists(dir)) {
     // An atomic swap: at every instant either the old or the new directory is at `dir`.
     if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) != 0) {
-      fs::remove_all(tmp, ec);
+      remove_tree(tmp);
       throw Error(dir + ": cannot swap the new directory into place");
     }
-    fs::remove_all(tmp, ec);
+    remove_tree(tmp);
     return;
   }
   fs::rename(tmp, dir, ec);
   if (ec) {
-    fs::remove_all(tmp, ec);
+    remove_tree(tmp);
     throw Error(dir + ": cannot rename temporary directory into place");
   }
 }

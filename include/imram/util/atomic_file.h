@@ -17,4 +17,9 @@ void write_file_atomically(const std::string& path,
 void write_directory_atomically(const std::string& dir,
                                 const std::function<void(const std::string& tmp_dir)>& fill);
 
+// Removes `path` and everything below it, if it exists; never throws. Not
+// std::filesystem::remove_all: pip's LibTorch 2.11 exports its own copy of that symbol, which
+// the dynamic linker binds first and which crashes (seen on the GPU machine).
+void remove_tree(const std::string& path);
+
 }  // namespace imram
