@@ -119,6 +119,8 @@ ScoreBenchResult bench_score(const ScoreBenchOptions& options) {
   result.device = device.str();
   ScoreOptions score_options;
   score_options.memory_budget = options.memory_budget;
+  score_options.image_block = options.image_block;
+  score_options.caption_block = options.caption_block;
   wait_for(device);
   const double start = now_seconds();
   const auto scores = score_pairs(*model, images, captions, score_options).total;

@@ -36,6 +36,8 @@ IMRAM_COMMAND {
   score->add_option("--baseline-pairs", s->options.baseline_pairs, "pairs for the reference baseline (0: none)")
       ->capture_default_str();
   score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")->capture_default_str();
+  score->add_option("--image-block", s->options.image_block, "images per engine block (default: from the budget)");
+  score->add_option("--caption-block", s->options.caption_block, "captions per engine block (default: from the budget)");
   score->add_flag("--json", s->json, "one JSON line");
   score->callback([&invocation, s] {
     invocation.run = [s, &invocation] {

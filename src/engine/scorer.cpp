@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "imram/engine/cpu_matching.h"
 #include "imram/model/attention.h"
 #include "imram/model/image_encoder.h"
 
@@ -72,6 +73,90 @@ std::size_t bytes_per_pair(const ModelConfig& config, std::int64_t regions, std:
 }
 
 namespace {
+
+bool takes_cpu_path(const torch::Tensor& features) {
+  return !torch::GradMode::is_enabled() && features.device().is_cpu() && features.scalar_type() == torch::kFloat32;
+}
+
+// Scoring without gradients on the CPU takes the cache-friendly path with fused updates;
+// training and other devices run the tensor-op formulation above.
+torch::Tensor match(const torch::Tensor& query, const torch::Tensor& query_mask, const torch::Tensor& context,
+                    const torch::Tensor& context_padding, const MemoryDistillation& memory,
+                    const ModelConfig& config, const torch::Tensor& context_halves) {
+  return takes_cpu_path(query)
+             ? iterative_matching_cpu(query, query_mask, context, context_padding, memory, config, context_halves)
+             : iterative_matching(query, query_mask, context, context_padding, memory, config);
+}
+
+struct Blocks {
+  std::int64_t images, captions;
+};
+
+// The tensor-op path holds every per-pair intermediate of a block at once: blocks are as many
+// pairs as the budget holds, square-ish.
+Blocks blocks_for_tensor_path(const ModelConfig& config, std::int64_t regions, std::int64_t max_len,
+                              const ScoreOptions& options) {
+  std::int64_t image_block = options.image_block, caption_block = options.caption_block;
+  const auto pairs = std::max<std::int64_t>(
+      1, std::int64_t(options.memory_budget / std::max<std::size_t>(1, bytes_per_pair(config, regions, max_len))));
+  if (image_block <= 0 && caption_block <= 0) {
+    image_block = std::max<std::int64_t>(1, std::int64_t(std::sqrt(double(pairs))));
+    caption_block = std::max<std::int64_t>(1, pairs / image_block);
+  } else if (image_block <= 0) {
+    image_block = std::max<std::int64_t>(1, pairs / caption_block);
+  } else if (caption_block <= 0) {
+    caption_block = std::max<std::int64_t>(1, pairs / image_block);
+  }
+  return {image_block, caption_block};
+}
+
+// The CPU path works through one context item per thread at a time: the context items of a
+// block are the parallel work (many, for balance), and the query items make the rows of its
+// matrix products (about a thousand rows per product: big enough for BLAS, small enough that a
+// product's gate pre-activations stay in cache).
+Blocks blocks_for_cpu_path(const ModelConfig& config, std::int64_t regions, double mean_len, std::int64_t max_len,
+                           const ScoreOptions& options) {
+  constexpr double kRowsPerProduct = 1024;
+  constexpr std::int64_t kParallelItems = 256;
+  const auto caption_rows = std::max<std::int64_t>(1, std::int64_t(kRowsPerProduct / std::max(1.0, mean_len)));
+  const auto image_rows = std::max<std::int64_t>(1, std::int64_t(kRowsPerProduct / double(std::max<std::int64_t>(regions, 1))));
+  Blocks blocks{kParallelItems, caption_rows};                                   // text: images in parallel
+  if (!config.uses_text_direction()) blocks = {image_rows, kParallelItems};      // image: captions in parallel
+  if (config.uses_text_direction() && config.uses_image_direction()) blocks = {kParallelItems / 4, kParallelItems / 2};
+  if (options.image_block > 0) blocks.images = options.image_block;
+  if (options.caption_block > 0) blocks.captions = options.caption_block;
+  // Memory: cached halves of both sides, per-thread buffers, the block's scores.
+  const auto d = double(config.embed_size);
+  const double threads = torch::get_num_threads();
+  auto bytes = [&](const Blocks& b) {
+    const double image_side = double(b.images) * double(regions), caption_side = double(b.captions) * double(max_len);
+    return 4.0 * (2 * d * (image_side + caption_side) + threads * 3 * d * std::max(image_side, caption_side) +
+                  4.0 * double(config.iteration_steps) * double(b.images) * double(b.captions));
+  };
+  while (bytes(blocks) > double(options.memory_budget) && (blocks.images > 1 || blocks.captions > 1)) {
+    if (blocks.images >= blocks.captions && options.image_block <= 0) {
+      blocks.images = std::max<std::int64_t>(1, blocks.images / 2);
+    } else if (options.caption_block <= 0) {
+      blocks.captions = std::max<std::int64_t>(1, blocks.captions / 2);
+    } else {
+      break;
+    }
+  }
+  return blocks;
+}
+
+// Caption blocks are sorted by length; visiting them short, long, short, long, ... keeps the
+// work per pair even along the run, so that a rate measured early (the progress bar's ETA)
+// holds for the rest.
+std::vector<std::int64_t> interleaved(std::int64_t count) {
+  std::vector<std::int64_t> order;
+  for (std::int64_t lo = 0, hi = count - 1; lo <= hi; ++lo, --hi) {
+    order.push_back(lo);
+    if (hi != lo) order.push_back(hi);
+  }
+  return order;
+}
+
 PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& images,
                           const EncodedCaptions& captions, const ScoreOptions& options) {
   const auto& config = model.config;
@@ -80,69 +165,65 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
   const auto device = images.regions.device();
   const auto lengths = captions.lengths.to(torch::kCPU, torch::kInt64);
   const auto max_len = M ? lengths.max().item<std::int64_t>() : 0;
+  const double mean_len = M ? lengths.to(torch::kFloat64).mean().item<double>() : 0;
+  const bool cpu_path = takes_cpu_path(images.regions);
 
-  std::int64_t image_block = options.image_block, caption_block = options.caption_block;
-  if (image_block <= 0 || caption_block <= 0) {
-    const auto pairs = std::max<std::int64_t>(
-        1, std::int64_t(options.memory_budget / std::max<std::size_t>(1, bytes_per_pair(config, R, max_len))));
-    if (image_block <= 0 && caption_block <= 0) {
-      image_block = std::max<std::int64_t>(1, std::int64_t(std::sqrt(double(pairs))));
-      caption_block = std::max<std::int64_t>(1, pairs / image_block);
-    } else if (image_block <= 0) {
-      image_block = std::max<std::int64_t>(1, pairs / caption_block);
-    } else {
-      caption_block = std::max<std::int64_t>(1, pairs / image_block);
-    }
-  }
-  image_block = std::min(image_block, std::max<std::int64_t>(N, 1));
-  caption_block = std::min(caption_block, std::max<std::int64_t>(M, 1));
+  auto blocks = cpu_path ? blocks_for_cpu_path(config, R, mean_len, max_len, options)
+                         : blocks_for_tensor_path(config, R, max_len, options);
+  const auto image_block = std::min(blocks.images, std::max<std::int64_t>(N, 1));
+  const auto caption_block = std::min(blocks.captions, std::max<std::int64_t>(M, 1));
 
   const auto float_options = images.regions.options();
   const auto word_positions = torch::arange(captions.words.size(1), torch::kInt64).unsqueeze(0);
   const auto word_mask_all = (word_positions < lengths.unsqueeze(1)).to(device);
   const bool keep_steps = options.keep_steps;
+  const auto caption_blocks = (M + caption_block - 1) / caption_block;
+  const auto caption_order = interleaved(caption_blocks);
 
-  std::vector<torch::Tensor> row_blocks, t2i_rows, i2t_rows;
+  auto total = torch::zeros({N, M}, float_options);
+  torch::Tensor steps_t2i, steps_i2t;
+  if (keep_steps && config.uses_text_direction()) steps_t2i = torch::zeros({config.iteration_steps, N, M}, float_options);
+  if (keep_steps && config.uses_image_direction()) steps_i2t = torch::zeros({config.iteration_steps, N, M}, float_options);
   std::int64_t done = 0;
   for (std::int64_t i0 = 0; i0 < N; i0 += image_block) {
     const auto ni = std::min(image_block, N - i0);
     const auto regions = images.regions.narrow(0, i0, ni);
     const auto region_mask = images.region_mask.defined() ? images.region_mask.narrow(0, i0, ni)
                                                           : torch::ones({ni, R}, float_options.dtype(torch::kBool));
-    std::vector<torch::Tensor> cols, t2i_cols, i2t_cols;
-    for (std::int64_t j0 = 0; j0 < M; j0 += caption_block) {
+    // The images' context halves serve every caption block of this image block.
+    const auto region_halves = cpu_path && config.uses_text_direction() && config.iteration_steps > 1
+                                   ? model.text_memory().context_half(regions).contiguous()
+                                   : torch::Tensor();
+    for (const auto block : caption_order) {
+      const auto j0 = block * caption_block;
       const auto nc = std::min(caption_block, M - j0);
       // Only as many word positions as the longest caption of the block.
       const auto block_len = lengths.narrow(0, j0, nc).max().item<std::int64_t>();
       const auto words = captions.words.narrow(0, j0, nc).narrow(1, 0, block_len);
       const auto word_mask = word_mask_all.narrow(0, j0, nc).narrow(1, 0, block_len);
-      torch::Tensor total = torch::zeros({ni, nc}, float_options);
+      auto block_total = total.narrow(0, i0, ni).narrow(1, j0, nc);
       if (config.uses_text_direction()) {
-        const auto steps = iterative_matching(words, word_mask.to(float_options.dtype()), regions,
-                                              images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
-                                              model.text_memory(), config)
+        const auto steps = match(words, word_mask.to(float_options.dtype()), regions,
+                                 images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
+                                 model.text_memory(), config, region_halves)
                                .transpose(1, 2);
-        total = total + steps.sum(0);
-        if (keep_steps) t2i_cols.push_back(steps);
+        block_total.add_(steps.sum(0));
+        if (keep_steps) steps_t2i.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
       if (config.uses_image_direction()) {
-        const auto steps = iterative_matching(regions, region_mask.to(float_options.dtype()), words,
-                                              word_mask.logical_not(), model.image_memory(), config);
-        total = total + steps.sum(0);
-        if (keep_steps) i2t_cols.push_back(steps);
+        const auto steps = match(regions, region_mask.to(float_options.dtype()), words, word_mask.logical_not(),
+                                 model.image_memory(), config, torch::Tensor());
+        block_total.add_(steps.sum(0));
+        if (keep_steps) steps_i2t.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
-      cols.push_back(total);
       done += ni * nc;
       if (options.progress) options.progress(done, N * M);
     }
-    row_blocks.push_back(torch::cat(cols, 1));
-    if (!t2i_cols.empty()) t2i_rows.push_back(torch::cat(t2i_cols, 2));
-    if (!i2t_cols.empty()) i2t_rows.push_back(torch::cat(i2t_cols, 2));
   }
   PairScores result;
-  result.total = N && M ? torch::cat(row_blocks, 0) : torch::zeros({N, M}, float_options);
-  if (!t2i_rows.empty()) result.steps_t2i = torch::cat(t2i_rows, 1);
-  if (!i2t_rows.empty()) result.steps_i2t = torch::cat(i2t_rows, 1);
+  result.total = total;
+  result.steps_t2i = steps_t2i;
+  result.steps_i2t = steps_i2t;
   return result;
 }
 

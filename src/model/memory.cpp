@@ -13,8 +13,12 @@ torch::Tensor stacked_half(const MemoryDistillation& memory, int part) {
 }
 }  // namespace
 
+torch::Tensor MemoryDistillation::query_weight() const { return stacked_half(*this, 0); }
+
+torch::Tensor MemoryDistillation::query_bias() const { return torch::cat({linear->bias, gate->bias}); }
+
 torch::Tensor MemoryDistillation::query_half(const torch::Tensor& query) const {
-  return torch::nn::functional::linear(query, stacked_half(*this, 0), torch::cat({linear->bias, gate->bias}));
+  return torch::nn::functional::linear(query, query_weight(), query_bias());
 }
 
 torch::Tensor MemoryDistillation::context_half(const torch::Tensor& context) const {

@@ -18,6 +18,9 @@ struct MemoryDistillation {
 
   // [W_o,q q + b_o ; W_g,q q + b_g]: (..., d) -> (..., 2d)
   torch::Tensor query_half(const torch::Tensor& query) const;
+  // query_half(q) = q query_weight()^T + query_bias(): [W_o,q ; W_g,q] (2d, d), [b_o ; b_g] (2d).
+  torch::Tensor query_weight() const;
+  torch::Tensor query_bias() const;
   // [W_o,c c ; W_g,c c]: (..., d) -> (..., 2d), no bias.
   torch::Tensor context_half(const torch::Tensor& context) const;
   // q' from q and the summed pre-activations [o_pre ; g_pre] (..., 2d).
