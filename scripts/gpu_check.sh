@@ -61,6 +61,8 @@ run() {
     timeout 120 "$imram" --device cuda bench score --mode text --steps 1 --images 1000 "${common[@]}"
     timeout 120 "$imram" --device cuda bench train --mode full --steps 3 --batch-size 32 --embed 1024 --regions 36 --iterations 5 --json
     timeout 120 "$imram" --device cuda bench train --mode full --steps 3 --batch-size 128 --embed 1024 --regions 36 --iterations 3 --json
+    timeout 120 "$imram" doctor --json
+    timeout 120 "$imram" bench score --mode text --steps 3 --images 128 "${common[@]}"
   } 2>&1 | tee "$out/bench_cuda.jsonl"
 }
 
