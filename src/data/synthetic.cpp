@@ -899,9 +899,9 @@ SyntheticWorld::SyntheticWorld(const SyntheticOptions& options) : options_(optio
   const ConceptLayout layout{options_.shapes, options_.colours};
   const std::size_t dim = std::size_t(options_.feature_dim);
   concepts_.resize(std::size_t(layout.count()) * dim);
-  for (int concept = 0; concept < layout.count(); ++concept) {
-    Rng rng(stream_key(options_.seed, kConcepts, 0, std::uint64_t(concept)));
-    for (std::size_t d = 0; d < dim; ++d) concepts_[std::size_t(concept) * dim + d] = rng.normal();
+  for (int concept_id = 0; concept_id < layout.count(); ++concept_id) {
+    Rng rng(stream_key(options_.seed, kConcepts, 0, std::uint64_t(concept_id)));
+    for (std::size_t d = 0; d < dim; ++d) concepts_[std::size_t(concept_id) * dim + d] = rng.normal();
   }
 }
 

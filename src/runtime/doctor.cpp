@@ -67,7 +67,7 @@ DoctorReport run_doctor() {
                              library.find("atlas") == std::string::npos && !library.empty();
   report.devices.push_back("cpu");
   if (torch::cuda::is_available())
-    for (std::size_t i = 0; i < torch::cuda::device_count(); ++i)
+    for (std::size_t i = 0; i < std::size_t(torch::cuda::device_count()); ++i)
       report.devices.push_back("cuda:" + std::to_string(i));
   if (report.blas_is_reference)
     report.warnings.push_back("the reference (netlib) BLAS is loaded: matrix products run ~40x "
