@@ -11,3 +11,5 @@ THREADS=${THREADS:-2}
 "$IMRAM" --threads "$THREADS" bench score --mode image --steps 3 --images 100 --embed 1024 --regions 36 --caption-lengths "$CAPS" --json
 "$IMRAM" --threads "$THREADS" bench score --mode text --steps 1 --images 200 --embed 1024 --regions 36 --caption-lengths "$CAPS" --json
 "$IMRAM" --threads "$THREADS" bench train --mode full --steps 3 --batch-size 32 --embed 1024 --regions 36 --iterations 2 --json
+# Again at the end: a neighbour taking a core during the run shows up as a lower figure here.
+"$IMRAM" --threads "$THREADS" doctor --json
