@@ -149,14 +149,17 @@ Blocks blocks_for_cpu_path(const ModelConfig& config, std::int64_t regions, doub
   return blocks;
 }
 
-// Caption blocks are sorted by length; visiting them short, long, short, long, ... keeps the
-// work per pair even along the run, so that a rate measured early (the progress bar's ETA)
-// holds for the rest.
-std::vector<std::int64_t> interleaved(std::int64_t count) {
+// Caption blocks are sorted by length; visiting them in bit-reversed order (0, n/2, n/4, 3n/4,
+// ...) makes every stretch of the run a fair sample of short and long blocks, so that a rate
+// measured early (the progress bar's ETA) holds for the rest.
+std::vector<std::int64_t> stratified_order(std::int64_t count) {
+  int bits = 0;
+  while ((std::int64_t(1) << bits) < count) ++bits;
   std::vector<std::int64_t> order;
-  for (std::int64_t lo = 0, hi = count - 1; lo <= hi; ++lo, --hi) {
-    order.push_back(lo);
-    if (hi != lo) order.push_back(hi);
+  for (std::int64_t i = 0; i < (std::int64_t(1) << bits); ++i) {
+    std::int64_t reversed = 0;
+    for (int b = 0; b < bits; ++b) reversed |= ((i >> b) & 1) << (bits - 1 - b);
+    if (reversed < count) order.push_back(reversed);
   }
   return order;
 }
@@ -182,7 +185,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
   const auto word_mask_all = (word_positions < lengths.unsqueeze(1)).to(device);
   const bool keep_steps = options.keep_steps;
   const auto caption_blocks = (M + caption_block - 1) / caption_block;
-  const auto caption_order = interleaved(caption_blocks);
+  const auto caption_order = stratified_order(caption_blocks);
 
   auto total = torch::zeros({N, M}, float_options);
   torch::Tensor steps_t2i, steps_i2t;
