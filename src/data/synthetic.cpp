@@ -940,7 +940,7 @@ void SyntheticWorld::render_features(const std::string& split, std::int64_t imag
   const ConceptLayout layout{options_.shapes, options_.colours};
   const std::size_t dim = std::size_t(options_.feature_dim);
   const int regions = static_cast<int>(options_.regions);
-  const auto concept = [&](int index) { return concepts_.data() + std::size_t(index) * dim; };
+  const auto concept_vector = [&](int index) { return concepts_.data() + std::size_t(index) * dim; };
   Rng rng(stream_key(options_.seed, kFeatures, split_hash(split), std::uint64_t(image)));
 
   // A detector proposes several boxes per object (more for larger ones), a few that catch only
@@ -987,7 +987,7 @@ void SyntheticWorld::render_features(const std::string& split, std::int64_t imag
     const Region& region = plan[std::size_t(r)];
     std::fill(signal.begin(), signal.end(), 0.0f);
     const auto mix = [&](int index, float weight) {
-      const float* vector = concept(index);
+      const float* vector = concept_vector(index);
       for (std::size_t d = 0; d < dim; ++d) signal[d] += weight * vector[d];
     };
     if (region.object >= 0) {
