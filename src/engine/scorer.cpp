@@ -78,12 +78,13 @@ bool takes_cpu_path(const torch::Tensor& features) {
   return !torch::GradMode::is_enabled() && features.device().is_cpu() && features.scalar_type() == torch::kFloat32;
 }
 
-// Scoring without gradients on the CPU takes the cache-friendly path with fused updates;
-// training and other devices run the tensor-op formulation above.
-torch::Tensor match(const torch::Tensor& query, const torch::Tensor& query_mask, const torch::Tensor& context,
-                    const torch::Tensor& context_padding, const MemoryDistillation& memory,
-                    const ModelConfig& config, const torch::Tensor& context_halves) {
-  return takes_cpu_path(query)
+// Scoring without gradients on the CPU (`cpu_path`, from takes_cpu_path) takes the
+// cache-friendly path with fused updates; training and other devices run the tensor-op
+// formulation above.
+torch::Tensor match(bool cpu_path, const torch::Tensor& query, const torch::Tensor& query_mask,
+                    const torch::Tensor& context, const torch::Tensor& context_padding,
+                    const MemoryDistillation& memory, const ModelConfig& config, const torch::Tensor& context_halves) {
+  return cpu_path
              ? iterative_matching_cpu(query, query_mask, context, context_padding, memory, config, context_halves)
              : iterative_matching(query, query_mask, context, context_padding, memory, config);
 }
@@ -210,7 +211,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
       const auto word_mask = word_mask_all.narrow(0, j0, nc).narrow(1, 0, block_len);
       auto block_total = total.narrow(0, i0, ni).narrow(1, j0, nc);
       if (config.uses_text_direction()) {
-        const auto steps = match(words, word_mask.to(float_options.dtype()), regions,
+        const auto steps = match(cpu_path, words, word_mask.to(float_options.dtype()), regions,
                                  images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
                                  model.text_memory(), config, region_halves)
                                .transpose(1, 2);
@@ -218,7 +219,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
         if (keep_steps) steps_t2i.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
       if (config.uses_image_direction()) {
-        const auto steps = match(regions, region_mask.to(float_options.dtype()), words, word_mask.logical_not(),
+        const auto steps = match(cpu_path, regions, region_mask.to(float_options.dtype()), words, word_mask.logical_not(),
                                  model.image_memory(), config, torch::Tensor());
         block_total.add_(steps.sum(0));
         if (keep_steps) steps_i2t.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
