@@ -121,6 +121,7 @@ ScoreBenchResult bench_score(const ScoreBenchOptions& options) {
   score_options.memory_budget = options.memory_budget;
   score_options.image_block = options.image_block;
   score_options.caption_block = options.caption_block;
+  score_options.tensor_path = options.tensor_path;
   wait_for(device);
   const double start = now_seconds();
   const auto scores = score_pairs(*model, images, captions, score_options).total;
@@ -201,7 +202,7 @@ std::string to_json(const ScoreBenchResult& r, const ScoreBenchOptions& o) {
   return nlohmann::ordered_json{
       {"bench", "score"}, {"mode", to_string(o.model.mode)}, {"steps", o.model.iteration_steps},
       {"embed", o.model.embed_size}, {"regions", o.regions}, {"images", o.images},
-      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads}, {"device", r.device},
+      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads}, {"device", r.device}, {"tensor_path", o.tensor_path},
       {"seconds", r.seconds}, {"pairs_per_s", r.pairs_per_s}, {"gflops", r.gflops},
       {"flops_per_pair", r.flops_per_pair}, {"baseline_pairs_per_s", r.baseline_pairs_per_s},
       {"speedup_vs_baseline", r.speedup}, {"max_abs_diff_vs_baseline", r.max_abs_diff_vs_baseline},

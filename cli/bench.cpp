@@ -2,6 +2,7 @@
 
 #include "command.h"
 #include "imram/bench/benchmarks.h"
+#include "imram/bench/search_bench.h"
 #include "imram/runtime/doctor.h"
 
 namespace {
@@ -38,6 +39,7 @@ IMRAM_COMMAND {
   score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")->capture_default_str();
   score->add_option("--image-block", s->options.image_block, "images per engine block (default: from the budget)");
   score->add_option("--caption-block", s->options.caption_block, "captions per engine block (default: from the budget)");
+  score->add_flag("--tensor-path", s->options.tensor_path, "force the batched tensor-op formulation on the CPU");
   score->add_flag("--json", s->json, "one JSON line");
   score->callback([&invocation, s] {
     invocation.run = [s, &invocation] {
@@ -61,6 +63,36 @@ IMRAM_COMMAND {
                       r.max_abs_diff_vs_baseline);
         std::printf("peak RSS   %.0f MB\n", r.peak_rss_mb);
       }
+      return 0;
+    };
+  });
+
+  struct SearchArgs {
+    imram::SearchBenchOptions options;
+    std::string mode = "text";
+    bool json = false, quiet = false;
+  };
+  auto q = std::make_shared<SearchArgs>();
+  q->options.model.mode = imram::ImramMode::Text;
+  auto* search = bench->add_subcommand("search", "two-stage search over a random gallery: build, latency, vs exhaustive");
+  add_model_options(search, q->options.model, q->mode, q->options.regions);
+  search->add_option("--images", q->options.images, "gallery images")->capture_default_str()->check(CLI::PositiveNumber);
+  search->add_option("--feat-dim", q->options.feature_dim, "D, region feature size")->capture_default_str();
+  search->add_option("--captions", q->options.captions, "stored captions")->capture_default_str()->check(CLI::PositiveNumber);
+  search->add_option("--shortlist", q->options.shortlist, "N candidates re-ranked")->capture_default_str()->check(CLI::NonNegativeNumber);
+  search->add_option("--queries", q->options.queries, "timed text queries")->capture_default_str()->check(CLI::PositiveNumber);
+  search->add_option("--exhaustive-queries", q->options.exhaustive_queries, "of them, also scored exhaustively")->capture_default_str();
+  search->add_option("--faiss", q->options.faiss, "FAISS factory (default: chosen by gallery size)");
+  search->add_option("--store", q->options.store, "float16 | float32")->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
+  search->add_option("--dir", q->options.dir, "build the index here and keep it (default: a temporary directory)");
+  search->add_flag("--json", q->json, "one JSON line (the default output too)");
+  search->add_flag("--quiet", q->quiet, "no progress output");
+  search->callback([&invocation, q] {
+    invocation.run = [q, &invocation] {
+      q->options.device = invocation.globals.device;
+      q->options.model.mode = imram::parse_mode(q->mode);
+      q->options.show_progress = !q->quiet;
+      std::cout << imram::bench_search(q->options) << "\n";
       return 0;
     };
   });

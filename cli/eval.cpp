@@ -5,18 +5,25 @@
 #include "imram/eval/evaluator.h"
 #include "imram/model/tensor_io.h"
 #include "imram/runtime/runtime.h"
+#include "imram/search/evaluation.h"
 #include "imram/util/atomic_file.h"
 
 IMRAM_COMMAND {
   struct Options {
-    std::string model, data, split = "test", save_sims, save_json;
-    bool fold5 = false, json = false;
+    std::string model, data, split = "test", save_sims, save_json, index;
+    bool fold5 = false, json = false, skip_exhaustive = false;
+    std::int64_t shortlist = 100;
     std::size_t memory_budget_mb = 1024;
   };
   auto options = std::make_shared<Options>();
   auto* sub = root.add_subcommand("eval", "R@K evaluation of a model on a dataset split");
-  sub->add_option("--model", options->model, "model directory")->required();
-  sub->add_option("--data", options->data, "dataset directory")->required();
+  auto* index = sub->add_option("--index", options->index,
+                                "index directory: exhaustive, two-stage and stage-1 retrieval side by side");
+  sub->add_option("--model", options->model, "model directory")->excludes(index);
+  sub->add_option("--data", options->data, "dataset directory")->excludes(index);
+  sub->add_option("--shortlist", options->shortlist, "two-stage shortlist size N (with --index)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_flag("--skip-exhaustive", options->skip_exhaustive, "with --index: do not score every pair");
   sub->add_option("--split", options->split, "split name")->capture_default_str();
   sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: five 1000-image folds, averaged");
   sub->add_option("--save-sims", options->save_sims, "write the score matrix (float64 .npy)");
@@ -26,6 +33,23 @@ IMRAM_COMMAND {
       ->capture_default_str();
   sub->callback([&invocation, options] {
     invocation.run = [options, device = invocation.globals.device] {
+      if (!options->index.empty()) {
+        if (options->fold5 || !options->save_sims.empty())
+          throw imram::Error("eval --index: --fold5 and --save-sims need --model and --data");
+        const auto opened = imram::GalleryIndex::open(options->index, imram::parse_device(device));
+        imram::TwoStageEvalOptions eval_options;
+        eval_options.shortlist = options->shortlist;
+        eval_options.exhaustive = !options->skip_exhaustive || options->shortlist == 0;
+        const auto result = imram::evaluate_index(*opened, eval_options);
+        const auto json = imram::two_stage_json(result);
+        if (!options->save_json.empty())
+          imram::write_file_atomically(options->save_json, [&](std::ostream& out) { out << json << "\n"; });
+        if (options->json) std::cout << json << "\n";
+        else std::cout << imram::two_stage_table(result);
+        return 0;
+      }
+      if (options->model.empty() || options->data.empty())
+        throw imram::Error("eval: give --model M and --data DIR, or --index INDEX");
       auto model = imram::load_model(options->model, imram::parse_device(device));
       if (!model.vocabulary) throw imram::Error(options->model + ": model has no vocab.json");
       const auto split = imram::PrecompSplit::open(options->data, options->split);

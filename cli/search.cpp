@@ -1,78 +1,87 @@
-#include <filesystem>
+#include <chrono>
+#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "command.h"
-#include "imram/data/synthetic.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/gallery.h"
+#include "imram/search/results.h"
 
 IMRAM_COMMAND {
   struct Options {
-    std::string model, data, split = "test", query, cache = imram::default_cache_dir();
-    std::int64_t image = -1, top = 5, mark = -1;
+    std::string index, model, data, split = "test", query, cache = imram::default_cache_dir();
+    std::int64_t image = -1, top = 5, mark = -1, shortlist = 100;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
-  auto* sub = root.add_subcommand("search", "rank a split's images for a text query, or its captions for an image");
-  sub->add_option("--model", o->model, "model directory")->required();
-  sub->add_option("--data", o->data, "dataset directory")->required();
-  sub->add_option("--split", o->split, "split to search")->capture_default_str();
+  auto* sub = root.add_subcommand("search", "rank images for a text query, or captions for an image");
+  auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
+  sub->add_option("--model", o->model, "model directory (with --data: search a split; with --index: check it is the index's)");
+  sub->add_option("--data", o->data, "dataset directory: search one of its splits, encoded on first use")->excludes(index);
+  sub->add_option("--split", o->split, "split to search (with --data)")->capture_default_str();
   auto* query = sub->add_option("--query", o->query, "text query: rank the images");
   auto* image = sub->add_option("--image", o->image, "image index: rank the captions");
   query->excludes(image);
-  sub->add_option("--top", o->top, "results to show")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--top", o->top, "results to show")->capture_default_str()->check(CLI::Range(1, 100000));
+  sub->add_option("--shortlist", o->shortlist,
+                  "candidates from the FAISS shortlist re-ranked by IMRAM (0: score the whole gallery); "
+                  "default 100 with --index, 0 with --data")
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--mark", o->mark, "flag this result index as the expected one");
-  sub->add_option("--cache", o->cache, "directory of encoded galleries (empty: no cache)")->capture_default_str();
+  sub->add_option("--cache", o->cache, "directory of encoded galleries for --data (empty: none)")->capture_default_str();
   sub->add_flag("--json", o->json, "print one JSON line");
   sub->callback([&invocation, o, sub] {
     invocation.run = [o, sub, device = invocation.globals.device] {
       const bool by_text = sub->count("--query") > 0;
       if (!by_text && !sub->count("--image")) throw imram::Error("search: give --query TEXT or --image N");
-      auto model = imram::load_model(o->model, imram::parse_device(device));
-      const auto split = imram::PrecompSplit::open(o->data, o->split);
-      std::vector<imram::Scene> scenes;
-      if (std::filesystem::exists(imram::scenes_path(o->data, o->split))) scenes = imram::read_scenes(o->data, o->split);
-      const imram::Gallery gallery(model, split, o->model, o->cache);
-      const auto hits = by_text ? gallery.search_images(o->query, o->top) : gallery.search_captions(o->image, o->top);
-      nlohmann::ordered_json results = nlohmann::ordered_json::array();
-      for (std::size_t rank = 0; rank < hits.size(); ++rank) {
-        const auto& hit = hits[rank];
-        nlohmann::ordered_json item{{"rank", rank + 1}, {by_text ? "image" : "caption", hit.index}, {"score", hit.score}};
-        if (by_text && !scenes.empty()) item["scene"] = imram::describe(scenes[std::size_t(hit.index)]);
-        if (!by_text) {
-          item["text"] = split.captions()[std::size_t(hit.index)];
-          item["own"] = split.image_of_caption(hit.index) == o->image;
-        }
-        if (o->mark >= 0) item["marked"] = hit.index == o->mark;
-        results.push_back(item);
+      std::shared_ptr<const imram::GalleryIndex> index;
+      std::int64_t shortlist = o->shortlist;
+      if (!o->index.empty()) {
+        index = imram::GalleryIndex::open(o->index, imram::parse_device(device), o->model);
+      } else {
+        if (o->model.empty() || o->data.empty()) throw imram::Error("search: give --index INDEX, or --model M and --data DIR");
+        if (!sub->count("--shortlist")) shortlist = 0;
+        auto model = imram::load_model(o->model, imram::parse_device(device));
+        const auto split = imram::PrecompSplit::open(o->data, o->split);
+        index = imram::Gallery(model, split, o->model, o->cache, /*show_progress=*/!o->json).shared_index();
       }
+      const auto side = by_text ? imram::GallerySide::Images : imram::GallerySide::Captions;
+      const auto gallery_size = by_text ? index->num_images() : index->num_captions();
+      if (shortlist > gallery_size) {
+        std::cerr << "imram: note: --shortlist " << shortlist << " is more than the gallery's " << gallery_size
+                  << " items; scoring all of them\n";
+        shortlist = gallery_size;
+      }
+      const auto searcher = index->searcher(side, shortlist);
+      const auto start = std::chrono::steady_clock::now();
+      const auto encoded = by_text ? index->text_query(o->query) : index->image_query(o->image);
+      const double encode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      const auto answer = imram::run_search(*searcher, encoded, o->top, shortlist, encode_ms);
+      auto out = imram::search_answer_json(*index, encoded, by_text ? -1 : o->image, answer);
       if (o->json) {
-        nlohmann::ordered_json out;
-        if (by_text) out["query"] = o->query; else out["image"] = o->image;
-        out["results"] = results;
-        std::cout << out.dump() << "\n";
+        std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
         return 0;
       }
+      if (out.contains("warning")) std::cerr << "imram: warning: " << out["warning"].get<std::string>() << "\n";
       if (by_text) std::cout << "query: " << o->query << "\n";
       else {
         std::cout << "image " << o->image;
-        if (!scenes.empty()) std::cout << ": " << imram::describe(scenes[std::size_t(o->image)]);
+        if (out.contains("scene")) std::cout << ": " << out["scene"].get<std::string>();
         std::cout << "\n";
       }
-      for (const auto& item : results) {
+      for (const auto& item : out["results"]) {
         char score[32];
         std::snprintf(score, sizeof score, "%.4f", item["score"].get<double>());
-        const bool marked = (item.contains("marked") && item["marked"].get<bool>()) ||
-                            (item.contains("own") && item["own"].get<bool>());
+        const auto index_value = item[by_text ? "image" : "caption"].get<std::int64_t>();
+        const bool marked = index_value == o->mark || (item.contains("own") && item["own"].get<bool>());
         std::cout << "  " << (marked ? "* " : "  ") << item["rank"].get<int>() << ". ";
         if (by_text) {
-          std::cout << "image " << item["image"].get<std::int64_t>() << "  " << score;
+          std::cout << "image " << index_value << "  " << score;
           if (item.contains("scene")) std::cout << "  " << item["scene"].get<std::string>();
         } else {
-          std::cout << "caption " << item["caption"].get<std::int64_t>() << "  " << score << "  "
-                    << item["text"].get<std::string>();
+          std::cout << "caption " << index_value << "  " << score << "  " << item["text"].get<std::string>();
         }
         std::cout << "\n";
       }

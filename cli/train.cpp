@@ -45,6 +45,11 @@ IMRAM_COMMAND {
   sub->add_option("--epochs", t.epochs, "epochs")->capture_default_str();
   sub->add_option("--batch-size", t.batch_size, "pairs per batch")->capture_default_str();
   sub->add_option("--grad-clip", t.grad_clip, "gradient-norm clip (<= 0: none)")->capture_default_str();
+  sub->add_option("--global-weight", t.global_weight,
+                  "train a global-embedding head for two-stage search, its hinge loss weighted by W")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--global-dim", t.model.global_head, "size of the global embedding (default: embed size)")
+      ->check(CLI::NonNegativeNumber);
   auto* norm = sub->add_flag("--imram-norm", o->imram_norm, "l2-normalise the query after each memory update");
   sub->add_flag("--no-imram-norm", o->no_imram_norm, "do not (default, as the authors' scripts)")->excludes(norm);
   sub->add_option("--vocab", t.vocab_path, "vocabulary JSON (default: build from train+dev captions)");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: generate the synthetic shapes world, train a CPU-sized IMRAM on it, evaluate on the
-# test split, and query it. Usage: scripts/demo.sh path/to/imram [output dir]
+# The demo: generate the synthetic shapes world, train a CPU-sized IMRAM on it (with the global
+# head of two-stage search), index the test split, evaluate exhaustive and two-stage retrieval
+# side by side, and query the index. Usage: scripts/demo.sh path/to/imram [output dir]
 # Settings can be overridden through the environment (DEMO_STEPS, DEMO_MODE, ...).
 set -euo pipefail
 IMRAM=${1:?usage: demo.sh IMRAM_BINARY [OUT_DIR]}
@@ -11,31 +12,38 @@ MODE=${DEMO_MODE:-text}
 STEPS=${DEMO_STEPS:-2}
 EPOCHS=${DEMO_EPOCHS:-2}
 SEED=${DEMO_SEED:-7}
+GLOBAL_WEIGHT=${DEMO_GLOBAL_WEIGHT:-1}
+SHORTLIST=${DEMO_SHORTLIST:-100}
+INDEX=$OUT/index
 
 start=$(date +%s)
-echo "== 1/4 generating the synthetic shapes world in $DATA"
-rm -rf "$DATA" "$RUN"
+echo "== 1/5 generating the synthetic shapes world in $DATA"
+rm -rf "$DATA" "$RUN" "$INDEX"
 "$IMRAM" synth --out "$DATA" --seed "$SEED" --train 4000 --dev 500 --test 500 --regions 16 --feat-dim 256
 
-echo "== 2/4 training $MODE-IMRAM (K=$STEPS, d=128) for $EPOCHS epochs into $RUN"
+echo "== 2/5 training $MODE-IMRAM (K=$STEPS, d=128) with a global head (weight $GLOBAL_WEIGHT) for $EPOCHS epochs into $RUN"
 "$IMRAM" train --data "$DATA" --out "$RUN" --mode "$MODE" --steps "$STEPS" --embed-size 128 --word-dim 128 \
-  --batch-size 64 --lr 1e-3 --epochs "$EPOCHS" --lr-update 100 --val-images 200 --seed "$SEED" --log-every 20
+  --batch-size 64 --lr 1e-3 --epochs "$EPOCHS" --lr-update 100 --val-images 200 --seed "$SEED" --log-every 20 \
+  --global-weight "$GLOBAL_WEIGHT"
 
-echo "== 3/4 evaluating on the test split (500 images, 2500 captions)"
-"$IMRAM" eval --model "$RUN/best" --data "$DATA" --split test --save-json "$OUT/eval.json"
+echo "== 3/5 indexing the test split (500 images, 2500 captions) into $INDEX"
+"$IMRAM" index build --model "$RUN/best" --data "$DATA" --split test --out "$INDEX"
 
-echo "== 4/4 three text queries against the 500 test images (* = the image the caption was written for)"
+echo "== 4/5 evaluating on the test split: exhaustive IMRAM, two-stage (N=$SHORTLIST), stage 1 alone"
+"$IMRAM" eval --index "$INDEX" --shortlist "$SHORTLIST" --save-json "$OUT/eval.json"
+
+echo "== 5/5 three text queries, two-stage, against the 500 test images (* = the image the caption was written for)"
 for caption in 0 1234 2480; do
   image=$((caption / 5))
   query=$(sed -n "$((caption + 1))p" "$DATA/test_caps.txt")
-  "$IMRAM" search --model "$RUN/best" --data "$DATA" --split test --query "$query" --top 3 --mark "$image" --cache "$OUT/cache"
+  "$IMRAM" search --index "$INDEX" --shortlist "$SHORTLIST" --query "$query" --top 3 --mark "$image"
 done
 
 elapsed=$(( $(date +%s) - start ))
 echo
-echo "generation + training + evaluation + queries took ${elapsed}s"
-echo "the model is in $RUN/best; try:"
-echo "  $IMRAM search --model $RUN/best --data $DATA --query \"a small red circle left of a blue square\""
-echo "  $IMRAM search --model $RUN/best --data $DATA --image 3"
-echo "  $IMRAM eval --model $RUN/best --data $DATA --split test"
+echo "generation + training + indexing + evaluation + queries took ${elapsed}s"
+echo "the model is in $RUN/best, its index of the test split in $INDEX; try:"
+echo "  $IMRAM search --index $INDEX --query \"a small red circle left of a blue square\""
+echo "  $IMRAM search --index $INDEX --image 3"
+echo "  $IMRAM eval --index $INDEX --shortlist 20"
 cat "$OUT/eval.json"

@@ -174,7 +174,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
   const auto lengths = captions.lengths.to(torch::kCPU, torch::kInt64);
   const auto max_len = M ? lengths.max().item<std::int64_t>() : 0;
   const double mean_len = M ? lengths.to(torch::kFloat64).mean().item<double>() : 0;
-  const bool cpu_path = takes_cpu_path(images.regions);
+  const bool cpu_path = takes_cpu_path(images.regions) && !options.tensor_path;
 
   auto blocks = cpu_path ? blocks_for_cpu_path(config, R, mean_len, max_len, options)
                          : blocks_for_tensor_path(config, R, max_len, options);

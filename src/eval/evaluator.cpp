@@ -8,6 +8,7 @@
 
 #include "imram/data/synthetic.h"
 #include "imram/engine/encoding.h"
+#include "imram/error.h"
 #include "imram/eval/twin_accuracy.h"
 #include "imram/runtime/runtime.h"
 #include "imram/util/progress.h"
@@ -59,6 +60,29 @@ EvalResult evaluate(ImramModelImpl& model, const Vocabulary& vocabulary, const P
       result.twin_accuracy = twin_accuracy(data, N, M, read_twins(options.dataset_dir, split.name()),
                                            split.captions_per_image());
   }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+EvalResult evaluate_global(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
+                           const EvalOptions& options) {
+  if (!model.global_head) throw Error("the model has no global head (train it with --global-weight or imram train-global)");
+  const auto start = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const auto N = evaluated_images(split, options);
+  const std::vector<std::string> texts(split.captions().begin(),
+                                       split.captions().begin() + N * split.captions_per_image());
+  const auto images = model.global_head->embed_images(encode_image_file(model, split.features(), N));
+  const auto captions = model.global_head->embed_captions(
+      encode_caption_ids(model, encode_caption_texts(vocabulary, texts, split.captions_path())));
+  EvalResult result;
+  result.sims = torch::matmul(images, captions.t()).to(torch::kCPU, torch::kFloat32);
+  const auto sims64 = result.sims.to(torch::kFloat64).contiguous();
+  result.metrics = options.fold5 ? compute_metrics_fold5(sims64.data_ptr<double>(), N, sims64.size(1),
+                                                         split.captions_per_image(), thread_count())
+                                 : compute_metrics(sims64.data_ptr<double>(), N, sims64.size(1),
+                                                   split.captions_per_image(), thread_count());
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

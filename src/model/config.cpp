@@ -66,6 +66,7 @@ void ModelConfig::validate() const {
   if (img_dim < 1) fail("img_dim", "must be >= 1");
   if (vocab_size < 5) fail("vocab_size", "must be >= 5 (4 special tokens and at least one word)");
   if (num_layers < 1) fail("num_layers", "must be >= 1");
+  if (global_head < 0) fail("global_head", "must be >= 0 (0: no global head)");
 }
 
 namespace {
@@ -95,7 +96,7 @@ T typed(const nlohmann::json& value, const std::string& key, const std::string& 
 }  // namespace
 
 nlohmann::ordered_json to_json(const ModelConfig& c) {
-  return nlohmann::ordered_json{
+  nlohmann::ordered_json json{
       {"mode", to_string(c.mode)},
       {"iteration_steps", c.iteration_steps},
       {"lambda_softmax", c.lambda_softmax},
@@ -111,6 +112,8 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
       {"image_l2norm", c.image_l2norm},
       {"text_l2norm", c.text_l2norm},
   };
+  if (c.global_head > 0) json["global_head"] = c.global_head;
+  return json;
 }
 
 ModelConfig model_config_from_json(const nlohmann::json& json, const std::string& source) {
@@ -134,6 +137,7 @@ ModelConfig model_config_from_json(const nlohmann::json& json, const std::string
         c.image_encoder = parse_image_encoder(typed<std::string>(value, key, source));
       else if (key == "image_l2norm") c.image_l2norm = typed<bool>(value, key, source);
       else if (key == "text_l2norm") c.text_l2norm = typed<bool>(value, key, source);
+      else if (key == "global_head") c.global_head = typed<std::int64_t>(value, key, source);
       else throw Error(source + ": unknown config key \"" + key + "\"");
     } catch (const Error& e) {
       const std::string what = e.what();

@@ -27,10 +27,11 @@ void check_vocabulary(const Model& model, const std::string& source) {
 
 }  // namespace
 
-void save_weights(const ImramModelImpl& net, const std::string& weights_dir) {
+void save_weights(const ImramModelImpl& net, const std::string& weights_dir, bool include_global_head) {
   fs::create_directories(weights_dir);
   for (const auto& item : net.named_parameters())
-    save_npy_tensor(weights_dir + "/" + item.key() + ".npy", item.value().to(torch::kFloat32));
+    if (include_global_head || item.key().rfind("global_head.", 0) != 0)
+      save_npy_tensor(weights_dir + "/" + item.key() + ".npy", item.value().to(torch::kFloat32));
 }
 
 void load_weights(ImramModelImpl& net, const std::string& weights_dir) {
@@ -101,7 +102,7 @@ void export_reference_model(const Model& model, const std::string& reference_dir
     write_file_atomically(tmp + "/config.json", [&](std::ostream& out) {
       out << to_reference_json(model.config()).dump(1) << "\n";
     });
-    save_weights(*model.net, tmp + "/weights");
+    save_weights(*model.net, tmp + "/weights", /*include_global_head=*/false);
   });
 }
 

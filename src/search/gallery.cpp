@@ -1,14 +1,15 @@
 #include "imram/search/gallery.h"
 
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
-#include "imram/engine/encoding.h"
 #include "imram/error.h"
+#include "imram/util/atomic_file.h"
 
 namespace fs = std::filesystem;
 
@@ -28,13 +29,14 @@ std::string file_stamp(const fs::path& path) {
   return fs::weakly_canonical(path, ec).string() + ":" + std::to_string(size) + ":" + std::to_string(time);
 }
 
-std::vector<SearchHit> top_hits(const torch::Tensor& scores, std::int64_t top) {
-  const auto k = std::min<std::int64_t>(top, scores.numel());
-  const auto [values, indices] = scores.to(torch::kCPU, torch::kFloat64).topk(k);
-  std::vector<SearchHit> hits;
-  for (std::int64_t i = 0; i < k; ++i)
-    hits.push_back({indices[i].item<std::int64_t>(), values[i].item<double>()});
-  return hits;
+void build_gallery_index(const std::string& dir, const std::string& model_dir, const PrecompSplit& split,
+                         bool show_progress) {
+  IndexOptions options;
+  options.store = StoreDType::Float32;  // so that a gallery scores exactly as `imram score`
+  options.show_progress = show_progress;
+  auto writer = IndexWriter::create(dir, model_dir, options);
+  writer.add_split(split);
+  writer.commit();
 }
 
 }  // namespace
@@ -56,57 +58,49 @@ std::string gallery_fingerprint(const std::string& model_dir, const PrecompSplit
 }
 
 Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& model_dir,
-                 const std::string& cache_dir)
-    : model_(model), split_(split) {
+                 const std::string& cache_dir, bool show_progress) {
   if (!model.vocabulary) throw Error(model_dir + ": model has no vocab.json; it cannot read text");
-  const std::string cache = cache_dir.empty() ? "" : cache_dir + "/" + gallery_fingerprint(model_dir, split) + ".pt";
   const auto device = model.net->parameters().front().device();
-  if (!cache.empty() && fs::exists(cache)) {
-    std::vector<torch::Tensor> tensors;
+  if (cache_dir.empty()) {
+    // Built in a private directory that is gone once mapped: nothing stays behind.
+    static std::atomic<int> galleries{0};
+    const auto dir = (fs::temp_directory_path() /
+                      ("imram-gallery." + std::to_string(::getpid()) + "." + std::to_string(galleries++))).string();
+    build_gallery_index(dir, model_dir, split, show_progress);
     try {
-      torch::load(tensors, cache);
-    } catch (const c10::Error&) {
-      tensors.clear();
+      index_ = GalleryIndex::open(dir, device);
+    } catch (...) {
+      remove_tree(dir);
+      throw;
     }
-    if (tensors.size() == 3) {
-      images_.regions = tensors[0].to(device);
-      captions_ = {tensors[1].to(device), tensors[2]};
+    remove_tree(dir);
+    return;
+  }
+  const std::string dir = cache_dir + "/" + gallery_fingerprint(model_dir, split);
+  if (fs::exists(dir + "/manifest.json")) {
+    try {
+      auto cached = GalleryIndex::open(dir, device);
+      cached->verify();
+      index_ = std::move(cached);
       from_cache_ = true;
       return;
+    } catch (const Error&) {
+      // A damaged cache entry costs only its rebuild.
     }
   }
-  const auto ids = encode_caption_texts(*model.vocabulary, split.captions(), split.captions_path());
-  images_ = encode_image_file(*model.net, split.features());
-  captions_ = encode_caption_ids(*model.net, ids);
-  if (!cache.empty()) {
-    std::error_code ec;
-    fs::create_directories(cache_dir, ec);
-    const std::string tmp = cache + ".tmp";
-    try {
-      torch::save(std::vector<torch::Tensor>{images_.regions.cpu(), captions_.words.cpu(), captions_.lengths},
-                  tmp);
-      fs::rename(tmp, cache, ec);
-    } catch (const c10::Error&) {
-      fs::remove(tmp, ec);  // an unwritable cache only costs speed
-    }
-  }
+  std::error_code ec;
+  fs::create_directories(cache_dir, ec);
+  if (fs::exists(dir, ec) && !fs::exists(dir + "/manifest.json", ec)) remove_tree(dir);
+  build_gallery_index(dir, model_dir, split, show_progress);
+  index_ = GalleryIndex::open(dir, device);
 }
 
 std::vector<SearchHit> Gallery::search_images(const std::string& query, std::int64_t top) const {
-  torch::NoGradGuard no_grad;
-  const auto ids = encode_caption_texts(*model_.vocabulary, {query}, "--query");
-  const auto padded = pad_captions(ids, 0, 1);
-  const auto encoded = model_.net->encode_captions(padded.ids, padded.lengths);
-  return top_hits(score_pairs(*model_.net, images_, encoded).total.select(1, 0), top);
+  return index_->searcher(GallerySide::Images, 0)->search(index_->text_query(query), top, nullptr);
 }
 
 std::vector<SearchHit> Gallery::search_captions(std::int64_t image, std::int64_t top) const {
-  if (image < 0 || image >= split_.num_images())
-    throw Error("--image " + std::to_string(image) + ": out of range, the " + split_.name() +
-                " split has " + std::to_string(split_.num_images()) + " images");
-  torch::NoGradGuard no_grad;
-  EncodedImages one{images_.regions.narrow(0, image, 1), torch::Tensor()};
-  return top_hits(score_pairs(*model_.net, one, captions_).total.select(0, 0), top);
+  return index_->searcher(GallerySide::Captions, 0)->search(index_->image_query(image), top, nullptr);
 }
 
 }  // namespace imram

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "imram/engine/scorer.h"
+#include "imram/error.h"
 #include "imram/train/loss.h"
 
 namespace imram {
@@ -26,7 +27,15 @@ StepResult train_step(ImramModelImpl& model, torch::optim::Adam& optimizer, cons
   score_options.image_block = images.regions.size(0);
   score_options.caption_block = captions.words.size(0);
   const auto scores = score_pairs(model, images, captions, score_options).total;
-  const auto loss = contrastive_loss(scores, options.margin, options.max_violation);
+  auto loss = contrastive_loss(scores, options.margin, options.max_violation);
+  torch::Tensor global_loss;
+  if (options.global_weight > 0) {
+    if (!model.global_head) throw Error("a global-embedding loss needs a model with a global head");
+    const auto global_scores = torch::matmul(model.global_head->embed_images(images),
+                                             model.global_head->embed_captions(captions).t());
+    global_loss = contrastive_loss(global_scores, options.margin, options.max_violation);
+    loss = loss + options.global_weight * global_loss;
+  }
   optimizer.zero_grad();
   loss.backward();
   StepResult result;
@@ -41,6 +50,7 @@ StepResult train_step(ImramModelImpl& model, torch::optim::Adam& optimizer, cons
   }
   optimizer.step();
   result.loss = loss.item<double>();
+  if (global_loss.defined()) result.global_loss = global_loss.item<double>();
   result.scores = scores.detach();
   return result;
 }

@@ -94,7 +94,12 @@ class Run {
                     " features but " + options_.init_from + " expects " +
                     std::to_string(model_.config().img_dim));
       options_.model = model_.config();
+      if (options_.global_weight > 0 && !model_.net->global_head)
+        throw Error(options_.init_from + ": model has no global head for --global-weight; add one with "
+                    "imram train-global first");
     } else {
+      if (options_.global_weight > 0 && options_.model.global_head == 0)
+        options_.model.global_head = options_.model.embed_size;
       model_.vocabulary = options_.vocab_path.empty() ? build_vocabulary()
                                                       : Vocabulary::from_file(options_.vocab_path);
       options_.model.vocab_size = model_.vocabulary->size();
@@ -190,7 +195,7 @@ class Run {
     StopSignals signals;
     const auto captions = encode_caption_texts(*model_.vocabulary, train_->captions(), train_->captions_path());
     const auto pairs_per_step = double(options_.batch_size) * double(options_.batch_size);
-    LossOptions loss_options{options_.margin, options_.max_violation, options_.grad_clip};
+    LossOptions loss_options{options_.margin, options_.max_violation, options_.grad_clip, options_.global_weight};
     TrainSummary summary;
     bool stop_for_steps = false;
     while (position_.epoch < options_.epochs && !stop_for_steps) {
@@ -222,6 +227,7 @@ class Run {
                {"loss", window_loss / double(window_steps)},
                {"lr", lr},
                {"grad_norm", result.grad_norm},
+               {"global_loss", result.global_loss},
                {"pairs_per_s", double(window_steps) * pairs_per_step / std::max(seconds, 1e-9)}});
           window_loss = 0;
           window_steps = 0;
@@ -283,7 +289,7 @@ nlohmann::ordered_json to_json(const TrainOptions& o) {
   return {{"data_dir", o.data_dir}, {"model", to_json(o.model)}, {"vocab_path", o.vocab_path},
           {"init_from", o.init_from}, {"margin", o.margin}, {"max_violation", o.max_violation},
           {"lr", o.lr}, {"lr_update", o.lr_update}, {"epochs", o.epochs}, {"batch_size", o.batch_size},
-          {"grad_clip", o.grad_clip}, {"max_steps", o.max_steps}, {"shuffle", o.shuffle},
+          {"grad_clip", o.grad_clip}, {"global_weight", o.global_weight}, {"max_steps", o.max_steps}, {"shuffle", o.shuffle},
           {"seed", o.seed}, {"val_split", o.val_split}, {"val_images", o.val_images},
           {"log_every", o.log_every}, {"memory_budget", o.memory_budget}};
 }
@@ -302,6 +308,7 @@ TrainOptions train_options_from_json(const nlohmann::json& json, const std::stri
     o.epochs = json.at("epochs");
     o.batch_size = json.at("batch_size");
     o.grad_clip = json.at("grad_clip");
+    o.global_weight = json.value("global_weight", 0.0);  // absent in runs made before it existed
     o.max_steps = json.at("max_steps");
     o.shuffle = json.at("shuffle");
     o.seed = json.at("seed");

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "imram/engine/encoding.h"
+#include "imram/engine/scorer.h"
 #include "imram/error.h"
 #include "imram/search/gallery.h"
 #include "test_util.h"

@@ -17,6 +17,10 @@ struct ScoreOptions {
   std::int64_t caption_block = 0;  // captions per block; 0 = chosen from memory_budget
   std::size_t memory_budget = std::size_t(1) << 30;  // bytes of per-block intermediates
   bool keep_steps = false;         // also return every step's similarity
+  // Without gradients on the CPU the engine takes its per-item path (engine/cpu_matching.h);
+  // this forces the batched tensor-op formulation instead, which wins when one side is a single
+  // item (one query against a shortlist): its products then batch over all pairs.
+  bool tensor_path = false;
   // Called after each block with (pairs done, pairs total).
   std::function<void(std::int64_t, std::int64_t)> progress;
 };

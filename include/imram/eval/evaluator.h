@@ -34,6 +34,10 @@ torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary,
                           const PrecompSplit& split, const EvalOptions& options);
 EvalResult evaluate(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
                     const EvalOptions& options);
+// The same protocol with the global-embedding head's cosine instead of IMRAM's score (the first
+// stage of two-stage search, alone). The model must have a global head.
+EvalResult evaluate_global(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
+                           const EvalOptions& options);
 // The eval JSON (same schema as `imram metrics --json`) plus "twin_accuracy" when known.
 std::string eval_json(const EvalResult& result);
 

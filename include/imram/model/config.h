@@ -26,6 +26,9 @@ struct ModelConfig {
   ImageEncoderType image_encoder = ImageEncoderType::Basic;  // basic or weight_norm
   bool image_l2norm = true;                       // l2-normalise region embeddings
   bool text_l2norm = true;                        // l2-normalise word embeddings
+  // Size of the global-embedding head for two-stage search (model/global_head.h); 0 = none.
+  // Optional in config.json: absent means 0, and a model without a head writes no key.
+  std::int64_t global_head = 0;
 
   bool uses_text_direction() const { return mode != ImramMode::Image; }
   bool uses_image_direction() const { return mode != ImramMode::Text; }

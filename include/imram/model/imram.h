@@ -5,6 +5,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "imram/model/config.h"
+#include "imram/model/global_head.h"
 #include "imram/model/image_encoder.h"
 #include "imram/model/memory.h"
 #include "imram/model/text_encoder.h"
@@ -37,6 +38,8 @@ struct ImramModelImpl : torch::nn::Module {
   // Every model carries the memory layers of both directions (as the authors' state_dict does).
   torch::nn::Linear linear_t2i{nullptr}, gate_t2i{nullptr};
   torch::nn::Linear linear_i2t{nullptr}, gate_i2t{nullptr};
+  // Only when config.global_head > 0 (two-stage search); not part of the authors' model.
+  GlobalHead global_head{nullptr};
 };
 TORCH_MODULE(ImramModel);
 

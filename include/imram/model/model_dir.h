@@ -30,7 +30,8 @@ Model load_model(const std::string& dir, torch::Device device = torch::kCPU);
 
 // Strict: every parameter present with its exact shape, finite values, no unknown files.
 void load_weights(ImramModelImpl& net, const std::string& weights_dir);
-void save_weights(const ImramModelImpl& net, const std::string& weights_dir);
+// Without include_global_head, only the authors' parameters (what their code can load).
+void save_weights(const ImramModelImpl& net, const std::string& weights_dir, bool include_global_head = true);
 
 Model import_reference_model(const std::string& reference_dir, const std::string& vocab_path = "");
 void export_reference_model(const Model& model, const std::string& reference_dir);

@@ -1,40 +1,37 @@
 #pragma once
-// A searchable gallery: one split's images and captions encoded once by a model and cached on
-// disk, so that each query costs only its own encoding and the IMRAM scoring against the
-// cached items (never a re-encoding of the gallery).
-#include <torch/types.h>
-
+// A searchable gallery made on the fly from a model and one split: `imram search --model M
+// --data DIR`, and `imram serve` without an index. It is an index directory (search/index_dir.h,
+// float32 store) built on first use and kept in a cache keyed by the model's and the split's
+// files, checked against its checksums whenever it is reused and rebuilt when wrong.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "imram/data/precomp_dataset.h"
-#include "imram/engine/scorer.h"
 #include "imram/model/model_dir.h"
+#include "imram/search/index_dir.h"
+#include "imram/search/searcher.h"
 
 namespace imram {
 
-struct SearchHit {
-  std::int64_t index = 0;  // image index (text query) or caption index (image query)
-  double score = 0;
-};
+using SearchHit = Hit;
 
 class Gallery {
  public:
-  // Loads the encoded split from `cache_dir` when a cache made by the same model weights for
-  // the same files exists; otherwise encodes it and writes the cache (empty cache_dir: none).
+  // `model` gives the device to score on; the gallery's own copy of the model comes from
+  // `model_dir`. Empty cache_dir: nothing is kept on disk after start-up.
   Gallery(Model& model, const PrecompSplit& split, const std::string& model_dir,
-          const std::string& cache_dir);
+          const std::string& cache_dir, bool show_progress = false);
 
   std::vector<SearchHit> search_images(const std::string& query, std::int64_t top) const;
   std::vector<SearchHit> search_captions(std::int64_t image, std::int64_t top) const;
   bool loaded_from_cache() const { return from_cache_; }
+  const GalleryIndex& index() const { return *index_; }
+  std::shared_ptr<const GalleryIndex> shared_index() const { return index_; }
 
  private:
-  Model& model_;
-  const PrecompSplit& split_;
-  EncodedImages images_;
-  EncodedCaptions captions_;
+  std::shared_ptr<GalleryIndex> index_;
   bool from_cache_ = false;
 };
 

@@ -15,7 +15,8 @@ struct Batch {
 };
 
 struct StepResult {
-  double loss = 0;
+  double loss = 0;             // the total loss
+  double global_loss = 0;      // its global-embedding term before weighting (0 without one)
   double grad_norm = 0;        // total L2 norm of the gradients before clipping
   torch::Tensor scores;        // (B, B) detached
 };
@@ -24,6 +25,9 @@ struct LossOptions {
   double margin = 0.2;
   bool max_violation = true;
   double grad_clip = 2.0;      // <= 0: no clipping
+  // > 0: adds global_weight x the same hinge on the global head's cosine similarities of the
+  // batch (VSE++), so that the head learns with the encoders it pools (two-stage search).
+  double global_weight = 0;
 };
 
 torch::optim::Adam make_optimizer(ImramModelImpl& model, double lr);

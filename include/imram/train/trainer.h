@@ -29,6 +29,9 @@ struct TrainOptions {
   int epochs = 30;
   std::int64_t batch_size = 128;
   double grad_clip = 2.0;        // gradient-norm clip over all parameters (<= 0: none)
+  // > 0: train a global-embedding head jointly (train/train_step.h, LossOptions::global_weight);
+  // a new model gets a head of model.global_head outputs (0: embed_size).
+  double global_weight = 0;
   std::int64_t max_steps = 0;    // > 0: stop after this many optimisation steps in total
   bool shuffle = true;           // false: batches are consecutive captions in file order
   std::uint64_t seed = 1;        // weights initialisation and data order

@@ -1,0 +1,189 @@
+#include "imram/bench/search_bench.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "imram/bench/benchmarks.h"
+#include "imram/error.h"
+#include "imram/runtime/runtime.h"
+#include "imram/search/index_dir.h"
+#include "imram/search/rerank.h"
+#include "imram/util/atomic_file.h"
+#include "imram/util/progress.h"
+
+namespace fs = std::filesystem;
+
+namespace imram {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+constexpr std::int64_t kWords = 996;  // plus the four special tokens: the bench's vocabulary
+
+std::string random_text(std::mt19937_64& rng) {
+  const auto length = 10 + std::int64_t(rng() % 8);  // 10..17 words: Flickr30K-like after <start>/<end>
+  std::string text;
+  for (std::int64_t t = 0; t < length; ++t) text += (t ? " w" : "w") + std::to_string(rng() % kWords);
+  return text;
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto position = p * double(values.size() - 1);
+  const auto below = std::size_t(position);
+  const auto above = std::min(values.size() - 1, below + 1);
+  return values[below] + (position - double(below)) * (values[above] - values[below]);
+}
+
+std::uint64_t bytes_of(const std::string& dir, const std::vector<std::string>& suffixes) {
+  std::uint64_t total = 0;
+  for (const auto& entry : fs::directory_iterator(dir))
+    for (const auto& suffix : suffixes) {
+      const auto name = entry.path().filename().string();
+      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        total += entry.file_size();
+    }
+  return total;
+}
+
+}  // namespace
+
+std::string bench_search(const SearchBenchOptions& o) {
+  if (o.images < 1 || o.queries < 1 || o.shortlist < 0 || o.captions < 1) throw Error("bench search: sizes must be positive");
+  std::mt19937_64 rng(o.seed);
+  torch::manual_seed(std::int64_t(o.seed));
+  const bool temporary = o.dir.empty();
+  const std::string root = temporary ? (fs::temp_directory_path() / ("imram-bench-search." + std::to_string(::getpid()))).string() : o.dir;
+  remove_tree(root);
+  fs::create_directories(root);
+  struct Cleanup {
+    std::string dir;
+    bool active;
+    ~Cleanup() {
+      if (active) remove_tree(dir);
+    }
+  } cleanup{root, temporary};
+
+  std::vector<std::string> vocabulary_text;
+  for (std::int64_t w = 0; w < kWords; ++w) vocabulary_text.push_back("w" + std::to_string(w));
+  Model model;
+  model.vocabulary = Vocabulary::build(vocabulary_text, 1);
+  auto config = o.model;
+  config.vocab_size = model.vocabulary->size();
+  config.img_dim = o.feature_dim;
+  config.global_head = config.embed_size;
+  model.net = ImramModel(config);
+  model.net->eval();
+  save_model(root + "/model", model);
+
+  // Random region features from a pool: each image mixes two pool images with random weights,
+  // so that a million distinct images cost memory bandwidth, not a million draws.
+  constexpr std::int64_t kPool = 512, kBatch = 256;
+  const auto pool = torch::randn({kPool, o.regions, o.feature_dim});
+  IndexOptions index_options;
+  index_options.faiss_factory = o.faiss;
+  index_options.store = parse_store_dtype(o.store);
+  index_options.show_progress = false;
+  index_options.device = o.device;
+  const std::string index_dir = root + "/index";
+  const auto build_start = Clock::now();
+  double generate_s = 0, images_s = 0;
+  auto writer = IndexWriter::create(index_dir, root + "/model", index_options);
+  {
+    ProgressBar bar("indexing random images", o.images, "images", o.show_progress);
+    for (std::int64_t i = 0; i < o.images; i += kBatch) {
+      const auto n = std::min(kBatch, o.images - i);
+      auto start = Clock::now();
+      const auto first = torch::randint(kPool, {n}, torch::kInt64), second = torch::randint(kPool, {n}, torch::kInt64);
+      const auto weights = torch::randn({n, 2, 1, 1});
+      const auto features = pool.index_select(0, first) * weights.select(1, 0) + pool.index_select(0, second) * weights.select(1, 1);
+      generate_s += seconds_since(start);
+      start = Clock::now();
+      writer.add_images(features);
+      images_s += seconds_since(start);
+      bar.update(i + n);
+    }
+    bar.finish();
+  }
+  TokenIds caption_ids;
+  std::vector<std::string> caption_texts;
+  for (std::int64_t j = 0; j < o.captions; ++j) {
+    caption_texts.push_back(random_text(rng));
+    caption_ids.push_back(model.vocabulary->encode(caption_texts.back()));
+  }
+  writer.add_captions(caption_ids, caption_texts);
+  const auto commit_start = Clock::now();
+  writer.commit();
+  const double faiss_s = seconds_since(commit_start);
+  const double build_s = seconds_since(build_start) - generate_s;
+
+  const auto open_start = Clock::now();
+  const auto index = GalleryIndex::open(index_dir, parse_device(o.device));
+  const double open_ms = seconds_since(open_start) * 1e3;
+  const auto shortlist = std::min(o.shortlist, index->num_images());
+  const auto searcher = index->searcher(GallerySide::Images, shortlist);
+  std::vector<std::string> queries;
+  for (std::int64_t q = 0; q < o.queries; ++q) queries.push_back(random_text(rng));
+  std::vector<double> latencies;
+  std::vector<std::vector<Hit>> answers;
+  double stage1_ms = 0, stage2_ms = 0;
+  const auto queries_start = Clock::now();
+  for (const auto& text : queries) {
+    const auto start = Clock::now();
+    SearchStats stats;
+    answers.push_back(searcher->search(index->text_query(text), 10, &stats));
+    latencies.push_back(seconds_since(start) * 1e3);
+    stage1_ms += stats.stage1_ms;
+    stage2_ms += stats.stage2_ms;
+  }
+  const double queries_s = seconds_since(queries_start);
+
+  nlohmann::ordered_json exhaustive_ms = nullptr, overlap = nullptr;
+  std::int64_t exhaustive_count = 0;
+  if (o.images <= o.exhaustive_max_images && o.exhaustive_queries > 0) {
+    const auto exhaustive = index->searcher(GallerySide::Images, 0);
+    std::vector<double> times;
+    double overlaps = 0;
+    exhaustive_count = std::min<std::int64_t>(o.exhaustive_queries, o.queries);
+    for (std::int64_t q = 0; q < exhaustive_count; ++q) {
+      const auto start = Clock::now();
+      const auto hits = exhaustive->search(index->text_query(queries[std::size_t(q)]), 10, nullptr);
+      times.push_back(seconds_since(start) * 1e3);
+      std::int64_t common = 0;
+      for (const auto& a : hits)
+        for (const auto& b : answers[std::size_t(q)]) common += a.index == b.index;
+      overlaps += double(common) / double(std::max<std::size_t>(1, hits.size()));
+    }
+    exhaustive_ms = percentile(times, 0.5);
+    overlap = overlaps / double(exhaustive_count);
+  }
+  nlohmann::ordered_json json{
+      {"bench", "search"}, {"images", o.images}, {"embed", config.embed_size}, {"regions", o.regions},
+      {"feature_dim", o.feature_dim}, {"mode", to_string(config.mode)}, {"steps", config.iteration_steps},
+      {"captions", o.captions}, {"shortlist", shortlist}, {"faiss", index->faiss_factory()}, {"store", o.store},
+      {"threads", thread_count()}, {"device", o.device},
+      {"build_s", build_s}, {"generate_s", generate_s}, {"images_per_s", double(o.images) / images_s},
+      {"faiss_build_s", faiss_s},
+      {"index_bytes", bytes_of(index_dir, {".faiss", "_globals.bin"})},
+      {"store_bytes", bytes_of(index_dir, {"regions.bin", "words.bin", "word_offsets.bin"})},
+      {"open_ms", open_ms}, {"first_query_ms", latencies.front()},
+      {"p50_ms", percentile(latencies, 0.5)}, {"p95_ms", percentile(latencies, 0.95)},
+      {"p99_ms", percentile(latencies, 0.99)}, {"stage1_ms_mean", stage1_ms / double(o.queries)},
+      {"stage2_ms_mean", stage2_ms / double(o.queries)}, {"queries", o.queries},
+      {"qps", double(o.queries) / queries_s}, {"peak_rss_mb", peak_rss_mb()},
+      {"exhaustive_ms", exhaustive_ms}, {"exhaustive_queries", exhaustive_count}, {"top10_overlap", overlap}};
+  if (!exhaustive_ms.is_null()) json["speedup_vs_exhaustive"] = exhaustive_ms.get<double>() / json["p50_ms"].get<double>();
+  return json.dump();
+}
+
+}  // namespace imram

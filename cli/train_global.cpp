@@ -1,0 +1,56 @@
+#include <iostream>
+
+#include "command.h"
+#include "imram/error.h"
+#include "imram/eval/evaluator.h"
+#include "imram/runtime/runtime.h"
+#include "imram/train/global_fit.h"
+
+IMRAM_COMMAND {
+  struct Options {
+    std::string model, data, out, val_split = "dev";
+    imram::GlobalFitOptions fit;
+    std::int64_t val_images = 1000;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* sub = root.add_subcommand("train-global",
+                                  "fit only the global-embedding head of a trained model (for two-stage search)");
+  sub->add_option("--model", o->model, "model directory (frozen)")->required();
+  sub->add_option("--data", o->data, "dataset directory with a train split")->required();
+  sub->add_option("--out", o->out, "model directory to write: the model plus its head")->required();
+  sub->add_option("--epochs", o->fit.epochs, "epochs over the train captions")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--batch-size", o->fit.batch_size, "pairs per batch")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  sub->add_option("--lr", o->fit.lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--margin", o->fit.margin, "hinge margin")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--dim", o->fit.dim, "head size for a model without one (default: embed size)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--seed", o->fit.seed, "initialisation and data order")->capture_default_str();
+  sub->add_option("--val-split", o->val_split, "split to report stage-1 R@K on afterwards (none: skip)")->capture_default_str();
+  sub->add_option("--val-images", o->val_images, "first N images of it")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_flag("--quiet", o->quiet, "no progress output");
+  sub->callback([&invocation, o] {
+    invocation.run = [o, device = invocation.globals.device] {
+      if (o->out == o->model) throw imram::Error("train-global: --out must differ from --model (the model stays as it is)");
+      auto model = imram::load_model(o->model, imram::parse_device(device));
+      const auto train = imram::PrecompSplit::open(o->data, "train");
+      auto fit = o->fit;
+      fit.show_progress = !o->quiet;
+      const auto summary = imram::fit_global_head(model, train, fit);
+      imram::save_model(o->out, model);
+      std::printf("fitted a global head of %lld outputs: loss %.4f -> %.4f (pooling %.1f s, fitting %.1f s); model in %s\n",
+                  static_cast<long long>(model.config().global_head), summary.first_epoch_loss, summary.last_epoch_loss,
+                  summary.pooling_seconds, summary.fitting_seconds, o->out.c_str());
+      if (o->val_split != "none") {
+        const auto val = imram::PrecompSplit::open(o->data, o->val_split);
+        imram::EvalOptions options;
+        options.max_images = o->val_images;
+        options.show_progress = false;
+        const auto result = imram::evaluate_global(*model.net, *model.vocabulary, val, options);
+        std::printf("stage 1 alone on %s (%lld images): R@1 i2t %.1f t2i %.1f, rsum %.1f\n", o->val_split.c_str(),
+                    static_cast<long long>(result.sims.size(0)), result.metrics.i2t.r1, result.metrics.t2i.r1,
+                    result.metrics.rsum);
+      }
+      return 0;
+    };
+  });
+}

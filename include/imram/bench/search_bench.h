@@ -1,0 +1,34 @@
+#pragma once
+// `imram bench search`: a random gallery indexed end to end (encoding, store, FAISS), then text
+// queries timed through both stages, next to exhaustive IMRAM over the same gallery for a few of
+// the same queries (same run, same machine).
+#include <cstdint>
+#include <string>
+
+#include "imram/model/config.h"
+
+namespace imram {
+
+struct SearchBenchOptions {
+  ModelConfig model;                // mode, steps, embed_size; the rest set by the bench
+  std::int64_t images = 1000;
+  std::int64_t regions = 36;
+  std::int64_t feature_dim = 2048;
+  std::int64_t captions = 1000;     // stored captions (the image -> text side)
+  std::int64_t shortlist = 100;
+  std::int64_t queries = 200;       // timed text queries
+  std::int64_t exhaustive_queries = 3;
+  std::int64_t exhaustive_max_images = 100000;  // above: exhaustive time not measured
+  std::string faiss;                // empty: the index's default for the gallery size
+  std::string store = "float16";
+  std::string dir;                  // where the index is built; empty: a temporary directory, removed
+  std::uint64_t seed = 1;
+  std::string device = "cpu";
+  bool show_progress = true;
+};
+
+// One JSON line: build_s, index_bytes, store_bytes, p50_ms, p95_ms, p99_ms, first_query_ms, qps,
+// peak_rss_mb, exhaustive_ms, top10_overlap, and what they were measured with.
+std::string bench_search(const SearchBenchOptions& options);
+
+}  // namespace imram

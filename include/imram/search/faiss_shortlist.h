@@ -1,0 +1,43 @@
+#pragma once
+// Stage 1 of two-stage search: FAISS over the gallery's global embeddings (inner product of
+// l2-normalised vectors = cosine). The factory string is FAISS's own ("Flat", "IVF1024,Flat",
+// "HNSW32", "IVF4096,PQ64", ...). FAISS types stay out of this header.
+#include <memory>
+#include <string>
+
+#include "imram/search/searcher.h"
+
+namespace faiss {
+struct Index;
+}
+
+namespace imram {
+
+class FaissShortlist final : public Searcher {
+ public:
+  // `nprobe` applies to IVF indexes (lists visited per query), `ef_search` to HNSW ones.
+  FaissShortlist(std::shared_ptr<faiss::Index> index, GallerySide side, int nprobe = 32, int ef_search = 128);
+  GallerySide side() const override { return side_; }
+  std::int64_t size() const override;
+  // Hits carry the inner product as both score and stage1.
+  std::vector<Hit> search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const override;
+
+ private:
+  std::shared_ptr<faiss::Index> index_;
+  GallerySide side_;
+};
+
+// What we build when the user names no factory: exact ("Flat") up to 20,000 vectors, an
+// inverted file beyond, with about 4 sqrt(n) lists (a power of two, 64..1024).
+std::string default_faiss_factory(std::int64_t vectors);
+
+// Creates an inner-product index from `factory`, trains it on `vectors` (n, dim) float32 when
+// it needs training, and adds them. Errors name `factory`.
+std::shared_ptr<faiss::Index> build_faiss_index(const std::string& factory, const torch::Tensor& vectors);
+void add_to_faiss_index(faiss::Index& index, const torch::Tensor& vectors);
+std::int64_t faiss_index_size(const faiss::Index& index);
+// Atomic write (temporary file + rename); read errors name the file.
+void write_faiss_index(const faiss::Index& index, const std::string& path);
+std::shared_ptr<faiss::Index> read_faiss_index(const std::string& path);
+
+}  // namespace imram

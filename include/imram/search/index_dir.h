@@ -1,0 +1,128 @@
+#pragma once
+// An index directory (docs/index.md): everything two-stage search needs, self-contained.
+//   manifest.json            format, version, model fingerprint, counts, FAISS factory, store dtype,
+//                            file sizes and checksums; written last, it is the commit point
+//   model/                   a copy of the model directory
+//   captions.txt             the captions' texts, one per line
+//   regions.bin              encoded regions, images x regions x d, float16 or float32
+//   words.bin                encoded words of all captions, concatenated, words x d
+//   word_offsets.bin         int64, captions + 1 offsets into words.bin
+//   image_globals.bin        float32 images x g global embeddings (with a global head only)
+//   caption_globals.bin      float32 captions x g
+//   gallery_scenes.jsonl     the synthetic world's scene descriptions, when every image has one
+//   images.<gen>.faiss       FAISS over image_globals (text -> image stage 1)
+//   captions.<gen>.faiss     FAISS over caption_globals (image -> text stage 1)
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "imram/data/precomp_dataset.h"
+#include "imram/data/synthetic.h"
+#include "imram/engine/encoding.h"
+#include "imram/model/model_dir.h"
+#include "imram/search/item_store.h"
+#include "imram/search/searcher.h"
+
+namespace imram {
+
+inline constexpr int kIndexFormatVersion = 1;
+
+enum class StoreDType { Float16, Float32 };
+std::string to_string(StoreDType dtype);
+StoreDType parse_store_dtype(const std::string& text);
+
+struct IndexOptions {
+  std::string faiss_factory;                 // empty: default_faiss_factory(images)
+  StoreDType store = StoreDType::Float16;
+  bool show_progress = true;
+  std::string device = "cpu";                // where items are encoded: cpu, cuda, cuda:N
+};
+
+// A 64-bit content hash (hex) of a model directory's config.json and weights.
+std::string model_fingerprint(const std::string& model_dir);
+
+// Writes a new index (or adds to one) item by item, so that galleries larger than memory stream
+// through. Nothing is visible until commit(): a new index appears whole, an addition is taken
+// only once the manifest that counts it is in place.
+class IndexWriter {
+ public:
+  // A new index of `model_dir` at `dir`; refuses a `dir` that exists and is not an index.
+  static IndexWriter create(const std::string& dir, const std::string& model_dir, const IndexOptions& options);
+  // Appends to the index at `dir`.
+  static IndexWriter append(const std::string& dir, bool show_progress = true, const std::string& device = "cpu");
+  IndexWriter(IndexWriter&&) noexcept;
+  ~IndexWriter();
+
+  const Model& model() const;
+  std::int64_t images() const;
+  std::int64_t captions() const;
+  // Raw region features (n, R, D) float32: encoded by the model and stored.
+  void add_images(const torch::Tensor& features);
+  // Captions as token ids with their texts; encoded and stored.
+  void add_captions(const TokenIds& ids, const std::vector<std::string>& texts);
+  // A split: its images, then its captions (checked: captions_per_image matches the index's).
+  void add_split(const PrecompSplit& split);
+  // FAISS indexes, manifest, and the swap into place.
+  void commit();
+
+ private:
+  struct State;
+  explicit IndexWriter(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// An opened index: the model, the memory-mapped store, the searchers.
+class GalleryIndex {
+ public:
+  // `expected_model`: when not empty, a model directory whose fingerprint must be the index's.
+  static std::shared_ptr<GalleryIndex> open(const std::string& dir, torch::Device device = torch::kCPU,
+                                            const std::string& expected_model = "");
+
+  const std::string& dir() const;
+  const Model& model() const;
+  std::int64_t num_images() const;
+  std::int64_t num_captions() const;
+  int captions_per_image() const;
+  bool has_shortlist() const;          // a global head and FAISS indexes
+  std::string faiss_factory() const;   // empty without a shortlist
+  std::string store_dtype() const;
+  const std::vector<std::string>& caption_texts() const;
+  // Scene descriptions of the synthetic world (empty for other data): the images' pictures.
+  const std::vector<Scene>& scenes() const;
+  // Where the items came from: [{"data": DIR, "split": S, "images": N, "captions": M}, ...].
+  const nlohmann::ordered_json& sources() const;
+  std::shared_ptr<const ItemStore> store() const;
+  // The global embeddings (n, g) float32 (memory-mapped); undefined without a head.
+  torch::Tensor image_globals() const;
+  torch::Tensor caption_globals() const;
+
+  // shortlist > 0: FAISS shortlist of that many items re-ranked by IMRAM; 0: IMRAM over the whole
+  // gallery. A shortlist larger than the gallery is clamped.
+  std::shared_ptr<const Searcher> searcher(GallerySide side, std::int64_t shortlist) const;
+  std::shared_ptr<const Searcher> stage1(GallerySide side) const;  // FAISS alone
+
+  EncodedQuery text_query(const std::string& text) const;
+  EncodedQuery image_query(std::int64_t image) const;  // from the store: nothing is re-encoded
+
+  // Recomputes every store file's checksum; throws naming the first that differs.
+  void verify() const;
+
+  struct Impl;
+  explicit GalleryIndex(std::unique_ptr<Impl> impl);
+  ~GalleryIndex();
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// A text query encoded by `model` (tokenized, unknown words noted, global embedding when the
+// model has a head). Throws for an empty or over-long query.
+EncodedQuery encode_text_query(const Model& model, const std::string& text);
+
+}  // namespace imram

@@ -1,0 +1,29 @@
+#pragma once
+// The answer to one search as JSON, the same for `imram search --json` and `imram serve`.
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <vector>
+
+#include "imram/search/index_dir.h"
+#include "imram/search/searcher.h"
+
+namespace imram {
+
+struct SearchAnswer {
+  std::vector<Hit> hits;
+  SearchStats stats;
+  double encode_ms = 0;          // the query's encoding
+  std::int64_t shortlist = 0;    // N of a two-stage search; 0: exhaustive
+};
+
+// {"query": TEXT | "image": I, "unknown_words": [...], "shortlist": N, "timings": {...},
+//  "results": [{"rank", "image" | "caption", "score", "stage1"?, "text"?, "own"?, "scene"?}]}
+// `query_image` is the image of an image query (-1 for text).
+nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const EncodedQuery& query,
+                                          std::int64_t query_image, const SearchAnswer& answer);
+
+// Encodes the query, searches it with `searcher`, and times both.
+SearchAnswer run_search(const Searcher& searcher, const EncodedQuery& query, std::int64_t top, std::int64_t shortlist,
+                        double encode_ms);
+
+}  // namespace imram

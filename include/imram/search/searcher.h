@@ -1,0 +1,55 @@
+#pragma once
+// Search as FAISS shapes it: one small interface, `search(query, k)`, and implementations that
+// compose. An exhaustive IMRAM searcher scores every gallery item; a shortlist (FAISS over the
+// global embeddings) proposes candidates cheaply; a re-rank stage orders any shortlist by the
+// exact IMRAM score (search/rerank.h). docs/index.md describes the two-stage design.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "imram/model/imram.h"
+
+namespace imram {
+
+// Which modality the gallery holds: text queries search images, image queries search captions.
+enum class GallerySide { Images, Captions };
+
+// A query once encoded: a caption (searching images) or an image (searching captions).
+struct EncodedQuery {
+  EncodedCaptions caption;  // (1, L, d) words and (1) length, for a text query
+  EncodedImages image;      // (1, R, d) regions, for an image query
+  torch::Tensor global;     // (g) l2-normalised global embedding; undefined without a head
+  std::string text;         // the text as typed (text queries)
+  std::vector<std::string> unknown_words;  // tokens of the text that the vocabulary lacks
+  std::int64_t token_count = 0;
+
+  bool is_text() const { return caption.words.defined(); }
+  GallerySide searches() const { return is_text() ? GallerySide::Images : GallerySide::Captions; }
+};
+
+struct Hit {
+  std::int64_t index = 0;          // image index (text query) or caption index (image query)
+  double score = 0;                // this searcher's score (IMRAM's S for exhaustive and re-rank)
+  std::optional<double> stage1;    // the shortlist's score, when a shortlist proposed the item
+};
+
+struct SearchStats {
+  double stage1_ms = 0;            // the shortlist
+  double stage2_ms = 0;            // IMRAM scoring (the whole gallery, or the shortlist)
+  std::int64_t scored = 0;         // items IMRAM scored
+};
+
+class Searcher {
+ public:
+  virtual ~Searcher() = default;
+  virtual GallerySide side() const = 0;
+  virtual std::int64_t size() const = 0;  // gallery items
+  // The min(k, size()) best items for the query, best first. `stats` accumulates timings.
+  virtual std::vector<Hit> search(const EncodedQuery& query, std::int64_t k,
+                                  SearchStats* stats = nullptr) const = 0;
+};
+
+}  // namespace imram

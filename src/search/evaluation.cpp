@@ -1,0 +1,194 @@
+#include "imram/search/evaluation.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "imram/engine/scorer.h"
+#include "imram/error.h"
+#include "imram/eval/twin_accuracy.h"
+#include "imram/runtime/runtime.h"
+#include "imram/util/progress.h"
+
+namespace imram {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// Shortlisted items rank first (in the order of their score), everything else after them in
+// the order of the stage-1 score: scores are lifted above every stage-1 value.
+constexpr double kShortlistLift = 1e6;
+
+std::optional<double> twins_of(const GalleryIndex& index, const torch::Tensor& sims) {
+  const auto& scenes = index.scenes();
+  if (scenes.empty()) return std::nullopt;
+  std::vector<std::int64_t> twins;
+  for (const auto& scene : scenes) twins.push_back(scene.twin);
+  if (std::all_of(twins.begin(), twins.end(), [](std::int64_t t) { return t < 0; })) return std::nullopt;
+  const auto data = sims.contiguous();
+  return twin_accuracy(data.data_ptr<double>(), sims.size(0), sims.size(1), twins, index.captions_per_image());
+}
+
+RetrievalMetrics metrics_of(const GalleryIndex& index, const torch::Tensor& sims) {
+  const auto data = sims.contiguous();
+  return compute_metrics(data.data_ptr<double>(), sims.size(0), sims.size(1), index.captions_per_image(), thread_count());
+}
+
+// Metrics whose image->text ranks come from `i2t` and text->image ranks from `t2i`.
+RetrievalMetrics combine(const GalleryIndex& index, const torch::Tensor& i2t, const torch::Tensor& t2i) {
+  const auto by_image = metrics_of(index, i2t), by_caption = metrics_of(index, t2i);
+  RetrievalMetrics metrics;
+  metrics.i2t = by_image.i2t;
+  metrics.t2i = by_caption.t2i;
+  metrics.rsum = metrics.i2t.r1 + metrics.i2t.r5 + metrics.i2t.r10 + metrics.t2i.r1 + metrics.t2i.r5 + metrics.t2i.r10;
+  return metrics;
+}
+
+EncodedQuery stored_caption_query(const GalleryIndex& index, std::int64_t caption, const torch::Tensor& globals) {
+  EncodedQuery query;
+  query.caption = index.store()->captions({caption});
+  query.caption.words = query.caption.words.to(index.model().net->parameters().front().device());
+  if (globals.defined()) query.global = globals[caption];
+  return query;
+}
+
+}  // namespace
+
+TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options) {
+  if (index.captions_per_image() < 1)
+    throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");
+  torch::NoGradGuard no_grad;
+  TwoStageEvalResult result;
+  const auto N = index.num_images(), M = index.num_captions();
+  result.images = N;
+  result.captions = M;
+  if (N == 0) throw Error(index.dir() + ": the index is empty");
+  const auto& model = *index.model().net;
+  const auto device = model.parameters().front().device();
+
+  if (options.exhaustive) {
+    const auto start = Clock::now();
+    std::vector<std::int64_t> image_ids(static_cast<std::size_t>(N)), caption_ids(static_cast<std::size_t>(M));
+    std::iota(image_ids.begin(), image_ids.end(), 0);
+    std::iota(caption_ids.begin(), caption_ids.end(), 0);
+    auto images = index.store()->images(image_ids);
+    auto captions = index.store()->captions(caption_ids);
+    images.regions = images.regions.to(device);
+    captions.words = captions.words.to(device);
+    ProgressBar bar("scoring every pair", N * M, "pairs", options.show_progress);
+    ScoreOptions score_options;
+    score_options.progress = [&](std::int64_t done, std::int64_t) { bar.update(done); };
+    const auto sims = score_pairs(model, images, captions, score_options).total.to(torch::kCPU, torch::kFloat64);
+    bar.finish();
+    const double ms = ms_since(start);
+    MethodResult method{metrics_of(index, sims), twins_of(index, sims), ms / double(M), ms / double(N)};
+    result.exhaustive = method;
+  }
+  if (!index.has_shortlist() || options.shortlist <= 0) return result;
+
+  const auto image_globals = index.image_globals(), caption_globals = index.caption_globals();
+  const auto stage1_sims = torch::matmul(image_globals, caption_globals.t()).to(torch::kFloat64);  // (N, M), exact
+  const auto Ni = std::min(options.shortlist, N), Nc = std::min(options.shortlist, M);
+  result.shortlist_images = Ni;
+  result.shortlist_captions = Nc;
+  auto two_t2i = stage1_sims.clone(), two_i2t = stage1_sims.clone();
+  auto one_t2i = stage1_sims.clone(), one_i2t = stage1_sims.clone();
+  auto two_t2i_a = two_t2i.accessor<double, 2>(), two_i2t_a = two_i2t.accessor<double, 2>();
+  auto one_t2i_a = one_t2i.accessor<double, 2>(), one_i2t_a = one_i2t.accessor<double, 2>();
+  MethodResult two, one;
+  {
+    const auto searcher = index.searcher(GallerySide::Images, Ni);
+    ProgressBar bar("two-stage text->image", M, "queries", options.show_progress);
+    SearchStats stats;
+    for (std::int64_t j = 0; j < M; ++j) {
+      for (const auto& hit : searcher->search(stored_caption_query(index, j, caption_globals), Ni, &stats)) {
+        two_t2i_a[hit.index][j] = kShortlistLift + hit.score;
+        one_t2i_a[hit.index][j] = kShortlistLift + *hit.stage1;
+      }
+      bar.update(j + 1);
+    }
+    bar.finish();
+    two.ms_per_text_query = (stats.stage1_ms + stats.stage2_ms) / double(M);
+    one.ms_per_text_query = stats.stage1_ms / double(M);
+  }
+  {
+    const auto searcher = index.searcher(GallerySide::Captions, Nc);
+    ProgressBar bar("two-stage image->text", N, "queries", options.show_progress);
+    SearchStats stats;
+    for (std::int64_t i = 0; i < N; ++i) {
+      for (const auto& hit : searcher->search(index.image_query(i), Nc, &stats)) {
+        two_i2t_a[i][hit.index] = kShortlistLift + hit.score;
+        one_i2t_a[i][hit.index] = kShortlistLift + *hit.stage1;
+      }
+      bar.update(i + 1);
+    }
+    bar.finish();
+    two.ms_per_image_query = (stats.stage1_ms + stats.stage2_ms) / double(N);
+    one.ms_per_image_query = stats.stage1_ms / double(N);
+  }
+  two.metrics = combine(index, two_i2t, two_t2i);
+  two.twin_accuracy = twins_of(index, two_t2i);
+  one.metrics = combine(index, one_i2t, one_t2i);
+  one.twin_accuracy = twins_of(index, one_t2i);
+  result.two_stage = two;
+  result.stage1 = one;
+  return result;
+}
+
+namespace {
+
+nlohmann::ordered_json method_json(const MethodResult& method) {
+  auto json = nlohmann::ordered_json::parse(metrics_json(method.metrics));
+  if (method.twin_accuracy) json["twin_accuracy"] = *method.twin_accuracy;
+  json["ms_per_text_query"] = method.ms_per_text_query;
+  json["ms_per_image_query"] = method.ms_per_image_query;
+  return json;
+}
+
+}  // namespace
+
+std::string two_stage_json(const TwoStageEvalResult& result) {
+  const auto& main = result.two_stage ? *result.two_stage : *result.exhaustive;
+  auto json = method_json(main);
+  json["shortlist"] = result.two_stage ? result.shortlist_images : 0;
+  if (result.stage1) json["stage1"] = method_json(*result.stage1);
+  if (result.exhaustive && result.two_stage) json["exhaustive"] = method_json(*result.exhaustive);
+  return json.dump();
+}
+
+std::string two_stage_table(const TwoStageEvalResult& result) {
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-24s %29s   %29s   %10s %10s\n", "", "image->text", "text->image", "ms/text", "ms/image");
+  out += line;
+  std::snprintf(line, sizeof line, "%-24s %9s %9s %9s   %9s %9s %9s   %10s %10s %7s\n", "method", "R@1", "R@5", "R@10",
+                "R@1", "R@5", "R@10", "query", "query", "twins");
+  out += line;
+  auto row = [&](const std::string& name, const MethodResult& m) {
+    char twins[16] = "-";
+    if (m.twin_accuracy) std::snprintf(twins, sizeof twins, "%.4f", *m.twin_accuracy);
+    std::snprintf(line, sizeof line, "%-24s %9.2f %9.2f %9.2f   %9.2f %9.2f %9.2f   %10.3f %10.3f %7s\n", name.c_str(),
+                  m.metrics.i2t.r1, m.metrics.i2t.r5, m.metrics.i2t.r10, m.metrics.t2i.r1, m.metrics.t2i.r5,
+                  m.metrics.t2i.r10, m.ms_per_text_query, m.ms_per_image_query, twins);
+    out += line;
+  };
+  if (result.exhaustive) row("exhaustive IMRAM", *result.exhaustive);
+  if (result.two_stage) row("two-stage, N=" + std::to_string(result.shortlist_images), *result.two_stage);
+  if (result.stage1) row("stage 1 alone", *result.stage1);
+  std::snprintf(line, sizeof line, "%lld images, %lld captions", static_cast<long long>(result.images),
+                static_cast<long long>(result.captions));
+  out += line;
+  if (result.exhaustive) out += "; exhaustive times are one matrix for all queries, divided by their count";
+  out += "\n";
+  return out;
+}
+
+}  // namespace imram

@@ -1,0 +1,119 @@
+#include "imram/search/faiss_shortlist.h"
+
+#include <faiss/IVFlib.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "imram/error.h"
+
+namespace imram {
+
+namespace {
+
+torch::Tensor as_faiss_input(const torch::Tensor& vectors) {
+  return vectors.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+}  // namespace
+
+FaissShortlist::FaissShortlist(std::shared_ptr<faiss::Index> index, GallerySide side, int nprobe, int ef_search)
+    : index_(std::move(index)), side_(side) {
+  if (auto* ivf = faiss::ivflib::try_extract_index_ivf(index_.get())) ivf->nprobe = std::size_t(std::max(1, nprobe));
+  if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(index_.get())) hnsw->hnsw.efSearch = std::max(1, ef_search);
+}
+
+std::int64_t FaissShortlist::size() const { return index_->ntotal; }
+
+std::vector<Hit> FaissShortlist::search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const {
+  if (!query.global.defined()) throw Error("a FAISS shortlist needs the query's global embedding (a model with a global head)");
+  if (query.searches() != side_)
+    throw Error(side_ == GallerySide::Images ? "this index ranks images: give a text query" : "this index ranks captions: give an image query");
+  const auto start = std::chrono::steady_clock::now();
+  const auto n = std::min<std::int64_t>(k, index_->ntotal);
+  std::vector<Hit> hits;
+  if (n <= 0) return hits;
+  const auto vector = as_faiss_input(query.global.reshape({1, -1}));
+  if (vector.size(1) != index_->d)
+    throw Error("query embedding has " + std::to_string(vector.size(1)) + " dimensions, the FAISS index " +
+                std::to_string(index_->d));
+  std::vector<float> distances(static_cast<std::size_t>(n));
+  std::vector<faiss::Index::idx_t> labels(static_cast<std::size_t>(n));
+  try {
+    index_->search(1, vector.data_ptr<float>(), n, distances.data(), labels.data());
+  } catch (const faiss::FaissException& e) {
+    throw Error(std::string("FAISS search failed: ") + e.what());
+  }
+  for (std::int64_t i = 0; i < n; ++i)
+    if (labels[std::size_t(i)] >= 0)  // approximate indexes may return fewer than asked
+      hits.push_back({labels[std::size_t(i)], distances[std::size_t(i)], double(distances[std::size_t(i)])});
+  if (stats) stats->stage1_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return hits;
+}
+
+std::string default_faiss_factory(std::int64_t vectors) {
+  if (vectors <= 20000) return "Flat";
+  std::int64_t lists = 64;
+  while (lists < 1024 && double(lists * 2) <= 4 * std::sqrt(double(vectors))) lists *= 2;
+  return "IVF" + std::to_string(lists) + ",Flat";
+}
+
+std::shared_ptr<faiss::Index> build_faiss_index(const std::string& factory, const torch::Tensor& vectors) {
+  const auto data = as_faiss_input(vectors);
+  const int dim = int(data.size(1));
+  try {
+    std::shared_ptr<faiss::Index> index(faiss::index_factory(dim, factory.c_str(), faiss::METRIC_INNER_PRODUCT));
+    if (!index->is_trained) {
+      if (data.size(0) == 0) throw Error("FAISS index '" + factory + "' needs training vectors, and the gallery is empty");
+      index->train(data.size(0), data.data_ptr<float>());
+    }
+    if (data.size(0) > 0) index->add(data.size(0), data.data_ptr<float>());
+    return index;
+  } catch (const faiss::FaissException& e) {
+    throw Error("FAISS factory '" + factory + "': " + e.msg);
+  }
+}
+
+void add_to_faiss_index(faiss::Index& index, const torch::Tensor& vectors) {
+  const auto data = as_faiss_input(vectors);
+  if (data.size(0) == 0) return;
+  try {
+    index.add(data.size(0), data.data_ptr<float>());
+  } catch (const faiss::FaissException& e) {
+    throw Error(std::string("FAISS add failed: ") + e.msg);
+  }
+}
+
+std::int64_t faiss_index_size(const faiss::Index& index) { return index.ntotal; }
+
+void write_faiss_index(const faiss::Index& index, const std::string& path) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    faiss::write_index(&index, tmp.c_str());
+  } catch (const faiss::FaissException& e) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot write the FAISS index (" + e.msg + ")");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot write the FAISS index (rename failed)");
+  }
+}
+
+std::shared_ptr<faiss::Index> read_faiss_index(const std::string& path) {
+  try {
+    return std::shared_ptr<faiss::Index>(faiss::read_index(path.c_str()));
+  } catch (const faiss::FaissException& e) {
+    throw Error(path + ": not a readable FAISS index (" + e.msg + ")");
+  }
+}
+
+}  // namespace imram

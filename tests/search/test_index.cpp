@@ -1,0 +1,324 @@
+// Two-stage search: the index directory, the searchers that compose, and the global head.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "imram/engine/encoding.h"
+#include "imram/error.h"
+#include "imram/model/tensor_io.h"
+#include "imram/search/evaluation.h"
+#include "imram/search/faiss_shortlist.h"
+#include "imram/search/gallery.h"
+#include "imram/search/index_dir.h"
+#include "imram/search/rerank.h"
+#include "imram/train/global_fit.h"
+#include "imram/train/train_step.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+imram::Model small_model(const std::string& vocab_path, std::int64_t global_head, std::uint64_t seed = 1,
+                         imram::ImramMode mode = imram::ImramMode::Text) {
+  imram::ModelConfig config;
+  config.mode = mode;
+  config.embed_size = 8;
+  config.word_dim = 4;
+  config.img_dim = 16;
+  config.iteration_steps = 2;
+  config.global_head = global_head;
+  imram::Model model;
+  model.vocabulary = imram::Vocabulary::from_file(vocab_path);
+  config.vocab_size = model.vocabulary->size();
+  torch::manual_seed(std::int64_t(seed));
+  model.net = imram::ImramModel(config);
+  model.net->eval();
+  return model;
+}
+
+struct World {
+  imram::test::TempDir dir;
+  World() {
+    imram::test::write_small_world(dir.file("data"), 20, 6, 12, 6, 16);
+    imram::save_model(dir.file("model"), small_model(dir.file("data/vocab.json"), 6));
+  }
+  std::string build(const std::string& name, const std::string& store = "float32", const std::string& split = "test") {
+    imram::IndexOptions options;
+    options.store = imram::parse_store_dtype(store);
+    options.show_progress = false;
+    auto writer = imram::IndexWriter::create(dir.file(name), dir.file("model"), options);
+    writer.add_split(imram::PrecompSplit::open(dir.file("data"), split));
+    writer.commit();
+    return dir.file(name);
+  }
+};
+
+// IMRAM's scores of every pair of the split, the plain way: encode, score_pairs.
+torch::Tensor exhaustive_scores(imram::Model model, const imram::PrecompSplit& split) {
+  torch::NoGradGuard no_grad;
+  const auto images = imram::encode_image_file(*model.net, split.features());
+  const auto captions = imram::encode_caption_ids(
+      *model.net, imram::encode_caption_texts(*model.vocabulary, split.captions(), split.captions_path()));
+  return imram::score_pairs(*model.net, images, captions).total.to(torch::kFloat64);
+}
+
+TEST(Index, ShortlistCoveringTheGalleryEqualsExhaustiveSearch) {
+  World world;
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  ASSERT_TRUE(index->has_shortlist());
+  EXPECT_EQ(index->faiss_factory(), "Flat");
+  const auto exhaustive = index->searcher(imram::GallerySide::Images, 0);
+  const auto two_stage = index->searcher(imram::GallerySide::Images, 1000);  // more than the 12 images
+  for (const std::string text : {"a red circle left of a blue square", "small green star"}) {
+    const auto query = index->text_query(text);
+    const auto a = exhaustive->search(query, 12, nullptr), b = two_stage->search(query, 12, nullptr);
+    ASSERT_EQ(a.size(), 12u);
+    ASSERT_EQ(b.size(), 12u);
+    for (std::size_t r = 0; r < a.size(); ++r) {
+      EXPECT_EQ(a[r].index, b[r].index);
+      EXPECT_DOUBLE_EQ(a[r].score, b[r].score);
+      EXPECT_TRUE(b[r].stage1.has_value());
+    }
+  }
+  const auto by_image = index->searcher(imram::GallerySide::Captions, 1000)->search(index->image_query(3), 60, nullptr);
+  const auto by_image_all = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(3), 60, nullptr);
+  ASSERT_EQ(by_image.size(), 60u);
+  for (std::size_t r = 0; r < by_image.size(); ++r) EXPECT_EQ(by_image[r].index, by_image_all[r].index);
+}
+
+TEST(Index, RerankScoresAreTheEngineScores) {
+  World world;
+  const auto model = imram::load_model(world.dir.file("model"));
+  const auto split = imram::PrecompSplit::open(world.dir.file("data"), "test");
+  const auto expected = exhaustive_scores(model, split);
+  for (const std::string store : {"float32", "float16"}) {
+    const auto index = imram::GalleryIndex::open(world.build("index-" + store, store));
+    // Bounds: float32 stores the engine's own tensors; float16 rounds each stored component
+    // to 11 significant bits, which moves a K=2 score sum by at most a few 1e-3 here.
+    const double bound = store == "float32" ? 1e-5 : 5e-3;
+    double worst = 0;
+    for (std::int64_t j = 0; j < split.num_captions(); j += 7) {
+      const auto hits = index->searcher(imram::GallerySide::Images, 5)
+                            ->search(index->text_query(split.captions()[std::size_t(j)]), 5, nullptr);
+      ASSERT_EQ(hits.size(), 5u);
+      for (const auto& hit : hits) {
+        const double diff = std::abs(hit.score - expected[hit.index][j].item<double>());
+        worst = std::max(worst, diff);
+        EXPECT_LE(diff, bound) << store << " image " << hit.index << " caption " << j;
+      }
+    }
+    for (std::int64_t i = 0; i < split.num_images(); i += 5) {
+      const auto hits = index->searcher(imram::GallerySide::Captions, 10)->search(index->image_query(i), 10, nullptr);
+      for (const auto& hit : hits) EXPECT_LE(std::abs(hit.score - expected[i][hit.index].item<double>()), bound) << store;
+    }
+    if (store == "float16") EXPECT_GT(worst, 0.0);  // float16 really is stored
+  }
+}
+
+TEST(Index, AddingInTwoPartsEqualsOneBuild) {
+  World world;
+  // dev (6 images) then test (12) added to one index, against one index of both.
+  imram::IndexOptions options;
+  options.show_progress = false;
+  options.store = imram::StoreDType::Float32;
+  {
+    auto writer = imram::IndexWriter::create(world.dir.file("one"), world.dir.file("model"), options);
+    writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "dev"));
+    writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
+    writer.commit();
+  }
+  {
+    auto writer = imram::IndexWriter::create(world.dir.file("two"), world.dir.file("model"), options);
+    writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "dev"));
+    writer.commit();
+  }
+  {
+    auto writer = imram::IndexWriter::append(world.dir.file("two"), false);
+    writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
+    writer.commit();
+  }
+  const auto one = imram::GalleryIndex::open(world.dir.file("one")), two = imram::GalleryIndex::open(world.dir.file("two"));
+  EXPECT_EQ(two->num_images(), 18);
+  EXPECT_EQ(two->num_captions(), 90);
+  EXPECT_EQ(two->caption_texts(), one->caption_texts());
+  EXPECT_EQ(two->scenes().size(), 18u);
+  EXPECT_EQ(two->scenes()[6 + 1].twin, one->scenes()[6 + 1].twin);
+  two->verify();
+  const auto manifest_one = nlohmann::json::parse(std::ifstream(world.dir.file("one/manifest.json")));
+  const auto manifest_two = nlohmann::json::parse(std::ifstream(world.dir.file("two/manifest.json")));
+  EXPECT_EQ(manifest_one["files"], manifest_two["files"]);  // same bytes, same checksums
+  EXPECT_FALSE(fs::exists(world.dir.file("two/images.1.faiss")));  // the replaced generation is gone
+  for (const std::string text : {"a blue heart", "two red squares"}) {
+    const auto a = one->searcher(imram::GallerySide::Images, 8)->search(one->text_query(text), 8, nullptr);
+    const auto b = two->searcher(imram::GallerySide::Images, 8)->search(two->text_query(text), 8, nullptr);
+    ASSERT_EQ(a.size(), b.size());
+    for (std::size_t r = 0; r < a.size(); ++r) {
+      EXPECT_EQ(a[r].index, b[r].index);
+      EXPECT_DOUBLE_EQ(a[r].score, b[r].score);
+      EXPECT_NEAR(*a[r].stage1, *b[r].stage1, 1e-6);
+    }
+  }
+}
+
+TEST(Index, RefusesAnotherModelAndDamagedFiles) {
+  World world;
+  const auto dir = world.build("index");
+  imram::save_model(world.dir.file("other"), small_model(world.dir.file("data/vocab.json"), 6, /*seed=*/2));
+  EXPECT_NO_THROW(imram::GalleryIndex::open(dir, torch::kCPU, world.dir.file("model")));
+  try {
+    imram::GalleryIndex::open(dir, torch::kCPU, world.dir.file("other"));
+    ADD_FAILURE() << "opened with another model";
+  } catch (const imram::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fingerprint"), std::string::npos) << e.what();
+  }
+  // A weight of the index's own model copy changed behind its back.
+  fs::copy_file(world.dir.file("other/weights/linear_t2i.weight.npy"), dir + "/model/weights/linear_t2i.weight.npy",
+                fs::copy_options::overwrite_existing);
+  EXPECT_THROW(imram::GalleryIndex::open(dir), imram::Error);
+
+  const auto dir2 = world.build("index2");
+  const auto regions = dir2 + "/regions.bin";
+  fs::resize_file(regions, fs::file_size(regions) - 4);
+  try {
+    imram::GalleryIndex::open(dir2);
+    ADD_FAILURE() << "opened a truncated store";
+  } catch (const imram::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("regions.bin: truncated"), std::string::npos) << e.what();
+  }
+  const auto dir3 = world.build("index3");
+  std::ofstream(dir3 + "/images.1.faiss", std::ios::binary | std::ios::trunc) << "not faiss";
+  EXPECT_THROW(imram::GalleryIndex::open(dir3), imram::Error);
+  const auto dir4 = world.build("index4");
+  {
+    std::fstream words(dir4 + "/words.bin", std::ios::binary | std::ios::in | std::ios::out);
+    words.seekp(16);
+    words.write("\x7f\x7f\x7f\x7f", 4);
+  }
+  const auto opened = imram::GalleryIndex::open(dir4);
+  EXPECT_THROW(opened->verify(), imram::Error);
+
+  // Build refuses to replace what is not an index.
+  fs::create_directories(world.dir.file("notes"));
+  std::ofstream(world.dir.file("notes/mine.txt")) << "keep";
+  EXPECT_THROW(world.build("notes"), imram::Error);
+  EXPECT_TRUE(fs::exists(world.dir.file("notes/mine.txt")));
+}
+
+TEST(Index, WithoutAGlobalHeadSearchesExhaustivelyAndSaysWhyNotTwoStage) {
+  World world;
+  imram::save_model(world.dir.file("model"), small_model(world.dir.file("data/vocab.json"), 0));
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  EXPECT_FALSE(index->has_shortlist());
+  EXPECT_EQ(index->searcher(imram::GallerySide::Images, 0)->search(index->text_query("red"), 3, nullptr).size(), 3u);
+  EXPECT_THROW(index->searcher(imram::GallerySide::Images, 10), imram::Error);
+}
+
+TEST(Index, UnknownWordsAreReported) {
+  World world;
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  const auto query = index->text_query("zzyzx qwfp");
+  EXPECT_EQ(query.unknown_words.size(), 2u);
+  EXPECT_EQ(query.token_count, 2);
+  EXPECT_THROW(index->text_query("   "), imram::Error);
+  EXPECT_THROW(index->image_query(12), imram::Error);
+}
+
+TEST(Index, EvaluationAtFullShortlistEqualsExhaustive) {
+  World world;
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  imram::TwoStageEvalOptions options;
+  options.shortlist = 1000;
+  options.show_progress = false;
+  const auto result = imram::evaluate_index(*index, options);
+  ASSERT_TRUE(result.exhaustive && result.two_stage && result.stage1);
+  EXPECT_EQ(result.shortlist_images, 12);
+  EXPECT_DOUBLE_EQ(result.two_stage->metrics.rsum, result.exhaustive->metrics.rsum);
+  EXPECT_DOUBLE_EQ(result.two_stage->metrics.t2i.meanr, result.exhaustive->metrics.t2i.meanr);
+  EXPECT_DOUBLE_EQ(result.two_stage->metrics.i2t.meanr, result.exhaustive->metrics.i2t.meanr);
+  ASSERT_TRUE(result.two_stage->twin_accuracy && result.exhaustive->twin_accuracy);
+  EXPECT_DOUBLE_EQ(*result.two_stage->twin_accuracy, *result.exhaustive->twin_accuracy);
+  // A shortlist of 1 leaves the ranks beyond the first to stage 1.
+  options.shortlist = 1;
+  options.exhaustive = false;
+  const auto narrow = imram::evaluate_index(*index, options);
+  EXPECT_DOUBLE_EQ(narrow.two_stage->metrics.t2i.r10, narrow.stage1->metrics.t2i.r10);
+  const auto json = nlohmann::json::parse(imram::two_stage_json(narrow));
+  EXPECT_EQ(json["shortlist"], 1);
+  EXPECT_TRUE(json.contains("stage1"));
+}
+
+TEST(GlobalHead, OptionalInTheModelDirectoryAndLeftOutOfExports) {
+  World world;
+  const auto with_head = imram::load_model(world.dir.file("model"));
+  ASSERT_TRUE(with_head.net->global_head);
+  EXPECT_EQ(with_head.config().global_head, 6);
+  imram::save_model(world.dir.file("plain"), small_model(world.dir.file("data/vocab.json"), 0));
+  const auto config = nlohmann::json::parse(std::ifstream(world.dir.file("plain/config.json")));
+  EXPECT_FALSE(config.contains("global_head"));
+  EXPECT_FALSE(imram::load_model(world.dir.file("plain")).net->global_head);
+  imram::export_reference_model(with_head, world.dir.file("exported"));
+  EXPECT_FALSE(fs::exists(world.dir.file("exported/weights/global_head.image.weight.npy")));
+  EXPECT_TRUE(fs::exists(world.dir.file("model/weights/global_head.image.weight.npy")));
+}
+
+TEST(GlobalHead, JointLossTrainsTheHeadWithTheEncoders) {
+  World world;
+  auto model = imram::load_model(world.dir.file("model"));
+  const auto split = imram::PrecompSplit::open(world.dir.file("data"), "train");
+  const auto ids = imram::encode_caption_texts(*model.vocabulary, split.captions(), split.captions_path());
+  std::vector<std::int64_t> images;
+  imram::TokenIds batch_ids;
+  for (std::int64_t j = 0; j < 8; ++j) {
+    images.push_back(split.image_of_caption(j * 5));
+    batch_ids.push_back(ids[std::size_t(j * 5)]);
+  }
+  const auto padded = imram::pad_captions(batch_ids, 0, 8);
+  imram::Batch batch{imram::tensor_view(split.features()).index_select(0, torch::tensor(images)), padded.ids, padded.lengths};
+  const auto head_before = model.net->global_head->image->weight.clone();
+  const auto encoder_before = model.net->img_enc->fc_local->weight.clone();
+  auto optimizer = imram::make_optimizer(*model.net, 1e-2);
+  imram::LossOptions plain;
+  auto copy = imram::load_model(world.dir.file("model"));
+  auto copy_optimizer = imram::make_optimizer(*copy.net, 1e-2);
+  const auto without = imram::train_step(*copy.net, copy_optimizer, batch, plain);
+  imram::LossOptions joint;
+  joint.global_weight = 0.5;
+  const auto with = imram::train_step(*model.net, optimizer, batch, joint);
+  EXPECT_GT(with.global_loss, 0);
+  EXPECT_NEAR(with.loss, without.loss + 0.5 * with.global_loss, 1e-5);
+  EXPECT_FALSE(torch::equal(head_before, model.net->global_head->image->weight));
+  EXPECT_FALSE(torch::equal(encoder_before, model.net->img_enc->fc_local->weight));
+  EXPECT_TRUE(torch::equal(head_before, copy.net->global_head->image->weight));  // no global term, no head gradient
+}
+
+TEST(GlobalHead, TrainGlobalFitsOnlyTheHead) {
+  World world;
+  imram::save_model(world.dir.file("plain"), small_model(world.dir.file("data/vocab.json"), 0));
+  auto model = imram::load_model(world.dir.file("plain"));
+  const auto encoder_before = model.net->img_enc->fc_local->weight.clone();
+  imram::GlobalFitOptions options;
+  options.epochs = 8;
+  options.batch_size = 16;
+  options.dim = 5;
+  options.show_progress = false;
+  const auto summary = imram::fit_global_head(model, imram::PrecompSplit::open(world.dir.file("data"), "train"), options);
+  ASSERT_TRUE(model.net->global_head);
+  EXPECT_EQ(model.config().global_head, 5);
+  EXPECT_LT(summary.last_epoch_loss, summary.first_epoch_loss);
+  EXPECT_TRUE(torch::equal(encoder_before, model.net->img_enc->fc_local->weight));
+  imram::save_model(world.dir.file("fitted"), model);
+  EXPECT_EQ(imram::load_model(world.dir.file("fitted")).config().global_head, 5);
+}
+
+TEST(FaissShortlist, DefaultFactoryGrowsWithTheGallery) {
+  EXPECT_EQ(imram::default_faiss_factory(5000), "Flat");
+  EXPECT_EQ(imram::default_faiss_factory(100000), "IVF1024,Flat");
+  EXPECT_EQ(imram::default_faiss_factory(30000), "IVF512,Flat");
+  EXPECT_THROW(imram::build_faiss_index("NoSuchIndex", torch::randn({10, 4})), imram::Error);
+}
+
+}  // namespace
