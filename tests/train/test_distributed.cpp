@@ -59,6 +59,18 @@ int wait_for(pid_t pid, double seconds) {
   return -1;
 }
 
+// Kills the ranks a failed assertion left running (reaped ones are no longer our children).
+struct Reaper {
+  std::vector<pid_t> pids;
+  ~Reaper() {
+    for (const pid_t pid : pids)
+      if (::waitpid(pid, nullptr, WNOHANG) == 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+  }
+};
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;
@@ -272,11 +284,13 @@ TEST(DistributedTraining, FixtureStepOfTwoRanks) {
   imram::test::TempDir dir;
   const auto port = std::to_string(imram::free_loopback_port());
   std::vector<pid_t> ranks;
+  Reaper reaper;
   for (int r = 0; r < 2; ++r)
     ranks.push_back(spawn({"/proc/self/exe", "--gtest_filter=DistributedRank.FixtureStep"},
                           {{"IMRAM_TEST_FIXTURE_RANK", "1"}, {"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"},
                            {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}, {"OMP_NUM_THREADS", "1"}},
                           dir.file("rank" + std::to_string(r) + ".log")));
+  reaper.pids = ranks;
   for (int r = 0; r < 2; ++r) {
     const auto log = dir.file("rank" + std::to_string(r) + ".log");
     EXPECT_EQ(wait_for(ranks[std::size_t(r)], 120), 0) << "rank " << r << ":\n" << read_text(log);
@@ -284,9 +298,8 @@ TEST(DistributedTraining, FixtureStepOfTwoRanks) {
   }
 }
 
-// Two ranks started the torchrun way; `victim` is killed with SIGKILL once training runs.
-void expect_the_survivor_names_the_lost_rank(int victim) {
-  TinyData data(40);
+// Two ranks started the torchrun way on a long run, returned once rank 0 has logged 3 steps.
+std::vector<pid_t> start_two_ranks(const TinyData& data) {
   const auto port = std::to_string(imram::free_loopback_port());
   auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 train --data " + data.data() + tiny_model() +
                           " --batch-size 10 --epochs 1000 --val-split none --out " + data.dir.file("run"));
@@ -300,6 +313,33 @@ void expect_the_survivor_names_the_lost_rank(int victim) {
   while (lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size() < 3 &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  return ranks;
+}
+
+TEST(DistributedTraining, SigtermToOneRankStopsBothAtTheSameStepWithOneLast) {
+  TinyData data(40);
+  const auto ranks = start_two_ranks(data);
+  const Reaper reaper{ranks};
+  ASSERT_GE(lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size(), 3u) << read_text(data.dir.file("rank0.log"));
+  ::kill(ranks[1], SIGTERM);
+  EXPECT_EQ(wait_for(ranks[0], 60), 0) << read_text(data.dir.file("rank0.log"));
+  EXPECT_EQ(wait_for(ranks[1], 60), 0) << read_text(data.dir.file("rank1.log"));
+  const auto said = read_text(data.dir.file("rank0.log"));
+  const auto at = said.find("interrupted at step ");
+  ASSERT_NE(at, std::string::npos) << said;
+  const auto step = std::stoll(said.substr(at + 20));
+  const auto state = nlohmann::json::parse(read_text(data.dir.file("run/last/training.json")));
+  EXPECT_EQ(state["position"]["global_step"].get<std::int64_t>(), step);
+  const auto logged = lines_of_type(data.dir.file("run/metrics.jsonl"), "train");
+  EXPECT_EQ(nlohmann::json::parse(logged.back())["step"].get<std::int64_t>(), step);
+  EXPECT_EQ(read_text(data.dir.file("rank1.log")), "");  // rank 0 alone reports
+}
+
+// `victim` is killed with SIGKILL once training runs.
+void expect_the_survivor_names_the_lost_rank(int victim) {
+  TinyData data(40);
+  const auto ranks = start_two_ranks(data);
+  const Reaper reaper{ranks};
   ASSERT_GE(lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size(), 3u) << read_text(data.dir.file("rank0.log"));
   ::kill(ranks[std::size_t(victim)], SIGKILL);
   EXPECT_EQ(wait_for(ranks[std::size_t(victim)], 10), 128 + SIGKILL);
