@@ -218,6 +218,7 @@ class Run {
       double window_loss = 0;
       std::int64_t window_steps = 0;
       auto window_start = std::chrono::steady_clock::now();
+      auto window_bytes = world_ ? world_->bytes_exchanged() : 0;
       while (auto batch = loader.next()) {
         const auto result = world_ ? distributed_train_step(*model_.net, *optimizer_, *batch, loss_options, *world_)
                                    : train_step(*model_.net, *optimizer_, *batch, loss_options);
@@ -233,11 +234,16 @@ class Run {
                       double(window_steps) * pairs_per_step / std::max(seconds, 1e-9));
         bar.update(position_.batch_in_epoch, status);
         if (position_.global_step % options_.log_every == 0) {
-          log({{"type", "train"}, {"epoch", position_.epoch}, {"step", position_.global_step},
-               {"loss", window_loss / double(window_steps)},
-               {"lr", lr},
-               {"grad_norm", result.grad_norm},
-               {"pairs_per_s", double(window_steps) * pairs_per_step / std::max(seconds, 1e-9)}});
+          nlohmann::ordered_json line{{"type", "train"}, {"epoch", position_.epoch}, {"step", position_.global_step},
+                                      {"loss", window_loss / double(window_steps)},
+                                      {"lr", lr},
+                                      {"grad_norm", result.grad_norm},
+                                      {"pairs_per_s", double(window_steps) * pairs_per_step / std::max(seconds, 1e-9)}};
+          if (world_) {
+            line["exchanged_bytes_per_step"] = double(world_->bytes_exchanged() - window_bytes) / double(window_steps);
+            window_bytes = world_->bytes_exchanged();
+          }
+          log(line);
           window_loss = 0;
           window_steps = 0;
           window_start = std::chrono::steady_clock::now();
