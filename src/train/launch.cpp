@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,6 +82,8 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
     const pid_t pid = ::fork();
     if (pid < 0) throw Error(std::string("--nproc: fork failed: ") + std::strerror(errno));
     if (pid == 0) {
+      // A launcher that is killed outright takes its ranks along (they save `last` on SIGTERM).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
