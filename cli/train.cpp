@@ -3,6 +3,8 @@
 #include "command.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
+#include "imram/train/distributed.h"
+#include "imram/train/launch.h"
 #include "imram/train/trainer.h"
 
 namespace {
@@ -17,6 +19,7 @@ IMRAM_COMMAND {
     std::string mode = "full", raw_feature_norm = "clipped_l2norm", resume;
     bool uni_gru = false, sum_violation = false, imram_norm = false, no_imram_norm = false;
     bool no_shuffle = false, quiet = false;
+    int nproc = 0;
   };
   auto o = std::make_shared<Options>();
   auto& t = o->train;
@@ -61,16 +64,34 @@ IMRAM_COMMAND {
   sub->add_option("--val-images", t.val_images, "validate on the first N images of the split")->capture_default_str();
   sub->add_option("--log-every", t.log_every, "steps between metrics.jsonl lines")->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "no progress output");
+  sub->add_option("--nproc", o->nproc,
+                  "run as N ranks on this machine (data-parallel; --batch-size is the whole batch)");
   sub->callback([&invocation, o, sub] {
-    invocation.run = [o, sub, device = invocation.globals.device] {
+    invocation.run = [o, sub, device = invocation.globals.device, threads = invocation.globals.threads] {
+      const auto spec = imram::world_from_environment();
+      if (o->nproc > 1) {
+        if (spec) throw imram::Error("--nproc: this process is already rank " + std::to_string(spec->rank) +
+                                     " of a world of " + std::to_string(spec->size) + " (" + spec->launcher + ")");
+        return imram::run_local_world(o->nproc, imram::command_line_without_nproc());
+      }
+      std::unique_ptr<imram::Communicator> world;
+      auto compute_device = imram::parse_device(device);
+      if (spec) {
+        if (threads == 0) imram::set_thread_count(imram::threads_of_rank(*spec));
+        compute_device = imram::device_of_rank(compute_device, *spec);
+        world = imram::Communicator::connect(*spec, compute_device);
+      }
+      const bool reports = !world || world->rank() == 0;
       auto options = o->train;
       options.show_progress = !o->quiet;
       if (!o->resume.empty()) {
         const auto summary = imram::resume_training(
             o->resume, sub->count("--max-steps") ? options.max_steps : 0,
-            sub->count("--epochs") ? options.epochs : 0, options.show_progress, imram::parse_device(device));
-        std::cout << (summary.interrupted ? "interrupted" : "finished") << " at step " << summary.steps
-                  << best_rsum_text(summary) << "; model in " << o->resume << "/best\n";
+            sub->count("--epochs") ? options.epochs : 0, options.show_progress, compute_device, world.get());
+        if (world) world->close();
+        if (reports)
+          std::cout << (summary.interrupted ? "interrupted" : "finished") << " at step " << summary.steps
+                    << best_rsum_text(summary) << "; model in " << o->resume << "/best\n";
         return 0;
       }
       if (options.data_dir.empty() || options.out_dir.empty())
@@ -81,7 +102,9 @@ IMRAM_COMMAND {
       options.model.imram_norm = o->imram_norm;
       options.max_violation = !o->sum_violation;
       options.shuffle = !o->no_shuffle;
-      const auto summary = imram::train(options, imram::parse_device(device));
+      const auto summary = imram::train(options, compute_device, world.get());
+      if (world) world->close();
+      if (!reports) return 0;
       if (summary.interrupted)
         std::cout << "interrupted at step " << summary.steps << "; continue with: imram train --resume "
                   << options.out_dir << "\n";

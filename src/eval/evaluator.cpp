@@ -43,8 +43,14 @@ torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary,
 EvalResult evaluate(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
                     const EvalOptions& options) {
   const auto start = std::chrono::steady_clock::now();
+  auto result = evaluate_scores(score_split(model, vocabulary, split, options), split, options);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+EvalResult evaluate_scores(torch::Tensor sims, const PrecompSplit& split, const EvalOptions& options) {
   EvalResult result;
-  result.sims = score_split(model, vocabulary, split, options);
+  result.sims = std::move(sims);
   const auto sims64 = result.sims.to(torch::kFloat64).contiguous();
   const double* data = sims64.data_ptr<double>();
   const auto N = result.sims.size(0), M = result.sims.size(1);
@@ -60,7 +66,6 @@ EvalResult evaluate(ImramModelImpl& model, const Vocabulary& vocabulary, const P
       result.twin_accuracy = twin_accuracy(data, N, M, read_twins(options.dataset_dir, split.name()),
                                            split.captions_per_image());
   }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

@@ -40,6 +40,10 @@ std::vector<double> score_query(const ImramModelImpl& model, const ItemStore& st
   const bool text = query.is_text();
   constexpr std::int64_t kWordsPerCaption = 64;  // a generous bound: captions are ragged
   const auto chunk = chunk_items(model, text ? store.regions_per_image() : kWordsPerCaption);
+  // One query item: the batched formulation puts the query's rows of every pair into one product
+  // with the memory weights, where the per-item CPU path would stream them once per pair.
+  ScoreOptions options;
+  options.tensor_path = true;
   for (std::size_t begin = 0; begin < ids.size(); begin += std::size_t(chunk)) {
     const std::vector<std::int64_t> part(ids.begin() + std::ptrdiff_t(begin),
                                          ids.begin() + std::ptrdiff_t(std::min(ids.size(), begin + std::size_t(chunk))));
@@ -48,11 +52,11 @@ std::vector<double> score_query(const ImramModelImpl& model, const ItemStore& st
       auto images = store.images(part);
       images.regions = images.regions.to(device);
       if (images.region_mask.defined()) images.region_mask = images.region_mask.to(device);
-      total = score_pairs(model, images, query.caption).total.select(1, 0);
+      total = score_pairs(model, images, query.caption, options).total.select(1, 0);
     } else {
       auto captions = store.captions(part);
       captions.words = captions.words.to(device);
-      total = score_pairs(model, query.image, captions).total.select(0, 0);
+      total = score_pairs(model, query.image, captions, options).total.select(0, 0);
     }
     const auto values = total.to(torch::kCPU, torch::kFloat64).contiguous();
     scores.insert(scores.end(), values.data_ptr<double>(), values.data_ptr<double>() + values.numel());

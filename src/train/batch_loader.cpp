@@ -7,18 +7,21 @@
 #include <cstring>
 
 #include "imram/error.h"
+#include "imram/train/distributed.h"
 
 namespace imram {
 
 BatchLoader::BatchLoader(const PrecompSplit& split, const TokenIds& captions,
                          std::vector<std::int64_t> order, std::int64_t batch_size,
-                         std::int64_t first_batch, std::size_t prefetch)
+                         std::int64_t first_batch, std::size_t prefetch, int rank, int world_size)
     : split_(split),
       captions_(captions),
       order_(std::move(order)),
       batch_size_(batch_size),
       next_batch_(first_batch),
-      prefetch_(prefetch) {
+      prefetch_(prefetch),
+      rank_(rank),
+      world_size_(world_size) {
   worker_ = std::thread([this] { produce(); });
 }
 
@@ -36,8 +39,9 @@ std::int64_t BatchLoader::batches() const {
 }
 
 Batch BatchLoader::assemble(std::int64_t batch) const {
-  const auto begin = batch * batch_size_;
-  const auto count = std::min<std::int64_t>(batch_size_, std::int64_t(order_.size()) - begin);
+  const auto share = rank_slice(std::min<std::int64_t>(batch_size_, std::int64_t(order_.size()) - batch * batch_size_),
+                                rank_, world_size_);
+  const auto begin = batch * batch_size_ + share.begin, count = share.count;
   const auto R = split_.num_regions(), D = split_.feature_dim();
   auto features = torch::empty({count, R, D}, torch::kFloat32);
   TokenIds ids;

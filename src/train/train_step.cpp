@@ -18,6 +18,21 @@ void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
     static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
 }
 
+double apply_gradients(ImramModelImpl& model, torch::optim::Adam& optimizer, double grad_clip) {
+  double norm = 0;
+  const auto parameters = model.parameters();
+  if (grad_clip > 0) {
+    norm = torch::nn::utils::clip_grad_norm_(parameters, grad_clip);
+  } else {
+    double squares = 0;
+    for (const auto& p : parameters)
+      if (p.grad().defined()) squares += p.grad().pow(2).sum().item<double>();
+    norm = std::sqrt(squares);
+  }
+  optimizer.step();
+  return norm;
+}
+
 StepResult train_step(ImramModelImpl& model, torch::optim::Adam& optimizer, const Batch& batch,
                       const LossOptions& options) {
   model.train();
@@ -39,16 +54,7 @@ StepResult train_step(ImramModelImpl& model, torch::optim::Adam& optimizer, cons
   optimizer.zero_grad();
   loss.backward();
   StepResult result;
-  const auto parameters = model.parameters();
-  if (options.grad_clip > 0) {
-    result.grad_norm = torch::nn::utils::clip_grad_norm_(parameters, options.grad_clip);
-  } else {
-    double squares = 0;
-    for (const auto& p : parameters)
-      if (p.grad().defined()) squares += p.grad().pow(2).sum().item<double>();
-    result.grad_norm = std::sqrt(squares);
-  }
-  optimizer.step();
+  result.grad_norm = apply_gradients(model, optimizer, options.grad_clip);
   result.loss = loss.item<double>();
   if (global_loss.defined()) result.global_loss = global_loss.item<double>();
   result.scores = scores.detach();

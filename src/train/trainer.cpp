@@ -15,6 +15,8 @@
 #include "imram/eval/evaluator.h"
 #include "imram/model/model_dir.h"
 #include "imram/train/batch_loader.h"
+#include "imram/train/distributed_step.h"
+#include "imram/train/distributed_validation.h"
 #include "imram/train/train_step.h"
 #include "imram/util/json_file.h"
 #include "imram/util/progress.h"
@@ -73,7 +75,8 @@ nlohmann::ordered_json position_json(const Position& p) {
 
 class Run {
  public:
-  Run(TrainOptions options, torch::Device device) : options_(std::move(options)), device_(device) {}
+  Run(TrainOptions options, torch::Device device, Communicator* world)
+      : options_(std::move(options)), device_(device), world_(world) {}
 
   TrainSummary start() {
     if (fs::exists(options_.out_dir + "/last"))
@@ -107,7 +110,7 @@ class Run {
       model_.net = ImramModel(options_.model);
       model_.net->to(device_);
     }
-    fs::create_directories(options_.out_dir);
+    if (writes_files()) fs::create_directories(options_.out_dir);
     optimizer_ = std::make_unique<torch::optim::Adam>(make_optimizer(*model_.net, options_.lr));
     return loop();
   }
@@ -152,12 +155,17 @@ class Run {
     return Vocabulary::build(captions);
   }
 
+  // In a world, rank 0 alone writes the run directory and shows progress.
+  bool writes_files() const { return !world_ || world_->rank() == 0; }
+
   void log(const nlohmann::ordered_json& line) {
+    if (!writes_files()) return;
     std::ofstream out(options_.out_dir + "/metrics.jsonl", std::ios::app);
     out << line.dump() << "\n";
   }
 
   void save_last() {
+    if (!writes_files()) return;
     save_model(options_.out_dir + "/last", model_, [&](const std::string& tmp) {
       torch::save(*optimizer_, tmp + "/optimizer.pt");
       nlohmann::ordered_json state{{"options", to_json(options_)}, {"position", position_json(position_)}};
@@ -175,7 +183,8 @@ class Run {
       eval_options.max_images = options_.val_images;
       eval_options.memory_budget = options_.memory_budget;
       eval_options.dataset_dir = options_.data_dir;
-      const auto result = evaluate(*model_.net, *model_.vocabulary, *val_, eval_options);
+      const auto result = world_ ? evaluate_in_world(*model_.net, *model_.vocabulary, *val_, eval_options, *world_)
+                                 : evaluate(*model_.net, *model_.vocabulary, *val_, eval_options);
       model_.net->train();
       rsum = result.metrics.rsum;
       const auto measured = nlohmann::ordered_json::parse(eval_json(result));
@@ -187,12 +196,21 @@ class Run {
     log(line);
     if (!val_ || rsum > position_.best_rsum) {
       position_.best_rsum = val_ ? rsum : position_.best_rsum;
-      save_model(options_.out_dir + "/best", model_);
+      if (writes_files()) save_model(options_.out_dir + "/best", model_);
     }
   }
 
   TrainSummary loop() {
     StopSignals signals;
+    if (world_) {
+      // The distributed step builds its loss from column slices of the score matrix; the
+      // global-embedding term has no such split yet.
+      if (options_.global_weight > 0)
+        throw Error("--global-weight is not supported with several ranks yet: train without it, then fit the "
+                    "head with imram train-global");
+      if (world_->rank() != 0) options_.show_progress = false;
+      broadcast_parameters(*model_.net, *world_);
+    }
     const auto captions = encode_caption_texts(*model_.vocabulary, train_->captions(), train_->captions_path());
     const auto pairs_per_step = double(options_.batch_size) * double(options_.batch_size);
     LossOptions loss_options{options_.margin, options_.max_violation, options_.grad_clip, options_.global_weight};
@@ -203,14 +221,17 @@ class Run {
       set_learning_rate(*optimizer_, lr);
       BatchLoader loader(*train_, captions,
                          epoch_order(train_->num_captions(), options_.seed, position_.epoch, options_.shuffle),
-                         options_.batch_size, position_.batch_in_epoch);
+                         options_.batch_size, position_.batch_in_epoch, 3, world_ ? world_->rank() : 0,
+                         world_ ? world_->size() : 1);
       ProgressBar bar("epoch " + std::to_string(position_.epoch + 1) + "/" + std::to_string(options_.epochs),
                       loader.batches(), "steps", options_.show_progress);
       double window_loss = 0;
       std::int64_t window_steps = 0;
       auto window_start = std::chrono::steady_clock::now();
+      auto window_bytes = world_ ? world_->bytes_exchanged() : 0;
       while (auto batch = loader.next()) {
-        const auto result = train_step(*model_.net, *optimizer_, *batch, loss_options);
+        const auto result = world_ ? distributed_train_step(*model_.net, *optimizer_, *batch, loss_options, *world_)
+                                   : train_step(*model_.net, *optimizer_, *batch, loss_options);
         ++position_.batch_in_epoch;
         ++position_.global_step;
         summary.last_loss = result.loss;
@@ -223,17 +244,23 @@ class Run {
                       double(window_steps) * pairs_per_step / std::max(seconds, 1e-9));
         bar.update(position_.batch_in_epoch, status);
         if (position_.global_step % options_.log_every == 0) {
-          log({{"type", "train"}, {"epoch", position_.epoch}, {"step", position_.global_step},
-               {"loss", window_loss / double(window_steps)},
-               {"lr", lr},
-               {"grad_norm", result.grad_norm},
-               {"global_loss", result.global_loss},
-               {"pairs_per_s", double(window_steps) * pairs_per_step / std::max(seconds, 1e-9)}});
+          nlohmann::ordered_json line{{"type", "train"}, {"epoch", position_.epoch}, {"step", position_.global_step},
+                                      {"loss", window_loss / double(window_steps)},
+                                      {"lr", lr},
+                                      {"grad_norm", result.grad_norm},
+                                      {"global_loss", result.global_loss},
+                                      {"pairs_per_s", double(window_steps) * pairs_per_step / std::max(seconds, 1e-9)}};
+          if (world_) {
+            line["exchanged_bytes_per_step"] = double(world_->bytes_exchanged() - window_bytes) / double(window_steps);
+            window_bytes = world_->bytes_exchanged();
+          }
+          log(line);
           window_loss = 0;
           window_steps = 0;
           window_start = std::chrono::steady_clock::now();
         }
-        if (g_stop_signal) {
+        // A signal to any rank stops every rank after the same step.
+        if (world_ ? world_->any(g_stop_signal != 0) : g_stop_signal != 0) {
           bar.finish("interrupted");
           save_last();
           summary.interrupted = true;
@@ -265,6 +292,7 @@ class Run {
 
   TrainOptions options_;
   torch::Device device_;
+  Communicator* world_;
   std::unique_ptr<PrecompSplit> train_, val_;
   Model model_;
   std::unique_ptr<torch::optim::Adam> optimizer_;
@@ -322,18 +350,18 @@ TrainOptions train_options_from_json(const nlohmann::json& json, const std::stri
   return o;
 }
 
-TrainSummary train(const TrainOptions& options, torch::Device device) {
+TrainSummary train(const TrainOptions& options, torch::Device device, Communicator* world) {
   if (options.batch_size < 2) throw Error("--batch-size must be >= 2 (the loss needs negatives)");
   if (options.epochs < 1) throw Error("--epochs must be >= 1");
   if (options.lr_update < 1) throw Error("--lr-update must be >= 1");
   if (!(options.lr > 0)) throw Error("--lr must be > 0");
   if (options.log_every < 1) throw Error("log_every must be >= 1");
-  return Run(options, device).start();
+  return Run(options, device, world).start();
 }
 
 TrainSummary resume_training(const std::string& run_dir, std::int64_t max_steps, int epochs,
-                             bool show_progress, torch::Device device) {
-  return Run(TrainOptions{}, device).resume(run_dir, max_steps, epochs, show_progress);
+                             bool show_progress, torch::Device device, Communicator* world) {
+  return Run(TrainOptions{}, device, world).resume(run_dir, max_steps, epochs, show_progress);
 }
 
 }  // namespace imram

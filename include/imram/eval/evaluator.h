@@ -38,6 +38,8 @@ EvalResult evaluate(ImramModelImpl& model, const Vocabulary& vocabulary, const P
 // stage of two-stage search, alone). The model must have a global head.
 EvalResult evaluate_global(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
                            const EvalOptions& options);
+// The metrics (and twin accuracy) of scores already computed for `split` (seconds left 0).
+EvalResult evaluate_scores(torch::Tensor sims, const PrecompSplit& split, const EvalOptions& options);
 // The eval JSON (same schema as `imram metrics --json`) plus "twin_accuracy" when known.
 std::string eval_json(const EvalResult& result);
 

@@ -16,9 +16,11 @@ namespace imram {
 
 class BatchLoader {
  public:
-  // Batches order[b * batch_size ...] for b = first_batch.. (the last one may be smaller).
+  // Batches order[b * batch_size ...] for b = first_batch.. (the last one may be smaller). In a
+  // world, only rank `rank`'s share of each batch (rank_slice): each rank reads its own items.
   BatchLoader(const PrecompSplit& split, const TokenIds& captions, std::vector<std::int64_t> order,
-              std::int64_t batch_size, std::int64_t first_batch, std::size_t prefetch = 3);
+              std::int64_t batch_size, std::int64_t first_batch, std::size_t prefetch = 3, int rank = 0,
+              int world_size = 1);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -38,6 +40,7 @@ class BatchLoader {
   std::int64_t batch_size_;
   std::int64_t next_batch_;
   std::size_t prefetch_;
+  int rank_, world_size_;
   std::deque<Batch> ready_;
   bool finished_ = false;
   bool stopping_ = false;

@@ -33,6 +33,10 @@ struct LossOptions {
 torch::optim::Adam make_optimizer(ImramModelImpl& model, double lr);
 void set_learning_rate(torch::optim::Adam& optimizer, double lr);
 
+// Gradient-norm clip over all parameters (grad_clip <= 0: none) and the Adam step, on gradients
+// already computed (in a world: summed over the ranks). Returns the norm before clipping.
+double apply_gradients(ImramModelImpl& model, torch::optim::Adam& optimizer, double grad_clip);
+
 StepResult train_step(ImramModelImpl& model, torch::optim::Adam& optimizer, const Batch& batch,
                       const LossOptions& options);
 

@@ -16,6 +16,8 @@
 
 namespace imram {
 
+class Communicator;
+
 struct TrainOptions {
   std::string data_dir;          // precomputed dataset with train (and val_split) splits
   std::string out_dir;           // RUN_DIR
@@ -53,11 +55,15 @@ struct TrainSummary {
   bool interrupted = false;      // stopped by SIGINT/SIGTERM; `last` holds the state
 };
 
-// Starts a new run in options.out_dir.
-TrainSummary train(const TrainOptions& options, torch::Device device = torch::kCPU);
-// Continues RUN_DIR from RUN_DIR/last; max_steps/epochs > 0 override the stored ones.
+// Starts a new run in options.out_dir. With a world (train/distributed.h), every rank calls this
+// with the same options: batch_size is the whole batch of the world, split over the ranks.
+TrainSummary train(const TrainOptions& options, torch::Device device = torch::kCPU,
+                   Communicator* world = nullptr);
+// Continues RUN_DIR from RUN_DIR/last (in a world of any size: the position is in global batches);
+// max_steps/epochs > 0 override the stored ones.
 TrainSummary resume_training(const std::string& run_dir, std::int64_t max_steps = 0, int epochs = 0,
-                             bool show_progress = true, torch::Device device = torch::kCPU);
+                             bool show_progress = true, torch::Device device = torch::kCPU,
+                             Communicator* world = nullptr);
 
 // The order in which an epoch visits the captions: a seeded shuffle (identical on every
 // platform), or file order.

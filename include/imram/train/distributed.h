@@ -1,0 +1,88 @@
+#pragma once
+// A world of training processes (ranks) on LibTorch's c10d: rendezvous through a TCPStore hosted
+// by rank 0, collectives over Gloo (CPU tensors) or NCCL (CUDA tensors, when LibTorch was built
+// with it). c10d stays out of this header: the trainer only sees tensors and ranks.
+//
+// A rank that dies or stops answering is noticed by a heartbeat every rank keeps in the store:
+// the others exit with an error naming it within IMRAM_DIST_HEARTBEAT_TIMEOUT seconds (default
+// 30), instead of waiting in a collective for the process group's timeout.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace imram {
+
+struct WorldSpec {
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;          // rank among the processes of this machine: picks the GPU
+  int local_size = 1;          // processes on this machine: share its cores
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  std::string launcher;        // "torchrun", "slurm" or "--nproc", for messages
+};
+
+// The world this process was started in: the torchrun convention (RANK, WORLD_SIZE, LOCAL_RANK,
+// MASTER_ADDR, MASTER_PORT; also what --nproc sets) or a SLURM job step (srun: SLURM_PROCID,
+// SLURM_NTASKS, SLURM_LOCALID, MASTER_ADDR/MASTER_PORT or the step's first node). Nothing for a
+// single process. Throws Error on inconsistent variables.
+std::optional<WorldSpec> world_from_environment();
+
+// The device of a rank: `cuda` without an index becomes the local rank's GPU (one per rank).
+torch::Device device_of_rank(torch::Device requested, const WorldSpec& spec);
+// The compute threads of a rank when none were asked for: this machine's cores shared out.
+int threads_of_rank(const WorldSpec& spec);
+
+// The items [begin, begin + count) of `items` that rank `rank` of `size` owns: contiguous, in
+// rank order, the first items % size ranks one more.
+struct Slice {
+  std::int64_t begin = 0;
+  std::int64_t count = 0;
+};
+Slice rank_slice(std::int64_t items, int rank, int size);
+
+enum class Reduction { kSum, kMax, kMin };
+
+class Communicator {
+ public:
+  // Joins the world (blocks until all ranks have joined or the rendezvous times out).
+  // Collectives run on `device`: Gloo for the CPU, NCCL for CUDA.
+  static std::unique_ptr<Communicator> connect(const WorldSpec& spec, torch::Device device);
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const;
+  int size() const;
+  torch::Device device() const;
+
+  // In place on every rank.
+  void all_reduce(torch::Tensor& tensor, Reduction reduction);
+  // Every rank's `local` rows (dim 0; the other dims equal), concatenated in rank order.
+  // counts[r] is rank r's number of rows (from all_gather_count).
+  torch::Tensor all_gather_rows(const torch::Tensor& local, const std::vector<std::int64_t>& counts);
+  std::vector<std::int64_t> all_gather_count(std::int64_t count);
+  void broadcast(std::vector<torch::Tensor>& tensors, int root);
+  bool any(bool flag);
+  void barrier();
+  // Leaves the world: no rank stops its heartbeat before every rank is done, so that a rank
+  // finishing first is not mistaken for a lost one.
+  void close();
+
+  // Bytes of the collectives' results on this rank (all-reduce: the tensor; all-gather: every
+  // rank's padded block) since the last reset: what the algorithms must move, whatever their
+  // wire pattern.
+  std::uint64_t bytes_exchanged() const;
+  void reset_bytes_exchanged();
+
+ private:
+  struct Impl;
+  explicit Communicator(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace imram

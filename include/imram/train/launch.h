@@ -1,0 +1,20 @@
+#pragma once
+// `imram train --nproc N`: this program started again as ranks 0..N-1 of a world on this machine,
+// with the torchrun variables set (train/distributed.h reads them), and supervised until done.
+#include <string>
+#include <vector>
+
+namespace imram {
+
+// This process's command line (argv), from /proc/self/cmdline, without `--nproc N`/`--nproc=N`.
+std::vector<std::string> command_line_without_nproc();
+
+// A loopback TCP port that is free now (for a world's rendezvous).
+int free_loopback_port();
+
+// Starts the ranks with `arguments` as their argv, rendezvous on a free loopback port; forwards
+// SIGTERM to them and leaves Ctrl-C to reach them from the terminal. Returns 0 when every rank
+// succeeded, else the first failing rank's status (128 + signal when it was killed).
+int run_local_world(int nproc, const std::vector<std::string>& arguments);
+
+}  // namespace imram

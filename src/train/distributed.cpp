@@ -1,0 +1,359 @@
+#include "imram/train/distributed.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "imram/error.h"
+
+namespace imram {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Seconds = std::chrono::duration<double>;
+
+const char* env(const char* name) {
+  const char* value = std::getenv(name);
+  return value && *value ? value : nullptr;
+}
+
+int env_int(const char* name, int fallback) {
+  const char* value = env(name);
+  if (!value) return fallback;
+  try {
+    std::size_t used = 0;
+    const int parsed = std::stoi(value, &used);
+    if (used == std::string(value).size()) return parsed;
+  } catch (const std::exception&) {
+  }
+  throw Error(std::string(name) + "=" + value + ": not an integer");
+}
+
+int required_env_int(const char* name, const std::string& convention) {
+  if (!env(name)) throw Error(convention + " world: " + name + " is not set");
+  return env_int(name, 0);
+}
+
+// The first host of a SLURM node list: "gpu[03-04,07],cpu1" -> "gpu03".
+std::string first_slurm_host(const std::string& nodes) {
+  const auto end = nodes.find_first_of(",[");
+  if (end == std::string::npos || nodes[end] == ',') return nodes.substr(0, end);
+  const auto range_end = nodes.find_first_of("-,]", end + 1);
+  return nodes.substr(0, end) + nodes.substr(end + 1, range_end - end - 1);
+}
+
+double env_seconds(const char* name, double fallback) {
+  const char* value = env(name);
+  if (!value) return fallback;
+  try {
+    const double seconds = std::stod(value);
+    if (seconds > 0) return seconds;
+  } catch (const std::exception&) {
+  }
+  throw Error(std::string(name) + "=" + value + ": not a positive number of seconds");
+}
+
+std::string heartbeat_key(int rank) { return "imram/heartbeat/" + std::to_string(rank); }
+
+}  // namespace
+
+std::optional<WorldSpec> world_from_environment() {
+  WorldSpec spec;
+  if (env("WORLD_SIZE")) {
+    spec.launcher = env("IMRAM_LAUNCHER") ? env("IMRAM_LAUNCHER") : "torchrun";
+    spec.size = required_env_int("WORLD_SIZE", spec.launcher);
+    spec.rank = required_env_int("RANK", spec.launcher);
+    spec.local_rank = env_int("LOCAL_RANK", 0);
+    spec.local_size = env_int("LOCAL_WORLD_SIZE", 1);
+    if (!env("MASTER_ADDR") || !env("MASTER_PORT"))
+      throw Error(spec.launcher + " world: MASTER_ADDR and MASTER_PORT must both be set");
+    spec.master_addr = env("MASTER_ADDR");
+    spec.master_port = env_int("MASTER_PORT", 0);
+  } else if (env("SLURM_PROCID") && env("SLURM_NTASKS") && env("SLURM_STEP_ID")) {
+    // Only inside a job step (srun): a batch script itself also sees SLURM_NTASKS but is one process.
+    spec.launcher = "slurm";
+    spec.size = required_env_int("SLURM_NTASKS", spec.launcher);
+    spec.rank = required_env_int("SLURM_PROCID", spec.launcher);
+    spec.local_rank = env_int("SLURM_LOCALID", 0);
+    // "4(x2)": 4 tasks on each of 2 nodes; the first count is this layout's per-node width.
+    if (const char* per_node = env("SLURM_STEP_TASKS_PER_NODE")) spec.local_size = std::max(1, std::atoi(per_node));
+    if (env("MASTER_ADDR")) {
+      spec.master_addr = env("MASTER_ADDR");
+    } else if (const char* nodes = env("SLURM_STEP_NODELIST") ? env("SLURM_STEP_NODELIST") : env("SLURM_JOB_NODELIST")) {
+      spec.master_addr = first_slurm_host(nodes);
+    } else {
+      throw Error("slurm world: neither MASTER_ADDR nor SLURM_STEP_NODELIST is set");
+    }
+    // Jobs sharing a node must not meet at the same port: derived from the job id by default.
+    spec.master_port = env_int("MASTER_PORT", 20000 + env_int("SLURM_JOB_ID", 0) % 20000);
+  } else {
+    return std::nullopt;
+  }
+  if (spec.size < 1) throw Error(spec.launcher + " world: the world size must be >= 1");
+  if (spec.rank < 0 || spec.rank >= spec.size)
+    throw Error(spec.launcher + " world: rank " + std::to_string(spec.rank) + " is outside the world of " +
+                std::to_string(spec.size));
+  if (spec.master_port < 1 || spec.master_port > 65535)
+    throw Error(spec.launcher + " world: port " + std::to_string(spec.master_port) + " is not a TCP port");
+  if (spec.size == 1) return std::nullopt;
+  return spec;
+}
+
+torch::Device device_of_rank(torch::Device requested, const WorldSpec& spec) {
+  if (requested.is_cuda() && !requested.has_index())
+    return torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(spec.local_rank));
+  return requested;
+}
+
+int threads_of_rank(const WorldSpec& spec) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, spec.local_size));
+}
+
+Slice rank_slice(std::int64_t items, int rank, int size) {
+  const auto base = items / size, extra = items % size;
+  return {rank * base + std::min<std::int64_t>(rank, extra), base + (rank < extra ? 1 : 0)};
+}
+
+struct Communicator::Impl {
+  WorldSpec spec;
+  torch::Device device = torch::kCPU;
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#ifdef USE_C10D_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
+  std::atomic<std::uint64_t> bytes{0};
+
+  // Heartbeat: a thread with its own store connection bumps this rank's counter and watches the
+  // others'. A counter that stops moving for `heartbeat_timeout` (or for a few intervals once a
+  // collective has failed, which already says that someone is gone) names the lost rank.
+  double heartbeat_interval = 1.0;
+  double heartbeat_timeout = 30.0;
+  std::atomic<bool> collective_failed{false};
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::thread heartbeat;
+  bool closed = false;
+
+  template <typename F>
+  auto with_group(F&& f) {
+#ifdef USE_C10D_NCCL
+    if (nccl) return f(*nccl);
+#endif
+    return f(*gloo);
+  }
+
+  // Waits for a collective; a failure means a peer is gone: give the heartbeat the time to name
+  // it (it ends the process), and only if it cannot, report the collective's own error.
+  template <typename Work>
+  void wait(const Work& work, const char* what) {
+    try {
+      work->wait();
+    } catch (const std::exception& e) {
+      collective_failed = true;
+      std::this_thread::sleep_for(Seconds(std::max(heartbeat_timeout, 6 * heartbeat_interval) + heartbeat_interval));
+      throw Error("rank " + std::to_string(spec.rank) + ": " + what + " failed: " + e.what());
+    }
+  }
+
+  [[noreturn]] void lost(const std::string& message) {
+    std::fprintf(stderr, "imram: error: %s; rank %d of %d stops\n", message.c_str(), spec.rank, spec.size);
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
+
+  void beat(const std::string& host) {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(spec.master_port);
+    options.waitWorkers = false;
+    options.timeout = std::chrono::milliseconds(std::int64_t(heartbeat_timeout * 1000));
+    c10::intrusive_ptr<c10d::TCPStore> own;
+    try {
+      own = c10::make_intrusive<c10d::TCPStore>(host, options);
+    } catch (const std::exception&) {
+      lost("rank 0 lost (its rendezvous store at " + host + ":" + std::to_string(spec.master_port) +
+           " stopped answering)");
+    }
+    std::vector<std::int64_t> seen(std::size_t(spec.size), -1);
+    std::vector<Clock::time_point> moved(std::size_t(spec.size), Clock::now());
+    while (true) {
+      try {
+        own->add(heartbeat_key(spec.rank), 1);
+        const auto now = Clock::now();
+        const double limit = collective_failed ? 3 * heartbeat_interval : heartbeat_timeout;
+        for (int r = 0; r < spec.size; ++r) {
+          if (r == spec.rank) continue;
+          const auto value = own->add(heartbeat_key(r), 0);
+          if (value != seen[std::size_t(r)]) {
+            seen[std::size_t(r)] = value;
+            moved[std::size_t(r)] = now;
+          } else if (Seconds(now - moved[std::size_t(r)]).count() > limit) {
+            std::unique_lock<std::mutex> lock(mutex);
+            if (stopping) return;
+            lost("rank " + std::to_string(r) + " lost (no heartbeat for " +
+                 std::to_string(int(Seconds(now - moved[std::size_t(r)]).count())) + " s: it died or hangs)");
+          }
+        }
+      } catch (const std::exception&) {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (stopping) return;
+        lost("rank 0 lost (its rendezvous store at " + host + ":" + std::to_string(spec.master_port) +
+             " stopped answering)");
+      }
+      std::unique_lock<std::mutex> lock(mutex);
+      if (wake.wait_for(lock, Seconds(heartbeat_interval), [this] { return stopping; })) return;
+    }
+  }
+
+  void stop_heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    if (heartbeat.joinable()) heartbeat.join();
+  }
+};
+
+Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Communicator::~Communicator() { impl_->stop_heartbeat(); }
+
+std::unique_ptr<Communicator> Communicator::connect(const WorldSpec& spec, torch::Device device) {
+  auto impl = std::make_unique<Impl>();
+  impl->spec = spec;
+  impl->device = device;
+  impl->heartbeat_timeout = env_seconds("IMRAM_DIST_HEARTBEAT_TIMEOUT", 30);
+  impl->heartbeat_interval = std::min(1.0, impl->heartbeat_timeout / 4);
+  // Collectives may wait for a slow rank (its share of validation, a checkpoint): long by default.
+  const auto timeout = std::chrono::milliseconds(std::int64_t(1000 * env_seconds("IMRAM_DIST_TIMEOUT", 1800)));
+  const std::string where = spec.master_addr + ":" + std::to_string(spec.master_port);
+  try {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(spec.master_port);
+    options.isServer = spec.rank == 0;
+    options.numWorkers = static_cast<std::size_t>(spec.size);
+    options.waitWorkers = true;
+    options.timeout = std::chrono::milliseconds(std::int64_t(1000 * env_seconds("IMRAM_DIST_RENDEZVOUS_TIMEOUT", 300)));
+    impl->store = c10::make_intrusive<c10d::TCPStore>(spec.master_addr, options);
+  } catch (const std::exception& e) {
+    throw Error("rank " + std::to_string(spec.rank) + " of " + std::to_string(spec.size) + ": rendezvous at " +
+                where + " failed (" + e.what() + ")");
+  }
+  try {
+    if (device.is_cuda()) {
+#ifdef USE_C10D_NCCL
+      auto options = c10d::ProcessGroupNCCL::Options::create();
+      options->timeout = timeout;
+      impl->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, spec.rank, spec.size, options);
+#else
+      throw Error("--device " + device.str() + ": this LibTorch was built without NCCL; train on the CPU");
+#endif
+    } else {
+      auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+      const char* interface = env("GLOO_SOCKET_IFNAME");
+      if (interface)
+        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+      else if (spec.master_addr == "127.0.0.1" || spec.master_addr == "localhost")
+        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      else
+        options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      impl->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, spec.rank, spec.size, options);
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error("rank " + std::to_string(spec.rank) + " of " + std::to_string(spec.size) +
+                ": could not connect the process group through " + where + " (" + e.what() + ")");
+  }
+  auto* raw = impl.get();
+  impl->heartbeat = std::thread([raw, host = spec.master_addr] { raw->beat(host); });
+  return std::unique_ptr<Communicator>(new Communicator(std::move(impl)));
+}
+
+int Communicator::rank() const { return impl_->spec.rank; }
+int Communicator::size() const { return impl_->spec.size; }
+torch::Device Communicator::device() const { return impl_->device; }
+
+void Communicator::all_reduce(torch::Tensor& tensor, Reduction reduction) {
+  TORCH_CHECK(tensor.is_contiguous(), "all_reduce needs a contiguous tensor");
+  c10d::AllreduceOptions options;
+  options.reduceOp = reduction == Reduction::kSum   ? c10d::ReduceOp::SUM
+                     : reduction == Reduction::kMax ? c10d::ReduceOp::MAX
+                                                    : c10d::ReduceOp::MIN;
+  std::vector<torch::Tensor> tensors{tensor};
+  impl_->wait(impl_->with_group([&](auto& group) { return group.allreduce(tensors, options); }), "all-reduce");
+  impl_->bytes += tensor.numel() * tensor.element_size();
+}
+
+torch::Tensor Communicator::all_gather_rows(const torch::Tensor& local, const std::vector<std::int64_t>& counts) {
+  const auto rows = *std::max_element(counts.begin(), counts.end());
+  TORCH_CHECK(local.size(0) == counts[std::size_t(rank())], "all_gather_rows: local rows differ from counts");
+  // Collectives move blocks of one shape: every rank pads its rows to the largest share.
+  auto shape = local.sizes().vec();
+  shape[0] = rows;
+  auto padded = torch::zeros(shape, local.options());
+  padded.narrow(0, 0, local.size(0)).copy_(local);
+  std::vector<std::vector<torch::Tensor>> outputs(1);
+  for (int r = 0; r < size(); ++r) outputs[0].push_back(torch::empty(shape, local.options()));
+  std::vector<torch::Tensor> inputs{padded};
+  impl_->wait(impl_->with_group([&](auto& group) { return group.allgather(outputs, inputs); }), "all-gather");
+  impl_->bytes += std::uint64_t(size()) * padded.numel() * padded.element_size();
+  std::vector<torch::Tensor> parts;
+  for (int r = 0; r < size(); ++r) parts.push_back(outputs[0][std::size_t(r)].narrow(0, 0, counts[std::size_t(r)]));
+  return torch::cat(parts);
+}
+
+std::vector<std::int64_t> Communicator::all_gather_count(std::int64_t count) {
+  const auto gathered = all_gather_rows(torch::full({1}, count, torch::TensorOptions(torch::kInt64).device(device())),
+                                        std::vector<std::int64_t>(std::size_t(size()), 1))
+                            .to(torch::kCPU);
+  return std::vector<std::int64_t>(gathered.data_ptr<std::int64_t>(), gathered.data_ptr<std::int64_t>() + size());
+}
+
+void Communicator::broadcast(std::vector<torch::Tensor>& tensors, int root) {
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  for (auto& tensor : tensors) {
+    TORCH_CHECK(tensor.is_contiguous(), "broadcast needs contiguous tensors");
+    std::vector<torch::Tensor> one{tensor};
+    impl_->wait(impl_->with_group([&](auto& group) { return group.broadcast(one, options); }), "broadcast");
+    impl_->bytes += tensor.numel() * tensor.element_size();
+  }
+}
+
+bool Communicator::any(bool flag) {
+  auto value = torch::full({1}, flag ? 1 : 0, torch::TensorOptions(torch::kInt32).device(device()));
+  all_reduce(value, Reduction::kMax);
+  return value.item<int>() != 0;
+}
+
+void Communicator::barrier() { any(false); }
+
+void Communicator::close() {
+  if (impl_->closed) return;
+  barrier();
+  impl_->stop_heartbeat();
+  barrier();
+  impl_->closed = true;
+}
+
+std::uint64_t Communicator::bytes_exchanged() const { return impl_->bytes; }
+void Communicator::reset_bytes_exchanged() { impl_->bytes = 0; }
+
+}  // namespace imram

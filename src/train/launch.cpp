@@ -1,0 +1,133 @@
+#include "imram/train/launch.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <thread>
+
+#include "imram/error.h"
+
+namespace imram {
+
+namespace {
+
+std::atomic<int> g_forward_signal{0};
+extern "C" void remember_signal(int signal) { g_forward_signal = signal; }
+
+}  // namespace
+
+// The kernel's choice of a free port; the ranks bind it a moment later.
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw Error(std::string("--nproc: cannot open a socket: ") + std::strerror(errno));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0;
+  ::close(fd);
+  if (!ok) throw Error(std::string("--nproc: cannot find a free loopback port: ") + std::strerror(errno));
+  return ntohs(address.sin_port);
+}
+
+namespace {
+
+std::string describe(int status) {
+  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) +
+                                  " (" + strsignal(WTERMSIG(status)) + ")";
+  return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+}  // namespace
+
+std::vector<std::string> command_line_without_nproc() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> arguments;
+  for (std::size_t begin = 0; begin < all.size();) {
+    const auto end = all.find('\0', begin);
+    arguments.push_back(all.substr(begin, end - begin));
+    begin = end == std::string::npos ? all.size() : end + 1;
+  }
+  std::vector<std::string> kept;
+  for (std::size_t i = 0; i < arguments.size(); ++i) {
+    if (arguments[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (arguments[i].rfind("--nproc=", 0) == 0) continue;
+    kept.push_back(arguments[i]);
+  }
+  return kept;
+}
+
+int run_local_world(int nproc, const std::vector<std::string>& arguments) {
+  if (nproc < 1) throw Error("--nproc must be >= 1");
+  const int port = free_loopback_port();
+  std::vector<pid_t> ranks;
+  for (int rank = 0; rank < nproc; ++rank) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw Error(std::string("--nproc: fork failed: ") + std::strerror(errno));
+    if (pid == 0) {
+      // A launcher that is killed outright takes its ranks along (they save `last` on SIGTERM).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      ::setenv("RANK", std::to_string(rank).c_str(), 1);
+      ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
+      ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      ::setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      ::setenv("IMRAM_LAUNCHER", "--nproc", 1);
+      std::vector<char*> argv;
+      for (const auto& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
+      argv.push_back(nullptr);
+      ::execv("/proc/self/exe", argv.data());
+      std::cerr << "imram: error: --nproc: cannot start rank " << rank << ": " << std::strerror(errno) << "\n";
+      std::_Exit(127);
+    }
+    ranks.push_back(pid);
+  }
+  // Ctrl-C reaches every rank through the terminal's process group: the launcher only waits.
+  auto previous_int = std::signal(SIGINT, SIG_IGN);
+  auto previous_term = std::signal(SIGTERM, remember_signal);
+  int result = 0, running = nproc;
+  while (running > 0) {
+    if (const int signal = g_forward_signal.exchange(0))
+      for (const pid_t pid : ranks)
+        if (pid > 0) ::kill(pid, signal);
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    for (int rank = 0; rank < nproc; ++rank) {
+      if (ranks[std::size_t(rank)] != pid) continue;
+      ranks[std::size_t(rank)] = -1;
+      --running;
+      const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+      if (failed && result == 0) {
+        std::cerr << "imram: rank " << rank << " (pid " << pid << ") " << describe(status) << "\n";
+        result = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+      }
+    }
+  }
+  std::signal(SIGINT, previous_int);
+  std::signal(SIGTERM, previous_term);
+  return result;
+}
+
+}  // namespace imram

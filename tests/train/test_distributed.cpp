@@ -1,0 +1,363 @@
+// Data-parallel training over c10d/Gloo on loopback: a world of ranks takes the step one process
+// takes with the same whole batch (weights within 1e-5 + 1e-4 |w|, the train_full_k2 tolerance),
+// uneven shares and resumes included; a lost rank ends the others with an error naming it.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <numeric>
+#include <sstream>
+#include <thread>
+
+#include "imram/error.h"
+#include "imram/model/model_dir.h"
+#include "imram/model/tensor_io.h"
+#include "imram/train/distributed.h"
+#include "imram/train/distributed_step.h"
+#include "imram/train/launch.h"
+#include "test_util.h"
+
+namespace {
+
+using Environment = std::vector<std::pair<std::string, std::string>>;
+
+// Starts `arguments` with extra environment variables, stdout and stderr into `log`.
+pid_t spawn(const std::vector<std::string>& arguments, const Environment& environment, const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> argv;
+    for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::_Exit(127);
+  }
+  return pid;
+}
+
+// The exit status, or -1 when the process is still running after `seconds` (it is then killed).
+int wait_for(pid_t pid, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  return -1;
+}
+
+// Kills the ranks a failed assertion left running (reaped ones are no longer our children).
+struct Reaper {
+  std::vector<pid_t> pids;
+  ~Reaper() {
+    for (const pid_t pid : pids)
+      if (::waitpid(pid, nullptr, WNOHANG) == 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+  }
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> split_words(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> words;
+  for (std::string word; in >> word;) words.push_back(word);
+  return words;
+}
+
+// `imram --threads 1 train <arguments>` to completion; its output in `log`.
+int run_train(const std::string& arguments, const std::string& log) {
+  auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 train " + arguments);
+  return wait_for(spawn(argv, {}, log), 300);
+}
+
+std::string tiny_model() { return " --embed-size 16 --word-dim 8 --steps 2 --lr 2e-3 --seed 3 --quiet --log-every 1 "; }
+
+void expect_same_weights(const std::string& expected_dir, const std::string& actual_dir) {
+  const auto expected = imram::load_model(expected_dir), actual = imram::load_model(actual_dir);
+  const auto a = actual.net->named_parameters();
+  for (const auto& item : expected.net->named_parameters()) {
+    const auto e = item.value().to(torch::kFloat64), w = a[item.key()].to(torch::kFloat64);
+    const auto excess = ((w - e).abs() - (1e-5 + 1e-4 * e.abs())).max().item<double>();
+    EXPECT_LE(excess, 0.0) << item.key() << ": max |diff| " << (w - e).abs().max().item<double>();
+  }
+}
+
+std::vector<std::string> lines_of_type(const std::string& metrics, const std::string& type) {
+  std::vector<std::string> lines;
+  std::istringstream in(read_text(metrics));
+  for (std::string line; std::getline(in, line);)
+    if (line.find("\"type\":\"" + type + "\"") != std::string::npos) lines.push_back(line);
+  return lines;
+}
+
+TEST(RankSlice, ContiguousSharesTheFirstRanksOneMore) {
+  const std::vector<std::pair<std::int64_t, std::int64_t>> expected{{0, 4}, {4, 3}, {7, 3}};
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(imram::rank_slice(10, r, 3).begin, expected[std::size_t(r)].first);
+    EXPECT_EQ(imram::rank_slice(10, r, 3).count, expected[std::size_t(r)].second);
+  }
+  EXPECT_EQ(imram::rank_slice(2, 2, 3).count, 0);
+  EXPECT_EQ(imram::rank_slice(2, 2, 3).begin, 2);
+}
+
+class ScopedEnvironment {
+ public:
+  explicit ScopedEnvironment(const Environment& values) {
+    for (const auto& [name, value] : values) {
+      const char* old = std::getenv(name.c_str());
+      saved_.push_back({name, old ? std::optional<std::string>(old) : std::nullopt});
+      ::setenv(name.c_str(), value.c_str(), 1);
+    }
+  }
+  ~ScopedEnvironment() {
+    for (const auto& [name, value] : saved_)
+      value ? ::setenv(name.c_str(), value->c_str(), 1) : ::unsetenv(name.c_str());
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+TEST(WorldFromEnvironment, TorchrunAndSlurmConventions) {
+  {
+    ScopedEnvironment torchrun({{"WORLD_SIZE", "4"}, {"RANK", "2"}, {"LOCAL_RANK", "0"}, {"LOCAL_WORLD_SIZE", "2"},
+                                {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29400"}});
+    const auto spec = imram::world_from_environment();
+    ASSERT_TRUE(spec);
+    EXPECT_EQ(spec->rank, 2);
+    EXPECT_EQ(spec->size, 4);
+    EXPECT_EQ(spec->local_size, 2);
+    EXPECT_EQ(spec->master_addr, "node7");
+    EXPECT_EQ(spec->master_port, 29400);
+    EXPECT_EQ(imram::device_of_rank(torch::Device("cuda"), *spec), torch::Device("cuda:0"));
+  }
+  {
+    ScopedEnvironment slurm({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+                             {"SLURM_STEP_ID", "0"}, {"SLURM_STEP_NODELIST", "gpu[03-04,07]"},
+                             {"SLURM_STEP_TASKS_PER_NODE", "4(x2)"}, {"SLURM_JOB_ID", "123456"}});
+    const auto spec = imram::world_from_environment();
+    ASSERT_TRUE(spec);
+    EXPECT_EQ(spec->launcher, "slurm");
+    EXPECT_EQ(spec->rank, 5);
+    EXPECT_EQ(spec->size, 8);
+    EXPECT_EQ(spec->local_rank, 1);
+    EXPECT_EQ(spec->local_size, 4);
+    EXPECT_EQ(spec->master_addr, "gpu03");
+    EXPECT_EQ(spec->master_port, 20000 + 123456 % 20000);
+    EXPECT_EQ(imram::device_of_rank(torch::Device("cuda"), *spec), torch::Device("cuda:1"));
+  }
+  {
+    ScopedEnvironment bad({{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}});
+    EXPECT_THROW(imram::world_from_environment(), imram::Error);
+  }
+  // A batch script inside an allocation is one process, not a world.
+  ScopedEnvironment batch_script({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "8"}});
+  EXPECT_FALSE(imram::world_from_environment());
+}
+
+struct TinyData {
+  imram::test::TempDir dir;
+  explicit TinyData(std::int64_t train_images) {
+    imram::test::write_small_world(dir.file("data"), train_images, 20, 20, 6, 16);
+  }
+  std::string data() const { return dir.file("data"); }
+};
+
+TEST(DistributedTraining, TwoRanksEndWithTheWeightsOfOneProcess) {
+  TinyData data(40);
+  const auto common = " --data " + data.data() + tiny_model() +
+                      " --batch-size 10 --max-steps 5 --no-shuffle --val-split dev --val-images 10";
+  ASSERT_EQ(run_train(common + " --out " + data.dir.file("one"), data.dir.file("one.log")), 0)
+      << read_text(data.dir.file("one.log"));
+  ASSERT_EQ(run_train(common + " --nproc 2 --out " + data.dir.file("two"), data.dir.file("two.log")), 0)
+      << read_text(data.dir.file("two.log"));
+  expect_same_weights(data.dir.file("one/last"), data.dir.file("two/last"));
+  // Rank 0 alone writes: one line per step and one validation, as one process writes.
+  const auto train_one = lines_of_type(data.dir.file("one/metrics.jsonl"), "train");
+  const auto train_two = lines_of_type(data.dir.file("two/metrics.jsonl"), "train");
+  ASSERT_EQ(train_one.size(), 5u);
+  ASSERT_EQ(train_two.size(), 5u);
+  for (std::size_t i = 0; i < 5; ++i) {
+    const auto loss_one = nlohmann::json::parse(train_one[i])["loss"].get<double>();
+    const auto loss_two = nlohmann::json::parse(train_two[i])["loss"].get<double>();
+    EXPECT_NEAR(loss_two, loss_one, 1e-5 * std::abs(loss_one) + 1e-6) << "step " << i + 1;
+  }
+  const auto val_one = lines_of_type(data.dir.file("one/metrics.jsonl"), "val");
+  const auto val_two = lines_of_type(data.dir.file("two/metrics.jsonl"), "val");
+  ASSERT_EQ(val_one.size(), 1u);
+  ASSERT_EQ(val_two.size(), 1u);
+  EXPECT_NEAR(nlohmann::json::parse(val_two[0])["rsum"].get<double>(),
+              nlohmann::json::parse(val_one[0])["rsum"].get<double>(), 1e-9);
+  EXPECT_EQ(read_text(data.dir.file("two.log")).find("finished 5 steps") == std::string::npos, false)
+      << read_text(data.dir.file("two.log"));
+}
+
+TEST(DistributedTraining, ThreeRanksWithUnevenSharesAndAResumeFromTwoRanks) {
+  // 30 captions in batches of 14: shares 5/5/4, then an epoch's last batch of 2 (< 3 ranks).
+  TinyData data(6);
+  const auto common = " --data " + data.data() + tiny_model() + " --batch-size 14 --epochs 2 --no-shuffle --val-split none";
+  ASSERT_EQ(run_train(common + " --out " + data.dir.file("one"), data.dir.file("one.log")), 0)
+      << read_text(data.dir.file("one.log"));
+  ASSERT_EQ(run_train(common + " --nproc 2 --max-steps 2 --out " + data.dir.file("world"), data.dir.file("two.log")), 0)
+      << read_text(data.dir.file("two.log"));
+  ASSERT_EQ(run_train("--nproc 3 --resume " + data.dir.file("world") + " --max-steps 6", data.dir.file("three.log")), 0)
+      << read_text(data.dir.file("three.log"));
+  EXPECT_NE(read_text(data.dir.file("three.log")).find("finished at step 6"), std::string::npos)
+      << read_text(data.dir.file("three.log"));
+  expect_same_weights(data.dir.file("one/last"), data.dir.file("world/last"));
+}
+
+// The rank processes of FixtureStepOfTwoRanks: this test binary started again with the world's
+// variables set (and IMRAM_TEST_FIXTURE_RANK), running DistributedRank.FixtureStep only.
+TEST(DistributedRank, FixtureStep) {
+  if (!std::getenv("IMRAM_TEST_FIXTURE_RANK")) GTEST_SKIP() << "runs as a rank of DistributedTraining.FixtureStepOfTwoRanks";
+  const auto spec = imram::world_from_environment();
+  ASSERT_TRUE(spec);
+  auto world = imram::Communicator::connect(*spec, torch::kCPU);
+  const std::string dir = imram::test::testdata("reference/train_full_k2");
+  const auto images = imram::load_npy_tensor(dir + "/inputs/images.npy");
+  const auto share = imram::rank_slice(images.size(0), world->rank(), world->size());
+  const imram::Batch local{images.narrow(0, share.begin, share.count),
+                           imram::load_npy_tensor(dir + "/inputs/captions.npy").narrow(0, share.begin, share.count),
+                           imram::load_npy_tensor(dir + "/inputs/lengths.npy").narrow(0, share.begin, share.count)};
+  auto expect_close = [](const torch::Tensor& actual, const torch::Tensor& expected, const std::string& what) {
+    ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+    const auto a = actual.to(torch::kFloat64), e = expected.to(torch::kFloat64);
+    EXPECT_LE(((a - e).abs() - (1e-5 + 1e-4 * e.abs())).max().item<double>(), 0.0)
+        << what << ": max |diff| " << (a - e).abs().max().item<double>();
+  };
+
+  auto probe_model = imram::import_reference_model(dir);
+  auto probe = imram::make_optimizer(*probe_model.net, 0.0);
+  world->reset_bytes_exchanged();
+  const auto result = imram::distributed_train_step(*probe_model.net, probe, local, {0.2, true, 0.0}, *world);
+  const double expected_loss = imram::load_npy_tensor(dir + "/expected/loss.npy").item<double>();
+  EXPECT_NEAR(result.loss, expected_loss, 1e-5 * std::abs(expected_loss));
+  EXPECT_NEAR(result.grad_norm, 11.027562141418457, 1e-4 * 11.03);
+  expect_close(result.scores, imram::load_npy_tensor(dir + "/expected/scores.npy").narrow(1, share.begin, share.count),
+               "scores");
+  for (const auto& item : probe_model.net->named_parameters())
+    expect_close(item.value().grad(), imram::load_npy_tensor(dir + "/expected/grads/" + item.key() + ".npy"),
+                 "grad of " + item.key());
+
+  // What a step moves (distributed.h counts the collectives' results): the shares' sizes, the
+  // regions (padded to the largest share) forward and their gradient back, each row's hardest
+  // negative, positive and holder, and the gradients with the loss.
+  const std::int64_t W = world->size(), B = images.size(0), R = images.size(1);
+  const std::int64_t d = probe_model.config().embed_size, share_max = (B + W - 1) / W;
+  std::int64_t P = 0;
+  for (const auto& p : probe_model.net->parameters()) P += p.numel();
+  const std::uint64_t expected_bytes = W * 8 + W * share_max * R * d * 4 + 2 * B * 4 + B * 4 + B * R * d * 4 + (P + 1) * 4;
+  EXPECT_EQ(world->bytes_exchanged(), expected_bytes);
+
+  auto model = imram::import_reference_model(dir);
+  auto adam = imram::make_optimizer(*model.net, 2e-4);
+  imram::distributed_train_step(*model.net, adam, local, {0.2, true, 2.0}, *world);
+  for (const auto& item : model.net->named_parameters())
+    expect_close(item.value(), imram::load_npy_tensor(dir + "/expected/weights_after_step/" + item.key() + ".npy"),
+                 "weight " + item.key());
+  world->close();
+}
+
+TEST(DistributedTraining, FixtureStepOfTwoRanks) {
+  imram::test::TempDir dir;
+  const auto port = std::to_string(imram::free_loopback_port());
+  std::vector<pid_t> ranks;
+  Reaper reaper;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(spawn({"/proc/self/exe", "--gtest_filter=DistributedRank.FixtureStep"},
+                          {{"IMRAM_TEST_FIXTURE_RANK", "1"}, {"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"},
+                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}, {"OMP_NUM_THREADS", "1"}},
+                          dir.file("rank" + std::to_string(r) + ".log")));
+  reaper.pids = ranks;
+  for (int r = 0; r < 2; ++r) {
+    const auto log = dir.file("rank" + std::to_string(r) + ".log");
+    EXPECT_EQ(wait_for(ranks[std::size_t(r)], 120), 0) << "rank " << r << ":\n" << read_text(log);
+    EXPECT_NE(read_text(log).find("[  PASSED  ] 1 test"), std::string::npos) << read_text(log);
+  }
+}
+
+// Two ranks started the torchrun way on a long run, returned once rank 0 has logged 3 steps.
+std::vector<pid_t> start_two_ranks(const TinyData& data) {
+  const auto port = std::to_string(imram::free_loopback_port());
+  auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 train --data " + data.data() + tiny_model() +
+                          " --batch-size 10 --epochs 1000 --val-split none --out " + data.dir.file("run"));
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(spawn(argv,
+                          {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"},
+                           {"MASTER_PORT", port}, {"IMRAM_DIST_HEARTBEAT_TIMEOUT", "20"}},
+                          data.dir.file("rank" + std::to_string(r) + ".log")));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size() < 3 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  return ranks;
+}
+
+TEST(DistributedTraining, SigtermToOneRankStopsBothAtTheSameStepWithOneLast) {
+  TinyData data(40);
+  const auto ranks = start_two_ranks(data);
+  const Reaper reaper{ranks};
+  ASSERT_GE(lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size(), 3u) << read_text(data.dir.file("rank0.log"));
+  ::kill(ranks[1], SIGTERM);
+  EXPECT_EQ(wait_for(ranks[0], 60), 0) << read_text(data.dir.file("rank0.log"));
+  EXPECT_EQ(wait_for(ranks[1], 60), 0) << read_text(data.dir.file("rank1.log"));
+  const auto said = read_text(data.dir.file("rank0.log"));
+  const auto at = said.find("interrupted at step ");
+  ASSERT_NE(at, std::string::npos) << said;
+  const auto step = std::stoll(said.substr(at + 20));
+  const auto state = nlohmann::json::parse(read_text(data.dir.file("run/last/training.json")));
+  EXPECT_EQ(state["position"]["global_step"].get<std::int64_t>(), step);
+  const auto logged = lines_of_type(data.dir.file("run/metrics.jsonl"), "train");
+  EXPECT_EQ(nlohmann::json::parse(logged.back())["step"].get<std::int64_t>(), step);
+  EXPECT_EQ(read_text(data.dir.file("rank1.log")), "");  // rank 0 alone reports
+}
+
+// `victim` is killed with SIGKILL once training runs.
+void expect_the_survivor_names_the_lost_rank(int victim) {
+  TinyData data(40);
+  const auto ranks = start_two_ranks(data);
+  const Reaper reaper{ranks};
+  ASSERT_GE(lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size(), 3u) << read_text(data.dir.file("rank0.log"));
+  ::kill(ranks[std::size_t(victim)], SIGKILL);
+  EXPECT_EQ(wait_for(ranks[std::size_t(victim)], 10), 128 + SIGKILL);
+  const int survivor = 1 - victim;
+  // A collective fails at once; the heartbeat then names the rank within a few seconds, far
+  // below the heartbeat timeout of 20 s that bounds a rank that hangs instead.
+  const auto killed = std::chrono::steady_clock::now();
+  const auto status = wait_for(ranks[std::size_t(survivor)], 60);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  const auto log = read_text(data.dir.file("rank" + std::to_string(survivor) + ".log"));
+  EXPECT_EQ(status, 1) << log;
+  EXPECT_LT(seconds, 15) << log;
+  EXPECT_NE(log.find("rank " + std::to_string(victim) + " lost"), std::string::npos) << log;
+}
+
+TEST(DistributedTraining, KilledRankEndsTheOtherWithAnErrorNamingIt) {
+  expect_the_survivor_names_the_lost_rank(1);
+  expect_the_survivor_names_the_lost_rank(0);
+}
+
+}  // namespace
