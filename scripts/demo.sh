@@ -39,3 +39,6 @@ echo "  $IMRAM search --model $RUN/best --data $DATA --query \"a small red circl
 echo "  $IMRAM search --model $RUN/best --data $DATA --image 3"
 echo "  $IMRAM eval --model $RUN/best --data $DATA --split test"
 cat "$OUT/eval.json"
+echo
+echo "search it in a web browser (http://127.0.0.1:8080/; or ./run serve):"
+echo "  $IMRAM serve --model $RUN/best --data $DATA --split test --cache $OUT/cache"

@@ -1,0 +1,42 @@
+#pragma once
+// What `imram serve` searches with, behind one small interface: today the exhaustive gallery
+// of a model and a split (search/gallery.h); a two-stage index plugs in as another backend.
+// Calls are made from one compute thread at a time (serve/server.h).
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "imram/engine/explain.h"
+
+namespace imram {
+
+struct BackendHit {
+  std::int64_t index = 0;  // image (text query) or caption (image query)
+  double score = 0;        // the IMRAM score
+  double stage1_score = std::numeric_limits<double>::quiet_NaN();  // a shortlist's score, if any
+};
+
+class SearchBackend {
+ public:
+  virtual ~SearchBackend() = default;
+  virtual std::vector<BackendHit> search_images(const std::string& text, std::int64_t top) = 0;
+  virtual std::vector<BackendHit> search_captions(std::int64_t image, std::int64_t top) = 0;
+  virtual Explanation explain(std::int64_t image, const std::string& caption) = 0;
+  virtual std::int64_t num_images() const = 0;
+  virtual const std::vector<std::string>& captions() const = 0;
+  virtual std::int64_t image_of_caption(std::int64_t caption) const = 0;
+  virtual std::string split_name() const = 0;
+  // Model config, gallery size, index type.
+  virtual nlohmann::ordered_json info() const = 0;
+};
+
+// A split of `data_dir` encoded by the model in `model_dir` (cached under `cache_dir`, empty: no
+// cache), searched exhaustively. `device`: cpu | cuda | cuda:N.
+std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir, const std::string& data_dir,
+                                                    const std::string& split, const std::string& cache_dir,
+                                                    const std::string& device);
+
+}  // namespace imram
