@@ -156,8 +156,9 @@ struct Server::Impl {
 
   std::int64_t image_parameter(const std::string& text, const std::string& name) const {
     const auto image = parse_index(text);
-    if (!image) throw HttpError{400, name + " must be an image index, got \"" + text + "\""};
-    if (*image >= backend.num_images())
+    const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+    if (!image && !digits) throw HttpError{400, name + " must be an image index, got \"" + text + "\""};
+    if (!image || *image >= backend.num_images())
       throw HttpError{404, name + " " + text + " is out of range: the gallery has " +
                                std::to_string(backend.num_images()) + " images"};
     return *image;
@@ -320,7 +321,9 @@ struct Server::Impl {
     http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
       if (!response.body.empty()) return;
       std::string message = "HTTP status " + std::to_string(response.status);
-      if (response.status == 413) message = "the request body is larger than " + std::to_string(kMaxRequestBody) + " bytes";
+      // httplib also refuses form-encoded bodies over 8 KB; the API reads JSON only.
+      if (response.status == 413)
+        message = "the request body is too large (at most " + std::to_string(kMaxRequestBody) + " bytes of JSON)";
       if (response.status == 404) message = "no such route";
       if (response.status == 400) message = "malformed request";
       response.set_content(Json{{"error", message}}.dump(), "application/json");

@@ -10,13 +10,14 @@
 #include "imram/data/precomp_dataset.h"
 #include "imram/engine/encoding.h"
 #include "imram/engine/explain.h"
+#include "imram/engine/scorer.h"
 #include "imram/error.h"
 #include "imram/model/tensor_io.h"
 #include "test_util.h"
 
 namespace {
 
-imram::Model small_model(const std::string& data_dir, imram::ImramMode mode) {
+imram::Model small_model(imram::Vocabulary vocabulary, imram::ImramMode mode) {
   imram::ModelConfig config;
   config.mode = mode;
   config.embed_size = 8;
@@ -24,7 +25,7 @@ imram::Model small_model(const std::string& data_dir, imram::ImramMode mode) {
   config.img_dim = 16;
   config.iteration_steps = 3;
   imram::Model model;
-  model.vocabulary = imram::Vocabulary::from_file(data_dir + "/vocab.json");
+  model.vocabulary = std::move(vocabulary);
   config.vocab_size = model.vocabulary->size();
   torch::manual_seed(3);
   model.net = imram::ImramModel(config);
@@ -36,7 +37,7 @@ class Explain : public ::testing::TestWithParam<imram::ImramMode> {};
 TEST_P(Explain, StepSimilaritiesAddUpToTheEngineScore) {
   imram::test::TempDir dir;
   imram::test::write_small_world(dir.file("data"), 2, 2, 4, 6, 16);
-  auto model = small_model(dir.file("data"), GetParam());
+  auto model = small_model(imram::Vocabulary::from_file(dir.file("data/vocab.json")), GetParam());
   const auto split = imram::PrecompSplit::open(dir.file("data"), "test");
   const std::string caption = split.captions()[3] + " zebra";  // an unknown word as well
 
@@ -80,7 +81,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, Explain,
 TEST(Explain, FlagsUnknownWordsAndKeepsTheTokensInOrder) {
   imram::test::TempDir dir;
   imram::test::write_small_world(dir.file("data"), 2, 2, 2, 6, 16);
-  auto model = small_model(dir.file("data"), imram::ImramMode::Text);
+  auto model = small_model(imram::Vocabulary::build({"a red circle"}, 1), imram::ImramMode::Text);
   const auto split = imram::PrecompSplit::open(dir.file("data"), "test");
   const auto explanation = imram::explain_pair(model, split.image_features(0), 6, "A red Zebroid circle");
   std::vector<std::string> texts;
@@ -109,7 +110,7 @@ std::string run_imram(const std::string& arguments, int& status) {
 TEST(Explain, CommandSumsToWhatImramScorePrints) {
   imram::test::TempDir dir;
   imram::test::write_small_world(dir.file("data"), 2, 2, 4, 6, 16);
-  auto model = small_model(dir.file("data"), imram::ImramMode::Full);
+  auto model = small_model(imram::Vocabulary::from_file(dir.file("data/vocab.json")), imram::ImramMode::Full);
   imram::save_model(dir.file("model"), model);
   int status = 0;
   auto output = run_imram("score --model " + dir.file("model") + " --images " + dir.file("data/test_ims.npy") +

@@ -10,12 +10,14 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
 
 #include "http_client.h"
 #include "imram/engine/encoding.h"
+#include "imram/error.h"
 #include "imram/search/gallery.h"
 #include "imram/serve/server.h"
 #include "test_util.h"
@@ -205,17 +207,7 @@ TEST_F(Serve, EveryBadRequestGetsItsStatusAndAJsonError) {
       {"GET", "/static/missing.js", "", 404},
   };
   for (const auto& c : cases) {
-    imram::test::HttpResponse response;
-    if (c.status == 413) {
-      // Headers only: the server answers from Content-Length, and a body it never reads would
-      // make the close a reset that can swallow the answer.
-      HttpConnection connection(port_);
-      const auto request = http_request(c.method, c.target, c.body);
-      connection.send(request.substr(0, request.find("\r\n\r\n") + 4));
-      response = connection.receive();
-    } else {
-      response = http(port_, c.method, c.target, c.body);
-    }
+    const auto response = http(port_, c.method, c.target, c.body);
     EXPECT_EQ(response.status, c.status) << c.method << " " << c.target << " " << c.body.substr(0, 80);
     const auto json = body_of(response);
     EXPECT_TRUE(json.is_object() && json.contains("error") && json["error"].is_string())
@@ -241,6 +233,43 @@ TEST_F(Serve, ServesThePagePicturesAndInfo) {
   EXPECT_EQ(info["model"]["iteration_steps"], 2);
   EXPECT_EQ(info["index"], "exhaustive");
   EXPECT_EQ(info["pictures"], "scene");
+}
+
+TEST_F(Serve, PicturesComeFromTheImagesListOrAPlaceholder) {
+  imram::test::TempDir pictures;
+  std::ofstream list(pictures.file("list.txt"));
+  for (int i = 0; i < 8; ++i) {
+    if (i != 4) std::ofstream(pictures.file(std::to_string(i) + ".png"), std::ios::binary) << "png bytes " << i;
+    list << pictures.file(std::to_string(i) + ".png") << "\n";
+  }
+  list.close();
+  imram::ServerOptions options;
+  options.port = 0;
+  options.images_list = pictures.file("list.txt");
+  imram::Server listed(*backend_, options);
+  const int port = listed.bind();
+  std::thread serving([&] { listed.serve(); });
+  const auto picture = http(port, "GET", "/api/images/6");
+  EXPECT_EQ(picture.status, 200);
+  EXPECT_EQ(picture.body, "png bytes 6");
+  EXPECT_NE(picture.headers.find("image/png"), std::string::npos);
+  EXPECT_EQ(http(port, "GET", "/api/images/4").status, 404);  // listed, but the file is missing
+  listed.stop();
+  serving.join();
+
+  options.images_list.clear();  // and no data directory: no scenes either
+  imram::Server bare(*backend_, options);
+  const int bare_port = bare.bind();
+  std::thread bare_serving([&] { bare.serve(); });
+  const auto placeholder = http(bare_port, "GET", "/api/images/6");
+  EXPECT_EQ(placeholder.status, 200);
+  EXPECT_NE(placeholder.body.find("no picture"), std::string::npos);
+  bare.stop();
+  bare_serving.join();
+
+  std::ofstream(pictures.file("short.txt")) << "a.png\nb.png\n";
+  options.images_list = pictures.file("short.txt");
+  EXPECT_THROW(imram::Server(*backend_, options), imram::Error);
 }
 
 TEST_F(Serve, ConcurrentRequestsGetTheSameAnswers) {
