@@ -14,7 +14,9 @@ command -v wrk >/dev/null || { echo "load_test: wrk not found (Debian package wr
 WORK=$(mktemp -d)
 SERVER=""
 cleanup() {
-  [[ -n "$SERVER" ]] && kill -TERM "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+  if [[ -n "$SERVER" ]] && kill -TERM "$SERVER" 2>/dev/null; then
+    wait "$SERVER" 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
