@@ -47,3 +47,6 @@ echo "  $IMRAM search --index $INDEX --query \"a small red circle left of a blue
 echo "  $IMRAM search --index $INDEX --image 3"
 echo "  $IMRAM eval --index $INDEX --shortlist 20"
 cat "$OUT/eval.json"
+echo
+echo "search it in a web browser (http://127.0.0.1:8080/; or ./run serve):"
+echo "  $IMRAM serve --index $INDEX"

@@ -848,6 +848,55 @@ void validate(const SyntheticOptions& o) {
           "position-twins must be a fraction in [0, 1], got " + std::to_string(o.position_twins));
 }
 
+// A detector proposes several boxes per object (more for larger ones), a few that catch only
+// its colour or its outline, and fills the rest with background and clutter. Draws from `rng`
+// in the order render_features always has, so that the features stay byte-identical.
+struct Region {
+  enum { Full, ColourOnly, ShapeOnly, Background, Clutter } kind;
+  int object;
+};
+
+struct RegionPlan {
+  std::vector<Region> regions;
+  int background = 0;
+};
+
+RegionPlan plan_regions(Rng& rng, const Scene& scene, int regions) {
+  const int count = static_cast<int>(scene.objects.size());
+  if (count < 1 || count > regions)
+    throw Error("synthetic features: a scene needs 1.." + std::to_string(regions) +
+                " objects for " + std::to_string(regions) + " regions, got " + std::to_string(count));
+  const int base = std::max(1, regions / 12);
+  std::vector<int> full(scene.objects.size()), partial(scene.objects.size());
+  for (int o = 0; o < count; ++o) {
+    full[std::size_t(o)] = std::max(1, base + scene.objects[std::size_t(o)].size - 1);
+    partial[std::size_t(o)] = regions >= 16 ? rng.below(regions >= 32 ? 3 : 2) : 0;
+  }
+  const auto total = [&] {
+    return std::accumulate(full.begin(), full.end(), 0) +
+           std::accumulate(partial.begin(), partial.end(), 0);
+  };
+  // Keep one region for the background when possible, trimming partial regions first.
+  for (int o = 0; total() > std::max(count, regions - 1); o = (o + 1) % count) {
+    if (partial[std::size_t(o)] > 0) {
+      --partial[std::size_t(o)];
+    } else if (std::accumulate(partial.begin(), partial.end(), 0) == 0 && full[std::size_t(o)] > 1) {
+      --full[std::size_t(o)];
+    }
+  }
+  RegionPlan plan;
+  for (int o = 0; o < count; ++o) {
+    for (int r = 0; r < full[std::size_t(o)]; ++r) plan.regions.push_back({Region::Full, o});
+    for (int r = 0; r < partial[std::size_t(o)]; ++r)
+      plan.regions.push_back({rng.chance(0.5) ? Region::ColourOnly : Region::ShapeOnly, o});
+  }
+  plan.background = rng.below(kBackgrounds);
+  while (int(plan.regions.size()) < regions)
+    plan.regions.push_back({rng.chance(0.35) ? Region::Clutter : Region::Background, -1});
+  rng.shuffle(plan.regions);
+  return plan;
+}
+
 }  // namespace
 
 const std::vector<std::string>& synthetic_shapes() {
@@ -932,6 +981,8 @@ SyntheticSplit SyntheticWorld::generate_split(const std::string& split,
                                        swapped[std::size_t(i / 2)], rng))
       result.captions.push_back(std::move(caption));
   }
+  for (std::int64_t i = 0; i < images; ++i)
+    result.scenes[std::size_t(i)].region_objects = region_objects(split, i, result.scenes[std::size_t(i)]);
   return result;
 }
 
@@ -943,44 +994,9 @@ void SyntheticWorld::render_features(const std::string& split, std::int64_t imag
   const auto concept_vector = [&](int index) { return concepts_.data() + std::size_t(index) * dim; };
   Rng rng(stream_key(options_.seed, kFeatures, split_hash(split), std::uint64_t(image)));
 
-  // A detector proposes several boxes per object (more for larger ones), a few that catch only
-  // its colour or its outline, and fills the rest with background and clutter.
-  struct Region {
-    enum { Full, ColourOnly, ShapeOnly, Background, Clutter } kind;
-    int object;
-  };
-  const int count = static_cast<int>(scene.objects.size());
-  if (count < 1 || count > regions)
-    throw Error("synthetic features: a scene needs 1.." + std::to_string(regions) +
-                " objects for " + std::to_string(regions) + " regions, got " + std::to_string(count));
-  const int base = std::max(1, regions / 12);
-  std::vector<int> full(scene.objects.size()), partial(scene.objects.size());
-  for (int o = 0; o < count; ++o) {
-    full[std::size_t(o)] = std::max(1, base + scene.objects[std::size_t(o)].size - 1);
-    partial[std::size_t(o)] = regions >= 16 ? rng.below(regions >= 32 ? 3 : 2) : 0;
-  }
-  const auto total = [&] {
-    return std::accumulate(full.begin(), full.end(), 0) +
-           std::accumulate(partial.begin(), partial.end(), 0);
-  };
-  // Keep one region for the background when possible, trimming partial regions first.
-  for (int o = 0; total() > std::max(count, regions - 1); o = (o + 1) % count) {
-    if (partial[std::size_t(o)] > 0) {
-      --partial[std::size_t(o)];
-    } else if (std::accumulate(partial.begin(), partial.end(), 0) == 0 && full[std::size_t(o)] > 1) {
-      --full[std::size_t(o)];
-    }
-  }
-  std::vector<Region> plan;
-  for (int o = 0; o < count; ++o) {
-    for (int r = 0; r < full[std::size_t(o)]; ++r) plan.push_back({Region::Full, o});
-    for (int r = 0; r < partial[std::size_t(o)]; ++r)
-      plan.push_back({rng.chance(0.5) ? Region::ColourOnly : Region::ShapeOnly, o});
-  }
-  const int background = rng.below(kBackgrounds);
-  while (int(plan.size()) < regions)
-    plan.push_back({rng.chance(0.35) ? Region::Clutter : Region::Background, -1});
-  rng.shuffle(plan);
+  const auto region_plan = plan_regions(rng, scene, regions);
+  const auto& plan = region_plan.regions;
+  const int background = region_plan.background;
 
   std::vector<float> signal(dim);
   for (int r = 0; r < regions; ++r) {
@@ -1022,6 +1038,15 @@ void SyntheticWorld::render_features(const std::string& split, std::int64_t imag
   }
 }
 
+std::vector<int> SyntheticWorld::region_objects(const std::string& split, std::int64_t image,
+                                                const Scene& scene) const {
+  Rng rng(stream_key(options_.seed, kFeatures, split_hash(split), std::uint64_t(image)));
+  std::vector<int> objects;
+  for (const auto& region : plan_regions(rng, scene, static_cast<int>(options_.regions)).regions)
+    objects.push_back(region.object);
+  return objects;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 std::string scenes_path(const std::string& dir, const std::string& split) {
@@ -1040,6 +1065,7 @@ std::string scene_json(const Scene& scene) {
   }
   nlohmann::ordered_json json;
   json["objects"] = std::move(objects);
+  if (!scene.region_objects.empty()) json["regions"] = scene.region_objects;
   if (scene.twin >= 0) {
     json["twin"] = scene.twin;
     json["swap"] = scene.swap == TwinSwap::Colours ? "colours" : "positions";
@@ -1105,6 +1131,16 @@ std::vector<Scene> read_scenes(const std::string& dir, const std::string& split)
       if (swap != "colours" && swap != "positions")
         fail(number, "\"swap\" must be \"colours\" or \"positions\", got \"" + swap + "\"");
       scene.swap = swap == "colours" ? TwinSwap::Colours : TwinSwap::Positions;
+    }
+    if (json.contains("regions")) {
+      const auto objects = static_cast<int>(scene.objects.size());
+      if (!json["regions"].is_array()) fail(number, "\"regions\" must be an array of object indices");
+      for (const auto& region : json["regions"]) {
+        if (!region.is_number_integer() || region.get<int>() < -1 || region.get<int>() >= objects)
+          fail(number, "\"regions\" entries must be -1 or an index of \"objects\" (0.." +
+                           std::to_string(objects - 1) + ")");
+        scene.region_objects.push_back(region.get<int>());
+      }
     }
     scenes.push_back(std::move(scene));
   }

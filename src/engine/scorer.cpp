@@ -22,7 +22,8 @@ namespace imram {
 //  - The last step's memory update is skipped; K = 1 touches no memory layer at all.
 torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
                                  const torch::Tensor& context, const torch::Tensor& context_padding,
-                                 const MemoryDistillation& memory, const ModelConfig& config) {
+                                 const MemoryDistillation& memory, const ModelConfig& config,
+                                 MatchingTrace* trace) {
   const auto A = query.size(0), nq = query.size(1), d = query.size(2);
   const auto B = context.size(0), nc = context.size(1);
   const int K = config.iteration_steps;
@@ -49,6 +50,7 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
     const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, mask),
                                          config.lambda_softmax, padding);
     const auto alpha_rows = alpha.view({B, A * nq, nc});
+    if (trace) trace->attention.push_back(alpha);
     const auto dots = (alpha * raw_original).sum(-1);                                    // q0 . c
     const auto attended_sq = (torch::bmm(alpha_rows, gram).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
     const auto cosines = dots / (query_sq_norms * attended_sq).clamp_min(1e-16).sqrt();
@@ -56,6 +58,7 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
     if (k == K) break;
     auto preactivation = torch::bmm(alpha_rows, context_halves).view({B, A, nq, 2 * d});
     preactivation = preactivation + (k == 1 ? query_halves : memory.query_half(current));
+    if (trace) trace->gate_mean.push_back(memory.gate_values(preactivation).mean(-1));
     current = memory.update(k == 1 ? query.unsqueeze(0) : current, preactivation);
     if (config.imram_norm) current = l2norm(current, -1);
   }

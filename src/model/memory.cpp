@@ -25,10 +25,15 @@ torch::Tensor MemoryDistillation::context_half(const torch::Tensor& context) con
   return torch::matmul(context, stacked_half(*this, 1).t());
 }
 
+torch::Tensor MemoryDistillation::gate_values(const torch::Tensor& preactivation) const {
+  const auto d = preactivation.size(-1) / 2;
+  return torch::sigmoid(preactivation.narrow(-1, d, d));
+}
+
 torch::Tensor MemoryDistillation::update(const torch::Tensor& query, const torch::Tensor& preactivation) const {
   const auto d = query.size(-1);
   const auto o = torch::tanh(preactivation.narrow(-1, 0, d));
-  const auto g = torch::sigmoid(preactivation.narrow(-1, d, d));
+  const auto g = gate_values(preactivation);
   return g * query + (1 - g) * o;
 }
 

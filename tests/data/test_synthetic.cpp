@@ -384,6 +384,23 @@ TEST(SyntheticScenes, ScenesFileRoundTrips) {
   EXPECT_EQ(imram::read_twins(dir.path(), "dev"), (std::vector<std::int64_t>{1, 0}));
 }
 
+TEST(SyntheticScenes, ScenesFileRecordsTheObjectOfEveryRegion) {
+  imram::test::TempDir dir;
+  const auto options = tiny();
+  imram::write_synthetic_dataset(dir.path(), options);
+  const imram::SyntheticWorld world(options);
+  const auto scenes = imram::read_scenes(dir.path(), "test");
+  for (std::size_t i = 0; i < scenes.size(); ++i) {
+    const auto& regions = scenes[i].region_objects;
+    ASSERT_EQ(regions.size(), std::size_t(options.regions));
+    EXPECT_EQ(regions, world.region_objects("test", std::int64_t(i), scenes[i]));
+    // Every object has a region; one region at least is left for the background.
+    for (int o = 0; o < int(scenes[i].objects.size()); ++o)
+      EXPECT_GE(std::count(regions.begin(), regions.end(), o), 1) << "image " << i << " object " << o;
+    EXPECT_GE(std::count(regions.begin(), regions.end(), -1), 1) << "image " << i;
+  }
+}
+
 TEST(SyntheticScenes, BadScenesFileNamesTheFileAndLine) {
   imram::test::TempDir dir;
   const std::string good = imram::scene_json(two_object_scene());
@@ -397,6 +414,8 @@ TEST(SyntheticScenes, BadScenesFileNamesTheFileAndLine) {
       EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
     }
   };
+  expect_error(R"({"objects":[{"shape":"circle","colour":"red","size":"small","position":"top"}],"regions":[0,1]})",
+               "\"regions\" entries must be -1 or an index");
   expect_error(R"({"objects":[{"shape":"circle","colour":"mauve","size":"small","position":"top"}]})",
                "mauve");
   expect_error(R"({"objects":[{"shape":"circle","colour":"red","size":"small"}]})", "position");

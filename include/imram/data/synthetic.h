@@ -61,6 +61,9 @@ struct Scene {
   std::vector<SceneObject> objects;  // distinct cells, distinct (shape, colour) pairs
   std::int64_t twin = -1;            // index of the twin image in the same split, -1 when none
   TwinSwap swap = TwinSwap::Colours;
+  // Which object each region's features were made from (-1: background or clutter), so that a
+  // picture of the scene can show where attention went; empty in scenes files without it.
+  std::vector<int> region_objects;
 };
 
 struct SyntheticSplit {
@@ -79,6 +82,9 @@ class SyntheticWorld {
   // The regions x feature_dim features of image `image` of `split` (row-major) into `out`.
   void render_features(const std::string& split, std::int64_t image, const Scene& scene,
                        float* out) const;
+  // The object of each region render_features draws for this image (-1: background, clutter).
+  std::vector<int> region_objects(const std::string& split, std::int64_t image,
+                                  const Scene& scene) const;
 
  private:
   SyntheticOptions options_;

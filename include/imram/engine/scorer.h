@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "imram/model/imram.h"
 
@@ -34,12 +35,21 @@ struct PairScores {
 PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images,
                        const EncodedCaptions& captions, const ScoreOptions& options = {});
 
+// What iterative_matching computed on its way, for showing it (engine/explain.h): step k's
+// attention weights (B, A, n_q, n_c) and, for the steps that update the memory (all but the
+// last), the gate's mean over the d dimensions per query fragment (B, A, n_q).
+struct MatchingTrace {
+  std::vector<torch::Tensor> attention;
+  std::vector<torch::Tensor> gate_mean;
+};
+
 // One direction for a block: query items (A, n_q, d) with query_mask (A, n_q) float 0/1 attend
 // over context items (B, n_c, d) with context_padding (B, n_c) bool (or undefined). Returns
-// the K step similarities (K, A, B).
+// the K step similarities (K, A, B); fills `trace` when given.
 torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
                                  const torch::Tensor& context, const torch::Tensor& context_padding,
-                                 const MemoryDistillation& memory, const ModelConfig& config);
+                                 const MemoryDistillation& memory, const ModelConfig& config,
+                                 MatchingTrace* trace = nullptr);
 
 // The per-pair memory the engine needs, used to size blocks.
 std::size_t bytes_per_pair(const ModelConfig& config, std::int64_t regions, std::int64_t words);

@@ -23,6 +23,8 @@ struct MemoryDistillation {
   torch::Tensor query_bias() const;
   // [W_o,c c ; W_g,c c]: (..., d) -> (..., 2d), no bias.
   torch::Tensor context_half(const torch::Tensor& context) const;
+  // g from the summed pre-activations [o_pre ; g_pre] (..., 2d): (..., d).
+  torch::Tensor gate_values(const torch::Tensor& preactivation) const;
   // q' from q and the summed pre-activations [o_pre ; g_pre] (..., 2d).
   torch::Tensor update(const torch::Tensor& query, const torch::Tensor& preactivation) const;
   // q' = update(q, query_half(q) + context_half(c)); q and c broadcast against each other.

@@ -1,0 +1,71 @@
+#include <pthread.h>
+#include <signal.h>
+
+#include <iostream>
+#include <thread>
+
+#include "command.h"
+#include "imram/error.h"
+#include "imram/search/gallery.h"
+#include "imram/serve/server.h"
+
+IMRAM_COMMAND {
+  struct Options {
+    std::string index, model, data, split = "test", host = "127.0.0.1", images_list,
+                                     cache = imram::default_cache_dir();
+    int port = 8080;
+    std::int64_t shortlist = 100;
+  };
+  auto o = std::make_shared<Options>();
+  auto* sub = root.add_subcommand("serve", "HTTP search service and web page over a split's gallery");
+  auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
+  sub->add_option("--shortlist", o->shortlist, "with --index: FAISS candidates re-ranked by IMRAM (0: all)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  auto* model = sub->add_option("--model", o->model, "model directory");
+  auto* data = sub->add_option("--data", o->data, "dataset directory");
+  sub->add_option("--split", o->split, "split to search")->capture_default_str();
+  index->excludes(model)->excludes(data);
+  sub->add_option("--host", o->host, "address to listen on")->capture_default_str();
+  sub->add_option("--port", o->port, "port (0: any free one, printed)")->capture_default_str()->check(CLI::Range(0, 65535));
+  sub->add_option("--images-list", o->images_list, "file naming the picture of image I on line I+1");
+  sub->add_option("--cache", o->cache, "directory of encoded galleries (empty: no cache)")->capture_default_str();
+  sub->callback([&invocation, o, sub] {
+    invocation.run = [o, sub, device = invocation.globals.device] {
+      if (o->index.empty() && (o->model.empty() || o->data.empty()))
+        throw imram::Error("serve: give --index INDEX, or --model M --data DIR");
+      // SIGTERM and SIGINT go to one thread that stops the server; blocked here, before any
+      // other thread exists, so that no worker thread takes them.
+      sigset_t signals;
+      sigemptyset(&signals);
+      sigaddset(&signals, SIGTERM);
+      sigaddset(&signals, SIGINT);
+      pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+      std::unique_ptr<imram::SearchBackend> backend;
+      if (!o->index.empty()) {
+        backend = imram::open_index_backend(o->index, device, o->shortlist);
+      } else {
+        std::cout << "imram serve: encoding the " << o->split << " split of " << o->data << "..." << std::endl;
+        backend = imram::open_gallery_backend(o->model, o->data, o->split, o->cache, device);
+      }
+      imram::ServerOptions options;
+      options.host = o->host;
+      options.port = o->port;
+      options.images_list = o->images_list;
+      imram::Server server(*backend, options);
+      const int port = server.bind();
+      std::thread([&server, signals] {
+        int received = 0;
+        sigwait(&signals, &received);
+        std::cout << "imram serve: " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
+                  << ", finishing the requests in flight" << std::endl;
+        server.stop();
+      }).detach();
+      std::cout << "imram serve: listening on http://" << o->host << ":" << port << "/ ("
+                << backend->num_images() << " images, " << backend->captions().size() << " captions)" << std::endl;
+      server.serve();
+      std::cout << "imram serve: stopped" << std::endl;
+      return 0;
+    };
+  });
+}

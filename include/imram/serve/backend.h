@@ -1,0 +1,49 @@
+#pragma once
+// What `imram serve` searches with, behind one small interface: an index directory (two-stage
+// search, search/index_dir.h), or a model and a split made into one on the fly (search/gallery.h).
+// Calls are made from one compute thread at a time (serve/server.h).
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "imram/data/synthetic.h"
+#include "imram/engine/explain.h"
+
+namespace imram {
+
+struct BackendHit {
+  std::int64_t index = 0;  // image (text query) or caption (image query)
+  double score = 0;        // the IMRAM score
+  double stage1_score = std::numeric_limits<double>::quiet_NaN();  // a shortlist's score, if any
+};
+
+class SearchBackend {
+ public:
+  virtual ~SearchBackend() = default;
+  virtual std::vector<BackendHit> search_images(const std::string& text, std::int64_t top) = 0;
+  virtual std::vector<BackendHit> search_captions(std::int64_t image, std::int64_t top) = 0;
+  virtual Explanation explain(std::int64_t image, const std::string& caption) = 0;
+  virtual std::int64_t num_images() const = 0;
+  virtual const std::vector<std::string>& captions() const = 0;
+  virtual std::int64_t image_of_caption(std::int64_t caption) const = 0;
+  virtual std::string split_name() const = 0;
+  // The synthetic world's scenes (the pictures); empty for other data.
+  virtual const std::vector<Scene>& scenes() const = 0;
+  // Model config, gallery size, index type.
+  virtual nlohmann::ordered_json info() const = 0;
+};
+
+// A split of `data_dir` encoded by the model in `model_dir` (cached under `cache_dir`, empty: no
+// cache), searched exhaustively. `device`: cpu | cuda | cuda:N.
+std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir, const std::string& data_dir,
+                                                    const std::string& split, const std::string& cache_dir,
+                                                    const std::string& device);
+// An index directory; text queries take a FAISS shortlist of `shortlist` images re-ranked by
+// IMRAM (0: every image scored), image queries likewise over captions.
+std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
+                                                  std::int64_t shortlist);
+
+}  // namespace imram

@@ -1,0 +1,49 @@
+#pragma once
+// The HTTP service behind `imram serve`: a JSON API over a SearchBackend, the pictures of the
+// split, and the web page (compiled into the binary). httplib's threads only parse requests
+// and write responses; all model work runs on one compute thread, in arrival order, so that
+// concurrent requests never run two OpenMP teams on the same cores.
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "imram/serve/backend.h"
+
+namespace imram {
+
+inline constexpr std::size_t kMaxRequestBody = 64 << 10;  // bytes; larger bodies get 413
+inline constexpr std::int64_t kMaxTop = 1000;             // most results one search returns
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;          // 0: any free port (see Server::bind)
+  std::string images_list;  // a file naming picture I on line I+1 (other datasets)
+  int http_threads = 32;    // connections served at once (they wait on the compute thread)
+};
+
+class Server {
+ public:
+  // Throws imram::Error when the images list is unreadable or names fewer pictures than the
+  // gallery has images. Without one, the synthetic world's pictures come from the backend's scenes.
+  Server(SearchBackend& backend, const ServerOptions& options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the address; returns the port. Throws imram::Error when it cannot.
+  int bind();
+  // Serves until stop(); requests in flight when stop() is called are answered first.
+  void serve();
+  // Safe from any thread.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The web page's files, compiled in: the content of /<path>, or nullptr. `type` gets its
+// Content-Type.
+const std::string* page_asset(const std::string& path, std::string& type);
+
+}  // namespace imram

@@ -1,0 +1,13 @@
+#pragma once
+// Made at build time from serve/assets/ by cmake/embed_assets.cmake.
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace imram::embedded {
+
+// (file name, contents) of every file of serve/assets/.
+const std::vector<std::pair<std::string, std::string>>& page_files();
+const char* version();  // the project's version, from CMakeLists.txt
+
+}  // namespace imram::embedded

@@ -1,0 +1,90 @@
+#include <torch/torch.h>
+
+#include "imram/data/precomp_dataset.h"
+#include "imram/error.h"
+#include "imram/runtime/runtime.h"
+#include "imram/search/gallery.h"
+#include "imram/search/index_dir.h"
+#include "imram/serve/backend.h"
+
+namespace imram {
+
+namespace {
+
+class IndexBackend : public SearchBackend {
+ public:
+  IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::string name, std::string kind)
+      : index_(std::move(index)), model_(index_->model()), name_(std::move(name)), kind_(std::move(kind)) {
+    const auto images = std::min(shortlist, index_->num_images()), captions = std::min(shortlist, index_->num_captions());
+    images_ = index_->searcher(GallerySide::Images, images);
+    captions_ = index_->searcher(GallerySide::Captions, captions);
+    shortlist_ = images;
+  }
+
+  std::vector<BackendHit> search_images(const std::string& text, std::int64_t top) override {
+    return to_backend_hits(images_->search(index_->text_query(text), top, nullptr));
+  }
+  std::vector<BackendHit> search_captions(std::int64_t image, std::int64_t top) override {
+    return to_backend_hits(captions_->search(index_->image_query(image), top, nullptr));
+  }
+  Explanation explain(std::int64_t image, const std::string& caption) override {
+    return explain_encoded_pair(model_, index_->store()->images({image}).regions, caption);
+  }
+  std::int64_t num_images() const override { return index_->num_images(); }
+  const std::vector<std::string>& captions() const override { return index_->caption_texts(); }
+  std::int64_t image_of_caption(std::int64_t caption) const override {
+    return index_->captions_per_image() > 0 ? caption / index_->captions_per_image() : -1;
+  }
+  std::string split_name() const override { return name_; }
+  const std::vector<Scene>& scenes() const override { return index_->scenes(); }
+  nlohmann::ordered_json info() const override {
+    return {{"model", to_json(model_.config())},
+            {"gallery", {{"name", name_},
+                         {"images", index_->num_images()},
+                         {"captions", index_->num_captions()},
+                         {"regions", index_->store()->regions_per_image()}}},
+            {"index", kind_},
+            {"faiss", index_->faiss_factory()},
+            {"shortlist", shortlist_},
+            {"store", index_->store_dtype()},
+            {"device", c10::str(model_.net->parameters().front().device())}};
+  }
+
+ private:
+  static std::vector<BackendHit> to_backend_hits(const std::vector<Hit>& hits) {
+    std::vector<BackendHit> out;
+    for (const auto& hit : hits) {
+      BackendHit item{hit.index, hit.score};
+      if (hit.stage1) item.stage1_score = *hit.stage1;
+      out.push_back(item);
+    }
+    return out;
+  }
+
+  std::shared_ptr<const GalleryIndex> index_;
+  Model model_;  // shares the index's weights; explain() needs a mutable handle
+  std::string name_, kind_;
+  std::shared_ptr<const Searcher> images_, captions_;
+  std::int64_t shortlist_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir, const std::string& data_dir,
+                                                    const std::string& split, const std::string& cache_dir,
+                                                    const std::string& device) {
+  auto model = load_model(model_dir, parse_device(device));
+  const auto opened = PrecompSplit::open(data_dir, split);
+  const Gallery gallery(model, opened, model_dir, cache_dir);
+  return std::make_unique<IndexBackend>(gallery.shared_index(), 0, split, "exhaustive");
+}
+
+std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
+                                                  std::int64_t shortlist) {
+  auto index = GalleryIndex::open(index_dir, parse_device(device));
+  const bool two_stage = shortlist > 0 && index->has_shortlist();
+  return std::make_unique<IndexBackend>(std::move(index), two_stage ? shortlist : 0, index_dir,
+                                        two_stage ? "two-stage" : "exhaustive");
+}
+
+}  // namespace imram

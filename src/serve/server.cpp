@@ -1,0 +1,400 @@
+#include "imram/serve/server.h"
+
+#include <ATen/Parallel.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "embedded.h"
+#include "imram/data/synthetic.h"
+#include "imram/data/tokenizer.h"
+#include "imram/engine/encoding.h"
+#include "imram/error.h"
+#include "imram/serve/pictures.h"
+
+namespace imram {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::ordered_json;
+
+double milliseconds(Clock::duration duration) { return std::chrono::duration<double, std::milli>(duration).count(); }
+
+// A request the server refuses, with its status.
+struct HttpError {
+  int status;
+  std::string message;
+};
+
+// One thread runs every model call, in arrival order.
+class ComputeThread {
+ public:
+  ComputeThread() : threads_(at::get_num_threads()), thread_([this] { loop(); }) {}
+  ~ComputeThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_all();
+    thread_.join();
+  }
+
+  // Runs `work` on the compute thread and waits for it; its exceptions come back here.
+  Json run(std::function<Json()> work) {
+    auto task = std::make_shared<std::packaged_task<Json()>>(std::move(work));
+    auto result = task->get_future();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back([task] { (*task)(); });
+    }
+    ready_.notify_one();
+    return result.get();
+  }
+
+ private:
+  void loop() {
+    // OpenMP's thread count is per thread: the compute thread takes the one the process chose.
+    at::set_num_threads(threads_);
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      job();
+    }
+  }
+
+  int threads_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Strict: digits only, in range.
+std::optional<std::int64_t> parse_index(const std::string& text) {
+  std::int64_t value = 0;
+  const auto* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || value < 0) return std::nullopt;
+  return value;
+}
+
+std::string content_type_of(const std::string& path) {
+  const auto extension = std::filesystem::path(path).extension().string();
+  if (extension == ".png") return "image/png";
+  if (extension == ".jpg" || extension == ".jpeg") return "image/jpeg";
+  if (extension == ".gif") return "image/gif";
+  if (extension == ".webp") return "image/webp";
+  if (extension == ".svg") return "image/svg+xml";
+  if (extension == ".html") return "text/html; charset=utf-8";
+  if (extension == ".js") return "text/javascript; charset=utf-8";
+  if (extension == ".css") return "text/css; charset=utf-8";
+  return "application/octet-stream";
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open the images list");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  SearchBackend& backend;
+  ServerOptions options;
+  std::vector<Scene> scenes;
+  std::vector<std::string> images_list;
+  httplib::Server http;
+  ComputeThread compute;
+  // stop() may come before serve() has started listening (a signal during start-up).
+  std::atomic<bool> serving{false}, stop_requested{false}, finished{false};
+
+  Impl(SearchBackend& backend_, const ServerOptions& options_) : backend(backend_), options(options_) {
+    if (!options.images_list.empty()) {
+      images_list = read_lines(options.images_list);
+      if (std::int64_t(images_list.size()) < backend.num_images())
+        throw Error(options.images_list + ": names " + std::to_string(images_list.size()) + " pictures, the " +
+                    backend.split_name() + " split has " + std::to_string(backend.num_images()) + " images");
+    } else {
+      scenes = backend.scenes();
+    }
+    routes();
+  }
+
+  std::string picture_kind() const { return !images_list.empty() ? "file" : !scenes.empty() ? "scene" : "placeholder"; }
+
+  std::int64_t image_parameter(const std::string& text, const std::string& name) const {
+    const auto image = parse_index(text);
+    const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+    if (!image && !digits) throw HttpError{400, name + " must be an image index, got \"" + text + "\""};
+    if (!image || *image >= backend.num_images())
+      throw HttpError{404, name + " " + text + " is out of range: the gallery has " +
+                               std::to_string(backend.num_images()) + " images"};
+    return *image;
+  }
+
+  static void check_query_text(const std::string& text) {
+    const auto tokens = tokenize(text).size();
+    if (tokens == 0) throw HttpError{400, "the query has no words"};
+    if (tokens > kMaxCaptionTokens)
+      throw HttpError{400, "the query has " + std::to_string(tokens) + " tokens, more than the limit of " +
+                               std::to_string(kMaxCaptionTokens)};
+  }
+
+  // Runs `work` on the compute thread and adds the request's timings to its answer.
+  Json timed(Clock::time_point received, const std::function<Json()>& work) {
+    Clock::time_point started, finished;
+    auto out = compute.run([&] {
+      started = Clock::now();
+      auto result = work();
+      finished = Clock::now();
+      return result;
+    });
+    out["timings"] = {{"queue_ms", milliseconds(started - received)},
+                      {"compute_ms", milliseconds(finished - started)},
+                      {"total_ms", milliseconds(Clock::now() - received)}};
+    return out;
+  }
+
+  Json search(const Json& request, Clock::time_point received) {
+    if (!request.is_object()) throw HttpError{400, "the body must be a JSON object"};
+    const bool by_text = request.contains("text"), by_image = request.contains("image");
+    if (by_text == by_image) throw HttpError{400, "give either \"text\" (a query) or \"image\" (an index)"};
+    std::int64_t top = 10;
+    if (request.contains("top")) {
+      if (!request["top"].is_number_integer()) throw HttpError{400, "\"top\" must be an integer"};
+      top = request["top"].get<std::int64_t>();
+      if (top < 1 || top > kMaxTop)
+        throw HttpError{400, "\"top\" must be between 1 and " + std::to_string(kMaxTop) + ", got " + std::to_string(top)};
+    }
+    if (by_text) {
+      if (!request["text"].is_string()) throw HttpError{400, "\"text\" must be a string"};
+      const auto text = request["text"].get<std::string>();
+      check_query_text(text);
+      return timed(received, [&] {
+        const auto hits = backend.search_images(text, top);
+        Json results = Json::array();
+        for (std::size_t rank = 0; rank < hits.size(); ++rank) {
+          Json item{{"rank", rank + 1}, {"image", hits[rank].index}, {"score", hits[rank].score}};
+          if (!std::isnan(hits[rank].stage1_score)) item["stage1_score"] = hits[rank].stage1_score;
+          if (!scenes.empty()) item["scene"] = describe(scenes[std::size_t(hits[rank].index)]);
+          item["picture"] = "/api/images/" + std::to_string(hits[rank].index);
+          results.push_back(std::move(item));
+        }
+        return Json{{"query", text}, {"results", std::move(results)}};
+      });
+    }
+    if (!request["image"].is_number_integer() || request["image"].get<std::int64_t>() < 0)
+      throw HttpError{400, "\"image\" must be an image index"};
+    const auto image = request["image"].get<std::int64_t>();
+    if (image >= backend.num_images())
+      throw HttpError{404, "image " + std::to_string(image) + " is out of range: the gallery has " +
+                               std::to_string(backend.num_images()) + " images"};
+    return timed(received, [&] {
+      const auto hits = backend.search_captions(image, top);
+      Json results = Json::array();
+      for (std::size_t rank = 0; rank < hits.size(); ++rank) {
+        const auto caption = hits[rank].index;
+        Json item{{"rank", rank + 1},
+                  {"caption", caption},
+                  {"score", hits[rank].score},
+                  {"text", backend.captions()[std::size_t(caption)]},
+                  {"image", backend.image_of_caption(caption)},
+                  {"own", backend.image_of_caption(caption) == image}};
+        if (!std::isnan(hits[rank].stage1_score)) item["stage1_score"] = hits[rank].stage1_score;
+        results.push_back(std::move(item));
+      }
+      return Json{{"image", image}, {"picture", "/api/images/" + std::to_string(image)}, {"results", std::move(results)}};
+    });
+  }
+
+  Json explain(const httplib::Request& request, Clock::time_point received) {
+    if (!request.has_param("image")) throw HttpError{400, "give image=I and text=... or caption=J"};
+    const auto image = image_parameter(request.get_param_value("image"), "image");
+    const bool by_text = request.has_param("text"), by_caption = request.has_param("caption");
+    if (by_text == by_caption) throw HttpError{400, "give either text=... or caption=J"};
+    std::string text;
+    Json caption_index;
+    if (by_caption) {
+      const auto value = request.get_param_value("caption");
+      const auto caption = parse_index(value);
+      if (!caption) throw HttpError{400, "caption must be a caption index, got \"" + value + "\""};
+      if (*caption >= std::int64_t(backend.captions().size()))
+        throw HttpError{404, "caption " + value + " is out of range: the gallery has " +
+                                 std::to_string(backend.captions().size()) + " captions"};
+      text = backend.captions()[std::size_t(*caption)];
+      caption_index = *caption;
+    } else {
+      text = request.get_param_value("text");
+    }
+    check_query_text(text);
+    auto out = timed(received, [&] { return explanation_json(backend.explain(image, text)); });
+    out["image"] = image;
+    out["caption"] = text;
+    out["caption_index"] = caption_index;
+    out["picture"] = "/api/images/" + std::to_string(image);
+    out["picture_size"] = kPictureSize;
+    Json boxes;
+    if (!scenes.empty() && !scenes[std::size_t(image)].region_objects.empty()) {
+      boxes = Json::array();
+      for (const auto& box : region_boxes(scenes[std::size_t(image)]))
+        boxes.push_back(box ? Json(*box) : Json());
+    }
+    out["boxes"] = boxes;
+    return out;
+  }
+
+  void picture(std::int64_t image, httplib::Response& response) const {
+    if (!images_list.empty()) {
+      const auto& path = images_list[std::size_t(image)];
+      std::ifstream in(path, std::ios::binary);
+      if (!in) throw HttpError{404, "picture " + std::to_string(image) + ": cannot read " + path};
+      std::ostringstream bytes;
+      bytes << in.rdbuf();
+      response.set_content(bytes.str(), content_type_of(path).c_str());
+    } else if (!scenes.empty()) {
+      response.set_content(scene_svg(scenes[std::size_t(image)]), "image/svg+xml");
+    } else {
+      response.set_content(placeholder_svg("image " + std::to_string(image) + ": no picture (see --images-list)"),
+                           "image/svg+xml");
+    }
+    response.set_header("Cache-Control", "max-age=3600");
+  }
+
+  // Every API handler: errors become JSON bodies with their status, never a crash.
+  static httplib::Server::Handler api(std::function<void(const httplib::Request&, httplib::Response&)> handler) {
+    return [handler = std::move(handler)](const httplib::Request& request, httplib::Response& response) {
+      auto fail = [&](int status, const std::string& message) {
+        response.status = status;
+        response.set_content(Json{{"error", message}}.dump(), "application/json");
+      };
+      try {
+        handler(request, response);
+      } catch (const HttpError& e) {
+        fail(e.status, e.message);
+      } catch (const Error& e) {
+        fail(400, e.what());
+      } catch (const std::exception& e) {
+        fail(500, std::string("internal error: ") + e.what());
+      }
+    };
+  }
+
+  static void send_json(httplib::Response& response, const Json& json) {
+    response.set_content(json.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+  }
+
+  void routes() {
+    http.set_payload_max_length(kMaxRequestBody);
+    http.new_task_queue = [threads = options.http_threads] { return new httplib::ThreadPool(std::size_t(threads)); };
+    http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
+      if (!response.body.empty()) return;
+      std::string message = "HTTP status " + std::to_string(response.status);
+      // httplib also refuses form-encoded bodies over 8 KB; the API reads JSON only.
+      if (response.status == 413)
+        message = "the request body is too large (at most " + std::to_string(kMaxRequestBody) + " bytes of JSON)";
+      if (response.status == 404) message = "no such route";
+      if (response.status == 400) message = "malformed request";
+      response.set_content(Json{{"error", message}}.dump(), "application/json");
+    });
+    http.Get("/", [](const httplib::Request&, httplib::Response& response) {
+      std::string type;
+      response.set_content(*page_asset("index.html", type), type.c_str());
+    });
+    http.Get(R"(/static/([A-Za-z0-9_.-]+))", [](const httplib::Request& request, httplib::Response& response) {
+      std::string type;
+      const auto* asset = page_asset(request.matches[1].str(), type);
+      if (!asset) {
+        response.status = 404;
+        return;
+      }
+      response.set_content(*asset, type.c_str());
+    });
+    http.Get("/healthz", [](const httplib::Request&, httplib::Response& response) { send_json(response, {{"status", "ok"}}); });
+    http.Get("/api/info", api([this](const httplib::Request&, httplib::Response& response) {
+      auto info = backend.info();
+      info["version"] = embedded::version();
+      info["pictures"] = picture_kind();
+      info["limits"] = {{"max_body_bytes", kMaxRequestBody}, {"max_query_tokens", kMaxCaptionTokens}, {"max_top", kMaxTop}};
+      send_json(response, info);
+    }));
+    http.Post("/api/search", api([this](const httplib::Request& request, httplib::Response& response) {
+      const auto received = Clock::now();
+      const auto json = Json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+      if (json.is_discarded()) throw HttpError{400, "the body is not valid JSON"};
+      send_json(response, search(json, received));
+    }));
+    http.Get("/api/explain", api([this](const httplib::Request& request, httplib::Response& response) {
+      send_json(response, explain(request, Clock::now()));
+    }));
+    http.Get(R"(/api/images/(\d+))", api([this](const httplib::Request& request, httplib::Response& response) {
+      picture(image_parameter(request.matches[1].str(), "image"), response);
+    }));
+  }
+};
+
+Server::Server(SearchBackend& backend, const ServerOptions& options) : impl_(std::make_unique<Impl>(backend, options)) {}
+
+Server::~Server() = default;
+
+int Server::bind() {
+  const int port = impl_->options.port == 0 ? impl_->http.bind_to_any_port(impl_->options.host)
+                                            : (impl_->http.bind_to_port(impl_->options.host, impl_->options.port)
+                                                   ? impl_->options.port
+                                                   : -1);
+  if (port < 0)
+    throw Error("serve: cannot listen on " + impl_->options.host + ":" + std::to_string(impl_->options.port) +
+                " (in use, or not an address of this machine)");
+  return port;
+}
+
+void Server::serve() {
+  impl_->serving = true;
+  if (!impl_->stop_requested) impl_->http.listen_after_bind();
+  impl_->finished = true;
+}
+
+void Server::stop() {
+  impl_->stop_requested = true;
+  if (impl_->serving)
+    while (!impl_->finished && !impl_->http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->http.stop();
+}
+
+const std::string* page_asset(const std::string& path, std::string& type) {
+  for (const auto& [name, contents] : embedded::page_files())
+    if (name == path) {
+      type = content_type_of(name);
+      return &contents;
+    }
+  return nullptr;
+}
+
+}  // namespace imram

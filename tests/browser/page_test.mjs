@@ -1,0 +1,124 @@
+// The page of `imram serve` in a real headless Chromium: search, results, explain with K
+// step maps. Usage: node page_test.mjs IMRAM_BINARY ARTIFACT_DIR
+// Exits 77 (CTest's "skipped") only when Chromium itself cannot start here.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+
+const [imram, artifacts] = process.argv.slice(2);
+if (!imram || !artifacts) { console.error('usage: node page_test.mjs IMRAM_BINARY ARTIFACT_DIR'); process.exit(2); }
+const require = createRequire(import.meta.url);
+let puppeteer;
+try {
+  puppeteer = require('puppeteer-core');
+} catch (e) {
+  console.error('page test: puppeteer-core is not installed in tests/browser (run ./run setup)');
+  process.exit(1);
+}
+const chromium = process.env.IMRAM_CHROMIUM || '/usr/bin/chromium';
+const K = 2;
+const work = mkdtempSync(join(tmpdir(), 'imram_page_'));
+mkdirSync(artifacts, { recursive: true });
+const run = (...args) => execFileSync(imram, ['--threads', '1', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+
+let server, browser;
+function fail(message) {
+  console.error('page test: FAILED: ' + message);
+  process.exitCode = 1;
+}
+
+try {
+  // A world and a model just big enough to have pictures, words and K steps.
+  run('synth', '--out', join(work, 'data'), '--train', '64', '--dev', '4', '--test', '12', '--regions', '8', '--feat-dim', '32');
+  run('train', '--data', join(work, 'data'), '--out', join(work, 'run'), '--mode', 'full', '--steps', String(K),
+      '--embed-size', '16', '--word-dim', '16', '--batch-size', '16', '--max-steps', '3', '--val-split', 'none', '--quiet');
+
+  server = spawn(imram, ['--threads', '1', 'serve', '--port', '0', '--cache', '', '--model', join(work, 'run', 'last'),
+                         '--data', join(work, 'data'), '--split', 'test'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error('the server did not start: ' + output)), 60000);
+    server.stdout.on('data', (chunk) => {
+      output += chunk;
+      const match = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(output);
+      if (match) { clearTimeout(timer); resolve(Number(match[1])); }
+    });
+    server.on('exit', (code) => reject(new Error('the server exited with ' + code + ': ' + output)));
+  });
+
+  try {
+    browser = await puppeteer.launch({
+      executablePath: chromium,
+      headless: true,
+      userDataDir: join(work, 'profile'),
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+             '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  } catch (e) {
+    console.error('page test: SKIPPED: Chromium (' + chromium + ') cannot start here: ' + e.message.split('\n')[0]);
+    process.exitCode = 77;
+  }
+  if (browser) {
+    const page = await browser.newPage();
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.setViewport({ width: 1200, height: 1000 });
+    await page.goto(`http://127.0.0.1:${port}/`, { waitUntil: 'networkidle0' });
+
+    // An empty search is refused on the page, not sent.
+    await page.click('#search-button');
+    const emptyError = await page.$eval('#error', (e) => (e.hidden ? '' : e.textContent));
+    if (!emptyError) fail('an empty search shows no error');
+
+    await page.type('#query', 'a large red circle');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#results .hit img', { timeout: 30000 });
+    const hits = await page.$$eval('#results .hit', (cards) => cards.length);
+    if (hits !== 12) fail(`expected 12 results (the top default, all 12 test images), got ${hits}`);
+    const ranks = await page.$$eval('#results .hit .meta strong', (s) => s.map((e) => e.textContent));
+    if (ranks[0] !== '#1' || ranks[1] !== '#2') fail('results are not ranked: ' + ranks.slice(0, 3));
+    const pictures = await page.$$eval('#results .hit img', (images) => images.filter((i) => i.complete && i.naturalWidth > 0).length);
+
+    await page.click('#results .hit');
+    await page.waitForFunction(() => document.querySelectorAll('canvas[data-drawn="1"]').length > 0, { timeout: 30000 });
+    const maps = await page.$$eval('canvas[data-drawn="1"]', (c) => c.map((e) => `${e.dataset.direction}:${e.dataset.step}`));
+    for (const direction of ['text', 'image'])
+      for (let k = 1; k <= K; ++k)
+        if (!maps.includes(`${direction}:${k}`)) fail(`no ${direction} step ${k} map drawn (drawn: ${maps})`);
+
+    // Choosing another word redraws the maps for it.
+    const before = await page.$eval('.token.selected', (e) => e.textContent);
+    const tokens = await page.$$('.token');
+    await tokens[tokens.length - 2].hover();
+    const after = await page.$eval('.token.selected', (e) => e.textContent);
+    if (after === before) fail('hovering a word does not select it');
+
+    // Shaded pixels: a step map is not just the picture.
+    const shaded = await page.$eval('canvas[data-drawn="1"]', (canvas) => {
+      const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let orange = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i] > 150 && data[i + 1] > 80 && data[i + 2] < 90) ++orange;
+      return orange;
+    });
+    if (shaded === 0) fail('no region is shaded on the step map');
+
+    await page.screenshot({ path: join(artifacts, 'serve-explain.png'), fullPage: true });
+    if (pageErrors.length) fail('errors on the page: ' + pageErrors.join('; '));
+    if (process.exitCode !== 1)
+      console.log(`page test: ok: ${hits} results (${pictures} pictures loaded), ${maps.length} step maps drawn, ` +
+                  `screenshot in ${join(artifacts, 'serve-explain.png')}`);
+  }
+} catch (e) {
+  fail(e.stack || String(e));
+} finally {
+  if (browser) await browser.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((resolve) => server.on('exit', (code) => resolve(code)));
+    server.kill('SIGTERM');
+    const code = await exited;
+    if (code !== 0) fail('the server exited with ' + code + ' on SIGTERM');
+  }
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,399 @@
+// `imram serve` as clients meet it, on an ephemeral loopback port: its answers are the
+// engine's (search as the gallery ranks, explain summing to the score), every bad request gets
+// its status and a JSON error, and SIGTERM lets a request in flight finish.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "http_client.h"
+#include "imram/engine/encoding.h"
+#include "imram/error.h"
+#include "imram/search/gallery.h"
+#include "imram/search/index_dir.h"
+#include "imram/serve/backend.h"
+#include "imram/serve/server.h"
+#include "test_util.h"
+
+extern char** environ;
+
+namespace {
+
+using imram::test::http;
+using imram::test::HttpConnection;
+using imram::test::http_request;
+
+std::string url_encode(const std::string& text) {
+  std::string out;
+  char hex[4];
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += char(c);
+    } else {
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
+nlohmann::json body_of(const imram::test::HttpResponse& response) {
+  return nlohmann::json::parse(response.body, nullptr, false);
+}
+
+// One small world, a random full-IMRAM model and a server on it, shared by the tests.
+class Serve : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new imram::test::TempDir;
+    imram::test::write_small_world(dir_->file("data"), 2, 2, 8, 6, 16);
+    imram::ModelConfig config;
+    config.embed_size = 8;
+    config.word_dim = 4;
+    config.img_dim = 16;
+    config.iteration_steps = 2;
+    imram::Model model;
+    model.vocabulary = imram::Vocabulary::from_file(dir_->file("data/vocab.json"));
+    config.vocab_size = model.vocabulary->size();
+    torch::manual_seed(5);
+    model.net = imram::ImramModel(config);
+    imram::save_model(dir_->file("model"), model);
+    backend_ = imram::open_gallery_backend(dir_->file("model"), dir_->file("data"), "test", "", "cpu").release();
+    imram::ServerOptions options;
+    options.port = 0;
+    server_ = new imram::Server(*backend_, options);
+    port_ = server_->bind();
+    thread_ = new std::thread([] { server_->serve(); });
+  }
+  static void TearDownTestSuite() {
+    server_->stop();
+    thread_->join();
+    delete thread_;
+    delete server_;
+    delete backend_;
+    delete dir_;
+  }
+
+  static inline imram::test::TempDir* dir_ = nullptr;
+  static inline imram::SearchBackend* backend_ = nullptr;
+  static inline imram::Server* server_ = nullptr;
+  static inline std::thread* thread_ = nullptr;
+  static inline int port_ = 0;
+};
+
+TEST_F(Serve, TextSearchRanksAsTheGalleryAndTheSearchCommand) {
+  auto model = imram::load_model(dir_->file("model"));
+  const auto split = imram::PrecompSplit::open(dir_->file("data"), "test");
+  const imram::Gallery gallery(model, split, dir_->file("model"), "");
+  const std::string query = split.captions()[11];
+  const auto expected = gallery.search_images(query, 8);
+
+  const auto response = http(port_, "POST", "/api/search", nlohmann::json{{"text", query}, {"top", 8}}.dump());
+  ASSERT_EQ(response.status, 200) << response.body;
+  const auto json = body_of(response);
+  ASSERT_EQ(json["results"].size(), expected.size());
+  for (std::size_t r = 0; r < expected.size(); ++r) {
+    EXPECT_EQ(json["results"][r]["rank"].get<int>(), int(r) + 1);
+    EXPECT_EQ(json["results"][r]["image"].get<std::int64_t>(), expected[r].index);
+    EXPECT_NEAR(json["results"][r]["score"].get<double>(), expected[r].score, 1e-9);
+    EXPECT_EQ(json["results"][r]["picture"], "/api/images/" + std::to_string(expected[r].index));
+  }
+  EXPECT_GE(json["timings"]["total_ms"].get<double>(), json["timings"]["compute_ms"].get<double>());
+
+  const std::string command = std::string(IMRAM_BINARY) + " --threads 1 search --json --cache '' --model " +
+                              dir_->file("model") + " --data " + dir_->file("data") + " --top 8 --query '" + query + "'";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buffer{};
+  std::size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  ASSERT_EQ(::pclose(pipe), 0) << output;
+  const auto cli = nlohmann::json::parse(output);
+  for (std::size_t r = 0; r < expected.size(); ++r) {
+    EXPECT_EQ(cli["results"][r]["image"], json["results"][r]["image"]);
+    EXPECT_NEAR(cli["results"][r]["score"].get<double>(), json["results"][r]["score"].get<double>(), 1e-9);
+  }
+}
+
+TEST_F(Serve, ImageSearchRanksCaptionsAsTheGallery) {
+  auto model = imram::load_model(dir_->file("model"));
+  const auto split = imram::PrecompSplit::open(dir_->file("data"), "test");
+  const imram::Gallery gallery(model, split, dir_->file("model"), "");
+  const auto expected = gallery.search_captions(3, 10);
+  const auto response = http(port_, "POST", "/api/search", R"({"image": 3, "top": 10})");
+  ASSERT_EQ(response.status, 200) << response.body;
+  const auto json = body_of(response);
+  ASSERT_EQ(json["results"].size(), 10u);
+  for (std::size_t r = 0; r < expected.size(); ++r) {
+    EXPECT_EQ(json["results"][r]["caption"].get<std::int64_t>(), expected[r].index);
+    EXPECT_NEAR(json["results"][r]["score"].get<double>(), expected[r].score, 1e-9);
+    EXPECT_EQ(json["results"][r]["text"], split.captions()[std::size_t(expected[r].index)]);
+    EXPECT_EQ(json["results"][r]["own"].get<bool>(), expected[r].index / 5 == 3);
+  }
+}
+
+TEST_F(Serve, ExplainSumsToTheEngineScore) {
+  auto model = imram::load_model(dir_->file("model"));
+  const auto split = imram::PrecompSplit::open(dir_->file("data"), "test");
+  torch::NoGradGuard no_grad;
+  const auto images = imram::encode_image_file(*model.net, split.features());
+  const std::string typed = "a big RED circle next to a zebra";
+  const auto captions = imram::encode_caption_ids(
+      *model.net, imram::encode_caption_texts(*model.vocabulary, {split.captions()[9], typed}, "captions"));
+  const auto scores = imram::score_pairs(*model.net, images, captions).total;
+
+  auto check = [&](const std::string& target, std::int64_t image, std::int64_t column) {
+    const auto response = http(port_, "GET", target);
+    ASSERT_EQ(response.status, 200) << response.body;
+    const auto json = body_of(response);
+    double sum = 0;
+    ASSERT_EQ(json["directions"].size(), 2u);  // full-IMRAM: both directions
+    for (const auto& direction : json["directions"]) {
+      ASSERT_EQ(direction["steps"].size(), 2u);
+      for (const auto& step : direction["steps"]) sum += step["similarity"].get<double>();
+    }
+    EXPECT_NEAR(sum, scores[image][column].item<double>(), 1e-5) << target;
+    ASSERT_TRUE(json["boxes"].is_array());
+    EXPECT_EQ(json["boxes"].size(), 6u);  // one per region
+  };
+  check("/api/explain?image=2&caption=9", 2, 0);
+  check("/api/explain?image=5&text=" + url_encode(typed), 5, 1);
+
+  const auto json = body_of(http(port_, "GET", "/api/explain?image=5&text=" + url_encode(typed)));
+  const auto& tokens = json["tokens"];
+  bool zebra_flagged = false;
+  for (const auto& token : tokens)
+    if (token["text"] == "zebra") zebra_flagged = !token["known"].get<bool>();
+  EXPECT_TRUE(zebra_flagged) << tokens.dump();
+}
+
+TEST_F(Serve, EveryBadRequestGetsItsStatusAndAJsonError) {
+  struct Case {
+    std::string method, target, body;
+    int status;
+  };
+  std::string long_query;
+  for (int i = 0; i < 600; ++i) long_query += "red ";
+  const std::vector<Case> cases = {
+      {"POST", "/api/search", std::string(70 * 1024, ' '), 413},
+      {"POST", "/api/search", nlohmann::json{{"text", long_query}}.dump(), 400},
+      {"POST", "/api/search", R"({"text": "red circle", "top": 1001})", 400},
+      {"POST", "/api/search", R"({"text": "red circle", "top": 0})", 400},
+      {"POST", "/api/search", R"({"text": "red circle", "top": "ten"})", 400},
+      {"POST", "/api/search", R"({"text": "red circle")", 400},
+      {"POST", "/api/search", "not json at all", 400},
+      {"POST", "/api/search", "[1, 2]", 400},
+      {"POST", "/api/search", R"({"text": "   "})", 400},
+      {"POST", "/api/search", R"({"text": "red", "image": 1})", 400},
+      {"POST", "/api/search", R"({"image": 8})", 404},
+      {"POST", "/api/search", R"({"image": -1})", 400},
+      {"POST", "/api/search", R"({"image": 99999999999999999999})", 400},
+      {"GET", "/api/explain?image=8&caption=0", "", 404},
+      {"GET", "/api/explain?image=1&caption=40", "", 404},
+      {"GET", "/api/explain?image=x1&caption=0", "", 400},
+      {"GET", "/api/explain?image=1", "", 400},
+      {"GET", "/api/images/8", "", 404},
+      {"GET", "/api/images/123456789012345678901234567890", "", 404},
+      {"GET", "/api/images/abc", "", 404},
+      {"GET", "/no/such/route", "", 404},
+      {"GET", "/static/missing.js", "", 404},
+  };
+  for (const auto& c : cases) {
+    const auto response = http(port_, c.method, c.target, c.body);
+    EXPECT_EQ(response.status, c.status) << c.method << " " << c.target << " " << c.body.substr(0, 80);
+    const auto json = body_of(response);
+    EXPECT_TRUE(json.is_object() && json.contains("error") && json["error"].is_string())
+        << c.target << ": " << response.body;
+  }
+  // The server is still there.
+  EXPECT_EQ(http(port_, "GET", "/healthz").status, 200);
+}
+
+TEST_F(Serve, ServesThePagePicturesAndInfo) {
+  const auto page = http(port_, "GET", "/");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("<script src=\"/static/app.js\">"), std::string::npos);
+  for (const char* asset : {"/static/app.js", "/static/style.css"}) EXPECT_EQ(http(port_, "GET", asset).status, 200);
+  const auto picture = http(port_, "GET", "/api/images/7");
+  ASSERT_EQ(picture.status, 200);
+  EXPECT_NE(picture.headers.find("image/svg+xml"), std::string::npos);
+  const auto scenes = imram::read_scenes(dir_->file("data"), "test");
+  EXPECT_NE(picture.body.find(imram::describe(scenes[7])), std::string::npos);  // the SVG's title
+  const auto info = body_of(http(port_, "GET", "/api/info"));
+  EXPECT_EQ(info["gallery"]["images"], 8);
+  EXPECT_EQ(info["gallery"]["captions"], 40);
+  EXPECT_EQ(info["model"]["iteration_steps"], 2);
+  EXPECT_EQ(info["index"], "exhaustive");
+  EXPECT_EQ(info["pictures"], "scene");
+}
+
+TEST_F(Serve, PicturesComeFromTheImagesListOrAPlaceholder) {
+  imram::test::TempDir pictures;
+  std::ofstream list(pictures.file("list.txt"));
+  for (int i = 0; i < 8; ++i) {
+    if (i != 4) std::ofstream(pictures.file(std::to_string(i) + ".png"), std::ios::binary) << "png bytes " << i;
+    list << pictures.file(std::to_string(i) + ".png") << "\n";
+  }
+  list.close();
+  imram::ServerOptions options;
+  options.port = 0;
+  options.images_list = pictures.file("list.txt");
+  imram::Server listed(*backend_, options);
+  const int port = listed.bind();
+  std::thread serving([&] { listed.serve(); });
+  const auto picture = http(port, "GET", "/api/images/6");
+  EXPECT_EQ(picture.status, 200);
+  EXPECT_EQ(picture.body, "png bytes 6");
+  EXPECT_NE(picture.headers.find("image/png"), std::string::npos);
+  EXPECT_EQ(http(port, "GET", "/api/images/4").status, 404);  // listed, but the file is missing
+  listed.stop();
+  serving.join();
+
+  options.images_list.clear();  // and no data directory: no scenes either
+  imram::Server bare(*backend_, options);
+  const int bare_port = bare.bind();
+  std::thread bare_serving([&] { bare.serve(); });
+  const auto placeholder = http(bare_port, "GET", "/api/images/6");
+  EXPECT_EQ(placeholder.status, 200);
+  EXPECT_NE(placeholder.body.find("no picture"), std::string::npos);
+  bare.stop();
+  bare_serving.join();
+
+  std::ofstream(pictures.file("short.txt")) << "a.png\nb.png\n";
+  options.images_list = pictures.file("short.txt");
+  EXPECT_THROW(imram::Server(*backend_, options), imram::Error);
+}
+
+TEST_F(Serve, ConcurrentRequestsGetTheSameAnswers) {
+  const auto body = nlohmann::json{{"text", "a small blue square above a red circle"}, {"top", 5}}.dump();
+  const auto expected = body_of(http(port_, "POST", "/api/search", body))["results"];
+  std::vector<std::thread> clients;
+  std::vector<nlohmann::json> answers(8);
+  for (std::size_t i = 0; i < answers.size(); ++i)
+    clients.emplace_back([&, i] { answers[i] = body_of(http(port_, "POST", "/api/search", body))["results"]; });
+  for (auto& client : clients) client.join();
+  for (const auto& answer : answers) EXPECT_EQ(answer, expected);
+}
+
+// The command: SIGTERM with a request half sent; the request is answered, then exit 0.
+TEST_F(Serve, SigtermLetsTheRequestInFlightFinishThenExitsZero) {
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  const std::vector<std::string> arguments = {IMRAM_BINARY, "--threads", "1", "serve", "--port", "0", "--cache", "",
+                                              "--model", dir_->file("model"), "--data", dir_->file("data")};
+  std::vector<char*> argv;
+  for (const auto& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, IMRAM_BINARY, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+
+  std::string output;
+  std::smatch match;
+  const std::regex listening("listening on http://127\\.0\\.0\\.1:(\\d+)/");
+  pollfd readable{out[0], POLLIN, 0};
+  while (!std::regex_search(output, match, listening) && ::poll(&readable, 1, 60000) > 0) {
+    char buffer[4096];
+    const auto n = ::read(out[0], buffer, sizeof buffer);
+    if (n <= 0) break;
+    output.append(buffer, std::size_t(n));
+  }
+  ASSERT_TRUE(std::regex_search(output, match, listening)) << output;
+  const int port = std::stoi(match[1]);
+
+  const std::string body = R"({"text": "a red circle", "top": 3})";
+  const auto request = http_request("POST", "/api/search", body);
+  HttpConnection connection(port);
+  connection.send(request.substr(0, request.size() - 10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  connection.send(request.substr(request.size() - 10));
+  const auto response = connection.receive();
+  EXPECT_EQ(response.status, 200) << response.body;
+  EXPECT_EQ(body_of(response)["results"].size(), 3u);
+
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buffer, sizeof buffer)) > 0) output.append(buffer, std::size_t(n));
+  ::close(out[0]);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  EXPECT_NE(output.find("SIGTERM"), std::string::npos) << output;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
+  imram::test::TempDir dir;
+  imram::test::write_small_world(dir.file("data"), 2, 2, 10, 6, 16);
+  imram::ModelConfig config;
+  config.mode = imram::ImramMode::Text;
+  config.embed_size = 8;
+  config.word_dim = 4;
+  config.img_dim = 16;
+  config.iteration_steps = 2;
+  config.global_head = 8;
+  imram::Model model;
+  model.vocabulary = imram::Vocabulary::from_file(dir.file("data/vocab.json"));
+  config.vocab_size = model.vocabulary->size();
+  torch::manual_seed(3);
+  model.net = imram::ImramModel(config);
+  imram::save_model(dir.file("model"), model);
+  imram::IndexOptions index_options;
+  index_options.show_progress = false;
+  auto writer = imram::IndexWriter::create(dir.file("index"), dir.file("model"), index_options);
+  writer.add_split(imram::PrecompSplit::open(dir.file("data"), "test"));
+  writer.commit();
+
+  const auto backend = imram::open_index_backend(dir.file("index"), "cpu", 4);
+  imram::ServerOptions options;
+  options.port = 0;
+  imram::Server server(*backend, options);
+  const int port = server.bind();
+  std::thread serving([&] { server.serve(); });
+  const auto index = imram::GalleryIndex::open(dir.file("index"));
+  const std::string query = "a small red circle";
+  const auto expected = index->searcher(imram::GallerySide::Images, 4)->search(index->text_query(query), 3, nullptr);
+  const auto response = http(port, "POST", "/api/search", nlohmann::json{{"text", query}, {"top", 3}}.dump());
+  const auto info = http(port, "GET", "/api/info");
+  const auto picture = http(port, "GET", "/api/images/2");
+  const auto explained = http(port, "GET", "/api/explain?image=2&caption=11");
+  server.stop();
+  serving.join();
+  ASSERT_EQ(response.status, 200) << response.body;
+  const auto json = nlohmann::json::parse(response.body);
+  ASSERT_EQ(json["results"].size(), 3u);
+  for (std::size_t r = 0; r < 3; ++r) {
+    EXPECT_EQ(json["results"][r]["image"].get<std::int64_t>(), expected[r].index);
+    EXPECT_NEAR(json["results"][r]["score"].get<double>(), expected[r].score, 1e-9);
+    EXPECT_NEAR(json["results"][r]["stage1_score"].get<double>(), *expected[r].stage1, 1e-6);
+  }
+  EXPECT_EQ(nlohmann::json::parse(info.body)["index"], "two-stage");
+  EXPECT_EQ(picture.status, 200);
+  EXPECT_NE(picture.body.find("<svg"), std::string::npos);  // the scenes travel with the index
+  ASSERT_EQ(explained.status, 200) << explained.body;
+  // The explanation of a stored image is the score the index re-ranks with (float16 store).
+  const auto caption_hits = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(2), 50, nullptr);
+  for (const auto& hit : caption_hits)
+    if (hit.index == 11) EXPECT_NEAR(nlohmann::json::parse(explained.body)["score"].get<double>(), hit.score, 1e-4);
+}
+
+}  // namespace
