@@ -22,8 +22,8 @@ namespace imram {
 struct Model {
   ImramModel net{nullptr};
   std::optional<Vocabulary> vocabulary;
-  // Plain facts about the model's origin (e.g. the checkpoint's epoch and best_rsum); empty for
-  // models this program trained.
+  // Plain facts about the model's origin (an imported checkpoint's path, format, epoch and
+  // best_rsum); empty for models trained here from scratch.
   nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
   const ModelConfig& config() const { return net->config; }
 };
