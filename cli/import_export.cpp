@@ -1,23 +1,44 @@
+#include <filesystem>
 #include <iostream>
 
 #include "command.h"
+#include "imram/model/checkpoint.h"
 #include "imram/model/model_dir.h"
 
 IMRAM_COMMAND {
   struct Options {
-    std::string reference_dir, vocab, out;
+    std::string source, vocab, out;
   };
   auto options = std::make_shared<Options>();
-  auto* sub = root.add_subcommand("import", "convert a reference weight directory (authors' PyTorch export) into a model directory");
-  sub->add_option("REF_DIR", options->reference_dir, "config.json with the authors' option names + weights/<name>.npy")
+  auto* sub = root.add_subcommand(
+      "import", "convert the authors' checkpoint (.pth.tar) or a reference weight directory into a model directory");
+  sub->add_option("SOURCE", options->source,
+                  "a checkpoint written by the authors' train.py (either torch.save format), or a directory "
+                  "with config.json (the authors' option names) + weights/<name>.npy")
       ->required();
   sub->add_option("--vocab", options->vocab, "the vocabulary JSON the weights were trained with");
   sub->add_option("--out", options->out, "model directory to write")->required();
   sub->callback([&invocation, options] {
     invocation.run = [options] {
-      const auto model = imram::import_reference_model(options->reference_dir, options->vocab);
+      imram::Model model;
+      if (std::filesystem::is_directory(options->source)) {
+        model = imram::import_reference_model(options->source, options->vocab);
+      } else {
+        auto imported = imram::import_checkpoint(options->source, options->vocab);
+        std::cout << options->source << ": " << imported.format << " torch.save checkpoint"
+                  << (imported.stripped_module_prefix ? ", 'module.' prefix stripped" : "");
+        for (const char* key : {"epoch", "best_rsum"})
+          if (imported.model.metadata.contains(key)) std::cout << ", " << key << " " << imported.model.metadata[key].dump();
+        std::cout << "\n";
+        if (!imported.ignored.empty()) {
+          std::cout << "ignored:";
+          for (const auto& name : imported.ignored) std::cout << " " << name;
+          std::cout << "\n";
+        }
+        model = std::move(imported.model);
+      }
       imram::save_model(options->out, model);
-      std::cout << "imported " << options->reference_dir << " (" << imram::to_string(model.config().mode)
+      std::cout << "imported " << options->source << " (" << imram::to_string(model.config().mode)
                 << "-IMRAM, K=" << model.config().iteration_steps << ", d=" << model.config().embed_size
                 << ") into " << options->out
                 << (model.vocabulary ? "" : " without a vocabulary (score caption ids only)") << "\n";

@@ -11,9 +11,10 @@
 
 namespace imram {
 
-// The engine evaluates the spec's iterative matching with its exact shortcuts (IMRAM_SPEC.md,
-// last section). Per-pair tensors are laid out [b, a, q, c]: context item b, query item a,
-// query fragment q, context fragment c, so that every product is one batched GEMM over b.
+// The engine evaluates the iterative matching of docs/model.md with the exact shortcuts of
+// docs/engine.md (why each is exact). Per-pair tensors are laid out [b, a, q, c]: context item
+// b, query item a, query fragment q, context fragment c, so that every product is one batched
+// GEMM over b.
 //  - Step similarity without the d-dimensional attended vector: q0_q . c_q = sum_c alpha_qc
 //    (q0_q . C_c), the step-1 raw scores reused at every step, and |c_q|^2 = alpha_q^T G alpha_q
 //    with the small Gram matrix G = C C^T of each context item.

@@ -169,7 +169,7 @@ ModelConfig model_config_from_reference_json(const nlohmann::json& json, const s
       "grad_clip", "workers", "log_step", "val_step", "logger_name", "model_name", "resume",
       "data_path", "data_name", "vocab_path", "crop_size", "finetune", "cnn_type", "use_restval",
       "reset_train", "agg_func", "cross_attn", "lambda_lse", "seed", "gpuid", "measure",
-      "use_abs"};
+      "use_abs", "pos_emb"};
   ModelConfig c;
   for (const auto& [key, value] : json.items()) {
     if (key == "embed_size") c.embed_size = typed<std::int64_t>(value, key, source);

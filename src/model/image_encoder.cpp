@@ -29,7 +29,7 @@ torch::Tensor WeightNormLinearImpl::forward(const torch::Tensor& x) {
 
 ImageEncoderImpl::ImageEncoderImpl(const ModelConfig& config) : l2normalize(config.image_l2norm) {
   if (config.image_encoder == ImageEncoderType::WeightNorm) {
-    fc = register_module("fc", WeightNormLinear(config.img_dim, config.embed_size));
+    fc_local_weight_norm = register_module("fc_local", WeightNormLinear(config.img_dim, config.embed_size));
   } else {
     fc_local = register_module("fc_local", torch::nn::Linear(config.img_dim, config.embed_size));
     // Xavier-uniform weights and zero bias, as the authors' init_weights.
@@ -41,7 +41,7 @@ ImageEncoderImpl::ImageEncoderImpl(const ModelConfig& config) : l2normalize(conf
 }
 
 torch::Tensor ImageEncoderImpl::forward(const torch::Tensor& features) {
-  auto embedded = fc_local ? fc_local->forward(features) : fc->forward(features);
+  auto embedded = fc_local ? fc_local->forward(features) : fc_local_weight_norm->forward(features);
   return l2normalize ? l2norm(embedded, -1) : embedded;
 }
 

@@ -67,6 +67,8 @@ void save_model(const std::string& dir, const Model& model,
   write_directory_atomically(dir, [&](const std::string& tmp) {
     save_model_config(model.config(), tmp + "/config.json");
     if (model.vocabulary) model.vocabulary->save(tmp + "/vocab.json");
+    if (!model.metadata.empty())
+      write_file_atomically(tmp + "/metadata.json", [&](std::ostream& out) { out << model.metadata.dump(2) << "\n"; });
     save_weights(*model.net, tmp + "/weights");
     if (extra) extra(tmp);
   });
@@ -79,6 +81,11 @@ Model load_model(const std::string& dir, torch::Device device) {
   model.net = ImramModel(config);
   load_weights(*model.net, dir + "/weights");
   if (fs::exists(dir + "/vocab.json")) model.vocabulary = Vocabulary::from_file(dir + "/vocab.json");
+  if (fs::exists(dir + "/metadata.json")) {
+    const auto metadata = read_json_file(dir + "/metadata.json", "model metadata");
+    if (!metadata.is_object()) throw Error(dir + "/metadata.json: must be a JSON object");
+    model.metadata = nlohmann::ordered_json::parse(metadata.dump());
+  }
   check_vocabulary(model, dir);
   model.net->to(device);
   model.net->eval();

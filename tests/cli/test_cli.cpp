@@ -5,7 +5,9 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "imram/data/npy.h"
 #include "imram/model/tensor_io.h"
@@ -71,6 +73,58 @@ TEST_P(ImportAndScore, ReproducesTheAuthorsScoresFromTheCommandLine) {
 
 INSTANTIATE_TEST_SUITE_P(ReferenceFixtures, ImportAndScore,
                          ::testing::Values("text_k3_norm", "image_k3", "full_k2_lambda4"));
+
+class ImportCheckpointAndScore : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ImportCheckpointAndScore, ReproducesTheAuthorsScoresFromTheirCheckpoint) {
+  imram::test::TempDir dir;
+  const auto fixture = imram::test::testdata("checkpoints/" + GetParam());
+  auto result = run_imram("import " + fixture + "/model_best.pth.tar --vocab " + fixture + "/vocab.json --out " +
+                          dir.file("model"));
+  ASSERT_EQ(result.status, 0) << result.output;
+  std::ifstream case_file(fixture + "/case.json");
+  const auto expected_case = nlohmann::json::parse(case_file);
+  EXPECT_NE(result.output.find("epoch " + expected_case["epoch"].dump() + ", best_rsum " + expected_case["best_rsum"].dump()),
+            std::string::npos)
+      << result.output;
+  std::ifstream metadata(dir.file("model/metadata.json"));
+  const auto json = nlohmann::json::parse(metadata);
+  EXPECT_EQ(json["epoch"], expected_case["epoch"]);
+  EXPECT_EQ(json["best_rsum"], expected_case["best_rsum"]);
+  result = run_imram("score --model " + dir.file("model") + " --images " + fixture +
+                     "/inputs/images.npy --caption-ids " + fixture + "/inputs/captions.npy --lengths " +
+                     fixture + "/inputs/lengths.npy --out " + dir.file("sims.npy"));
+  ASSERT_EQ(result.status, 0) << result.output;
+  const auto sims = imram::load_npy_tensor(dir.file("sims.npy"));
+  const auto expected = imram::load_npy_tensor(fixture + "/expected/sims.npy");
+  ASSERT_EQ(sims.sizes(), expected.sizes());
+  EXPECT_LE((sims - expected).abs().max().item<double>(), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(AuthorsCheckpoints, ImportCheckpointAndScore,
+                         ::testing::Values("legacy_text_k2", "zip_full_k3", "legacy_weight_norm_image_k2"));
+
+TEST(Cli, ImportRefusesACheckpointThatWouldRunCodeAndWritesNothing) {
+  imram::test::TempDir dir;
+  // The legacy fixture's header (magic, protocol, system info), then a pickle calling
+  // os.system("touch <dir>/pwned") as Python's pickle.load would.
+  std::ifstream in(imram::test::testdata("checkpoints/legacy_text_k2/model_best.pth.tar"), std::ios::binary);
+  std::string bytes(137, '\0');
+  in.read(bytes.data(), 137);
+  const std::string command = "touch " + dir.file("pwned");
+  bytes += std::string("\x80\x02\x63os\nsystem\nX", 13) + char(command.size()) + std::string(3, '\0') + command + "\x85R.";
+  std::ofstream(dir.file("evil.pth.tar"), std::ios::binary) << bytes;
+  expect_one_line_error(run_imram("import " + dir.file("evil.pth.tar") + " --out " + dir.file("model")),
+                        dir.file("evil.pth.tar") + ": refused: the pickle references the global 'os.system'");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("model")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("pwned")));
+  // The fixture cut inside its storages.
+  in.seekg(0);
+  std::string cut(20000, '\0');
+  in.read(cut.data(), cut.size());
+  std::ofstream(dir.file("cut.pth.tar"), std::ios::binary) << cut;
+  expect_one_line_error(run_imram("import " + dir.file("cut.pth.tar") + " --out " + dir.file("model")), "truncated");
+}
 
 TEST(Cli, MetricsMatchesTheFixtureAsJson) {
   const auto result = run_imram("metrics --json --sims " + imram::test::testdata("reference/metrics_40/inputs/sims.npy"));

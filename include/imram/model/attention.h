@@ -8,7 +8,7 @@
 
 namespace imram {
 
-// Step 2 of the spec: normalise the raw scores A = Q C^T across the QUERIES (dim -2) for each
+// Step 2 of the attention step (docs/model.md): normalise the raw scores A = Q C^T across the QUERIES (dim -2) for each
 // context fragment. query_mask (..., n_q, 1), 1 for real fragments, 0 for padding: padded
 // queries take no part in the normalisation (and come out as 0).
 torch::Tensor normalize_raw_scores(const torch::Tensor& scores, RawFeatureNorm norm,

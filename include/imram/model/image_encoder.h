@@ -21,8 +21,10 @@ struct ImageEncoderImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& features);
 
   bool l2normalize = true;
-  torch::nn::Linear fc_local{nullptr};  // `basic`: the authors' state_dict name img_enc.fc_local
-  WeightNormLinear fc{nullptr};         // `weight_norm`: SCAN's name img_enc.fc
+  // Both kinds are registered as `fc_local`, the authors' name: img_enc.fc_local.{weight,bias}
+  // for `basic`, img_enc.fc_local.{weight_g,weight_v,bias} for `weight_norm` (weight_g 0-d).
+  torch::nn::Linear fc_local{nullptr};
+  WeightNormLinear fc_local_weight_norm{nullptr};
 };
 TORCH_MODULE(ImageEncoder);
 

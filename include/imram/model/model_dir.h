@@ -3,12 +3,14 @@
 //   config.json          every model option, the project's names (model/config.h)
 //   vocab.json           the vocabulary, the authors' JSON format (absent for id-only imports)
 //   weights/<name>.npy   one float32 array per parameter, named as the authors' state_dict
+//   metadata.json        optional: where an imported model came from (checkpoint epoch, best_rsum)
 // Training runs add optimizer.pt and training.json. Directories are written atomically.
 // The authors' layout ("reference weight directory": config.json with their option names and
 // weights/<name>.npy) is converted by import_reference_model / export_reference_model.
 #include <torch/types.h>
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -20,6 +22,9 @@ namespace imram {
 struct Model {
   ImramModel net{nullptr};
   std::optional<Vocabulary> vocabulary;
+  // Plain facts about the model's origin (an imported checkpoint's path, format, epoch and
+  // best_rsum); empty for models trained here from scratch.
+  nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
   const ModelConfig& config() const { return net->config; }
 };
 
