@@ -203,7 +203,7 @@ struct Server::Impl {
         Json results = Json::array();
         for (std::size_t rank = 0; rank < hits.size(); ++rank) {
           Json item{{"rank", rank + 1}, {"image", hits[rank].index}, {"score", hits[rank].score}};
-          if (!std::isnan(hits[rank].stage1_score)) item["stage1_score"] = hits[rank].stage1_score;
+          if (!std::isnan(hits[rank].stage1_score)) item["stage1"] = hits[rank].stage1_score;
           if (!scenes.empty()) item["scene"] = describe(scenes[std::size_t(hits[rank].index)]);
           item["picture"] = "/api/images/" + std::to_string(hits[rank].index);
           results.push_back(std::move(item));
@@ -228,7 +228,7 @@ struct Server::Impl {
                   {"text", backend.captions()[std::size_t(caption)]},
                   {"image", backend.image_of_caption(caption)},
                   {"own", backend.image_of_caption(caption) == image}};
-        if (!std::isnan(hits[rank].stage1_score)) item["stage1_score"] = hits[rank].stage1_score;
+        if (!std::isnan(hits[rank].stage1_score)) item["stage1"] = hits[rank].stage1_score;
         results.push_back(std::move(item));
       }
       return Json{{"image", image}, {"picture", "/api/images/" + std::to_string(image)}, {"results", std::move(results)}};

@@ -17,6 +17,7 @@
 
 #include "http_client.h"
 #include "imram/engine/encoding.h"
+#include "imram/engine/scorer.h"
 #include "imram/error.h"
 #include "imram/search/gallery.h"
 #include "imram/search/index_dir.h"
@@ -258,8 +259,13 @@ TEST_F(Serve, PicturesComeFromTheImagesListOrAPlaceholder) {
   listed.stop();
   serving.join();
 
-  options.images_list.clear();  // and no data directory: no scenes either
-  imram::Server bare(*backend_, options);
+  // Data without scenes (not the synthetic world) and no images list: a placeholder.
+  imram::test::TempDir plain;
+  std::filesystem::copy(dir_->file("data"), plain.file("data"));
+  std::filesystem::remove(imram::scenes_path(plain.file("data"), "test"));
+  const auto plain_backend = imram::open_gallery_backend(dir_->file("model"), plain.file("data"), "test", "", "cpu");
+  options.images_list.clear();
+  imram::Server bare(*plain_backend, options);
   const int bare_port = bare.bind();
   std::thread bare_serving([&] { bare.serve(); });
   const auto placeholder = http(bare_port, "GET", "/api/images/6");
@@ -384,7 +390,7 @@ TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
   for (std::size_t r = 0; r < 3; ++r) {
     EXPECT_EQ(json["results"][r]["image"].get<std::int64_t>(), expected[r].index);
     EXPECT_NEAR(json["results"][r]["score"].get<double>(), expected[r].score, 1e-9);
-    EXPECT_NEAR(json["results"][r]["stage1_score"].get<double>(), *expected[r].stage1, 1e-6);
+    EXPECT_NEAR(json["results"][r]["stage1"].get<double>(), *expected[r].stage1, 1e-6);
   }
   EXPECT_EQ(nlohmann::json::parse(info.body)["index"], "two-stage");
   EXPECT_EQ(picture.status, 200);
