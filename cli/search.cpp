@@ -1,12 +1,29 @@
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "imram/data/captions.h"
+#include "imram/data/tokenizer.h"
 #include "imram/data/synthetic.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/gallery.h"
+
+namespace {
+// A query is ranked whatever it holds; a user should learn when that ranking means nothing.
+void warn_about_query(std::string& query, const imram::Vocabulary& vocabulary) {
+  bool replaced = false;
+  query = imram::valid_utf8(query, &replaced);
+  if (replaced) std::cerr << "imram: warning: --query is not valid UTF-8; invalid bytes read as U+FFFD\n";
+  const auto tokens = imram::tokenize(query);
+  if (!tokens.empty() && std::none_of(tokens.begin(), tokens.end(),
+                                      [&](const std::string& token) { return vocabulary.contains(token); }))
+    std::cerr << "imram: warning: no word of --query is in the model's vocabulary; the ranking "
+                 "says nothing about the query\n";
+}
+}  // namespace
 
 IMRAM_COMMAND {
   struct Options {
@@ -34,6 +51,11 @@ IMRAM_COMMAND {
       const auto split = imram::PrecompSplit::open(o->data, o->split);
       std::vector<imram::Scene> scenes;
       if (std::filesystem::exists(imram::scenes_path(o->data, o->split))) scenes = imram::read_scenes(o->data, o->split);
+      if (!scenes.empty() && std::int64_t(scenes.size()) != split.num_images())
+        throw imram::Error(imram::scenes_path(o->data, o->split) + ": " + std::to_string(scenes.size()) +
+                           " scenes for the " + std::to_string(split.num_images()) + " images of " +
+                           split.features_path());
+      if (by_text) warn_about_query(o->query, *model.vocabulary);
       const imram::Gallery gallery(model, split, o->model, o->cache);
       const auto hits = by_text ? gallery.search_images(o->query, o->top) : gallery.search_captions(o->image, o->top);
       nlohmann::ordered_json results = nlohmann::ordered_json::array();

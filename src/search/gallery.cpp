@@ -5,10 +5,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
+#include "imram/util/checked_file.h"
 
 namespace fs = std::filesystem;
 
@@ -63,11 +65,18 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
   const auto device = model.net->parameters().front().device();
   if (!cache.empty() && fs::exists(cache)) {
     std::vector<torch::Tensor> tensors;
-    try {
-      torch::load(tensors, cache);
-    } catch (const c10::Error&) {
-      tensors.clear();
+    std::string problem;
+    if (const auto bytes = read_checked_file(cache, &problem)) {
+      try {
+        std::istringstream in(*bytes);
+        torch::load(tensors, in);
+      } catch (const c10::Error&) {
+        tensors.clear();
+        problem = "not a gallery cache";
+      }
     }
+    if (tensors.size() != 3 && !problem.empty())
+      std::cerr << "imram: warning: " << cache << ": " << problem << "; encoding the gallery again\n";
     if (tensors.size() == 3) {
       images_.regions = tensors[0].to(device);
       captions_ = {tensors[1].to(device), tensors[2]};
@@ -81,13 +90,15 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
   if (!cache.empty()) {
     std::error_code ec;
     fs::create_directories(cache_dir, ec);
-    const std::string tmp = cache + ".tmp";
+    // Serialised in memory, then written checked: LibTorch's file writer aborts the process on
+    // a full disk. An unwritable cache only costs speed, so it is a warning.
     try {
+      std::ostringstream bytes;
       torch::save(std::vector<torch::Tensor>{images_.regions.cpu(), captions_.words.cpu(), captions_.lengths},
-                  tmp);
-      fs::rename(tmp, cache, ec);
-    } catch (const c10::Error&) {
-      fs::remove(tmp, ec);  // an unwritable cache only costs speed
+                  bytes);
+      write_checked_file(cache, bytes.str());
+    } catch (const std::exception& e) {
+      std::cerr << "imram: warning: gallery cache not written: " << e.what() << "\n";
     }
   }
 }
