@@ -36,7 +36,7 @@ IMRAM_COMMAND {
   score->add_option("--caption-lengths", s->lengths_file, "sample lengths from this caption file (tokens + 2)");
   score->add_option("--baseline-pairs", s->options.baseline_pairs, "pairs for the reference baseline (0: none)")
       ->capture_default_str();
-  score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")->capture_default_str();
+  score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")->capture_default_str()->check(imram::cli::kMemoryBudgetRange);
   score->add_option("--image-block", s->options.image_block, "images per engine block (default: from the budget)");
   score->add_option("--caption-block", s->options.caption_block, "captions per engine block (default: from the budget)");
   score->add_flag("--tensor-path", s->options.tensor_path, "force the batched tensor-op formulation on the CPU");

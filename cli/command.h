@@ -4,10 +4,32 @@
 // (threads, device) first and then runs it, so every command sees the same runtime set-up.
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <functional>
 #include <string>
 
+#include "imram/train/launch.h"
+
 namespace imram::cli {
+
+// Exit codes (README "Exit codes"): 0 done, 1 error (bad input, failed write, diverged
+// training), 2 command-line usage error, 3 stopped by SIGINT/SIGTERM with its state saved.
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitInterrupted = ::imram::kInterruptedExitStatus;
+
+// --memory-budget in MB: at least 1, and small enough that MB << 20 cannot wrap around.
+inline const CLI::Range kMemoryBudgetRange(std::size_t(1), std::size_t(1) << 30, "1 MB to 1 PB");
+
+// CLI::NonNegativeNumber would print the whole double range in its message.
+inline const CLI::Validator kNonNegative(
+    [](std::string& value) {
+      char* end = nullptr;
+      const double number = std::strtod(value.c_str(), &end);
+      if (end == value.c_str() || *end != '\0') return std::string();  // the conversion reports it
+      return number >= 0 ? std::string() : "must be >= 0, got " + value;
+    },
+    "NUMBER >= 0");
 
 struct GlobalOptions {
   int threads = 0;              // 0: all cores

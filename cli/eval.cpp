@@ -30,7 +30,7 @@ IMRAM_COMMAND {
   sub->add_flag("--json", options->json, "print one JSON line");
   sub->add_option("--save-json", options->save_json, "also write the JSON line to this file");
   sub->add_option("--memory-budget", options->memory_budget_mb, "MB for the engine's per-block work")
-      ->capture_default_str();
+      ->capture_default_str()->check(imram::cli::kMemoryBudgetRange);
   sub->callback([&invocation, options] {
     invocation.run = [options, device = invocation.globals.device] {
       if (!options->index.empty()) {

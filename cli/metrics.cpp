@@ -24,6 +24,7 @@ IMRAM_COMMAND {
       const auto images = array.dim(0), captions = array.dim(1);
       const auto sims = imram::to_double(array);
       const int per_image = imram::captions_per_image_for(images, captions, options->sims);
+      imram::require_finite_scores(sims.data(), images, captions, options->sims);
       const int threads = imram::thread_count();
       const auto metrics =
           options->fold5

@@ -32,7 +32,7 @@ IMRAM_COMMAND {
       ->check(CLI::IsMember({"float32", "float64"}))
       ->capture_default_str();
   sub->add_option("--memory-budget", options->memory_budget_mb, "MB for the engine's per-block work")
-      ->capture_default_str();
+      ->capture_default_str()->check(imram::cli::kMemoryBudgetRange);
   sub->callback([&invocation, options] {
     invocation.run = [options, device = invocation.globals.device] {
       if (options->captions.empty() && options->caption_ids.empty())

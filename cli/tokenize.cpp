@@ -4,6 +4,7 @@
 #include <string>
 
 #include "command.h"
+#include "imram/data/captions.h"
 #include "imram/data/tokenizer.h"
 #include "imram/error.h"
 
@@ -14,7 +15,7 @@ IMRAM_COMMAND {
     invocation.run = [] {
       std::string caption;
       while (std::getline(std::cin, caption)) {
-        std::cout << imram::join_tokens(imram::tokenize(caption)) << '\n';
+        std::cout << imram::join_tokens(imram::tokenize(imram::valid_utf8(caption))) << '\n';
       }
       if (!std::cout.flush()) throw imram::Error("tokenize: cannot write to standard output");
       return 0;

@@ -40,7 +40,7 @@ IMRAM_COMMAND {
   sub->add_option("--num-layers", t.model.num_layers, "GRU layers")->capture_default_str();
   auto* bi = sub->add_flag("--bi-gru", "bidirectional GRU, directions averaged (default)");
   sub->add_flag("--uni-gru", o->uni_gru, "unidirectional GRU")->excludes(bi);
-  sub->add_option("--margin", t.margin, "hinge margin")->capture_default_str();
+  sub->add_option("--margin", t.margin, "hinge margin")->capture_default_str()->check(imram::cli::kNonNegative);
   auto* max_violation = sub->add_flag("--max-violation", "hardest negative only (default)");
   sub->add_flag("--sum-violation", o->sum_violation, "sum over all negatives")->excludes(max_violation);
   sub->add_option("--lr", t.lr, "Adam learning rate")->capture_default_str();
@@ -85,6 +85,15 @@ IMRAM_COMMAND {
       auto options = o->train;
       options.show_progress = !o->quiet;
       if (!o->resume.empty()) {
+        // The run's stored options are what --resume continues with; an option given anyway
+        // would be silently ignored, so it is refused by name.
+        for (const auto* option : sub->get_options()) {
+          const auto name = option->get_name();
+          if (option->count() > 0 && name != "--resume" && name != "--max-steps" && name != "--epochs" &&
+              name != "--quiet" && name != "--help" && name != "--nproc")
+            throw imram::Error("train --resume: " + name + " cannot change a run; it continues with its "
+                               "stored options (only --max-steps, --epochs, --nproc and --quiet apply)");
+        }
         const auto summary = imram::resume_training(
             o->resume, sub->count("--max-steps") ? options.max_steps : 0,
             sub->count("--epochs") ? options.epochs : 0, options.show_progress, compute_device, world.get());
@@ -92,7 +101,7 @@ IMRAM_COMMAND {
         if (reports)
           std::cout << (summary.interrupted ? "interrupted" : "finished") << " at step " << summary.steps
                     << best_rsum_text(summary) << "; model in " << o->resume << "/best\n";
-        return 0;
+        return summary.interrupted ? imram::cli::kExitInterrupted : 0;
       }
       if (options.data_dir.empty() || options.out_dir.empty())
         throw imram::Error("train: --data and --out are required (or --resume RUN_DIR)");
@@ -104,14 +113,14 @@ IMRAM_COMMAND {
       options.shuffle = !o->no_shuffle;
       const auto summary = imram::train(options, compute_device, world.get());
       if (world) world->close();
-      if (!reports) return 0;
+      if (!reports) return summary.interrupted ? imram::cli::kExitInterrupted : 0;
       if (summary.interrupted)
         std::cout << "interrupted at step " << summary.steps << "; continue with: imram train --resume "
                   << options.out_dir << "\n";
       else
         std::cout << "finished " << summary.steps << " steps" << best_rsum_text(summary) << "; model in "
                   << options.out_dir << "/best\n";
-      return 0;
+      return summary.interrupted ? imram::cli::kExitInterrupted : 0;
     };
   });
 }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "imram/error.h"
@@ -111,8 +112,9 @@ std::vector<std::int64_t> parse_shape(const std::string& text, const std::string
     const auto last = item.find_last_not_of(" \tL");
     const std::string number = item.substr(first, last - first + 1);
     char* end = nullptr;
+    errno = 0;
     const long long value = std::strtoll(number.c_str(), &end, 10);
-    if (end == number.c_str() || *end != '\0' || value < 0)
+    if (end == number.c_str() || *end != '\0' || value < 0 || errno == ERANGE)
       throw Error(path + ": malformed .npy header (shape '" + text + "')");
     shape.push_back(value);
   }
@@ -214,7 +216,13 @@ NpyArray NpyArray::open(const std::string& path, bool allow_fortran_order) {
   array.dtype_ = header.dtype;
   array.shape_ = header.shape;
   array.fortran_order_ = header.fortran_order;
-  const std::size_t expected = std::size_t(array.numel()) * dtype_size(header.dtype);
+  // Checked: a forged header's shape can multiply past 2^64 and wrap to a small size.
+  std::size_t expected = dtype_size(header.dtype);
+  for (const auto d : header.shape)
+    if (__builtin_mul_overflow(expected, static_cast<std::size_t>(d), &expected) ||
+        expected > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))
+      throw Error(path + ": .npy shape " + array.shape_string() + " of " + dtype_name(header.dtype) +
+                  " is larger than any file (" + std::to_string(mapping->length) + " bytes here)");
   const std::size_t available = mapping->length - header.data_offset;
   if (available < expected)
     throw Error(path + ": truncated .npy data: shape " + array.shape_string() + " of " +

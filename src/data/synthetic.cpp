@@ -832,6 +832,17 @@ void validate(const SyntheticOptions& o) {
     require(images >= 2 && images % 2 == 0,
             std::string(name) + " must be a positive even number of images (twin pairs), got " +
                 std::to_string(images));
+  // Captions and scenes are held in memory (about 1 KB an image): bound them before any work.
+  for (const auto& [name, images] : {std::pair<const char*, std::int64_t>{"train", o.train},
+                                     {"dev", o.dev}, {"test", o.test}})
+    require(images <= kSyntheticMaxImages, std::string(name) + " must be at most " +
+                                               std::to_string(kSyntheticMaxImages) + " images, got " +
+                                               std::to_string(images));
+  require(o.regions <= kSyntheticMaxRegions,
+          "regions must be at most " + std::to_string(kSyntheticMaxRegions) + ", got " + std::to_string(o.regions));
+  require(o.feature_dim <= kSyntheticMaxFeatureDim, "feature-dim must be at most " +
+                                                        std::to_string(kSyntheticMaxFeatureDim) + ", got " +
+                                                        std::to_string(o.feature_dim));
   require(o.regions >= kSyntheticMaxObjects,
           "regions must be at least " + std::to_string(kSyntheticMaxObjects) +
               " (one per object), got " + std::to_string(o.regions));
@@ -1161,6 +1172,13 @@ void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& opt
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir)) throw Error(dir + ": cannot create the dataset directory");
+  // The limits of validate() keep this product far below 2^63.
+  const std::int64_t feature_bytes = (options.train + options.dev + options.test) * options.regions *
+                                     options.feature_dim * std::int64_t(sizeof(float));
+  const auto space = fs::space(dir, ec);
+  if (!ec && std::uintmax_t(feature_bytes) > space.available)
+    throw Error(dir + ": the features need " + std::to_string(feature_bytes >> 20) + " MB, the disk has " +
+                std::to_string(space.available >> 20) + " MB free");
   const std::vector<std::pair<std::string, std::int64_t>> splits = {
       {"train", options.train}, {"dev", options.dev}, {"test", options.test}};
   std::vector<SyntheticSplit> generated;
@@ -1178,7 +1196,9 @@ void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& opt
       options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   std::vector<float> buffer;
   for (std::size_t s = 0; s < splits.size(); ++s) {
-    const auto& [name, images] = splits[s];
+    // Not a structured binding: lambdas below capture these, which C++17 allows only for variables (clang).
+    const std::string& name = splits[s].first;
+    const std::int64_t images = splits[s].second;
     const auto& data = generated[s];
     const auto path = [&](const std::string& suffix) {
       return (fs::path(dir) / (name + suffix)).string();

@@ -62,8 +62,20 @@ int captions_per_image_for(std::int64_t images, std::int64_t captions, const std
               " captions; expected 5 captions per image (or 1)");
 }
 
+void require_finite_scores(const double* sims, std::int64_t images, std::int64_t captions,
+                           const std::string& source) {
+  const std::int64_t n = images * captions;
+  for (std::int64_t k = 0; k < n; ++k)
+    if (!std::isfinite(sims[k]))
+      throw Error(source + ": score of image " + std::to_string(k / captions) + " and caption " +
+                  std::to_string(k % captions) + " is " + std::to_string(sims[k]) +
+                  "; retrieval metrics need finite scores");
+}
+
 RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int64_t captions,
                                int captions_per_image, int threads) {
+  // A NaN compares false with everything, so every item would rank first: 100 % recall.
+  require_finite_scores(sims, images, captions, "score matrix");
   RetrievalRanks ranks;
   ranks.i2t.resize(static_cast<std::size_t>(images));
   ranks.t2i.resize(static_cast<std::size_t>(captions));
@@ -73,8 +85,11 @@ RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int
       double best_own = row[i * captions_per_image];
       for (int c = 1; c < captions_per_image; ++c)
         best_own = std::max(best_own, row[i * captions_per_image + c]);
+      // A tie with another image's caption counts against the image: a collapsed model that
+      // scores every pair alike must rank last, not first (it gave R@1 = 100).
       std::int64_t better = 0;
-      for (std::int64_t j = 0; j < captions; ++j) better += row[j] > best_own;
+      for (std::int64_t j = 0; j < i * captions_per_image; ++j) better += row[j] >= best_own;
+      for (std::int64_t j = (i + 1) * captions_per_image; j < captions; ++j) better += row[j] >= best_own;
       ranks.i2t[static_cast<std::size_t>(i)] = better;
     }
   });
@@ -87,8 +102,10 @@ RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int
     for (std::int64_t i = 0; i < images; ++i) {
       const double* row = sims + i * captions;
       for (std::int64_t j = begin; j < end; ++j)
-        better[static_cast<std::size_t>(j - begin)] += row[j] > own[static_cast<std::size_t>(j - begin)];
+        better[static_cast<std::size_t>(j - begin)] += row[j] >= own[static_cast<std::size_t>(j - begin)];
     }
+    // Ties count against the caption too; its own image's score, equal to itself, does not.
+    for (auto& count : better) --count;
     std::copy(better.begin(), better.end(), ranks.t2i.begin() + begin);
   });
   return ranks;

@@ -1,6 +1,7 @@
 #include "imram/model/config.h"
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -78,6 +79,11 @@ T typed(const nlohmann::json& value, const std::string& key, const std::string& 
       if (!value.is_boolean()) throw Error("");
     } else if constexpr (std::is_integral_v<T>) {
       if (!value.is_number_integer()) throw Error("");
+      // get<int> of 4294967297 would wrap around to 1.
+      if (value.is_number_unsigned() ? value.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<T>::max())
+                                     : value.get<std::int64_t>() < std::int64_t(std::numeric_limits<T>::min()) ||
+                                           value.get<std::int64_t>() > std::int64_t(std::numeric_limits<T>::max()))
+        throw Error("");
     } else if constexpr (std::is_floating_point_v<T>) {
       if (!value.is_number()) throw Error("");
     } else {
@@ -89,7 +95,11 @@ T typed(const nlohmann::json& value, const std::string& key, const std::string& 
                            : std::is_integral_v<T> ? "an integer"
                            : std::is_floating_point_v<T> ? "a number"
                                                           : "a string";
-    throw Error(source + ": \"" + key + "\" must be " + expected + ", got " + value.dump());
+    std::string range;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+      range = " from " + std::to_string(std::numeric_limits<T>::min()) + " to " +
+              std::to_string(std::numeric_limits<T>::max());
+    throw Error(source + ": \"" + key + "\" must be " + expected + range + ", got " + value.dump());
   }
 }
 
@@ -145,6 +155,11 @@ ModelConfig model_config_from_json(const nlohmann::json& json, const std::string
       throw Error(source + ": \"" + key + "\": " + what);
     }
   }
+  // Every key is written by save_model_config; one missing means a file edited or damaged by
+  // hand, and a default in its place would score differently without a word.
+  const auto complete = to_json(c);
+  for (const auto& [key, value] : complete.items())
+    if (!json.contains(key)) throw Error(source + ": missing config key \"" + key + "\"");
   try {
     c.validate();
   } catch (const Error& e) {

@@ -64,6 +64,7 @@ void load_weights(ImramModelImpl& net, const std::string& weights_dir) {
 void save_model(const std::string& dir, const Model& model,
                 const std::function<void(const std::string&)>& extra) {
   check_vocabulary(model, dir);
+  require_own_directory(dir, "model directory", {"config.json", "weights"});
   write_directory_atomically(dir, [&](const std::string& tmp) {
     save_model_config(model.config(), tmp + "/config.json");
     if (model.vocabulary) model.vocabulary->save(tmp + "/vocab.json");
@@ -105,6 +106,7 @@ Model import_reference_model(const std::string& reference_dir, const std::string
 }
 
 void export_reference_model(const Model& model, const std::string& reference_dir) {
+  require_own_directory(reference_dir, "reference weight directory", {"config.json", "weights"});
   write_directory_atomically(reference_dir, [&](const std::string& tmp) {
     write_file_atomically(tmp + "/config.json", [&](std::ostream& out) {
       out << to_reference_json(model.config()).dump(1) << "\n";

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <sstream>
 
 #include "imram/error.h"
@@ -84,14 +85,22 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
       index_ = std::move(cached);
       from_cache_ = true;
       return;
-    } catch (const Error&) {
+    } catch (const Error& e) {
       // A damaged cache entry costs only its rebuild.
+      std::cerr << "imram: warning: " << e.what() << "; encoding the gallery again\n";
     }
   }
   std::error_code ec;
   fs::create_directories(cache_dir, ec);
   if (fs::exists(dir, ec) && !fs::exists(dir + "/manifest.json", ec)) remove_tree(dir);
-  build_gallery_index(dir, model_dir, split, show_progress);
+  try {
+    build_gallery_index(dir, model_dir, split, show_progress);
+  } catch (const Error& e) {
+    // An unwritable cache (a full disk, say) costs only speed.
+    std::cerr << "imram: warning: gallery cache not written: " << e.what() << "\n";
+    *this = Gallery(model, split, model_dir, "", show_progress);
+    return;
+  }
   index_ = GalleryIndex::open(dir, device);
 }
 

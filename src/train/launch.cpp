@@ -118,8 +118,10 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
       if (ranks[std::size_t(rank)] != pid) continue;
       ranks[std::size_t(rank)] = -1;
       --running;
-      const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-      if (failed && result == 0) {
+      const bool interrupted = WIFEXITED(status) && WEXITSTATUS(status) == kInterruptedExitStatus;
+      if (interrupted && result == 0) result = kInterruptedExitStatus;
+      const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !interrupted;
+      if (failed && (result == 0 || result == kInterruptedExitStatus)) {
         std::cerr << "imram: rank " << rank << " (pid " << pid << ") " << describe(status) << "\n";
         result = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
       }

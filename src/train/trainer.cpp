@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "imram/data/captions.h"
 #include "imram/error.h"
@@ -18,6 +20,7 @@
 #include "imram/train/distributed_step.h"
 #include "imram/train/distributed_validation.h"
 #include "imram/train/train_step.h"
+#include "imram/util/atomic_file.h"
 #include "imram/util/json_file.h"
 #include "imram/util/progress.h"
 
@@ -82,6 +85,9 @@ class Run {
     if (fs::exists(options_.out_dir + "/last"))
       throw Error(options_.out_dir + ": already holds a run; continue it with --resume " +
                   options_.out_dir + " or choose another --out");
+    // Stored in training.json: a relative path would break --resume from another directory.
+    for (auto* path : {&options_.data_dir, &options_.vocab_path, &options_.init_from})
+      if (!path->empty()) *path = fs::absolute(*path).lexically_normal().string();
     open_data();
     torch::manual_seed(options_.seed);
     if (!options_.init_from.empty()) {
@@ -121,7 +127,7 @@ class Run {
     const auto state = read_json_file(last + "/training.json", "training state");
     options_ = train_options_from_json(state.at("options"), last + "/training.json");
     options_.out_dir = run_dir;
-    if (max_steps > 0) options_.max_steps = max_steps;
+    if (max_steps > 0) options_.max_steps = max_steps;  // checked against the position below
     if (epochs > 0) options_.epochs = epochs;
     options_.show_progress = progress;
     const auto& p = state.at("position");
@@ -130,6 +136,12 @@ class Run {
     position_.global_step = p.at("global_step");
     position_.best_rsum = p.at("best_rsum");
     position_.epochs_completed = p.at("epochs_completed");
+    if (max_steps > 0 && position_.global_step >= max_steps)
+      throw Error(run_dir + ": already at step " + std::to_string(position_.global_step) +
+                  "; --max-steps " + std::to_string(max_steps) + " would train nothing");
+    // A run that stopped at its --max-steps continues to its --epochs unless given a new limit.
+    if (max_steps <= 0 && options_.max_steps > 0 && position_.global_step >= options_.max_steps)
+      options_.max_steps = 0;
     open_data();
     model_ = load_model(last, device_);
     options_.model = model_.config();
@@ -160,16 +172,28 @@ class Run {
 
   void log(const nlohmann::ordered_json& line) {
     if (!writes_files()) return;
-    std::ofstream out(options_.out_dir + "/metrics.jsonl", std::ios::app);
+    const std::string path = options_.out_dir + "/metrics.jsonl";
+    std::error_code ec;
+    const auto size_before = fs::exists(path) ? fs::file_size(path, ec) : 0;
+    std::ofstream out(path, std::ios::app);
     out << line.dump() << "\n";
+    out.close();
+    if (!out) {
+      fs::resize_file(path, size_before, ec);  // no half line for readers of the log to trip on
+      throw Error(path + ": cannot append the log line (disk full?)");
+    }
   }
 
   void save_last() {
     if (!writes_files()) return;
     save_model(options_.out_dir + "/last", model_, [&](const std::string& tmp) {
-      torch::save(*optimizer_, tmp + "/optimizer.pt");
+      // Serialised in memory: LibTorch's file writer throws from a destructor on a full disk,
+      // which aborts the process; a checked write of the bytes fails cleanly instead.
+      std::ostringstream optimizer_bytes;
+      torch::save(*optimizer_, optimizer_bytes);
+      write_file_atomically(tmp + "/optimizer.pt", [&](std::ostream& out) { out << optimizer_bytes.str(); });
       nlohmann::ordered_json state{{"options", to_json(options_)}, {"position", position_json(position_)}};
-      std::ofstream(tmp + "/training.json") << state.dump(2) << "\n";
+      write_file_atomically(tmp + "/training.json", [&](std::ostream& out) { out << state.dump(2) << "\n"; });
     });
   }
 
@@ -232,6 +256,12 @@ class Run {
       while (auto batch = loader.next()) {
         const auto result = world_ ? distributed_train_step(*model_.net, *optimizer_, *batch, loss_options, *world_)
                                    : train_step(*model_.net, *optimizer_, *batch, loss_options);
+        if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm))
+          throw Error("training diverged at step " + std::to_string(position_.global_step + 1) +
+                      " (epoch " + std::to_string(position_.epoch + 1) + "): loss " +
+                      std::to_string(result.loss) + ", gradient norm " + std::to_string(result.grad_norm) +
+                      "; stopped without saving: " + options_.out_dir +
+                      " holds only states from before this step (lower --lr or set --grad-clip)");
         ++position_.batch_in_epoch;
         ++position_.global_step;
         summary.last_loss = result.loss;
@@ -354,7 +384,11 @@ TrainSummary train(const TrainOptions& options, torch::Device device, Communicat
   if (options.batch_size < 2) throw Error("--batch-size must be >= 2 (the loss needs negatives)");
   if (options.epochs < 1) throw Error("--epochs must be >= 1");
   if (options.lr_update < 1) throw Error("--lr-update must be >= 1");
-  if (!(options.lr > 0)) throw Error("--lr must be > 0");
+  // Above 1 Adam's steps are meaningless, and near 1e38 LibTorch fails converting lr to float.
+  if (!(options.lr > 0 && options.lr <= 1)) throw Error("--lr must be in (0, 1], got " + std::to_string(options.lr));
+  if (!(options.margin >= 0 && std::isfinite(options.margin)))
+    throw Error("--margin must be a finite number >= 0, got " + std::to_string(options.margin));
+  if (!std::isfinite(options.grad_clip)) throw Error("--grad-clip must be finite");
   if (options.log_every < 1) throw Error("log_every must be >= 1");
   return Run(options, device, world).start();
 }

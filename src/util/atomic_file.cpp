@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -18,14 +21,33 @@ namespace {
 std::string temporary_sibling(const std::string& path, const char* tag) {
   return path + "." + tag + "." + std::to_string(::getpid());
 }
+
+// `<name>.tmp.<pid>` siblings of `path` whose process is gone: left by a kill -9 mid-save.
+void remove_abandoned_temporaries(const std::string& path) {
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::directory_iterator it(parent, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (pid == ::getpid() || pid <= 0) continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) remove_tree(it->path().string());
+  }
+}
 }  // namespace
 
 void write_file_atomically(const std::string& path,
                            const std::function<void(std::ostream&)>& write) {
   const std::string tmp = temporary_sibling(path, "tmp");
+  remove_abandoned_temporaries(path);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path + ": cannot open for writing");
+    if (!out) throw Error(path + ": cannot open for writing (" + std::strerror(errno) + ")");
     try {
       write(out);
     } catch (...) {
@@ -35,6 +57,8 @@ void write_file_atomically(const std::string& path,
       throw;
     }
     out.flush();
+    // close() writes what the stream still buffers: its failure is a lost write too.
+    if (out) out.close();
     if (!out) {
       std::error_code ignored;
       fs::remove(tmp, ignored);
@@ -64,6 +88,7 @@ void write_directory_atomically(const std::string& dir,
                                 const std::function<void(const std::string&)>& fill) {
   const std::string tmp = temporary_sibling(dir, "tmp");
   std::error_code ec;
+  remove_abandoned_temporaries(dir);
   remove_tree(tmp);
   fs::create_directories(tmp, ec);
   if (ec) throw Error(dir + ": cannot create temporary directory " + tmp);
@@ -87,6 +112,20 @@ void write_directory_atomically(const std::string& dir,
     remove_tree(tmp);
     throw Error(dir + ": cannot rename temporary directory into place");
   }
+}
+
+void require_own_directory(const std::string& dir, const std::string& kind,
+                           const std::vector<std::string>& signature) {
+  std::error_code ec;
+  const auto status = fs::symlink_status(dir, ec);
+  if (ec || status.type() == fs::file_type::not_found) return;
+  if (status.type() != fs::file_type::directory)
+    throw Error(dir + ": exists and is not a directory; refusing to replace it with a " + kind);
+  if (fs::is_empty(dir, ec) && !ec) return;
+  for (const auto& entry : signature)
+    if (!fs::exists(fs::path(dir) / entry, ec))
+      throw Error(dir + ": exists and is not a " + kind + " (no " + entry +
+                  "); refusing to replace it, choose another output or remove it yourself");
 }
 
 }  // namespace imram

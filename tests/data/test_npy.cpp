@@ -113,6 +113,14 @@ TEST(Npy, RejectsEveryDefectWithTheFileName) {
       {"header.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, }", payload), "shape"},
       {"cut_header.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload).substr(0, 30), "truncated"},
       {"empty.npy", "", "empty"},
+      // The smallest shortfalls: the earlier truncation case missed 1.5 elements.
+      {"one_element_short.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload.substr(0, 12)), "truncated"},
+      {"one_byte_short.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload.substr(0, 15)), "truncated"},
+      {"one_byte_long.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload + "x"), "mismatch"},
+      // 2^32 x 2^32 x 4 bytes wraps to 0 in 64 bits; the file must not pass for an empty array.
+      {"overflow.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", ""), "larger than any file"},
+      {"overflow3.npy", npy_bytes(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (65536, 65536, 65536, 65536), }", payload), "larger than any file"},
+      {"huge_dim.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }", payload), "malformed"},
   };
   for (const auto& c : cases) {
     const auto path = dir.file(c.name);

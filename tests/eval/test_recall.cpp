@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include <nlohmann/json.hpp>
 
 #include "imram/data/npy.h"
@@ -54,6 +57,40 @@ TEST(Recall, PerfectScoresGiveRankZeroEverywhere) {
   EXPECT_EQ(m.t2i.r1, 100.0);
   EXPECT_EQ(m.rsum, 600.0);
   EXPECT_EQ(m.i2t.medr, 1.0);
+}
+
+TEST(Recall, RefusesNonFiniteScoresInsteadOfRankingThemFirst) {
+  for (const double bad : {std::nan(""), std::numeric_limits<double>::infinity()}) {
+    std::vector<double> sims(3 * 15, bad);
+    EXPECT_THROW(imram::compute_metrics(sims.data(), 3, 15, 5), imram::Error);
+    std::vector<double> one_bad(3 * 15, 0.5);
+    one_bad[2 * 15 + 7] = bad;
+    try {
+      imram::compute_metrics(one_bad.data(), 3, 15, 5);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const imram::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("image 2 and caption 7"), std::string::npos) << e.what();
+    }
+  }
+  std::vector<double> sims(5 * 25, std::nan(""));
+  EXPECT_THROW(imram::compute_metrics_fold5(sims.data(), 5, 25, 5), imram::Error);
+}
+
+// A collapsed model (--lr 1e30) scores every pair alike: that is no retrieval at all, and a
+// strict "score > own" count made it perfect retrieval (rsum 600).
+TEST(Recall, TiesCountAgainstTheItemSoConstantScoresRankLast) {
+  std::vector<double> constant(4 * 20, 0.5);
+  const auto m = imram::compute_metrics(constant.data(), 4, 20, 5);
+  EXPECT_EQ(m.i2t.r1, 0.0);
+  EXPECT_EQ(m.t2i.r1, 0.0);
+  EXPECT_EQ(m.i2t.medr, 16.0);  // 15 other captions tie with the best own one
+  EXPECT_EQ(m.t2i.medr, 4.0);   // 3 other images tie with the own one
+  EXPECT_LT(m.rsum, 600.0);
+  // A tie among an image's own captions is no loss: ranks stay 0.
+  std::vector<double> sims(3 * 15, 0.0);
+  for (int i = 0; i < 3; ++i)
+    for (int c = 0; c < 5; ++c) sims[i * 15 + i * 5 + c] = 1.0;
+  EXPECT_EQ(imram::compute_metrics(sims.data(), 3, 15, 5).rsum, 600.0);
 }
 
 TEST(Recall, Fold5AveragesFiveIndependentBlocks) {

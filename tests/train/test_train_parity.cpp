@@ -58,6 +58,25 @@ TEST(TrainStepParity, ScoresLossGradientsAndAdamStepMatchTheAuthors) {
                  "weight " + item.key());
 }
 
+// Adam's first step hardly depends on a common scale of all gradients, so the weights after a
+// step cannot tell a clip at 2 x grad_clip from one at grad_clip: the clipped norm itself can.
+TEST(TrainStep, ClipsTheGradientNormToExactlyGradClip) {
+  TrainFixture f;
+  auto probe = imram::make_optimizer(*f.model.net, 0.0);
+  for (const double clip : {2.0, 0.5}) {
+    const auto result = imram::train_step(*f.model.net, probe, f.batch, {0.2, true, clip});
+    EXPECT_NEAR(result.grad_norm, 11.027562141418457, 1e-4 * 11.03) << "the norm before clipping";
+    double squares = 0;
+    for (const auto& p : f.model.net->parameters()) squares += p.grad().pow(2).sum().item<double>();
+    EXPECT_NEAR(std::sqrt(squares), clip, 1e-4 * clip) << "clip " << clip;
+  }
+  // A clip above the norm leaves the gradients alone.
+  imram::train_step(*f.model.net, probe, f.batch, {0.2, true, 100.0});
+  double squares = 0;
+  for (const auto& p : f.model.net->parameters()) squares += p.grad().pow(2).sum().item<double>();
+  EXPECT_NEAR(std::sqrt(squares), 11.027562141418457, 1e-4 * 11.03);
+}
+
 TEST(ContrastiveLoss, HardestNegativeOrAllNegatives) {
   // Image 0 against its captions: positive 0.5, negatives 0.6 and 0.55 violate the margin 0.2 by
   // 0.3 and 0.25; no other pair violates it in either direction.

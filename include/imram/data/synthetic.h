@@ -22,7 +22,11 @@ namespace imram {
 inline constexpr int kSyntheticCaptionsPerImage = 5;
 inline constexpr int kSyntheticMinObjects = 2;
 inline constexpr int kSyntheticMaxObjects = 5;
-inline constexpr int kSyntheticGrid = 3;  // rows (top, middle, bottom) x columns (left, center, right)
+inline constexpr int kSyntheticGrid = 3;
+// Bounds on SyntheticOptions (checked before any work): 20x COCO's images per split.
+inline constexpr std::int64_t kSyntheticMaxImages = 2'000'000;
+inline constexpr std::int64_t kSyntheticMaxRegions = 1024;
+inline constexpr std::int64_t kSyntheticMaxFeatureDim = 65536;  // rows (top, middle, bottom) x columns (left, center, right)
 
 struct SyntheticOptions {
   std::uint64_t seed = 1;           // source of every concept vector, scene, caption and feature

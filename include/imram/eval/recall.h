@@ -45,6 +45,10 @@ std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int6
 // image's captions lands in the top K of M.
 RetrievalMetrics chance_metrics(std::int64_t images, std::int64_t captions, int captions_per_image);
 
+// Throws naming `source` and the first NaN or infinite score. The metrics check it themselves.
+void require_finite_scores(const double* sims, std::int64_t images, std::int64_t captions,
+                           const std::string& source);
+
 // captions / images must be 5 or 1; throws otherwise naming `source`.
 int captions_per_image_for(std::int64_t images, std::int64_t captions, const std::string& source);
 

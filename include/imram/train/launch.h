@@ -17,4 +17,8 @@ int free_loopback_port();
 // succeeded, else the first failing rank's status (128 + signal when it was killed).
 int run_local_world(int nproc, const std::vector<std::string>& arguments);
 
+// The exit status of a run stopped by SIGINT/SIGTERM with its state saved (the command line's
+// convention, cli/command.h): the launcher passes it on without calling it a failure.
+inline constexpr int kInterruptedExitStatus = 3;
+
 }  // namespace imram

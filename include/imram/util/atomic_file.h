@@ -5,6 +5,7 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace imram {
 
@@ -12,10 +13,18 @@ namespace imram {
 void write_file_atomically(const std::string& path,
                            const std::function<void(std::ostream&)>& write);
 
+// Both writers first remove `<path>.tmp.<pid>` siblings whose process has died (kill -9 mid-save).
+
 // Fills a fresh temporary directory next to `dir` with `fill(tmp_dir)`, then swaps it in
 // place of `dir` (the previous content is removed only after the new one is in place).
 void write_directory_atomically(const std::string& dir,
                                 const std::function<void(const std::string& tmp_dir)>& fill);
+
+// Throws unless `dir` is absent, an empty directory, or a directory holding every entry of
+// `signature` (e.g. config.json and weights of a model directory): a command replaces only what
+// it recognises as its own output, never a user's other files.
+void require_own_directory(const std::string& dir, const std::string& kind,
+                           const std::vector<std::string>& signature);
 
 // Removes `path` and everything below it, if it exists; never throws. Not
 // std::filesystem::remove_all: pip's LibTorch 2.11 exports its own copy of that symbol, which

@@ -1,0 +1,278 @@
+// What a new user broke in one afternoon (issue "Hardening"), each case as the user met it on
+// the command line: a clear one-line error and a non-zero exit, or a correct result, and never
+// a user's file lost, a crash, or nonsense reported as success.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_runner.h"
+#include "imram/data/npy.h"
+#include "imram/model/model_dir.h"
+#include "test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using imram::test::CommandResult;
+using imram::test::imram_cli;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+void expect_error(const CommandResult& result, const std::string& mention) {
+  EXPECT_NE(result.status, 0) << result.output;
+  EXPECT_NE(result.output.find("imram: error: "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find(mention), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("terminate called"), std::string::npos) << result.output;
+}
+
+// A generated dataset and a model trained on it for one epoch, as the issue's D and M.
+class Hardening : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    imram::test::write_small_world(data(), 40, 20, 20, 6, 16);
+    const auto trained = imram_cli(train_arguments(data(), dir_.file("run")));
+    ASSERT_EQ(trained.status, 0) << trained.output;
+  }
+  static std::string train_arguments(const std::string& data, const std::string& out, int epochs = 1) {
+    return "--threads 1 train --data " + data + " --out " + out +
+           " --mode text --steps 1 --embed-size 16 --word-dim 8 --epochs " + std::to_string(epochs) +
+           " --batch-size 10 --val-images 20 --quiet";
+  }
+  std::string data() const { return dir_.file("data"); }
+  std::string model() const { return dir_.file("run/best"); }
+  std::string file(const std::string& name) const { return dir_.file(name); }
+
+  imram::test::TempDir dir_;
+};
+
+// Defect 1: export and import replaced whatever --out named, a user's folder included.
+TEST_F(Hardening, ExportAndImportReplaceOnlyTheirOwnKindOfDirectory) {
+  const auto user = file("v");
+  fs::create_directories(user + "/sub");
+  write_text(user + "/notes.txt", "mine");
+  expect_error(imram_cli("export " + model() + " --out " + user), user + ": exists and is not a");
+  EXPECT_EQ(read_text(user + "/notes.txt"), "mine");
+  EXPECT_TRUE(fs::is_directory(user + "/sub"));
+
+  write_text(file("plain"), "mine");
+  expect_error(imram_cli("export " + model() + " --out " + file("plain")), "not a directory");
+  EXPECT_EQ(read_text(file("plain")), "mine");
+
+  // Its own output it replaces, so export + import can be repeated.
+  ASSERT_EQ(imram_cli("export " + model() + " --out " + file("ref")).status, 0);
+  ASSERT_EQ(imram_cli("export " + model() + " --out " + file("ref")).status, 0);
+  expect_error(imram_cli("import " + file("ref") + " --out " + user), user + ": exists and is not a");
+  EXPECT_EQ(read_text(user + "/notes.txt"), "mine");
+  const auto imported = imram_cli("import " + file("ref") + " --out " + file("model2"));
+  ASSERT_EQ(imported.status, 0) << imported.output;
+  ASSERT_EQ(imram_cli("import " + file("ref") + " --out " + file("model2")).status, 0);
+  EXPECT_NO_THROW(imram::load_model(file("model2")));
+}
+
+// Defect 2: an all-NaN matrix gave R@1 = 100.
+TEST(HardeningCli, MetricsRefuseNonFiniteScoresNamingTheFile) {
+  imram::test::TempDir dir;
+  imram::write_npy(dir.file("nan.npy"), {4, 20}, std::vector<double>(80, std::nan("")));
+  expect_error(imram_cli("metrics --sims " + dir.file("nan.npy")), dir.file("nan.npy"));
+  std::vector<double> one_inf(80, 0.25);
+  one_inf[13] = std::numeric_limits<double>::infinity();
+  imram::write_npy(dir.file("inf.npy"), {4, 20}, one_inf);
+  expect_error(imram_cli("metrics --sims " + dir.file("inf.npy")), "caption 13");
+}
+
+// Defect 2: a loss that turned NaN was trained on, validated as rsum 600 and saved as `best`.
+// Weights at 3e38 (finite, so they load) overflow the first forward pass: NaN at step 1.
+TEST_F(Hardening, DivergingTrainingStopsAtTheStepAndSavesNothing) {
+  fs::copy(model(), file("huge"), fs::copy_options::recursive);
+  const auto weight = file("huge/weights/img_enc.fc_local.weight.npy");
+  const auto shape = imram::NpyArray::open(weight).shape();
+  imram::write_npy(weight, shape, std::vector<float>(std::size_t(shape[0] * shape[1]), 3e38f));
+  const auto result = imram_cli("--threads 1 train --data " + data() + " --out " + file("nan_run") +
+                                " --init-from " + file("huge") + " --epochs 1 --batch-size 10 --quiet");
+  expect_error(result, "training diverged at step 1 ");
+  EXPECT_FALSE(fs::exists(file("nan_run/best"))) << "a diverged model was saved as best";
+  EXPECT_FALSE(fs::exists(file("nan_run/last")));
+  // Learning rates LibTorch cannot even represent are refused up front, by name.
+  expect_error(imram_cli(train_arguments(data(), file("lr_run")) + " --lr 1e38"), "--lr must be in (0, 1]");
+}
+
+// Defect 9: --resume ignored --lr, --batch-size and --out, and trained one step per resume.
+TEST_F(Hardening, ResumeHonoursMaxStepsAndRefusesOptionsItCannotApply) {
+  auto result = imram_cli("--threads 1 train --resume " + file("run") + " --lr 0.5");
+  expect_error(result, "--lr");
+  result = imram_cli("--threads 1 train --resume " + file("run") + " --batch-size 4");
+  expect_error(result, "--batch-size");
+  result = imram_cli("--threads 1 train --resume " + file("run") + " --out " + file("elsewhere"));
+  expect_error(result, "--out");
+
+  // 200 captions / 10 = 20 steps an epoch.
+  ASSERT_EQ(imram_cli(train_arguments(data(), file("steps"), 3) + " --max-steps 5").status, 0);
+  const auto step_of = [&] {
+    return nlohmann::json::parse(read_text(file("steps/last/training.json")))["position"]["global_step"].get<int>();
+  };
+  EXPECT_EQ(step_of(), 5);
+  result = imram_cli("--threads 1 train --resume " + file("steps") + " --max-steps 12 --quiet");
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_EQ(step_of(), 12);
+  expect_error(imram_cli("--threads 1 train --resume " + file("steps") + " --max-steps 12 --quiet"),
+               "would train nothing");
+  // Without a new limit, a run that stopped at its limit goes on to its epochs.
+  result = imram_cli("--threads 1 train --resume " + file("steps") + " --quiet");
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_EQ(step_of(), 60);
+}
+
+// Defect 13: a relative --data was stored as typed, so --resume from elsewhere failed.
+TEST_F(Hardening, ResumeWorksFromAnotherDirectoryAfterARelativeData) {
+  const auto result = imram_cli(train_arguments("data", "rel") + " --max-steps 3", "cd " + dir_.path() + " &&");
+  ASSERT_EQ(result.status, 0) << result.output;
+  const auto state = nlohmann::json::parse(read_text(file("rel/last/training.json")));
+  EXPECT_TRUE(fs::path(state["options"]["data_dir"].get<std::string>()).is_absolute());
+  const auto resumed = imram_cli("--threads 1 train --resume " + file("rel") + " --max-steps 5 --quiet", "cd / &&");
+  EXPECT_EQ(resumed.status, 0) << resumed.output;
+}
+
+// Defect 5: non-UTF-8 captions failed in some commands with a raw json type_error.
+TEST_F(Hardening, InvalidUtf8CaptionsAreReadTheSameWayByEveryCommand) {
+  auto captions = read_text(data() + "/test_caps.txt");
+  const auto line3 = captions.find('\n', captions.find('\n', captions.find('\n') + 1) + 1);
+  captions.insert(line3, " caf\xe9");
+  write_text(data() + "/test_caps.txt", captions);
+  auto train_captions = read_text(data() + "/train_caps.txt");
+  write_text(data() + "/train_caps.txt", "a red caf\xe9 \xff\xfe\n" + train_captions.substr(train_captions.find('\n') + 1));
+
+  auto result = imram_cli("--threads 1 search --json --model " + model() + " --data " + data() +
+                          " --image 0 --top 20 --cache ''");
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_NE(result.output.find("test_caps.txt:3: 1 caption line(s) are not valid UTF-8"), std::string::npos)
+      << result.output;
+  const auto json_line = result.output.substr(result.output.find("{\""));
+  EXPECT_NO_THROW(nlohmann::json::parse(json_line)) << json_line;
+
+  result = imram_cli("vocab build --data " + data() + " --out " + file("vocab.json"));
+  EXPECT_EQ(result.status, 0) << result.output;
+  EXPECT_NE(result.output.find("train_caps.txt:1:"), std::string::npos) << result.output;
+  result = imram_cli(train_arguments(data(), file("utf8_run")));
+  EXPECT_EQ(result.status, 0) << result.output;
+  result = imram_cli("--threads 1 eval --model " + model() + " --data " + data() + " --split test");
+  EXPECT_EQ(result.status, 0) << result.output;
+}
+
+// Defect 7: a scenes file shorter than its split was read out of bounds.
+TEST_F(Hardening, ScenesFileShorterThanTheSplitIsAnError) {
+  const auto scenes = data() + "/test_scenes.jsonl";
+  auto text = read_text(scenes);
+  std::size_t cut = 0;
+  for (int line = 0; line < 10; ++line) cut = text.find('\n', cut) + 1;
+  write_text(scenes, text.substr(0, cut));
+  expect_error(imram_cli("--threads 1 search --model " + model() + " --data " + data() +
+                         " --query red --top 20 --cache ''"),
+               "10 scenes for the 20 images");
+  expect_error(imram_cli("--threads 1 search --model " + model() + " --data " + data() +
+                         " --image 15 --cache ''"),
+               "test_scenes.jsonl");
+}
+
+// Defect 8: missing config keys took defaults; 4294967297 read as 1.
+TEST_F(Hardening, ModelConfigKeysAreRequiredAndIntegersRangeChecked) {
+  const auto config_path = model() + "/config.json";
+  const auto config = nlohmann::json::parse(read_text(config_path));
+  for (const char* key : {"mode", "iteration_steps", "embed_size", "bi_gru"}) {
+    auto edited = config;
+    edited.erase(key);
+    write_text(config_path, edited.dump());
+    expect_error(imram_cli("export " + model() + " --out " + file("r")), std::string("missing config key \"") + key);
+  }
+  auto edited = config;
+  edited["iteration_steps"] = 4294967297ull;
+  write_text(config_path, edited.dump());
+  expect_error(imram_cli("export " + model() + " --out " + file("r")), "iteration_steps");
+  edited = config;
+  edited["embed_size"] = 18446744073709551615ull;
+  write_text(config_path, edited.dump());
+  expect_error(imram_cli("export " + model() + " --out " + file("r")), "embed_size");
+}
+
+// Defect 12: a corrupt gallery cache was trusted.
+TEST_F(Hardening, CorruptGalleryCacheIsDetectedAndRebuilt) {
+  const auto search = "--threads 1 search --json --model " + model() + " --data " + data() +
+                      " --query 'a red circle' --top 20 --cache " + file("cache");
+  const auto first = imram_cli(search);
+  ASSERT_EQ(first.status, 0) << first.output;
+  std::vector<fs::path> caches;
+  for (const auto& entry : fs::directory_iterator(file("cache"))) caches.push_back(entry.path());
+  ASSERT_EQ(caches.size(), 1u);
+  EXPECT_EQ(imram_cli(search).output, first.output);  // from the cache
+  auto bytes = read_text(caches[0].string());
+  for (std::size_t i = bytes.size() / 2; i < bytes.size() / 2 + 4096 && i < bytes.size(); ++i) bytes[i] = 0;
+  write_text(caches[0].string(), bytes);
+  const auto after = imram_cli(search);
+  ASSERT_EQ(after.status, 0) << after.output;
+  EXPECT_NE(after.output.find("checksum mismatch"), std::string::npos) << after.output;
+  EXPECT_EQ(after.output.substr(after.output.find("{\"")), first.output);
+  EXPECT_EQ(imram_cli(search).output, first.output) << "the rebuilt cache was not written back";
+}
+
+// Defects 10 and 11, and the usage-error convention.
+TEST(HardeningCli, SizesAndThreadCountsAreBounded) {
+  imram::test::TempDir dir;
+  expect_error(imram_cli("synth --out " + dir.file("d") + " --train 100000000000"), "at most");
+  expect_error(imram_cli("synth --out " + dir.file("d") + " --regions 8 --feat-dim 100000000"), "at most");
+  for (const char* threads : {"-1", "100000"}) {
+    const auto result = imram_cli(std::string("--threads ") + threads + " doctor");
+    expect_error(result, "--threads");
+    EXPECT_EQ(result.status, 2) << result.output;
+  }
+  for (const char* bad : {"--memory-budget -1", "--memory-budget 0"}) {
+    const auto result = imram_cli(std::string("eval --model m --data d ") + bad);
+    expect_error(result, "--memory-budget");
+    EXPECT_EQ(result.status, 2) << result.output;
+  }
+  expect_error(imram_cli("train --data d --out o --margin -5"), "--margin");
+}
+
+TEST(HardeningCli, UsageErrorsFollowTheDocumentedConvention) {
+  auto result = imram_cli("train --no-such-option");
+  EXPECT_EQ(result.status, 2) << result.output;
+  EXPECT_EQ(result.output.rfind("imram: error: ", 0), 0u) << result.output;
+  result = imram_cli("no-such-command");
+  EXPECT_EQ(result.status, 2) << result.output;
+  EXPECT_EQ(result.output.rfind("imram: error: ", 0), 0u) << result.output;
+  result = imram_cli("search --help");
+  EXPECT_EQ(result.status, 0) << result.output;
+  EXPECT_NE(result.output.find("--threads"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("--device"), std::string::npos) << result.output;
+}
+
+TEST_F(Hardening, QueryOfOnlyUnknownWordsSaysSo) {
+  auto result = imram_cli("--threads 1 search --model " + model() + " --data " + data() +
+                          " --query 'zzyzx qwerty' --cache ''");
+  EXPECT_EQ(result.status, 0) << result.output;
+  EXPECT_NE(result.output.find("no word of --query is in the model's vocabulary"), std::string::npos)
+      << result.output;
+  result = imram_cli("--threads 1 search --model " + model() + " --data " + data() + " --query red --cache ''");
+  EXPECT_EQ(result.output.find("vocabulary"), std::string::npos) << result.output;
+}
+
+TEST_F(Hardening, InterruptedTrainingExitsWithItsOwnCode) {
+  // SIGINT arrives while the first epoch runs; the run saves `last` and exits 3.
+  const auto result = imram_cli(train_arguments(data(), file("stop"), 50) + " --log-every 1 & pid=$!; "
+                                "for i in $(seq 600); do [ -e " + file("stop/metrics.jsonl") + " ] && break; sleep 0.05; done; "
+                                "kill -INT $pid; wait $pid; echo exit=$?; true",
+                                "");
+  EXPECT_NE(result.output.find("exit=3"), std::string::npos) << result.output;
+  EXPECT_TRUE(fs::exists(file("stop/last/training.json")));
+}
+
+}  // namespace
