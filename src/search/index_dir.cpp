@@ -337,14 +337,20 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
   remove_tree(state->work_dir);
   fs::create_directories(state->work_dir, ec);
   if (ec) throw Error(state->work_dir + ": cannot create (" + ec.message() + ")");
-  save_model(state->work_dir + "/model", state->model);
-  auto& m = state->manifest;
-  m.model_fingerprint = model_fingerprint(state->work_dir + "/model");
-  m.embed_size = state->model.config().embed_size;
-  m.global_dim = state->model.config().global_head;
-  m.faiss_factory = options.faiss_factory;
-  m.store = options.store;
-  state->open_files();
+  try {
+    save_model(state->work_dir + "/model", state->model);
+    auto& m = state->manifest;
+    m.model_fingerprint = model_fingerprint(state->work_dir + "/model");
+    m.embed_size = state->model.config().embed_size;
+    m.global_dim = state->model.config().global_head;
+    m.faiss_factory = options.faiss_factory;
+    m.store = options.store;
+    state->open_files();
+  } catch (...) {
+    state->files.clear();
+    remove_tree(state->work_dir);  // a full disk, say: nothing half-made stays behind
+    throw;
+  }
   return IndexWriter(std::move(state));
 }
 

@@ -178,7 +178,7 @@ TEST_F(Hardening, ScenesFileShorterThanTheSplitIsAnError) {
   write_text(scenes, text.substr(0, cut));
   expect_error(imram_cli("--threads 1 search --model " + model() + " --data " + data() +
                          " --query red --top 20 --cache ''"),
-               "10 scenes for the 20 images");
+               "describes 10 images, the split has 20");
   expect_error(imram_cli("--threads 1 search --model " + model() + " --data " + data() +
                          " --image 15 --cache ''"),
                "test_scenes.jsonl");
@@ -208,20 +208,29 @@ TEST_F(Hardening, ModelConfigKeysAreRequiredAndIntegersRangeChecked) {
 TEST_F(Hardening, CorruptGalleryCacheIsDetectedAndRebuilt) {
   const auto search = "--threads 1 search --json --model " + model() + " --data " + data() +
                       " --query 'a red circle' --top 20 --cache " + file("cache");
+  // The answer without its timings, which differ from run to run.
+  auto results = [](const std::string& output) {
+    return nlohmann::json::parse(output.substr(output.find("{\""))).at("results").dump();
+  };
   const auto first = imram_cli(search);
   ASSERT_EQ(first.status, 0) << first.output;
   std::vector<fs::path> caches;
   for (const auto& entry : fs::directory_iterator(file("cache"))) caches.push_back(entry.path());
   ASSERT_EQ(caches.size(), 1u);
-  EXPECT_EQ(imram_cli(search).output, first.output);  // from the cache
-  auto bytes = read_text(caches[0].string());
+  EXPECT_EQ(results(imram_cli(search).output), results(first.output));  // from the cache
+  // The cache is an index directory; damage its store of encoded regions.
+  const auto store = (caches[0] / "regions.bin").string();
+  auto bytes = read_text(store);
+  ASSERT_FALSE(bytes.empty());
   for (std::size_t i = bytes.size() / 2; i < bytes.size() / 2 + 4096 && i < bytes.size(); ++i) bytes[i] = 0;
-  write_text(caches[0].string(), bytes);
+  write_text(store, bytes);
   const auto after = imram_cli(search);
   ASSERT_EQ(after.status, 0) << after.output;
   EXPECT_NE(after.output.find("checksum mismatch"), std::string::npos) << after.output;
-  EXPECT_EQ(after.output.substr(after.output.find("{\"")), first.output);
-  EXPECT_EQ(imram_cli(search).output, first.output) << "the rebuilt cache was not written back";
+  EXPECT_EQ(results(after.output), results(first.output));
+  const auto again = imram_cli(search);
+  EXPECT_EQ(again.output.find("checksum mismatch"), std::string::npos) << "the rebuilt cache was not written back";
+  EXPECT_EQ(results(again.output), results(first.output));
 }
 
 // Defects 10 and 11, and the usage-error convention.
@@ -259,7 +268,7 @@ TEST_F(Hardening, QueryOfOnlyUnknownWordsSaysSo) {
   auto result = imram_cli("--threads 1 search --model " + model() + " --data " + data() +
                           " --query 'zzyzx qwerty' --cache ''");
   EXPECT_EQ(result.status, 0) << result.output;
-  EXPECT_NE(result.output.find("no word of --query is in the model's vocabulary"), std::string::npos)
+  EXPECT_NE(result.output.find("no word of the query is in the model's vocabulary"), std::string::npos)
       << result.output;
   result = imram_cli("--threads 1 search --model " + model() + " --data " + data() + " --query red --cache ''");
   EXPECT_EQ(result.output.find("vocabulary"), std::string::npos) << result.output;
