@@ -12,27 +12,36 @@ MODE=${DEMO_MODE:-text}
 STEPS=${DEMO_STEPS:-2}
 EPOCHS=${DEMO_EPOCHS:-2}
 SEED=${DEMO_SEED:-7}
-GLOBAL_WEIGHT=${DEMO_GLOBAL_WEIGHT:-1}
+# Measured on this demo: training the global head jointly (weight 1) cost exhaustive IMRAM
+# 5.8 / 1.8 points of R@1, and fitting the head afterwards on the frozen model gave the better
+# shortlist; so the demo trains IMRAM alone and fits the head after (README, two-stage search).
+GLOBAL_WEIGHT=${DEMO_GLOBAL_WEIGHT:-0}
+GLOBAL_EPOCHS=${DEMO_GLOBAL_EPOCHS:-20}
 SHORTLIST=${DEMO_SHORTLIST:-100}
 INDEX=$OUT/index
 
 start=$(date +%s)
-echo "== 1/5 generating the synthetic shapes world in $DATA"
+echo "== 1/6 generating the synthetic shapes world in $DATA"
 rm -rf "$DATA" "$RUN" "$INDEX"
 "$IMRAM" synth --out "$DATA" --seed "$SEED" --train 4000 --dev 500 --test 500 --regions 16 --feat-dim 256
 
-echo "== 2/5 training $MODE-IMRAM (K=$STEPS, d=128) with a global head (weight $GLOBAL_WEIGHT) for $EPOCHS epochs into $RUN"
+echo "== 2/6 training $MODE-IMRAM (K=$STEPS, d=128) for $EPOCHS epochs into $RUN"
+global_options=()
+[[ "$GLOBAL_WEIGHT" != 0 ]] && global_options=(--global-weight "$GLOBAL_WEIGHT")
 "$IMRAM" train --data "$DATA" --out "$RUN" --mode "$MODE" --steps "$STEPS" --embed-size 128 --word-dim 128 \
   --batch-size 64 --lr 1e-3 --epochs "$EPOCHS" --lr-update 100 --val-images 200 --seed "$SEED" --log-every 20 \
-  --global-weight "$GLOBAL_WEIGHT"
+  "${global_options[@]}"
 
-echo "== 3/5 indexing the test split (500 images, 2500 captions) into $INDEX"
-"$IMRAM" index build --model "$RUN/best" --data "$DATA" --split test --out "$INDEX"
+echo "== 3/6 fitting the global head of two-stage search ($GLOBAL_EPOCHS epochs) into $RUN/global"
+"$IMRAM" train-global --model "$RUN/best" --data "$DATA" --out "$RUN/global" --epochs "$GLOBAL_EPOCHS"
 
-echo "== 4/5 evaluating on the test split: exhaustive IMRAM, two-stage (N=$SHORTLIST), stage 1 alone"
+echo "== 4/6 indexing the test split (500 images, 2500 captions) into $INDEX"
+"$IMRAM" index build --model "$RUN/global" --data "$DATA" --split test --out "$INDEX"
+
+echo "== 5/6 evaluating on the test split: exhaustive IMRAM, two-stage (N=$SHORTLIST), stage 1 alone"
 "$IMRAM" eval --index "$INDEX" --shortlist "$SHORTLIST" --save-json "$OUT/eval.json"
 
-echo "== 5/5 three text queries, two-stage, against the 500 test images (* = the image the caption was written for)"
+echo "== 6/6 three text queries, two-stage, against the 500 test images (* = the image the caption was written for)"
 for caption in 0 1234 2480; do
   image=$((caption / 5))
   query=$(sed -n "$((caption + 1))p" "$DATA/test_caps.txt")
@@ -46,7 +55,7 @@ echo "the model is in $RUN/best, its index of the test split in $INDEX; try:"
 echo "  $IMRAM search --index $INDEX --query \"a small red circle left of a blue square\""
 echo "  $IMRAM search --index $INDEX --image 3"
 echo "  $IMRAM eval --index $INDEX --shortlist 20"
-cat "$OUT/eval.json"
 echo
 echo "search it in a web browser (http://127.0.0.1:8080/; or ./run serve):"
 echo "  $IMRAM serve --index $INDEX"
+cat "$OUT/eval.json"
