@@ -64,7 +64,8 @@ IMRAM_COMMAND {
         std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
         return 0;
       }
-      if (out.contains("warning")) std::cerr << "imram: warning: " << out["warning"].get<std::string>() << "\n";
+      if (out.contains("warnings"))
+        for (const auto& warning : out["warnings"]) std::cerr << "imram: warning: " << warning.get<std::string>() << "\n";
       if (by_text) std::cout << "query: " << o->query << "\n";
       else {
         std::cout << "image " << o->image;

@@ -14,6 +14,7 @@
 #include "imram/data/vocabulary.h"
 #include "imram/error.h"
 #include "imram/util/atomic_file.h"
+#include "imram/util/fnv.h"
 
 namespace fs = std::filesystem;
 
@@ -83,11 +84,7 @@ std::uint64_t stream_key(std::uint64_t seed, std::uint64_t purpose, std::uint64_
   return key;
 }
 
-std::uint64_t split_hash(const std::string& split) {  // FNV-1a
-  std::uint64_t hash = 0xcbf29ce484222325ull;
-  for (const unsigned char c : split) hash = (hash ^ c) * 0x100000001b3ull;
-  return hash;
-}
+std::uint64_t split_hash(const std::string& split) { return fnv1a64(split); }
 
 enum Purpose : std::uint64_t { kConcepts = 1, kScenes = 2, kCaptions = 3, kFeatures = 4 };
 

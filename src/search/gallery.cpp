@@ -11,17 +11,13 @@
 
 #include "imram/error.h"
 #include "imram/util/atomic_file.h"
+#include "imram/util/fnv.h"
 
 namespace fs = std::filesystem;
 
 namespace imram {
 
 namespace {
-
-std::uint64_t fnv1a(const std::string& text, std::uint64_t hash = 0xcbf29ce484222325ull) {
-  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001b3ull;
-  return hash;
-}
 
 std::string file_stamp(const fs::path& path) {
   std::error_code ec;
@@ -54,7 +50,7 @@ std::string gallery_fingerprint(const std::string& model_dir, const PrecompSplit
     stamps += "|" + file_stamp(entry.path());
   stamps += "|" + file_stamp(split.features_path()) + "|" + file_stamp(split.captions_path());
   std::ostringstream hex;
-  hex << std::hex << fnv1a(stamps);
+  hex << std::hex << fnv1a64(stamps);
   return split.name() + "-" + hex.str();
 }
 

@@ -22,6 +22,7 @@
 #include "imram/search/faiss_shortlist.h"
 #include "imram/search/rerank.h"
 #include "imram/util/atomic_file.h"
+#include "imram/util/fnv.h"
 #include "imram/util/json_file.h"
 #include "imram/util/progress.h"
 
@@ -36,13 +37,6 @@ const char* const kStoreFiles[] = {"regions.bin", "words.bin", "word_offsets.bin
                                    "caption_globals.bin", "captions.txt", "gallery_scenes.jsonl"};
 // The synthetic world's scene descriptions travel with the index as `gallery_scenes.jsonl`.
 constexpr const char* kScenesSplit = "gallery";
-
-// FNV-1a, 64 bits: a checksum that can continue over appended bytes (its state is its value).
-std::uint64_t fnv1a(const void* data, std::size_t size, std::uint64_t hash = 0xcbf29ce484222325ull) {
-  const auto* bytes = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < size; ++i) hash = (hash ^ bytes[i]) * 0x100000001b3ull;
-  return hash;
-}
 
 std::string hex(std::uint64_t value) {
   char text[17];
@@ -60,7 +54,7 @@ std::uint64_t parse_hex(const std::string& text, const std::string& source) {
   throw Error(source + ": checksum '" + text + "' is not a hexadecimal number");
 }
 
-std::uint64_t hash_file(const std::string& path, std::uint64_t bytes, std::uint64_t hash = 0xcbf29ce484222325ull) {
+std::uint64_t hash_file(const std::string& path, std::uint64_t bytes, std::uint64_t hash = kFnv1aOffset) {
   std::ifstream in(path, std::ios::binary);
   std::vector<char> buffer(1 << 20);
   std::uint64_t left = bytes;
@@ -68,7 +62,7 @@ std::uint64_t hash_file(const std::string& path, std::uint64_t bytes, std::uint6
     in.read(buffer.data(), std::streamsize(std::min<std::uint64_t>(left, buffer.size())));
     const auto got = std::uint64_t(in.gcount());
     if (got == 0) break;
-    hash = fnv1a(buffer.data(), got, hash);
+    hash = fnv1a64(buffer.data(), got, hash);
     left -= got;
   }
   if (left > 0) throw Error(path + ": shorter than the manifest says");
@@ -98,7 +92,7 @@ class AppendFile {
     if (fd_ >= 0) ::close(fd_);
   }
   void write(const void* data, std::size_t size) {
-    hash_ = fnv1a(data, size, hash_);
+    hash_ = fnv1a64(data, size, hash_);
     const char* bytes = static_cast<const char*>(data);
     while (size > 0) {
       const auto written = ::write(fd_, bytes, size);
@@ -165,7 +159,7 @@ std::size_t element_size(StoreDType dtype) { return dtype == StoreDType::Float16
 
 struct FileEntry {
   std::uint64_t bytes = 0;
-  std::uint64_t hash = 0xcbf29ce484222325ull;
+  std::uint64_t hash = kFnv1aOffset;
 };
 
 struct Manifest {
@@ -261,7 +255,7 @@ std::string model_fingerprint(const std::string& model_dir) {
   std::sort(weights.begin(), weights.end());
   for (const auto& path : weights) {
     const auto name = path.filename().string();
-    hash = fnv1a(name.data(), name.size(), hash);
+    hash = fnv1a64(name.data(), name.size(), hash);
     hash = hash_file(path.string(), fs::file_size(path), hash);
   }
   return hex(hash);
@@ -269,13 +263,14 @@ std::string model_fingerprint(const std::string& model_dir) {
 
 EncodedQuery encode_text_query(const Model& model, const std::string& text) {
   if (!model.vocabulary) throw Error("the model has no vocabulary: it cannot read text queries");
-  const auto tokens = tokenize(text);
+  EncodedQuery query;
+  // The captions' policy (data/captions.h): invalid bytes read as U+FFFD, and said.
+  query.text = valid_utf8(text, &query.replaced_invalid_utf8);
+  const auto tokens = tokenize(query.text);
   if (tokens.empty()) throw Error("the query has no words");
   if (tokens.size() > kMaxCaptionTokens)
     throw Error("the query has " + std::to_string(tokens.size()) + " tokens, more than the limit of " +
                 std::to_string(kMaxCaptionTokens));
-  EncodedQuery query;
-  query.text = text;
   query.token_count = std::int64_t(tokens.size());
   for (const auto& token : tokens)
     if (!model.vocabulary->contains(token)) query.unknown_words.push_back(token);
@@ -369,9 +364,6 @@ IndexWriter IndexWriter::append(const std::string& dir, bool show_progress, cons
   return IndexWriter(std::move(state));
 }
 
-const Model& IndexWriter::model() const { return state_->model; }
-std::int64_t IndexWriter::images() const { return state_->manifest.images; }
-std::int64_t IndexWriter::captions() const { return state_->manifest.captions; }
 
 void IndexWriter::add_images(const torch::Tensor& features) {
   auto& s = *state_;
@@ -394,6 +386,10 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
   auto& s = *state_;
   auto& m = s.manifest;
   if (ids.size() != texts.size()) throw Error("captions: ids and texts differ in count");
+  // captions.txt holds one caption per line.
+  for (std::size_t j = 0; j < texts.size(); ++j)
+    if (texts[j].find('\n') != std::string::npos)
+      throw Error("caption " + std::to_string(m.captions + std::int64_t(j)) + ": holds a line break");
   torch::NoGradGuard no_grad;
   s.model.net->eval();
   constexpr std::int64_t kBatch = 512;
@@ -408,13 +404,14 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
     const auto encoded = s.model.net->encode_captions(padded.ids, padded.lengths);
     const auto words = encoded.words.to(torch::kCPU, scalar_type(m.store)).contiguous();
     const auto row_bytes = std::size_t(m.embed_size) * element_size(m.store);
+    const auto* rows = static_cast<const char*>(words.data_ptr());
+    const auto caption_bytes = std::size_t(words.size(1)) * row_bytes;
     for (std::int64_t j = 0; j < n; ++j) {
-      const auto length = padded.lengths[j].item<std::int64_t>();
-      s.file("words.bin").write(static_cast<const char*>(words[j].data_ptr()), std::size_t(length) * row_bytes);
+      const auto length = std::int64_t(ids[std::size_t(begin + j)].size());
+      s.file("words.bin").write(rows + std::size_t(j) * caption_bytes, std::size_t(length) * row_bytes);
       m.words += length;
       s.file("word_offsets.bin").write(&m.words, sizeof m.words);
       const auto& text = texts[std::size_t(begin + j)];
-      if (text.find('\n') != std::string::npos) throw Error("caption " + std::to_string(m.captions + j) + ": holds a line break");
       s.file("captions.txt").write(text.data(), text.size());
       s.file("captions.txt").write("\n", 1);
     }
@@ -656,7 +653,6 @@ std::string GalleryIndex::faiss_factory() const { return has_shortlist() ? impl_
 std::string GalleryIndex::store_dtype() const { return to_string(impl_->manifest.store); }
 const std::vector<std::string>& GalleryIndex::caption_texts() const { return impl_->captions; }
 const std::vector<Scene>& GalleryIndex::scenes() const { return impl_->scenes; }
-const nlohmann::ordered_json& GalleryIndex::sources() const { return impl_->manifest.sources; }
 std::shared_ptr<const ItemStore> GalleryIndex::store() const { return impl_->store; }
 
 torch::Tensor GalleryIndex::image_globals() const {

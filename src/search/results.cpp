@@ -21,8 +21,11 @@ nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const Encod
   if (by_text) {
     out["query"] = query.text;
     out["unknown_words"] = query.unknown_words;
+    auto warnings = nlohmann::ordered_json::array();
+    if (query.replaced_invalid_utf8) warnings.push_back("the query is not valid UTF-8; invalid bytes read as U+FFFD");
     if (std::int64_t(query.unknown_words.size()) == query.token_count)
-      out["warning"] = "no word of the query is in the model's vocabulary: the ranking carries no meaning";
+      warnings.push_back("no word of the query is in the model's vocabulary: the ranking carries no meaning");
+    if (!warnings.empty()) out["warnings"] = warnings;
   } else {
     out["image"] = query_image;
     if (!index.scenes().empty()) out["scene"] = describe(index.scenes()[std::size_t(query_image)]);

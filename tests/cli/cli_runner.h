@@ -15,7 +15,7 @@ struct CommandResult {
   std::string output;  // stdout and stderr
 };
 
-// `prefix` goes before the binary (e.g. "cd DIR &&"); arguments are passed as written.
+// Runs `command` in a shell, stderr merged into stdout.
 inline CommandResult run_shell(const std::string& command) {
   CommandResult result;
   FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
@@ -28,6 +28,7 @@ inline CommandResult run_shell(const std::string& command) {
   return result;
 }
 
+// `prefix` goes before the binary (e.g. "cd DIR &&"); arguments are passed as written.
 inline CommandResult imram_cli(const std::string& arguments, const std::string& prefix = "") {
   return run_shell(prefix + " " + std::string(IMRAM_BINARY) + " " + arguments);
 }

@@ -3,22 +3,18 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "imram/data/npy.h"
 #include "imram/model/tensor_io.h"
+#include "cli_runner.h"
 #include "test_util.h"
 
 namespace {
 
-struct CommandResult {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
+using imram::test::CommandResult;
 
 CommandResult run_imram(const std::string& arguments, const std::string& stdin_text = "") {
   imram::test::TempDir dir;
@@ -27,15 +23,7 @@ CommandResult run_imram(const std::string& arguments, const std::string& stdin_t
     std::ofstream(dir.file("stdin.txt")) << stdin_text;
     command += " < " + dir.file("stdin.txt");
   }
-  command += " 2>&1";
-  CommandResult result;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::array<char, 4096> buffer{};
-  std::size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+  return imram::test::run_shell(command);
 }
 
 void expect_one_line_error(const CommandResult& result, const std::string& mention) {

@@ -223,6 +223,10 @@ TEST(Index, UnknownWordsAreReported) {
   const auto query = index->text_query("zzyzx qwfp");
   EXPECT_EQ(query.unknown_words.size(), 2u);
   EXPECT_EQ(query.token_count, 2);
+  EXPECT_FALSE(query.replaced_invalid_utf8);
+  const auto latin1 = index->text_query("a red caf\xe9");
+  EXPECT_TRUE(latin1.replaced_invalid_utf8);
+  EXPECT_EQ(latin1.text, "a red caf\xef\xbf\xbd");  // U+FFFD
   EXPECT_THROW(index->text_query("   "), imram::Error);
   EXPECT_THROW(index->image_query(12), imram::Error);
 }

@@ -20,8 +20,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "imram/data/precomp_dataset.h"
 #include "imram/data/synthetic.h"
 #include "imram/engine/encoding.h"
@@ -59,9 +57,6 @@ class IndexWriter {
   IndexWriter(IndexWriter&&) noexcept;
   ~IndexWriter();
 
-  const Model& model() const;
-  std::int64_t images() const;
-  std::int64_t captions() const;
   // Raw region features (n, R, D) float32: encoded by the model and stored.
   void add_images(const torch::Tensor& features);
   // Captions as token ids with their texts; encoded and stored.
@@ -95,8 +90,6 @@ class GalleryIndex {
   const std::vector<std::string>& caption_texts() const;
   // Scene descriptions of the synthetic world (empty for other data): the images' pictures.
   const std::vector<Scene>& scenes() const;
-  // Where the items came from: [{"data": DIR, "split": S, "images": N, "captions": M}, ...].
-  const nlohmann::ordered_json& sources() const;
   std::shared_ptr<const ItemStore> store() const;
   // The global embeddings (n, g) float32 (memory-mapped); undefined without a head.
   torch::Tensor image_globals() const;

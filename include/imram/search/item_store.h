@@ -1,8 +1,7 @@
 #pragma once
 // Where a searcher finds gallery items already encoded: by index, only the items it asks for,
 // so that re-ranking a shortlist reads only the shortlist and nothing is encoded at query time.
-// Implementations: TensorStore (in memory) and the index directory's memory-mapped store
-// (search/index_dir.h).
+// The index directory's memory-mapped store implements it (search/index_dir.h).
 #include <torch/types.h>
 
 #include <cstdint>
@@ -22,21 +21,6 @@ class ItemStore {
   // Captions come padded to the longest one asked for.
   virtual EncodedImages images(const std::vector<std::int64_t>& ids) const = 0;
   virtual EncodedCaptions captions(const std::vector<std::int64_t>& ids) const = 0;
-};
-
-// Encoded items held as tensors (what `imram search --model --data` encodes at start-up).
-class TensorStore final : public ItemStore {
- public:
-  TensorStore(EncodedImages images, EncodedCaptions captions);
-  std::int64_t num_images() const override { return images_.regions.size(0); }
-  std::int64_t num_captions() const override { return captions_.words.size(0); }
-  std::int64_t regions_per_image() const override { return images_.regions.size(1); }
-  EncodedImages images(const std::vector<std::int64_t>& ids) const override;
-  EncodedCaptions captions(const std::vector<std::int64_t>& ids) const override;
-
- private:
-  EncodedImages images_;
-  EncodedCaptions captions_;
 };
 
 // Throws "<what> <id>: out of range, the gallery holds <count>" for the first bad id.

@@ -16,7 +16,7 @@ struct SearchAnswer {
   std::int64_t shortlist = 0;    // N of a two-stage search; 0: exhaustive
 };
 
-// {"query": TEXT | "image": I, "unknown_words": [...], "shortlist": N, "timings": {...},
+// {"query": TEXT | "image": I, "unknown_words": [...], "warnings"?: [...], "shortlist": N, "timings": {...},
 //  "results": [{"rank", "image" | "caption", "score", "stage1"?, "text"?, "own"?, "scene"?}]}
 // `query_image` is the image of an image query (-1 for text).
 nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const EncodedQuery& query,

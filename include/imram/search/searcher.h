@@ -22,7 +22,8 @@ struct EncodedQuery {
   EncodedCaptions caption;  // (1, L, d) words and (1) length, for a text query
   EncodedImages image;      // (1, R, d) regions, for an image query
   torch::Tensor global;     // (g) l2-normalised global embedding; undefined without a head
-  std::string text;         // the text as typed (text queries)
+  std::string text;         // the text as typed (text queries), invalid UTF-8 bytes replaced
+  bool replaced_invalid_utf8 = false;
   std::vector<std::string> unknown_words;  // tokens of the text that the vocabulary lacks
   std::int64_t token_count = 0;
 

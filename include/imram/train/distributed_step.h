@@ -1,6 +1,6 @@
 #pragma once
 // One optimisation step of a world of ranks that computes what train_step computes for the
-// whole batch (IMRAM_SPEC's hinge loss with hardest negatives, clip, Adam), the batch split over
+// whole batch (the hinge loss with hardest negatives of docs/model.md "Training", clip, Adam), the batch split over
 // the ranks as the authors split it over GPUs: every rank encodes its own images and captions,
 // the encoded regions are all-gathered, and each rank scores every image against its own
 // captions, i.e. a block of columns of the batch's score matrix.
