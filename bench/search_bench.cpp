@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -167,6 +168,28 @@ std::string bench_search(const SearchBenchOptions& o) {
     exhaustive_ms = percentile(times, 0.5);
     overlap = overlaps / double(exhaustive_count);
   }
+  nlohmann::ordered_json batch = nullptr;
+  if (o.batch > 1 && o.images <= o.exhaustive_max_images) {
+    const auto exhaustive = index->searcher(GallerySide::Images, 0);
+    std::vector<EncodedQuery> encoded;
+    for (std::int64_t q = 0; q < o.batch; ++q) encoded.push_back(index->text_query(queries[std::size_t(q % o.queries)]));
+    auto start = Clock::now();
+    std::vector<std::vector<Hit>> one_by_one;
+    for (const auto& query : encoded) one_by_one.push_back(exhaustive->search(query, 10, nullptr));
+    const double sequential_ms = seconds_since(start) * 1e3;
+    start = Clock::now();
+    const auto together = exhaustive->search_many(encoded, 10, nullptr);
+    const double together_ms = seconds_since(start) * 1e3;
+    double max_diff = 0;
+    bool same_order = true;
+    for (std::size_t q = 0; q < encoded.size(); ++q)
+      for (std::size_t r = 0; r < one_by_one[q].size(); ++r) {
+        max_diff = std::max(max_diff, std::abs(one_by_one[q][r].score - together[q][r].score));
+        same_order = same_order && one_by_one[q][r].index == together[q][r].index;
+      }
+    batch = {{"queries", o.batch}, {"sequential_ms", sequential_ms}, {"together_ms", together_ms},
+             {"speedup", sequential_ms / together_ms}, {"max_abs_diff", max_diff}, {"same_top10", same_order}};
+  }
   nlohmann::ordered_json json{
       {"bench", "search"}, {"images", o.images}, {"embed", config.embed_size}, {"regions", o.regions},
       {"feature_dim", o.feature_dim}, {"mode", to_string(config.mode)}, {"steps", config.iteration_steps},
@@ -181,7 +204,8 @@ std::string bench_search(const SearchBenchOptions& o) {
       {"p99_ms", percentile(latencies, 0.99)}, {"stage1_ms_mean", stage1_ms / double(o.queries)},
       {"stage2_ms_mean", stage2_ms / double(o.queries)}, {"queries", o.queries},
       {"qps", double(o.queries) / queries_s}, {"peak_rss_mb", peak_rss_mb()},
-      {"exhaustive_ms", exhaustive_ms}, {"exhaustive_queries", exhaustive_count}, {"top10_overlap", overlap}};
+      {"exhaustive_ms", exhaustive_ms}, {"exhaustive_queries", exhaustive_count}, {"top10_overlap", overlap},
+      {"batch", batch}};
   if (!exhaustive_ms.is_null()) json["speedup_vs_exhaustive"] = exhaustive_ms.get<double>() / json["p50_ms"].get<double>();
   return json.dump();
 }

@@ -82,6 +82,8 @@ IMRAM_COMMAND {
   search->add_option("--shortlist", q->options.shortlist, "N candidates re-ranked")->capture_default_str()->check(CLI::NonNegativeNumber);
   search->add_option("--queries", q->options.queries, "timed text queries")->capture_default_str()->check(CLI::PositiveNumber);
   search->add_option("--exhaustive-queries", q->options.exhaustive_queries, "of them, also scored exhaustively")->capture_default_str();
+  search->add_option("--batch", q->options.batch, "also time this many exhaustive queries one by one and together")
+      ->check(CLI::Range(0, 4096));
   search->add_option("--faiss", q->options.faiss, "FAISS factory (default: chosen by gallery size)");
   search->add_option("--store", q->options.store, "float16 | float32")->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
   search->add_option("--dir", q->options.dir, "build the index here and keep it (default: a temporary directory)");

@@ -21,6 +21,9 @@ constexpr int kExitInterrupted = ::imram::kInterruptedExitStatus;
 // --memory-budget in MB: at least 1, and small enough that MB << 20 cannot wrap around.
 inline const CLI::Range kMemoryBudgetRange(std::size_t(1), std::size_t(1) << 30, "1 MB to 1 PB");
 
+// --cache-limit in MB, likewise bounded.
+inline const CLI::Range kCacheLimitRange(std::uint64_t(0), std::uint64_t(1) << 40, "0 to 1 EB");
+
 // CLI::NonNegativeNumber would print the whole double range in its message.
 inline const CLI::Validator kNonNegative(
     [](std::string& value) {

@@ -13,6 +13,7 @@ IMRAM_COMMAND {
   struct Options {
     std::string index, model, data, split = "test", query, cache = imram::default_cache_dir();
     std::int64_t image = -1, top = 5, mark = -1, shortlist = 100;
+    std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
@@ -31,6 +32,8 @@ IMRAM_COMMAND {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--mark", o->mark, "flag this result index as the expected one");
   sub->add_option("--cache", o->cache, "directory of encoded galleries for --data (empty: none)")->capture_default_str();
+  sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")
+      ->capture_default_str()->check(imram::cli::kCacheLimitRange);
   sub->add_flag("--json", o->json, "print one JSON line");
   sub->callback([&invocation, o, sub] {
     invocation.run = [o, sub, device = invocation.globals.device] {
@@ -45,7 +48,8 @@ IMRAM_COMMAND {
         if (!sub->count("--shortlist")) shortlist = 0;
         auto model = imram::load_model(o->model, imram::parse_device(device));
         const auto split = imram::PrecompSplit::open(o->data, o->split);
-        index = imram::Gallery(model, split, o->model, o->cache, /*show_progress=*/!o->json).shared_index();
+        index = imram::Gallery(model, split, o->model, o->cache, /*show_progress=*/!o->json, o->cache_limit_mb << 20)
+                    .shared_index();
       }
       const auto side = by_text ? imram::GallerySide::Images : imram::GallerySide::Captions;
       const auto gallery_size = by_text ? index->num_images() : index->num_captions();

@@ -15,6 +15,8 @@ IMRAM_COMMAND {
                                      cache = imram::default_cache_dir();
     int port = 8080;
     std::int64_t shortlist = 100;
+    std::size_t max_batch = imram::ServerOptions().max_batch;
+    std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
   };
   auto o = std::make_shared<Options>();
   auto* sub = root.add_subcommand("serve", "HTTP search service and web page over a split's gallery");
@@ -27,8 +29,12 @@ IMRAM_COMMAND {
   index->excludes(model)->excludes(data);
   sub->add_option("--host", o->host, "address to listen on")->capture_default_str();
   sub->add_option("--port", o->port, "port (0: any free one, printed)")->capture_default_str()->check(CLI::Range(0, 65535));
+  sub->add_option("--max-batch", o->max_batch, "searches that wait together are run as one batch of at most this many (1: none)")
+      ->capture_default_str()->check(CLI::Range(std::size_t(1), std::size_t(1024)));
   sub->add_option("--images-list", o->images_list, "file naming the picture of image I on line I+1");
   sub->add_option("--cache", o->cache, "directory of encoded galleries (empty: no cache)")->capture_default_str();
+  sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")
+      ->capture_default_str()->check(imram::cli::kCacheLimitRange);
   sub->callback([&invocation, o, sub] {
     invocation.run = [o, sub, device = invocation.globals.device] {
       if (o->index.empty() && (o->model.empty() || o->data.empty()))
@@ -46,12 +52,13 @@ IMRAM_COMMAND {
         backend = imram::open_index_backend(o->index, device, o->shortlist);
       } else {
         std::cout << "imram serve: encoding the " << o->split << " split of " << o->data << "..." << std::endl;
-        backend = imram::open_gallery_backend(o->model, o->data, o->split, o->cache, device);
+        backend = imram::open_gallery_backend(o->model, o->data, o->split, o->cache, device, o->cache_limit_mb << 20);
       }
       imram::ServerOptions options;
       options.host = o->host;
       options.port = o->port;
       options.images_list = o->images_list;
+      options.max_batch = o->max_batch;
       imram::Server server(*backend, options);
       const int port = server.bind();
       std::thread([&server, signals] {

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -36,7 +37,51 @@ void build_gallery_index(const std::string& dir, const std::string& model_dir, c
   writer.commit();
 }
 
+std::uint64_t tree_bytes(const fs::path& dir) {
+  std::uint64_t bytes = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+  return bytes;
+}
+
+// Reuse refreshes an entry's time, so that pruning removes the least recently used first.
+void mark_used(const std::string& dir) {
+  std::error_code ignored;  // a read-only cache is still usable
+  fs::last_write_time(dir, fs::file_time_type::clock::now(), ignored);
+}
+
 }  // namespace
+
+void prune_gallery_cache(const std::string& cache_dir, std::uint64_t limit_bytes, const std::string& keep) {
+  struct Entry {
+    std::string path;
+    fs::file_time_type used;
+    std::uint64_t bytes;
+  };
+  std::vector<Entry> candidates;
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(cache_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto path = it->path().string();
+    const auto name = it->path().filename().string();
+    if (const auto tmp = name.find(".tmp."); tmp != std::string::npos) {
+      remove_abandoned_temporaries(cache_dir + "/" + name.substr(0, tmp));
+      continue;
+    }
+    if (!is_index_dir(path)) continue;  // not a cache entry: never touched
+    std::error_code time_ec;
+    const Entry entry{path, fs::last_write_time(it->path(), time_ec), tree_bytes(it->path())};
+    total += entry.bytes;
+    if (name != keep) candidates.push_back(entry);
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Entry& a, const Entry& b) { return a.used < b.used; });
+  for (const auto& entry : candidates) {
+    if (total <= limit_bytes) break;
+    remove_tree(entry.path);
+    total -= std::min(total, entry.bytes);
+  }
+}
 
 std::string default_cache_dir() {
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/imram";
@@ -55,7 +100,7 @@ std::string gallery_fingerprint(const std::string& model_dir, const PrecompSplit
 }
 
 Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& model_dir,
-                 const std::string& cache_dir, bool show_progress) {
+                 const std::string& cache_dir, bool show_progress, std::uint64_t cache_limit_bytes) {
   if (!model.vocabulary) throw Error(model_dir + ": model has no vocab.json; it cannot read text");
   const auto device = model.net->parameters().front().device();
   if (cache_dir.empty()) {
@@ -73,13 +118,15 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
     remove_tree(dir);
     return;
   }
-  const std::string dir = cache_dir + "/" + gallery_fingerprint(model_dir, split);
+  const std::string key = gallery_fingerprint(model_dir, split), dir = cache_dir + "/" + key;
   if (fs::exists(dir + "/manifest.json")) {
     try {
       auto cached = GalleryIndex::open(dir, device);
       cached->verify();
       index_ = std::move(cached);
       from_cache_ = true;
+      mark_used(dir);
+      prune_gallery_cache(cache_dir, cache_limit_bytes, key);
       return;
     } catch (const Error& e) {
       // A damaged cache entry costs only its rebuild.
@@ -98,6 +145,7 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
     return;
   }
   index_ = GalleryIndex::open(dir, device);
+  prune_gallery_cache(cache_dir, cache_limit_bytes, key);
 }
 
 std::vector<SearchHit> Gallery::search_images(const std::string& query, std::int64_t top) const {

@@ -1,6 +1,7 @@
 #include "imram/search/index_dir.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -189,16 +190,6 @@ nlohmann::ordered_json manifest_json(const Manifest& m) {
           {"sources", m.sources}, {"files", files}};
 }
 
-bool is_index_dir(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::is_regular_file(fs::path(dir) / "manifest.json", ec)) return false;
-  try {
-    const auto json = read_json_file(dir + "/manifest.json", "index manifest");
-    return json.is_object() && json.value("format", "") == kFormat;
-  } catch (const Error&) {
-    return false;
-  }
-}
 
 Manifest read_manifest(const std::string& dir) {
   const std::string path = dir + "/manifest.json";
@@ -239,6 +230,17 @@ Manifest read_manifest(const std::string& dir) {
 }
 
 }  // namespace
+
+bool is_index_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(fs::path(dir) / "manifest.json", ec)) return false;
+  try {
+    const auto json = read_json_file(dir + "/manifest.json", "index manifest");
+    return json.is_object() && json.value("format", "") == kFormat;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 std::string to_string(StoreDType dtype) { return dtype == StoreDType::Float16 ? "float16" : "float32"; }
 
@@ -329,6 +331,7 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
   state->creating = true;
   state->show_progress = options.show_progress;
   state->model = load_model(model_dir, parse_device(options.device));
+  remove_abandoned_temporaries(dir);
   remove_tree(state->work_dir);
   fs::create_directories(state->work_dir, ec);
   if (ec) throw Error(state->work_dir + ": cannot create (" + ec.message() + ")");
@@ -507,17 +510,18 @@ void IndexWriter::commit() {
   s.files.clear();
   if (s.creating) {
     std::error_code ec;
-    const std::string old = s.dir + ".old." + std::to_string(::getpid());
-    const bool replacing = fs::exists(s.dir, ec);
-    if (replacing) fs::rename(s.dir, old, ec);
-    if (ec) throw Error(s.dir + ": cannot replace (" + ec.message() + ")");
-    fs::rename(s.work_dir, s.dir, ec);
-    if (ec) {
-      if (replacing) fs::rename(old, s.dir, ec);
-      throw Error(s.dir + ": cannot move the new index into place");
+    if (fs::exists(s.dir, ec)) {
+      // Exchanged, not renamed aside first: at every instant an index is at `dir`, and a kill
+      // after the exchange leaves the old one as a temporary that the next build removes.
+      if (::renameat2(AT_FDCWD, s.work_dir.c_str(), AT_FDCWD, s.dir.c_str(), RENAME_EXCHANGE) != 0)
+        throw Error(s.dir + ": cannot replace (" + std::strerror(errno) + ")");
+      s.creating = false;
+      remove_tree(s.work_dir);
+    } else {
+      fs::rename(s.work_dir, s.dir, ec);
+      if (ec) throw Error(s.dir + ": cannot move the new index into place (" + ec.message() + ")");
+      s.creating = false;
     }
-    if (replacing) remove_tree(old);
-    s.creating = false;
   } else if (old_generation > 0 && old_generation != m.generation) {
     std::error_code ec;
     for (const auto side : {GallerySide::Images, GallerySide::Captions})

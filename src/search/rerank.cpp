@@ -23,6 +23,38 @@ std::int64_t chunk_items(const ImramModelImpl& model, std::int64_t fragments_per
   return std::max<std::int64_t>(1, std::int64_t(kChunkBytes / item_bytes));
 }
 
+// The queries as one encoded set: captions padded to the longest, or images stacked.
+EncodedQuery stack_queries(const std::vector<EncodedQuery>& queries) {
+  if (queries.size() == 1) return queries.front();
+  EncodedQuery together;
+  if (queries.front().is_text()) {
+    std::int64_t longest = 0;
+    for (const auto& query : queries) longest = std::max(longest, query.caption.words.size(1));
+    std::vector<torch::Tensor> words, lengths;
+    for (const auto& query : queries) {
+      words.push_back(torch::constant_pad_nd(query.caption.words, {0, 0, 0, longest - query.caption.words.size(1)}));
+      lengths.push_back(query.caption.lengths);
+    }
+    together.caption = {torch::cat(words), torch::cat(lengths)};
+    return together;
+  }
+  std::vector<torch::Tensor> regions, masks;
+  bool masked = false;
+  for (const auto& query : queries) {
+    regions.push_back(query.image.regions);
+    masked = masked || query.image.region_mask.defined();
+  }
+  together.image.regions = torch::cat(regions);
+  if (masked) {
+    for (const auto& query : queries)
+      masks.push_back(query.image.region_mask.defined()
+                          ? query.image.region_mask
+                          : torch::ones({1, query.image.regions.size(1)}, torch::kBool));
+    together.image.region_mask = torch::cat(masks);
+  }
+  return together;
+}
+
 void check_query_side(const EncodedQuery& query, GallerySide side) {
   if (query.searches() != side)
     throw Error(side == GallerySide::Images ? "this searcher ranks images: give a text query"
@@ -31,35 +63,42 @@ void check_query_side(const EncodedQuery& query, GallerySide side) {
 
 }  // namespace
 
-std::vector<double> score_query(const ImramModelImpl& model, const ItemStore& store,
-                                const EncodedQuery& query, const std::vector<std::int64_t>& ids) {
+std::vector<std::vector<double>> score_queries(const ImramModelImpl& model, const ItemStore& store,
+                                               const std::vector<EncodedQuery>& queries,
+                                               const std::vector<std::int64_t>& ids) {
   torch::NoGradGuard no_grad;
+  std::vector<std::vector<double>> scores(queries.size());
+  if (queries.empty()) return scores;
+  const bool text = queries.front().is_text();
+  for (const auto& query : queries) check_query_side(query, text ? GallerySide::Images : GallerySide::Captions);
   const auto device = model.parameters().front().device();
-  std::vector<double> scores;
-  scores.reserve(ids.size());
-  const bool text = query.is_text();
+  const auto together = stack_queries(queries);
   constexpr std::int64_t kWordsPerCaption = 64;  // a generous bound: captions are ragged
   const auto chunk = chunk_items(model, text ? store.regions_per_image() : kWordsPerCaption);
-  // One query item: the batched formulation puts the query's rows of every pair into one product
-  // with the memory weights, where the per-item CPU path would stream them once per pair.
+  // One query: the batched formulation puts the query's rows of every pair into one product with
+  // the memory weights, where the per-item CPU path would stream them once per pair. Several:
+  // the per-item path, made for many-by-many.
   ScoreOptions options;
-  options.tensor_path = true;
+  options.tensor_path = queries.size() == 1;
   for (std::size_t begin = 0; begin < ids.size(); begin += std::size_t(chunk)) {
     const std::vector<std::int64_t> part(ids.begin() + std::ptrdiff_t(begin),
                                          ids.begin() + std::ptrdiff_t(std::min(ids.size(), begin + std::size_t(chunk))));
-    torch::Tensor total;
+    torch::Tensor total;  // (queries, part)
     if (text) {
       auto images = store.images(part);
       images.regions = images.regions.to(device);
       if (images.region_mask.defined()) images.region_mask = images.region_mask.to(device);
-      total = score_pairs(model, images, query.caption, options).total.select(1, 0);
+      total = score_pairs(model, images, together.caption, options).total.t();
     } else {
       auto captions = store.captions(part);
       captions.words = captions.words.to(device);
-      total = score_pairs(model, query.image, captions, options).total.select(0, 0);
+      total = score_pairs(model, together.image, captions, options).total;
     }
     const auto values = total.to(torch::kCPU, torch::kFloat64).contiguous();
-    scores.insert(scores.end(), values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
+    for (std::size_t q = 0; q < queries.size(); ++q) {
+      const double* row = values.data_ptr<double>() + std::int64_t(q) * values.size(1);
+      scores[q].insert(scores[q].end(), row, row + values.size(1));
+    }
   }
   return scores;
 }
@@ -88,12 +127,27 @@ std::vector<Hit> ExhaustiveSearcher::search(const EncodedQuery& query, std::int6
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::int64_t> ids(static_cast<std::size_t>(size()));
   std::iota(ids.begin(), ids.end(), 0);
-  auto hits = top_hits(score_query(*model_, *store_, query, ids), k);
+  auto hits = top_hits(score_queries(*model_, *store_, {query}, ids).front(), k);
   if (stats) {
     stats->stage2_ms += milliseconds_since(start);
     stats->scored += std::int64_t(ids.size());
   }
   return hits;
+}
+
+std::vector<std::vector<Hit>> ExhaustiveSearcher::search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
+                                                              SearchStats* stats) const {
+  for (const auto& query : queries) check_query_side(query, side_);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(size()));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::vector<std::vector<Hit>> answers;
+  for (const auto& scores : score_queries(*model_, *store_, queries, ids)) answers.push_back(top_hits(scores, k));
+  if (stats) {
+    stats->stage2_ms += milliseconds_since(start);
+    stats->scored += std::int64_t(ids.size() * queries.size());
+  }
+  return answers;
 }
 
 RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates,
@@ -110,7 +164,7 @@ std::vector<Hit> RerankSearcher::search(const EncodedQuery& query, std::int64_t 
   start = std::chrono::steady_clock::now();
   std::vector<std::int64_t> ids;
   for (const auto& hit : shortlist) ids.push_back(hit.index);
-  const auto scores = score_query(*model_, *store_, query, ids);
+  const auto scores = score_queries(*model_, *store_, {query}, ids).front();
   auto order = top_hits(scores, k);
   std::vector<Hit> hits;
   for (const auto& ranked : order) {

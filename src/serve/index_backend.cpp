@@ -21,11 +21,16 @@ class IndexBackend : public SearchBackend {
     shortlist_ = images;
   }
 
-  std::vector<BackendHit> search_images(const std::string& text, std::int64_t top) override {
-    return to_backend_hits(images_->search(index_->text_query(text), top, nullptr));
+  std::vector<std::vector<BackendHit>> search_images(const std::vector<std::string>& texts, std::int64_t top) override {
+    std::vector<EncodedQuery> queries;
+    for (const auto& text : texts) queries.push_back(index_->text_query(text));
+    return to_backend_hits(images_->search_many(queries, top, nullptr));
   }
-  std::vector<BackendHit> search_captions(std::int64_t image, std::int64_t top) override {
-    return to_backend_hits(captions_->search(index_->image_query(image), top, nullptr));
+  std::vector<std::vector<BackendHit>> search_captions(const std::vector<std::int64_t>& images,
+                                                       std::int64_t top) override {
+    std::vector<EncodedQuery> queries;
+    for (const auto image : images) queries.push_back(index_->image_query(image));
+    return to_backend_hits(captions_->search_many(queries, top, nullptr));
   }
   Explanation explain(std::int64_t image, const std::string& caption) override {
     return explain_encoded_pair(model_, index_->store()->images({image}).regions, caption);
@@ -51,12 +56,15 @@ class IndexBackend : public SearchBackend {
   }
 
  private:
-  static std::vector<BackendHit> to_backend_hits(const std::vector<Hit>& hits) {
-    std::vector<BackendHit> out;
-    for (const auto& hit : hits) {
-      BackendHit item{hit.index, hit.score};
-      if (hit.stage1) item.stage1_score = *hit.stage1;
-      out.push_back(item);
+  static std::vector<std::vector<BackendHit>> to_backend_hits(const std::vector<std::vector<Hit>>& answers) {
+    std::vector<std::vector<BackendHit>> out;
+    for (const auto& hits : answers) {
+      auto& converted = out.emplace_back();
+      for (const auto& hit : hits) {
+        BackendHit item{hit.index, hit.score};
+        if (hit.stage1) item.stage1_score = *hit.stage1;
+        converted.push_back(item);
+      }
     }
     return out;
   }
@@ -72,10 +80,10 @@ class IndexBackend : public SearchBackend {
 
 std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir, const std::string& data_dir,
                                                     const std::string& split, const std::string& cache_dir,
-                                                    const std::string& device) {
+                                                    const std::string& device, std::uint64_t cache_limit_bytes) {
   auto model = load_model(model_dir, parse_device(device));
   const auto opened = PrecompSplit::open(data_dir, split);
-  const Gallery gallery(model, opened, model_dir, cache_dir);
+  const Gallery gallery(model, opened, model_dir, cache_dir, /*show_progress=*/false, cache_limit_bytes);
   return std::make_unique<IndexBackend>(gallery.shared_index(), 0, split, "exhaustive");
 }
 

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -40,10 +41,27 @@ struct HttpError {
   std::string message;
 };
 
-// One thread runs every model call, in arrival order.
+// A search waiting for the compute thread. Searches of one side that wait together are made
+// into one backend call (up to ServerOptions::max_batch), each answered as if alone.
+struct PendingSearch {
+  bool by_text = true;
+  std::string text;
+  std::int64_t image = -1;
+  std::int64_t top = 10;
+  struct Outcome {
+    std::vector<BackendHit> hits;
+    Clock::time_point started, finished;
+    std::size_t batch = 1;
+  };
+  std::promise<Outcome> outcome;
+};
+
+// One thread runs every model call, in arrival order (a batch runs where its first search was).
 class ComputeThread {
  public:
-  ComputeThread() : threads_(at::get_num_threads()), thread_([this] { loop(); }) {}
+  ComputeThread(SearchBackend& backend, std::size_t max_batch)
+      : backend_(backend), max_batch_(std::max<std::size_t>(1, max_batch)), threads_(at::get_num_threads()),
+        thread_([this] { loop(); }) {}
   ~ComputeThread() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -57,35 +75,94 @@ class ComputeThread {
   Json run(std::function<Json()> work) {
     auto task = std::make_shared<std::packaged_task<Json()>>(std::move(work));
     auto result = task->get_future();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back([task] { (*task)(); });
-    }
-    ready_.notify_one();
+    enqueue({[task] { (*task)(); }, nullptr});
     return result.get();
   }
 
+  PendingSearch::Outcome search(std::shared_ptr<PendingSearch> search) {
+    auto outcome = search->outcome.get_future();
+    enqueue({nullptr, std::move(search)});
+    return outcome.get();
+  }
+
  private:
+  struct Job {
+    std::function<void()> work;
+    std::shared_ptr<PendingSearch> search;
+  };
+
+  void enqueue(Job job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(job));
+    }
+    ready_.notify_one();
+  }
+
   void loop() {
     // OpenMP's thread count is per thread: the compute thread takes the one the process chose.
     at::set_num_threads(threads_);
     for (;;) {
-      std::function<void()> job;
+      Job job;
+      std::vector<std::shared_ptr<PendingSearch>> batch;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;
         job = std::move(queue_.front());
         queue_.pop_front();
+        if (job.search) {
+          batch.push_back(job.search);
+          for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;)
+            if (it->search && it->search->by_text == job.search->by_text) {
+              batch.push_back(std::move(it->search));
+              it = queue_.erase(it);
+            } else {
+              ++it;
+            }
+        }
       }
-      job();
+      if (job.work) job.work();
+      else run_batch(batch);
     }
   }
 
+  void run_batch(const std::vector<std::shared_ptr<PendingSearch>>& batch) {
+    std::int64_t top = 0;
+    std::vector<std::string> texts;
+    std::vector<std::int64_t> images;
+    for (const auto& search : batch) {
+      top = std::max(top, search->top);
+      if (search->by_text) texts.push_back(search->text);
+      else images.push_back(search->image);
+    }
+    const auto started = Clock::now();
+    std::vector<std::vector<BackendHit>> answers;
+    try {
+      answers = batch.front()->by_text ? backend_.search_images(texts, top) : backend_.search_captions(images, top);
+    } catch (...) {
+      if (batch.size() > 1) {
+        // One query's failure must not become the others': each again, alone.
+        for (const auto& search : batch) run_batch({search});
+        return;
+      }
+      batch.front()->outcome.set_exception(std::current_exception());
+      return;
+    }
+    const auto finished = Clock::now();
+    for (std::size_t q = 0; q < batch.size(); ++q) {
+      auto& hits = answers[q];
+      hits.resize(std::min(hits.size(), std::size_t(batch[q]->top)));
+      batch[q]->outcome.set_value({std::move(hits), started, finished, batch.size()});
+    }
+  }
+
+  SearchBackend& backend_;
+  std::size_t max_batch_;
   int threads_;
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<Job> queue_;
   bool stopping_ = false;
   std::thread thread_;
 };
@@ -132,7 +209,7 @@ struct Server::Impl {
   std::vector<Scene> scenes;
   std::vector<std::string> images_list;
   httplib::Server http;
-  ComputeThread compute;
+  ComputeThread compute{backend, options.max_batch};
   // stop() may come before serve() has started listening (a signal during start-up).
   std::atomic<bool> serving{false}, stop_requested{false}, finished{false};
 
@@ -183,6 +260,30 @@ struct Server::Impl {
     return out;
   }
 
+  struct SearchRequest {
+    bool by_text;
+    std::string text;
+    std::int64_t image, top;
+  };
+
+  // Queues the search on the compute thread (perhaps batched with others) and turns its hits
+  // into the answer, with the request's timings.
+  Json searched(Clock::time_point received, const SearchRequest& request,
+                const std::function<Json(const std::vector<BackendHit>&)>& answer) {
+    auto pending = std::make_shared<PendingSearch>();
+    pending->by_text = request.by_text;
+    pending->text = request.text;
+    pending->image = request.image;
+    pending->top = request.top;
+    const auto outcome = compute.search(pending);
+    auto out = answer(outcome.hits);
+    out["timings"] = {{"queue_ms", milliseconds(outcome.started - received)},
+                      {"compute_ms", milliseconds(outcome.finished - outcome.started)},
+                      {"total_ms", milliseconds(Clock::now() - received)},
+                      {"batch", outcome.batch}};
+    return out;
+  }
+
   Json search(const Json& request, Clock::time_point received) {
     if (!request.is_object()) throw HttpError{400, "the body must be a JSON object"};
     const bool by_text = request.contains("text"), by_image = request.contains("image");
@@ -198,8 +299,7 @@ struct Server::Impl {
       if (!request["text"].is_string()) throw HttpError{400, "\"text\" must be a string"};
       const auto text = request["text"].get<std::string>();
       check_query_text(text);
-      return timed(received, [&] {
-        const auto hits = backend.search_images(text, top);
+      return searched(received, {true, text, -1, top}, [&](const std::vector<BackendHit>& hits) {
         Json results = Json::array();
         for (std::size_t rank = 0; rank < hits.size(); ++rank) {
           Json item{{"rank", rank + 1}, {"image", hits[rank].index}, {"score", hits[rank].score}};
@@ -217,8 +317,7 @@ struct Server::Impl {
     if (image >= backend.num_images())
       throw HttpError{404, "image " + std::to_string(image) + " is out of range: the gallery has " +
                                std::to_string(backend.num_images()) + " images"};
-    return timed(received, [&] {
-      const auto hits = backend.search_captions(image, top);
+    return searched(received, {false, "", image, top}, [&](const std::vector<BackendHit>& hits) {
       Json results = Json::array();
       for (std::size_t rank = 0; rank < hits.size(); ++rank) {
         const auto caption = hits[rank].index;

@@ -116,7 +116,7 @@ class Run {
       model_.net = ImramModel(options_.model);
       model_.net->to(device_);
     }
-    if (writes_files()) fs::create_directories(options_.out_dir);
+    if (writes_files()) require_writable_directory(options_.out_dir);
     optimizer_ = std::make_unique<torch::optim::Adam>(make_optimizer(*model_.net, options_.lr));
     return loop();
   }
@@ -142,11 +142,13 @@ class Run {
     // A run that stopped at its --max-steps continues to its --epochs unless given a new limit.
     if (max_steps <= 0 && options_.max_steps > 0 && position_.global_step >= options_.max_steps)
       options_.max_steps = 0;
+    if (writes_files()) require_writable_directory(run_dir);
     open_data();
     model_ = load_model(last, device_);
     options_.model = model_.config();
     optimizer_ = std::make_unique<torch::optim::Adam>(make_optimizer(*model_.net, options_.lr));
     torch::load(*optimizer_, last + "/optimizer.pt");
+    drop_log_lines_after(position_.global_step);
     return loop();
   }
 
@@ -182,6 +184,27 @@ class Run {
       fs::resize_file(path, size_before, ec);  // no half line for readers of the log to trip on
       throw Error(path + ": cannot append the log line (disk full?)");
     }
+  }
+
+  // A run killed after its last save logged steps that the resumed run does again: their lines
+  // go (and a line torn by the kill), so the log reads as one run.
+  void drop_log_lines_after(std::int64_t step) {
+    const std::string path = options_.out_dir + "/metrics.jsonl";
+    std::error_code ec;
+    if (!writes_files() || !fs::is_regular_file(fs::symlink_status(path, ec))) return;  // a device, a link: as it is
+    std::ifstream in(path, std::ios::binary);
+    std::string kept, line;
+    bool dropped = false;
+    while (std::getline(in, line)) {
+      const auto parsed = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      const bool keep = parsed.is_object() && parsed.contains("step") && parsed["step"].is_number_integer() &&
+                        parsed["step"].get<std::int64_t>() <= step && !in.eof();
+      if (keep) kept += line + "\n";
+      dropped = dropped || !keep;
+    }
+    if (!dropped) return;
+    in.close();
+    write_file_atomically(path, [&](std::ostream& out) { out << kept; });
   }
 
   void save_last() {

@@ -21,8 +21,8 @@ namespace {
 std::string temporary_sibling(const std::string& path, const char* tag) {
   return path + "." + tag + "." + std::to_string(::getpid());
 }
+}  // namespace
 
-// `<name>.tmp.<pid>` siblings of `path` whose process is gone: left by a kill -9 mid-save.
 void remove_abandoned_temporaries(const std::string& path) {
   const fs::path target(path);
   const std::string prefix = target.filename().string() + ".tmp.";
@@ -39,7 +39,6 @@ void remove_abandoned_temporaries(const std::string& path) {
     if (::kill(pid, 0) != 0 && errno == ESRCH) remove_tree(it->path().string());
   }
 }
-}  // namespace
 
 void write_file_atomically(const std::string& path,
                            const std::function<void(std::ostream&)>& write) {
@@ -71,6 +70,17 @@ void write_file_atomically(const std::string& path,
     fs::remove(tmp, ec);
     throw Error(path + ": cannot rename temporary file into place");
   }
+}
+
+void require_writable_directory(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error(dir + ": cannot create the directory (" + ec.message() + ")");
+  const std::string probe = temporary_sibling(dir + "/.write-test", "tmp");
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw Error(dir + ": cannot write in this directory (" + std::strerror(errno) + ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 void remove_tree(const std::string& path) {

@@ -3,14 +3,13 @@
 // clear one-line error and a non-zero exit, or success, and in both cases a complete, resumable
 // previous state with no temporary left beside it.
 #include <gtest/gtest.h>
-#include <sys/mount.h>
-#include <sys/statvfs.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_runner.h"
+#include "cli/tmpfs.h"
 #include "imram/error.h"
 #include "imram/model/model_dir.h"
 #include "imram/util/atomic_file.h"
@@ -20,34 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using imram::test::imram_cli;
-
-class Tmpfs {
- public:
-  Tmpfs(const std::string& dir, std::size_t bytes) : dir_(dir) {
-    fs::create_directories(dir);
-    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, ("size=" + std::to_string(bytes)).c_str()) == 0;
-  }
-  ~Tmpfs() {
-    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  bool mounted() const { return mounted_; }
-  std::size_t available() const {
-    struct statvfs stats {};
-    ::statvfs(dir_.c_str(), &stats);
-    return std::size_t(stats.f_bavail) * stats.f_frsize;
-  }
-  // Fills the file system until only `keep` bytes remain free.
-  void fill_leaving(std::size_t keep) {
-    std::ofstream filler(dir_ + "/filler", std::ios::binary);
-    const std::string page(4096, 'x');
-    while (available() > keep + page.size() && filler.write(page.data(), page.size())) filler.flush();
-  }
-  void unfill() { fs::remove(dir_ + "/filler"); }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-};
+using imram::test::Tmpfs;
 
 std::string train_arguments(const std::string& data, const std::string& out, int epochs = 3) {
   return "--threads 1 train --data " + data + " --out " + out +

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include "imram/engine/encoding.h"
 #include "imram/engine/scorer.h"
@@ -59,6 +61,66 @@ TEST(Gallery, RanksLikeExhaustiveScoringAndReusesItsCache) {
   const auto captions_for_image = second.search_captions(2, 3);
   EXPECT_EQ(captions_for_image.size(), 3u);
   EXPECT_THROW(second.search_captions(6, 3), imram::Error);
+}
+
+}  // namespace
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::uint64_t bytes_below(const std::string& dir) {
+  std::uint64_t bytes = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir))
+    if (entry.is_regular_file()) bytes += entry.file_size();
+  return bytes;
+}
+
+TEST(GalleryCache, PrunesTheLeastRecentlyUsedEntriesAndNothingElse) {
+  SmallWorld world;
+  auto model = imram::load_model(world.dir.file("model"));
+  const auto cache = world.dir.file("cache");
+  const auto test = imram::PrecompSplit::open(world.dir.file("data"), "test");
+  const auto dev = imram::PrecompSplit::open(world.dir.file("data"), "dev");
+  const auto train = imram::PrecompSplit::open(world.dir.file("data"), "train");
+  const auto entry = [&](const imram::PrecompSplit& split) {
+    return cache + "/" + imram::gallery_fingerprint(world.dir.file("model"), split);
+  };
+  const auto unlimited = std::uint64_t(1) << 40;
+  imram::Gallery(model, test, world.dir.file("model"), cache, false, unlimited);
+  imram::Gallery(model, dev, world.dir.file("model"), cache, false, unlimited);
+  imram::Gallery(model, train, world.dir.file("model"), cache, false, unlimited);
+  // A user's file, a directory that is not an entry, and the temporary of a killed build.
+  fs::create_directories(cache + "/notes");
+  { std::ofstream(cache + "/notes/readme.txt") << "mine"; }
+  { std::ofstream(cache + "/list.txt") << "mine"; }
+  const auto abandoned = cache + "/test-5eed.tmp.999999999";  // no such process
+  fs::create_directories(abandoned);
+  { std::ofstream(abandoned + "/regions.bin") << std::string(4096, 'x'); }
+  const auto test_bytes = bytes_below(entry(test)), dev_bytes = bytes_below(entry(dev)),
+             train_bytes = bytes_below(entry(train));
+  ASSERT_GT(dev_bytes, 0u);
+  // Used last: `train` an hour ago, `dev` two, `test` three, and then `test` again now (reuse
+  // refreshes its time), so that `dev` is the least recently used. Room for two entries.
+  fs::last_write_time(entry(train), fs::file_time_type::clock::now() - std::chrono::hours(1));
+  fs::last_write_time(entry(dev), fs::file_time_type::clock::now() - std::chrono::hours(2));
+  fs::last_write_time(entry(test), fs::file_time_type::clock::now() - std::chrono::hours(3));
+  const auto two_entries = test_bytes + train_bytes + dev_bytes / 2;
+  EXPECT_TRUE(imram::Gallery(model, test, world.dir.file("model"), cache, false, two_entries).loaded_from_cache());
+  EXPECT_TRUE(fs::exists(entry(train) + "/manifest.json"));
+  EXPECT_TRUE(fs::exists(entry(test) + "/manifest.json"));
+  EXPECT_FALSE(fs::exists(entry(dev)));
+  EXPECT_FALSE(fs::exists(abandoned));
+  EXPECT_TRUE(fs::exists(cache + "/notes/readme.txt"));
+  EXPECT_TRUE(fs::exists(cache + "/list.txt"));
+
+  // A limit below one entry keeps only the entry in use, and it still answers.
+  const imram::Gallery alone(model, dev, world.dir.file("model"), cache, false, 1);
+  EXPECT_EQ(alone.search_images(dev.captions()[0], 2).size(), 2u);
+  EXPECT_TRUE(fs::exists(entry(dev) + "/manifest.json"));
+  EXPECT_FALSE(fs::exists(entry(test)));
+  EXPECT_FALSE(fs::exists(entry(train)));
+  EXPECT_TRUE(fs::exists(cache + "/list.txt"));
 }
 
 }  // namespace

@@ -8,10 +8,14 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <future>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <regex>
 #include <thread>
 
@@ -287,7 +291,16 @@ TEST_F(Serve, ConcurrentRequestsGetTheSameAnswers) {
   for (std::size_t i = 0; i < answers.size(); ++i)
     clients.emplace_back([&, i] { answers[i] = body_of(http(port_, "POST", "/api/search", body))["results"]; });
   for (auto& client : clients) client.join();
-  for (const auto& answer : answers) EXPECT_EQ(answer, expected);
+  // Requests that waited together were scored as one batch: the same ranking, scores equal up
+  // to the float rounding of the engine's many-by-many path.
+  for (const auto& answer : answers) {
+    ASSERT_EQ(answer.size(), expected.size()) << answer.dump();
+    for (std::size_t r = 0; r < expected.size(); ++r) {
+      EXPECT_EQ(answer[r]["image"], expected[r]["image"]);
+      EXPECT_EQ(answer[r]["scene"], expected[r]["scene"]);
+      EXPECT_NEAR(answer[r]["score"].get<double>(), expected[r]["score"].get<double>(), 1e-5);
+    }
+  }
 }
 
 // The command: SIGTERM with a request half sent; the request is answered, then exit 0.
@@ -400,6 +413,102 @@ TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
   const auto caption_hits = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(2), 50, nullptr);
   for (const auto& hit : caption_hits)
     if (hit.index == 11) EXPECT_NEAR(nlohmann::json::parse(explained.body)["score"].get<double>(), hit.score, 1e-4);
+}
+
+}  // namespace
+
+namespace {
+
+// Delegates to a real backend, but holds the first search until released: the searches sent
+// meanwhile wait together on the compute thread.
+class GatedBackend : public imram::SearchBackend {
+ public:
+  explicit GatedBackend(imram::SearchBackend& inner) : inner_(inner), gate_(opened_.get_future().share()) {}
+  void open() { opened_.set_value(); }
+  std::vector<std::size_t> batch_sizes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return batch_sizes_;
+  }
+
+  std::vector<std::vector<imram::BackendHit>> search_images(const std::vector<std::string>& texts,
+                                                            std::int64_t top) override {
+    gate_.wait();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      batch_sizes_.push_back(texts.size());
+    }
+    return inner_.search_images(texts, top);
+  }
+  std::vector<std::vector<imram::BackendHit>> search_captions(const std::vector<std::int64_t>& images,
+                                                              std::int64_t top) override {
+    gate_.wait();
+    return inner_.search_captions(images, top);
+  }
+  imram::Explanation explain(std::int64_t image, const std::string& caption) override {
+    return inner_.explain(image, caption);
+  }
+  std::int64_t num_images() const override { return inner_.num_images(); }
+  const std::vector<std::string>& captions() const override { return inner_.captions(); }
+  std::int64_t image_of_caption(std::int64_t caption) const override { return inner_.image_of_caption(caption); }
+  std::string split_name() const override { return inner_.split_name(); }
+  const std::vector<imram::Scene>& scenes() const override { return inner_.scenes(); }
+  nlohmann::ordered_json info() const override { return inner_.info(); }
+
+ private:
+  imram::SearchBackend& inner_;
+  std::promise<void> opened_;
+  std::shared_future<void> gate_;
+  mutable std::mutex mutex_;
+  std::vector<std::size_t> batch_sizes_;
+};
+
+TEST_F(Serve, SearchesThatWaitTogetherAreBatchedAndAnsweredAsAlone) {
+  const auto split = imram::PrecompSplit::open(dir_->file("data"), "test");
+  std::vector<std::string> queries;
+  for (std::size_t c = 0; c < 7; ++c) queries.push_back(split.captions()[5 * c + c % 5]);
+  // Each query alone, from the shared server (batches of one: requests one after another).
+  std::vector<nlohmann::json> alone;
+  for (std::size_t q = 0; q < queries.size(); ++q)
+    alone.push_back(body_of(http(port_, "POST", "/api/search", nlohmann::json{{"text", queries[q]}, {"top", int(q) + 2}}.dump())));
+
+  GatedBackend gated(*backend_);
+  imram::ServerOptions options;
+  options.port = 0;
+  options.max_batch = 4;
+  imram::Server server(gated, options);
+  const int port = server.bind();
+  std::thread serving([&] { server.serve(); });
+  std::vector<nlohmann::json> together(queries.size());
+  std::vector<std::thread> clients;
+  for (std::size_t q = 0; q < queries.size(); ++q) {
+    clients.emplace_back([&, q] {
+      together[q] =
+          body_of(http(port, "POST", "/api/search", nlohmann::json{{"text", queries[q]}, {"top", int(q) + 2}}.dump()));
+    });
+    if (q == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the first holds the compute thread
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  gated.open();
+  for (auto& client : clients) client.join();
+  server.stop();
+  serving.join();
+
+  // The first alone; the six that waited in batches of at most four.
+  const auto sizes = gated.batch_sizes();
+  ASSERT_GE(sizes.size(), 3u);
+  EXPECT_EQ(sizes[0], 1u);
+  EXPECT_EQ(*std::max_element(sizes.begin(), sizes.end()), 4u);
+  EXPECT_EQ(std::accumulate(sizes.begin(), sizes.end(), std::size_t(0)), queries.size());
+  for (std::size_t q = 0; q < queries.size(); ++q) {
+    SCOPED_TRACE("query " + std::to_string(q));
+    ASSERT_TRUE(together[q].contains("results")) << together[q].dump();
+    ASSERT_EQ(together[q]["results"].size(), q + 2);
+    for (std::size_t r = 0; r < q + 2; ++r) {
+      EXPECT_EQ(together[q]["results"][r]["image"], alone[q]["results"][r]["image"]);
+      EXPECT_NEAR(together[q]["results"][r]["score"].get<double>(), alone[q]["results"][r]["score"].get<double>(), 1e-5);
+    }
+    EXPECT_GE(together[q]["timings"]["batch"].get<int>(), 1);
+  }
 }
 
 }  // namespace

@@ -19,6 +19,9 @@ struct SearchBenchOptions {
   std::int64_t queries = 200;       // timed text queries
   std::int64_t exhaustive_queries = 3;
   std::int64_t exhaustive_max_images = 100000;  // above: exhaustive time not measured
+  // > 1: also `batch` exhaustive queries one at a time and then together (Searcher::search_many),
+  // as a server would batch the queries that arrive while it computes.
+  std::int64_t batch = 0;
   std::string faiss;                // empty: the index's default for the gallery size
   std::string store = "float16";
   std::string dir;                  // where the index is built; empty: a temporary directory, removed
@@ -28,7 +31,8 @@ struct SearchBenchOptions {
 };
 
 // One JSON line: build_s, index_bytes, store_bytes, p50_ms, p95_ms, p99_ms, first_query_ms, qps,
-// peak_rss_mb, exhaustive_ms, top10_overlap, and what they were measured with.
+// peak_rss_mb, exhaustive_ms, top10_overlap, with --batch a "batch" object (sequential_ms,
+// together_ms, speedup, max_abs_diff, same_top10); and what they were measured with.
 std::string bench_search(const SearchBenchOptions& options);
 
 }  // namespace imram

@@ -42,6 +42,9 @@ struct IndexOptions {
   std::string device = "cpu";                // where items are encoded: cpu, cuda, cuda:N
 };
 
+// Whether `dir` holds an index (its manifest names the format): what a build may replace.
+bool is_index_dir(const std::string& dir);
+
 // A 64-bit content hash (hex) of a model directory's config.json and weights.
 std::string model_fingerprint(const std::string& model_dir);
 

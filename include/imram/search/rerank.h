@@ -9,10 +9,12 @@
 
 namespace imram {
 
-// IMRAM's S(image, caption) of the query against the gallery items `ids` (engine/scorer.h), in
-// the order of `ids`. Items are read from the store in chunks, so memory stays bounded.
-std::vector<double> score_query(const ImramModelImpl& model, const ItemStore& store,
-                                const EncodedQuery& query, const std::vector<std::int64_t>& ids);
+// IMRAM's S(image, caption) of each query (all of one side) against the gallery items `ids`
+// (engine/scorer.h): one row per query, in the order of `ids`. Items are read from the store in
+// chunks, so memory stays bounded; the queries go into each engine call together.
+std::vector<std::vector<double>> score_queries(const ImramModelImpl& model, const ItemStore& store,
+                                               const std::vector<EncodedQuery>& queries,
+                                               const std::vector<std::int64_t>& ids);
 
 class ExhaustiveSearcher final : public Searcher {
  public:
@@ -20,6 +22,10 @@ class ExhaustiveSearcher final : public Searcher {
   GallerySide side() const override { return side_; }
   std::int64_t size() const override;
   std::vector<Hit> search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const override;
+  // One engine call per gallery chunk for all the queries: the many-by-many engine path, several
+  // times the pairs per second of one query at a time (bench search --batch).
+  std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
+                                            SearchStats* stats) const override;
 
  private:
   ImramModel model_;

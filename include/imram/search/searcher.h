@@ -51,6 +51,14 @@ class Searcher {
   // The min(k, size()) best items for the query, best first. `stats` accumulates timings.
   virtual std::vector<Hit> search(const EncodedQuery& query, std::int64_t k,
                                   SearchStats* stats = nullptr) const = 0;
+  // Several queries of one side, each answered exactly as search() answers it. This default asks
+  // search() once per query; a searcher that scores them faster together overrides it.
+  virtual std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
+                                                    SearchStats* stats = nullptr) const {
+    std::vector<std::vector<Hit>> answers;
+    for (const auto& query : queries) answers.push_back(search(query, k, stats));
+    return answers;
+  }
 };
 
 }  // namespace imram

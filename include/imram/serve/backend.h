@@ -11,6 +11,7 @@
 
 #include "imram/data/synthetic.h"
 #include "imram/engine/explain.h"
+#include "imram/search/gallery.h"
 
 namespace imram {
 
@@ -23,8 +24,11 @@ struct BackendHit {
 class SearchBackend {
  public:
   virtual ~SearchBackend() = default;
-  virtual std::vector<BackendHit> search_images(const std::string& text, std::int64_t top) = 0;
-  virtual std::vector<BackendHit> search_captions(std::int64_t image, std::int64_t top) = 0;
+  // Several queries at once, one answer each, as each would be answered alone: the server batches
+  // the queries that wait together (Searcher::search_many decides whether that is faster).
+  virtual std::vector<std::vector<BackendHit>> search_images(const std::vector<std::string>& texts, std::int64_t top) = 0;
+  virtual std::vector<std::vector<BackendHit>> search_captions(const std::vector<std::int64_t>& images,
+                                                               std::int64_t top) = 0;
   virtual Explanation explain(std::int64_t image, const std::string& caption) = 0;
   virtual std::int64_t num_images() const = 0;
   virtual const std::vector<std::string>& captions() const = 0;
@@ -37,10 +41,11 @@ class SearchBackend {
 };
 
 // A split of `data_dir` encoded by the model in `model_dir` (cached under `cache_dir`, empty: no
-// cache), searched exhaustively. `device`: cpu | cuda | cuda:N.
+// cache, pruned to `cache_limit_bytes`), searched exhaustively. `device`: cpu | cuda | cuda:N.
 std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir, const std::string& data_dir,
                                                     const std::string& split, const std::string& cache_dir,
-                                                    const std::string& device);
+                                                    const std::string& device,
+                                                    std::uint64_t cache_limit_bytes = kDefaultGalleryCacheBytes);
 // An index directory; text queries take a FAISS shortlist of `shortlist` images re-ranked by
 // IMRAM (0: every image scored), image queries likewise over captions.
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,

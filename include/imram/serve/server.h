@@ -2,7 +2,8 @@
 // The HTTP service behind `imram serve`: a JSON API over a SearchBackend, the pictures of the
 // split, and the web page (compiled into the binary). httplib's threads only parse requests
 // and write responses; all model work runs on one compute thread, in arrival order, so that
-// concurrent requests never run two OpenMP teams on the same cores.
+// concurrent requests never run two OpenMP teams on the same cores. Searches waiting together
+// are run as one batch.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -19,6 +20,9 @@ struct ServerOptions {
   int port = 8080;          // 0: any free port (see Server::bind)
   std::string images_list;  // a file naming picture I on line I+1 (other datasets)
   int http_threads = 32;    // connections served at once (they wait on the compute thread)
+  // Searches that wait together are answered by one backend call of at most this many (1: one
+  // at a time). Exhaustive searches gain several times their throughput (README, serve).
+  std::size_t max_batch = 16;
 };
 
 class Server {

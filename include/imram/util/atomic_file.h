@@ -13,7 +13,9 @@ namespace imram {
 void write_file_atomically(const std::string& path,
                            const std::function<void(std::ostream&)>& write);
 
-// Both writers first remove `<path>.tmp.<pid>` siblings whose process has died (kill -9 mid-save).
+// Both writers first remove `<path>.tmp.<pid>` siblings whose process has died (kill -9 mid-save),
+// as does this, for writers that build their own temporary sibling.
+void remove_abandoned_temporaries(const std::string& path);
 
 // Fills a fresh temporary directory next to `dir` with `fill(tmp_dir)`, then swaps it in
 // place of `dir` (the previous content is removed only after the new one is in place).
@@ -25,6 +27,10 @@ void write_directory_atomically(const std::string& dir,
 // it recognises as its own output, never a user's other files.
 void require_own_directory(const std::string& dir, const std::string& kind,
                            const std::vector<std::string>& signature);
+
+// Creates `dir` if needed and checks that a file can be written in it, so that a long command
+// (training) fails at its start, not at its first save, on a read-only or unwritable directory.
+void require_writable_directory(const std::string& dir);
 
 // Removes `path` and everything below it, if it exists; never throws. Not
 // std::filesystem::remove_all: pip's LibTorch 2.11 exports its own copy of that symbol, which
