@@ -3,6 +3,7 @@
 # captions of the split, caption searches by image) at 1, 4 and 16 connections, DURATION
 # seconds each; requests/s, p50/p99 latency, errors, and the server's RSS before and after.
 # Usage: scripts/load_test.sh IMRAM MODEL DATA [SPLIT] [DURATION_SECONDS]
+# SERVE_OPTIONS (environment) go to `imram serve`, e.g. SERVE_OPTIONS="--max-batch 1".
 set -euo pipefail
 IMRAM=${1:?usage: load_test.sh IMRAM MODEL DATA [SPLIT] [DURATION_SECONDS]}
 MODEL=${2:?model directory}
@@ -21,7 +22,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$IMRAM" serve --model "$MODEL" --data "$DATA" --split "$SPLIT" --port 0 --cache "$WORK/cache" > "$WORK/server.log" 2>&1 &
+# shellcheck disable=SC2086
+"$IMRAM" serve --model "$MODEL" --data "$DATA" --split "$SPLIT" --port 0 --cache "$WORK/cache" ${SERVE_OPTIONS:-} \
+  > "$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 600); do
   grep -q "listening on" "$WORK/server.log" && break
@@ -65,7 +68,7 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$SERVER/status"; }
 curl -fsS -X POST -H 'Content-Type: application/json' -d '{"text": "a red circle", "top": 10}' \
   "http://127.0.0.1:$PORT/api/search" > /dev/null
 RSS_BEFORE=$(rss_kb)
-echo "load_test: $IMAGES images, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), ${DURATION}s per level"
+echo "load_test: $IMAGES images, serve options '${SERVE_OPTIONS:-}', $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), ${DURATION}s per level"
 for connections in 1 4 16; do
   threads=$(( connections < 2 ? 1 : 2 ))
   result=$(wrk -t "$threads" -c "$connections" -d "${DURATION}s" --timeout 30s -s "$WORK/mix.lua" "http://127.0.0.1:$PORT" |
