@@ -1135,6 +1135,7 @@ std::vector<Scene> read_scenes(const std::string& dir, const std::string& split)
     if (json.contains("twin")) {
       if (!json["twin"].is_number_integer()) fail(number, "\"twin\" must be an image index");
       scene.twin = json["twin"].get<std::int64_t>();
+      if (json.contains("swap") && !json["swap"].is_string()) fail(number, "\"swap\" must be a string");
       const auto swap = json.value("swap", std::string("colours"));
       if (swap != "colours" && swap != "positions")
         fail(number, "\"swap\" must be \"colours\" or \"positions\", got \"" + swap + "\"");
@@ -1144,7 +1145,7 @@ std::vector<Scene> read_scenes(const std::string& dir, const std::string& split)
       const auto objects = static_cast<int>(scene.objects.size());
       if (!json["regions"].is_array()) fail(number, "\"regions\" must be an array of object indices");
       for (const auto& region : json["regions"]) {
-        if (!region.is_number_integer() || region.get<int>() < -1 || region.get<int>() >= objects)
+        if (!region.is_number_integer() || region.get<std::int64_t>() < -1 || region.get<std::int64_t>() >= objects)
           fail(number, "\"regions\" entries must be -1 or an index of \"objects\" (0.." +
                            std::to_string(objects - 1) + ")");
         scene.region_objects.push_back(region.get<int>());

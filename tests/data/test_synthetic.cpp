@@ -419,6 +419,10 @@ TEST(SyntheticScenes, BadScenesFileNamesTheFileAndLine) {
   expect_error(R"({"objects":[{"shape":"circle","colour":"mauve","size":"small","position":"top"}]})",
                "mauve");
   expect_error(R"({"objects":[{"shape":"circle","colour":"red","size":"small"}]})", "position");
+  expect_error(R"({"objects":[{"shape":"circle","colour":"red","size":"small","position":"top"}],"regions":[4294967296]})",
+               "\"regions\" entries must be -1 or an index");
+  expect_error(R"({"objects":[{"shape":"circle","colour":"red","size":"small","position":"top"}],"twin":0,"swap":[]})",
+               "\"swap\" must be a string");
   expect_error(R"({"objects":[]})", "objects");
   expect_error("{not json", "JSON");
   expect_error(R"({"objects":[{"shape":"circle","colour":"red","size":"small","position":"top"}],"twin":9})",
