@@ -199,7 +199,7 @@ function drawStep(canvas, weights) {
 async function loadInfo() {
   try {
     const info = await api('/api/info');
-    $('info').textContent = info.gallery.split + ' split: ' + info.gallery.images + ' images, ' + info.gallery.captions +
+    $('info').textContent = 'gallery ' + info.gallery.name + ': ' + info.gallery.images + ' images, ' + info.gallery.captions +
       ' captions; ' + info.model.mode + '-IMRAM, K = ' + info.model.iteration_steps + '; ' + info.index + ' search';
   } catch (e) {
     showError(e.message);

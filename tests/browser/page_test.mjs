@@ -1,14 +1,18 @@
-// The page of `imram serve` in a real headless Chromium: search, results, explain with K
-// step maps. Usage: node page_test.mjs IMRAM_BINARY ARTIFACT_DIR
-// Exits 77 (CTest's "skipped") only when Chromium itself cannot start here.
+// The page of `imram serve` in a real headless browser: search, results, explain with K step
+// maps. Usage: node page_test.mjs IMRAM_BINARY ARTIFACT_DIR [chromium|firefox]
+// Chromium through the DevTools protocol, Firefox through WebDriver BiDi (both puppeteer-core).
+// Exits 77 (CTest's "skipped") only when the browser itself cannot start here.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 
-const [imram, artifacts] = process.argv.slice(2);
-if (!imram || !artifacts) { console.error('usage: node page_test.mjs IMRAM_BINARY ARTIFACT_DIR'); process.exit(2); }
+const [imram, artifacts, browserName = 'chromium'] = process.argv.slice(2);
+if (!imram || !artifacts || !['chromium', 'firefox'].includes(browserName)) {
+  console.error('usage: node page_test.mjs IMRAM_BINARY ARTIFACT_DIR [chromium|firefox]');
+  process.exit(2);
+}
 const require = createRequire(import.meta.url);
 let puppeteer;
 try {
@@ -17,7 +21,9 @@ try {
   console.error('page test: puppeteer-core is not installed in tests/browser (run ./run setup)');
   process.exit(1);
 }
-const chromium = process.env.IMRAM_CHROMIUM || '/usr/bin/chromium';
+const executable = browserName === 'firefox' ? (process.env.IMRAM_FIREFOX || '/usr/bin/firefox-esr')
+                                              : (process.env.IMRAM_CHROMIUM || '/usr/bin/chromium');
+const screenshot = join(artifacts, `serve-explain-${browserName}.png`);
 const K = 2;
 const work = mkdtempSync(join(tmpdir(), 'imram_page_'));
 mkdirSync(artifacts, { recursive: true });
@@ -49,15 +55,20 @@ try {
   });
 
   try {
-    browser = await puppeteer.launch({
-      executablePath: chromium,
+    browser = await puppeteer.launch(browserName === 'firefox' ? {
+      browser: 'firefox',
+      executablePath: executable,
+      headless: true,
+      userDataDir: join(work, 'profile'),
+    } : {
+      executablePath: executable,
       headless: true,
       userDataDir: join(work, 'profile'),
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
              '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
   } catch (e) {
-    console.error('page test: SKIPPED: Chromium (' + chromium + ') cannot start here: ' + e.message.split('\n')[0]);
+    console.error(`page test: SKIPPED: ${browserName} (${executable}) cannot start here: ` + e.message.split('\n')[0]);
     process.exitCode = 77;
   }
   if (browser) {
@@ -66,6 +77,11 @@ try {
     page.on('pageerror', (e) => pageErrors.push(e.message));
     await page.setViewport({ width: 1200, height: 1000 });
     await page.goto(`http://127.0.0.1:${port}/`, { waitUntil: 'networkidle0' });
+
+    // The header describes the gallery from /api/info, every field present.
+    const header = await page.$eval('#info', (e) => e.textContent);
+    if (!header.startsWith('gallery test: 12 images, 60 captions; full-IMRAM, K = 2') || /undefined|NaN/.test(header))
+      fail('the header misreads /api/info: ' + header);
 
     // An empty search is refused on the page, not sent.
     await page.click('#search-button');
@@ -104,11 +120,11 @@ try {
     });
     if (shaded === 0) fail('no region is shaded on the step map');
 
-    await page.screenshot({ path: join(artifacts, 'serve-explain.png'), fullPage: true });
+    await page.screenshot({ path: screenshot, fullPage: true });
     if (pageErrors.length) fail('errors on the page: ' + pageErrors.join('; '));
     if (process.exitCode !== 1)
-      console.log(`page test: ok: ${hits} results (${pictures} pictures loaded), ${maps.length} step maps drawn, ` +
-                  `screenshot in ${join(artifacts, 'serve-explain.png')}`);
+      console.log(`page test (${browserName}): ok: ${hits} results (${pictures} pictures loaded), ` +
+                  `${maps.length} step maps drawn, screenshot in ${screenshot}`);
   }
 } catch (e) {
   fail(e.stack || String(e));
