@@ -52,7 +52,9 @@ async function search(event) {
   $('status').textContent = 'Searching...';
   try {
     const answer = await api('/api/search', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-    $('status').textContent = answer.results.length + ' results in ' + answer.timings.total_ms.toFixed(1) + ' ms';
+    // Warnings (no known word, invalid UTF-8) say why a ranking may mean little.
+    $('status').textContent = answer.results.length + ' results in ' + answer.timings.total_ms.toFixed(1) + ' ms' +
+      (answer.warnings ? '. Note: ' + answer.warnings.join('; ') : '');
     if (mode() === 'image') showCaptions(answer); else showImages(answer);
   } catch (e) {
     $('status').textContent = '';

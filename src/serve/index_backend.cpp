@@ -1,10 +1,13 @@
 #include <torch/torch.h>
 
+#include <chrono>
+
 #include "imram/data/precomp_dataset.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/gallery.h"
 #include "imram/search/index_dir.h"
+#include "imram/search/results.h"
 #include "imram/serve/backend.h"
 
 namespace imram {
@@ -15,22 +18,24 @@ class IndexBackend : public SearchBackend {
  public:
   IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::string name, std::string kind)
       : index_(std::move(index)), model_(index_->model()), name_(std::move(name)), kind_(std::move(kind)) {
-    const auto images = std::min(shortlist, index_->num_images()), captions = std::min(shortlist, index_->num_captions());
-    images_ = index_->searcher(GallerySide::Images, images);
-    captions_ = index_->searcher(GallerySide::Captions, captions);
-    shortlist_ = images;
+    image_shortlist_ = std::min(shortlist, index_->num_images());
+    caption_shortlist_ = std::min(shortlist, index_->num_captions());
+    images_ = index_->searcher(GallerySide::Images, image_shortlist_);
+    captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_);
   }
 
-  std::vector<std::vector<BackendHit>> search_images(const std::vector<std::string>& texts, std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top) override {
+    const auto start = std::chrono::steady_clock::now();
     std::vector<EncodedQuery> queries;
     for (const auto& text : texts) queries.push_back(index_->text_query(text));
-    return to_backend_hits(images_->search_many(queries, top, nullptr));
+    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, start);
   }
-  std::vector<std::vector<BackendHit>> search_captions(const std::vector<std::int64_t>& images,
-                                                       std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images,
+                                                      std::int64_t top) override {
+    const auto start = std::chrono::steady_clock::now();
     std::vector<EncodedQuery> queries;
     for (const auto image : images) queries.push_back(index_->image_query(image));
-    return to_backend_hits(captions_->search_many(queries, top, nullptr));
+    return answers(*captions_, queries, images, top, caption_shortlist_, start);
   }
   Explanation explain(std::int64_t image, const std::string& caption) override {
     return explain_encoded_pair(model_, index_->store()->images({image}).regions, caption);
@@ -50,22 +55,23 @@ class IndexBackend : public SearchBackend {
                          {"regions", index_->store()->regions_per_image()}}},
             {"index", kind_},
             {"faiss", index_->faiss_factory()},
-            {"shortlist", shortlist_},
+            {"shortlist", image_shortlist_},
             {"store", index_->store_dtype()},
             {"device", c10::str(model_.net->parameters().front().device())}};
   }
 
  private:
-  static std::vector<std::vector<BackendHit>> to_backend_hits(const std::vector<std::vector<Hit>>& answers) {
-    std::vector<std::vector<BackendHit>> out;
-    for (const auto& hits : answers) {
-      auto& converted = out.emplace_back();
-      for (const auto& hit : hits) {
-        BackendHit item{hit.index, hit.score};
-        if (hit.stage1) item.stage1_score = *hit.stage1;
-        converted.push_back(item);
-      }
-    }
+  std::vector<nlohmann::ordered_json> answers(const Searcher& searcher, const std::vector<EncodedQuery>& queries,
+                                              const std::vector<std::int64_t>& query_images, std::int64_t top,
+                                              std::int64_t shortlist, std::chrono::steady_clock::time_point start) const {
+    const double encode_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    SearchStats stats;
+    auto hits = searcher.search_many(queries, top, &stats);
+    std::vector<nlohmann::ordered_json> out;
+    for (std::size_t q = 0; q < queries.size(); ++q)
+      out.push_back(search_answer_json(*index_, queries[q], query_images[q],
+                                       SearchAnswer{std::move(hits[q]), stats, encode_ms, shortlist}));
     return out;
   }
 
@@ -73,7 +79,7 @@ class IndexBackend : public SearchBackend {
   Model model_;  // shares the index's weights; explain() needs a mutable handle
   std::string name_, kind_;
   std::shared_ptr<const Searcher> images_, captions_;
-  std::int64_t shortlist_ = 0;
+  std::int64_t image_shortlist_ = 0, caption_shortlist_ = 0;
 };
 
 }  // namespace

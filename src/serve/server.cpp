@@ -7,7 +7,6 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -49,7 +48,7 @@ struct PendingSearch {
   std::int64_t image = -1;
   std::int64_t top = 10;
   struct Outcome {
-    std::vector<BackendHit> hits;
+    Json answer;  // search/results.h's, its results cut to this search's `top`
     Clock::time_point started, finished;
     std::size_t batch = 1;
   };
@@ -137,7 +136,7 @@ class ComputeThread {
       else images.push_back(search->image);
     }
     const auto started = Clock::now();
-    std::vector<std::vector<BackendHit>> answers;
+    std::vector<Json> answers;
     try {
       answers = batch.front()->by_text ? backend_.search_images(texts, top) : backend_.search_captions(images, top);
     } catch (...) {
@@ -151,9 +150,9 @@ class ComputeThread {
     }
     const auto finished = Clock::now();
     for (std::size_t q = 0; q < batch.size(); ++q) {
-      auto& hits = answers[q];
-      hits.resize(std::min(hits.size(), std::size_t(batch[q]->top)));
-      batch[q]->outcome.set_value({std::move(hits), started, finished, batch.size()});
+      auto& results = answers[q]["results"];
+      if (results.size() > std::size_t(batch[q]->top)) results.erase(results.begin() + batch[q]->top, results.end());
+      batch[q]->outcome.set_value({std::move(answers[q]), started, finished, batch.size()});
     }
   }
 
@@ -266,21 +265,25 @@ struct Server::Impl {
     std::int64_t image, top;
   };
 
-  // Queues the search on the compute thread (perhaps batched with others) and turns its hits
-  // into the answer, with the request's timings.
-  Json searched(Clock::time_point received, const SearchRequest& request,
-                const std::function<Json(const std::vector<BackendHit>&)>& answer) {
+  // Queues the search on the compute thread (perhaps batched with others); its answer is
+  // `imram search --json`'s, with picture URLs and the request's timings added.
+  Json searched(Clock::time_point received, const SearchRequest& request) {
     auto pending = std::make_shared<PendingSearch>();
     pending->by_text = request.by_text;
     pending->text = request.text;
     pending->image = request.image;
     pending->top = request.top;
-    const auto outcome = compute.search(pending);
-    auto out = answer(outcome.hits);
-    out["timings"] = {{"queue_ms", milliseconds(outcome.started - received)},
-                      {"compute_ms", milliseconds(outcome.finished - outcome.started)},
-                      {"total_ms", milliseconds(Clock::now() - received)},
-                      {"batch", outcome.batch}};
+    auto outcome = compute.search(pending);
+    auto& out = outcome.answer;
+    for (auto& item : out["results"]) {
+      if (!request.by_text) item["image"] = backend.image_of_caption(item["caption"].get<std::int64_t>());
+      if (item.contains("image")) item["picture"] = "/api/images/" + std::to_string(item["image"].get<std::int64_t>());
+    }
+    if (!request.by_text) out["picture"] = "/api/images/" + std::to_string(request.image);
+    out["timings"]["queue_ms"] = milliseconds(outcome.started - received);
+    out["timings"]["compute_ms"] = milliseconds(outcome.finished - outcome.started);
+    out["timings"]["total_ms"] = milliseconds(Clock::now() - received);
+    out["timings"]["batch"] = outcome.batch;
     return out;
   }
 
@@ -299,17 +302,7 @@ struct Server::Impl {
       if (!request["text"].is_string()) throw HttpError{400, "\"text\" must be a string"};
       const auto text = request["text"].get<std::string>();
       check_query_text(text);
-      return searched(received, {true, text, -1, top}, [&](const std::vector<BackendHit>& hits) {
-        Json results = Json::array();
-        for (std::size_t rank = 0; rank < hits.size(); ++rank) {
-          Json item{{"rank", rank + 1}, {"image", hits[rank].index}, {"score", hits[rank].score}};
-          if (!std::isnan(hits[rank].stage1_score)) item["stage1"] = hits[rank].stage1_score;
-          if (!scenes.empty()) item["scene"] = describe(scenes[std::size_t(hits[rank].index)]);
-          item["picture"] = "/api/images/" + std::to_string(hits[rank].index);
-          results.push_back(std::move(item));
-        }
-        return Json{{"query", text}, {"results", std::move(results)}};
-      });
+      return searched(received, {true, text, -1, top});
     }
     if (!request["image"].is_number_integer() || request["image"].get<std::int64_t>() < 0)
       throw HttpError{400, "\"image\" must be an image index"};
@@ -317,21 +310,7 @@ struct Server::Impl {
     if (image >= backend.num_images())
       throw HttpError{404, "image " + std::to_string(image) + " is out of range: the gallery has " +
                                std::to_string(backend.num_images()) + " images"};
-    return searched(received, {false, "", image, top}, [&](const std::vector<BackendHit>& hits) {
-      Json results = Json::array();
-      for (std::size_t rank = 0; rank < hits.size(); ++rank) {
-        const auto caption = hits[rank].index;
-        Json item{{"rank", rank + 1},
-                  {"caption", caption},
-                  {"score", hits[rank].score},
-                  {"text", backend.captions()[std::size_t(caption)]},
-                  {"image", backend.image_of_caption(caption)},
-                  {"own", backend.image_of_caption(caption) == image}};
-        if (!std::isnan(hits[rank].stage1_score)) item["stage1"] = hits[rank].stage1_score;
-        results.push_back(std::move(item));
-      }
-      return Json{{"image", image}, {"picture", "/api/images/" + std::to_string(image)}, {"results", std::move(results)}};
-    });
+    return searched(received, {false, "", image, top});
   }
 
   Json explain(const httplib::Request& request, Clock::time_point received) {

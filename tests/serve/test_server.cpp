@@ -126,7 +126,15 @@ TEST_F(Serve, TextSearchRanksAsTheGalleryAndTheSearchCommand) {
   for (std::size_t r = 0; r < expected.size(); ++r) {
     EXPECT_EQ(cli["results"][r]["image"], json["results"][r]["image"]);
     EXPECT_NEAR(cli["results"][r]["score"].get<double>(), json["results"][r]["score"].get<double>(), 1e-9);
+    EXPECT_EQ(cli["results"][r]["scene"], json["results"][r]["scene"]);
   }
+  for (const auto* field : {"query", "unknown_words", "shortlist"}) EXPECT_EQ(cli[field], json[field]) << field;
+
+  // One answer for both: the server passes the search's warnings on, as the command prints them.
+  const auto unknown = body_of(http(port_, "POST", "/api/search", R"({"text": "zyzzyva quux"})"));
+  ASSERT_TRUE(unknown.contains("warnings")) << unknown.dump();
+  EXPECT_NE(unknown["warnings"][0].get<std::string>().find("no word of the query"), std::string::npos);
+  EXPECT_EQ(unknown["unknown_words"], nlohmann::json({"zyzzyva", "quux"}));
 }
 
 TEST_F(Serve, ImageSearchRanksCaptionsAsTheGallery) {
@@ -430,8 +438,8 @@ class GatedBackend : public imram::SearchBackend {
     return batch_sizes_;
   }
 
-  std::vector<std::vector<imram::BackendHit>> search_images(const std::vector<std::string>& texts,
-                                                            std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts,
+                                                    std::int64_t top) override {
     gate_.wait();
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -439,8 +447,8 @@ class GatedBackend : public imram::SearchBackend {
     }
     return inner_.search_images(texts, top);
   }
-  std::vector<std::vector<imram::BackendHit>> search_captions(const std::vector<std::int64_t>& images,
-                                                              std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images,
+                                                      std::int64_t top) override {
     gate_.wait();
     return inner_.search_captions(images, top);
   }

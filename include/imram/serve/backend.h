@@ -3,7 +3,6 @@
 // search, search/index_dir.h), or a model and a split made into one on the fly (search/gallery.h).
 // Calls are made from one compute thread at a time (serve/server.h).
 #include <cstdint>
-#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -15,20 +14,15 @@
 
 namespace imram {
 
-struct BackendHit {
-  std::int64_t index = 0;  // image (text query) or caption (image query)
-  double score = 0;        // the IMRAM score
-  double stage1_score = std::numeric_limits<double>::quiet_NaN();  // a shortlist's score, if any
-};
-
 class SearchBackend {
  public:
   virtual ~SearchBackend() = default;
-  // Several queries at once, one answer each, as each would be answered alone: the server batches
-  // the queries that wait together (Searcher::search_many decides whether that is faster).
-  virtual std::vector<std::vector<BackendHit>> search_images(const std::vector<std::string>& texts, std::int64_t top) = 0;
-  virtual std::vector<std::vector<BackendHit>> search_captions(const std::vector<std::int64_t>& images,
-                                                               std::int64_t top) = 0;
+  // Several queries at once, one answer each, as each would be answered alone (the server batches
+  // the queries that wait together; Searcher::search_many decides whether that is faster). Each
+  // answer is `imram search --json`'s (search/results.h); its timings are the whole call's.
+  virtual std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top) = 0;
+  virtual std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images,
+                                                              std::int64_t top) = 0;
   virtual Explanation explain(std::int64_t image, const std::string& caption) = 0;
   virtual std::int64_t num_images() const = 0;
   virtual const std::vector<std::string>& captions() const = 0;
