@@ -232,6 +232,15 @@ NpyArray NpyArray::open(const std::string& path, bool allow_fortran_order) {
     throw Error(path + ": .npy header/size mismatch: shape " + array.shape_string() + " of " +
                 dtype_name(header.dtype) + " needs " + std::to_string(expected) +
                 " bytes, the file holds " + std::to_string(available));
+  if (header.data_offset % dtype_size(header.dtype) != 0) {
+    // numpy pads its header so that the data starts aligned; a file that does not gets an
+    // aligned copy, since typed reads of misaligned data are undefined behaviour.
+    std::shared_ptr<std::uint64_t[]> copy(new std::uint64_t[(expected + 7) / 8]);
+    std::memcpy(copy.get(), bytes + header.data_offset, expected);
+    array.data_ = copy.get();
+    array.mapping_ = std::shared_ptr<const void>(copy, copy.get());
+    return array;
+  }
   array.data_ = bytes + header.data_offset;
   array.mapping_ = std::shared_ptr<const void>(mapping, mapping->address);
   return array;

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -81,6 +82,21 @@ TEST(Npy, ReadsFormatVersions2And3) {
     auto array = NpyArray::open(path);
     EXPECT_EQ(array.as<float>()[1], 2.f);
   }
+}
+
+// numpy aligns the data; a header of another length must not make typed reads misaligned.
+TEST(Npy, ReadsDataThatAHeaderLeftMisaligned) {
+  imram::test::TempDir dir;
+  const double values[3] = {1.5, -2.25, 1e300};
+  const std::string payload(reinterpret_cast<const char*>(values), sizeof values);
+  std::string bytes = npy_bytes(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", payload);
+  bytes.insert(bytes.find('\n'), 3, ' ');  // three more header bytes: the data starts at 67
+  bytes[8] = char(bytes[8] + 3);
+  write_raw(dir.file("odd.npy"), bytes);
+  const auto array = NpyArray::open(dir.file("odd.npy"));
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(array.data()) % alignof(double), 0u);
+  EXPECT_EQ(imram::to_double(array), std::vector<double>(values, values + 3));
+  EXPECT_EQ(array.as<double>()[2], 1e300);
 }
 
 TEST(Npy, ReadsTheReferenceFixtures) {
