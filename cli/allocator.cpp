@@ -1,7 +1,34 @@
 // jemalloc reads this configuration at start-up: never give freed pages back to the kernel, so
 // that the large per-block tensors of the engine reuse warm memory instead of page-faulting.
+#include "command.h"
+
 #ifdef IMRAM_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+
+#include <string>
+#include <vector>
+
 extern "C" {
 const char* malloc_conf = "dirty_decay_ms:-1,muzzy_decay_ms:-1";
 }
 #endif
+
+namespace imram::cli {
+
+void return_freed_memory_after(double seconds) {
+#ifdef IMRAM_WITH_JEMALLOC
+  ssize_t decay_ms = seconds < 0 ? -1 : ssize_t(seconds * 1000);
+  std::vector<std::string> keys{"arenas.dirty_decay_ms", "arenas.muzzy_decay_ms"};  // arenas made later
+  unsigned arenas = 0;
+  std::size_t size = sizeof arenas;
+  if (mallctl("arenas.narenas", &arenas, &size, nullptr, 0) == 0)
+    for (unsigned arena = 0; arena < arenas; ++arena)
+      for (const char* kind : {".dirty_decay_ms", ".muzzy_decay_ms"})
+        keys.push_back("arena." + std::to_string(arena) + kind);
+  for (const auto& key : keys) mallctl(key.c_str(), nullptr, nullptr, &decay_ms, sizeof decay_ms);
+#else
+  (void)seconds;
+#endif
+}
+
+}  // namespace imram::cli

@@ -34,6 +34,10 @@ inline const CLI::Validator kNonNegative(
     },
     "NUMBER >= 0");
 
+// For long-running commands (serve): freed memory returns to the system after about `seconds`
+// unused (< 0: never, the setting that suits training and evaluation; cli/allocator.cpp).
+void return_freed_memory_after(double seconds);
+
 struct GlobalOptions {
   int threads = 0;              // 0: all cores
   std::string device = "cpu";   // cpu | cuda | cuda:N

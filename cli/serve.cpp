@@ -16,6 +16,7 @@ IMRAM_COMMAND {
     int port = 8080;
     std::int64_t shortlist = 100;
     std::size_t max_batch = imram::ServerOptions().max_batch;
+    double memory_decay_s = 30;
     std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
   };
   auto o = std::make_shared<Options>();
@@ -31,6 +32,9 @@ IMRAM_COMMAND {
   sub->add_option("--port", o->port, "port (0: any free one, printed)")->capture_default_str()->check(CLI::Range(0, 65535));
   sub->add_option("--max-batch", o->max_batch, "searches that wait together are run as one batch of at most this many (1: none)")
       ->capture_default_str()->check(CLI::Range(std::size_t(1), std::size_t(1024)));
+  sub->add_option("--memory-decay", o->memory_decay_s,
+                  "seconds after which freed memory unused goes back to the system (-1: never; faster, RSS stays at its peak)")
+      ->capture_default_str()->check(CLI::Range(-1.0, 86400.0));
   sub->add_option("--images-list", o->images_list, "file naming the picture of image I on line I+1");
   sub->add_option("--cache", o->cache, "directory of encoded galleries (empty: no cache)")->capture_default_str();
   sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")
@@ -47,6 +51,7 @@ IMRAM_COMMAND {
       sigaddset(&signals, SIGINT);
       pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+      imram::cli::return_freed_memory_after(o->memory_decay_s);
       std::unique_ptr<imram::SearchBackend> backend;
       if (!o->index.empty()) {
         backend = imram::open_index_backend(o->index, device, o->shortlist);
