@@ -33,7 +33,7 @@ IMRAM_COMMAND {
   sub->add_option("--max-batch", o->max_batch, "searches that wait together are run as one batch of at most this many (1: none)")
       ->capture_default_str()->check(CLI::Range(std::size_t(1), std::size_t(1024)));
   sub->add_option("--memory-decay", o->memory_decay_s,
-                  "seconds after which freed memory unused goes back to the system (-1: never; faster, RSS stays at its peak)")
+                  "seconds after which unused freed memory goes back to the system (-1: never, as training does: RSS stays at its peak)")
       ->capture_default_str()->check(CLI::Range(-1.0, 86400.0));
   sub->add_option("--images-list", o->images_list, "file naming the picture of image I on line I+1");
   sub->add_option("--cache", o->cache, "directory of encoded galleries (empty: no cache)")->capture_default_str();
