@@ -1085,6 +1085,10 @@ std::vector<Scene> read_scenes(const std::string& dir, const std::string& split)
   const std::string path = scenes_path(dir, split);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open scenes file");
+  return parse_scenes(in, path);
+}
+
+std::vector<Scene> parse_scenes(std::istream& in, const std::string& path) {
   std::vector<Scene> scenes;
   std::vector<std::size_t> line_of;
   std::string line;

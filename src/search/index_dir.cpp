@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "imram/data/captions.h"
 #include "imram/data/synthetic.h"
@@ -630,7 +631,15 @@ std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::
                 std::to_string(m.captions));
   impl->captions.resize(std::size_t(m.captions));
   if (m.images > 0 && m.scenes == m.images) {
-    impl->scenes = read_scenes(dir, kScenesSplit);
+    // Only the bytes the manifest counts: what follows is an addition that never committed (a
+    // kill mid-add), which the next addition truncates.
+    const auto path = scenes_path(dir, kScenesSplit);
+    std::ifstream file(path, std::ios::binary);
+    std::string committed(std::size_t(m.files.at("gallery_scenes.jsonl").bytes), '\0');
+    if (!file.read(committed.data(), std::streamsize(committed.size())))
+      throw Error(path + ": shorter than the manifest counts");
+    std::istringstream in(committed);
+    impl->scenes = parse_scenes(in, path);
     if (std::int64_t(impl->scenes.size()) < m.images)
       throw Error(scenes_path(dir, kScenesSplit) + ": describes " + std::to_string(impl->scenes.size()) +
                   " images, the manifest counts " + std::to_string(m.images));

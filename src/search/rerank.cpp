@@ -123,16 +123,7 @@ std::int64_t ExhaustiveSearcher::size() const {
 }
 
 std::vector<Hit> ExhaustiveSearcher::search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const {
-  check_query_side(query, side_);
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<std::int64_t> ids(static_cast<std::size_t>(size()));
-  std::iota(ids.begin(), ids.end(), 0);
-  auto hits = top_hits(score_queries(*model_, *store_, {query}, ids).front(), k);
-  if (stats) {
-    stats->stage2_ms += milliseconds_since(start);
-    stats->scored += std::int64_t(ids.size());
-  }
-  return hits;
+  return search_many({query}, k, stats).front();
 }
 
 std::vector<std::vector<Hit>> ExhaustiveSearcher::search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,

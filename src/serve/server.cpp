@@ -40,13 +40,17 @@ struct HttpError {
   std::string message;
 };
 
+struct SearchRequest {
+  bool by_text;
+  std::string text;   // by text
+  std::int64_t image; // by image
+  std::int64_t top;
+};
+
 // A search waiting for the compute thread. Searches of one side that wait together are made
 // into one backend call (up to ServerOptions::max_batch), each answered as if alone.
 struct PendingSearch {
-  bool by_text = true;
-  std::string text;
-  std::int64_t image = -1;
-  std::int64_t top = 10;
+  SearchRequest request;
   struct Outcome {
     Json answer;  // search/results.h's, its results cut to this search's `top`
     Clock::time_point started, finished;
@@ -113,7 +117,7 @@ class ComputeThread {
         if (job.search) {
           batch.push_back(job.search);
           for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;)
-            if (it->search && it->search->by_text == job.search->by_text) {
+            if (it->search && it->search->request.by_text == job.search->request.by_text) {
               batch.push_back(std::move(it->search));
               it = queue_.erase(it);
             } else {
@@ -131,14 +135,14 @@ class ComputeThread {
     std::vector<std::string> texts;
     std::vector<std::int64_t> images;
     for (const auto& search : batch) {
-      top = std::max(top, search->top);
-      if (search->by_text) texts.push_back(search->text);
-      else images.push_back(search->image);
+      top = std::max(top, search->request.top);
+      if (search->request.by_text) texts.push_back(search->request.text);
+      else images.push_back(search->request.image);
     }
     const auto started = Clock::now();
     std::vector<Json> answers;
     try {
-      answers = batch.front()->by_text ? backend_.search_images(texts, top) : backend_.search_captions(images, top);
+      answers = batch.front()->request.by_text ? backend_.search_images(texts, top) : backend_.search_captions(images, top);
     } catch (...) {
       if (batch.size() > 1) {
         // One query's failure must not become the others': each again, alone.
@@ -151,7 +155,8 @@ class ComputeThread {
     const auto finished = Clock::now();
     for (std::size_t q = 0; q < batch.size(); ++q) {
       auto& results = answers[q]["results"];
-      if (results.size() > std::size_t(batch[q]->top)) results.erase(results.begin() + batch[q]->top, results.end());
+      const auto keep = std::size_t(batch[q]->request.top);
+      if (results.size() > keep) results.erase(results.begin() + std::ptrdiff_t(keep), results.end());
       batch[q]->outcome.set_value({std::move(answers[q]), started, finished, batch.size()});
     }
   }
@@ -259,20 +264,11 @@ struct Server::Impl {
     return out;
   }
 
-  struct SearchRequest {
-    bool by_text;
-    std::string text;
-    std::int64_t image, top;
-  };
-
   // Queues the search on the compute thread (perhaps batched with others); its answer is
   // `imram search --json`'s, with picture URLs and the request's timings added.
   Json searched(Clock::time_point received, const SearchRequest& request) {
     auto pending = std::make_shared<PendingSearch>();
-    pending->by_text = request.by_text;
-    pending->text = request.text;
-    pending->image = request.image;
-    pending->top = request.top;
+    pending->request = request;
     auto outcome = compute.search(pending);
     auto& out = outcome.answer;
     for (auto& item : out["results"]) {

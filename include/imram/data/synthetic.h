@@ -14,6 +14,7 @@
 // thread count.
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,8 @@ void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& opt
 // `{dir}/{split}_scenes.jsonl`, one scene per line; throws naming the file and line.
 std::string scenes_path(const std::string& dir, const std::string& split);
 std::vector<Scene> read_scenes(const std::string& dir, const std::string& split);
+// The same from a stream; `path` names it in errors.
+std::vector<Scene> parse_scenes(std::istream& in, const std::string& path);
 std::string scene_json(const Scene& scene);  // one line of the scenes file
 
 // "large red circle (top left), small blue square (bottom right)"
