@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "imram/data/captions.h"
+#include "imram/engine/fused_gate.h"
 #include "imram/engine/reference_scorer.h"
 #include "imram/engine/scorer.h"
 #include "imram/runtime/runtime.h"
@@ -121,10 +122,13 @@ ScoreBenchResult bench_score(const ScoreBenchOptions& options) {
   score_options.memory_budget = options.memory_budget;
   score_options.image_block = options.image_block;
   score_options.caption_block = options.caption_block;
-  score_options.tensor_path = options.tensor_path;
+  score_options.path = parse_engine_path(options.engine_path);
   wait_for(device);
   const double start = now_seconds();
-  const auto scores = score_pairs(*model, images, captions, score_options).total;
+  const auto scored = score_pairs(*model, images, captions, score_options);
+  const auto& scores = scored.total;
+  result.path = to_string(scored.path);
+  result.instruction_set = scored.path == EnginePath::FusedCpu ? fused_gate_instruction_set() : "";
   wait_for(device);
   result.seconds = now_seconds() - start;
   result.pairs_per_s = double(N * M) / result.seconds;
@@ -202,7 +206,7 @@ std::string to_json(const ScoreBenchResult& r, const ScoreBenchOptions& o) {
   return nlohmann::ordered_json{
       {"bench", "score"}, {"mode", to_string(o.model.mode)}, {"steps", o.model.iteration_steps},
       {"embed", o.model.embed_size}, {"regions", o.regions}, {"images", o.images},
-      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads}, {"device", r.device}, {"tensor_path", o.tensor_path},
+      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads}, {"device", r.device}, {"engine_path", r.path}, {"simd", r.instruction_set},
       {"seconds", r.seconds}, {"pairs_per_s", r.pairs_per_s}, {"gflops", r.gflops},
       {"flops_per_pair", r.flops_per_pair}, {"baseline_pairs_per_s", r.baseline_pairs_per_s},
       {"speedup_vs_baseline", r.speedup}, {"max_abs_diff_vs_baseline", r.max_abs_diff_vs_baseline},

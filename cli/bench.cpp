@@ -39,7 +39,9 @@ IMRAM_COMMAND {
   score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")->capture_default_str()->check(imram::cli::kMemoryBudgetRange);
   score->add_option("--image-block", s->options.image_block, "images per engine block (default: from the budget)");
   score->add_option("--caption-block", s->options.caption_block, "captions per engine block (default: from the budget)");
-  score->add_flag("--tensor-path", s->options.tensor_path, "force the batched tensor-op formulation on the CPU");
+  score->add_option("--engine-path", s->options.engine_path, "auto, fused_cpu or tensor (engine/matching.h)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fused_cpu", "tensor"}));
   score->add_flag("--json", s->json, "one JSON line");
   score->callback([&invocation, s] {
     invocation.run = [s, &invocation] {

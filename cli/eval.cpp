@@ -12,7 +12,7 @@ IMRAM_COMMAND {
   struct Options {
     std::string model, data, split = "test", save_sims, save_json, index;
     bool fold5 = false, json = false, skip_exhaustive = false;
-    std::int64_t shortlist = 100;
+    std::int64_t shortlist = 100, prefilter = 0;
     std::size_t memory_budget_mb = 1024;
   };
   auto options = std::make_shared<Options>();
@@ -23,6 +23,9 @@ IMRAM_COMMAND {
   sub->add_option("--data", options->data, "dataset directory")->excludes(index);
   sub->add_option("--shortlist", options->shortlist, "two-stage shortlist size N (with --index)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--prefilter", options->prefilter,
+                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them")
+      ->check(CLI::NonNegativeNumber);
   sub->add_flag("--skip-exhaustive", options->skip_exhaustive, "with --index: do not score every pair");
   sub->add_option("--split", options->split, "split name")->capture_default_str();
   sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: five 1000-image folds, averaged");
@@ -39,6 +42,7 @@ IMRAM_COMMAND {
         const auto opened = imram::GalleryIndex::open(options->index, imram::parse_device(device));
         imram::TwoStageEvalOptions eval_options;
         eval_options.shortlist = options->shortlist;
+        eval_options.prefilter = options->prefilter;
         eval_options.exhaustive = !options->skip_exhaustive || options->shortlist == 0;
         const auto result = imram::evaluate_index(*opened, eval_options);
         const auto json = imram::two_stage_json(result);

@@ -37,12 +37,13 @@ IMRAM_COMMAND {
       ->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
   build->add_flag("--quiet", b->quiet, "no progress output");
   build->callback([&invocation, b] {
-    invocation.run = [b] {
+    invocation.run = [b, device = invocation.globals.device] {
       const auto split = imram::PrecompSplit::open(b->data, b->split);
       imram::IndexOptions options;
       options.faiss_factory = b->faiss;
       options.store = imram::parse_store_dtype(b->store);
       options.show_progress = !b->quiet;
+      options.device = device;
       auto writer = imram::IndexWriter::create(b->out, b->model, options);
       writer.add_split(split);
       writer.commit();
@@ -63,10 +64,10 @@ IMRAM_COMMAND {
   add->add_option("--model", a->model, "refuse unless the index was built with this model");
   add->add_flag("--quiet", a->quiet, "no progress output");
   add->callback([&invocation, a] {
-    invocation.run = [a] {
-      if (!a->model.empty()) imram::GalleryIndex::open(a->index, torch::kCPU, a->model);
+    invocation.run = [a, device = invocation.globals.device] {
+      if (!a->model.empty()) imram::GalleryIndex::open(a->index, imram::parse_device(device), a->model);
       const auto split = imram::PrecompSplit::open(a->data, a->split);
-      auto writer = imram::IndexWriter::append(a->index, !a->quiet);
+      auto writer = imram::IndexWriter::append(a->index, !a->quiet, device);
       writer.add_split(split);
       writer.commit();
       print_summary("added to", *imram::GalleryIndex::open(a->index));

@@ -1,4 +1,3 @@
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -6,14 +5,17 @@
 #include "command.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
+#include "imram/search/faiss_shortlist.h"
 #include "imram/search/gallery.h"
 #include "imram/search/results.h"
+#include "imram/util/stopwatch.h"
 
 IMRAM_COMMAND {
   struct Options {
     std::string index, model, data, split = "test", query, cache = imram::default_cache_dir();
-    std::int64_t image = -1, top = 5, mark = -1, shortlist = 100;
+    std::int64_t image = -1, top = 5, mark = -1, shortlist = 100, prefilter = 0;
     std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
+    imram::SearchParams params;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
@@ -30,6 +32,18 @@ IMRAM_COMMAND {
                   "candidates from the FAISS shortlist re-ranked by IMRAM (0: score the whole gallery); "
                   "default 100 with --index, 0 with --data")
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--prefilter", o->prefilter,
+                  "FAISS proposes this many, IMRAM's first step alone keeps --shortlist of them for the full "
+                  "K steps (0: no middle stage)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--nprobe", o->params.nprobe,
+                  "inverted-file lists the shortlist visits (IVF indexes; default " +
+                      std::to_string(imram::FaissShortlist::kDefaultNprobe) + ")")
+      ->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--ef-search", o->params.ef_search,
+                  "candidate list of the shortlist's graph search (HNSW indexes; default " +
+                      std::to_string(imram::FaissShortlist::kDefaultEfSearch) + ")")
+      ->check(CLI::Range(1, 1 << 20));
   sub->add_option("--mark", o->mark, "flag this result index as the expected one");
   sub->add_option("--cache", o->cache, "directory of encoded galleries for --data (empty: none)")->capture_default_str();
   sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")
@@ -58,11 +72,10 @@ IMRAM_COMMAND {
                   << " items; scoring all of them\n";
         shortlist = gallery_size;
       }
-      const auto searcher = index->searcher(side, shortlist);
-      const auto start = std::chrono::steady_clock::now();
+      const auto searcher = index->searcher(side, shortlist, o->prefilter);
+      const imram::Stopwatch encoding;
       const auto encoded = by_text ? index->text_query(o->query) : index->image_query(o->image);
-      const double encode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      const auto answer = imram::run_search(*searcher, encoded, o->top, shortlist, encode_ms);
+      const auto answer = imram::run_search(*searcher, encoded, o->top, shortlist, encoding.milliseconds(), o->params);
       auto out = imram::search_answer_json(*index, encoded, by_text ? -1 : o->image, answer);
       if (o->json) {
         std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";

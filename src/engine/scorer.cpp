@@ -5,66 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "imram/engine/cpu_matching.h"
-#include "imram/model/attention.h"
-#include "imram/model/image_encoder.h"
 
 namespace imram {
-
-// The engine evaluates the iterative matching of docs/model.md with the exact shortcuts of
-// docs/engine.md (why each is exact). Per-pair tensors are laid out [b, a, q, c]: context item
-// b, query item a, query fragment q, context fragment c, so that every product is one batched
-// GEMM over b.
-//  - Step similarity without the d-dimensional attended vector: q0_q . c_q = sum_c alpha_qc
-//    (q0_q . C_c), the step-1 raw scores reused at every step, and |c_q|^2 = alpha_q^T G alpha_q
-//    with the small Gram matrix G = C C^T of each context item.
-//  - Memory update without the per-pair context product: W_c c = alpha (C W_c^T), the context
-//    half computed once per context item; the query half is per item at step 1.
-//  - The last step's memory update is skipped; K = 1 touches no memory layer at all.
-torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
-                                 const torch::Tensor& context, const torch::Tensor& context_padding,
-                                 const MemoryDistillation& memory, const ModelConfig& config,
-                                 MatchingTrace* trace) {
-  const auto A = query.size(0), nq = query.size(1), d = query.size(2);
-  const auto B = context.size(0), nc = context.size(1);
-  const int K = config.iteration_steps;
-  const auto mask = query_mask.view({1, A, nq, 1});
-  const auto padding = context_padding.defined() ? context_padding.view({B, 1, 1, nc}) : torch::Tensor();
-  const auto valid_queries = query_mask.sum(1).view({1, A});
-  const auto context_t = context.transpose(1, 2);  // (B, d, n_c)
-
-  // Step-1 raw scores q0 . C for every pair: (B, A n_q, n_c) in one batched product.
-  const auto raw_original = torch::matmul(query.reshape({A * nq, d}), context_t).view({B, A, nq, nc});
-  const auto gram = torch::bmm(context, context_t);                      // (B, n_c, n_c)
-  const auto query_sq_norms = query.pow(2).sum(-1).view({1, A, nq});     // |q0|^2
-  torch::Tensor context_halves, query_halves;
-  if (K > 1) {
-    context_halves = memory.context_half(context);                        // (B, n_c, 2d)
-    query_halves = memory.query_half(query).unsqueeze(0);                 // (1, A, n_q, 2d)
-  }
-
-  torch::Tensor current;  // q^{k-1} per pair, (B, A, n_q, d), from step 2 on
-  std::vector<torch::Tensor> steps;
-  for (int k = 1; k <= K; ++k) {
-    const auto raw = k == 1 ? raw_original
-                            : torch::bmm(current.view({B, A * nq, d}), context_t).view({B, A, nq, nc});
-    const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, mask),
-                                         config.lambda_softmax, padding);
-    const auto alpha_rows = alpha.view({B, A * nq, nc});
-    if (trace) trace->attention.push_back(alpha);
-    const auto dots = (alpha * raw_original).sum(-1);                                    // q0 . c
-    const auto attended_sq = (torch::bmm(alpha_rows, gram).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
-    const auto cosines = dots / (query_sq_norms * attended_sq).clamp_min(1e-16).sqrt();
-    steps.push_back((cosines * query_mask.view({1, A, nq})).sum(-1) / valid_queries);  // (B, A)
-    if (k == K) break;
-    auto preactivation = torch::bmm(alpha_rows, context_halves).view({B, A, nq, 2 * d});
-    preactivation = preactivation + (k == 1 ? query_halves : memory.query_half(current));
-    if (trace) trace->gate_mean.push_back(memory.gate_values(preactivation).mean(-1));
-    current = memory.update(k == 1 ? query.unsqueeze(0) : current, preactivation);
-    if (config.imram_norm) current = l2norm(current, -1);
-  }
-  return torch::stack(steps).transpose(1, 2);  // (K, A, B)
-}
 
 std::size_t bytes_per_pair(const ModelConfig& config, std::int64_t regions, std::int64_t words) {
   // Per direction: a handful of (n_q x n_c) score tensors and of (n_q x d) attended/query/gate
@@ -77,21 +19,6 @@ std::size_t bytes_per_pair(const ModelConfig& config, std::int64_t regions, std:
 }
 
 namespace {
-
-bool takes_cpu_path(const torch::Tensor& features) {
-  return !torch::GradMode::is_enabled() && features.device().is_cpu() && features.scalar_type() == torch::kFloat32;
-}
-
-// Scoring without gradients on the CPU (`cpu_path`, from takes_cpu_path) takes the
-// cache-friendly path with fused updates; training and other devices run the tensor-op
-// formulation above.
-torch::Tensor match(bool cpu_path, const torch::Tensor& query, const torch::Tensor& query_mask,
-                    const torch::Tensor& context, const torch::Tensor& context_padding,
-                    const MemoryDistillation& memory, const ModelConfig& config, const torch::Tensor& context_halves) {
-  return cpu_path
-             ? iterative_matching_cpu(query, query_mask, context, context_padding, memory, config, context_halves)
-             : iterative_matching(query, query_mask, context, context_padding, memory, config);
-}
 
 struct Blocks {
   std::int64_t images, captions;
@@ -171,14 +98,17 @@ std::vector<std::int64_t> stratified_order(std::int64_t count) {
 
 PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& images,
                           const EncodedCaptions& captions, const ScoreOptions& options) {
-  const auto& config = model.config;
+  // The first `steps` steps of IMRAM's sum are an exact, cheaper part of its score.
+  auto config = model.config;
+  if (options.steps > 0) config.iteration_steps = std::min(config.iteration_steps, options.steps);
   const auto N = images.regions.size(0), R = images.regions.size(1);
   const auto M = captions.words.size(0);
   const auto device = images.regions.device();
   const auto lengths = captions.lengths.to(torch::kCPU, torch::kInt64);
   const auto max_len = M ? lengths.max().item<std::int64_t>() : 0;
   const double mean_len = M ? lengths.to(torch::kFloat64).mean().item<double>() : 0;
-  const bool cpu_path = takes_cpu_path(images.regions) && !options.tensor_path;
+  const auto path = resolve_engine_path(options.path, images.regions);
+  const bool cpu_path = path == EnginePath::FusedCpu;
 
   auto blocks = cpu_path ? blocks_for_cpu_path(config, R, mean_len, max_len, options)
                          : blocks_for_tensor_path(config, R, max_len, options);
@@ -215,16 +145,16 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
       const auto word_mask = word_mask_all.narrow(0, j0, nc).narrow(1, 0, block_len);
       auto block_total = total.narrow(0, i0, ni).narrow(1, j0, nc);
       if (config.uses_text_direction()) {
-        const auto steps = match(cpu_path, words, word_mask.to(float_options.dtype()), regions,
-                                 images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
-                                 model.text_memory(), config, region_halves)
+        const auto steps = iterative_matching(words, word_mask.to(float_options.dtype()), regions,
+                                              images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
+                                              model.text_memory(), config, path, nullptr, region_halves)
                                .transpose(1, 2);
         block_total.add_(steps.sum(0));
         if (keep_steps) steps_t2i.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
       if (config.uses_image_direction()) {
-        const auto steps = match(cpu_path, regions, region_mask.to(float_options.dtype()), words, word_mask.logical_not(),
-                                 model.image_memory(), config, torch::Tensor());
+        const auto steps = iterative_matching(regions, region_mask.to(float_options.dtype()), words,
+                                              word_mask.logical_not(), model.image_memory(), config, path);
         block_total.add_(steps.sum(0));
         if (keep_steps) steps_i2t.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
@@ -236,6 +166,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
   result.total = total;
   result.steps_t2i = steps_t2i;
   result.steps_i2t = steps_i2t;
+  result.path = path;
   return result;
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "imram/engine/fused_gate.h"
 #include "imram/runtime/runtime.h"
 
 namespace imram {
@@ -58,6 +59,7 @@ DoctorReport run_doctor() {
   DoctorReport report;
   report.torch_version = TORCH_VERSION;
   report.threads = thread_count();
+  report.fused_gate_simd = fused_gate_instruction_set();
   report.matmul_gflops = measure_matmul_gflops();
   report.blas_library = mapped_blas_library();
   const std::string& library = report.blas_library;
@@ -85,6 +87,7 @@ std::string doctor_text(const DoctorReport& report) {
       << "BLAS       " << (report.blas_library.empty() ? "(none mapped: built into LibTorch)" : report.blas_library)
       << (report.blas_is_reference ? "  [reference BLAS: SLOW]" : "") << "\n"
       << "threads    " << report.threads << "\n"
+      << "SIMD       " << report.fused_gate_simd << " (the engine's fused gate; IMRAM_SIMD narrows it)\n"
       << "devices    ";
   for (std::size_t i = 0; i < report.devices.size(); ++i)
     out << (i ? ", " : "") << report.devices[i];
@@ -101,6 +104,7 @@ std::string doctor_json(const DoctorReport& report) {
                               {"blas_library", report.blas_library},
                               {"blas_is_reference", report.blas_is_reference},
                               {"threads", report.threads},
+                              {"fused_gate_simd", report.fused_gate_simd},
                               {"devices", report.devices},
                               {"matmul_gflops", report.matmul_gflops},
                               {"warnings", report.warnings}};

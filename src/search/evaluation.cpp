@@ -2,7 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -12,16 +11,11 @@
 #include "imram/eval/twin_accuracy.h"
 #include "imram/runtime/runtime.h"
 #include "imram/util/progress.h"
+#include "imram/util/stopwatch.h"
 
 namespace imram {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
 
 // Shortlisted items rank first (in the order of their score), everything else after them in
 // the order of the stage-1 score: scores are lifted above every stage-1 value.
@@ -75,7 +69,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   const auto device = model.parameters().front().device();
 
   if (options.exhaustive) {
-    const auto start = Clock::now();
+    const Stopwatch watch;
     std::vector<std::int64_t> image_ids(static_cast<std::size_t>(N)), caption_ids(static_cast<std::size_t>(M));
     std::iota(image_ids.begin(), image_ids.end(), 0);
     std::iota(caption_ids.begin(), caption_ids.end(), 0);
@@ -88,7 +82,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     score_options.progress = [&](std::int64_t done, std::int64_t) { bar.update(done); };
     const auto sims = score_pairs(model, images, captions, score_options).total.to(torch::kCPU, torch::kFloat64);
     bar.finish();
-    const double ms = ms_since(start);
+    const double ms = watch.milliseconds();
     MethodResult method{metrics_of(index, sims), twins_of(index, sims), ms / double(M), ms / double(N)};
     result.exhaustive = method;
   }
@@ -99,13 +93,14 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   const auto Ni = std::min(options.shortlist, N), Nc = std::min(options.shortlist, M);
   result.shortlist_images = Ni;
   result.shortlist_captions = Nc;
+  if (options.prefilter > Ni) result.prefilter = options.prefilter;
   auto two_t2i = stage1_sims.clone(), two_i2t = stage1_sims.clone();
   auto one_t2i = stage1_sims.clone(), one_i2t = stage1_sims.clone();
   auto two_t2i_a = two_t2i.accessor<double, 2>(), two_i2t_a = two_i2t.accessor<double, 2>();
   auto one_t2i_a = one_t2i.accessor<double, 2>(), one_i2t_a = one_i2t.accessor<double, 2>();
   MethodResult two, one;
   {
-    const auto searcher = index.searcher(GallerySide::Images, Ni);
+    const auto searcher = index.searcher(GallerySide::Images, Ni, options.prefilter);
     ProgressBar bar("two-stage text->image", M, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t j = 0; j < M; ++j) {
@@ -120,7 +115,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     one.ms_per_text_query = stats.stage1_ms / double(M);
   }
   {
-    const auto searcher = index.searcher(GallerySide::Captions, Nc);
+    const auto searcher = index.searcher(GallerySide::Captions, Nc, options.prefilter);
     ProgressBar bar("two-stage image->text", N, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t i = 0; i < N; ++i) {
@@ -159,6 +154,7 @@ std::string two_stage_json(const TwoStageEvalResult& result) {
   const auto& main = result.two_stage ? *result.two_stage : *result.exhaustive;
   auto json = method_json(main);
   json["shortlist"] = result.two_stage ? result.shortlist_images : 0;
+  if (result.prefilter) json["prefilter"] = result.prefilter;
   if (result.stage1) json["stage1"] = method_json(*result.stage1);
   if (result.exhaustive && result.two_stage) json["exhaustive"] = method_json(*result.exhaustive);
   return json.dump();
@@ -181,7 +177,10 @@ std::string two_stage_table(const TwoStageEvalResult& result) {
     out += line;
   };
   if (result.exhaustive) row("exhaustive IMRAM", *result.exhaustive);
-  if (result.two_stage) row("two-stage, N=" + std::to_string(result.shortlist_images), *result.two_stage);
+  if (result.two_stage)
+    row(result.prefilter ? "cascade, " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist_images)
+                         : "two-stage, N=" + std::to_string(result.shortlist_images),
+        *result.two_stage);
   if (result.stage1) row("stage 1 alone", *result.stage1);
   std::snprintf(line, sizeof line, "%lld images, %lld captions", static_cast<long long>(result.images),
                 static_cast<long long>(result.captions));

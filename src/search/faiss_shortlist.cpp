@@ -1,19 +1,19 @@
 #include "imram/search/faiss_shortlist.h"
 
-#include <faiss/IVFlib.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexPreTransform.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 
 #include "imram/error.h"
+#include "imram/util/stopwatch.h"
 
 namespace imram {
 
@@ -25,38 +25,59 @@ torch::Tensor as_faiss_input(const torch::Tensor& vectors) {
 
 }  // namespace
 
-FaissShortlist::FaissShortlist(std::shared_ptr<faiss::Index> index, GallerySide side, int nprobe, int ef_search)
-    : index_(std::move(index)), side_(side) {
-  if (auto* ivf = faiss::ivflib::try_extract_index_ivf(index_.get())) ivf->nprobe = std::size_t(std::max(1, nprobe));
-  if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(index_.get())) hnsw->hnsw.efSearch = std::max(1, ef_search);
-}
+FaissShortlist::FaissShortlist(std::shared_ptr<const faiss::Index> index, GallerySide side)
+    : index_(std::move(index)), side_(side) {}
 
 std::int64_t FaissShortlist::size() const { return index_->ntotal; }
 
-std::vector<Hit> FaissShortlist::search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const {
-  if (!query.global.defined()) throw Error("a FAISS shortlist needs the query's global embedding (a model with a global head)");
-  if (query.searches() != side_)
-    throw Error(side_ == GallerySide::Images ? "this index ranks images: give a text query" : "this index ranks captions: give an image query");
-  const auto start = std::chrono::steady_clock::now();
-  const auto n = std::min<std::int64_t>(k, index_->ntotal);
-  std::vector<Hit> hits;
-  if (n <= 0) return hits;
-  const auto vector = as_faiss_input(query.global.reshape({1, -1}));
-  if (vector.size(1) != index_->d)
-    throw Error("query embedding has " + std::to_string(vector.size(1)) + " dimensions, the FAISS index " +
-                std::to_string(index_->d));
-  std::vector<float> distances(static_cast<std::size_t>(n));
-  std::vector<faiss::Index::idx_t> labels(static_cast<std::size_t>(n));
-  try {
-    index_->search(1, vector.data_ptr<float>(), n, distances.data(), labels.data());
-  } catch (const faiss::FaissException& e) {
-    throw Error(std::string("FAISS search failed: ") + e.what());
+std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
+                                                          SearchStats* stats, const SearchParams& params) const {
+  const Stopwatch watch;
+  std::vector<torch::Tensor> vectors;
+  for (const auto& query : queries) {
+    if (!query.global.defined())
+      throw Error("a FAISS shortlist needs the query's global embedding (a model with a global head)");
+    if (query.searches() != side_)
+      throw Error(side_ == GallerySide::Images ? "this index ranks images: give a text query"
+                                               : "this index ranks captions: give an image query");
+    vectors.push_back(query.global.reshape({1, -1}));
   }
-  for (std::int64_t i = 0; i < n; ++i)
-    if (labels[std::size_t(i)] >= 0)  // approximate indexes may return fewer than asked
-      hits.push_back({labels[std::size_t(i)], distances[std::size_t(i)], double(distances[std::size_t(i)])});
-  if (stats) stats->stage1_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  return hits;
+  std::vector<std::vector<Hit>> answers(queries.size());
+  const auto n = std::min<std::int64_t>(k, index_->ntotal);
+  if (n <= 0 || queries.empty()) return answers;
+  const auto batch = as_faiss_input(torch::cat(vectors));
+  if (batch.size(1) != index_->d)
+    throw Error("query embedding has " + std::to_string(batch.size(1)) + " dimensions, the FAISS index " +
+                std::to_string(index_->d));
+  const auto count = std::size_t(batch.size(0)) * std::size_t(n);
+  std::vector<float> distances(count);
+  std::vector<faiss::Index::idx_t> labels(count);
+  // Per-call parameters for the index types that take them; the others search as they are.
+  faiss::SearchParametersIVF ivf;
+  ivf.nprobe = std::size_t(params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
+  faiss::SearchParametersHNSW hnsw;
+  hnsw.efSearch = params.ef_search > 0 ? params.ef_search : kDefaultEfSearch;
+  faiss::SearchParametersPreTransform transformed;
+  const faiss::SearchParameters* chosen = nullptr;
+  const faiss::Index* searched = index_.get();
+  if (const auto* pre = dynamic_cast<const faiss::IndexPreTransform*>(searched)) searched = pre->index;
+  if (dynamic_cast<const faiss::IndexIVF*>(searched)) chosen = &ivf;
+  if (dynamic_cast<const faiss::IndexHNSW*>(searched)) chosen = &hnsw;
+  if (chosen && searched != index_.get()) {
+    transformed.index_params = const_cast<faiss::SearchParameters*>(chosen);
+    chosen = &transformed;
+  }
+  try {
+    index_->search(batch.size(0), batch.data_ptr<float>(), n, distances.data(), labels.data(), chosen);
+  } catch (const faiss::FaissException& e) {
+    throw Error(std::string("FAISS search failed: ") + e.msg);
+  }
+  for (std::size_t q = 0; q < queries.size(); ++q)
+    for (std::size_t i = q * std::size_t(n); i < (q + 1) * std::size_t(n); ++i)
+      if (labels[i] >= 0)  // approximate indexes may return fewer than asked
+        answers[q].push_back({labels[i], distances[i], double(distances[i])});
+  if (stats) stats->stage1_ms += watch.milliseconds();
+  return answers;
 }
 
 std::string default_faiss_factory(std::int64_t vectors) {

@@ -555,6 +555,10 @@ class MappedStore final : public ItemStore {
   std::int64_t num_images() const override { return m_.images; }
   std::int64_t num_captions() const override { return m_.captions; }
   std::int64_t regions_per_image() const override { return m_.regions; }
+  std::int64_t caption_length(std::int64_t id) const override {
+    check_item_ids({id}, m_.captions, "caption");
+    return offsets_[std::size_t(id) + 1] - offsets_[std::size_t(id)];
+  }
 
   EncodedImages images(const std::vector<std::int64_t>& ids) const override {
     check_item_ids(ids, m_.images, "image");
@@ -687,9 +691,10 @@ std::shared_ptr<const Searcher> GalleryIndex::stage1(GallerySide side) const {
   return std::make_shared<FaissShortlist>(side == GallerySide::Images ? impl_->image_faiss : impl_->caption_faiss, side);
 }
 
-std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::int64_t shortlist) const {
+std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::int64_t shortlist,
+                                                       std::int64_t prefilter) const {
   if (shortlist <= 0) return std::make_shared<ExhaustiveSearcher>(impl_->model.net, impl_->store, side);
-  return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store);
+  return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store, prefilter);
 }
 
 EncodedQuery GalleryIndex::text_query(const std::string& text) const { return encode_text_query(impl_->model, text); }

@@ -3,24 +3,46 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <numeric>
+#include <unordered_map>
 
 #include "imram/error.h"
+#include "imram/util/stopwatch.h"
 
 namespace imram {
 
 namespace {
 
-double milliseconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-}
+// Gallery items per engine call: bounded bytes of encoded items held at once (captions are
+// padded to the longest of their chunk, so a chunk of captions ends where its padded size would
+// pass the bound).
+constexpr double kChunkBytes = 256.0 * (1 << 20);
 
-// Items per engine call: bounded bytes of encoded gallery items held at once.
-std::int64_t chunk_items(const ImramModelImpl& model, std::int64_t fragments_per_item) {
-  constexpr double kChunkBytes = 256.0 * (1 << 20);
-  const double item_bytes = 4.0 * double(std::max<std::int64_t>(1, fragments_per_item)) * double(model.config.embed_size);
-  return std::max<std::int64_t>(1, std::int64_t(kChunkBytes / item_bytes));
+std::vector<std::vector<std::int64_t>> chunks_of(const ItemStore& store, GallerySide side, std::int64_t embed_size,
+                                                  const std::vector<std::int64_t>& ids) {
+  const double row_bytes = 4.0 * double(embed_size);
+  std::vector<std::vector<std::int64_t>> chunks;
+  if (side == GallerySide::Images) {
+    const auto per_chunk = std::max<std::int64_t>(
+        1, std::int64_t(kChunkBytes / (row_bytes * double(std::max<std::int64_t>(1, store.regions_per_image())))));
+    for (std::size_t begin = 0; begin < ids.size(); begin += std::size_t(per_chunk))
+      chunks.emplace_back(ids.begin() + std::ptrdiff_t(begin),
+                          ids.begin() + std::ptrdiff_t(std::min(ids.size(), begin + std::size_t(per_chunk))));
+    return chunks;
+  }
+  std::int64_t longest = 0;
+  for (const auto id : ids) {
+    const auto length = store.caption_length(id);
+    const auto padded = std::max(longest, length);
+    if (chunks.empty() || double(chunks.back().size() + 1) * double(padded) * row_bytes > kChunkBytes) {
+      chunks.emplace_back();
+      longest = length;
+    } else {
+      longest = padded;
+    }
+    chunks.back().push_back(id);
+  }
+  return chunks;
 }
 
 // The queries as one encoded set: captions padded to the longest, or images stacked.
@@ -63,44 +85,68 @@ void check_query_side(const EncodedQuery& query, GallerySide side) {
 
 }  // namespace
 
-std::vector<std::vector<double>> score_queries(const ImramModelImpl& model, const ItemStore& store,
-                                               const std::vector<EncodedQuery>& queries,
-                                               const std::vector<std::int64_t>& ids) {
+ImramRefiner::ImramRefiner(ImramModel model, std::shared_ptr<const ItemStore> store, GallerySide side, int steps)
+    : model_(std::move(model)), store_(std::move(store)), side_(side), steps_(steps) {}
+
+std::int64_t ImramRefiner::size() const {
+  return side_ == GallerySide::Images ? store_->num_images() : store_->num_captions();
+}
+
+std::vector<std::vector<Hit>> ImramRefiner::refine(const std::vector<EncodedQuery>& queries,
+                                                   std::vector<std::int64_t> ids, std::int64_t k,
+                                                   SearchStats* stats) const {
+  const Stopwatch watch;
   torch::NoGradGuard no_grad;
-  std::vector<std::vector<double>> scores(queries.size());
-  if (queries.empty()) return scores;
-  const bool text = queries.front().is_text();
-  for (const auto& query : queries) check_query_side(query, text ? GallerySide::Images : GallerySide::Captions);
+  for (const auto& query : queries) check_query_side(query, side_);
+  std::vector<std::vector<Hit>> answers(queries.size());
+  if (queries.empty()) return answers;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  const auto& model = *model_;
   const auto device = model.parameters().front().device();
   const auto together = stack_queries(queries);
-  constexpr std::int64_t kWordsPerCaption = 64;  // a generous bound: captions are ragged
-  const auto chunk = chunk_items(model, text ? store.regions_per_image() : kWordsPerCaption);
-  // One query: the batched formulation puts the query's rows of every pair into one product with
-  // the memory weights, where the per-item CPU path would stream them once per pair. Several:
-  // the per-item path, made for many-by-many.
+  // One query: the tensor path puts the query's rows of every pair into one product with the
+  // memory weights, where the fused path would stream them once per pair. Several: the fused
+  // path, made for many-by-many.
   ScoreOptions options;
-  options.tensor_path = queries.size() == 1;
-  for (std::size_t begin = 0; begin < ids.size(); begin += std::size_t(chunk)) {
-    const std::vector<std::int64_t> part(ids.begin() + std::ptrdiff_t(begin),
-                                         ids.begin() + std::ptrdiff_t(std::min(ids.size(), begin + std::size_t(chunk))));
+  options.path = queries.size() == 1 ? EnginePath::Tensor : EnginePath::Automatic;
+  options.steps = steps_;
+  std::vector<std::vector<double>> scores(queries.size());
+  EnginePath ran = options.path;
+  for (const auto& part : chunks_of(*store_, side_, model.config.embed_size, ids)) {
+    PairScores pairs;
     torch::Tensor total;  // (queries, part)
-    if (text) {
-      auto images = store.images(part);
+    if (side_ == GallerySide::Images) {
+      auto images = store_->images(part);
       images.regions = images.regions.to(device);
       if (images.region_mask.defined()) images.region_mask = images.region_mask.to(device);
-      total = score_pairs(model, images, together.caption, options).total.t();
+      pairs = score_pairs(model, images, together.caption, options);
+      total = pairs.total.t();
     } else {
-      auto captions = store.captions(part);
+      auto captions = store_->captions(part);
       captions.words = captions.words.to(device);
-      total = score_pairs(model, together.image, captions, options).total;
+      pairs = score_pairs(model, together.image, captions, options);
+      total = pairs.total;
     }
+    ran = pairs.path;
     const auto values = total.to(torch::kCPU, torch::kFloat64).contiguous();
     for (std::size_t q = 0; q < queries.size(); ++q) {
       const double* row = values.data_ptr<double>() + std::int64_t(q) * values.size(1);
       scores[q].insert(scores[q].end(), row, row + values.size(1));
     }
   }
-  return scores;
+  for (std::size_t q = 0; q < queries.size(); ++q) {
+    for (auto hit : top_hits(scores[q], k)) {
+      hit.index = ids[std::size_t(hit.index)];
+      answers[q].push_back(hit);
+    }
+  }
+  if (stats) {
+    stats->stage2_ms += watch.milliseconds();
+    stats->scored += std::int64_t(ids.size() * queries.size());
+    stats->engine_path = to_string(ran);
+  }
+  return answers;
 }
 
 std::vector<Hit> top_hits(const std::vector<double>& scores, std::int64_t k) {
@@ -116,57 +162,52 @@ std::vector<Hit> top_hits(const std::vector<double>& scores, std::int64_t k) {
 }
 
 ExhaustiveSearcher::ExhaustiveSearcher(ImramModel model, std::shared_ptr<const ItemStore> store, GallerySide side)
-    : model_(std::move(model)), store_(std::move(store)), side_(side) {}
-
-std::int64_t ExhaustiveSearcher::size() const {
-  return side_ == GallerySide::Images ? store_->num_images() : store_->num_captions();
-}
-
-std::vector<Hit> ExhaustiveSearcher::search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const {
-  return search_many({query}, k, stats).front();
-}
+    : refiner_(std::move(model), std::move(store), side) {}
 
 std::vector<std::vector<Hit>> ExhaustiveSearcher::search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
-                                                              SearchStats* stats) const {
-  for (const auto& query : queries) check_query_side(query, side_);
-  const auto start = std::chrono::steady_clock::now();
+                                                              SearchStats* stats, const SearchParams&) const {
   std::vector<std::int64_t> ids(static_cast<std::size_t>(size()));
   std::iota(ids.begin(), ids.end(), 0);
-  std::vector<std::vector<Hit>> answers;
-  for (const auto& scores : score_queries(*model_, *store_, queries, ids)) answers.push_back(top_hits(scores, k));
-  if (stats) {
-    stats->stage2_ms += milliseconds_since(start);
-    stats->scored += std::int64_t(ids.size() * queries.size());
-  }
-  return answers;
+  return refiner_.refine(queries, std::move(ids), k, stats);
 }
 
 RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates,
-                               ImramModel model, std::shared_ptr<const ItemStore> store)
-    : shortlist_(std::move(shortlist)), candidates_(candidates), model_(std::move(model)), store_(std::move(store)) {
+                               ImramModel model, std::shared_ptr<const ItemStore> store, std::int64_t prefilter)
+    : shortlist_(std::move(shortlist)),
+      candidates_(candidates),
+      prefilter_(prefilter),
+      refiner_(model, store, shortlist_->side()),
+      first_step_(model, store, shortlist_->side(), /*steps=*/1) {
   if (candidates_ < 1) throw Error("a re-rank stage needs a shortlist of at least 1 item");
+  if (prefilter_ < 0) throw Error("a prefilter cannot be negative");
 }
 
-std::vector<Hit> RerankSearcher::search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const {
-  check_query_side(query, side());
-  auto start = std::chrono::steady_clock::now();
-  const auto shortlist = shortlist_->search(query, std::max(candidates_, k), nullptr);
-  if (stats) stats->stage1_ms += milliseconds_since(start);
-  start = std::chrono::steady_clock::now();
-  std::vector<std::int64_t> ids;
-  for (const auto& hit : shortlist) ids.push_back(hit.index);
-  const auto scores = score_queries(*model_, *store_, {query}, ids).front();
-  auto order = top_hits(scores, k);
-  std::vector<Hit> hits;
-  for (const auto& ranked : order) {
-    const auto& candidate = shortlist[std::size_t(ranked.index)];
-    hits.push_back({candidate.index, ranked.score, candidate.stage1 ? candidate.stage1 : candidate.score});
+std::vector<std::vector<Hit>> RerankSearcher::search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
+                                                          SearchStats* stats, const SearchParams& params) const {
+  for (const auto& query : queries) check_query_side(query, side());
+  // The one clamp of the shortlist: at least the k asked for, at most the gallery.
+  const auto kept = std::min(std::max(candidates_, k), size());
+  const auto wanted = std::max(kept, std::min(prefilter_, size()));
+  const auto shortlists = shortlist_->search_many(queries, wanted, stats, params);
+  std::vector<std::vector<Hit>> answers;
+  for (std::size_t q = 0; q < queries.size(); ++q) {
+    std::unordered_map<std::int64_t, double> stage1;
+    std::vector<std::int64_t> ids;
+    for (const auto& hit : shortlists[q]) {
+      ids.push_back(hit.index);
+      stage1.emplace(hit.index, hit.stage1 ? *hit.stage1 : hit.score);
+    }
+    if (std::int64_t(ids.size()) > kept) {
+      const auto best = first_step_.refine({queries[q]}, std::move(ids), kept, stats);
+      ids.clear();
+      for (const auto& hit : best.front()) ids.push_back(hit.index);
+    }
+    // Different shortlists share no pairs: each query is refined on its own.
+    auto hits = std::move(refiner_.refine({queries[q]}, std::move(ids), k, stats).front());
+    for (auto& hit : hits) hit.stage1 = stage1.at(hit.index);
+    answers.push_back(std::move(hits));
   }
-  if (stats) {
-    stats->stage2_ms += milliseconds_since(start);
-    stats->scored += std::int64_t(ids.size());
-  }
-  return hits;
+  return answers;
 }
 
 }  // namespace imram

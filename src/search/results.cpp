@@ -1,16 +1,15 @@
 #include "imram/search/results.h"
 
-#include <chrono>
 #include <nlohmann/json.hpp>
 
 namespace imram {
 
 SearchAnswer run_search(const Searcher& searcher, const EncodedQuery& query, std::int64_t top, std::int64_t shortlist,
-                        double encode_ms) {
+                        double encode_ms, const SearchParams& params) {
   SearchAnswer answer;
   answer.encode_ms = encode_ms;
   answer.shortlist = shortlist;
-  answer.hits = searcher.search(query, top, &answer.stats);
+  answer.hits = searcher.search(query, top, &answer.stats, params);
   return answer;
 }
 
@@ -32,7 +31,8 @@ nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const Encod
   }
   out["shortlist"] = answer.shortlist;
   out["timings"] = {{"encode_ms", answer.encode_ms}, {"stage1_ms", answer.stats.stage1_ms},
-                    {"stage2_ms", answer.stats.stage2_ms}, {"scored", answer.stats.scored}};
+                    {"stage2_ms", answer.stats.stage2_ms}, {"scored", answer.stats.scored},
+                    {"engine_path", answer.stats.engine_path}};
   auto results = nlohmann::ordered_json::array();
   for (std::size_t rank = 0; rank < answer.hits.size(); ++rank) {
     const auto& hit = answer.hits[rank];

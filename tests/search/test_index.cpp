@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -46,9 +47,11 @@ struct World {
     imram::test::write_small_world(dir.file("data"), 20, 6, 12, 6, 16);
     imram::save_model(dir.file("model"), small_model(dir.file("data/vocab.json"), 6));
   }
-  std::string build(const std::string& name, const std::string& store = "float32", const std::string& split = "test") {
+  std::string build(const std::string& name, const std::string& store = "float32", const std::string& split = "test",
+                    const std::string& faiss = "") {
     imram::IndexOptions options;
     options.store = imram::parse_store_dtype(store);
+    options.faiss_factory = faiss;
     options.show_progress = false;
     auto writer = imram::IndexWriter::create(dir.file(name), dir.file("model"), options);
     writer.add_split(imram::PrecompSplit::open(dir.file("data"), split));
@@ -88,6 +91,91 @@ TEST(Index, ShortlistCoveringTheGalleryEqualsExhaustiveSearch) {
   const auto by_image_all = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(3), 60, nullptr);
   ASSERT_EQ(by_image.size(), 60u);
   for (std::size_t r = 0; r < by_image.size(); ++r) EXPECT_EQ(by_image[r].index, by_image_all[r].index);
+}
+
+// An item's refined score depends on the set of candidates, not on the order a shortlist
+// listed them in: the refine stage scores them in the store's order.
+TEST(Index, RefinedScoresDoNotDependOnTheCandidatesOrder) {
+  World world;
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  const imram::ImramRefiner refiner(index->model().net, index->store(), imram::GallerySide::Images);
+  const auto query = index->text_query("a red circle left of a blue square");
+  const std::vector<std::int64_t> ids = {7, 2, 11, 0, 5}, reversed = {5, 0, 11, 2, 7, 2};
+  const auto a = refiner.refine({query}, ids, 5, nullptr).front(), b = refiner.refine({query}, reversed, 5, nullptr).front();
+  ASSERT_EQ(a.size(), 5u);
+  ASSERT_EQ(b.size(), 5u);  // the repeated candidate is scored once
+  for (std::size_t r = 0; r < a.size(); ++r) {
+    EXPECT_EQ(a[r].index, b[r].index);
+    EXPECT_EQ(a[r].score, b[r].score);
+    EXPECT_NE(std::find(ids.begin(), ids.end(), a[r].index), ids.end());
+  }
+  imram::SearchStats stats;
+  refiner.refine({query, index->text_query("small green star")}, ids, 2, &stats);
+  EXPECT_EQ(stats.scored, 10);
+  EXPECT_EQ(stats.engine_path, "fused_cpu");  // several queries together: the many-by-many path
+  imram::SearchStats alone;
+  refiner.refine({query}, ids, 2, &alone);
+  EXPECT_EQ(alone.engine_path, "tensor");
+}
+
+// The cascade: FAISS gives N1, IMRAM's first step keeps N2, the full K steps order them.
+TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
+  World world;
+  const auto model = imram::load_model(world.dir.file("model"));
+  const auto split = imram::PrecompSplit::open(world.dir.file("data"), "test");
+  const auto expected = exhaustive_scores(model, split);
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  const auto exhaustive = index->searcher(imram::GallerySide::Images, 0);
+  const auto everything = index->searcher(imram::GallerySide::Images, 12, 12);
+  const auto cascade = index->searcher(imram::GallerySide::Images, 3, 8);
+  const auto stage1 = index->stage1(imram::GallerySide::Images);
+  for (std::int64_t j = 0; j < split.num_captions(); j += 5) {
+    const auto query = index->text_query(split.captions()[std::size_t(j)]);
+    const auto all = exhaustive->search(query, 12, nullptr), kept_all = everything->search(query, 12, nullptr);
+    ASSERT_EQ(kept_all.size(), 12u);
+    for (std::size_t r = 0; r < all.size(); ++r) {
+      EXPECT_EQ(all[r].index, kept_all[r].index);
+      EXPECT_EQ(all[r].score, kept_all[r].score);
+    }
+    const auto hits = cascade->search(query, 3, nullptr);
+    ASSERT_EQ(hits.size(), 3u);
+    std::vector<std::int64_t> proposed;
+    for (const auto& hit : stage1->search(query, 8, nullptr)) proposed.push_back(hit.index);
+    for (const auto& hit : hits) {
+      EXPECT_LE(std::abs(hit.score - expected[hit.index][j].item<double>()), 1e-5) << "image " << hit.index;
+      EXPECT_NE(std::find(proposed.begin(), proposed.end(), hit.index), proposed.end()) << "not from stage 1";
+    }
+    // The middle stage kept the 3 of the 8 that step 1 alone ranks best.
+    const imram::ImramRefiner first_step(index->model().net, index->store(), imram::GallerySide::Images, 1);
+    std::vector<std::int64_t> best_by_step1;
+    const auto by_step1 = first_step.refine({query}, proposed, 3, nullptr);
+    for (const auto& hit : by_step1.front()) best_by_step1.push_back(hit.index);
+    std::vector<std::int64_t> kept;
+    for (const auto& hit : hits) kept.push_back(hit.index);
+    std::sort(kept.begin(), kept.end());
+    std::sort(best_by_step1.begin(), best_by_step1.end());
+    EXPECT_EQ(kept, best_by_step1);
+  }
+}
+
+// nprobe is a parameter of the call: it changes what that search visits and nothing else.
+TEST(Index, SearchParametersApplyToOneCall) {
+  World world;
+  const auto index = imram::GalleryIndex::open(world.build("index", "float32", "test", "IVF4,Flat"));
+  const auto stage1 = index->stage1(imram::GallerySide::Images);
+  const auto query = index->text_query("a red circle left of a blue square");
+  imram::SearchParams one_list;
+  one_list.nprobe = 1;
+  const auto narrow = stage1->search(query, 12, nullptr, one_list);
+  const auto wide = stage1->search(query, 12, nullptr);  // default nprobe: every one of the 4 lists
+  EXPECT_LT(narrow.size(), 12u);
+  ASSERT_EQ(wide.size(), 12u);
+  const auto again = stage1->search(query, 12, nullptr);
+  ASSERT_EQ(again.size(), 12u);
+  for (std::size_t r = 0; r < wide.size(); ++r) EXPECT_EQ(again[r].index, wide[r].index);
+  // The re-rank searcher passes the parameters to its shortlist.
+  const auto reranked = index->searcher(imram::GallerySide::Images, 12)->search(query, 12, nullptr, one_list);
+  EXPECT_EQ(reranked.size(), narrow.size());
 }
 
 TEST(Index, RerankScoresAreTheEngineScores) {

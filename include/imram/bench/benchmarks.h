@@ -18,7 +18,7 @@ struct ScoreBenchOptions {
   std::vector<std::int64_t> caption_lengths;  // sampled cyclically; empty: 15.5 on average
   std::size_t memory_budget = std::size_t(1) << 30;
   std::int64_t image_block = 0, caption_block = 0;  // 0: the engine's choice
-  bool tensor_path = false;          // ScoreOptions::tensor_path
+  std::string engine_path = "auto";  // ScoreOptions::path: auto, fused_cpu or tensor
   std::int64_t baseline_pairs = 2000;  // pairs the reference algorithm scores (0: no baseline)
   std::uint64_t seed = 1;
   std::string device = "cpu";
@@ -35,6 +35,8 @@ struct ScoreBenchResult {
   double peak_rss_mb = 0;
   int threads = 0;
   std::string device;
+  std::string path;             // the engine path that ran
+  std::string instruction_set;  // of the fused gate kernel, when that path ran
 };
 
 struct TrainBenchOptions {

@@ -7,7 +7,7 @@
 // Both layers act on the concatenation [q; c], so W [q; c] = W_q q + W_c c splits into a query
 // half and a context half. The context half is linear in c, and c = sum_i alpha_i C_i, so
 // W_c c = sum_i alpha_i (W_c C_i): it can be computed once per context item and mixed with
-// the attention weights (see engine/scorer.cpp), which is what makes the engine fast.
+// the attention weights (see engine/matching.cpp), which is what makes the engine fast.
 #include <torch/nn/modules/linear.h>
 
 namespace imram {

@@ -10,6 +10,7 @@ struct DoctorReport {
   std::string blas_library;      // the BLAS shared object actually mapped into the process
   bool blas_is_reference = false;  // netlib's reference BLAS: ~40x slower matrix products
   int threads = 0;
+  std::string fused_gate_simd;   // the instruction set of the fused gate kernel (IMRAM_SIMD)
   std::vector<std::string> devices;
   double matmul_gflops = 0;      // float32 1024 x 1024 x 1024 product
   std::vector<std::string> warnings;

@@ -13,6 +13,7 @@ namespace imram {
 
 struct TwoStageEvalOptions {
   std::int64_t shortlist = 100;   // N; clamped to each side's gallery size
+  std::int64_t prefilter = 0;     // > N: a cascade, IMRAM's first step keeps N of this many
   bool exhaustive = true;         // also score every pair (the reference the others are held to)
   bool show_progress = true;
 };
@@ -27,6 +28,7 @@ struct MethodResult {
 struct TwoStageEvalResult {
   std::int64_t images = 0, captions = 0;
   std::int64_t shortlist_images = 0, shortlist_captions = 0;  // N after clamping, per side
+  std::int64_t prefilter = 0;     // the cascade's first FAISS list (0: none)
   std::optional<MethodResult> exhaustive;
   std::optional<MethodResult> two_stage;  // absent for an index without a shortlist
   std::optional<MethodResult> stage1;

@@ -15,15 +15,19 @@ namespace imram {
 
 class FaissShortlist final : public Searcher {
  public:
-  // `nprobe` applies to IVF indexes (lists visited per query), `ef_search` to HNSW ones.
-  FaissShortlist(std::shared_ptr<faiss::Index> index, GallerySide side, int nprobe = 32, int ef_search = 128);
+  static constexpr int kDefaultNprobe = 32, kDefaultEfSearch = 128;
+
+  // The index is only read: SearchParams of each call set nprobe (IVF) and efSearch (HNSW) for
+  // that call, so concurrent searches with different settings do not disturb each other.
+  FaissShortlist(std::shared_ptr<const faiss::Index> index, GallerySide side);
   GallerySide side() const override { return side_; }
   std::int64_t size() const override;
-  // Hits carry the inner product as both score and stage1.
-  std::vector<Hit> search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const override;
+  // All queries in one FAISS search; hits carry the inner product as both score and stage1.
+  std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
+                                            SearchStats* stats, const SearchParams& params) const override;
 
  private:
-  std::shared_ptr<faiss::Index> index_;
+  std::shared_ptr<const faiss::Index> index_;
   GallerySide side_;
 };
 

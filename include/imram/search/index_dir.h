@@ -99,8 +99,9 @@ class GalleryIndex {
   torch::Tensor caption_globals() const;
 
   // shortlist > 0: FAISS shortlist of that many items re-ranked by IMRAM; 0: IMRAM over the whole
-  // gallery. A shortlist larger than the gallery is clamped.
-  std::shared_ptr<const Searcher> searcher(GallerySide side, std::int64_t shortlist) const;
+  // gallery. A shortlist larger than the gallery is clamped. prefilter > shortlist: FAISS gives
+  // that many, IMRAM's first step keeps `shortlist` of them (RerankSearcher).
+  std::shared_ptr<const Searcher> searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter = 0) const;
   std::shared_ptr<const Searcher> stage1(GallerySide side) const;  // FAISS alone
 
   EncodedQuery text_query(const std::string& text) const;

@@ -17,6 +17,7 @@ class ItemStore {
   virtual std::int64_t num_images() const = 0;
   virtual std::int64_t num_captions() const = 0;
   virtual std::int64_t regions_per_image() const = 0;
+  virtual std::int64_t caption_length(std::int64_t id) const = 0;  // words of caption `id`
   // Encoded items as float32 on the CPU, in the order of `ids` (each checked to be in range).
   // Captions come padded to the longest one asked for.
   virtual EncodedImages images(const std::vector<std::int64_t>& ids) const = 0;

@@ -1,6 +1,8 @@
 #pragma once
-// The searchers that score with IMRAM: over the whole gallery, or over the candidates of any
-// other searcher (a shortlist), each candidate scored exactly by the fast engine.
+// The exact stage of search: IMRAM's score of queries against gallery items, each item scored
+// by the fast engine (engine/scorer.h). The refine stage orders any candidates; exhaustive
+// search is the refine stage over every item; a re-rank searcher refines another searcher's
+// shortlist.
 #include <memory>
 
 #include "imram/engine/scorer.h"
@@ -9,45 +11,62 @@
 
 namespace imram {
 
-// IMRAM's S(image, caption) of each query (all of one side) against the gallery items `ids`
-// (engine/scorer.h): one row per query, in the order of `ids`. Items are read from the store in
-// chunks, so memory stays bounded; the queries go into each engine call together.
-std::vector<std::vector<double>> score_queries(const ImramModelImpl& model, const ItemStore& store,
-                                               const std::vector<EncodedQuery>& queries,
-                                               const std::vector<std::int64_t>& ids);
-
-class ExhaustiveSearcher final : public Searcher {
+// The refine stage. Candidates are scored in the store's order (ascending ids) whatever order
+// they come in, through one engine call per chunk of the store: an item's score depends on the
+// set of candidates, never on how a shortlist listed them, so a shortlist that covers the
+// gallery gives exhaustive search's scores bit for bit.
+class ImramRefiner {
  public:
-  ExhaustiveSearcher(ImramModel model, std::shared_ptr<const ItemStore> store, GallerySide side);
-  GallerySide side() const override { return side_; }
-  std::int64_t size() const override;
-  std::vector<Hit> search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const override;
-  // One engine call per gallery chunk for all the queries: the many-by-many engine path, several
-  // times the pairs per second of one query at a time (bench search --batch).
-  std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
-                                            SearchStats* stats) const override;
+  // steps > 0: only the first `steps` of the model's K steps (a cheaper, exact part of the score).
+  ImramRefiner(ImramModel model, std::shared_ptr<const ItemStore> store, GallerySide side, int steps = 0);
+  GallerySide side() const { return side_; }
+  std::int64_t size() const;
+  // For each query (all of this side), the k best of `ids` by IMRAM's score, best first (ties:
+  // the lower id); `stage1` of the hits is left empty.
+  std::vector<std::vector<Hit>> refine(const std::vector<EncodedQuery>& queries, std::vector<std::int64_t> ids,
+                                       std::int64_t k, SearchStats* stats) const;
 
  private:
   ImramModel model_;
   std::shared_ptr<const ItemStore> store_;
   GallerySide side_;
+  int steps_;
 };
 
-// Asks `shortlist` for `candidates` items and orders them by IMRAM's score.
+// Every gallery item, scored exactly: the refine stage over all ids. Several queries go into
+// each engine call together (the many-by-many path, bench search --batch).
+class ExhaustiveSearcher final : public Searcher {
+ public:
+  ExhaustiveSearcher(ImramModel model, std::shared_ptr<const ItemStore> store, GallerySide side);
+  GallerySide side() const override { return refiner_.side(); }
+  std::int64_t size() const override { return refiner_.size(); }
+  std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
+                                            SearchStats* stats, const SearchParams& params) const override;
+
+ private:
+  ImramRefiner refiner_;
+};
+
+// Asks `shortlist` for `candidates` items per query (at least k, at most the gallery) and
+// refines them; hits carry the shortlist's score as stage1. With a prefilter of P > candidates,
+// the shortlist gives P items, IMRAM's first step alone (exact and cheap: no memory update)
+// keeps the best `candidates` of them, and those get the full K steps: the final scores are
+// IMRAM's own.
 class RerankSearcher final : public Searcher {
  public:
   RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates, ImramModel model,
-                 std::shared_ptr<const ItemStore> store);
+                 std::shared_ptr<const ItemStore> store, std::int64_t prefilter = 0);
   GallerySide side() const override { return shortlist_->side(); }
   std::int64_t size() const override { return shortlist_->size(); }
   std::int64_t candidates() const { return candidates_; }
-  std::vector<Hit> search(const EncodedQuery& query, std::int64_t k, SearchStats* stats) const override;
+  std::int64_t prefilter() const { return prefilter_; }
+  std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
+                                            SearchStats* stats, const SearchParams& params) const override;
 
  private:
   std::shared_ptr<const Searcher> shortlist_;
-  std::int64_t candidates_;
-  ImramModel model_;
-  std::shared_ptr<const ItemStore> store_;
+  std::int64_t candidates_, prefilter_;
+  ImramRefiner refiner_, first_step_;
 };
 
 // The k best of `scores` (index = position), best first; ties by lower index.

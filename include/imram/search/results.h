@@ -22,8 +22,8 @@ struct SearchAnswer {
 nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const EncodedQuery& query,
                                           std::int64_t query_image, const SearchAnswer& answer);
 
-// Encodes the query, searches it with `searcher`, and times both.
+// Searches an encoded query with `searcher`; `encode_ms` is the caller's time for encoding it.
 SearchAnswer run_search(const Searcher& searcher, const EncodedQuery& query, std::int64_t top, std::int64_t shortlist,
-                        double encode_ms);
+                        double encode_ms, const SearchParams& params = {});
 
 }  // namespace imram

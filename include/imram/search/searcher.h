@@ -1,8 +1,8 @@
 #pragma once
-// Search as FAISS shapes it: one small interface, `search(query, k)`, and implementations that
-// compose. An exhaustive IMRAM searcher scores every gallery item; a shortlist (FAISS over the
-// global embeddings) proposes candidates cheaply; a re-rank stage orders any shortlist by the
-// exact IMRAM score (search/rerank.h). docs/index.md describes the two-stage design.
+// Search as FAISS shapes it: one small interface, `search_many(queries, k)`, and implementations
+// that compose. A shortlist (FAISS over the global embeddings) proposes candidates cheaply; the
+// refine stage orders any candidates by the exact IMRAM score (search/rerank.h), and exhaustive
+// search is that refine stage over every gallery item. docs/index.md describes the two-stage design.
 #include <torch/types.h>
 
 #include <cstdint>
@@ -40,7 +40,15 @@ struct Hit {
 struct SearchStats {
   double stage1_ms = 0;            // the shortlist
   double stage2_ms = 0;            // IMRAM scoring (the whole gallery, or the shortlist)
-  std::int64_t scored = 0;         // items IMRAM scored
+  std::int64_t scored = 0;         // (query, item) pairs IMRAM scored
+  std::string engine_path;         // the engine path that scored them (engine/matching.h)
+};
+
+// Per-call knobs of an approximate shortlist, as FAISS's SearchParameters: they apply to one
+// search and never change the index that others search at the same time. 0: the default.
+struct SearchParams {
+  int nprobe = 0;     // inverted-file lists visited per query (IVF indexes; default 32)
+  int ef_search = 0;  // candidate list of a graph search (HNSW indexes; default 128)
 };
 
 class Searcher {
@@ -48,16 +56,15 @@ class Searcher {
   virtual ~Searcher() = default;
   virtual GallerySide side() const = 0;
   virtual std::int64_t size() const = 0;  // gallery items
-  // The min(k, size()) best items for the query, best first. `stats` accumulates timings.
-  virtual std::vector<Hit> search(const EncodedQuery& query, std::int64_t k,
-                                  SearchStats* stats = nullptr) const = 0;
-  // Several queries of one side, each answered exactly as search() answers it. This default asks
-  // search() once per query; a searcher that scores them faster together overrides it.
+  // The primary form, FAISS's: n queries of one side; for each, the min(k, size()) best items,
+  // best first, exactly as if it had been asked alone. `stats` accumulates timings.
   virtual std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
-                                                    SearchStats* stats = nullptr) const {
-    std::vector<std::vector<Hit>> answers;
-    for (const auto& query : queries) answers.push_back(search(query, k, stats));
-    return answers;
+                                                    SearchStats* stats = nullptr,
+                                                    const SearchParams& params = {}) const = 0;
+  // One query.
+  std::vector<Hit> search(const EncodedQuery& query, std::int64_t k, SearchStats* stats = nullptr,
+                          const SearchParams& params = {}) const {
+    return search_many({query}, k, stats, params).front();
   }
 };
 

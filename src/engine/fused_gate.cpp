@@ -1,0 +1,174 @@
+#include "imram/engine/fused_gate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "imram/error.h"
+#include "imram/model/image_encoder.h"
+
+namespace imram {
+
+namespace {
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define IMRAM_X86_DISPATCH 1
+#endif
+
+#define IMRAM_INLINE inline __attribute__((always_inline))
+
+// Floats16 passes by value only between inlined helpers, so the ABI note about AVX-512 vector
+// arguments does not concern any call that exists in the binary.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+// Sixteen floats in one value: GCC's vector extension, lowered to one AVX-512 register, two AVX2
+// registers or four SSE registers by the instruction set of the function it is inlined into.
+typedef float Floats16 __attribute__((vector_size(64)));
+typedef std::int32_t Ints16 __attribute__((vector_size(64)));
+
+// e^x within 2 ulp for |x| <= 88, clamped beyond (Cephes' expf: x = n ln2 + r, a degree-6
+// polynomial in r, 2^n through the exponent bits). Plain arithmetic without branches or calls,
+// for scalars and Floats16 alike; every instruction set computes the same bits.
+template <typename Value, typename Integer>
+IMRAM_INLINE Value exp_approx(Value x) {
+  x = x < -88.0f ? Value{} - 88.0f : x;
+  x = x > 88.0f ? Value{} + 88.0f : x;
+  // Adding and removing 1.5 * 2^23 rounds to the nearest integer (|x log2 e| < 2^22 here).
+  const Value n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const Value r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  Value p = Value{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  Integer bits;
+  if constexpr (std::is_same_v<Value, float>) {
+    bits = (static_cast<std::int32_t>(n) + 127) << 23;
+  } else {
+    bits = (__builtin_convertvector(n, Integer) + 127) << 23;
+  }
+  Value scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+template <typename Value, typename Integer>
+IMRAM_INLINE Value refined_value(Value o_pre, Value g_pre, Value q) {
+  const Value o = 2.0f / (1.0f + exp_approx<Value, Integer>(-2.0f * o_pre)) - 1.0f;
+  const Value g = 1.0f / (1.0f + exp_approx<Value, Integer>(-g_pre));
+  return g * q + (1.0f - g) * o;
+}
+
+IMRAM_INLINE Floats16 load16(const float* p) {
+  Floats16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+struct GateRows {
+  const float* preactivation;
+  const float* addend;
+  std::int64_t addend_stride;  // 0: one (2d) bias for every row
+  const float* previous;
+  float* out;
+  std::int64_t rows, d;
+  bool normalize;
+};
+
+// The sixteen-lane loop and a scalar tail. Every instruction set gives the same bits: the lanes
+// do the same IEEE operations (none of the targets enables FMA, so nothing is contracted) and
+// the squared norm is summed in the same order.
+IMRAM_INLINE void gated_update_rows(const GateRows& a) {
+  for (std::int64_t r = 0; r < a.rows; ++r) {
+    const float* o_pre = a.preactivation + r * 2 * a.d;
+    const float* g_pre = o_pre + a.d;
+    const float* o_add = a.addend + r * a.addend_stride;
+    const float* g_add = o_add + a.d;
+    const float* q = a.previous + r * a.d;
+    float* y = a.out + r * a.d;
+    Floats16 squares{};
+    float tail_squares = 0;
+    std::int64_t j = 0;
+    for (; j + 16 <= a.d; j += 16) {
+      const Floats16 v = refined_value<Floats16, Ints16>(load16(o_pre + j) + load16(o_add + j),
+                                                          load16(g_pre + j) + load16(g_add + j), load16(q + j));
+      std::memcpy(y + j, &v, sizeof v);
+      squares += v * v;
+    }
+    for (; j < a.d; ++j) {
+      y[j] = refined_value<float, std::int32_t>(o_pre[j] + o_add[j], g_pre[j] + g_add[j], q[j]);
+      tail_squares += y[j] * y[j];
+    }
+    if (!a.normalize) continue;
+    float squared = tail_squares;
+    for (int l = 0; l < 16; ++l) squared += squares[l];
+    const float scale = 1.0f / (std::sqrt(std::max(squared, float(kTinySquaredNorm))) + 1e-8f);
+    for (std::int64_t i = 0; i < a.d; ++i) y[i] *= scale;
+  }
+}
+
+using GateKernel = void (*)(const GateRows&);
+
+struct Kernel {
+  const char* instruction_set;
+  GateKernel run;
+};
+
+#ifdef IMRAM_X86_DISPATCH
+__attribute__((target("avx512f"))) void gated_update_avx512(const GateRows& a) { gated_update_rows(a); }
+__attribute__((target("avx2"))) void gated_update_avx2(const GateRows& a) { gated_update_rows(a); }
+void gated_update_sse2(const GateRows& a) { gated_update_rows(a); }
+
+Kernel choose_kernel() {
+  const Kernel kernels[] = {{"avx512f", gated_update_avx512}, {"avx2", gated_update_avx2}, {"sse2", gated_update_sse2}};
+  const auto supported = [](const std::string& name) {
+    __builtin_cpu_init();
+    if (name == "avx512f") return bool(__builtin_cpu_supports("avx512f"));
+    if (name == "avx2") return bool(__builtin_cpu_supports("avx2"));
+    return true;
+  };
+  const char* requested = std::getenv("IMRAM_SIMD");
+  for (const auto& kernel : kernels) {
+    if (requested && *requested) {
+      if (std::string(requested) != kernel.instruction_set) continue;
+      if (!supported(kernel.instruction_set))
+        throw Error(std::string("IMRAM_SIMD=") + requested + ": this CPU does not have " + requested);
+      return kernel;
+    }
+    if (supported(kernel.instruction_set)) return kernel;
+  }
+  throw Error(std::string("IMRAM_SIMD=") + requested + ": unknown instruction set (avx512f, avx2 or sse2)");
+}
+#else
+void gated_update_generic(const GateRows& a) { gated_update_rows(a); }
+Kernel choose_kernel() { return {"generic", gated_update_generic}; }
+#endif
+
+const Kernel& kernel() {
+  static const Kernel chosen = choose_kernel();
+  return chosen;
+}
+
+}  // namespace
+
+void fused_gated_update(const torch::Tensor& preactivation, const torch::Tensor& addend, const torch::Tensor& previous,
+                        torch::Tensor& out, bool normalize) {
+  const GateRows rows{preactivation.data_ptr<float>(),
+                      addend.data_ptr<float>(),
+                      addend.dim() == 1 ? 0 : addend.size(-1),
+                      previous.data_ptr<float>(),
+                      out.data_ptr<float>(),
+                      preactivation.numel() / preactivation.size(-1),
+                      previous.size(-1),
+                      normalize};
+  kernel().run(rows);
+}
+
+std::string fused_gate_instruction_set() { return kernel().instruction_set; }
+
+}  // namespace imram

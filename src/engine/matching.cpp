@@ -1,0 +1,157 @@
+#include "imram/engine/matching.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include "imram/engine/fused_gate.h"
+#include "imram/error.h"
+#include "imram/model/attention.h"
+#include "imram/model/image_encoder.h"
+
+namespace imram {
+
+std::string to_string(EnginePath path) {
+  switch (path) {
+    case EnginePath::Automatic: return "auto";
+    case EnginePath::FusedCpu: return "fused_cpu";
+    case EnginePath::Tensor: return "tensor";
+  }
+  return "auto";
+}
+
+EnginePath parse_engine_path(const std::string& name) {
+  if (name == "auto") return EnginePath::Automatic;
+  if (name == "fused_cpu") return EnginePath::FusedCpu;
+  if (name == "tensor") return EnginePath::Tensor;
+  throw Error("unknown engine path '" + name + "' (auto, fused_cpu or tensor)");
+}
+
+EnginePath resolve_engine_path(EnginePath requested, const torch::Tensor& sample) {
+  const bool grad = torch::GradMode::is_enabled();
+  const bool cpu = sample.device().is_cpu(), float32 = sample.scalar_type() == torch::kFloat32;
+  if (requested == EnginePath::Automatic) return !grad && cpu && float32 ? EnginePath::FusedCpu : EnginePath::Tensor;
+  if (requested == EnginePath::FusedCpu) {
+    if (grad) throw Error("the fused_cpu engine path computes no gradients: score under torch::NoGradGuard, or use the tensor path");
+    if (!cpu) throw Error("the fused_cpu engine path runs on the CPU, and the tensors are on " + sample.device().str());
+    if (!float32) throw Error("the fused_cpu engine path computes in float32 only");
+  }
+  return requested;
+}
+
+MatchingQueries::MatchingQueries(const torch::Tensor& query_in, const torch::Tensor& query_mask,
+                                 const MemoryDistillation& memory, const ModelConfig& config)
+    : query(query_in.contiguous()), mask(query_mask.contiguous()) {
+  squared_norms = query.pow(2).sum(-1);
+  valid = mask.sum(1);
+  if (config.iteration_steps > 1) {
+    halves = memory.query_half(query.view({-1, query.size(2)})).contiguous();
+    weight_t = memory.query_weight().t();
+    bias = memory.query_bias().contiguous();
+  }
+}
+
+namespace {
+
+// Steps of one block of context items, in the engine's layout [b, a, q, c]: context item b,
+// query item a, query fragment q, context fragment c, so that every product is one batched GEMM
+// over b. The shortcuts (docs/engine.md), all exact:
+//  - Step similarity without the d-dimensional attended vector: q0_q . c_q = sum_c alpha_qc
+//    (q0_q . C_c), the step-1 raw scores reused at every step, and |c_q|^2 = alpha_q^T G alpha_q
+//    with the small Gram matrix G = C C^T of each context item.
+//  - Memory update without the per-pair context product: W_c c = alpha (C W_c^T), the context
+//    half computed once per context item; the query half of q0 is per query item.
+//  - The last step's memory update is skipped; K = 1 touches no memory layer at all.
+// FusedCpu differs only in the memory update: the products accumulate into one buffer and the
+// gate is one pass (engine/fused_gate.h) instead of LibTorch's separate ops.
+torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& context,
+                          const torch::Tensor& context_padding, const torch::Tensor& context_halves,
+                          const MemoryDistillation& memory, const ModelConfig& config, bool fused,
+                          MatchingTrace* trace) {
+  const auto A = queries.query.size(0), nq = queries.query.size(1), d = queries.query.size(2);
+  const auto B = context.size(0), nc = context.size(1);
+  const int K = config.iteration_steps;
+  const auto mask = queries.mask.view({1, A, nq, 1});
+  const auto padding = context_padding.defined() ? context_padding.view({B, 1, 1, nc}) : torch::Tensor();
+  const auto query_rows = queries.query.view({A * nq, d});
+  const auto context_t = context.transpose(1, 2);  // (B, d, n_c)
+
+  // Step-1 raw scores q0 . C for every pair: (B, A n_q, n_c) in one batched product.
+  const auto raw_original = torch::matmul(query_rows, context_t).view({B, A, nq, nc});
+  const auto gram = torch::bmm(context, context_t);  // (B, n_c, n_c)
+  const auto squared_norms = queries.squared_norms.view({1, A, nq});
+  const auto valid = queries.valid.view({1, A});
+
+  torch::Tensor current;  // q^{k-1} per pair, (B, A n_q, d), from step 2 on
+  torch::Tensor preactivation;
+  std::vector<torch::Tensor> steps;
+  for (int k = 1; k <= K; ++k) {
+    const auto raw = k == 1 ? raw_original : torch::bmm(current, context_t).view({B, A, nq, nc});
+    const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, mask),
+                                         config.lambda_softmax, padding);
+    const auto alpha_rows = alpha.view({B, A * nq, nc});
+    if (trace) trace->attention.push_back(alpha);
+    const auto dots = (alpha * raw_original).sum(-1);                                               // q0 . c
+    const auto attended_sq = (torch::bmm(alpha_rows, gram).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
+    const auto cosines = dots / (squared_norms * attended_sq).clamp_min(1e-16).sqrt();
+    steps.push_back((cosines * mask.view({1, A, nq})).sum(-1) / valid);  // (B, A)
+    if (k == K) break;
+
+    // The memory update: [o_pre ; g_pre] = W_c c + W_q q (+ biases), then the gate.
+    if (fused) {
+      if (k == 1) {
+        preactivation = torch::bmm(alpha_rows, context_halves);
+        current = torch::empty({B, A * nq, d}, query_rows.options());
+        for (std::int64_t b = 0; b < B; ++b) {
+          auto out = current[b];
+          fused_gated_update(preactivation[b], queries.halves, query_rows, out, config.imram_norm);
+        }
+      } else {
+        auto preactivation_rows = preactivation.view({B * A * nq, 2 * d});
+        torch::mm_out(preactivation_rows, current.view({B * A * nq, d}), queries.weight_t);
+        preactivation.baddbmm_(alpha_rows, context_halves);
+        fused_gated_update(preactivation, queries.bias, current, current, config.imram_norm);
+      }
+      continue;
+    }
+    auto summed = torch::bmm(alpha_rows, context_halves) +
+                  (k == 1 ? queries.halves.unsqueeze(0) : memory.query_half(current));
+    if (trace) trace->gate_mean.push_back(memory.gate_values(summed).mean(-1).view({B, A, nq}));
+    current = memory.update(k == 1 ? query_rows.unsqueeze(0) : current, summed);
+    if (config.imram_norm) current = l2norm(current, -1);
+  }
+  return torch::stack(steps).transpose(1, 2);  // (K, A, B)
+}
+
+}  // namespace
+
+torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
+                                 const torch::Tensor& context_in, const torch::Tensor& context_padding,
+                                 const MemoryDistillation& memory, const ModelConfig& config, EnginePath path,
+                                 MatchingTrace* trace, const torch::Tensor& cached_context_halves) {
+  const auto resolved = resolve_engine_path(path, query);
+  const MatchingQueries queries(query, query_mask, memory, config);
+  const auto context = context_in.contiguous();
+  const bool memory_steps = config.iteration_steps > 1;
+  auto context_halves = cached_context_halves;
+  if (memory_steps && !context_halves.defined()) context_halves = memory.context_half(context);
+  if (resolved == EnginePath::Tensor)
+    return match_block(queries, context, context_padding, context_halves, memory, config, false, trace);
+  if (trace) throw Error("the fused_cpu engine path keeps no trace: explain with the tensor path");
+
+  // One context item per thread at a time: its (query rows x 2d) gate pre-activations stay in
+  // cache from the product that makes them to the pass that consumes them.
+  if (memory_steps) context_halves = context_halves.contiguous();
+  const auto B = context.size(0);
+  auto steps = torch::empty({config.iteration_steps, query.size(0), B}, query.options());
+  at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t b = begin; b < end; ++b) {
+      const auto item_padding = context_padding.defined() ? context_padding.narrow(0, b, 1) : torch::Tensor();
+      const auto item_halves = memory_steps ? context_halves.narrow(0, b, 1) : torch::Tensor();
+      steps.narrow(2, b, 1).copy_(
+          match_block(queries, context.narrow(0, b, 1), item_padding, item_halves, memory, config, true, nullptr));
+    }
+  });
+  return steps;
+}
+
+}  // namespace imram
