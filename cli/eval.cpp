@@ -12,7 +12,8 @@ IMRAM_COMMAND {
   struct Options {
     std::string model, data, split = "test", save_sims, save_json, index;
     bool fold5 = false, json = false, skip_exhaustive = false;
-    std::int64_t shortlist = 100, prefilter = 0;
+    std::int64_t shortlist = 100, prefilter = 0, queries = 0;
+    std::uint64_t seed = 1;
     std::size_t memory_budget_mb = 1024;
   };
   auto options = std::make_shared<Options>();
@@ -26,6 +27,11 @@ IMRAM_COMMAND {
   sub->add_option("--prefilter", options->prefilter,
                   "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them")
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--queries", options->queries,
+                  "with --index: a sample of this many queries per direction, each held to exhaustive IMRAM "
+                  "(ranks, shortlist recall); for galleries too large to score every pair")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--seed", options->seed, "with --queries: which queries are sampled")->capture_default_str();
   sub->add_flag("--skip-exhaustive", options->skip_exhaustive, "with --index: do not score every pair");
   sub->add_option("--split", options->split, "split name")->capture_default_str();
   sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: five 1000-image folds, averaged");
@@ -40,6 +46,21 @@ IMRAM_COMMAND {
         if (options->fold5 || !options->save_sims.empty())
           throw imram::Error("eval --index: --fold5 and --save-sims need --model and --data");
         const auto opened = imram::GalleryIndex::open(options->index, imram::parse_device(device));
+        if (options->queries > 0) {
+          imram::SampledEvalOptions sampled;
+          sampled.queries = options->queries;
+          sampled.shortlist = options->shortlist;
+          sampled.prefilter = options->prefilter;
+          sampled.seed = options->seed;
+          sampled.show_progress = !options->json;
+          const auto result = imram::evaluate_index_sampled(*opened, sampled);
+          const auto json = imram::sampled_json(result);
+          if (!options->save_json.empty())
+            imram::write_file_atomically(options->save_json, [&](std::ostream& out) { out << json << "\n"; });
+          if (options->json) std::cout << json << "\n";
+          else std::cout << imram::sampled_table(result);
+          return 0;
+        }
         imram::TwoStageEvalOptions eval_options;
         eval_options.shortlist = options->shortlist;
         eval_options.prefilter = options->prefilter;

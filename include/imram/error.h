@@ -1,6 +1,10 @@
 #pragma once
-// The one exception type of the library. Its message is a complete, one-line sentence that
-// names the file, field or line at fault; the command line prints it as is and exits non-zero.
+// The exception types of the library. A message is a complete, one-line sentence that names the
+// file, field or line at fault; the command line prints it as is and exits non-zero.
+//  - Error: the input is wrong (a bad option, file, query or request): the caller can fix it.
+//  - IoError: the system failed an operation that should have worked (a read, write, mapping or
+//    rename; a full disk): nothing in the request is at fault. The server answers it with 500.
+// Anything else that escapes is a defect (the server answers 500 "internal error").
 #include <stdexcept>
 #include <string>
 
@@ -9,6 +13,11 @@ namespace imram {
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+class IoError : public Error {
+ public:
+  using Error::Error;
 };
 
 }  // namespace imram

@@ -345,7 +345,7 @@ NpyWriter::NpyWriter(const std::string& path, DType dtype, const std::vector<std
   expected_ = 1;
   for (const auto dim : shape) expected_ *= std::size_t(dim);
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw Error(path + ": cannot open for writing (" + std::strerror(errno) + ")");
+  if (fd_ < 0) throw IoError(path + ": cannot open for writing (" + std::strerror(errno) + ")");
   write_raw(header.data(), header.size());
 }
 
@@ -372,7 +372,7 @@ void NpyWriter::write_raw(const void* bytes, std::size_t size) {
     if (done <= 0) {
       const std::string reason = std::strerror(errno);
       discard();
-      throw Error(path_ + ": write failed (" + reason + ")");
+      throw IoError(path_ + ": write failed (" + reason + ")");
     }
     next += done;
     size -= std::size_t(done);
@@ -400,12 +400,12 @@ void NpyWriter::finish() {
   if (::close(fd_) != 0) {
     fd_ = -1;
     ::unlink(tmp_.c_str());
-    throw Error(path_ + ": write failed (disk full?)");
+    throw IoError(path_ + ": write failed (disk full?)");
   }
   fd_ = -1;
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
     ::unlink(tmp_.c_str());
-    throw Error(path_ + ": cannot rename temporary file into place");
+    throw IoError(path_ + ": cannot rename temporary file into place");
   }
 }
 

@@ -15,6 +15,7 @@
 #include "imram/error.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/fnv.h"
+#include "imram/util/splitmix.h"
 
 namespace fs = std::filesystem;
 
@@ -66,13 +67,6 @@ std::string cell_name(int row, int col) {
 // Randomness: splitmix64 to derive independent streams, xoshiro256** within a stream. Every
 // stream is keyed by (seed, purpose, split, index), so an image does not depend on how many
 // images precede it or on which thread renders it.
-
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 std::uint64_t stream_key(std::uint64_t seed, std::uint64_t purpose, std::uint64_t split,
                          std::uint64_t index) {
@@ -1173,7 +1167,7 @@ void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& opt
   const SyntheticWorld world(options);
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) throw Error(dir + ": cannot create the dataset directory");
+  if (ec || !fs::is_directory(dir)) throw IoError(dir + ": cannot create the dataset directory");
   // The limits of validate() keep this product far below 2^63.
   const std::int64_t feature_bytes = (options.train + options.dev + options.test) * options.regions *
                                      options.feature_dim * std::int64_t(sizeof(float));

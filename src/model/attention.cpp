@@ -36,11 +36,4 @@ torch::Tensor attention_weights(const torch::Tensor& normalized, double lambda_s
   return torch::softmax(logits, -1);
 }
 
-torch::Tensor cosine_similarity(const torch::Tensor& a, const torch::Tensor& b) {
-  const auto dot = (a * b).sum(-1);
-  // sqrt(max(|a|^2 |b|^2, 1e-16)) = max(|a| |b|, 1e-8), with a finite gradient at 0.
-  const auto norms = (a.pow(2).sum(-1) * b.pow(2).sum(-1)).clamp_min(1e-16).sqrt();
-  return dot / norms;
-}
-
 }  // namespace imram

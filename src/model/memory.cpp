@@ -37,8 +37,4 @@ torch::Tensor MemoryDistillation::update(const torch::Tensor& query, const torch
   return g * query + (1 - g) * o;
 }
 
-torch::Tensor MemoryDistillation::forward(const torch::Tensor& query, const torch::Tensor& attended) const {
-  return update(query, query_half(query) + context_half(attended));
-}
-
 }  // namespace imram

@@ -3,13 +3,17 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <random>
+#include <unordered_set>
 
 #include "imram/engine/scorer.h"
 #include "imram/error.h"
 #include "imram/eval/twin_accuracy.h"
 #include "imram/runtime/runtime.h"
+#include "imram/search/rerank.h"
 #include "imram/util/progress.h"
 #include "imram/util/stopwatch.h"
 
@@ -136,6 +140,158 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   result.two_stage = two;
   result.stage1 = one;
   return result;
+}
+
+namespace {
+
+// One direction of the sampled evaluation. `own(query)` are the gallery items that belong to
+// the query (its image, or the image's captions); `encode(query)` its encoded form.
+template <typename Own, typename Encode>
+SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, std::int64_t population,
+                                  const SampledEvalOptions& options, const char* label, Own own, Encode encode) {
+  SampledDirection result;
+  std::vector<std::int64_t> sample(static_cast<std::size_t>(population));
+  std::iota(sample.begin(), sample.end(), 0);
+  std::mt19937_64 rng(options.seed);
+  std::shuffle(sample.begin(), sample.end(), rng);
+  sample.resize(std::size_t(std::min(options.queries, population)));
+  result.queries = std::int64_t(sample.size());
+  if (sample.empty()) return result;
+
+  const ImramRefiner exhaustive(index.model().net, index.store(), side);
+  const auto searcher = index.searcher(side, options.shortlist, options.prefilter);
+  const auto gallery = side == GallerySide::Images ? index.num_images() : index.num_captions();
+  std::vector<std::int64_t> all(static_cast<std::size_t>(gallery));
+  std::iota(all.begin(), all.end(), 0);
+  ProgressBar bar(std::string("sampled ") + label + " queries", result.queries, "queries", options.show_progress);
+  double exhaustive_ms = 0, two_stage_ms = 0;
+  std::int64_t r1 = 0, r5 = 0, r10 = 0, t1 = 0, t5 = 0, t10 = 0, same = 0, top1_in = 0, top10_in = 0;
+  for (std::size_t begin = 0; begin < sample.size(); begin += std::size_t(options.batch)) {
+    const auto end = std::min(sample.size(), begin + std::size_t(options.batch));
+    std::vector<EncodedQuery> queries;
+    for (auto q = begin; q < end; ++q) queries.push_back(encode(sample[q]));
+    const Stopwatch watch;
+    const auto rankings = exhaustive.refine(queries, all, gallery, nullptr);
+    exhaustive_ms += watch.milliseconds();
+    for (auto q = begin; q < end; ++q) {
+      const auto& ranking = rankings[q - begin];
+      const auto mine = own(sample[q]);
+      const auto is_own = [&](std::int64_t item) { return std::find(mine.begin(), mine.end(), item) != mine.end(); };
+      std::int64_t exhaustive_rank = 0;
+      while (!is_own(ranking[std::size_t(exhaustive_rank)].index)) ++exhaustive_rank;
+      const Stopwatch two_stage_watch;
+      const auto hits = searcher->search(queries[q - begin], options.shortlist, nullptr);
+      two_stage_ms += two_stage_watch.milliseconds();
+      auto two_stage_rank = std::numeric_limits<std::int64_t>::max();  // beyond the list
+      for (std::size_t r = 0; r < hits.size(); ++r)
+        if (is_own(hits[r].index)) {
+          two_stage_rank = std::int64_t(r);
+          break;
+        }
+      std::unordered_set<std::int64_t> scored;
+      for (const auto& hit : hits) scored.insert(hit.index);
+      r1 += exhaustive_rank < 1, r5 += exhaustive_rank < 5, r10 += exhaustive_rank < 10;
+      t1 += two_stage_rank < 1, t5 += two_stage_rank < 5, t10 += two_stage_rank < 10;
+      same += two_stage_rank == exhaustive_rank ||
+              (two_stage_rank >= std::int64_t(hits.size()) && exhaustive_rank >= std::int64_t(hits.size()));
+      top1_in += scored.count(ranking.front().index) > 0;
+      bool all_top10 = true;
+      for (std::size_t r = 0; r < std::min<std::size_t>(10, ranking.size()); ++r)
+        all_top10 = all_top10 && scored.count(ranking[r].index) > 0;
+      top10_in += all_top10;
+      bar.update(std::int64_t(q) + 1);
+    }
+  }
+  bar.finish();
+  const double n = double(result.queries);
+  result.exhaustive_r1 = 100.0 * double(r1) / n, result.exhaustive_r5 = 100.0 * double(r5) / n;
+  result.exhaustive_r10 = 100.0 * double(r10) / n;
+  result.two_stage_r1 = 100.0 * double(t1) / n, result.two_stage_r5 = 100.0 * double(t5) / n;
+  result.two_stage_r10 = 100.0 * double(t10) / n;
+  result.same_rank = double(same) / n;
+  result.top1_in_shortlist = double(top1_in) / n;
+  result.top10_in_shortlist = double(top10_in) / n;
+  result.exhaustive_ms = exhaustive_ms / n;
+  result.two_stage_ms = two_stage_ms / n;
+  return result;
+}
+
+nlohmann::ordered_json direction_json(const SampledDirection& d) {
+  return {{"queries", d.queries},
+          {"exhaustive", {{"r1", d.exhaustive_r1}, {"r5", d.exhaustive_r5}, {"r10", d.exhaustive_r10}, {"ms_per_query", d.exhaustive_ms}}},
+          {"two_stage", {{"r1", d.two_stage_r1}, {"r5", d.two_stage_r5}, {"r10", d.two_stage_r10}, {"ms_per_query", d.two_stage_ms}}},
+          {"same_rank", d.same_rank},
+          {"top1_in_shortlist", d.top1_in_shortlist},
+          {"top10_in_shortlist", d.top10_in_shortlist}};
+}
+
+}  // namespace
+
+SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options) {
+  const auto cpi = index.captions_per_image();
+  if (cpi < 1)
+    throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");
+  if (!index.has_shortlist() || options.shortlist <= 0)
+    throw Error(index.dir() + ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give --shortlist N "
+                "over an index with a shortlist");
+  if (options.batch < 1) throw Error("a sampled evaluation needs batches of at least 1 query");
+  torch::NoGradGuard no_grad;
+  SampledEvalResult result;
+  result.images = index.num_images();
+  result.captions = index.num_captions();
+  result.shortlist = options.shortlist;
+  result.prefilter = options.prefilter > options.shortlist ? options.prefilter : 0;
+  const auto caption_globals = index.caption_globals();
+  result.text_to_image = sample_direction(
+      index, GallerySide::Images, result.captions, options, "text->image",
+      [&](std::int64_t caption) { return std::vector<std::int64_t>{caption / cpi}; },
+      [&](std::int64_t caption) { return stored_caption_query(index, caption, caption_globals); });
+  result.image_to_text = sample_direction(
+      index, GallerySide::Captions, result.images, options, "image->text",
+      [&](std::int64_t image) {
+        std::vector<std::int64_t> captions(static_cast<std::size_t>(cpi));
+        std::iota(captions.begin(), captions.end(), image * cpi);
+        return captions;
+      },
+      [&](std::int64_t image) { return index.image_query(image); });
+  return result;
+}
+
+std::string sampled_json(const SampledEvalResult& result) {
+  nlohmann::ordered_json json{{"images", result.images},
+                              {"captions", result.captions},
+                              {"shortlist", result.shortlist},
+                              {"prefilter", result.prefilter},
+                              {"t2i", direction_json(result.text_to_image)},
+                              {"i2t", direction_json(result.image_to_text)}};
+  return json.dump();
+}
+
+std::string sampled_table(const SampledEvalResult& result) {
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-13s %7s   %-26s   %-26s   %9s %9s %9s   %9s %9s\n", "", "", "exhaustive R@1/5/10",
+                "two-stage R@1/5/10", "same", "top1 in", "top10 in", "ms/query", "ms/query");
+  out += line;
+  std::snprintf(line, sizeof line, "%-13s %7s   %-26s   %-26s   %9s %9s %9s   %9s %9s\n", "direction", "queries", "",
+                "", "rank", "shortlist", "shortlist", "exhaust.", "two-stage");
+  out += line;
+  auto row = [&](const char* name, const SampledDirection& d) {
+    std::snprintf(line, sizeof line, "%-13s %7lld   %8.2f %8.2f %8.2f   %8.2f %8.2f %8.2f   %9.4f %9.4f %9.4f   %9.1f %9.2f\n",
+                  name, static_cast<long long>(d.queries), d.exhaustive_r1, d.exhaustive_r5, d.exhaustive_r10,
+                  d.two_stage_r1, d.two_stage_r5, d.two_stage_r10, d.same_rank, d.top1_in_shortlist,
+                  d.top10_in_shortlist, d.exhaustive_ms, d.two_stage_ms);
+    out += line;
+  };
+  row("text->image", result.text_to_image);
+  row("image->text", result.image_to_text);
+  std::snprintf(line, sizeof line, "%lld images, %lld captions; ", static_cast<long long>(result.images),
+                static_cast<long long>(result.captions));
+  out += line;
+  out += result.prefilter ? "cascade " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist)
+                          : "two-stage, N=" + std::to_string(result.shortlist);
+  out += "; exhaustive IMRAM scored for the sampled queries only\n";
+  return out;
 }
 
 namespace {

@@ -121,11 +121,11 @@ void write_faiss_index(const faiss::Index& index, const std::string& path) {
     faiss::write_index(&index, tmp.c_str());
   } catch (const faiss::FaissException& e) {
     std::remove(tmp.c_str());
-    throw Error(path + ": cannot write the FAISS index (" + e.msg + ")");
+    throw IoError(path + ": cannot write the FAISS index (" + e.msg + ")");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
-    throw Error(path + ": cannot write the FAISS index (rename failed)");
+    throw IoError(path + ": cannot write the FAISS index (rename failed)");
   }
 }
 

@@ -148,12 +148,4 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
   prune_gallery_cache(cache_dir, cache_limit_bytes, key);
 }
 
-std::vector<SearchHit> Gallery::search_images(const std::string& query, std::int64_t top) const {
-  return index_->searcher(GallerySide::Images, 0)->search(index_->text_query(query), top, nullptr);
-}
-
-std::vector<SearchHit> Gallery::search_captions(std::int64_t image, std::int64_t top) const {
-  return index_->searcher(GallerySide::Captions, 0)->search(index_->image_query(image), top, nullptr);
-}
-
 }  // namespace imram

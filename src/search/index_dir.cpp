@@ -77,7 +77,7 @@ class AppendFile {
   AppendFile() = default;
   AppendFile(const std::string& path, std::uint64_t keep_bytes, std::uint64_t hash) : path_(path), bytes_(keep_bytes), hash_(hash) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
-    if (fd_ < 0) throw Error(path + ": cannot open for writing (" + std::strerror(errno) + ")");
+    if (fd_ < 0) throw IoError(path + ": cannot open for writing (" + std::strerror(errno) + ")");
     // Bytes beyond the manifest's count are from an addition that never committed.
     if (::ftruncate(fd_, off_t(keep_bytes)) != 0 || ::lseek(fd_, off_t(keep_bytes), SEEK_SET) < 0)
       fail("cannot truncate");
@@ -113,7 +113,7 @@ class AppendFile {
 
  private:
   [[noreturn]] void fail(const char* what) {
-    throw Error(path_ + ": " + what + " (" + std::strerror(errno) + ")");
+    throw IoError(path_ + ": " + what + " (" + std::strerror(errno) + ")");
   }
   std::string path_;
   int fd_ = -1;
@@ -138,7 +138,7 @@ class MappedFile {
     ::close(fd);
     if (address_ == MAP_FAILED) {
       address_ = nullptr;
-      throw Error(path + ": cannot map (" + std::strerror(errno) + ")");
+      throw IoError(path + ": cannot map (" + std::strerror(errno) + ")");
     }
   }
   ~MappedFile() {
@@ -335,7 +335,7 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
   remove_abandoned_temporaries(dir);
   remove_tree(state->work_dir);
   fs::create_directories(state->work_dir, ec);
-  if (ec) throw Error(state->work_dir + ": cannot create (" + ec.message() + ")");
+  if (ec) throw IoError(state->work_dir + ": cannot create (" + ec.message() + ")");
   try {
     save_model(state->work_dir + "/model", state->model);
     auto& m = state->manifest;
@@ -515,12 +515,12 @@ void IndexWriter::commit() {
       // Exchanged, not renamed aside first: at every instant an index is at `dir`, and a kill
       // after the exchange leaves the old one as a temporary that the next build removes.
       if (::renameat2(AT_FDCWD, s.work_dir.c_str(), AT_FDCWD, s.dir.c_str(), RENAME_EXCHANGE) != 0)
-        throw Error(s.dir + ": cannot replace (" + std::strerror(errno) + ")");
+        throw IoError(s.dir + ": cannot replace (" + std::strerror(errno) + ")");
       s.creating = false;
       remove_tree(s.work_dir);
     } else {
       fs::rename(s.work_dir, s.dir, ec);
-      if (ec) throw Error(s.dir + ": cannot move the new index into place (" + ec.message() + ")");
+      if (ec) throw IoError(s.dir + ": cannot move the new index into place (" + ec.message() + ")");
       s.creating = false;
     }
   } else if (old_generation > 0 && old_generation != m.generation) {

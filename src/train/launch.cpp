@@ -31,7 +31,7 @@ extern "C" void remember_signal(int signal) { g_forward_signal = signal; }
 // The kernel's choice of a free port; the ranks bind it a moment later.
 int free_loopback_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw Error(std::string("--nproc: cannot open a socket: ") + std::strerror(errno));
+  if (fd < 0) throw IoError(std::string("--nproc: cannot open a socket: ") + std::strerror(errno));
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -39,7 +39,7 @@ int free_loopback_port() {
   const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
                   ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0;
   ::close(fd);
-  if (!ok) throw Error(std::string("--nproc: cannot find a free loopback port: ") + std::strerror(errno));
+  if (!ok) throw IoError(std::string("--nproc: cannot find a free loopback port: ") + std::strerror(errno));
   return ntohs(address.sin_port);
 }
 
@@ -80,7 +80,7 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
   std::vector<pid_t> ranks;
   for (int rank = 0; rank < nproc; ++rank) {
     const pid_t pid = ::fork();
-    if (pid < 0) throw Error(std::string("--nproc: fork failed: ") + std::strerror(errno));
+    if (pid < 0) throw IoError(std::string("--nproc: fork failed: ") + std::strerror(errno));
     if (pid == 0) {
       // A launcher that is killed outright takes its ranks along (they save `last` on SIGTERM).
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -23,6 +23,7 @@
 #include "imram/util/atomic_file.h"
 #include "imram/util/json_file.h"
 #include "imram/util/progress.h"
+#include "imram/util/splitmix.h"
 
 namespace fs = std::filesystem;
 
@@ -55,13 +56,6 @@ class StopSignals {
   void (*previous_int_)(int);
   void (*previous_term_)(int);
 };
-
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 struct Position {
   int epoch = 0;                   // current epoch (0-based)

@@ -46,7 +46,7 @@ void write_file_atomically(const std::string& path,
   remove_abandoned_temporaries(path);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path + ": cannot open for writing (" + std::strerror(errno) + ")");
+    if (!out) throw IoError(path + ": cannot open for writing (" + std::strerror(errno) + ")");
     try {
       write(out);
     } catch (...) {
@@ -61,24 +61,24 @@ void write_file_atomically(const std::string& path,
     if (!out) {
       std::error_code ignored;
       fs::remove(tmp, ignored);
-      throw Error(path + ": write failed (disk full?)");
+      throw IoError(path + ": write failed (disk full?)");
     }
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
     fs::remove(tmp, ec);
-    throw Error(path + ": cannot rename temporary file into place");
+    throw IoError(path + ": cannot rename temporary file into place");
   }
 }
 
 void require_writable_directory(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw Error(dir + ": cannot create the directory (" + ec.message() + ")");
+  if (ec) throw IoError(dir + ": cannot create the directory (" + ec.message() + ")");
   const std::string probe = temporary_sibling(dir + "/.write-test", "tmp");
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw Error(dir + ": cannot write in this directory (" + std::strerror(errno) + ")");
+  if (fd < 0) throw IoError(dir + ": cannot write in this directory (" + std::strerror(errno) + ")");
   ::close(fd);
   ::unlink(probe.c_str());
 }
@@ -101,7 +101,7 @@ void write_directory_atomically(const std::string& dir,
   remove_abandoned_temporaries(dir);
   remove_tree(tmp);
   fs::create_directories(tmp, ec);
-  if (ec) throw Error(dir + ": cannot create temporary directory " + tmp);
+  if (ec) throw IoError(dir + ": cannot create temporary directory " + tmp);
   try {
     fill(tmp);
   } catch (...) {
@@ -120,7 +120,7 @@ void write_directory_atomically(const std::string& dir,
   fs::rename(tmp, dir, ec);
   if (ec) {
     remove_tree(tmp);
-    throw Error(dir + ": cannot rename temporary directory into place");
+    throw IoError(dir + ": cannot rename temporary directory into place");
   }
 }
 

@@ -38,7 +38,7 @@ TEST(Gallery, RanksLikeExhaustiveScoringAndReusesItsCache) {
   const imram::Gallery first(model, split, world.dir.file("model"), world.dir.file("cache"));
   EXPECT_FALSE(first.loaded_from_cache());
   const auto query = split.captions()[7];
-  const auto hits = first.search_images(query, 6);
+  const auto hits = first.index().searcher(imram::GallerySide::Images, 0)->search(first.index().text_query(query), 6);
   ASSERT_EQ(hits.size(), 6u);
 
   // The same ranking from the plain scoring path.
@@ -53,14 +53,15 @@ TEST(Gallery, RanksLikeExhaustiveScoringAndReusesItsCache) {
 
   const imram::Gallery second(model, split, world.dir.file("model"), world.dir.file("cache"));
   EXPECT_TRUE(second.loaded_from_cache());
-  const auto again = second.search_images(query, 6);
+  const auto again = second.index().searcher(imram::GallerySide::Images, 0)->search(second.index().text_query(query), 6);
   for (std::size_t r = 0; r < hits.size(); ++r) {
     EXPECT_EQ(again[r].index, hits[r].index);
     EXPECT_FLOAT_EQ(float(again[r].score), float(hits[r].score));
   }
-  const auto captions_for_image = second.search_captions(2, 3);
+  const auto captions_for_image =
+      second.index().searcher(imram::GallerySide::Captions, 0)->search(second.index().image_query(2), 3);
   EXPECT_EQ(captions_for_image.size(), 3u);
-  EXPECT_THROW(second.search_captions(6, 3), imram::Error);
+  EXPECT_THROW(second.index().image_query(6), imram::Error);
 }
 
 }  // namespace
@@ -116,7 +117,7 @@ TEST(GalleryCache, PrunesTheLeastRecentlyUsedEntriesAndNothingElse) {
 
   // A limit below one entry keeps only the entry in use, and it still answers.
   const imram::Gallery alone(model, dev, world.dir.file("model"), cache, false, 1);
-  EXPECT_EQ(alone.search_images(dev.captions()[0], 2).size(), 2u);
+  EXPECT_EQ(alone.index().searcher(imram::GallerySide::Images, 0)->search(alone.index().text_query(dev.captions()[0]), 2).size(), 2u);
   EXPECT_TRUE(fs::exists(entry(dev) + "/manifest.json"));
   EXPECT_FALSE(fs::exists(entry(test)));
   EXPECT_FALSE(fs::exists(entry(train)));

@@ -343,6 +343,42 @@ TEST(Index, EvaluationAtFullShortlistEqualsExhaustive) {
   EXPECT_TRUE(json.contains("stage1"));
 }
 
+// Every query sampled: the sample's exhaustive R@K is the full protocol's, and a shortlist that
+// covers the gallery keeps every rank.
+TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
+  World world;
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  imram::TwoStageEvalOptions full;
+  full.shortlist = 0;
+  full.show_progress = false;
+  const auto reference = imram::evaluate_index(*index, full).exhaustive->metrics;
+  imram::SampledEvalOptions options;
+  options.queries = 1000;  // more than either side holds: all of them
+  options.shortlist = 1000;
+  options.show_progress = false;
+  const auto covering = imram::evaluate_index_sampled(*index, options);
+  EXPECT_EQ(covering.text_to_image.queries, 60);
+  EXPECT_EQ(covering.image_to_text.queries, 12);
+  EXPECT_DOUBLE_EQ(covering.text_to_image.exhaustive_r1, reference.t2i.r1);
+  EXPECT_DOUBLE_EQ(covering.text_to_image.exhaustive_r5, reference.t2i.r5);
+  EXPECT_DOUBLE_EQ(covering.image_to_text.exhaustive_r1, reference.i2t.r1);
+  EXPECT_DOUBLE_EQ(covering.image_to_text.exhaustive_r10, reference.i2t.r10);
+  for (const auto* d : {&covering.text_to_image, &covering.image_to_text}) {
+    EXPECT_DOUBLE_EQ(d->two_stage_r1, d->exhaustive_r1);
+    EXPECT_DOUBLE_EQ(d->same_rank, 1.0);
+    EXPECT_DOUBLE_EQ(d->top10_in_shortlist, 1.0);
+  }
+  options.shortlist = 1;
+  options.queries = 20;
+  const auto narrow = imram::evaluate_index_sampled(*index, options);
+  EXPECT_EQ(narrow.text_to_image.queries, 20);
+  EXPECT_DOUBLE_EQ(narrow.text_to_image.top10_in_shortlist, 0.0);  // 10 items cannot fit in 1
+  EXPECT_LE(narrow.text_to_image.two_stage_r5, narrow.text_to_image.two_stage_r1);  // nothing beyond rank 1
+  const auto json = nlohmann::json::parse(imram::sampled_json(narrow));
+  EXPECT_EQ(json["shortlist"], 1);
+  EXPECT_EQ(json["t2i"]["queries"], 20);
+}
+
 TEST(GlobalHead, OptionalInTheModelDirectoryAndLeftOutOfExports) {
   World world;
   const auto with_head = imram::load_model(world.dir.file("model"));

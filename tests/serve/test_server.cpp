@@ -100,7 +100,7 @@ TEST_F(Serve, TextSearchRanksAsTheGalleryAndTheSearchCommand) {
   const auto split = imram::PrecompSplit::open(dir_->file("data"), "test");
   const imram::Gallery gallery(model, split, dir_->file("model"), "");
   const std::string query = split.captions()[11];
-  const auto expected = gallery.search_images(query, 8);
+  const auto expected = gallery.index().searcher(imram::GallerySide::Images, 0)->search(gallery.index().text_query(query), 8);
 
   const auto response = http(port_, "POST", "/api/search", nlohmann::json{{"text", query}, {"top", 8}}.dump());
   ASSERT_EQ(response.status, 200) << response.body;
@@ -141,7 +141,7 @@ TEST_F(Serve, ImageSearchRanksCaptionsAsTheGallery) {
   auto model = imram::load_model(dir_->file("model"));
   const auto split = imram::PrecompSplit::open(dir_->file("data"), "test");
   const imram::Gallery gallery(model, split, dir_->file("model"), "");
-  const auto expected = gallery.search_captions(3, 10);
+  const auto expected = gallery.index().searcher(imram::GallerySide::Captions, 0)->search(gallery.index().image_query(3), 10);
   const auto response = http(port_, "POST", "/api/search", R"({"image": 3, "top": 10})");
   ASSERT_EQ(response.status, 200) << response.body;
   const auto json = body_of(response);

@@ -19,7 +19,4 @@ torch::Tensor normalize_raw_scores(const torch::Tensor& scores, RawFeatureNorm n
 torch::Tensor attention_weights(const torch::Tensor& normalized, double lambda_softmax,
                                 const torch::Tensor& context_padding);
 
-// cos(a, b) = a.b / max(|a| |b|, 1e-8) over the last dimension, broadcasting.
-torch::Tensor cosine_similarity(const torch::Tensor& a, const torch::Tensor& b);
-
 }  // namespace imram

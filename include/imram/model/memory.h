@@ -25,10 +25,9 @@ struct MemoryDistillation {
   torch::Tensor context_half(const torch::Tensor& context) const;
   // g from the summed pre-activations [o_pre ; g_pre] (..., 2d): (..., d).
   torch::Tensor gate_values(const torch::Tensor& preactivation) const;
-  // q' from q and the summed pre-activations [o_pre ; g_pre] (..., 2d).
+  // q' from q and the summed pre-activations [o_pre ; g_pre] (..., 2d):
+  // update(q, query_half(q) + context_half(c)) is the unit applied to q and the attended c.
   torch::Tensor update(const torch::Tensor& query, const torch::Tensor& preactivation) const;
-  // q' = update(q, query_half(q) + context_half(c)); q and c broadcast against each other.
-  torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& attended) const;
 };
 
 }  // namespace imram

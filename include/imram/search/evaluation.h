@@ -36,6 +36,40 @@ struct TwoStageEvalResult {
 
 TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options);
 
+// `imram eval --index --queries N`: search quality at gallery scale from a sample of queries,
+// each held to exhaustive IMRAM (scored for the sampled queries only, so that a gallery of
+// 100,000 images is measured in minutes): the rank of the query's own item both ways, and how
+// often exhaustive IMRAM's top 1 and top 10 are among the items the two-stage search scored.
+struct SampledEvalOptions {
+  std::int64_t queries = 200;     // per direction (at most the gallery's)
+  std::int64_t shortlist = 100;   // N (or N2 of a cascade)
+  std::int64_t prefilter = 0;     // N1 of a cascade (0: none)
+  std::uint64_t seed = 1;
+  std::int64_t batch = 16;        // sampled queries scored exhaustively together
+  bool show_progress = true;
+};
+
+struct SampledDirection {
+  std::int64_t queries = 0;
+  // R@1, R@5, R@10 of the sample (the best-ranked own item), exhaustive and two-stage.
+  double exhaustive_r1 = 0, exhaustive_r5 = 0, exhaustive_r10 = 0;
+  double two_stage_r1 = 0, two_stage_r5 = 0, two_stage_r10 = 0;
+  double same_rank = 0;           // fraction: the own item's two-stage rank is its exhaustive rank
+                                  // (or both lie beyond the shortlist)
+  double top1_in_shortlist = 0;   // fraction: exhaustive top 1 among the items two-stage scored
+  double top10_in_shortlist = 0;  // fraction: all of exhaustive top 10 among them
+  double exhaustive_ms = 0, two_stage_ms = 0;  // per query
+};
+
+struct SampledEvalResult {
+  std::int64_t images = 0, captions = 0, shortlist = 0, prefilter = 0;
+  SampledDirection text_to_image, image_to_text;
+};
+
+SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options);
+std::string sampled_table(const SampledEvalResult& result);
+std::string sampled_json(const SampledEvalResult& result);
+
 // The side-by-side table, and the JSON of `imram eval --json` (its keys are the two-stage
 // method's, or the exhaustive one's without a shortlist; plus "shortlist", "stage1" and
 // "exhaustive").

@@ -16,7 +16,6 @@
 
 namespace imram {
 
-using SearchHit = Hit;
 
 inline constexpr std::uint64_t kDefaultGalleryCacheBytes = std::uint64_t(4) << 30;
 
@@ -29,8 +28,6 @@ class Gallery {
           const std::string& cache_dir, bool show_progress = false,
           std::uint64_t cache_limit_bytes = kDefaultGalleryCacheBytes);
 
-  std::vector<SearchHit> search_images(const std::string& query, std::int64_t top) const;
-  std::vector<SearchHit> search_captions(std::int64_t image, std::int64_t top) const;
   bool loaded_from_cache() const { return from_cache_; }
   const GalleryIndex& index() const { return *index_; }
   std::shared_ptr<const GalleryIndex> shared_index() const { return index_; }
