@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 
 #include "imram/error.h"
@@ -95,6 +96,16 @@ std::vector<std::vector<double>> score_queries(const ImramModelImpl& model, cons
       total = score_pairs(model, together.image, captions, options).total;
     }
     const auto values = total.to(torch::kCPU, torch::kFloat64).contiguous();
+    // NaN has no place in an order (the sort would put it anywhere): the item is named instead.
+    const auto finite = torch::isfinite(values);
+    if (!finite.all().item<bool>()) {
+      const auto bad = (~finite).nonzero()[0];
+      const auto item = part[std::size_t(bad[1].item<std::int64_t>())];
+      const auto value = values[bad[0]][bad[1]].item<double>();
+      throw Error(std::string(text ? "image " : "caption ") + std::to_string(item) + ": its score is " +
+                  (std::isnan(value) ? "NaN" : value > 0 ? "+inf" : "-inf") +
+                  ", not a number to rank by: the gallery's encoded items hold NaN or infinite values");
+    }
     for (std::size_t q = 0; q < queries.size(); ++q) {
       const double* row = values.data_ptr<double>() + std::int64_t(q) * values.size(1);
       scores[q].insert(scores[q].end(), row, row + values.size(1));
