@@ -29,7 +29,7 @@ IMRAM_COMMAND {
   sub->add_option("--shortlist", o->shortlist,
                   "candidates from the FAISS shortlist re-ranked by IMRAM (0: score the whole gallery); "
                   "default 100 with --index, 0 with --data")
-      ->check(CLI::NonNegativeNumber);
+      ->check(imram::cli::kNonNegative);
   sub->add_option("--mark", o->mark, "flag this result index as the expected one");
   sub->add_option("--cache", o->cache, "directory of encoded galleries for --data (empty: none)")->capture_default_str();
   sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")
