@@ -78,11 +78,11 @@ IMRAM_COMMAND {
   q->options.model.mode = imram::ImramMode::Text;
   auto* search = bench->add_subcommand("search", "two-stage search over a random gallery: build, latency, vs exhaustive");
   add_model_options(search, q->options.model, q->mode, q->options.regions);
-  search->add_option("--images", q->options.images, "gallery images")->capture_default_str()->check(CLI::PositiveNumber);
+  search->add_option("--images", q->options.images, "gallery images")->capture_default_str()->check(imram::cli::kAtLeastOne);
   search->add_option("--feat-dim", q->options.feature_dim, "D, region feature size")->capture_default_str();
-  search->add_option("--captions", q->options.captions, "stored captions")->capture_default_str()->check(CLI::PositiveNumber);
-  search->add_option("--shortlist", q->options.shortlist, "N candidates re-ranked")->capture_default_str()->check(CLI::NonNegativeNumber);
-  search->add_option("--queries", q->options.queries, "timed text queries")->capture_default_str()->check(CLI::PositiveNumber);
+  search->add_option("--captions", q->options.captions, "stored captions")->capture_default_str()->check(imram::cli::kAtLeastOne);
+  search->add_option("--shortlist", q->options.shortlist, "N candidates re-ranked")->capture_default_str()->check(imram::cli::kNonNegative);
+  search->add_option("--queries", q->options.queries, "timed text queries")->capture_default_str()->check(imram::cli::kAtLeastOne);
   search->add_option("--exhaustive-queries", q->options.exhaustive_queries, "of them, also scored exhaustively")->capture_default_str();
   search->add_option("--batch", q->options.batch, "also time this many exhaustive queries one by one and together")
       ->check(CLI::Range(0, 4096));

@@ -24,15 +24,20 @@ inline const CLI::Range kMemoryBudgetRange(std::size_t(1), std::size_t(1) << 30,
 // --cache-limit in MB, likewise bounded.
 inline const CLI::Range kCacheLimitRange(std::uint64_t(0), std::uint64_t(1) << 40, "0 to 1 EB");
 
-// CLI::NonNegativeNumber would print the whole double range in its message.
-inline const CLI::Validator kNonNegative(
-    [](std::string& value) {
-      char* end = nullptr;
-      const double number = std::strtod(value.c_str(), &end);
-      if (end == value.c_str() || *end != '\0') return std::string();  // the conversion reports it
-      return number >= 0 ? std::string() : "must be >= 0, got " + value;
-    },
-    "NUMBER >= 0");
+// CLI::NonNegativeNumber and PositiveNumber print the whole double range (309 digits) in their
+// messages: these say the bound.
+inline CLI::Validator at_least(double minimum, const std::string& description) {
+  return CLI::Validator(
+      [minimum](std::string& value) {
+        char* end = nullptr;
+        const double number = std::strtod(value.c_str(), &end);
+        if (end == value.c_str() || *end != '\0') return std::string();  // the conversion reports it
+        return number >= minimum ? std::string() : "must be >= " + CLI::detail::to_string(minimum) + ", got " + value;
+      },
+      description);
+}
+inline const CLI::Validator kNonNegative = at_least(0, "NUMBER >= 0");
+inline const CLI::Validator kAtLeastOne = at_least(1, "N >= 1");
 
 // For long-running commands (serve): freed memory returns to the system after about `seconds`
 // unused (< 0: never, the setting that suits training and evaluation; cli/allocator.cpp).

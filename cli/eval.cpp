@@ -23,17 +23,18 @@ IMRAM_COMMAND {
   sub->add_option("--model", options->model, "model directory")->excludes(index);
   sub->add_option("--data", options->data, "dataset directory")->excludes(index);
   sub->add_option("--shortlist", options->shortlist, "two-stage shortlist size N (with --index)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(imram::cli::kNonNegative);
   sub->add_option("--prefilter", options->prefilter,
                   "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them")
-      ->check(CLI::NonNegativeNumber);
+      ->check(imram::cli::kNonNegative);
   sub->add_option("--queries", options->queries,
                   "with --index: a sample of this many queries per direction, each held to exhaustive IMRAM "
                   "(ranks, shortlist recall); for galleries too large to score every pair")
-      ->check(CLI::PositiveNumber);
+      ->check(imram::cli::kAtLeastOne);
   sub->add_option("--seed", options->seed, "with --queries: which queries are sampled")->capture_default_str();
   sub->add_flag("--skip-exhaustive", options->skip_exhaustive, "with --index: do not score every pair");
-  sub->add_option("--split", options->split, "split name")->capture_default_str();
+  sub->add_option("--split", options->split, "split name (not with --index: it holds its own gallery)")
+      ->capture_default_str()->excludes(index);
   sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: five 1000-image folds, averaged");
   sub->add_option("--save-sims", options->save_sims, "write the score matrix (float64 .npy)");
   sub->add_flag("--json", options->json, "print one JSON line");

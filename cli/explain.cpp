@@ -70,6 +70,7 @@ IMRAM_COMMAND {
       if (!sub->count("--caption") && !sub->count("--text")) throw imram::Error("explain: give --caption J or --text TEXT");
       auto model = imram::load_model(o->model, imram::parse_device(device));
       const auto split = imram::PrecompSplit::open(o->data, o->split);
+      split.require_feature_dim(model.config().img_dim);  // explain_pair reads img_dim floats a region
       if (o->image < 0 || o->image >= split.num_images())
         throw imram::Error("--image " + std::to_string(o->image) + ": out of range, the " + split.name() +
                            " split has " + std::to_string(split.num_images()) + " images");

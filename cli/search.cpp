@@ -31,11 +31,11 @@ IMRAM_COMMAND {
   sub->add_option("--shortlist", o->shortlist,
                   "candidates from the FAISS shortlist re-ranked by IMRAM (0: score the whole gallery); "
                   "default 100 with --index, 0 with --data")
-      ->check(CLI::NonNegativeNumber);
+      ->check(imram::cli::kNonNegative);
   sub->add_option("--prefilter", o->prefilter,
                   "FAISS proposes this many, IMRAM's first step alone keeps --shortlist of them for the full "
                   "K steps (0: no middle stage)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(imram::cli::kNonNegative);
   sub->add_option("--nprobe", o->params.nprobe,
                   "inverted-file lists the shortlist visits (IVF indexes; default " +
                       std::to_string(imram::FaissShortlist::kDefaultNprobe) + ")")

@@ -23,7 +23,7 @@ IMRAM_COMMAND {
   auto* sub = root.add_subcommand("serve", "HTTP search service and web page over a split's gallery");
   auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
   sub->add_option("--shortlist", o->shortlist, "with --index: FAISS candidates re-ranked by IMRAM (0: all)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(imram::cli::kNonNegative);
   auto* model = sub->add_option("--model", o->model, "model directory");
   auto* data = sub->add_option("--data", o->data, "dataset directory");
   sub->add_option("--split", o->split, "split to search")->capture_default_str();

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <iostream>
+#include <thread>
 
 #include "command.h"
 #include "imram/error.h"
@@ -19,7 +21,7 @@ IMRAM_COMMAND {
     std::string mode = "full", raw_feature_norm = "clipped_l2norm", resume;
     bool uni_gru = false, sum_violation = false, imram_norm = false, no_imram_norm = false;
     bool no_shuffle = false, quiet = false;
-    int nproc = 0;
+    int nproc = 0, nproc_max = 0;
   };
   auto o = std::make_shared<Options>();
   auto& t = o->train;
@@ -50,9 +52,9 @@ IMRAM_COMMAND {
   sub->add_option("--grad-clip", t.grad_clip, "gradient-norm clip (<= 0: none)")->capture_default_str();
   sub->add_option("--global-weight", t.global_weight,
                   "train a global-embedding head for two-stage search, its hinge loss weighted by W")
-      ->check(CLI::NonNegativeNumber);
+      ->check(imram::cli::kNonNegative);
   sub->add_option("--global-dim", t.model.global_head, "size of the global embedding (default: embed size)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(imram::cli::kNonNegative);
   auto* norm = sub->add_flag("--imram-norm", o->imram_norm, "l2-normalise the query after each memory update");
   sub->add_flag("--no-imram-norm", o->no_imram_norm, "do not (default, as the authors' scripts)")->excludes(norm);
   sub->add_option("--vocab", t.vocab_path, "vocabulary JSON (default: build from train+dev captions)");
@@ -64,9 +66,19 @@ IMRAM_COMMAND {
   sub->add_option("--val-images", t.val_images, "validate on the first N images of the split")->capture_default_str();
   sub->add_option("--log-every", t.log_every, "steps between metrics.jsonl lines")->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "no progress output");
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   sub->add_option("--nproc", o->nproc,
-                  "run as N ranks on this machine (data-parallel; --batch-size is the whole batch)");
-  sub->callback([&invocation, o, sub] {
+                  "run as N ranks on this machine (data-parallel; --batch-size is the whole batch); at most "
+                  "the number of cores (" + std::to_string(cores) + ") unless --nproc-max says more")
+      ->check(imram::cli::kAtLeastOne);
+  sub->add_option("--nproc-max", o->nproc_max, "allow --nproc up to N (default: the number of cores)")
+      ->check(imram::cli::kAtLeastOne);
+  sub->callback([&invocation, o, sub, cores] {
+    // More ranks than cores only contend for them: 1,000 ranks on 16 cores did nothing for minutes.
+    const int most = o->nproc_max > 0 ? o->nproc_max : cores;
+    if (o->nproc > most)
+      throw CLI::ValidationError("--nproc", std::to_string(o->nproc) + " ranks is more than " + std::to_string(most) +
+                                                (o->nproc_max > 0 ? " (--nproc-max)" : " (the number of cores; raise it with --nproc-max)"));
     invocation.run = [o, sub, device = invocation.globals.device, threads = invocation.globals.threads] {
       const auto spec = imram::world_from_environment();
       if (o->nproc > 1) {
@@ -90,7 +102,7 @@ IMRAM_COMMAND {
         for (const auto* option : sub->get_options()) {
           const auto name = option->get_name();
           if (option->count() > 0 && name != "--resume" && name != "--max-steps" && name != "--epochs" &&
-              name != "--quiet" && name != "--help" && name != "--nproc")
+              name != "--quiet" && name != "--help" && name != "--nproc" && name != "--nproc-max")
             throw imram::Error("train --resume: " + name + " cannot change a run; it continues with its "
                                "stored options (only --max-steps, --epochs, --nproc and --quiet apply)");
         }

@@ -19,14 +19,14 @@ IMRAM_COMMAND {
   sub->add_option("--model", o->model, "model directory (frozen)")->required();
   sub->add_option("--data", o->data, "dataset directory with a train split")->required();
   sub->add_option("--out", o->out, "model directory to write: the model plus its head")->required();
-  sub->add_option("--epochs", o->fit.epochs, "epochs over the train captions")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--epochs", o->fit.epochs, "epochs over the train captions")->capture_default_str()->check(imram::cli::kAtLeastOne);
   sub->add_option("--batch-size", o->fit.batch_size, "pairs per batch")->capture_default_str()->check(CLI::Range(2, 1 << 20));
   sub->add_option("--lr", o->fit.lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--margin", o->fit.margin, "hinge margin")->capture_default_str()->check(CLI::NonNegativeNumber);
-  sub->add_option("--dim", o->fit.dim, "head size for a model without one (default: embed size)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--margin", o->fit.margin, "hinge margin")->capture_default_str()->check(imram::cli::kNonNegative);
+  sub->add_option("--dim", o->fit.dim, "head size for a model without one (default: embed size)")->check(imram::cli::kNonNegative);
   sub->add_option("--seed", o->fit.seed, "initialisation and data order")->capture_default_str();
   sub->add_option("--val-split", o->val_split, "split to report stage-1 R@K on afterwards (none: skip)")->capture_default_str();
-  sub->add_option("--val-images", o->val_images, "first N images of it")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--val-images", o->val_images, "first N images of it")->capture_default_str()->check(imram::cli::kAtLeastOne);
   sub->add_flag("--quiet", o->quiet, "no progress output");
   sub->callback([&invocation, o] {
     invocation.run = [o, device = invocation.globals.device] {

@@ -57,6 +57,8 @@ async function search(event) {
       (answer.warnings ? '. Note: ' + answer.warnings.join('; ') : '');
     if (mode() === 'image') showCaptions(answer); else showImages(answer);
   } catch (e) {
+    // The previous answer would read as this query's.
+    $('results').replaceChildren();
     $('status').textContent = '';
     showError(e.message);
   }
@@ -83,7 +85,7 @@ function showCaptions(answer) {
   results.replaceChildren(element('img', { src: answer.picture, alt: 'image ' + answer.image, width: 200, height: 200 }));
   for (const hit of answer.results) {
     const row = element('button', { class: 'hit' + (hit.own ? ' own' : ''), type: 'button', 'data-caption': hit.caption });
-    row.append(element('div', { class: 'meta' }, element('strong', {}, '#' + hit.rank + ' ' + hit.text),
+    row.append(element('div', { class: 'meta' }, element('span', {}, element('strong', {}, '#' + hit.rank), ' ' + hit.text),
       element('span', {}, hit.score.toFixed(4) + (hit.own ? ' (its own caption)' : ''))));
     row.addEventListener('click', () => explain(answer.image, { caption: hit.caption }));
     results.append(row);
@@ -144,7 +146,8 @@ function renderExplanation() {
       const background = drawStep(canvas, weights);
       let numbers = 'step ' + step.step + ': similarity ' + step.similarity.toFixed(4);
       if (step.gate_mean && direction.query === 'words') numbers += ', gate ' + step.gate_mean[state.selected].toFixed(3);
-      if (background !== null) numbers += ', background ' + background.toFixed(2);
+      // Only a word's attention over regions sums to 1 over them; a region's attention to a word does not.
+      if (background !== null && direction.query === 'words') numbers += ', background ' + background.toFixed(2);
       steps.append(element('figure', { class: 'step' }, canvas, element('figcaption', { class: 'numbers' }, numbers)));
     });
     section.append(steps);
@@ -182,9 +185,14 @@ function drawStep(canvas, weights) {
       g.strokeStyle = '#b27a00';
       g.lineWidth = 2;
       g.strokeRect(bx, by, bw, bh);
+      // Above the box (below it at the top edge), on a light backing: inside, it covers small shapes.
+      const label = weight.toFixed(2);
+      g.font = '13px sans-serif';
+      const lw = g.measureText(label).width + 6, ly = by >= 17 ? by - 17 : Math.min(by + bh + 1, canvas.height - 17);
+      g.fillStyle = 'rgba(255,255,255,0.85)';
+      g.fillRect(bx, ly, lw, 16);
       g.fillStyle = '#000';
-      g.font = '14px sans-serif';
-      g.fillText(weight.toFixed(2), bx + 3, by + 15);
+      g.fillText(label, bx + 3, ly + 12);
     }
   } else {
     const cells = weights.length, columns = Math.ceil(Math.sqrt(cells)), cell = canvas.width / columns;

@@ -47,6 +47,12 @@ PrecompSplit PrecompSplit::open(const std::string& dir, const std::string& split
   return result;
 }
 
+void PrecompSplit::require_feature_dim(std::int64_t img_dim) const {
+  if (feature_dim() != img_dim)
+    throw Error(features_path() + ": regions have " + std::to_string(feature_dim()) +
+                " features but the model expects img_dim " + std::to_string(img_dim));
+}
+
 const float* PrecompSplit::image_features(std::int64_t image) const {
   if (image < 0 || image >= num_images())
     throw Error(features_.path() + ": image index " + std::to_string(image) + " out of range (" +

@@ -95,7 +95,12 @@ Model load_model(const std::string& dir, torch::Device device) {
 
 Model import_reference_model(const std::string& reference_dir, const std::string& vocab_path) {
   const std::string config_path = reference_dir + "/config.json";
-  const auto config = model_config_from_reference_json(read_json_file(config_path, "reference config"), config_path);
+  const auto json = read_json_file(config_path, "reference config");
+  // Our own key (the authors' is "iteration_step"): the first unknown key would say much less.
+  if (json.is_object() && json.contains("iteration_steps"))
+    throw Error(reference_dir + ": is an imram model directory already, not the authors' reference layout; use it "
+                "as it is (imram export writes the reference layout)");
+  const auto config = model_config_from_reference_json(json, config_path);
   Model model;
   model.net = ImramModel(config);
   load_weights(*model.net, reference_dir + "/weights");

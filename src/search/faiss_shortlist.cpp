@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -21,6 +22,17 @@ namespace {
 
 torch::Tensor as_faiss_input(const torch::Tensor& vectors) {
   return vectors.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+// FAISS's messages open with its function and source position ("Error in ... at
+// ./faiss/impl/index_read.cpp:70: ..."), which tell a user nothing: the text after them.
+std::string faiss_message(const faiss::FaissException& e) {
+  std::string text = e.what();
+  const auto at = text.rfind("Error in ", 0) == 0 ? text.find(" at ") : std::string::npos;
+  const auto rest = at == std::string::npos ? std::string::npos : text.find(": ", at);
+  if (rest != std::string::npos) text = text.substr(rest + 2);
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text;
 }
 
 }  // namespace
@@ -70,7 +82,7 @@ std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<Enco
   try {
     index_->search(batch.size(0), batch.data_ptr<float>(), n, distances.data(), labels.data(), chosen);
   } catch (const faiss::FaissException& e) {
-    throw Error(std::string("FAISS search failed: ") + e.msg);
+    throw Error("FAISS search failed: " + faiss_message(e));
   }
   for (std::size_t q = 0; q < queries.size(); ++q)
     for (std::size_t i = q * std::size_t(n); i < (q + 1) * std::size_t(n); ++i)
@@ -99,7 +111,7 @@ std::shared_ptr<faiss::Index> build_faiss_index(const std::string& factory, cons
     if (data.size(0) > 0) index->add(data.size(0), data.data_ptr<float>());
     return index;
   } catch (const faiss::FaissException& e) {
-    throw Error("FAISS factory '" + factory + "': " + e.msg);
+    throw Error("FAISS factory '" + factory + "': " + faiss_message(e));
   }
 }
 
@@ -109,11 +121,13 @@ void add_to_faiss_index(faiss::Index& index, const torch::Tensor& vectors) {
   try {
     index.add(data.size(0), data.data_ptr<float>());
   } catch (const faiss::FaissException& e) {
-    throw Error(std::string("FAISS add failed: ") + e.msg);
+    throw Error("FAISS add failed: " + faiss_message(e));
   }
 }
 
 std::int64_t faiss_index_size(const faiss::Index& index) { return index.ntotal; }
+
+std::int64_t faiss_index_dim(const faiss::Index& index) { return index.d; }
 
 void write_faiss_index(const faiss::Index& index, const std::string& path) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
@@ -121,7 +135,7 @@ void write_faiss_index(const faiss::Index& index, const std::string& path) {
     faiss::write_index(&index, tmp.c_str());
   } catch (const faiss::FaissException& e) {
     std::remove(tmp.c_str());
-    throw IoError(path + ": cannot write the FAISS index (" + e.msg + ")");
+    throw IoError(path + ": cannot write the FAISS index (" + faiss_message(e) + ")");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
@@ -133,7 +147,7 @@ std::shared_ptr<faiss::Index> read_faiss_index(const std::string& path) {
   try {
     return std::shared_ptr<faiss::Index>(faiss::read_index(path.c_str()));
   } catch (const faiss::FaissException& e) {
-    throw Error(path + ": not a readable FAISS index (" + e.msg + ")");
+    throw Error(path + ": not a readable FAISS index (" + faiss_message(e) + ")");
   }
 }
 

@@ -139,7 +139,9 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
   try {
     build_gallery_index(dir, model_dir, split, show_progress);
   } catch (const Error& e) {
-    // An unwritable cache (a full disk, say) costs only speed.
+    // An unwritable cache (a full disk, say) costs only speed; a problem of the input (its error
+    // names no path of the cache) would only be met again without one.
+    if (std::string(e.what()).find(cache_dir) == std::string::npos) throw;
     std::cerr << "imram: warning: gallery cache not written: " << e.what() << "\n";
     *this = Gallery(model, split, model_dir, "", show_progress);
     return;

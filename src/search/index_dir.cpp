@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -34,27 +36,8 @@ namespace imram {
 
 namespace {
 
-constexpr const char* kFormat = "imram-index";
-const char* const kStoreFiles[] = {"regions.bin", "words.bin", "word_offsets.bin", "image_globals.bin",
-                                   "caption_globals.bin", "captions.txt", "gallery_scenes.jsonl"};
 // The synthetic world's scene descriptions travel with the index as `gallery_scenes.jsonl`.
 constexpr const char* kScenesSplit = "gallery";
-
-std::string hex(std::uint64_t value) {
-  char text[17];
-  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
-  return text;
-}
-
-std::uint64_t parse_hex(const std::string& text, const std::string& source) {
-  try {
-    std::size_t used = 0;
-    const auto value = std::stoull(text, &used, 16);
-    if (used == text.size() && !text.empty()) return value;
-  } catch (const std::exception&) {
-  }
-  throw Error(source + ": checksum '" + text + "' is not a hexadecimal number");
-}
 
 std::uint64_t hash_file(const std::string& path, std::uint64_t bytes, std::uint64_t hash = kFnv1aOffset) {
   std::ifstream in(path, std::ios::binary);
@@ -70,6 +53,58 @@ std::uint64_t hash_file(const std::string& path, std::uint64_t bytes, std::uint6
   if (left > 0) throw Error(path + ": shorter than the manifest says");
   return hash;
 }
+
+// The first `bytes` of a file: what the manifest commits of it.
+std::string read_committed(const std::string& path, std::uint64_t bytes) {
+  std::ifstream file(path, std::ios::binary);
+  std::string committed(std::size_t(bytes), '\0');
+  if (!file.read(committed.data(), std::streamsize(committed.size())))
+    throw Error(path + ": shorter than the manifest counts");
+  return committed;
+}
+
+// One writer at a time per index directory: an advisory lock on DIR/writer.lock, held from the
+// writer's opening to its commit (released by the kernel when a writer dies). The file holds
+// the holder's pid, for the error of a writer that comes second.
+class WriterLock {
+ public:
+  explicit WriterLock(const std::string& dir) {
+    const auto path = dir + "/writer.lock";
+    for (;;) {
+      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd_ < 0) throw Error(path + ": cannot open the index's lock (" + std::strerror(errno) + ")");
+      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int error = errno;
+        char holder[32] = {};
+        const auto got = ::pread(fd_, holder, sizeof holder - 1, 0);
+        ::close(fd_);
+        fd_ = -1;
+        if (error != EWOULDBLOCK) throw Error(path + ": cannot lock (" + std::strerror(error) + ")");
+        const std::string pid(holder, got > 0 ? std::strcspn(holder, "\n") : 0);
+        throw Error("index " + dir + " is being written by " + (pid.empty() ? "another process" : "pid " + pid) +
+                    "; try again when it is done");
+      }
+      // A build may have exchanged the directory while this waited on the old one's lock.
+      struct stat locked {}, current {};
+      if (::fstat(fd_, &locked) == 0 && ::stat(path.c_str(), &current) == 0 && locked.st_ino == current.st_ino &&
+          locked.st_dev == current.st_dev)
+        break;
+      ::close(fd_);
+    }
+    // Not truncated first (a second writer in between would read no pid): it reads up to "\n".
+    // Best effort: without the pid, the second writer's error says "another process".
+    const auto pid = std::to_string(::getpid()) + "\n";
+    [[maybe_unused]] const auto written = ::pwrite(fd_, pid.data(), pid.size(), 0);
+  }
+  ~WriterLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 // An output file written through a raw descriptor; every write checked.
 class AppendFile {
@@ -157,79 +192,6 @@ torch::ScalarType scalar_type(StoreDType dtype) {
   return dtype == StoreDType::Float16 ? torch::kHalf : torch::kFloat32;
 }
 
-std::size_t element_size(StoreDType dtype) { return dtype == StoreDType::Float16 ? 2 : 4; }
-
-struct FileEntry {
-  std::uint64_t bytes = 0;
-  std::uint64_t hash = kFnv1aOffset;
-};
-
-struct Manifest {
-  std::string model_fingerprint;
-  std::int64_t images = 0, captions = 0, words = 0;
-  std::int64_t scenes = 0;     // described images (synthetic data); kept only while all are
-  std::int64_t regions = 0, embed_size = 0, global_dim = 0;
-  int captions_per_image = 0;  // 0: captions are not tied to images (e.g. a benchmark's gallery)
-  std::string faiss_factory;
-  StoreDType store = StoreDType::Float16;
-  std::int64_t generation = 0;
-  nlohmann::ordered_json sources = nlohmann::ordered_json::array();
-  std::map<std::string, FileEntry> files;
-};
-
-std::string faiss_file(std::int64_t generation, GallerySide side) {
-  return std::string(side == GallerySide::Images ? "images." : "captions.") + std::to_string(generation) + ".faiss";
-}
-
-nlohmann::ordered_json manifest_json(const Manifest& m) {
-  nlohmann::ordered_json files;
-  for (const auto& [name, entry] : m.files) files[name] = {{"bytes", entry.bytes}, {"fnv1a64", hex(entry.hash)}};
-  return {{"format", kFormat}, {"version", kIndexFormatVersion}, {"model_fingerprint", m.model_fingerprint},
-          {"images", m.images}, {"captions", m.captions}, {"words", m.words}, {"scenes", m.scenes}, {"regions", m.regions},
-          {"embed_size", m.embed_size}, {"global_dim", m.global_dim}, {"captions_per_image", m.captions_per_image},
-          {"faiss_factory", m.faiss_factory}, {"store_dtype", to_string(m.store)}, {"generation", m.generation},
-          {"sources", m.sources}, {"files", files}};
-}
-
-
-Manifest read_manifest(const std::string& dir) {
-  const std::string path = dir + "/manifest.json";
-  if (!fs::is_directory(dir)) throw Error(dir + ": index directory does not exist");
-  if (!fs::exists(path)) throw Error(dir + ": not an index directory (no manifest.json)");
-  const auto json = read_json_file(path, "index manifest");
-  Manifest m;
-  try {
-    if (json.at("format") != kFormat) throw Error(path + ": not an imram index manifest");
-    const int version = json.at("version");
-    if (version != kIndexFormatVersion)
-      throw Error(path + ": index format version " + std::to_string(version) + ", this imram reads version " +
-                  std::to_string(kIndexFormatVersion) + "; rebuild the index");
-    m.model_fingerprint = json.at("model_fingerprint");
-    m.images = json.at("images");
-    m.captions = json.at("captions");
-    m.words = json.at("words");
-    m.scenes = json.at("scenes");
-    m.regions = json.at("regions");
-    m.embed_size = json.at("embed_size");
-    m.global_dim = json.at("global_dim");
-    m.captions_per_image = json.at("captions_per_image");
-    m.faiss_factory = json.at("faiss_factory");
-    m.store = parse_store_dtype(json.at("store_dtype"));
-    m.generation = json.at("generation");
-    m.sources = json.at("sources");
-    for (const auto& [name, entry] : json.at("files").items())
-      m.files[name] = {entry.at("bytes").get<std::uint64_t>(), parse_hex(entry.at("fnv1a64"), path)};
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": bad index manifest (" + e.what() + ")");
-  }
-  if (m.images < 0 || m.captions < 0 || m.words < 0 || m.regions < 0 || m.embed_size < 1 || m.global_dim < 0 ||
-      m.captions_per_image < 0)
-    throw Error(path + ": bad index manifest (negative counts)");
-  for (const auto* name : kStoreFiles)
-    if (!m.files.count(name)) throw Error(path + ": bad index manifest (no entry for " + name + ")");
-  return m;
-}
-
 }  // namespace
 
 bool is_index_dir(const std::string& dir) {
@@ -237,18 +199,10 @@ bool is_index_dir(const std::string& dir) {
   if (!fs::is_regular_file(fs::path(dir) / "manifest.json", ec)) return false;
   try {
     const auto json = read_json_file(dir + "/manifest.json", "index manifest");
-    return json.is_object() && json.value("format", "") == kFormat;
+    return json.is_object() && json.value("format", "") == kIndexFormat;
   } catch (const Error&) {
     return false;
   }
-}
-
-std::string to_string(StoreDType dtype) { return dtype == StoreDType::Float16 ? "float16" : "float32"; }
-
-StoreDType parse_store_dtype(const std::string& text) {
-  if (text == "float16") return StoreDType::Float16;
-  if (text == "float32") return StoreDType::Float32;
-  throw Error("store dtype '" + text + "' is not one of float16, float32");
 }
 
 std::string model_fingerprint(const std::string& model_dir) {
@@ -261,7 +215,7 @@ std::string model_fingerprint(const std::string& model_dir) {
     hash = fnv1a64(name.data(), name.size(), hash);
     hash = hash_file(path.string(), fs::file_size(path), hash);
   }
-  return hex(hash);
+  return checksum_hex(hash);
 }
 
 EncodedQuery encode_text_query(const Model& model, const std::string& text) {
@@ -297,6 +251,8 @@ struct IndexWriter::State {
   Manifest manifest;
   std::int64_t committed_images = 0, committed_captions = 0;
   std::map<std::string, AppendFile> files;
+  // The existing index's (create: when it replaces one); none for a new directory.
+  std::unique_ptr<WriterLock> lock;
 
   AppendFile& file(const char* name) { return files.at(name); }
 
@@ -328,6 +284,8 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
     throw Error(dir + ": exists and is not an index directory; refusing to replace it");
   auto state = std::make_unique<State>();
   state->dir = dir;
+  // The index replaced at commit must not be one that an `add` is writing.
+  if (fs::exists(dir, ec)) state->lock = std::make_unique<WriterLock>(dir);
   state->work_dir = dir + ".tmp." + std::to_string(::getpid());
   state->creating = true;
   state->show_progress = options.show_progress;
@@ -358,6 +316,8 @@ IndexWriter IndexWriter::append(const std::string& dir, bool show_progress, cons
   state->dir = dir;
   state->work_dir = dir;
   state->show_progress = show_progress;
+  if (!fs::is_directory(dir)) throw Error(dir + ": index directory does not exist");
+  state->lock = std::make_unique<WriterLock>(dir);
   state->manifest = read_manifest(dir);
   state->model = load_model(dir + "/model", parse_device(device));
   if (model_fingerprint(dir + "/model") != state->manifest.model_fingerprint)
@@ -434,11 +394,17 @@ void IndexWriter::add_split(const PrecompSplit& split) {
     throw Error(s.dir + ": its captions are not tied to its images; a split cannot be added");
   m.captions_per_image = split.captions_per_image();
   const auto data_dir = fs::path(split.features_path()).parent_path().string();
+  const auto source_dir = fs::absolute(data_dir).string();
+  for (const auto& source : m.sources)
+    if (source.value("data", "") == source_dir && source.value("split", "") == split.name())
+      throw Error(s.dir + ": already holds the " + split.name() + " split of " + source_dir +
+                  "; adding it again would hold its items twice");
   const bool described = m.scenes == m.images && fs::exists(scenes_path(data_dir, split.name()));
   const auto scenes = described ? read_scenes(data_dir, split.name()) : std::vector<Scene>();
   if (described && std::int64_t(scenes.size()) != split.num_images())
     throw Error(scenes_path(data_dir, split.name()) + ": describes " + std::to_string(scenes.size()) + " images, the split has " +
                 std::to_string(split.num_images()));
+  split.require_feature_dim(s.model.config().img_dim);
   const auto ids = encode_caption_texts(*s.model.vocabulary, split.captions(), split.captions_path());
   const auto features = tensor_view(split.features());
   const auto N = split.num_images();
@@ -473,7 +439,7 @@ void IndexWriter::add_split(const PrecompSplit& split) {
     s.file("gallery_scenes.jsonl").write(line.data(), line.size());
     ++m.scenes;
   }
-  m.sources.push_back({{"data", fs::absolute(split.features_path()).parent_path().string()}, {"split", split.name()},
+  m.sources.push_back({{"data", source_dir}, {"split", split.name()},
                        {"images", N}, {"captions", split.num_captions()}});
 }
 
@@ -501,10 +467,15 @@ void IndexWriter::commit() {
       if (s.creating || old_generation == 0) {
         index = build_faiss_index(images ? m.faiss_factory : default_faiss_factory(total), all);
       } else {
-        index = read_faiss_index(s.work_dir + "/" + faiss_file(old_generation, side));
+        index = read_faiss_index(s.work_dir + "/" + faiss_file(old_generation, side == GallerySide::Images));
         add_to_faiss_index(*index, all.narrow(0, committed, total - committed));
       }
-      write_faiss_index(*index, s.work_dir + "/" + faiss_file(m.generation, side));
+      const auto name_now = faiss_file(m.generation, side == GallerySide::Images), path = s.work_dir + "/" + name_now;
+      write_faiss_index(*index, path);
+      // Checksummed like the store, so that `index verify` covers the shortlist too.
+      const auto bytes = std::uint64_t(fs::file_size(path));
+      m.files[name_now] = {bytes, hash_file(path, bytes)};
+      m.files.erase(faiss_file(old_generation, side == GallerySide::Images));
     }
   }
   write_file_atomically(s.work_dir + "/manifest.json", [&](std::ostream& out) { out << manifest_json(m).dump(2) << "\n"; });
@@ -526,7 +497,7 @@ void IndexWriter::commit() {
   } else if (old_generation > 0 && old_generation != m.generation) {
     std::error_code ec;
     for (const auto side : {GallerySide::Images, GallerySide::Captions})
-      fs::remove(s.work_dir + "/" + faiss_file(old_generation, side), ec);
+      fs::remove(s.work_dir + "/" + faiss_file(old_generation, side == GallerySide::Images), ec);
   }
   s.committed_images = m.images;
   s.committed_captions = m.captions;
@@ -614,11 +585,13 @@ struct GalleryIndex::Impl {
 GalleryIndex::GalleryIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GalleryIndex::~GalleryIndex() = default;
 
-std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::Device device,
-                                                 const std::string& expected_model) {
-  auto impl = std::make_unique<Impl>();
+namespace {
+
+std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest manifest, torch::Device device,
+                                             const std::string& expected_model) {
+  auto impl = std::make_unique<GalleryIndex::Impl>();
   impl->dir = dir;
-  impl->manifest = read_manifest(dir);
+  impl->manifest = std::move(manifest);
   const auto& m = impl->manifest;
   const auto fingerprint = model_fingerprint(dir + "/model");
   if (fingerprint != m.model_fingerprint)
@@ -629,35 +602,55 @@ std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::
   if (impl->model.config().embed_size != m.embed_size || impl->model.config().global_head != m.global_dim)
     throw Error(dir + "/manifest.json: sizes disagree with the index's model");
   impl->store = std::make_shared<MappedStore>(dir, m);
+  // Only the bytes the manifest counts: what follows is an addition that never committed (a kill
+  // mid-add), which the next addition truncates.
+  const auto line_count = [&](const std::string& name, std::int64_t count, const char* items) {
+    const auto text = read_committed(dir + "/" + name, m.files.at(name).bytes);
+    const auto lines = std::int64_t(std::count(text.begin(), text.end(), '\n'));
+    if (lines != count)
+      throw Error(dir + "/" + name + ": " + std::to_string(lines) + " " + items + ", the manifest counts " +
+                  std::to_string(count));
+    return text;
+  };
+  line_count("captions.txt", m.captions, "captions");
   impl->captions = read_captions(dir + "/captions.txt");
-  if (std::int64_t(impl->captions.size()) < m.captions)
-    throw Error(dir + "/captions.txt: " + std::to_string(impl->captions.size()) + " captions, the manifest counts " +
-                std::to_string(m.captions));
   impl->captions.resize(std::size_t(m.captions));
+  const auto scenes_text = line_count("gallery_scenes.jsonl", m.scenes, "scenes");
   if (m.images > 0 && m.scenes == m.images) {
-    // Only the bytes the manifest counts: what follows is an addition that never committed (a
-    // kill mid-add), which the next addition truncates.
     const auto path = scenes_path(dir, kScenesSplit);
-    std::ifstream file(path, std::ios::binary);
-    std::string committed(std::size_t(m.files.at("gallery_scenes.jsonl").bytes), '\0');
-    if (!file.read(committed.data(), std::streamsize(committed.size())))
-      throw Error(path + ": shorter than the manifest counts");
-    std::istringstream in(committed);
+    std::istringstream in(scenes_text);
     impl->scenes = parse_scenes(in, path);
-    if (std::int64_t(impl->scenes.size()) < m.images)
-      throw Error(scenes_path(dir, kScenesSplit) + ": describes " + std::to_string(impl->scenes.size()) +
-                  " images, the manifest counts " + std::to_string(m.images));
-    impl->scenes.resize(std::size_t(m.images));
+    if (std::int64_t(impl->scenes.size()) != m.images)
+      throw Error(path + ": describes " + std::to_string(impl->scenes.size()) + " images, the manifest counts " +
+                  std::to_string(m.images));
   }
   if (m.global_dim > 0 && m.generation > 0) {
     impl->image_globals = std::make_unique<MappedFile>(dir + "/image_globals.bin", std::uint64_t(m.images * m.global_dim) * 4);
     impl->caption_globals = std::make_unique<MappedFile>(dir + "/caption_globals.bin", std::uint64_t(m.captions * m.global_dim) * 4);
-    impl->image_faiss = read_faiss_index(dir + "/" + faiss_file(m.generation, GallerySide::Images));
-    impl->caption_faiss = read_faiss_index(dir + "/" + faiss_file(m.generation, GallerySide::Captions));
-    if (faiss_index_size(*impl->image_faiss) != m.images || faiss_index_size(*impl->caption_faiss) != m.captions)
-      throw Error(dir + ": its FAISS indexes do not hold the manifest's item counts");
+    impl->image_faiss = read_faiss_index(dir + "/" + faiss_file(m.generation, true));
+    impl->caption_faiss = read_faiss_index(dir + "/" + faiss_file(m.generation, false));
+    if (faiss_index_size(*impl->image_faiss) != m.images || faiss_index_size(*impl->caption_faiss) != m.captions ||
+        faiss_index_dim(*impl->image_faiss) != m.global_dim || faiss_index_dim(*impl->caption_faiss) != m.global_dim)
+      throw Error(dir + ": its FAISS indexes do not hold the manifest's item counts and sizes");
   }
   return std::make_shared<GalleryIndex>(std::move(impl));
+}
+
+}  // namespace
+
+std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::Device device,
+                                                 const std::string& expected_model) {
+  // An `add` that commits while this reads removes the FAISS files of the generation read here:
+  // then the new manifest is read again. A few tries: adds do not commit that often.
+  for (int attempt = 1;; ++attempt) {
+    auto manifest = read_manifest(dir);
+    const auto generation = manifest.generation;
+    try {
+      return open_committed(dir, std::move(manifest), device, expected_model);
+    } catch (const Error&) {
+      if (attempt == 3 || read_manifest(dir).generation == generation) throw;
+    }
+  }
 }
 
 const std::string& GalleryIndex::dir() const { return impl_->dir; }

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <unordered_map>
 
@@ -130,6 +131,16 @@ std::vector<std::vector<Hit>> ImramRefiner::refine(const std::vector<EncodedQuer
     }
     ran = pairs.path;
     const auto values = total.to(torch::kCPU, torch::kFloat64).contiguous();
+    // NaN has no place in an order (the sort would put it anywhere): the item is named instead.
+    const auto finite = torch::isfinite(values);
+    if (!finite.all().item<bool>()) {
+      const auto bad = (~finite).nonzero()[0];
+      const auto item = part[std::size_t(bad[1].item<std::int64_t>())];
+      const auto value = values[bad[0]][bad[1]].item<double>();
+      throw Error(std::string(side_ == GallerySide::Images ? "image " : "caption ") + std::to_string(item) +
+                  ": its score is " + (std::isnan(value) ? "NaN" : value > 0 ? "+inf" : "-inf") +
+                  ", not a number to rank by: the gallery's encoded items hold NaN or infinite values");
+    }
     for (std::size_t q = 0; q < queries.size(); ++q) {
       const double* row = values.data_ptr<double>() + std::int64_t(q) * values.size(1);
       scores[q].insert(scores[q].end(), row, row + values.size(1));

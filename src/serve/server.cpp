@@ -2,11 +2,13 @@
 
 #include <ATen/Parallel.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -15,15 +17,16 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <thread>
 
 #include "embedded.h"
 #include "imram/data/synthetic.h"
-#include "imram/data/tokenizer.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
 #include "imram/serve/pictures.h"
+#include "imram/serve/search_request.h"
 
 namespace imram {
 
@@ -33,19 +36,6 @@ using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
 
 double milliseconds(Clock::duration duration) { return std::chrono::duration<double, std::milli>(duration).count(); }
-
-// A request the server refuses, with its status.
-struct HttpError {
-  int status;
-  std::string message;
-};
-
-struct SearchRequest {
-  bool by_text;
-  std::string text;   // by text
-  std::int64_t image; // by image
-  std::int64_t top;
-};
 
 // A search waiting for the compute thread. Searches of one side that wait together are made
 // into one backend call (up to ServerOptions::max_batch), each answered as if alone.
@@ -241,14 +231,6 @@ struct Server::Impl {
     return *image;
   }
 
-  static void check_query_text(const std::string& text) {
-    const auto tokens = tokenize(text).size();
-    if (tokens == 0) throw HttpError{400, "the query has no words"};
-    if (tokens > kMaxCaptionTokens)
-      throw HttpError{400, "the query has " + std::to_string(tokens) + " tokens, more than the limit of " +
-                               std::to_string(kMaxCaptionTokens)};
-  }
-
   // Runs `work` on the compute thread and adds the request's timings to its answer.
   Json timed(Clock::time_point received, const std::function<Json()>& work) {
     Clock::time_point started, finished;
@@ -283,30 +265,27 @@ struct Server::Impl {
     return out;
   }
 
-  Json search(const Json& request, Clock::time_point received) {
-    if (!request.is_object()) throw HttpError{400, "the body must be a JSON object"};
-    const bool by_text = request.contains("text"), by_image = request.contains("image");
-    if (by_text == by_image) throw HttpError{400, "give either \"text\" (a query) or \"image\" (an index)"};
-    std::int64_t top = 10;
-    if (request.contains("top")) {
-      if (!request["top"].is_number_integer()) throw HttpError{400, "\"top\" must be an integer"};
-      top = request["top"].get<std::int64_t>();
-      if (top < 1 || top > kMaxTop)
-        throw HttpError{400, "\"top\" must be between 1 and " + std::to_string(kMaxTop) + ", got " + std::to_string(top)};
-    }
-    if (by_text) {
-      if (!request["text"].is_string()) throw HttpError{400, "\"text\" must be a string"};
-      const auto text = request["text"].get<std::string>();
-      check_query_text(text);
-      return searched(received, {true, text, -1, top});
-    }
-    if (!request["image"].is_number_integer() || request["image"].get<std::int64_t>() < 0)
-      throw HttpError{400, "\"image\" must be an image index"};
-    const auto image = request["image"].get<std::int64_t>();
-    if (image >= backend.num_images())
-      throw HttpError{404, "image " + std::to_string(image) + " is out of range: the gallery has " +
-                               std::to_string(backend.num_images()) + " images"};
-    return searched(received, {false, "", image, top});
+  // The body is read here, not by httplib, which bounds only a body of a Content-Length: a
+  // chunked one (or one ended by closing the connection) it would read whole into memory.
+  Json search(const httplib::Request& request, const httplib::ContentReader& content_reader,
+              Clock::time_point received) {
+    std::string body;
+    bool too_large = false;
+    const bool read = content_reader([&](const char* data, std::size_t length) {
+      too_large = body.size() + length > kMaxRequestBody;
+      if (!too_large) body.append(data, length);
+      return !too_large;
+    });
+    // A Content-Length over the limit: httplib skips the body without handing any of it over.
+    const auto length = request.get_header_value("Content-Length");
+    if (too_large || (!read && !length.empty() && std::strtoull(length.c_str(), nullptr, 10) > kMaxRequestBody))
+      throw HttpError{413, too_large_message()};
+    if (!read) throw HttpError{400, "the request body could not be read"};
+    return searched(received, parse_search_request(body, backend.num_images(), kMaxCaptionTokens));
+  }
+
+  static std::string too_large_message() {
+    return "the request body is too large (at most " + std::to_string(kMaxRequestBody) + " bytes of JSON)";
   }
 
   Json explain(const httplib::Request& request, Clock::time_point received) {
@@ -328,7 +307,7 @@ struct Server::Impl {
     } else {
       text = request.get_param_value("text");
     }
-    check_query_text(text);
+    check_query_text(text, kMaxCaptionTokens);
     auto out = timed(received, [&] { return explanation_json(backend.explain(image, text)); });
     out["image"] = image;
     out["caption"] = text;
@@ -362,23 +341,64 @@ struct Server::Impl {
     response.set_header("Cache-Control", "max-age=3600");
   }
 
-  // Every API handler: errors become JSON bodies with their status, never a crash.
+  // Every API handler's work: errors become JSON bodies with their status, never a crash.
+  static void answer(httplib::Response& response, const std::function<void()>& work) {
+    auto fail = [&](int status, const std::string& message) {
+      response.status = status;
+      response.set_content(Json{{"error", message}}.dump(), "application/json");
+    };
+    try {
+      work();
+    } catch (const HttpError& e) {
+      fail(e.status, e.message);
+    } catch (const Error& e) {
+      fail(400, e.what());
+    } catch (const std::exception& e) {
+      fail(500, std::string("internal error: ") + e.what());
+    }
+  }
+
   static httplib::Server::Handler api(std::function<void(const httplib::Request&, httplib::Response&)> handler) {
     return [handler = std::move(handler)](const httplib::Request& request, httplib::Response& response) {
-      auto fail = [&](int status, const std::string& message) {
-        response.status = status;
-        response.set_content(Json{{"error", message}}.dump(), "application/json");
-      };
-      try {
-        handler(request, response);
-      } catch (const HttpError& e) {
-        fail(e.status, e.message);
-      } catch (const Error& e) {
-        fail(400, e.what());
-      } catch (const std::exception& e) {
-        fail(500, std::string("internal error: ") + e.what());
-      }
+      answer(response, [&] { handler(request, response); });
     };
+  }
+
+  // Each route and its methods, as registered; for 405 with Allow and for refusing bodies early.
+  struct Route {
+    std::regex pattern;
+    std::vector<std::string> methods;
+  };
+  std::vector<Route> known_routes;
+
+  void get(const std::string& pattern, httplib::Server::Handler handler) {
+    http.Get(pattern, std::move(handler));
+    known_routes.push_back({std::regex(pattern), {"GET", "HEAD"}});
+  }
+
+  // Before httplib reads any body: a request no route takes is answered with its body unread,
+  // and the connection closed, since the unread body would be read as the next request.
+  httplib::Server::HandlerResponse refuse_early(const httplib::Request& request, httplib::Response& response) const {
+    const Route* route = nullptr;
+    for (const auto& known : known_routes)
+      if (std::regex_match(request.path, known.pattern)) route = &known;
+    const auto& method = request.method;
+    if (route && std::find(route->methods.begin(), route->methods.end(), method) != route->methods.end())
+      return httplib::Server::HandlerResponse::Unhandled;
+    const auto length = request.get_header_value("Content-Length");
+    const bool has_body = request.has_header("Transfer-Encoding") || (!length.empty() && length != "0") ||
+                          method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
+    if (!route && !has_body) return httplib::Server::HandlerResponse::Unhandled;  // httplib's 404
+    std::string allow;
+    if (route)
+      for (const auto& allowed : route->methods) allow += (allow.empty() ? "" : ", ") + allowed;
+    response.status = route ? 405 : 404;
+    if (route) response.set_header("Allow", allow);
+    response.set_header("Connection", "close");
+    const auto message = route ? method + " is not allowed on " + request.path + " (" + allow + ")"
+                               : std::string("no such route");
+    response.set_content(Json{{"error", message}}.dump(), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
   }
 
   static void send_json(httplib::Response& response, const Json& json) {
@@ -387,22 +407,36 @@ struct Server::Impl {
 
   void routes() {
     http.set_payload_max_length(kMaxRequestBody);
+    // httplib's default adds SO_REUSEPORT, with which a second server binds the same port and
+    // takes half of the requests. SO_REUSEADDR alone still lets a restart bind at once.
+    http.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
+    http.set_pre_routing_handler(
+        [this](const httplib::Request& request, httplib::Response& response) { return refuse_early(request, response); });
     http.new_task_queue = [threads = options.http_threads] { return new httplib::ThreadPool(std::size_t(threads)); };
     http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
       if (!response.body.empty()) return;
       std::string message = "HTTP status " + std::to_string(response.status);
       // httplib also refuses form-encoded bodies over 8 KB; the API reads JSON only.
-      if (response.status == 413)
-        message = "the request body is too large (at most " + std::to_string(kMaxRequestBody) + " bytes of JSON)";
+      if (response.status == 413) message = too_large_message();
       if (response.status == 404) message = "no such route";
       if (response.status == 400) message = "malformed request";
       response.set_content(Json{{"error", message}}.dump(), "application/json");
     });
-    http.Get("/", [](const httplib::Request&, httplib::Response& response) {
+    get("/", [](const httplib::Request&, httplib::Response& response) {
       std::string type;
-      response.set_content(*page_asset("index.html", type), type.c_str());
+      // Not in the call that reads `type`: the order in which arguments are evaluated is unspecified.
+      const auto* page = page_asset("index.html", type);
+      response.set_content(*page, type.c_str());
     });
-    http.Get(R"(/static/([A-Za-z0-9_.-]+))", [](const httplib::Request& request, httplib::Response& response) {
+    // Browsers ask for it on their own; "nothing here" without a 404 in their consoles.
+    get("/favicon.ico", [](const httplib::Request&, httplib::Response& response) {
+      response.status = 204;
+      response.set_header("Cache-Control", "max-age=86400");
+    });
+    get(R"(/static/([A-Za-z0-9_.-]+))", [](const httplib::Request& request, httplib::Response& response) {
       std::string type;
       const auto* asset = page_asset(request.matches[1].str(), type);
       if (!asset) {
@@ -411,24 +445,28 @@ struct Server::Impl {
       }
       response.set_content(*asset, type.c_str());
     });
-    http.Get("/healthz", [](const httplib::Request&, httplib::Response& response) { send_json(response, {{"status", "ok"}}); });
-    http.Get("/api/info", api([this](const httplib::Request&, httplib::Response& response) {
+    get("/healthz", [](const httplib::Request&, httplib::Response& response) { send_json(response, {{"status", "ok"}}); });
+    get("/api/info", api([this](const httplib::Request&, httplib::Response& response) {
       auto info = backend.info();
       info["version"] = embedded::version();
       info["pictures"] = picture_kind();
       info["limits"] = {{"max_body_bytes", kMaxRequestBody}, {"max_query_tokens", kMaxCaptionTokens}, {"max_top", kMaxTop}};
       send_json(response, info);
     }));
-    http.Post("/api/search", api([this](const httplib::Request& request, httplib::Response& response) {
-      const auto received = Clock::now();
-      const auto json = Json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-      if (json.is_discarded()) throw HttpError{400, "the body is not valid JSON"};
-      send_json(response, search(json, received));
-    }));
-    http.Get("/api/explain", api([this](const httplib::Request& request, httplib::Response& response) {
+    http.Post("/api/search", httplib::Server::HandlerWithContentReader(
+                                 [this](const httplib::Request& request, httplib::Response& response,
+                                        const httplib::ContentReader& content_reader) {
+                                   const auto received = Clock::now();
+                                   answer(response,
+                                          [&] { send_json(response, search(request, content_reader, received)); });
+                                   // What is left of a refused body must not be read as the next request.
+                                   if (response.status == 413) response.set_header("Connection", "close");
+                                 }));
+    known_routes.push_back({std::regex("/api/search"), {"POST"}});
+    get("/api/explain", api([this](const httplib::Request& request, httplib::Response& response) {
       send_json(response, explain(request, Clock::now()));
     }));
-    http.Get(R"(/api/images/(\d+))", api([this](const httplib::Request& request, httplib::Response& response) {
+    get(R"(/api/images/(\d+))", api([this](const httplib::Request& request, httplib::Response& response) {
       picture(image_parameter(request.matches[1].str(), "image"), response);
     }));
   }

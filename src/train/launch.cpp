@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <thread>
 
 #include "imram/error.h"
@@ -23,6 +24,7 @@ namespace imram {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
 std::atomic<int> g_forward_signal{0};
 extern "C" void remember_signal(int signal) { g_forward_signal = signal; }
 
@@ -46,6 +48,8 @@ int free_loopback_port() {
 namespace {
 
 std::string describe(int status) {
+  if (WIFSTOPPED(status)) return std::string("was stopped by signal ") + std::to_string(WSTOPSIG(status)) + " (" +
+                                 strsignal(WSTOPSIG(status)) + ")";
   if (WIFSIGNALED(status)) return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) +
                                   " (" + strsignal(WTERMSIG(status)) + ")";
   return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -100,30 +104,62 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
     }
     ranks.push_back(pid);
   }
+  std::cerr << "imram: --nproc: started " << nproc << " ranks (pids";
+  for (const pid_t pid : ranks) std::cerr << " " << pid;
+  std::cerr << "), rendezvous on 127.0.0.1:" << port << "\n";
   // Ctrl-C reaches every rank through the terminal's process group: the launcher only waits.
   auto previous_int = std::signal(SIGINT, SIG_IGN);
   auto previous_term = std::signal(SIGTERM, remember_signal);
+  // A rank that fails ends the world: its peers would wait on it in their next collective, and
+  // a stopped rank (SIGSTOP) never ends at all. The rest get SIGTERM (a stopped one SIGKILL,
+  // which is all it can take), then SIGKILL after a grace period.
+  constexpr auto kGrace = std::chrono::seconds(5);
+  std::vector<bool> stopped(std::size_t(nproc), false);
+  std::optional<Clock::time_point> ending;
+  bool killed = false;
+  const auto end_world = [&] {
+    if (ending) return;
+    ending = Clock::now();
+    for (int rank = 0; rank < nproc; ++rank)
+      if (ranks[std::size_t(rank)] > 0) ::kill(ranks[std::size_t(rank)], stopped[std::size_t(rank)] ? SIGKILL : SIGTERM);
+  };
   int result = 0, running = nproc;
   while (running > 0) {
     if (const int signal = g_forward_signal.exchange(0))
       for (const pid_t pid : ranks)
         if (pid > 0) ::kill(pid, signal);
+    if (ending && !killed && Clock::now() - *ending > kGrace) {
+      killed = true;
+      for (const pid_t pid : ranks)
+        if (pid > 0) ::kill(pid, SIGKILL);
+    }
     int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG | WUNTRACED | WCONTINUED);
     if (pid <= 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
     for (int rank = 0; rank < nproc; ++rank) {
       if (ranks[std::size_t(rank)] != pid) continue;
+      if (WIFSTOPPED(status) || WIFCONTINUED(status)) {
+        // Stopped is not yet failed (Ctrl-Z stops the launcher too): the peers' heartbeat decides.
+        stopped[std::size_t(rank)] = WIFSTOPPED(status);
+        if (WIFSTOPPED(status)) std::cerr << "imram: rank " << rank << " (pid " << pid << ") " << describe(status) << "\n";
+        if (ending && WIFSTOPPED(status)) ::kill(pid, SIGKILL);
+        break;
+      }
       ranks[std::size_t(rank)] = -1;
       --running;
       const bool interrupted = WIFEXITED(status) && WEXITSTATUS(status) == kInterruptedExitStatus;
       if (interrupted && result == 0) result = kInterruptedExitStatus;
       const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !interrupted;
-      if (failed && (result == 0 || result == kInterruptedExitStatus)) {
-        std::cerr << "imram: rank " << rank << " (pid " << pid << ") " << describe(status) << "\n";
-        result = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+      if (failed && !ending) {
+        std::cerr << "imram: error: rank " << rank << " (pid " << pid << ") " << describe(status);
+        for (int other = 0; other < nproc; ++other)
+          if (stopped[std::size_t(other)]) std::cerr << "; rank " << other << " is stopped";
+        std::cerr << "; ending the world\n";
+        result = 1;
+        end_world();
       }
     }
   }

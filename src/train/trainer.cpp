@@ -253,6 +253,13 @@ class Run {
       broadcast_parameters(*model_.net, *world_);
     }
     const auto captions = encode_caption_texts(*model_.vocabulary, train_->captions(), train_->captions_path());
+    // The first progress line comes only after the first steps: say what is being done meanwhile.
+    if (options_.show_progress)
+      std::cerr << "training " << to_string(options_.model.mode) << "-IMRAM (K=" << options_.model.iteration_steps
+                << ", d=" << options_.model.embed_size << ") on " << train_->num_images() << " images and "
+                << captions.size() << " captions of " << train_->features_path() << " (" << train_->num_regions()
+                << " regions x " << train_->feature_dim() << " features), " << options_.epochs << " epochs of batch "
+                << options_.batch_size << (world_ ? ", " + std::to_string(world_->size()) + " ranks" : "") << "\n";
     const auto pairs_per_step = double(options_.batch_size) * double(options_.batch_size);
     LossOptions loss_options{options_.margin, options_.max_violation, options_.grad_clip, options_.global_weight};
     TrainSummary summary;

@@ -120,7 +120,32 @@ try {
     });
     if (shaded === 0) fail('no region is shaded on the step map');
 
+    // Issue 21 item 12. A region's attention to one word does not sum over regions: no
+    // "background" share in the image direction.
+    const numbers = await page.$$eval('figure.step', (figures) =>
+      figures.map((f) => [f.querySelector('canvas').dataset.direction, f.textContent]));
+    if (!numbers.some(([d, t]) => d === 'text' && t.includes('background'))) fail('no background share in the text direction');
+    if (numbers.some(([d, t]) => d === 'image' && t.includes('background'))) fail('a background share in the image direction');
     await page.screenshot({ path: screenshot, fullPage: true });
+    // Cards of different text lengths start their pictures at the same height.
+    await page.click('#close-explain');
+    const offsets = await page.$$eval('#results .hit', (cards) => cards.map((c) =>
+      Math.round(c.querySelector('img').getBoundingClientRect().top - c.getBoundingClientRect().top)));
+    if (new Set(offsets).size !== 1) fail('result pictures start at different heights in their cards: ' + offsets);
+    // Captions by image: only the rank is bold; an error clears the previous answer.
+    await page.click('input[name=mode][value=image]');
+    await page.type('#query', '3');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#results.captions .hit', { timeout: 30000 });
+    const bold = await page.$eval('#results .hit .meta strong', (e) => e.textContent);
+    if (bold !== '#1') fail('more than the rank is bold in a caption row: ' + bold);
+    await page.$eval('#query', (e) => { e.value = ''; });
+    await page.type('#query', '99999');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => !document.getElementById('error').hidden, { timeout: 30000 });
+    const left = await page.$$eval('#results > *', (children) => children.length);
+    if (left) fail(`after an error ${left} elements of the previous answer stay on the page`);
+
     if (pageErrors.length) fail('errors on the page: ' + pageErrors.join('; '));
     if (process.exitCode !== 1)
       console.log(`page test (${browserName}): ok: ${hits} results (${pictures} pictures loaded), ` +

@@ -284,4 +284,71 @@ TEST_F(Hardening, InterruptedTrainingExitsWithItsOwnCode) {
   EXPECT_TRUE(fs::exists(file("stop/last/training.json")));
 }
 
+// Issue 21 ("Hardening, round 2").
+
+// Item 1: explain read an image of 8 features a region as img_dim 16 ones: out of bounds.
+TEST_F(Hardening, ExplainRefusesDataOfAnotherFeatureSize) {
+  imram::test::write_small_world(file("narrow"), 2, 2, 20, 6, 8);
+  for (const char* image : {"0", "19"}) {
+    const auto result = imram_cli("--threads 1 explain --model " + model() + " --data " + file("narrow") +
+                                  " --image " + image + " --caption 1");
+    expect_error(result, file("narrow") + "/test_ims.npy: regions have 8 features but the model expects img_dim 16");
+    EXPECT_EQ(result.status, 1) << result.output;
+  }
+}
+
+// Item 11: option values and combinations.
+TEST_F(Hardening, OptionErrorsSayTheBoundAndRefuseWhatWouldBeIgnored) {
+  const auto shortlist = imram_cli("search --index i --query red --shortlist -5");
+  expect_error(shortlist, "--shortlist");
+  EXPECT_EQ(shortlist.status, 2) << shortlist.output;
+  EXPECT_NE(shortlist.output.find("must be >= 0, got -5"), std::string::npos) << shortlist.output;
+  EXPECT_LT(shortlist.output.size(), 200u) << shortlist.output;
+  const auto split = imram_cli("eval --index i --split dev");
+  expect_error(split, "--split");
+  EXPECT_EQ(split.status, 2) << split.output;
+}
+
+// Item 11: a model directory given to import was read as the authors' layout.
+TEST_F(Hardening, ImportOfAModelDirectorySaysWhatItIs) {
+  expect_error(imram_cli("import " + model() + " --out " + file("again")),
+               model() + ": is an imram model directory already");
+  EXPECT_FALSE(fs::exists(file("again")));
+}
+
+// Item 11: the problem was said twice, once as a cache warning and again as the error.
+TEST_F(Hardening, SearchOfDataOfAnotherSizeSaysTheProblemOnce) {
+  imram::test::write_small_world(file("narrow"), 2, 2, 20, 6, 8);
+  const auto result = imram_cli("--threads 1 search --model " + model() + " --data " + file("narrow") +
+                                " --query red --cache " + file("cache"));
+  expect_error(result, "regions have 8 features but the model expects img_dim 16");
+  EXPECT_EQ(result.output.find("warning"), std::string::npos) << result.output;
+}
+
+// Item 6: --nproc 0 and -1 ran one process; 1,000 started 1,000 ranks.
+TEST(HardeningCli, NprocIsBoundedAndPositive) {
+  for (const char* nproc : {"0", "-1", "1000"}) {
+    const auto result = imram_cli(std::string("train --data d --out o --nproc ") + nproc);
+    expect_error(result, "--nproc");
+    EXPECT_EQ(result.status, 2) << result.output;
+  }
+  EXPECT_NE(imram_cli("train --data d --out o --nproc 1000").output.find("--nproc-max"), std::string::npos);
+  const auto below = imram_cli("train --data d --out o --nproc 2 --nproc-max 1");
+  expect_error(below, "more than 1 (--nproc-max)");
+  EXPECT_EQ(below.status, 2) << below.output;
+}
+
+// Item 13: a newcomer's first hour: the demo's world is shown, and train says what it does
+// before its first progress line.
+TEST_F(Hardening, NewcomersAreToldWhatIsHappening) {
+  const auto synth = imram_cli("synth --help");
+  EXPECT_NE(synth.output.find("--regions 16 --feat-dim 256"), std::string::npos) << synth.output;
+  const auto trained = imram_cli("--threads 1 train --data " + data() + " --out " + file("loud") +
+                                 " --mode text --steps 1 --embed-size 16 --word-dim 8 --epochs 1 --batch-size 10 "
+                                 "--val-images 20");
+  ASSERT_EQ(trained.status, 0) << trained.output;
+  EXPECT_EQ(trained.output.rfind("training text-IMRAM (K=1, d=16) on 40 images and 200 captions of ", 0), 0u)
+      << trained.output;
+}
+
 }  // namespace

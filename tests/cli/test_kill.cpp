@@ -196,6 +196,10 @@ TEST(KillDuringSave, IndexBuildAndAddLeaveAVerifiedIndex) {
     // All of the addition or none of it.
     EXPECT_TRUE(index->num_images() == before || index->num_images() == before + 1000) << index->num_images();
     EXPECT_EQ(index->num_captions(), 5 * index->num_images());
+    // An index that holds the dev split refuses it again: the next round starts without it.
+    if (index->num_images() != before) {
+      ASSERT_EQ(imram_cli(build).status, 0);
+    }
   }
   ASSERT_EQ(imram_cli(build).status, 0);
   ASSERT_EQ(imram_cli(add).status, 0);

@@ -1,12 +1,18 @@
 // Two-stage search: the index directory, the searchers that compose, and the global head.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_runner.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
 #include "imram/model/tensor_io.h"
@@ -238,7 +244,14 @@ TEST(Index, AddingInTwoPartsEqualsOneBuild) {
   two->verify();
   const auto manifest_one = nlohmann::json::parse(std::ifstream(world.dir.file("one/manifest.json")));
   const auto manifest_two = nlohmann::json::parse(std::ifstream(world.dir.file("two/manifest.json")));
-  EXPECT_EQ(manifest_one["files"], manifest_two["files"]);  // same bytes, same checksums
+  // Same bytes, same checksums; the FAISS files are named by their generation (1 and 2).
+  auto store_files = [](nlohmann::json files) {
+    for (const auto* name : {"images.1.faiss", "captions.1.faiss", "images.2.faiss", "captions.2.faiss"})
+      files.erase(name);
+    return files;
+  };
+  EXPECT_EQ(store_files(manifest_one["files"]), store_files(manifest_two["files"]));
+  EXPECT_TRUE(manifest_two["files"].contains("images.2.faiss"));
   EXPECT_FALSE(fs::exists(world.dir.file("two/images.1.faiss")));  // the replaced generation is gone
   for (const std::string text : {"a blue heart", "two red squares"}) {
     const auto a = one->searcher(imram::GallerySide::Images, 8)->search(one->text_query(text), 8, nullptr);
@@ -447,6 +460,126 @@ TEST(FaissShortlist, DefaultFactoryGrowsWithTheGallery) {
   EXPECT_EQ(imram::default_faiss_factory(100000), "IVF1024,Flat");
   EXPECT_EQ(imram::default_faiss_factory(30000), "IVF512,Flat");
   EXPECT_THROW(imram::build_faiss_index("NoSuchIndex", torch::randn({10, 4})), imram::Error);
+}
+
+// Issue 21: what an attacker or an unlucky user did to an index.
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+void expect_cli_error(const imram::test::CommandResult& result, const std::string& mention) {
+  EXPECT_EQ(result.status, 1) << result.output;
+  EXPECT_EQ(result.output.rfind("imram: error: ", 0), 0u) << result.output;
+  EXPECT_NE(result.output.find(mention), std::string::npos) << result.output;
+}
+
+// Item 2: two `index add` at once interleaved their bytes in the same files, for good.
+TEST(IndexWriters, ASecondWriterIsRefusedNamingTheFirstAndChangesNothing) {
+  World world;
+  const auto dir = world.build("index");
+  const auto manifest = read_text(dir + "/manifest.json");
+  const auto add = "index add " + dir + " --data " + world.dir.file("data") + " --split dev --quiet";
+  {
+    // This process holds the lock as a first writer would.
+    const int fd = ::open((dir + "/writer.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+    const auto pid = std::to_string(::getpid()) + "\n";
+    ASSERT_EQ(::pwrite(fd, pid.data(), pid.size(), 0), ssize_t(pid.size()));
+    const auto busy = "index " + dir + " is being written by pid " + std::to_string(::getpid());
+    expect_cli_error(imram::test::imram_cli(add), busy);
+    // A build that would replace it waits its turn too: the add's work would be thrown away.
+    expect_cli_error(imram::test::imram_cli("index build --model " + world.dir.file("model") + " --data " +
+                                            world.dir.file("data") + " --split dev --quiet --out " + dir),
+                     busy);
+    EXPECT_EQ(read_text(dir + "/manifest.json"), manifest);
+    ::close(fd);
+  }
+  const auto added = imram::test::imram_cli(add);
+  ASSERT_EQ(added.status, 0) << added.output;
+  EXPECT_EQ(imram::GalleryIndex::open(dir)->num_images(), 18);
+}
+
+// Item 11: a split added twice held its items twice.
+TEST(IndexWriters, AddingASplitTheIndexHoldsIsRefused) {
+  World world;
+  const auto dir = world.build("index");
+  const auto manifest = read_text(dir + "/manifest.json");
+  expect_cli_error(imram::test::imram_cli("index add " + dir + " --data " + world.dir.file("data") + " --split test --quiet"),
+                   "already holds the test split of " + fs::absolute(world.dir.file("data")).string());
+  EXPECT_EQ(read_text(dir + "/manifest.json"), manifest);
+}
+
+// Item 7: counts the files do not hold were accepted, and searched with wrong or zero scores.
+TEST(IndexManifest, CountsAreCheckedAgainstTheFilesOnOpening) {
+  World world;
+  const auto dir = world.build("index");  // 12 images of 6 regions, 60 captions
+  const auto original = nlohmann::json::parse(read_text(dir + "/manifest.json"));
+  const std::vector<std::pair<std::string, nlohmann::json>> edits = {
+      {"regions", 18},         {"regions", 0},      {"captions_per_image", 7}, {"images", 12.5},
+      {"scenes", 10},          {"captions", 59},    {"words", 1},              {"images", 18446744073709551615ull},
+      {"embed_size", 16},      {"generation", -1},  {"scenes", 13}};
+  for (const auto& [key, value] : edits) {
+    auto edited = original;
+    edited[key] = value;
+    write_text(dir + "/manifest.json", edited.dump());
+    try {
+      imram::GalleryIndex::open(dir);
+      ADD_FAILURE() << key << " = " << value.dump() << " was accepted";
+    } catch (const imram::Error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(dir + "/", 0), 0u) << key << ": " << e.what();
+    }
+  }
+  write_text(dir + "/manifest.json", original.dump());
+  EXPECT_NO_THROW(imram::GalleryIndex::open(dir));
+}
+
+// Item 7: a FAISS vector set to 1e30 verified, then headed every shortlist.
+TEST(IndexManifest, VerifyCoversTheFaissFiles) {
+  World world;
+  const auto dir = world.build("index");
+  ASSERT_EQ(imram::test::imram_cli("index verify " + dir).status, 0);
+  auto bytes = read_text(dir + "/images.1.faiss");
+  const float huge = 1e30f;
+  std::memcpy(bytes.data() + bytes.size() - sizeof huge, &huge, sizeof huge);  // the last vector's last value
+  write_text(dir + "/images.1.faiss", bytes);
+  expect_cli_error(imram::test::imram_cli("index verify " + dir), dir + "/images.1.faiss: checksum mismatch");
+}
+
+// Item 11: FAISS's errors named its own source files.
+TEST(IndexManifest, FaissErrorsNameOurFileNotFaissSources) {
+  World world;
+  const auto dir = world.build("index");
+  write_text(dir + "/captions.1.faiss", "IxFI");
+  const auto result = imram::test::imram_cli("--threads 1 search --index " + dir + " --image 0");
+  expect_cli_error(result, dir + "/captions.1.faiss: not a readable FAISS index");
+  EXPECT_EQ(result.output.find(".cpp"), std::string::npos) << result.output;
+  EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
+}
+
+// Item 8: NaN in the store was ranked (printed as nan / JSON null) with exit 0.
+TEST(IndexScores, ScoresThatAreNotFiniteAreAnErrorNamingTheItem) {
+  World world;
+  const auto dir = world.build("index");  // float32 store: 6 regions x 8 floats an image
+  {
+    std::fstream regions(dir + "/regions.bin", std::ios::binary | std::ios::in | std::ios::out);
+    regions.seekp(3 * 6 * 8 * 4);
+    const std::vector<float> nan(6 * 8, std::nanf(""));
+    regions.write(reinterpret_cast<const char*>(nan.data()), std::streamsize(nan.size() * 4));
+  }
+  for (const char* shortlist : {"0", "12"})
+    expect_cli_error(imram::test::imram_cli(std::string("--threads 1 search --json --index ") + dir +
+                                            " --query 'a red circle' --top 12 --shortlist " + shortlist),
+                     "image 3: its score is NaN");
+  const auto index = imram::GalleryIndex::open(dir);
+  EXPECT_THROW(index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(3), 5, nullptr),
+               imram::Error);
 }
 
 }  // namespace

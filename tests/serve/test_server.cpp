@@ -18,6 +18,7 @@
 #include <numeric>
 #include <regex>
 #include <thread>
+#include <tuple>
 
 #include "http_client.h"
 #include "imram/engine/encoding.h"
@@ -234,6 +235,8 @@ TEST_F(Serve, EveryBadRequestGetsItsStatusAndAJsonError) {
 TEST_F(Serve, ServesThePagePicturesAndInfo) {
   const auto page = http(port_, "GET", "/");
   ASSERT_EQ(page.status, 200);
+  // Issue 21 item 9: the type was read before the call that set it.
+  EXPECT_NE(page.headers.find("Content-Type: text/html; charset=utf-8"), std::string::npos) << page.headers;
   EXPECT_NE(page.body.find("<script src=\"/static/app.js\">"), std::string::npos);
   for (const char* asset : {"/static/app.js", "/static/style.css"}) EXPECT_EQ(http(port_, "GET", asset).status, 200);
   const auto picture = http(port_, "GET", "/api/images/7");
@@ -517,6 +520,74 @@ TEST_F(Serve, SearchesThatWaitTogetherAreBatchedAndAnsweredAsAlone) {
     }
     EXPECT_GE(together[q]["timings"]["batch"].get<int>(), 1);
   }
+}
+
+}  // namespace
+
+namespace {
+
+// A request with a chunked body of `chunks` chunks of `chunk` bytes each.
+std::string chunked_request(const std::string& method, const std::string& target, const std::string& chunk, int chunks) {
+  std::string request = method + " " + target +
+                        " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n";
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", chunk.size());
+  for (int i = 0; i < chunks; ++i) request += size + chunk + "\r\n";
+  return request + "0\r\n\r\n";
+}
+
+imram::test::HttpResponse send_raw(int port, const std::string& request) {
+  HttpConnection connection(port);
+  connection.send(request);
+  return connection.receive();
+}
+
+// Issue 21 item 3: a chunked body was read whole, past the 64 KB limit (200 MB: 1 GB of RSS).
+TEST_F(Serve, ChunkedBodiesAreBoundedLikeAnyOther) {
+  const auto large = send_raw(port_, chunked_request("POST", "/api/search", std::string(8192, ' '), 9));
+  EXPECT_EQ(large.status, 413) << large.body;
+  EXPECT_NE(body_of(large)["error"].get<std::string>().find("too large"), std::string::npos) << large.body;
+  // Within the limit, chunked is as good as a length.
+  const auto body = std::string(R"({"text": "a red circle", "top": 2})");
+  const auto small = send_raw(port_, chunked_request("POST", "/api/search", body, 1));
+  ASSERT_EQ(small.status, 200) << small.body;
+  EXPECT_EQ(body_of(small)["results"].size(), 2u);
+  // A body sent to a route that takes none is refused before it is read.
+  const auto elsewhere = send_raw(port_, chunked_request("POST", "/healthz", std::string(8192, 'x'), 9));
+  EXPECT_EQ(elsewhere.status, 405);
+  EXPECT_EQ(http(port_, "GET", "/healthz").status, 200);
+}
+
+// Issue 21 item 10.
+TEST_F(Serve, HttpDetails) {
+  const auto huge_top = http(port_, "POST", "/api/search", R"({"text": "red", "top": 18446744073709551615})");
+  EXPECT_EQ(huge_top.status, 400);
+  EXPECT_NE(huge_top.body.find("got 18446744073709551615"), std::string::npos) << huge_top.body;
+  const auto nul = http(port_, "POST", "/api/search", std::string("{\"text\": \"red\"}\0junk", 19));
+  EXPECT_EQ(nul.status, 400) << nul.body;
+  EXPECT_TRUE(body_of(nul).contains("error")) << nul.body;
+  const std::vector<std::tuple<std::string, std::string, std::string>> wrong_methods = {
+      {"PUT", "/api/search", "POST"}, {"DELETE", "/api/search", "POST"}, {"OPTIONS", "/api/search", "POST"},
+      {"GET", "/api/search", "POST"}, {"POST", "/api/info", "GET, HEAD"}, {"DELETE", "/api/images/3", "GET, HEAD"}};
+  for (const auto& [method, target, allow] : wrong_methods) {
+    const auto response = send_raw(port_, method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                                                  "Content-Length: 0\r\n\r\n");
+    EXPECT_EQ(response.status, 405) << method << " " << target;
+    EXPECT_TRUE(std::regex_search(response.headers, std::regex("\r\nAllow: " + allow + "(\r\n|$)")))
+        << method << " " << target << "\n" << response.headers;
+    EXPECT_TRUE(body_of(response).contains("error")) << response.body;
+  }
+  EXPECT_EQ(http(port_, "GET", "/favicon.ico").status, 204);
+  EXPECT_EQ(http(port_, "GET", "/no/such/route").status, 404);
+}
+
+// Issue 21 item 5: a second server bound the same port and took half of the requests.
+TEST_F(Serve, ASecondServerCannotTakeThePort) {
+  imram::ServerOptions options;
+  options.port = port_;
+  imram::Server second(*backend_, options);
+  EXPECT_THROW(second.bind(), imram::Error);
 }
 
 }  // namespace

@@ -221,7 +221,7 @@ TEST(DistributedTraining, ThreeRanksWithUnevenSharesAndAResumeFromTwoRanks) {
       << read_text(data.dir.file("one.log"));
   ASSERT_EQ(run_train(common + " --nproc 2 --max-steps 2 --out " + data.dir.file("world"), data.dir.file("two.log")), 0)
       << read_text(data.dir.file("two.log"));
-  ASSERT_EQ(run_train("--nproc 3 --resume " + data.dir.file("world") + " --max-steps 6", data.dir.file("three.log")), 0)
+  ASSERT_EQ(run_train("--nproc 3 --nproc-max 3 --resume " + data.dir.file("world") + " --max-steps 6", data.dir.file("three.log")), 0)
       << read_text(data.dir.file("three.log"));
   EXPECT_NE(read_text(data.dir.file("three.log")).find("finished at step 6"), std::string::npos)
       << read_text(data.dir.file("three.log"));
@@ -298,6 +298,14 @@ TEST(DistributedTraining, FixtureStepOfTwoRanks) {
   }
 }
 
+// Waits until rank 0 has logged `steps` training steps (at most 120 s).
+void wait_for_steps(const TinyData& data, std::size_t steps) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size() < steps &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
 // Two ranks started the torchrun way on a long run, returned once rank 0 has logged 3 steps.
 std::vector<pid_t> start_two_ranks(const TinyData& data) {
   const auto port = std::to_string(imram::free_loopback_port());
@@ -309,10 +317,7 @@ std::vector<pid_t> start_two_ranks(const TinyData& data) {
                           {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"},
                            {"MASTER_PORT", port}, {"IMRAM_DIST_HEARTBEAT_TIMEOUT", "20"}},
                           data.dir.file("rank" + std::to_string(r) + ".log")));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size() < 3 &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  wait_for_steps(data, 3);
   return ranks;
 }
 
@@ -360,5 +365,34 @@ TEST(DistributedTraining, KilledRankEndsTheOtherWithAnErrorNamingIt) {
   expect_the_survivor_names_the_lost_rank(1);
   expect_the_survivor_names_the_lost_rank(0);
 }
+
+// Issue 21 item 6: under `--nproc`, a stopped rank left the launcher waiting for ever and a
+// killed one made it exit 137. Either ends the world with status 1, naming the rank.
+void expect_the_launcher_ends_the_world(int signal) {
+  TinyData data(40);
+  const auto log = data.dir.file("launcher.log");
+  auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 train --nproc 2 --data " + data.data() +
+                          tiny_model() + " --batch-size 10 --epochs 1000 --val-split none --out " + data.dir.file("run"));
+  const pid_t launcher = spawn(argv, {{"IMRAM_DIST_HEARTBEAT_TIMEOUT", "5"}}, log);
+  const Reaper reaper{{launcher}};
+  wait_for_steps(data, 3);
+  // "imram: --nproc: started 2 ranks (pids A B), ..."
+  const auto said = read_text(log);
+  const auto at = said.find("started 2 ranks (pids ");
+  ASSERT_NE(at, std::string::npos) << said;
+  const auto pids = split_words(said.substr(at + 22, said.find(')', at) - at - 22));
+  ASSERT_EQ(pids.size(), 2u) << said;
+  const pid_t victim = pid_t(std::stol(pids[1]));
+  ::kill(victim, signal);
+  const auto status = wait_for(launcher, 120);
+  ::kill(victim, SIGKILL);  // if the launcher left it behind (a stopped rank is no child of ours)
+  const auto output = read_text(log);
+  EXPECT_EQ(status, 1) << output;
+  EXPECT_NE(output.find("rank 1 (pid " + pids[1] + ")"), std::string::npos) << output;
+}
+
+TEST(Launcher, AKilledRankEndsTheWorldWithStatusOne) { expect_the_launcher_ends_the_world(SIGKILL); }
+
+TEST(Launcher, AStoppedRankEndsTheWorldWithStatusOne) { expect_the_launcher_ends_the_world(SIGSTOP); }
 
 }  // namespace

@@ -24,6 +24,10 @@ class PrecompSplit {
   int captions_per_image() const { return captions_per_image_; }
   std::int64_t image_of_caption(std::int64_t caption) const { return caption / captions_per_image_; }
 
+  // Throws naming the features file unless its regions have `img_dim` features (a model's):
+  // read as img_dim floats a region, other data would be read past its end.
+  void require_feature_dim(std::int64_t img_dim) const;
+
   const NpyArray& features() const { return features_; }
   // Region features of one image: num_regions() x feature_dim() floats, memory-mapped.
   const float* image_features(std::int64_t image) const;

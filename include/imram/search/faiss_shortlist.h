@@ -40,6 +40,7 @@ std::string default_faiss_factory(std::int64_t vectors);
 std::shared_ptr<faiss::Index> build_faiss_index(const std::string& factory, const torch::Tensor& vectors);
 void add_to_faiss_index(faiss::Index& index, const torch::Tensor& vectors);
 std::int64_t faiss_index_size(const faiss::Index& index);
+std::int64_t faiss_index_dim(const faiss::Index& index);
 // Atomic write (temporary file + rename); read errors name the file.
 void write_faiss_index(const faiss::Index& index, const std::string& path);
 std::shared_ptr<faiss::Index> read_faiss_index(const std::string& path);

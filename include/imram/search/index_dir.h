@@ -24,16 +24,12 @@
 #include "imram/data/synthetic.h"
 #include "imram/engine/encoding.h"
 #include "imram/model/model_dir.h"
+#include "imram/search/index_manifest.h"
 #include "imram/search/item_store.h"
 #include "imram/search/searcher.h"
 
 namespace imram {
 
-inline constexpr int kIndexFormatVersion = 1;
-
-enum class StoreDType { Float16, Float32 };
-std::string to_string(StoreDType dtype);
-StoreDType parse_store_dtype(const std::string& text);
 
 struct IndexOptions {
   std::string faiss_factory;                 // empty: default_faiss_factory(images)

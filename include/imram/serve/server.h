@@ -9,11 +9,9 @@
 #include <string>
 
 #include "imram/serve/backend.h"
+#include "imram/serve/search_request.h"
 
 namespace imram {
-
-inline constexpr std::size_t kMaxRequestBody = 64 << 10;  // bytes; larger bodies get 413
-inline constexpr std::int64_t kMaxTop = 1000;             // most results one search returns
 
 struct ServerOptions {
   std::string host = "127.0.0.1";

@@ -14,7 +14,9 @@ int free_loopback_port();
 
 // Starts the ranks with `arguments` as their argv, rendezvous on a free loopback port; forwards
 // SIGTERM to them and leaves Ctrl-C to reach them from the terminal. Returns 0 when every rank
-// succeeded, else the first failing rank's status (128 + signal when it was killed).
+// succeeded, kInterruptedExitStatus when they were interrupted, and 1 when one failed (killed,
+// or left stopped until its peers' heartbeat gave up on it): that rank is named on stderr and
+// the others are ended.
 int run_local_world(int nproc, const std::vector<std::string>& arguments);
 
 // The exit status of a run stopped by SIGINT/SIGTERM with its state saved (the command line's

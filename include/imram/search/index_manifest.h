@@ -1,0 +1,53 @@
+#pragma once
+// An index directory's manifest (docs/index.md): its counts, checked against the sizes of the
+// files that hold the items. LibTorch-free, so that fuzz/ can drive the parser.
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "imram/util/fnv.h"
+
+namespace imram {
+
+inline constexpr const char* kIndexFormat = "imram-index";
+inline constexpr int kIndexFormatVersion = 2;
+// The files of the item store, one manifest entry each.
+inline constexpr const char* kStoreFiles[] = {"regions.bin", "words.bin", "word_offsets.bin", "image_globals.bin",
+                                               "caption_globals.bin", "captions.txt", "gallery_scenes.jsonl"};
+
+enum class StoreDType { Float16, Float32 };
+std::string to_string(StoreDType dtype);
+StoreDType parse_store_dtype(const std::string& text);
+std::size_t element_size(StoreDType dtype);
+
+// A store file: its committed size and the FNV-1a-64 of those bytes.
+struct FileEntry {
+  std::uint64_t bytes = 0;
+  std::uint64_t hash = kFnv1aOffset;
+};
+
+// manifest.json, the index's commit point (docs/index.md).
+struct Manifest {
+  std::string model_fingerprint;
+  std::int64_t images = 0, captions = 0, words = 0;
+  std::int64_t scenes = 0;     // described images (synthetic data); kept only while all are
+  std::int64_t regions = 0, embed_size = 0, global_dim = 0;
+  int captions_per_image = 0;  // 0: captions are not tied to images (e.g. a benchmark's gallery)
+  std::string faiss_factory;
+  StoreDType store = StoreDType::Float16;
+  std::int64_t generation = 0;
+  nlohmann::ordered_json sources = nlohmann::ordered_json::array();
+  std::map<std::string, FileEntry> files;
+};
+
+// The FAISS index of one side and generation: images.<gen>.faiss or captions.<gen>.faiss.
+std::string faiss_file(std::int64_t generation, bool images);
+
+std::string checksum_hex(std::uint64_t value);
+nlohmann::ordered_json manifest_json(const Manifest& m);
+// Reads DIR/manifest.json; throws imram::Error naming it for anything malformed, and for counts
+// that disagree with the sizes its entries give the store files.
+Manifest read_manifest(const std::string& dir);
+
+}  // namespace imram

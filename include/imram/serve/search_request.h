@@ -1,0 +1,33 @@
+#pragma once
+// The body of POST /api/search, parsed and checked as the server does (and as fuzz/ drives it):
+// LibTorch-free, so that the fuzz targets can link it.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace imram {
+
+inline constexpr std::size_t kMaxRequestBody = 64 << 10;  // bytes; larger bodies get 413
+inline constexpr std::int64_t kMaxTop = 1000;             // most results one search returns
+
+// A request the server refuses, with its status.
+struct HttpError {
+  int status;
+  std::string message;
+};
+
+struct SearchRequest {
+  bool by_text = true;
+  std::string text;         // by text
+  std::int64_t image = -1;  // by image
+  std::int64_t top = 10;
+};
+
+// {"text": "...", "top"?: N} or {"image": I, "top"?: N}; throws HttpError (400, or 404 for an
+// image out of the gallery's `images`). `max_tokens`: the longest query the model reads.
+SearchRequest parse_search_request(const std::string& body, std::int64_t images, std::size_t max_tokens);
+
+// 400 for a query of no words or of more than `max_tokens` tokens.
+void check_query_text(const std::string& text, std::size_t max_tokens);
+
+}  // namespace imram

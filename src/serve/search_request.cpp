@@ -1,0 +1,62 @@
+#include "imram/serve/search_request.h"
+
+#include <nlohmann/json.hpp>
+
+#include "imram/data/tokenizer.h"
+
+namespace imram {
+
+namespace {
+
+// An integer field within [low, high], low >= 0. JSON integers beyond int64 either way must be
+// reported as sent, not as their int64 wrap-around.
+std::int64_t integer_field(const nlohmann::json& value, const char* name, std::int64_t low, std::int64_t high) {
+  if (!value.is_number_integer()) throw HttpError{400, std::string("\"") + name + "\" must be an integer"};
+  const bool in_range = value.is_number_unsigned()
+                            ? value.get<std::uint64_t>() >= std::uint64_t(low) && value.get<std::uint64_t>() <= std::uint64_t(high)
+                            : value.get<std::int64_t>() >= low && value.get<std::int64_t>() <= high;
+  if (!in_range)
+    throw HttpError{400, std::string("\"") + name + "\" must be between " + std::to_string(low) + " and " +
+                             std::to_string(high) + ", got " + value.dump()};
+  return value.get<std::int64_t>();
+}
+
+}  // namespace
+
+void check_query_text(const std::string& text, std::size_t max_tokens) {
+  const auto tokens = tokenize(text).size();
+  if (tokens == 0) throw HttpError{400, "the query has no words"};
+  if (tokens > max_tokens)
+    throw HttpError{400, "the query has " + std::to_string(tokens) + " tokens, more than the limit of " +
+                             std::to_string(max_tokens)};
+}
+
+SearchRequest parse_search_request(const std::string& body, std::int64_t images, std::size_t max_tokens) {
+  // nlohmann's parser stops at a NUL byte as at the end of its input: what follows would pass
+  // unread, where any other trailing junk is refused.
+  if (body.find('\0') != std::string::npos) throw HttpError{400, "the body is not valid JSON (it holds a NUL byte)"};
+  const auto request = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded()) throw HttpError{400, "the body is not valid JSON"};
+  if (!request.is_object()) throw HttpError{400, "the body must be a JSON object"};
+  SearchRequest out;
+  const bool by_text = request.contains("text"), by_image = request.contains("image");
+  if (by_text == by_image) throw HttpError{400, "give either \"text\" (a query) or \"image\" (an index)"};
+  if (request.contains("top")) out.top = integer_field(request["top"], "top", 1, kMaxTop);
+  out.by_text = by_text;
+  if (by_text) {
+    if (!request["text"].is_string()) throw HttpError{400, "\"text\" must be a string"};
+    out.text = request["text"].get<std::string>();
+    check_query_text(out.text, max_tokens);
+    return out;
+  }
+  const auto& image = request["image"];
+  if (!image.is_number_integer() || (!image.is_number_unsigned() && image.get<std::int64_t>() < 0))
+    throw HttpError{400, "\"image\" must be an image index"};
+  if (images == 0 || (image.is_number_unsigned() && image.get<std::uint64_t>() >= std::uint64_t(images)))
+    throw HttpError{404, "image " + image.dump() + " is out of range: the gallery has " + std::to_string(images) +
+                             " images"};
+  out.image = image.get<std::int64_t>();
+  return out;
+}
+
+}  // namespace imram
