@@ -12,7 +12,7 @@
 
 namespace imram::cli {
 
-// Exit codes (README "Exit codes"): 0 done, 1 error (bad input, failed write, diverged
+// Exit codes (README, "Command line"): 0 done, 1 error (bad input, failed write, diverged
 // training), 2 command-line usage error, 3 stopped by SIGINT/SIGTERM with its state saved.
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;

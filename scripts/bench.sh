@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The performance table of the README, in one run: the engine against the literal transcription
+# The performance table of docs/performance.md, in one run: the engine against the literal transcription
 # of the authors' algorithm (same process, same machine), at the issue's settings
 # (d = 1024, R = 36, D = 2048, Flickr30K caption lengths). Usage: scripts/bench.sh IMRAM [CAPS]
 set -euo pipefail

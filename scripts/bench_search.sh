@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two-stage search benchmarks of the README, one JSON line each (imram bench search): text-IMRAM
+# Two-stage search benchmarks of docs/search.md, one JSON line each (imram bench search): text-IMRAM
 # K=3, R=36, D=2048, shortlist 100, 2 threads. Usage: scripts/bench_search.sh IMRAM [SIZES...]
 # SIZES are IMAGESxEMBED (default: 1000x1024 100000x1024 1000000x256). Large galleries are built
 # on disk under ${BENCH_DIR:-/tmp} (100,000 x 1024: about 7.4 GB; 1,000,000 x 256: about 18 GB).

@@ -14,7 +14,7 @@ EPOCHS=${DEMO_EPOCHS:-2}
 SEED=${DEMO_SEED:-7}
 # Measured on this demo: training the global head jointly (weight 1) cost exhaustive IMRAM
 # 5.8 / 1.8 points of R@1, and fitting the head afterwards on the frozen model gave the better
-# shortlist; so the demo trains IMRAM alone and fits the head after (README, two-stage search).
+# shortlist; so the demo trains IMRAM alone and fits the head after (docs/search.md).
 GLOBAL_WEIGHT=${DEMO_GLOBAL_WEIGHT:-0}
 GLOBAL_EPOCHS=${DEMO_GLOBAL_EPOCHS:-20}
 SHORTLIST=${DEMO_SHORTLIST:-100}

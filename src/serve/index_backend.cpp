@@ -96,9 +96,10 @@ std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
                                                   std::int64_t shortlist) {
   auto index = GalleryIndex::open(index_dir, parse_device(device));
-  const bool two_stage = shortlist > 0 && index->has_shortlist();
-  return std::make_unique<IndexBackend>(std::move(index), two_stage ? shortlist : 0, index_dir,
-                                        two_stage ? "two-stage" : "exhaustive");
+  // As imram search: an index without a shortlist is refused for two-stage search (the error
+  // says to give --shortlist 0), never searched exhaustively behind the user's back.
+  const bool two_stage = shortlist > 0;
+  return std::make_unique<IndexBackend>(std::move(index), shortlist, index_dir, two_stage ? "two-stage" : "exhaustive");
 }
 
 }  // namespace imram

@@ -351,6 +351,8 @@ struct Server::Impl {
       work();
     } catch (const HttpError& e) {
       fail(e.status, e.message);
+    } catch (const IoError& e) {
+      fail(500, e.what());  // the server failed, not the request
     } catch (const Error& e) {
       fail(400, e.what());
     } catch (const std::exception& e) {

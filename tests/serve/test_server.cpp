@@ -393,6 +393,23 @@ TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
   writer.add_split(imram::PrecompSplit::open(dir.file("data"), "test"));
   writer.commit();
 
+  {
+    // Without a global head the index has no shortlist: serving it two-stage is refused, as
+    // imram search refuses it, and --shortlist 0 serves it exhaustively.
+    config.global_head = 0;
+    model.net = imram::ImramModel(config);
+    imram::save_model(dir.file("headless"), model);
+    auto headless = imram::IndexWriter::create(dir.file("headless-index"), dir.file("headless"), index_options);
+    headless.add_split(imram::PrecompSplit::open(dir.file("data"), "test"));
+    headless.commit();
+    try {
+      imram::open_index_backend(dir.file("headless-index"), "cpu", 4);
+      ADD_FAILURE() << "served an index without a shortlist as two-stage";
+    } catch (const imram::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--shortlist 0"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(imram::open_index_backend(dir.file("headless-index"), "cpu", 0)->info()["index"], "exhaustive");
+  }
   const auto backend = imram::open_index_backend(dir.file("index"), "cpu", 4);
   imram::ServerOptions options;
   options.port = 0;

@@ -19,7 +19,7 @@ struct ServerOptions {
   std::string images_list;  // a file naming picture I on line I+1 (other datasets)
   int http_threads = 32;    // connections served at once (they wait on the compute thread)
   // Searches that wait together are answered by one backend call of at most this many (1: one
-  // at a time). Exhaustive searches gain several times their throughput (README, serve).
+  // at a time). Exhaustive searches gain several times their throughput (docs/serve.md).
   std::size_t max_batch = 16;
 };
 

@@ -1,0 +1,348 @@
+#include "imram/search/index_dir.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "imram/data/captions.h"
+#include "imram/data/synthetic.h"
+#include "imram/data/tokenizer.h"
+#include "imram/error.h"
+#include "imram/model/tensor_io.h"
+#include "imram/runtime/runtime.h"
+#include "imram/search/faiss_shortlist.h"
+#include "imram/util/atomic_file.h"
+#include "imram/util/counted_file.h"
+#include "imram/util/json_file.h"
+#include "imram/util/progress.h"
+#include "index_detail.h"
+
+namespace fs = std::filesystem;
+
+namespace imram {
+
+using index_detail::kScenesSplit;
+using index_detail::scalar_type;
+
+namespace {
+
+// One writer at a time per index directory: an advisory lock on DIR/writer.lock, held from the
+// writer's opening to its commit (released by the kernel when a writer dies). The file holds
+// the holder's pid, for the error of a writer that comes second.
+class WriterLock {
+ public:
+  explicit WriterLock(const std::string& dir) {
+    const auto path = dir + "/writer.lock";
+    for (;;) {
+      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd_ < 0) throw Error(path + ": cannot open the index's lock (" + std::strerror(errno) + ")");
+      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int error = errno;
+        char holder[32] = {};
+        const auto got = ::pread(fd_, holder, sizeof holder - 1, 0);
+        ::close(fd_);
+        fd_ = -1;
+        if (error != EWOULDBLOCK) throw Error(path + ": cannot lock (" + std::strerror(error) + ")");
+        const std::string pid(holder, got > 0 ? std::strcspn(holder, "\n") : 0);
+        throw Error("index " + dir + " is being written by " + (pid.empty() ? "another process" : "pid " + pid) +
+                    "; try again when it is done");
+      }
+      // A build may have exchanged the directory while this waited on the old one's lock.
+      struct stat locked {}, current {};
+      if (::fstat(fd_, &locked) == 0 && ::stat(path.c_str(), &current) == 0 && locked.st_ino == current.st_ino &&
+          locked.st_dev == current.st_dev)
+        break;
+      ::close(fd_);
+    }
+    // Not truncated first (a second writer in between would read no pid): it reads up to "\n".
+    // Best effort: without the pid, the second writer's error says "another process".
+    const auto pid = std::to_string(::getpid()) + "\n";
+    [[maybe_unused]] const auto written = ::pwrite(fd_, pid.data(), pid.size(), 0);
+  }
+  ~WriterLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
+struct IndexWriter::State {
+  std::string dir;       // where the index lives (after commit)
+  std::string work_dir;  // where files are written now
+  bool creating = false;
+  bool show_progress = true;
+  Model model;
+  Manifest manifest;
+  std::int64_t committed_images = 0, committed_captions = 0;
+  std::map<std::string, AppendFile> files;
+  // The existing index's (create: when it replaces one); none for a new directory.
+  std::unique_ptr<WriterLock> lock;
+
+  AppendFile& file(const char* name) { return files.at(name); }
+
+  void open_files() {
+    for (const auto* name : kStoreFiles) {
+      const auto& entry = manifest.files[name];
+      files[name] = AppendFile(work_dir + "/" + name, entry.bytes, entry.hash);
+    }
+  }
+
+  void write_globals(const char* name, const torch::Tensor& globals) {
+    const auto data = globals.to(torch::kCPU, torch::kFloat32).contiguous();
+    file(name).write(data.data_ptr<float>(), std::size_t(data.numel()) * 4);
+  }
+};
+
+IndexWriter::IndexWriter(std::unique_ptr<State> state) : state_(std::move(state)) {}
+IndexWriter::IndexWriter(IndexWriter&&) noexcept = default;
+IndexWriter::~IndexWriter() {
+  if (state_ && state_->creating) {
+    state_->files.clear();
+    remove_tree(state_->work_dir);
+  }
+}
+
+IndexWriter IndexWriter::create(const std::string& dir, const std::string& model_dir, const IndexOptions& options) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !is_index_dir(dir))
+    throw Error(dir + ": exists and is not an index directory; refusing to replace it");
+  auto state = std::make_unique<State>();
+  state->dir = dir;
+  // The index replaced at commit must not be one that an `add` is writing.
+  if (fs::exists(dir, ec)) state->lock = std::make_unique<WriterLock>(dir);
+  state->work_dir = dir + ".tmp." + std::to_string(::getpid());
+  state->creating = true;
+  state->show_progress = options.show_progress;
+  state->model = load_model(model_dir, parse_device(options.device));
+  remove_abandoned_temporaries(dir);
+  remove_tree(state->work_dir);
+  fs::create_directories(state->work_dir, ec);
+  if (ec) throw IoError(state->work_dir + ": cannot create (" + ec.message() + ")");
+  try {
+    save_model(state->work_dir + "/model", state->model);
+    auto& m = state->manifest;
+    m.model_fingerprint = model_fingerprint(state->work_dir + "/model");
+    m.embed_size = state->model.config().embed_size;
+    m.global_dim = state->model.config().global_head;
+    m.faiss_factory = options.faiss_factory;
+    m.store = options.store;
+    state->open_files();
+  } catch (...) {
+    state->files.clear();
+    remove_tree(state->work_dir);  // a full disk, say: nothing half-made stays behind
+    throw;
+  }
+  return IndexWriter(std::move(state));
+}
+
+IndexWriter IndexWriter::append(const std::string& dir, bool show_progress, const std::string& device) {
+  auto state = std::make_unique<State>();
+  state->dir = dir;
+  state->work_dir = dir;
+  state->show_progress = show_progress;
+  if (!fs::is_directory(dir)) throw Error(dir + ": index directory does not exist");
+  state->lock = std::make_unique<WriterLock>(dir);
+  state->manifest = read_manifest(dir);
+  state->model = load_model(dir + "/model", parse_device(device));
+  if (model_fingerprint(dir + "/model") != state->manifest.model_fingerprint)
+    throw Error(dir + "/model: differs from the model the index was built with (fingerprint mismatch)");
+  state->committed_images = state->manifest.images;
+  state->committed_captions = state->manifest.captions;
+  state->open_files();
+  return IndexWriter(std::move(state));
+}
+
+
+void IndexWriter::add_images(const torch::Tensor& features) {
+  auto& s = *state_;
+  auto& m = s.manifest;
+  if (features.dim() != 3) throw Error("image features must be (images, regions, features)");
+  if (m.images + m.captions > 0 && m.regions != features.size(1))
+    throw Error("images have " + std::to_string(features.size(1)) + " regions, the index holds images of " +
+                std::to_string(m.regions));
+  m.regions = features.size(1);
+  torch::NoGradGuard no_grad;
+  s.model.net->eval();
+  const auto encoded = s.model.net->encode_images(features);
+  const auto regions = encoded.regions.to(torch::kCPU, scalar_type(m.store)).contiguous();
+  s.file("regions.bin").write(regions.data_ptr(), std::size_t(regions.numel()) * element_size(m.store));
+  if (s.model.net->global_head) s.write_globals("image_globals.bin", s.model.net->global_head->embed_images(encoded));
+  m.images += features.size(0);
+}
+
+void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::string>& texts) {
+  auto& s = *state_;
+  auto& m = s.manifest;
+  if (ids.size() != texts.size()) throw Error("captions: ids and texts differ in count");
+  // captions.txt holds one caption per line.
+  for (std::size_t j = 0; j < texts.size(); ++j)
+    if (texts[j].find('\n') != std::string::npos)
+      throw Error("caption " + std::to_string(m.captions + std::int64_t(j)) + ": holds a line break");
+  torch::NoGradGuard no_grad;
+  s.model.net->eval();
+  constexpr std::int64_t kBatch = 512;
+  const auto count = std::int64_t(ids.size());
+  if (m.captions == 0) {
+    const std::int64_t zero = 0;
+    s.file("word_offsets.bin").write(&zero, sizeof zero);
+  }
+  for (std::int64_t begin = 0; begin < count; begin += kBatch) {
+    const auto n = std::min(kBatch, count - begin);
+    const auto padded = pad_captions(ids, begin, n);
+    const auto encoded = s.model.net->encode_captions(padded.ids, padded.lengths);
+    const auto words = encoded.words.to(torch::kCPU, scalar_type(m.store)).contiguous();
+    const auto row_bytes = std::size_t(m.embed_size) * element_size(m.store);
+    const auto* rows = static_cast<const char*>(words.data_ptr());
+    const auto caption_bytes = std::size_t(words.size(1)) * row_bytes;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const auto length = std::int64_t(ids[std::size_t(begin + j)].size());
+      s.file("words.bin").write(rows + std::size_t(j) * caption_bytes, std::size_t(length) * row_bytes);
+      m.words += length;
+      s.file("word_offsets.bin").write(&m.words, sizeof m.words);
+      const auto& text = texts[std::size_t(begin + j)];
+      s.file("captions.txt").write(text.data(), text.size());
+      s.file("captions.txt").write("\n", 1);
+    }
+    if (s.model.net->global_head) s.write_globals("caption_globals.bin", s.model.net->global_head->embed_captions(encoded));
+    m.captions += n;
+  }
+}
+
+void IndexWriter::add_split(const PrecompSplit& split) {
+  auto& s = *state_;
+  auto& m = s.manifest;
+  if (m.images > 0 && m.captions_per_image != split.captions_per_image())
+    throw Error(split.captions_path() + ": " + std::to_string(split.captions_per_image()) +
+                " captions per image, the index holds " + std::to_string(m.captions_per_image));
+  if (m.captions != std::int64_t(m.captions_per_image) * m.images)
+    throw Error(s.dir + ": its captions are not tied to its images; a split cannot be added");
+  m.captions_per_image = split.captions_per_image();
+  const auto data_dir = fs::path(split.features_path()).parent_path().string();
+  const auto source_dir = fs::absolute(data_dir).string();
+  for (const auto& source : m.sources)
+    if (source.value("data", "") == source_dir && source.value("split", "") == split.name())
+      throw Error(s.dir + ": already holds the " + split.name() + " split of " + source_dir +
+                  "; adding it again would hold its items twice");
+  const bool described = m.scenes == m.images && fs::exists(scenes_path(data_dir, split.name()));
+  const auto scenes = described ? read_scenes(data_dir, split.name()) : std::vector<Scene>();
+  if (described && std::int64_t(scenes.size()) != split.num_images())
+    throw Error(scenes_path(data_dir, split.name()) + ": describes " + std::to_string(scenes.size()) + " images, the split has " +
+                std::to_string(split.num_images()));
+  split.require_feature_dim(s.model.config().img_dim);
+  const auto ids = encode_caption_texts(*s.model.vocabulary, split.captions(), split.captions_path());
+  const auto features = tensor_view(split.features());
+  const auto N = split.num_images();
+  {
+    ProgressBar bar("indexing " + split.name() + " images", N, "images", s.show_progress);
+    constexpr std::int64_t kBatch = 128;
+    for (std::int64_t i = 0; i < N; i += kBatch) {
+      const auto n = std::min(kBatch, N - i);
+      const auto block = features.narrow(0, i, n);
+      check_finite_features(block, i, split.features_path());
+      add_images(block);
+      bar.update(i + n);
+    }
+    bar.finish();
+  }
+  {
+    const auto M = std::int64_t(ids.size());
+    ProgressBar bar("indexing " + split.name() + " captions", M, "captions", s.show_progress);
+    constexpr std::int64_t kBatch = 4096;
+    for (std::int64_t j = 0; j < M; j += kBatch) {
+      const auto n = std::min(kBatch, M - j);
+      add_captions(TokenIds(ids.begin() + j, ids.begin() + j + n),
+                   std::vector<std::string>(split.captions().begin() + j, split.captions().begin() + j + n));
+      bar.update(j + n);
+    }
+    bar.finish();
+  }
+  const auto first_image = m.images - N;
+  for (auto scene : scenes) {
+    if (scene.twin >= 0) scene.twin += first_image;
+    const auto line = scene_json(scene) + "\n";
+    s.file("gallery_scenes.jsonl").write(line.data(), line.size());
+    ++m.scenes;
+  }
+  m.sources.push_back({{"data", source_dir}, {"split", split.name()},
+                       {"images", N}, {"captions", split.num_captions()}});
+}
+
+void IndexWriter::commit() {
+  auto& s = *state_;
+  auto& m = s.manifest;
+  for (auto& [name, file] : s.files) {
+    file.sync();
+    m.files[name] = {file.bytes(), file.hash()};
+  }
+  const auto old_generation = m.generation;
+  if (s.model.net->global_head) {
+    if (m.faiss_factory.empty()) m.faiss_factory = default_faiss_factory(m.images);
+    ++m.generation;
+    const auto g = m.global_dim;
+    for (const auto side : {GallerySide::Images, GallerySide::Captions}) {
+      const bool images = side == GallerySide::Images;
+      const char* name = images ? "image_globals.bin" : "caption_globals.bin";
+      const auto total = images ? m.images : m.captions;
+      const auto committed = images ? s.committed_images : s.committed_captions;
+      const MappedFile globals(s.work_dir + "/" + name, std::uint64_t(total * g) * 4);
+      const auto all = total ? torch::from_blob(const_cast<char*>(globals.data()), {total, g}, torch::kFloat32)
+                             : torch::empty({0, g});
+      std::shared_ptr<faiss::Index> index;
+      if (s.creating || old_generation == 0) {
+        index = build_faiss_index(images ? m.faiss_factory : default_faiss_factory(total), all);
+      } else {
+        index = read_faiss_index(s.work_dir + "/" + faiss_file(old_generation, side == GallerySide::Images));
+        add_to_faiss_index(*index, all.narrow(0, committed, total - committed));
+      }
+      const auto name_now = faiss_file(m.generation, side == GallerySide::Images), path = s.work_dir + "/" + name_now;
+      write_faiss_index(*index, path);
+      // Checksummed like the store, so that `index verify` covers the shortlist too.
+      const auto bytes = std::uint64_t(fs::file_size(path));
+      m.files[name_now] = {bytes, hash_file(path, bytes)};
+      m.files.erase(faiss_file(old_generation, side == GallerySide::Images));
+    }
+  }
+  write_file_atomically(s.work_dir + "/manifest.json", [&](std::ostream& out) { out << manifest_json(m).dump(2) << "\n"; });
+  s.files.clear();
+  if (s.creating) {
+    std::error_code ec;
+    if (fs::exists(s.dir, ec)) {
+      // Exchanged, not renamed aside first: at every instant an index is at `dir`, and a kill
+      // after the exchange leaves the old one as a temporary that the next build removes.
+      if (::renameat2(AT_FDCWD, s.work_dir.c_str(), AT_FDCWD, s.dir.c_str(), RENAME_EXCHANGE) != 0)
+        throw IoError(s.dir + ": cannot replace (" + std::strerror(errno) + ")");
+      s.creating = false;
+      remove_tree(s.work_dir);
+    } else {
+      fs::rename(s.work_dir, s.dir, ec);
+      if (ec) throw IoError(s.dir + ": cannot move the new index into place (" + ec.message() + ")");
+      s.creating = false;
+    }
+  } else if (old_generation > 0 && old_generation != m.generation) {
+    std::error_code ec;
+    for (const auto side : {GallerySide::Images, GallerySide::Captions})
+      fs::remove(s.work_dir + "/" + faiss_file(old_generation, side == GallerySide::Images), ec);
+  }
+  s.committed_images = m.images;
+  s.committed_captions = m.captions;
+}
+
+
+}  // namespace imram
