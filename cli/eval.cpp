@@ -47,6 +47,13 @@ IMRAM_COMMAND {
         if (options->fold5 || !options->save_sims.empty())
           throw imram::Error("eval --index: --fold5 and --save-sims need --model and --data");
         const auto opened = imram::GalleryIndex::open(options->index, imram::parse_device(device));
+        // The JSON line (printed with --json, saved with --save-json) or the table.
+        const auto report = [&](const std::string& json, const std::string& table) {
+          if (!options->save_json.empty())
+            imram::write_file_atomically(options->save_json, [&](std::ostream& out) { out << json << "\n"; });
+          std::cout << (options->json ? json + "\n" : table);
+          return 0;
+        };
         if (options->queries > 0) {
           imram::SampledEvalOptions sampled;
           sampled.queries = options->queries;
@@ -55,24 +62,14 @@ IMRAM_COMMAND {
           sampled.seed = options->seed;
           sampled.show_progress = !options->json;
           const auto result = imram::evaluate_index_sampled(*opened, sampled);
-          const auto json = imram::sampled_json(result);
-          if (!options->save_json.empty())
-            imram::write_file_atomically(options->save_json, [&](std::ostream& out) { out << json << "\n"; });
-          if (options->json) std::cout << json << "\n";
-          else std::cout << imram::sampled_table(result);
-          return 0;
+          return report(imram::sampled_json(result), imram::sampled_table(result));
         }
         imram::TwoStageEvalOptions eval_options;
         eval_options.shortlist = options->shortlist;
         eval_options.prefilter = options->prefilter;
         eval_options.exhaustive = !options->skip_exhaustive || options->shortlist == 0;
         const auto result = imram::evaluate_index(*opened, eval_options);
-        const auto json = imram::two_stage_json(result);
-        if (!options->save_json.empty())
-          imram::write_file_atomically(options->save_json, [&](std::ostream& out) { out << json << "\n"; });
-        if (options->json) std::cout << json << "\n";
-        else std::cout << imram::two_stage_table(result);
-        return 0;
+        return report(imram::two_stage_json(result), imram::two_stage_table(result));
       }
       if (options->model.empty() || options->data.empty())
         throw imram::Error("eval: give --model M and --data DIR, or --index INDEX");
