@@ -1,4 +1,3 @@
-#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -76,33 +75,14 @@ IMRAM_COMMAND {
       const imram::Stopwatch encoding;
       const auto encoded = by_text ? index->text_query(o->query) : index->image_query(o->image);
       const auto answer = imram::run_search(*searcher, encoded, o->top, shortlist, encoding.milliseconds(), o->params);
-      auto out = imram::search_answer_json(*index, encoded, by_text ? -1 : o->image, answer);
       if (o->json) {
-        std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        std::cout << imram::search_answer_json(*index, encoded, by_text ? -1 : o->image, answer)
+                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << "\n";
         return 0;
       }
-      if (out.contains("warnings"))
-        for (const auto& warning : out["warnings"]) std::cerr << "imram: warning: " << warning.get<std::string>() << "\n";
-      if (by_text) std::cout << "query: " << o->query << "\n";
-      else {
-        std::cout << "image " << o->image;
-        if (out.contains("scene")) std::cout << ": " << out["scene"].get<std::string>();
-        std::cout << "\n";
-      }
-      for (const auto& item : out["results"]) {
-        char score[32];
-        std::snprintf(score, sizeof score, "%.4f", item["score"].get<double>());
-        const auto index_value = item[by_text ? "image" : "caption"].get<std::int64_t>();
-        const bool marked = index_value == o->mark || (item.contains("own") && item["own"].get<bool>());
-        std::cout << "  " << (marked ? "* " : "  ") << item["rank"].get<int>() << ". ";
-        if (by_text) {
-          std::cout << "image " << index_value << "  " << score;
-          if (item.contains("scene")) std::cout << "  " << item["scene"].get<std::string>();
-        } else {
-          std::cout << "caption " << index_value << "  " << score << "  " << item["text"].get<std::string>();
-        }
-        std::cout << "\n";
-      }
+      for (const auto& warning : imram::query_warnings(encoded)) std::cerr << "imram: warning: " << warning << "\n";
+      std::cout << imram::search_answer_text(*index, encoded, by_text ? -1 : o->image, answer, o->mark);
       return 0;
     };
   });

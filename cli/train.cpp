@@ -80,20 +80,11 @@ IMRAM_COMMAND {
       throw CLI::ValidationError("--nproc", std::to_string(o->nproc) + " ranks is more than " + std::to_string(most) +
                                                 (o->nproc_max > 0 ? " (--nproc-max)" : " (the number of cores; raise it with --nproc-max)"));
     invocation.run = [o, sub, device = invocation.globals.device, threads = invocation.globals.threads] {
-      const auto spec = imram::world_from_environment();
-      if (o->nproc > 1) {
-        if (spec) throw imram::Error("--nproc: this process is already rank " + std::to_string(spec->rank) +
-                                     " of a world of " + std::to_string(spec->size) + " (" + spec->launcher + ")");
-        return imram::run_local_world(o->nproc, imram::command_line_without_nproc());
-      }
-      std::unique_ptr<imram::Communicator> world;
-      auto compute_device = imram::parse_device(device);
-      if (spec) {
-        if (threads == 0) imram::set_thread_count(imram::threads_of_rank(*spec));
-        compute_device = imram::device_of_rank(compute_device, *spec);
-        world = imram::Communicator::connect(*spec, compute_device);
-      }
-      const bool reports = !world || world->rank() == 0;
+      if (o->nproc > 1) return imram::run_local_world(o->nproc, imram::command_line_without_nproc());
+      auto joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0);
+      auto& world = joined.communicator;
+      const auto compute_device = joined.device;
+      const bool reports = joined.reports();
       auto options = o->train;
       options.show_progress = !o->quiet;
       if (!o->resume.empty()) {

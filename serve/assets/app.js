@@ -71,9 +71,9 @@ function showImages(answer) {
   for (const hit of answer.results) {
     const card = element('button', { class: 'hit', type: 'button', 'data-image': hit.image,
       'aria-label': 'rank ' + hit.rank + ', image ' + hit.image + ', score ' + hit.score.toFixed(4) });
-    card.append(element('img', { src: hit.picture, alt: hit.scene || ('image ' + hit.image) }));
+    card.append(element('img', { src: hit.picture, alt: hit.description || ('image ' + hit.image) }));
     card.append(element('div', { class: 'meta' }, element('strong', {}, '#' + hit.rank), element('span', {}, hit.score.toFixed(4))));
-    if (hit.scene) card.append(element('div', { class: 'scene' }, hit.scene));
+    if (hit.description) card.append(element('div', { class: 'description' }, hit.description));
     card.addEventListener('click', () => explain(hit.image, { text: answer.query }));
     results.append(card);
   }

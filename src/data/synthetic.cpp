@@ -47,20 +47,10 @@ const std::vector<std::vector<std::string>>& size_words() {
   return words;
 }
 
-const char* const kRowNames[kSyntheticGrid] = {"top", "middle", "bottom"};
-const char* const kColNames[kSyntheticGrid] = {"left", "center", "right"};
-
 std::vector<std::string> canonical(const std::vector<std::vector<std::string>>& words) {
   std::vector<std::string> names;
   for (const auto& synonyms : words) names.push_back(synonyms.front());
   return names;
-}
-
-std::string cell_name(int row, int col) {
-  if (row == 1 && col == 1) return "center";
-  if (row == 1) return kColNames[col];
-  if (col == 1) return kRowNames[row];
-  return std::string(kRowNames[row]) + " " + kColNames[col];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -683,13 +673,13 @@ class Renderer {
     if (mention.row == 1 && mention.col == 1) {
       meaningful("in the " + rng_.pick(kCenterWords));
     } else if (mention.row >= 0 && mention.col >= 0) {
-      meaningful(std::string(rng_.chance(0.5) ? "in" : "at") + " the " + kRowNames[mention.row] +
-                 " " + kColNames[mention.col]);
+      meaningful(std::string(rng_.chance(0.5) ? "in" : "at") + " the " + grid_row_name(mention.row) +
+                 " " + grid_col_name(mention.col));
       if (rng_.chance(0.5)) meaningful("corner");
     } else if (mention.row >= 0) {
-      meaningful(std::string(rng_.chance(0.7) ? "at" : "near") + " the " + kRowNames[mention.row]);
+      meaningful(std::string(rng_.chance(0.7) ? "at" : "near") + " the " + grid_row_name(mention.row));
     } else {
-      meaningful(std::string(rng_.chance(0.7) ? "on" : "at") + " the " + kColNames[mention.col]);
+      meaningful(std::string(rng_.chance(0.7) ? "on" : "at") + " the " + grid_col_name(mention.col));
       if (rng_.chance(0.4)) meaningful("side");
     }
   }
@@ -929,22 +919,6 @@ bool caption_consistent(const std::string& caption, const Scene& scene) {
   return caption_consistent(parse_caption(caption), scene);
 }
 
-std::string describe(const Scene& scene) {
-  std::vector<SceneObject> objects = scene.objects;
-  std::stable_sort(objects.begin(), objects.end(), [](const SceneObject& a, const SceneObject& b) {
-    return a.row != b.row ? a.row < b.row : a.col < b.col;
-  });
-  std::string text;
-  for (const auto& object : objects) {
-    if (!text.empty()) text += ", ";
-    text += synthetic_sizes()[std::size_t(object.size)] + " " +
-            synthetic_colours()[std::size_t(object.colour)] + " " +
-            synthetic_shapes()[std::size_t(object.shape)] + " (" + cell_name(object.row, object.col) +
-            ")";
-  }
-  return text;
-}
-
 SyntheticWorld::SyntheticWorld(const SyntheticOptions& options) : options_(options) {
   validate(options_);
   const ConceptLayout layout{options_.shapes, options_.colours};
@@ -1050,117 +1024,6 @@ std::vector<int> SyntheticWorld::region_objects(const std::string& split, std::i
 }
 
 // ---------------------------------------------------------------------------------------------
-
-std::string scenes_path(const std::string& dir, const std::string& split) {
-  return (fs::path(dir) / (split + "_scenes.jsonl")).string();
-}
-
-std::string scene_json(const Scene& scene) {
-  nlohmann::ordered_json objects = nlohmann::ordered_json::array();
-  for (const auto& object : scene.objects) {
-    nlohmann::ordered_json item;
-    item["shape"] = synthetic_shapes()[std::size_t(object.shape)];
-    item["colour"] = synthetic_colours()[std::size_t(object.colour)];
-    item["size"] = synthetic_sizes()[std::size_t(object.size)];
-    item["position"] = cell_name(object.row, object.col);
-    objects.push_back(std::move(item));
-  }
-  nlohmann::ordered_json json;
-  json["objects"] = std::move(objects);
-  if (!scene.region_objects.empty()) json["regions"] = scene.region_objects;
-  if (scene.twin >= 0) {
-    json["twin"] = scene.twin;
-    json["swap"] = scene.swap == TwinSwap::Colours ? "colours" : "positions";
-  }
-  return json.dump();
-}
-
-std::vector<Scene> read_scenes(const std::string& dir, const std::string& split) {
-  const std::string path = scenes_path(dir, split);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open scenes file");
-  return parse_scenes(in, path);
-}
-
-std::vector<Scene> parse_scenes(std::istream& in, const std::string& path) {
-  std::vector<Scene> scenes;
-  std::vector<std::size_t> line_of;
-  std::string line;
-  std::size_t number = 0;
-  const auto fail = [&](std::size_t at, const std::string& what) {
-    throw Error(path + ":" + std::to_string(at) + ": " + what);
-  };
-  const auto lookup = [&](const nlohmann::json& item, const char* field,
-                          const std::vector<std::string>& names) {
-    if (!item.contains(field) || !item[field].is_string())
-      fail(number, std::string("object without a \"") + field + "\" string");
-    const auto name = item[field].get<std::string>();
-    const auto it = std::find(names.begin(), names.end(), name);
-    if (it == names.end()) {
-      std::string known;
-      for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-      fail(number, "unknown " + std::string(field) + " \"" + name + "\" (expected one of " + known + ")");
-    }
-    return static_cast<int>(it - names.begin());
-  };
-  std::vector<std::string> cells;
-  for (int r = 0; r < kSyntheticGrid; ++r)
-    for (int c = 0; c < kSyntheticGrid; ++c) cells.push_back(cell_name(r, c));
-  while (std::getline(in, line)) {
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    nlohmann::json json;
-    try {
-      json = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail(number, std::string("not valid JSON (") + e.what() + ")");
-    }
-    if (!json.is_object() || !json.contains("objects") || !json["objects"].is_array() ||
-        json["objects"].empty())
-      fail(number, "expected an object with a non-empty \"objects\" array");
-    Scene scene;
-    for (const auto& item : json["objects"]) {
-      if (!item.is_object()) fail(number, "each entry of \"objects\" must be an object");
-      SceneObject object;
-      object.shape = lookup(item, "shape", synthetic_shapes());
-      object.colour = lookup(item, "colour", synthetic_colours());
-      object.size = lookup(item, "size", synthetic_sizes());
-      const int cell = lookup(item, "position", cells);
-      object.row = cell / kSyntheticGrid;
-      object.col = cell % kSyntheticGrid;
-      scene.objects.push_back(object);
-    }
-    if (json.contains("twin")) {
-      if (!json["twin"].is_number_integer()) fail(number, "\"twin\" must be an image index");
-      scene.twin = json["twin"].get<std::int64_t>();
-      if (json.contains("swap") && !json["swap"].is_string()) fail(number, "\"swap\" must be a string");
-      const auto swap = json.value("swap", std::string("colours"));
-      if (swap != "colours" && swap != "positions")
-        fail(number, "\"swap\" must be \"colours\" or \"positions\", got \"" + swap + "\"");
-      scene.swap = swap == "colours" ? TwinSwap::Colours : TwinSwap::Positions;
-    }
-    if (json.contains("regions")) {
-      const auto objects = static_cast<int>(scene.objects.size());
-      if (!json["regions"].is_array()) fail(number, "\"regions\" must be an array of object indices");
-      for (const auto& region : json["regions"]) {
-        if (!region.is_number_integer() || region.get<std::int64_t>() < -1 || region.get<std::int64_t>() >= objects)
-          fail(number, "\"regions\" entries must be -1 or an index of \"objects\" (0.." +
-                           std::to_string(objects - 1) + ")");
-        scene.region_objects.push_back(region.get<int>());
-      }
-    }
-    scenes.push_back(std::move(scene));
-  }
-  if (scenes.empty()) throw Error(path + ": no scenes in file");
-  const auto count = static_cast<std::int64_t>(scenes.size());
-  for (std::int64_t i = 0; i < count; ++i) {
-    const auto twin = scenes[std::size_t(i)].twin;
-    if (twin != -1 && (twin < 0 || twin >= count || twin == i))
-      fail(std::size_t(i) + 1, "twin " + std::to_string(twin) + " is not another image of the " +
-                                   std::to_string(count) + " in the file");
-  }
-  return scenes;
-}
 
 void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& options,
                              const std::function<void(const std::string&)>& report) {

@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <string_view>
 
+#include "imram/error.h"
+
 // A port of nltk.word_tokenize (NLTK 3.8/3.9) on lower-cased text: Punkt splits the text
 // into sentences with the English model, then NLTKWordTokenizer applies its regular
 // expression substitutions to each sentence. Each substitution is a hand-written pass here,
@@ -940,6 +942,15 @@ std::string join_tokens(const std::vector<std::string>& tokens) {
     joined += tokens[i];
   }
   return joined;
+}
+
+std::vector<std::string> query_tokens(const std::string& text, std::size_t max_tokens) {
+  auto tokens = tokenize(text);
+  if (tokens.empty()) throw Error("the query has no words");
+  if (tokens.size() > max_tokens)
+    throw Error("the query has " + std::to_string(tokens.size()) + " tokens, more than the limit of " +
+                std::to_string(max_tokens));
+  return tokens;
 }
 
 }  // namespace imram

@@ -55,7 +55,7 @@ Explanation explain_encoded_pair(Model& model, const torch::Tensor& encoded_regi
   explanation.iteration_steps = config.iteration_steps;
   explanation.regions = encoded_regions.size(1);
   explanation.tokens.push_back({"<start>", true, true});
-  for (const auto& token : tokenize(caption))
+  for (const auto& token : query_tokens(caption, kMaxCaptionTokens))
     explanation.tokens.push_back({token, model.vocabulary->contains(token), false});
   explanation.tokens.push_back({"<end>", true, true});
 

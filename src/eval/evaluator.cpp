@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "imram/data/synthetic.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
 #include "imram/eval/twin_accuracy.h"
@@ -57,14 +56,9 @@ EvalResult evaluate_scores(torch::Tensor sims, const PrecompSplit& split, const 
   result.metrics = options.fold5
                        ? compute_metrics_fold5(data, N, M, split.captions_per_image(), thread_count())
                        : compute_metrics(data, N, M, split.captions_per_image(), thread_count());
-  if (!options.dataset_dir.empty() && N == split.num_images() &&
-      std::filesystem::exists(scenes_path(options.dataset_dir, split.name()))) {
-    const auto scenes = read_scenes(options.dataset_dir, split.name());
-    const bool has_twins = std::any_of(scenes.begin(), scenes.end(),
-                                       [](const Scene& scene) { return scene.twin >= 0; });
-    if (has_twins)
-      result.twin_accuracy = twin_accuracy(data, N, M, read_twins(options.dataset_dir, split.name()),
-                                           split.captions_per_image());
+  if (!options.dataset_dir.empty() && N == split.num_images()) {
+    const auto twins = read_twins(options.dataset_dir, split.name(), N);
+    if (!twins.empty()) result.twin_accuracy = twin_accuracy(data, N, M, twins, split.captions_per_image());
   }
   return result;
 }

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "imram/data/synthetic.h"
+#include "imram/data/image_info.h"
 #include "imram/error.h"
 
 namespace imram {
@@ -35,13 +35,10 @@ double twin_accuracy(const double* sims, std::int64_t images, std::int64_t capti
   return static_cast<double>(won) / static_cast<double>(judged);
 }
 
-std::vector<std::int64_t> read_twins(const std::string& dir, const std::string& split) {
-  const auto scenes = read_scenes(dir, split);
+std::vector<std::int64_t> read_twins(const std::string& dir, const std::string& split, std::int64_t images) {
   std::vector<std::int64_t> twins;
-  twins.reserve(scenes.size());
-  for (const auto& scene : scenes) twins.push_back(scene.twin);
-  if (std::all_of(twins.begin(), twins.end(), [](std::int64_t twin) { return twin < 0; }))
-    throw Error(scenes_path(dir, split) + ": split '" + split + "' has no twin images");
+  for (const auto& info : dataset_image_info(dir, split, images)) twins.push_back(info.twin);
+  if (std::all_of(twins.begin(), twins.end(), [](std::int64_t twin) { return twin < 0; })) twins.clear();
   return twins;
 }
 

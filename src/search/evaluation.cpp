@@ -26,10 +26,9 @@ namespace {
 constexpr double kShortlistLift = 1e6;
 
 std::optional<double> twins_of(const GalleryIndex& index, const torch::Tensor& sims) {
-  const auto& scenes = index.scenes();
-  if (scenes.empty()) return std::nullopt;
+  if (!index.described()) return std::nullopt;
   std::vector<std::int64_t> twins;
-  for (const auto& scene : scenes) twins.push_back(scene.twin);
+  for (std::int64_t image = 0; image < index.num_images(); ++image) twins.push_back(index.image_info(image).twin);
   if (std::all_of(twins.begin(), twins.end(), [](std::int64_t t) { return t < 0; })) return std::nullopt;
   const auto data = sims.contiguous();
   return twin_accuracy(data.data_ptr<double>(), sims.size(0), sims.size(1), twins, index.captions_per_image());

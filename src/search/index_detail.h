@@ -1,7 +1,10 @@
 #pragma once
 // What the index's writer (index_writer.cpp) and reader (index_dir.cpp) share beyond the
-// manifest (search/index_manifest.h): the store's element type and the scenes file's name.
+// manifest (search/index_manifest.h): the store's element type and the image info file's name.
 #include <torch/types.h>
+
+#include <functional>
+#include <string>
 
 #include "imram/search/index_manifest.h"
 
@@ -11,7 +14,11 @@ inline torch::ScalarType scalar_type(StoreDType dtype) {
   return dtype == StoreDType::Float16 ? torch::kHalf : torch::kFloat32;
 }
 
-// The synthetic world's scene descriptions travel with the index as `gallery_scenes.jsonl`.
-constexpr const char* kScenesSplit = "gallery";
+// What is known of each image beyond its features, one ImageInfo line per image.
+constexpr const char* kImageInfoFile = "gallery_images.jsonl";
+
+// Called by GalleryIndex::open between reading the manifest and opening the files it names: a
+// test sets it to commit an `add` at exactly that instant, a reader racing a writer. Unset in use.
+inline std::function<void(const std::string& dir)> after_manifest_read;
 
 }  // namespace imram::index_detail

@@ -18,7 +18,6 @@
 #include <sstream>
 
 #include "imram/data/captions.h"
-#include "imram/data/synthetic.h"
 #include "imram/data/tokenizer.h"
 #include "imram/error.h"
 #include "imram/model/tensor_io.h"
@@ -36,7 +35,7 @@ namespace fs = std::filesystem;
 
 namespace imram {
 
-using index_detail::kScenesSplit;
+using index_detail::kImageInfoFile;
 using index_detail::scalar_type;
 
 bool is_index_dir(const std::string& dir) {
@@ -68,11 +67,7 @@ EncodedQuery encode_text_query(const Model& model, const std::string& text) {
   EncodedQuery query;
   // The captions' policy (data/captions.h): invalid bytes read as U+FFFD, and said.
   query.text = valid_utf8(text, &query.replaced_invalid_utf8);
-  const auto tokens = tokenize(query.text);
-  if (tokens.empty()) throw Error("the query has no words");
-  if (tokens.size() > kMaxCaptionTokens)
-    throw Error("the query has " + std::to_string(tokens.size()) + " tokens, more than the limit of " +
-                std::to_string(kMaxCaptionTokens));
+  const auto tokens = query_tokens(query.text, kMaxCaptionTokens);
   query.token_count = std::int64_t(tokens.size());
   for (const auto& token : tokens)
     if (!model.vocabulary->contains(token)) query.unknown_words.push_back(token);
@@ -157,7 +152,10 @@ struct GalleryIndex::Impl {
   std::unique_ptr<MappedFile> image_globals, caption_globals;
   std::shared_ptr<faiss::Index> image_faiss, caption_faiss;
   std::vector<std::string> captions;
-  std::vector<Scene> scenes;
+  // gallery_images.jsonl, mapped, and where each image's line starts (images + 1 offsets); only
+  // when every image is described.
+  std::unique_ptr<MappedFile> image_info_file;
+  std::vector<std::uint64_t> image_info_offsets;
 };
 
 GalleryIndex::GalleryIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -193,14 +191,19 @@ std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest ma
   line_count("captions.txt", m.captions, "captions");
   impl->captions = read_captions(dir + "/captions.txt");
   impl->captions.resize(std::size_t(m.captions));
-  const auto scenes_text = line_count("gallery_scenes.jsonl", m.scenes, "scenes");
-  if (m.images > 0 && m.scenes == m.images) {
-    const auto path = scenes_path(dir, kScenesSplit);
-    std::istringstream in(scenes_text);
-    impl->scenes = parse_scenes(in, path);
-    if (std::int64_t(impl->scenes.size()) != m.images)
-      throw Error(path + ": describes " + std::to_string(impl->scenes.size()) + " images, the manifest counts " +
-                  std::to_string(m.images));
+  const auto& info_file = m.files.at(kImageInfoFile);
+  if (m.described > 0 && m.described == m.images) {
+    impl->image_info_file = std::make_unique<MappedFile>(dir + "/" + kImageInfoFile, info_file.bytes);
+    const char* text = impl->image_info_file->data();
+    auto& offsets = impl->image_info_offsets;
+    offsets.push_back(0);
+    for (std::uint64_t at = 0; at < info_file.bytes; ++at)
+      if (text[at] == '\n') offsets.push_back(at + 1);
+    if (std::int64_t(offsets.size()) - 1 != m.described)
+      throw Error(dir + "/" + kImageInfoFile + ": " + std::to_string(offsets.size() - 1) +
+                  " lines, the manifest counts " + std::to_string(m.described) + " described images");
+  } else {
+    line_count(kImageInfoFile, m.described, "described images");
   }
   if (m.global_dim > 0 && m.generation > 0) {
     impl->image_globals = std::make_unique<MappedFile>(dir + "/image_globals.bin", std::uint64_t(m.images * m.global_dim) * 4);
@@ -223,6 +226,7 @@ std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::
   for (int attempt = 1;; ++attempt) {
     auto manifest = read_manifest(dir);
     const auto generation = manifest.generation;
+    if (index_detail::after_manifest_read) index_detail::after_manifest_read(dir);
     try {
       return open_committed(dir, std::move(manifest), device, expected_model);
     } catch (const Error&) {
@@ -240,7 +244,16 @@ bool GalleryIndex::has_shortlist() const { return impl_->image_faiss != nullptr;
 std::string GalleryIndex::faiss_factory() const { return has_shortlist() ? impl_->manifest.faiss_factory : ""; }
 std::string GalleryIndex::store_dtype() const { return to_string(impl_->manifest.store); }
 const std::vector<std::string>& GalleryIndex::caption_texts() const { return impl_->captions; }
-const std::vector<Scene>& GalleryIndex::scenes() const { return impl_->scenes; }
+bool GalleryIndex::described() const { return impl_->image_info_file != nullptr; }
+
+ImageInfo GalleryIndex::image_info(std::int64_t image) const {
+  if (!described()) return {};
+  if (image < 0 || image >= num_images()) throw Error("image " + std::to_string(image) + " is not in the gallery");
+  const auto& offsets = impl_->image_info_offsets;
+  const auto begin = offsets[std::size_t(image)], end = offsets[std::size_t(image) + 1] - 1;
+  return parse_image_info(std::string(impl_->image_info_file->data() + begin, end - begin),
+                          impl_->dir + "/" + kImageInfoFile + ":" + std::to_string(image + 1), num_images());
+}
 std::shared_ptr<const ItemStore> GalleryIndex::store() const { return impl_->store; }
 
 torch::Tensor GalleryIndex::image_globals() const {
@@ -287,6 +300,7 @@ void GalleryIndex::verify() const {
     const std::string path = impl_->dir + "/" + name;
     if (hash_file(path, entry.bytes) != entry.hash) throw Error(path + ": checksum mismatch: the file is corrupt");
   }
+  for (std::int64_t image = 0; described() && image < num_images(); ++image) image_info(image);
 }
 
 }  // namespace imram

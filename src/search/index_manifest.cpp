@@ -55,8 +55,8 @@ void check_counts(const Manifest& m, const std::string& path) {
   if (m.captions_per_image > 0 && m.captions != std::int64_t(m.captions_per_image) * m.images)
     throw Error(path + ": bad index manifest (" + std::to_string(m.captions) + " captions are not " +
                 std::to_string(m.captions_per_image) + " per image of " + std::to_string(m.images) + ")");
-  if (m.scenes > m.images)
-    throw Error(path + ": bad index manifest (" + std::to_string(m.scenes) + " scenes for " + std::to_string(m.images) +
+  if (m.described > m.images)
+    throw Error(path + ": bad index manifest (" + std::to_string(m.described) + " described images for " + std::to_string(m.images) +
                 " images)");
   if (m.global_dim > 0 && m.generation > 0)
     for (const bool images : {true, false})
@@ -98,7 +98,7 @@ nlohmann::ordered_json manifest_json(const Manifest& m) {
   nlohmann::ordered_json files;
   for (const auto& [name, entry] : m.files) files[name] = {{"bytes", entry.bytes}, {"fnv1a64", checksum_hex(entry.hash)}};
   return {{"format", kIndexFormat}, {"version", kIndexFormatVersion}, {"model_fingerprint", m.model_fingerprint},
-          {"images", m.images}, {"captions", m.captions}, {"words", m.words}, {"scenes", m.scenes}, {"regions", m.regions},
+          {"images", m.images}, {"captions", m.captions}, {"words", m.words}, {"described", m.described}, {"regions", m.regions},
           {"embed_size", m.embed_size}, {"global_dim", m.global_dim}, {"captions_per_image", m.captions_per_image},
           {"faiss_factory", m.faiss_factory}, {"store_dtype", to_string(m.store)}, {"generation", m.generation},
           {"sources", m.sources}, {"files", files}};
@@ -121,7 +121,7 @@ Manifest read_manifest(const std::string& dir) {
     m.images = read_count(json, "images", path);
     m.captions = read_count(json, "captions", path);
     m.words = read_count(json, "words", path);
-    m.scenes = read_count(json, "scenes", path);
+    m.described = read_count(json, "described", path);
     m.regions = read_count(json, "regions", path);
     m.embed_size = read_count(json, "embed_size", path);
     m.global_dim = read_count(json, "global_dim", path);

@@ -17,7 +17,7 @@
 #include <sstream>
 
 #include "imram/data/captions.h"
-#include "imram/data/synthetic.h"
+#include "imram/data/image_info.h"
 #include "imram/data/tokenizer.h"
 #include "imram/error.h"
 #include "imram/model/tensor_io.h"
@@ -33,7 +33,6 @@ namespace fs = std::filesystem;
 
 namespace imram {
 
-using index_detail::kScenesSplit;
 using index_detail::scalar_type;
 
 namespace {
@@ -127,14 +126,10 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
   state->dir = dir;
   // The index replaced at commit must not be one that an `add` is writing.
   if (fs::exists(dir, ec)) state->lock = std::make_unique<WriterLock>(dir);
-  state->work_dir = dir + ".tmp." + std::to_string(::getpid());
   state->creating = true;
   state->show_progress = options.show_progress;
   state->model = load_model(model_dir, parse_device(options.device));
-  remove_abandoned_temporaries(dir);
-  remove_tree(state->work_dir);
-  fs::create_directories(state->work_dir, ec);
-  if (ec) throw IoError(state->work_dir + ": cannot create (" + ec.message() + ")");
+  state->work_dir = fresh_temporary_directory(dir);
   try {
     save_model(state->work_dir + "/model", state->model);
     auto& m = state->manifest;
@@ -240,11 +235,8 @@ void IndexWriter::add_split(const PrecompSplit& split) {
     if (source.value("data", "") == source_dir && source.value("split", "") == split.name())
       throw Error(s.dir + ": already holds the " + split.name() + " split of " + source_dir +
                   "; adding it again would hold its items twice");
-  const bool described = m.scenes == m.images && fs::exists(scenes_path(data_dir, split.name()));
-  const auto scenes = described ? read_scenes(data_dir, split.name()) : std::vector<Scene>();
-  if (described && std::int64_t(scenes.size()) != split.num_images())
-    throw Error(scenes_path(data_dir, split.name()) + ": describes " + std::to_string(scenes.size()) + " images, the split has " +
-                std::to_string(split.num_images()));
+  const auto infos = m.described == m.images ? dataset_image_info(data_dir, split.name(), split.num_images())
+                                              : std::vector<ImageInfo>();
   split.require_feature_dim(s.model.config().img_dim);
   const auto ids = encode_caption_texts(*s.model.vocabulary, split.captions(), split.captions_path());
   const auto features = tensor_view(split.features());
@@ -274,11 +266,11 @@ void IndexWriter::add_split(const PrecompSplit& split) {
     bar.finish();
   }
   const auto first_image = m.images - N;
-  for (auto scene : scenes) {
-    if (scene.twin >= 0) scene.twin += first_image;
-    const auto line = scene_json(scene) + "\n";
-    s.file("gallery_scenes.jsonl").write(line.data(), line.size());
-    ++m.scenes;
+  for (auto info : infos) {
+    if (info.twin >= 0) info.twin += first_image;
+    const auto line = image_info_json(info) + "\n";
+    s.file(index_detail::kImageInfoFile).write(line.data(), line.size());
+    ++m.described;
   }
   m.sources.push_back({{"data", source_dir}, {"split", split.name()},
                        {"images", N}, {"captions", split.num_captions()}});
@@ -322,19 +314,8 @@ void IndexWriter::commit() {
   write_file_atomically(s.work_dir + "/manifest.json", [&](std::ostream& out) { out << manifest_json(m).dump(2) << "\n"; });
   s.files.clear();
   if (s.creating) {
-    std::error_code ec;
-    if (fs::exists(s.dir, ec)) {
-      // Exchanged, not renamed aside first: at every instant an index is at `dir`, and a kill
-      // after the exchange leaves the old one as a temporary that the next build removes.
-      if (::renameat2(AT_FDCWD, s.work_dir.c_str(), AT_FDCWD, s.dir.c_str(), RENAME_EXCHANGE) != 0)
-        throw IoError(s.dir + ": cannot replace (" + std::strerror(errno) + ")");
-      s.creating = false;
-      remove_tree(s.work_dir);
-    } else {
-      fs::rename(s.work_dir, s.dir, ec);
-      if (ec) throw IoError(s.dir + ": cannot move the new index into place (" + ec.message() + ")");
-      s.creating = false;
-    }
+    s.creating = false;  // the temporary is gone either way
+    move_directory_into_place(s.work_dir, s.dir);
   } else if (old_generation > 0 && old_generation != m.generation) {
     std::error_code ec;
     for (const auto side : {GallerySide::Images, GallerySide::Captions})

@@ -9,6 +9,7 @@
 #include "imram/search/index_dir.h"
 #include "imram/search/results.h"
 #include "imram/serve/backend.h"
+#include "imram/util/stopwatch.h"
 
 namespace imram {
 
@@ -25,17 +26,17 @@ class IndexBackend : public SearchBackend {
   }
 
   std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top) override {
-    const auto start = std::chrono::steady_clock::now();
+    const Stopwatch encoding;
     std::vector<EncodedQuery> queries;
     for (const auto& text : texts) queries.push_back(index_->text_query(text));
-    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, start);
+    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, encoding);
   }
   std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images,
                                                       std::int64_t top) override {
-    const auto start = std::chrono::steady_clock::now();
+    const Stopwatch encoding;
     std::vector<EncodedQuery> queries;
     for (const auto image : images) queries.push_back(index_->image_query(image));
-    return answers(*captions_, queries, images, top, caption_shortlist_, start);
+    return answers(*captions_, queries, images, top, caption_shortlist_, encoding);
   }
   Explanation explain(std::int64_t image, const std::string& caption) override {
     return explain_encoded_pair(model_, index_->store()->images({image}).regions, caption);
@@ -46,7 +47,8 @@ class IndexBackend : public SearchBackend {
     return index_->captions_per_image() > 0 ? caption / index_->captions_per_image() : -1;
   }
   std::string split_name() const override { return name_; }
-  const std::vector<Scene>& scenes() const override { return index_->scenes(); }
+  bool described() const override { return index_->described(); }
+  ImageInfo image_info(std::int64_t image) const override { return index_->image_info(image); }
   nlohmann::ordered_json info() const override {
     return {{"model", to_json(model_.config())},
             {"gallery", {{"name", name_},
@@ -63,9 +65,8 @@ class IndexBackend : public SearchBackend {
  private:
   std::vector<nlohmann::ordered_json> answers(const Searcher& searcher, const std::vector<EncodedQuery>& queries,
                                               const std::vector<std::int64_t>& query_images, std::int64_t top,
-                                              std::int64_t shortlist, std::chrono::steady_clock::time_point start) const {
-    const double encode_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+                                              std::int64_t shortlist, const Stopwatch& encoding) const {
+    const double encode_ms = encoding.milliseconds();
     SearchStats stats;
     auto hits = searcher.search_many(queries, top, &stats);
     std::vector<nlohmann::ordered_json> out;

@@ -23,14 +23,6 @@ std::int64_t integer_field(const nlohmann::json& value, const char* name, std::i
 
 }  // namespace
 
-void check_query_text(const std::string& text, std::size_t max_tokens) {
-  const auto tokens = tokenize(text).size();
-  if (tokens == 0) throw HttpError{400, "the query has no words"};
-  if (tokens > max_tokens)
-    throw HttpError{400, "the query has " + std::to_string(tokens) + " tokens, more than the limit of " +
-                             std::to_string(max_tokens)};
-}
-
 SearchRequest parse_search_request(const std::string& body, std::int64_t images, std::size_t max_tokens) {
   // nlohmann's parser stops at a NUL byte as at the end of its input: what follows would pass
   // unread, where any other trailing junk is refused.
@@ -46,7 +38,7 @@ SearchRequest parse_search_request(const std::string& body, std::int64_t images,
   if (by_text) {
     if (!request["text"].is_string()) throw HttpError{400, "\"text\" must be a string"};
     out.text = request["text"].get<std::string>();
-    check_query_text(out.text, max_tokens);
+    query_tokens(out.text, max_tokens);  // refused here, before it can join a batch
     return out;
   }
   const auto& image = request["image"];

@@ -22,11 +22,12 @@
 #include <thread>
 
 #include "embedded.h"
-#include "imram/data/synthetic.h"
+#include "imram/data/tokenizer.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
 #include "imram/serve/pictures.h"
 #include "imram/serve/search_request.h"
+#include "imram/util/stopwatch.h"
 
 namespace imram {
 
@@ -34,8 +35,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
-
-double milliseconds(Clock::duration duration) { return std::chrono::duration<double, std::milli>(duration).count(); }
 
 // A search waiting for the compute thread. Searches of one side that wait together are made
 // into one backend call (up to ServerOptions::max_batch), each answered as if alone.
@@ -200,7 +199,6 @@ std::vector<std::string> read_lines(const std::string& path) {
 struct Server::Impl {
   SearchBackend& backend;
   ServerOptions options;
-  std::vector<Scene> scenes;
   std::vector<std::string> images_list;
   httplib::Server http;
   ComputeThread compute{backend, options.max_batch};
@@ -213,13 +211,12 @@ struct Server::Impl {
       if (std::int64_t(images_list.size()) < backend.num_images())
         throw Error(options.images_list + ": names " + std::to_string(images_list.size()) + " pictures, the " +
                     backend.split_name() + " split has " + std::to_string(backend.num_images()) + " images");
-    } else {
-      scenes = backend.scenes();
     }
     routes();
   }
 
-  std::string picture_kind() const { return !images_list.empty() ? "file" : !scenes.empty() ? "scene" : "placeholder"; }
+  // Where pictures come from: the --images-list, the gallery's image info, or nowhere.
+  std::string picture_kind() const { return !images_list.empty() ? "file" : backend.described() ? "gallery" : "placeholder"; }
 
   std::int64_t image_parameter(const std::string& text, const std::string& name) const {
     const auto image = parse_index(text);
@@ -307,33 +304,43 @@ struct Server::Impl {
     } else {
       text = request.get_param_value("text");
     }
-    check_query_text(text, kMaxCaptionTokens);
+    query_tokens(text, kMaxCaptionTokens);
     auto out = timed(received, [&] { return explanation_json(backend.explain(image, text)); });
     out["image"] = image;
     out["caption"] = text;
     out["caption_index"] = caption_index;
     out["picture"] = "/api/images/" + std::to_string(image);
     out["picture_size"] = kPictureSize;
+    // The page draws each region's weight over its box, in picture units.
     Json boxes;
-    if (!scenes.empty() && !scenes[std::size_t(image)].region_objects.empty()) {
+    const auto regions = backend.image_info(image).regions;
+    if (!regions.empty()) {
       boxes = Json::array();
-      for (const auto& box : region_boxes(scenes[std::size_t(image)]))
-        boxes.push_back(box ? Json(*box) : Json());
+      for (const auto& box : regions) {
+        if (!box) {
+          boxes.push_back(nullptr);
+          continue;
+        }
+        Json scaled = Json::array();
+        for (const double v : *box) scaled.push_back(v * kPictureSize);
+        boxes.push_back(scaled);
+      }
     }
     out["boxes"] = boxes;
     return out;
   }
 
   void picture(std::int64_t image, httplib::Response& response) const {
-    if (!images_list.empty()) {
-      const auto& path = images_list[std::size_t(image)];
-      std::ifstream in(path, std::ios::binary);
-      if (!in) throw HttpError{404, "picture " + std::to_string(image) + ": cannot read " + path};
+    const auto info = images_list.empty() ? backend.image_info(image) : ImageInfo();
+    const auto& file = !images_list.empty() ? images_list[std::size_t(image)] : info.picture;
+    if (!file.empty()) {
+      std::ifstream in(file, std::ios::binary);
+      if (!in) throw HttpError{404, "picture " + std::to_string(image) + ": cannot read " + file};
       std::ostringstream bytes;
       bytes << in.rdbuf();
-      response.set_content(bytes.str(), content_type_of(path).c_str());
-    } else if (!scenes.empty()) {
-      response.set_content(scene_svg(scenes[std::size_t(image)]), "image/svg+xml");
+      response.set_content(bytes.str(), content_type_of(file).c_str());
+    } else if (!info.drawing.empty()) {
+      response.set_content(info.drawing, "image/svg+xml");
     } else {
       response.set_content(placeholder_svg("image " + std::to_string(image) + ": no picture (see --images-list)"),
                            "image/svg+xml");

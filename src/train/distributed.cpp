@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "imram/error.h"
+#include "imram/runtime/runtime.h"
 
 namespace imram {
 
@@ -355,5 +356,16 @@ void Communicator::close() {
 
 std::uint64_t Communicator::bytes_exchanged() const { return impl_->bytes; }
 void Communicator::reset_bytes_exchanged() { impl_->bytes = 0; }
+
+JoinedWorld join_world(torch::Device requested, bool threads_given) {
+  JoinedWorld joined;
+  joined.device = requested;
+  const auto spec = world_from_environment();
+  if (!spec) return joined;
+  if (!threads_given) set_thread_count(threads_of_rank(*spec));
+  joined.device = device_of_rank(requested, *spec);
+  joined.communicator = Communicator::connect(*spec, joined.device);
+  return joined;
+}
 
 }  // namespace imram

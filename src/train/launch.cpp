@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "imram/error.h"
+#include "imram/train/distributed.h"
 
 namespace imram {
 
@@ -80,6 +81,9 @@ std::vector<std::string> command_line_without_nproc() {
 
 int run_local_world(int nproc, const std::vector<std::string>& arguments) {
   if (nproc < 1) throw Error("--nproc must be >= 1");
+  if (const auto spec = world_from_environment())
+    throw Error("--nproc: this process is already rank " + std::to_string(spec->rank) + " of a world of " +
+                std::to_string(spec->size) + " (" + spec->launcher + ")");
   const int port = free_loopback_port();
   std::vector<pid_t> ranks;
   for (int rank = 0; rank < nproc; ++rank) {

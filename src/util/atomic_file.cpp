@@ -94,25 +94,25 @@ void remove_tree(const std::string& path) {
       16, FTW_DEPTH | FTW_PHYS);
 }
 
-void write_directory_atomically(const std::string& dir,
-                                const std::function<void(const std::string&)>& fill) {
+std::string fresh_temporary_directory(const std::string& dir) {
   const std::string tmp = temporary_sibling(dir, "tmp");
-  std::error_code ec;
   remove_abandoned_temporaries(dir);
   remove_tree(tmp);
+  std::error_code ec;
   fs::create_directories(tmp, ec);
-  if (ec) throw IoError(dir + ": cannot create temporary directory " + tmp);
-  try {
-    fill(tmp);
-  } catch (...) {
-    remove_tree(tmp);
-    throw;
-  }
-  if (fs::exists(dir)) {
-    // An atomic swap: at every instant either the old or the new directory is at `dir`.
+  if (ec) throw IoError(dir + ": cannot create temporary directory " + tmp + " (" + ec.message() + ")");
+  return tmp;
+}
+
+void move_directory_into_place(const std::string& tmp, const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    // Exchanged, not renamed aside first: at every instant a directory is at `dir`, and a kill
+    // after the exchange leaves the old one as a temporary that the next writer removes.
     if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) != 0) {
+      const std::string reason = std::strerror(errno);
       remove_tree(tmp);
-      throw Error(dir + ": cannot swap the new directory into place");
+      throw IoError(dir + ": cannot swap the new directory into place (" + reason + ")");
     }
     remove_tree(tmp);
     return;
@@ -120,8 +120,20 @@ void write_directory_atomically(const std::string& dir,
   fs::rename(tmp, dir, ec);
   if (ec) {
     remove_tree(tmp);
-    throw IoError(dir + ": cannot rename temporary directory into place");
+    throw IoError(dir + ": cannot move the new directory into place (" + ec.message() + ")");
   }
+}
+
+void write_directory_atomically(const std::string& dir,
+                                const std::function<void(const std::string&)>& fill) {
+  const std::string tmp = fresh_temporary_directory(dir);
+  try {
+    fill(tmp);
+  } catch (...) {
+    remove_tree(tmp);
+    throw;
+  }
+  move_directory_into_place(tmp, dir);
 }
 
 void require_own_directory(const std::string& dir, const std::string& kind,

@@ -166,7 +166,15 @@ TEST(Cli, BadInputGivesOneLineErrorsNamingTheFile) {
                                   imram::test::testdata("vocab/f30k_precomp_vocab.json") + " --out " + dir.file("m4")),
                         "8481");
   // No machine has a hundredth GPU; without CUDA the message says that instead.
-  expect_one_line_error(run_imram("--device cuda:99 doctor"), "CUDA");
+  const auto doctor = run_imram("--device cuda:99 doctor");
+  expect_one_line_error(doctor, "CUDA");
+  // --device reaches `index build` too: the same line, and nothing built.
+  ASSERT_EQ(run_imram("synth --out " + dir.file("shapes") + " --train 2 --dev 2 --test 2 --regions 8 --feat-dim 16").status, 0);
+  const auto build = run_imram("--device cuda:99 index build --model " + dir.file("m3") + " --data " + dir.file("shapes") +
+                               " --split test --out " + dir.file("index") + " --quiet");
+  EXPECT_NE(build.status, 0);
+  EXPECT_EQ(build.output, doctor.output);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("index")));
 }
 
 }  // namespace

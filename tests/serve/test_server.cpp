@@ -127,7 +127,7 @@ TEST_F(Serve, TextSearchRanksAsTheGalleryAndTheSearchCommand) {
   for (std::size_t r = 0; r < expected.size(); ++r) {
     EXPECT_EQ(cli["results"][r]["image"], json["results"][r]["image"]);
     EXPECT_NEAR(cli["results"][r]["score"].get<double>(), json["results"][r]["score"].get<double>(), 1e-9);
-    EXPECT_EQ(cli["results"][r]["scene"], json["results"][r]["scene"]);
+    EXPECT_EQ(cli["results"][r]["description"], json["results"][r]["description"]);
   }
   for (const auto* field : {"query", "unknown_words", "shortlist"}) EXPECT_EQ(cli[field], json[field]) << field;
 
@@ -249,7 +249,7 @@ TEST_F(Serve, ServesThePagePicturesAndInfo) {
   EXPECT_EQ(info["gallery"]["captions"], 40);
   EXPECT_EQ(info["model"]["iteration_steps"], 2);
   EXPECT_EQ(info["index"], "exhaustive");
-  EXPECT_EQ(info["pictures"], "scene");
+  EXPECT_EQ(info["pictures"], "gallery");
 }
 
 TEST_F(Serve, PicturesComeFromTheImagesListOrAPlaceholder) {
@@ -308,7 +308,7 @@ TEST_F(Serve, ConcurrentRequestsGetTheSameAnswers) {
     ASSERT_EQ(answer.size(), expected.size()) << answer.dump();
     for (std::size_t r = 0; r < expected.size(); ++r) {
       EXPECT_EQ(answer[r]["image"], expected[r]["image"]);
-      EXPECT_EQ(answer[r]["scene"], expected[r]["scene"]);
+      EXPECT_EQ(answer[r]["description"], expected[r]["description"]);
       EXPECT_NEAR(answer[r]["score"].get<double>(), expected[r]["score"].get<double>(), 1e-5);
     }
   }
@@ -479,7 +479,8 @@ class GatedBackend : public imram::SearchBackend {
   const std::vector<std::string>& captions() const override { return inner_.captions(); }
   std::int64_t image_of_caption(std::int64_t caption) const override { return inner_.image_of_caption(caption); }
   std::string split_name() const override { return inner_.split_name(); }
-  const std::vector<imram::Scene>& scenes() const override { return inner_.scenes(); }
+  bool described() const override { return inner_.described(); }
+  imram::ImageInfo image_info(std::int64_t image) const override { return inner_.image_info(image); }
   nlohmann::ordered_json info() const override { return inner_.info(); }
 
  private:

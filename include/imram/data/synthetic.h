@@ -14,20 +14,20 @@
 // thread count.
 #include <cstdint>
 #include <functional>
-#include <iosfwd>
 #include <string>
 #include <vector>
+
+#include "imram/data/scene.h"
 
 namespace imram {
 
 inline constexpr int kSyntheticCaptionsPerImage = 5;
 inline constexpr int kSyntheticMinObjects = 2;
 inline constexpr int kSyntheticMaxObjects = 5;
-inline constexpr int kSyntheticGrid = 3;
 // Bounds on SyntheticOptions (checked before any work): 20x COCO's images per split.
 inline constexpr std::int64_t kSyntheticMaxImages = 2'000'000;
 inline constexpr std::int64_t kSyntheticMaxRegions = 1024;
-inline constexpr std::int64_t kSyntheticMaxFeatureDim = 65536;  // rows (top, middle, bottom) x columns (left, center, right)
+inline constexpr std::int64_t kSyntheticMaxFeatureDim = 65536;
 
 struct SyntheticOptions {
   std::uint64_t seed = 1;           // source of every concept vector, scene, caption and feature
@@ -40,35 +40,6 @@ struct SyntheticOptions {
   int colours = 8;                  // colours in use, the first ones of synthetic_colours()
   double position_twins = 0.2;      // fraction of twin pairs that swap positions, not colours
   int threads = 0;                  // feature rendering threads, 0: all cores; output is the same
-};
-
-// Canonical names; SceneObject fields index these tables.
-const std::vector<std::string>& synthetic_shapes();
-const std::vector<std::string>& synthetic_colours();
-const std::vector<std::string>& synthetic_sizes();  // small, medium, large
-
-struct SceneObject {
-  int shape = 0;
-  int colour = 0;
-  int size = 0;
-  int row = 0;  // 0 top, 1 middle, 2 bottom
-  int col = 0;  // 0 left, 1 center, 2 right
-  bool operator==(const SceneObject& other) const {
-    return shape == other.shape && colour == other.colour && size == other.size &&
-           row == other.row && col == other.col;
-  }
-};
-
-// What a twin changed: the colours of two objects, or their places.
-enum class TwinSwap { Colours, Positions };
-
-struct Scene {
-  std::vector<SceneObject> objects;  // distinct cells, distinct (shape, colour) pairs
-  std::int64_t twin = -1;            // index of the twin image in the same split, -1 when none
-  TwinSwap swap = TwinSwap::Colours;
-  // Which object each region's features were made from (-1: background or clutter), so that a
-  // picture of the scene can show where attention went; empty in scenes files without it.
-  std::vector<int> region_objects;
 };
 
 struct SyntheticSplit {
@@ -100,16 +71,6 @@ class SyntheticWorld {
 // into `dir` (created if needed), each file atomically. `report` receives one line per split.
 void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& options,
                              const std::function<void(const std::string&)>& report = {});
-
-// `{dir}/{split}_scenes.jsonl`, one scene per line; throws naming the file and line.
-std::string scenes_path(const std::string& dir, const std::string& split);
-std::vector<Scene> read_scenes(const std::string& dir, const std::string& split);
-// The same from a stream; `path` names it in errors.
-std::vector<Scene> parse_scenes(std::istream& in, const std::string& path);
-std::string scene_json(const Scene& scene);  // one line of the scenes file
-
-// "large red circle (top left), small blue square (bottom right)"
-std::string describe(const Scene& scene);
 
 // What a caption of the shapes-world language asserts. -1 marks what it leaves unsaid.
 struct CaptionMention {

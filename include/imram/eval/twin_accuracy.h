@@ -14,8 +14,8 @@ namespace imram {
 double twin_accuracy(const double* sims, std::int64_t images, std::int64_t captions,
                      const std::vector<std::int64_t>& twin_of_image, int captions_per_image = 5);
 
-// The twin of every image of a synthetic split, from `{dir}/{split}_scenes.jsonl` (-1 where an
-// image has none); throws when the file is missing or names no twin at all.
-std::vector<std::int64_t> read_twins(const std::string& dir, const std::string& split);
+// The twin of each of the `images` images of a split (-1 where an image has none), from the
+// split's image info (data/image_info.h); empty when it has none or names no twin at all.
+std::vector<std::int64_t> read_twins(const std::string& dir, const std::string& split, std::int64_t images);
 
 }  // namespace imram

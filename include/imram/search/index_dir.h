@@ -9,7 +9,7 @@
 //   word_offsets.bin         int64, captions + 1 offsets into words.bin
 //   image_globals.bin        float32 images x g global embeddings (with a global head only)
 //   caption_globals.bin      float32 captions x g
-//   gallery_scenes.jsonl     the synthetic world's scene descriptions, when every image has one
+//   gallery_images.jsonl     what is known of each image beyond its features (ImageInfo), one line each
 //   images.<gen>.faiss       FAISS over image_globals (text -> image stage 1)
 //   captions.<gen>.faiss     FAISS over caption_globals (image -> text stage 1)
 #include <torch/types.h>
@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "imram/data/image_info.h"
 #include "imram/data/precomp_dataset.h"
-#include "imram/data/synthetic.h"
 #include "imram/engine/encoding.h"
 #include "imram/model/model_dir.h"
 #include "imram/search/index_manifest.h"
@@ -87,8 +87,10 @@ class GalleryIndex {
   std::string faiss_factory() const;   // empty without a shortlist
   std::string store_dtype() const;
   const std::vector<std::string>& caption_texts() const;
-  // Scene descriptions of the synthetic world (empty for other data): the images' pictures.
-  const std::vector<Scene>& scenes() const;
+  // Whether every image has an ImageInfo (a description, picture, boxes, twin).
+  bool described() const;
+  // Image `image`'s info, read from the mapped file on each call; empty when not described().
+  ImageInfo image_info(std::int64_t image) const;
   std::shared_ptr<const ItemStore> store() const;
   // The global embeddings (n, g) float32 (memory-mapped); undefined without a head.
   torch::Tensor image_globals() const;
@@ -103,7 +105,8 @@ class GalleryIndex {
   EncodedQuery text_query(const std::string& text) const;
   EncodedQuery image_query(std::int64_t image) const;  // from the store: nothing is re-encoded
 
-  // Recomputes every store file's checksum; throws naming the first that differs.
+  // Recomputes every store file's checksum and reads every image's info; throws naming the first
+  // file that is wrong.
   void verify() const;
 
   struct Impl;

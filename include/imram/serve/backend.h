@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "imram/data/synthetic.h"
+#include "imram/data/image_info.h"
 #include "imram/engine/explain.h"
 #include "imram/search/gallery.h"
 
@@ -28,8 +28,9 @@ class SearchBackend {
   virtual const std::vector<std::string>& captions() const = 0;
   virtual std::int64_t image_of_caption(std::int64_t caption) const = 0;
   virtual std::string split_name() const = 0;
-  // The synthetic world's scenes (the pictures); empty for other data.
-  virtual const std::vector<Scene>& scenes() const = 0;
+  // Whether every image has an ImageInfo (description, picture or drawing, boxes), and its info.
+  virtual bool described() const = 0;
+  virtual ImageInfo image_info(std::int64_t image) const = 0;
   // Model config, gallery size, index type.
   virtual nlohmann::ordered_json info() const = 0;
 };

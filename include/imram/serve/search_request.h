@@ -24,10 +24,9 @@ struct SearchRequest {
 };
 
 // {"text": "...", "top"?: N} or {"image": I, "top"?: N}; throws HttpError (400, or 404 for an
-// image out of the gallery's `images`). `max_tokens`: the longest query the model reads.
+// image out of the gallery's `images`), or imram::Error for a text the library refuses as a
+// query (data/tokenizer.h: query_tokens, answered 400). `max_tokens`: the longest query the
+// model reads.
 SearchRequest parse_search_request(const std::string& body, std::int64_t images, std::size_t max_tokens);
-
-// 400 for a query of no words or of more than `max_tokens` tokens.
-void check_query_text(const std::string& text, std::size_t max_tokens);
 
 }  // namespace imram

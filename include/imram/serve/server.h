@@ -26,7 +26,7 @@ struct ServerOptions {
 class Server {
  public:
   // Throws imram::Error when the images list is unreadable or names fewer pictures than the
-  // gallery has images. Without one, the synthetic world's pictures come from the backend's scenes.
+  // gallery has images. Without one, pictures come from the gallery's image info (data/image_info.h).
   Server(SearchBackend& backend, const ServerOptions& options);
   ~Server();
   Server(const Server&) = delete;

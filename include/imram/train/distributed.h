@@ -85,4 +85,14 @@ class Communicator {
   std::unique_ptr<Impl> impl_;
 };
 
+// This process's place in the world it was started in (world_from_environment), joined: its
+// rank's device and, unless `threads_given`, its share of the cores. A single process keeps
+// `requested` and has no communicator.
+struct JoinedWorld {
+  torch::Device device = torch::kCPU;
+  std::unique_ptr<Communicator> communicator;
+  bool reports() const { return !communicator || communicator->rank() == 0; }  // rank 0 speaks
+};
+JoinedWorld join_world(torch::Device requested, bool threads_given);
+
 }  // namespace imram

@@ -16,7 +16,7 @@ int free_loopback_port();
 // SIGTERM to them and leaves Ctrl-C to reach them from the terminal. Returns 0 when every rank
 // succeeded, kInterruptedExitStatus when they were interrupted, and 1 when one failed (killed,
 // or left stopped until its peers' heartbeat gave up on it): that rank is named on stderr and
-// the others are ended.
+// the others are ended. Refused in a process that is itself a rank of a world.
 int run_local_world(int nproc, const std::vector<std::string>& arguments);
 
 // The exit status of a run stopped by SIGINT/SIGTERM with its state saved (the command line's

@@ -21,6 +21,11 @@ void remove_abandoned_temporaries(const std::string& path);
 // place of `dir` (the previous content is removed only after the new one is in place).
 void write_directory_atomically(const std::string& dir,
                                 const std::function<void(const std::string& tmp_dir)>& fill);
+// The same in two steps, for a directory written across calls (an index that streams in):
+// an empty temporary sibling of `dir` (abandoned ones removed first), then the swap, which
+// removes the temporary whether or not it succeeds.
+std::string fresh_temporary_directory(const std::string& dir);
+void move_directory_into_place(const std::string& tmp, const std::string& dir);
 
 // Throws unless `dir` is absent, an empty directory, or a directory holding every entry of
 // `signature` (e.g. config.json and weights of a model directory): a command replaces only what

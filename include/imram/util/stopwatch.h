@@ -4,12 +4,14 @@
 
 namespace imram {
 
+inline double milliseconds(std::chrono::steady_clock::duration duration) {
+  return std::chrono::duration<double, std::milli>(duration).count();
+}
+
 class Stopwatch {
  public:
   Stopwatch() : start_(std::chrono::steady_clock::now()) {}
-  double milliseconds() const {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
-  }
+  double milliseconds() const { return imram::milliseconds(std::chrono::steady_clock::now() - start_); }
   void restart() { start_ = std::chrono::steady_clock::now(); }
 
  private:
