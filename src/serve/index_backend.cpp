@@ -24,18 +24,19 @@ class IndexBackend : public SearchBackend {
     captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_);
   }
 
-  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
+                                                    const SearchParams& params) override {
     const auto start = std::chrono::steady_clock::now();
     std::vector<EncodedQuery> queries;
     for (const auto& text : texts) queries.push_back(index_->text_query(text));
-    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, start);
+    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, start, params);
   }
-  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images,
-                                                      std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
+                                                      const SearchParams& params) override {
     const auto start = std::chrono::steady_clock::now();
     std::vector<EncodedQuery> queries;
     for (const auto image : images) queries.push_back(index_->image_query(image));
-    return answers(*captions_, queries, images, top, caption_shortlist_, start);
+    return answers(*captions_, queries, images, top, caption_shortlist_, start, params);
   }
   Explanation explain(std::int64_t image, const std::string& caption) override {
     return explain_encoded_pair(model_, index_->store()->images({image}).regions, caption);
@@ -63,11 +64,12 @@ class IndexBackend : public SearchBackend {
  private:
   std::vector<nlohmann::ordered_json> answers(const Searcher& searcher, const std::vector<EncodedQuery>& queries,
                                               const std::vector<std::int64_t>& query_images, std::int64_t top,
-                                              std::int64_t shortlist, std::chrono::steady_clock::time_point start) const {
+                                              std::int64_t shortlist, std::chrono::steady_clock::time_point start,
+                                              const SearchParams& params) const {
     const double encode_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     SearchStats stats;
-    auto hits = searcher.search_many(queries, top, &stats);
+    auto hits = searcher.search_many(queries, top, &stats, params);
     std::vector<nlohmann::ordered_json> out;
     for (std::size_t q = 0; q < queries.size(); ++q)
       out.push_back(search_answer_json(*index_, queries[q], query_images[q],
