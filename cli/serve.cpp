@@ -17,6 +17,8 @@ IMRAM_COMMAND {
     std::int64_t shortlist = 100;
     std::size_t max_batch = imram::ServerOptions().max_batch;
     double memory_decay_s = 30;
+    double head_timeout_s = imram::ServerOptions().head_timeout_s, body_timeout_s = imram::ServerOptions().body_timeout_s;
+    std::size_t max_waiting = imram::ServerOptions().max_waiting;
     std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
   };
   auto o = std::make_shared<Options>();
@@ -35,6 +37,14 @@ IMRAM_COMMAND {
   sub->add_option("--memory-decay", o->memory_decay_s,
                   "seconds after which unused freed memory goes back to the system (-1: never, as training does: RSS stays at its peak)")
       ->capture_default_str()->check(CLI::Range(-1.0, 86400.0));
+  sub->add_option("--head-timeout", o->head_timeout_s,
+                  "seconds a connection has to send a complete request head (from its accept or its previous answer)")
+      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+  sub->add_option("--body-timeout", o->body_timeout_s, "seconds a request has to send its body, once its head is in")
+      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+  sub->add_option("--max-waiting", o->max_waiting,
+                  "connections waiting for a request head; beyond, the one that has waited longest is closed")
+      ->capture_default_str()->check(CLI::Range(std::size_t(1), std::size_t(100000)));
   sub->add_option("--images-list", o->images_list, "file naming the picture of image I on line I+1");
   sub->add_option("--cache", o->cache, "directory of encoded galleries (empty: no cache)")->capture_default_str();
   sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")
@@ -64,6 +74,9 @@ IMRAM_COMMAND {
       options.port = o->port;
       options.images_list = o->images_list;
       options.max_batch = o->max_batch;
+      options.head_timeout_s = o->head_timeout_s;
+      options.body_timeout_s = o->body_timeout_s;
+      options.max_waiting = o->max_waiting;
       imram::Server server(*backend, options);
       const int port = server.bind();
       std::thread([&server, signals] {

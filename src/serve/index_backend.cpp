@@ -25,18 +25,19 @@ class IndexBackend : public SearchBackend {
     captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_);
   }
 
-  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
+                                                    const SearchParams& params) override {
     const Stopwatch encoding;
     std::vector<EncodedQuery> queries;
     for (const auto& text : texts) queries.push_back(index_->text_query(text));
-    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, encoding);
+    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, encoding, params);
   }
-  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images,
-                                                      std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
+                                                      const SearchParams& params) override {
     const Stopwatch encoding;
     std::vector<EncodedQuery> queries;
     for (const auto image : images) queries.push_back(index_->image_query(image));
-    return answers(*captions_, queries, images, top, caption_shortlist_, encoding);
+    return answers(*captions_, queries, images, top, caption_shortlist_, encoding, params);
   }
   Explanation explain(std::int64_t image, const std::string& caption) override {
     return explain_encoded_pair(model_, index_->store()->images({image}).regions, caption);
@@ -65,10 +66,11 @@ class IndexBackend : public SearchBackend {
  private:
   std::vector<nlohmann::ordered_json> answers(const Searcher& searcher, const std::vector<EncodedQuery>& queries,
                                               const std::vector<std::int64_t>& query_images, std::int64_t top,
-                                              std::int64_t shortlist, const Stopwatch& encoding) const {
+                                              std::int64_t shortlist, const Stopwatch& encoding,
+                                              const SearchParams& params) const {
     const double encode_ms = encoding.milliseconds();
     SearchStats stats;
-    auto hits = searcher.search_many(queries, top, &stats);
+    auto hits = searcher.search_many(queries, top, &stats, params);
     std::vector<nlohmann::ordered_json> out;
     for (std::size_t q = 0; q < queries.size(); ++q)
       out.push_back(search_answer_json(*index_, queries[q], query_images[q],

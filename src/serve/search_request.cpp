@@ -34,6 +34,9 @@ SearchRequest parse_search_request(const std::string& body, std::int64_t images,
   const bool by_text = request.contains("text"), by_image = request.contains("image");
   if (by_text == by_image) throw HttpError{400, "give either \"text\" (a query) or \"image\" (an index)"};
   if (request.contains("top")) out.top = integer_field(request["top"], "top", 1, kMaxTop);
+  if (request.contains("nprobe")) out.params.nprobe = int(integer_field(request["nprobe"], "nprobe", 1, kMaxNprobe));
+  if (request.contains("ef_search"))
+    out.params.ef_search = int(integer_field(request["ef_search"], "ef_search", 1, kMaxEfSearch));
   out.by_text = by_text;
   if (by_text) {
     if (!request["text"].is_string()) throw HttpError{400, "\"text\" must be a string"};

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "connections.h"
 #include "embedded.h"
 #include "imram/data/tokenizer.h"
 #include "imram/engine/encoding.h"
@@ -71,6 +72,12 @@ class ComputeThread {
     return result.get();
   }
 
+  // Jobs waiting for the compute thread (not the one it runs).
+  std::size_t queued() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return queue_.size();
+  }
+
   PendingSearch::Outcome search(std::shared_ptr<PendingSearch> search) {
     auto outcome = search->outcome.get_future();
     enqueue({nullptr, std::move(search)});
@@ -106,7 +113,8 @@ class ComputeThread {
         if (job.search) {
           batch.push_back(job.search);
           for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;)
-            if (it->search && it->search->request.by_text == job.search->request.by_text) {
+            if (it->search && it->search->request.by_text == job.search->request.by_text &&
+                it->search->request.params == job.search->request.params) {
               batch.push_back(std::move(it->search));
               it = queue_.erase(it);
             } else {
@@ -131,7 +139,9 @@ class ComputeThread {
     const auto started = Clock::now();
     std::vector<Json> answers;
     try {
-      answers = batch.front()->request.by_text ? backend_.search_images(texts, top) : backend_.search_captions(images, top);
+      const auto& params = batch.front()->request.params;
+      answers = batch.front()->request.by_text ? backend_.search_images(texts, top, params)
+                                               : backend_.search_captions(images, top, params);
     } catch (...) {
       if (batch.size() > 1) {
         // One query's failure must not become the others': each again, alone.
@@ -200,7 +210,7 @@ struct Server::Impl {
   SearchBackend& backend;
   ServerOptions options;
   std::vector<std::string> images_list;
-  httplib::Server http;
+  GuardedServer http{connection_limits(options)};
   ComputeThread compute{backend, options.max_batch};
   // stop() may come before serve() has started listening (a signal during start-up).
   std::atomic<bool> serving{false}, stop_requested{false}, finished{false};
@@ -213,6 +223,15 @@ struct Server::Impl {
                     backend.split_name() + " split has " + std::to_string(backend.num_images()) + " images");
     }
     routes();
+  }
+
+  static ConnectionLimits connection_limits(const ServerOptions& options) {
+    ConnectionLimits limits;
+    limits.workers = std::size_t(std::max(1, options.http_threads));
+    limits.max_waiting = options.max_waiting;
+    limits.head_timeout = std::chrono::milliseconds(std::int64_t(options.head_timeout_s * 1000));
+    limits.body_timeout = std::chrono::milliseconds(std::int64_t(options.body_timeout_s * 1000));
+    return limits;
   }
 
   // Where pictures come from: the --images-list, the gallery's image info, or nowhere.
@@ -424,7 +443,6 @@ struct Server::Impl {
     });
     http.set_pre_routing_handler(
         [this](const httplib::Request& request, httplib::Response& response) { return refuse_early(request, response); });
-    http.new_task_queue = [threads = options.http_threads] { return new httplib::ThreadPool(std::size_t(threads)); };
     http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
       if (!response.body.empty()) return;
       std::string message = "HTTP status " + std::to_string(response.status);
@@ -454,12 +472,25 @@ struct Server::Impl {
       }
       response.set_content(*asset, type.c_str());
     });
-    get("/healthz", [](const httplib::Request&, httplib::Response& response) { send_json(response, {{"status", "ok"}}); });
+    // Answered while slow clients wait (they hold no worker), with what waits: a load balancer's
+    // view, and the tests' way to see a request in flight.
+    get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
+      const auto connections = http.counts();
+      send_json(response, {{"status", "ok"},
+                           {"connections", {{"waiting", connections.waiting}, {"busy", connections.busy}}},
+                           {"compute_queue", compute.queued()}});
+    });
     get("/api/info", api([this](const httplib::Request&, httplib::Response& response) {
       auto info = backend.info();
       info["version"] = embedded::version();
       info["pictures"] = picture_kind();
-      info["limits"] = {{"max_body_bytes", kMaxRequestBody}, {"max_query_tokens", kMaxCaptionTokens}, {"max_top", kMaxTop}};
+      info["limits"] = {{"max_body_bytes", kMaxRequestBody},
+                        {"max_query_tokens", kMaxCaptionTokens},
+                        {"max_top", kMaxTop},
+                        {"max_nprobe", kMaxNprobe},
+                        {"max_ef_search", kMaxEfSearch},
+                        {"head_timeout_s", options.head_timeout_s},
+                        {"body_timeout_s", options.body_timeout_s}};
       send_json(response, info);
     }));
     http.Post("/api/search", httplib::Server::HandlerWithContentReader(

@@ -206,8 +206,12 @@ struct Communicator::Impl {
           } else if (Seconds(now - moved[std::size_t(r)]).count() > limit) {
             std::unique_lock<std::mutex> lock(mutex);
             if (stopping) return;
-            lost("rank " + std::to_string(r) + " lost (no heartbeat for " +
-                 std::to_string(int(Seconds(now - moved[std::size_t(r)]).count())) + " s: it died or hangs)");
+            // The cause is named: a failed collective says a peer is gone; silence alone may be a hang.
+            const auto silent = std::to_string(int(Seconds(now - moved[std::size_t(r)]).count()));
+            lost("rank " + std::to_string(r) + " lost (" +
+                 (collective_failed ? "a collective failed, and it sent no heartbeat for " + silent + " s"
+                                    : "no heartbeat for " + silent + " s: it died or hangs") +
+                 ")");
           }
         }
       } catch (const std::exception&) {

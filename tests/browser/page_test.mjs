@@ -97,8 +97,39 @@ try {
     if (ranks[0] !== '#1' || ranks[1] !== '#2') fail('results are not ranked: ' + ranks.slice(0, 3));
     const pictures = await page.$$eval('#results .hit img', (images) => images.filter((i) => i.complete && i.naturalWidth > 0).length);
 
+    // Every box outline and text the step maps draw, in canvas pixels: a text drawn after an
+    // outline is the weight of that box.
+    await page.evaluate(() => {
+      window.drawnOnMaps = [];
+      const proto = CanvasRenderingContext2D.prototype, strokeRect = proto.strokeRect, fillText = proto.fillText;
+      proto.strokeRect = function (x, y, w, h) {
+        window.drawnOnMaps.push({ box: [x, y, w, h] });
+        return strokeRect.call(this, x, y, w, h);
+      };
+      proto.fillText = function (text, x, y, ...rest) {
+        const m = this.measureText(text);
+        window.drawnOnMaps.push({ text, rect: [x, y - m.actualBoundingBoxAscent, m.width,
+                                               m.actualBoundingBoxAscent + m.actualBoundingBoxDescent] });
+        return fillText.call(this, text, x, y, ...rest);
+      };
+    });
     await page.click('#results .hit');
     await page.waitForFunction(() => document.querySelectorAll('canvas[data-drawn="1"]').length > 0, { timeout: 30000 });
+    // Issue 21 item 12: a weight written inside its box covered the small shape it labels.
+    const labels = await page.evaluate(() => {
+      let box = null, checked = 0;
+      const covering = [];
+      for (const drawn of window.drawnOnMaps) {
+        if (drawn.box) { box = drawn.box; continue; }
+        if (!box) continue;
+        const [tx, ty, tw, th] = drawn.rect, [bx, by, bw, bh] = box;
+        ++checked;
+        if (tx < bx + bw && tx + tw > bx && ty < by + bh && ty + th > by) covering.push(`"${drawn.text}" over box ${box}`);
+      }
+      return { checked, covering };
+    });
+    if (labels.checked === 0) fail('no weight labels drawn on the step maps');
+    if (labels.covering.length) fail('weight labels cover the boxes they label: ' + labels.covering.slice(0, 3).join('; '));
     const maps = await page.$$eval('canvas[data-drawn="1"]', (c) => c.map((e) => `${e.dataset.direction}:${e.dataset.step}`));
     for (const direction of ['text', 'image'])
       for (let k = 1; k <= K; ++k)

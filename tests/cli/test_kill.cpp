@@ -3,11 +3,7 @@
 // loadable, and the next run completes and leaves no temporary behind. The kill instants are
 // drawn from a fixed seed over the span a whole run takes on this machine.
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -15,7 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 #include "cli/cli_runner.h"
@@ -23,31 +18,11 @@
 #include "imram/search/index_dir.h"
 #include "test_util.h"
 
-extern char** environ;
-
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using imram::test::imram_cli;
-
-// Starts the imram binary with whitespace-separated `arguments`, its output discarded.
-pid_t start_imram(const std::string& arguments) {
-  std::vector<std::string> words{IMRAM_BINARY};
-  std::istringstream split(arguments);
-  for (std::string word; split >> word;) words.push_back(word);
-  std::vector<char*> argv;
-  for (auto& word : words) argv.push_back(word.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = -1;
-  const int failed = posix_spawn(&pid, IMRAM_BINARY, &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return failed ? -1 : pid;
-}
 
 // Seconds a whole run of `arguments` takes, which must succeed.
 double time_run(const std::string& arguments) {
@@ -57,21 +32,16 @@ double time_run(const std::string& arguments) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Runs `arguments` and kills it with SIGKILL after `seconds`, unless it ended first. True when
-// the kill cut the run short.
+// Runs `arguments` (whitespace-separated, its output discarded) and kills it with SIGKILL after
+// `seconds`, unless it ended first. True when the kill cut the run short.
 bool run_and_kill(const std::string& arguments, double seconds) {
-  const pid_t pid = start_imram(arguments);
-  EXPECT_GT(pid, 0);
-  if (pid <= 0) return false;
-  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
-  int status = 0;
-  while (Clock::now() < deadline) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, &status, 0);
-  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  std::vector<std::string> argv{IMRAM_BINARY};
+  std::istringstream split(arguments);
+  for (std::string word; split >> word;) argv.push_back(word);
+  imram::test::Process run(argv, {imram::test::SpawnOptions::Output::Discard});
+  if (run.wait_for(seconds)) return false;
+  run.kill(SIGKILL);
+  return run.wait_for(-1) == 128 + SIGKILL;
 }
 
 std::vector<std::string> temporaries_below(const std::string& dir) {

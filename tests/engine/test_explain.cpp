@@ -3,10 +3,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <array>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_runner.h"
 #include "imram/data/precomp_dataset.h"
 #include "imram/engine/encoding.h"
 #include "imram/engine/explain.h"
@@ -96,15 +95,9 @@ TEST(Explain, FlagsUnknownWordsAndKeepsTheTokensInOrder) {
 }
 
 std::string run_imram(const std::string& arguments, int& status) {
-  const std::string command = std::string(IMRAM_BINARY) + " --threads 1 " + arguments + " 2>&1";
-  std::string output;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::array<char, 4096> buffer{};
-  std::size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  const int raw = ::pclose(pipe);
-  status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return output;
+  auto result = imram::test::imram_cli("--threads 1 " + arguments);
+  status = result.status;
+  return result.output;
 }
 
 TEST(Explain, CommandSumsToWhatImramScorePrints) {

@@ -1,18 +1,19 @@
 // `imram serve` as clients meet it, on an ephemeral loopback port: its answers are the
 // engine's (search as the gallery ranks, explain summing to the score), every bad request gets
-// its status and a JSON error, and SIGTERM lets a request in flight finish.
+// its status and a JSON error, SIGTERM lets a request in flight finish, and slow clients take
+// neither the workers nor the shutdown.
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <array>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -28,9 +29,8 @@
 #include "imram/search/index_dir.h"
 #include "imram/serve/backend.h"
 #include "imram/serve/server.h"
+#include "process.h"
 #include "test_util.h"
-
-extern char** environ;
 
 namespace {
 
@@ -115,15 +115,11 @@ TEST_F(Serve, TextSearchRanksAsTheGalleryAndTheSearchCommand) {
   }
   EXPECT_GE(json["timings"]["total_ms"].get<double>(), json["timings"]["compute_ms"].get<double>());
 
-  const std::string command = std::string(IMRAM_BINARY) + " --threads 1 search --json --cache '' --model " +
-                              dir_->file("model") + " --data " + dir_->file("data") + " --top 8 --query '" + query + "'";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string output;
-  std::array<char, 4096> buffer{};
-  std::size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  ASSERT_EQ(::pclose(pipe), 0) << output;
-  const auto cli = nlohmann::json::parse(output);
+  const auto command = imram::test::run_process({IMRAM_BINARY, "--threads", "1", "search", "--json", "--cache", "",
+                                                 "--model", dir_->file("model"), "--data", dir_->file("data"), "--top",
+                                                 "8", "--query", query});
+  ASSERT_EQ(command.status, 0) << command.output;
+  const auto cli = nlohmann::json::parse(command.output);
   for (std::size_t r = 0; r < expected.size(); ++r) {
     EXPECT_EQ(cli["results"][r]["image"], json["results"][r]["image"]);
     EXPECT_NEAR(cli["results"][r]["score"].get<double>(), json["results"][r]["score"].get<double>(), 1e-9);
@@ -211,6 +207,9 @@ TEST_F(Serve, EveryBadRequestGetsItsStatusAndAJsonError) {
       {"POST", "/api/search", R"({"image": 8})", 404},
       {"POST", "/api/search", R"({"image": -1})", 400},
       {"POST", "/api/search", R"({"image": 99999999999999999999})", 400},
+      {"POST", "/api/search", R"({"text": "red circle", "nprobe": 0})", 400},
+      {"POST", "/api/search", R"({"text": "red circle", "nprobe": "all"})", 400},
+      {"POST", "/api/search", R"({"image": 1, "ef_search": 4097})", 400},
       {"GET", "/api/explain?image=8&caption=0", "", 404},
       {"GET", "/api/explain?image=1&caption=40", "", 404},
       {"GET", "/api/explain?image=x1&caption=0", "", 400},
@@ -314,94 +313,113 @@ TEST_F(Serve, ConcurrentRequestsGetTheSameAnswers) {
   }
 }
 
+// `imram serve` on a free port, as a user starts it; its output captured.
+struct ServeCommand {
+  imram::test::Process process;
+  int port = 0;
+};
+
+ServeCommand start_serve(const std::vector<std::string>& options) {
+  std::vector<std::string> argv = {IMRAM_BINARY, "--threads", "1", "serve", "--port", "0"};
+  argv.insert(argv.end(), options.begin(), options.end());
+  ServeCommand serve{imram::test::Process(argv, {imram::test::SpawnOptions::Output::Pipe}), 0};
+  const auto listening = serve.process.read_until(std::regex("listening on http://127\\.0\\.0\\.1:(\\d+)/"), 120);
+  if (listening.size() == 2) serve.port = std::stoi(listening[1]);
+  return serve;
+}
+
+// /healthz's answer once `condition` holds of it (polled; the last answer after `seconds`).
+nlohmann::json health_when(int port, const std::function<bool(const nlohmann::json&)>& condition, double seconds = 60) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (;;) {
+    const auto health = body_of(http(port, "GET", "/healthz"));
+    if (condition(health) || std::chrono::steady_clock::now() > deadline) return health;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the polling interval, not a guess
+  }
+}
+
+std::size_t connections(const nlohmann::json& health, const char* kind) {
+  return health.contains("connections") ? health["connections"][kind].get<std::size_t>() : 0;
+}
+
+// Whether the port refuses connections (the server has closed its listening socket) within
+// `seconds`.
+bool refused_within(int port, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    try {
+      HttpConnection probe(port);
+    } catch (const std::runtime_error&) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // The command: SIGTERM with a request half sent; the request is answered, then exit 0.
 TEST_F(Serve, SigtermLetsTheRequestInFlightFinishThenExitsZero) {
-  int out[2];
-  ASSERT_EQ(::pipe(out), 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_addclose(&actions, out[0]);
-  const std::vector<std::string> arguments = {IMRAM_BINARY, "--threads", "1", "serve", "--port", "0", "--cache", "",
-                                              "--model", dir_->file("model"), "--data", dir_->file("data")};
-  std::vector<char*> argv;
-  for (const auto& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, IMRAM_BINARY, &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out[1]);
-
-  std::string output;
-  std::smatch match;
-  const std::regex listening("listening on http://127\\.0\\.0\\.1:(\\d+)/");
-  pollfd readable{out[0], POLLIN, 0};
-  while (!std::regex_search(output, match, listening) && ::poll(&readable, 1, 60000) > 0) {
-    char buffer[4096];
-    const auto n = ::read(out[0], buffer, sizeof buffer);
-    if (n <= 0) break;
-    output.append(buffer, std::size_t(n));
-  }
-  ASSERT_TRUE(std::regex_search(output, match, listening)) << output;
-  const int port = std::stoi(match[1]);
+  auto serve = start_serve({"--cache", "", "--model", dir_->file("model"), "--data", dir_->file("data")});
+  ASSERT_GT(serve.port, 0) << serve.process.output();
 
   const std::string body = R"({"text": "a red circle", "top": 3})";
   const auto request = http_request("POST", "/api/search", body);
-  HttpConnection connection(port);
+  HttpConnection connection(serve.port);
   connection.send(request.substr(0, request.size() - 10));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The head is in, the body is not: the request is on a worker (this /healthz is the other).
+  const auto busy = health_when(serve.port, [](const auto& health) { return connections(health, "busy") >= 2; });
+  ASSERT_GE(connections(busy, "busy"), 2u) << busy.dump();
+  serve.process.kill(SIGTERM);
+  ASSERT_EQ(serve.process.read_until(std::regex("SIGTERM, finishing the requests in flight"), 60).size(), 1u)
+      << serve.process.output();
+  ASSERT_TRUE(refused_within(serve.port, 60)) << "still listening after SIGTERM";
   connection.send(request.substr(request.size() - 10));
   const auto response = connection.receive();
   EXPECT_EQ(response.status, 200) << response.body;
   EXPECT_EQ(body_of(response)["results"].size(), 3u);
 
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(out[0], buffer, sizeof buffer)) > 0) output.append(buffer, std::size_t(n));
-  ::close(out[0]);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
-  EXPECT_NE(output.find("SIGTERM"), std::string::npos) << output;
+  const auto status = serve.process.wait_for(60);
+  EXPECT_EQ(status, std::optional<int>(0)) << serve.process.output();
+  EXPECT_NE(serve.process.output().find("stopped"), std::string::npos) << serve.process.output();
 }
 
 }  // namespace
 
 namespace {
 
-TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
-  imram::test::TempDir dir;
-  imram::test::write_small_world(dir.file("data"), 2, 2, 10, 6, 16);
+// A random text-IMRAM model of the world in `dir`/data, with a global head of `head` (0: none)
+// in `dir`/`name`, and an index of its test split in `dir`/`name`-index.
+std::string index_of_small_model(const imram::test::TempDir& dir, const std::string& name, std::int64_t head,
+                                 const std::string& faiss = "") {
   imram::ModelConfig config;
   config.mode = imram::ImramMode::Text;
   config.embed_size = 8;
   config.word_dim = 4;
   config.img_dim = 16;
   config.iteration_steps = 2;
-  config.global_head = 8;
+  config.global_head = head;
   imram::Model model;
   model.vocabulary = imram::Vocabulary::from_file(dir.file("data/vocab.json"));
   config.vocab_size = model.vocabulary->size();
   torch::manual_seed(3);
   model.net = imram::ImramModel(config);
-  imram::save_model(dir.file("model"), model);
+  imram::save_model(dir.file(name), model);
   imram::IndexOptions index_options;
   index_options.show_progress = false;
-  auto writer = imram::IndexWriter::create(dir.file("index"), dir.file("model"), index_options);
+  index_options.faiss_factory = faiss;
+  auto writer = imram::IndexWriter::create(dir.file(name + "-index"), dir.file(name), index_options);
   writer.add_split(imram::PrecompSplit::open(dir.file("data"), "test"));
   writer.commit();
+  return dir.file(name + "-index");
+}
 
+TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
+  imram::test::TempDir dir;
+  imram::test::write_small_world(dir.file("data"), 2, 2, 10, 6, 16);
+  const auto index_dir = index_of_small_model(dir, "model", 8);
   {
     // Without a global head the index has no shortlist: serving it two-stage is refused, as
     // imram search refuses it, and --shortlist 0 serves it exhaustively.
-    config.global_head = 0;
-    model.net = imram::ImramModel(config);
-    imram::save_model(dir.file("headless"), model);
-    auto headless = imram::IndexWriter::create(dir.file("headless-index"), dir.file("headless"), index_options);
-    headless.add_split(imram::PrecompSplit::open(dir.file("data"), "test"));
-    headless.commit();
+    index_of_small_model(dir, "headless", 0);
     try {
       imram::open_index_backend(dir.file("headless-index"), "cpu", 4);
       ADD_FAILURE() << "served an index without a shortlist as two-stage";
@@ -410,13 +428,13 @@ TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
     }
     EXPECT_EQ(imram::open_index_backend(dir.file("headless-index"), "cpu", 0)->info()["index"], "exhaustive");
   }
-  const auto backend = imram::open_index_backend(dir.file("index"), "cpu", 4);
+  const auto backend = imram::open_index_backend(index_dir, "cpu", 4);
   imram::ServerOptions options;
   options.port = 0;
   imram::Server server(*backend, options);
   const int port = server.bind();
   std::thread serving([&] { server.serve(); });
-  const auto index = imram::GalleryIndex::open(dir.file("index"));
+  const auto index = imram::GalleryIndex::open(index_dir);
   const std::string query = "a small red circle";
   const auto expected = index->searcher(imram::GallerySide::Images, 4)->search(index->text_query(query), 3, nullptr);
   const auto response = http(port, "POST", "/api/search", nlohmann::json{{"text", query}, {"top", 3}}.dump());
@@ -453,24 +471,27 @@ class GatedBackend : public imram::SearchBackend {
  public:
   explicit GatedBackend(imram::SearchBackend& inner) : inner_(inner), gate_(opened_.get_future().share()) {}
   void open() { opened_.set_value(); }
+  // Returns once the first search holds the compute thread.
+  void wait_until_held() { held_.get_future().wait(); }
   std::vector<std::size_t> batch_sizes() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return batch_sizes_;
   }
 
-  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts,
-                                                    std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
+                                                    const imram::SearchParams& params) override {
+    std::call_once(held_once_, [this] { held_.set_value(); });
     gate_.wait();
     {
       std::lock_guard<std::mutex> lock(mutex_);
       batch_sizes_.push_back(texts.size());
     }
-    return inner_.search_images(texts, top);
+    return inner_.search_images(texts, top, params);
   }
-  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images,
-                                                      std::int64_t top) override {
+  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
+                                                      const imram::SearchParams& params) override {
     gate_.wait();
-    return inner_.search_captions(images, top);
+    return inner_.search_captions(images, top, params);
   }
   imram::Explanation explain(std::int64_t image, const std::string& caption) override {
     return inner_.explain(image, caption);
@@ -485,7 +506,8 @@ class GatedBackend : public imram::SearchBackend {
 
  private:
   imram::SearchBackend& inner_;
-  std::promise<void> opened_;
+  std::promise<void> opened_, held_;
+  std::once_flag held_once_;
   std::shared_future<void> gate_;
   mutable std::mutex mutex_;
   std::vector<std::size_t> batch_sizes_;
@@ -514,9 +536,11 @@ TEST_F(Serve, SearchesThatWaitTogetherAreBatchedAndAnsweredAsAlone) {
       together[q] =
           body_of(http(port, "POST", "/api/search", nlohmann::json{{"text", queries[q]}, {"top", int(q) + 2}}.dump()));
     });
-    if (q == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the first holds the compute thread
+    if (q == 0) gated.wait_until_held();
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Every other search waits on the compute thread before the first is let go.
+  const auto queued = health_when(port, [&](const auto& health) { return health["compute_queue"] == queries.size() - 1; });
+  EXPECT_EQ(queued["compute_queue"], queries.size() - 1) << queued.dump();  // not ASSERT: the gate must open
   gated.open();
   for (auto& client : clients) client.join();
   server.stop();
@@ -606,6 +630,179 @@ TEST_F(Serve, ASecondServerCannotTakeThePort) {
   options.port = port_;
   imram::Server second(*backend_, options);
   EXPECT_THROW(second.bind(), imram::Error);
+}
+
+}  // namespace
+
+namespace {
+
+// Clients that send `at_once`, then one more byte every `interval`, for ever: slower than any
+// per-read timeout notices (httplib's are 5 s), as the clients of issue 21 item 4.
+class SlowClients {
+ public:
+  SlowClients(int port, std::size_t count, std::string at_once,
+              std::chrono::milliseconds interval = std::chrono::milliseconds(500))
+      : at_once_(std::move(at_once)), interval_(interval) {
+    for (std::size_t i = 0; i < count; ++i) connections_.push_back(std::make_unique<HttpConnection>(port));
+    thread_ = std::thread([this] { trickle(); });
+  }
+  ~SlowClients() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  HttpConnection& connection(std::size_t i) { return *connections_[i]; }
+
+ private:
+  void trickle() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (auto& connection : connections_) connection->send(at_once_);
+    while (!wake_.wait_for(lock, interval_, [this] { return stopping_; }))
+      for (auto& connection : connections_) connection->send("x");
+  }
+
+  std::vector<std::unique_ptr<HttpConnection>> connections_;
+  std::string at_once_;
+  std::chrono::milliseconds interval_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// A header line that never ends.
+const std::string kEndlessHead = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+
+// A server of the shared backend with `options` (on a free port), stopped at the end of scope.
+class ServerOf {
+ public:
+  ServerOf(imram::SearchBackend& backend, const imram::ServerOptions& options)
+      : server_(backend, on_any_port(options)), port_(server_.bind()) {
+    thread_ = std::thread([this] { server_.serve(); });
+  }
+  ~ServerOf() {
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  static imram::ServerOptions on_any_port(imram::ServerOptions options) {
+    options.port = 0;
+    return options;
+  }
+
+  imram::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// Issue 21 item 4: 32 connections trickling header bytes held all 32 workers and /healthz timed
+// out. More slow clients than workers now wait without one.
+TEST_F(Serve, HealthzAndSearchAnswerWhileMoreSlowClientsThanWorkersWait) {
+  imram::ServerOptions options;
+  options.http_threads = 2;
+  ServerOf server(*backend_, options);
+  SlowClients slow(server.port(), 6, kEndlessHead);
+  // No free worker: the client's timeout ends the wait, and the test fails here.
+  const auto health = http(server.port(), "GET", "/healthz");
+  ASSERT_EQ(health.status, 200) << "no answer while slow clients wait";
+  EXPECT_GE(connections(body_of(health), "waiting"), 6u) << health.body;
+  const auto search = http(server.port(), "POST", "/api/search", R"({"text": "a red circle", "top": 2})");
+  EXPECT_EQ(search.status, 200) << search.body;
+}
+
+// Issue 21 item 4: one slow connection held SIGTERM's shutdown for 87 s. Nothing of it is in
+// flight: it is closed at once, and the server exits.
+TEST_F(Serve, SigtermDoesNotWaitForASlowClient) {
+  auto serve = start_serve({"--cache", "", "--model", dir_->file("model"), "--data", dir_->file("data")});
+  ASSERT_GT(serve.port, 0) << serve.process.output();
+  SlowClients slow(serve.port, 1, kEndlessHead);
+  const auto parked = health_when(serve.port, [](const auto& health) { return connections(health, "waiting") >= 1; });
+  ASSERT_GE(connections(parked, "waiting"), 1u) << parked.dump();
+  serve.process.kill(SIGTERM);
+  // A generous bound: a hang fails here, a quick exit is not timed.
+  const auto status = serve.process.wait_for(60);
+  EXPECT_EQ(status, std::optional<int>(0)) << serve.process.output();
+  EXPECT_TRUE(slow.connection(0).ended_by_server());
+}
+
+TEST_F(Serve, AHeadThatDoesNotArriveInTimeIsClosed) {
+  imram::ServerOptions options;
+  options.head_timeout_s = 1;
+  ServerOf server(*backend_, options);
+  HttpConnection idle(server.port());
+  {
+    SlowClients slow(server.port(), 1, kEndlessHead, std::chrono::milliseconds(200));
+    ASSERT_TRUE(slow.connection(0).ended_by_server()) << "the server kept a head that never ends";
+    // The 408 is sent only if the socket takes it, and a close with the client's bytes unread
+    // resets the connection, which may lose it: the close is what is certain.
+    const auto answer = slow.connection(0).receive();
+    if (answer.status != 0) {
+      EXPECT_EQ(answer.status, 408);
+      EXPECT_NE(answer.body.find("did not arrive within 1 s"), std::string::npos) << answer.body;
+    }
+  }
+  // A client that sent nothing since it connected is closed without a word.
+  ASSERT_TRUE(idle.ended_by_server());
+  EXPECT_EQ(idle.receive().status, 0);
+  EXPECT_EQ(http(server.port(), "GET", "/healthz").status, 200);
+}
+
+TEST_F(Serve, ABodyThatDoesNotArriveInTimeIsCut) {
+  imram::ServerOptions options;
+  options.http_threads = 1;
+  options.body_timeout_s = 1;
+  ServerOf server(*backend_, options);
+  {
+    const std::string head = "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 1000\r\n\r\n{\"text\": \"";
+    SlowClients slow(server.port(), 1, head, std::chrono::milliseconds(200));
+    ASSERT_TRUE(slow.connection(0).ended_by_server()) << "the server kept a body that never ends";
+  }
+  // The one worker is free again.
+  EXPECT_EQ(http(server.port(), "GET", "/healthz").status, 200);
+}
+
+TEST_F(Serve, KeptAliveAndPipelinedRequestsAreAnswered) {
+  HttpConnection connection(port_);
+  const std::string kept = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  connection.send(kept);
+  EXPECT_EQ(connection.receive_one().status, 200);
+  // Two at once: the second is already read when the first is answered.
+  connection.send(kept + http_request("GET", "/api/info"));
+  EXPECT_EQ(connection.receive_one().status, 200);
+  const auto info = connection.receive_one();
+  ASSERT_EQ(info.status, 200);
+  EXPECT_EQ(body_of(info)["index"], "exhaustive");
+  EXPECT_TRUE(connection.ended_by_server());  // the last said Connection: close
+}
+
+// Issue 19: `nprobe` and `ef_search` reach the shortlist, as imram search's options do.
+TEST(ServeIndex, SearchParametersReachTheShortlist) {
+  imram::test::TempDir dir;
+  imram::test::write_small_world(dir.file("data"), 2, 2, 12, 6, 16);
+  const auto backend = imram::open_index_backend(index_of_small_model(dir, "model", 8, "IVF4,Flat"), "cpu", 12);
+  ServerOf server(*backend, {});
+  const auto search = [&](const std::string& more) {
+    return http(server.port(), "POST", "/api/search", R"({"text": "a small red circle", "top": 12)" + more + "}");
+  };
+  const auto wide = search(""), narrow = search(R"(, "nprobe": 1)"), graph = search(R"(, "ef_search": 16)");
+  ASSERT_EQ(wide.status, 200) << wide.body;
+  EXPECT_EQ(body_of(wide)["results"].size(), 12u);  // the default nprobe visits all 4 lists
+  ASSERT_EQ(narrow.status, 200) << narrow.body;
+  EXPECT_LT(body_of(narrow)["results"].size(), 12u);  // one list of 4
+  ASSERT_EQ(graph.status, 200) << graph.body;         // not a graph index: searched as it is
+  EXPECT_EQ(body_of(graph)["results"], body_of(wide)["results"]);
+  for (const auto& [more, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"(, "nprobe": 0)", "\"nprobe\""}, {R"(, "ef_search": 100000)", "\"ef_search\""}}) {
+    const auto refused = search(more);
+    EXPECT_EQ(refused.status, 400) << more;
+    EXPECT_NE(body_of(refused)["error"].get<std::string>().find(field), std::string::npos) << refused.body;
+  }
 }
 
 }  // namespace

@@ -1,12 +1,9 @@
 // Data-parallel training over c10d/Gloo on loopback: a world of ranks takes the step one process
 // takes with the same whole batch (weights within 1e-5 + 1e-4 |w|, the train_full_k2 tolerance),
 // uneven shares and resumes included; a lost rank ends the others with an error naming it.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -23,53 +20,26 @@
 #include "imram/train/distributed.h"
 #include "imram/train/distributed_step.h"
 #include "imram/train/launch.h"
+#include "process.h"
 #include "test_util.h"
 
 namespace {
 
+using imram::test::Process;
 using Environment = std::vector<std::pair<std::string, std::string>>;
 
 // Starts `arguments` with extra environment variables, stdout and stderr into `log`.
-pid_t spawn(const std::vector<std::string>& arguments, const Environment& environment, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> argv;
-    for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    std::_Exit(127);
-  }
-  return pid;
+Process spawn(const std::vector<std::string>& arguments, const Environment& environment, const std::string& log) {
+  return Process(arguments, {imram::test::SpawnOptions::Output::File, log, environment});
 }
 
 // The exit status, or -1 when the process is still running after `seconds` (it is then killed).
-int wait_for(pid_t pid, double seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  int status = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, &status, 0);
+int wait_for(Process& process, double seconds) {
+  if (const auto status = process.wait_for(seconds)) return *status;
+  process.kill(SIGKILL);
+  process.wait_for(-1);
   return -1;
 }
-
-// Kills the ranks a failed assertion left running (reaped ones are no longer our children).
-struct Reaper {
-  std::vector<pid_t> pids;
-  ~Reaper() {
-    for (const pid_t pid : pids)
-      if (::waitpid(pid, nullptr, WNOHANG) == 0) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-      }
-  }
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -88,7 +58,8 @@ std::vector<std::string> split_words(const std::string& text) {
 // `imram --threads 1 train <arguments>` to completion; its output in `log`.
 int run_train(const std::string& arguments, const std::string& log) {
   auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 train " + arguments);
-  return wait_for(spawn(argv, {}, log), 300);
+  auto run = spawn(argv, {}, log);
+  return wait_for(run, 300);
 }
 
 std::string tiny_model() { return " --embed-size 16 --word-dim 8 --steps 2 --lr 2e-3 --seed 3 --quiet --log-every 1 "; }
@@ -283,14 +254,12 @@ TEST(DistributedRank, FixtureStep) {
 TEST(DistributedTraining, FixtureStepOfTwoRanks) {
   imram::test::TempDir dir;
   const auto port = std::to_string(imram::free_loopback_port());
-  std::vector<pid_t> ranks;
-  Reaper reaper;
+  std::vector<Process> ranks;
   for (int r = 0; r < 2; ++r)
     ranks.push_back(spawn({"/proc/self/exe", "--gtest_filter=DistributedRank.FixtureStep"},
                           {{"IMRAM_TEST_FIXTURE_RANK", "1"}, {"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"},
                            {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}, {"OMP_NUM_THREADS", "1"}},
                           dir.file("rank" + std::to_string(r) + ".log")));
-  reaper.pids = ranks;
   for (int r = 0; r < 2; ++r) {
     const auto log = dir.file("rank" + std::to_string(r) + ".log");
     EXPECT_EQ(wait_for(ranks[std::size_t(r)], 120), 0) << "rank " << r << ":\n" << read_text(log);
@@ -307,11 +276,11 @@ void wait_for_steps(const TinyData& data, std::size_t steps) {
 }
 
 // Two ranks started the torchrun way on a long run, returned once rank 0 has logged 3 steps.
-std::vector<pid_t> start_two_ranks(const TinyData& data) {
+std::vector<Process> start_two_ranks(const TinyData& data) {
   const auto port = std::to_string(imram::free_loopback_port());
   auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 train --data " + data.data() + tiny_model() +
                           " --batch-size 10 --epochs 1000 --val-split none --out " + data.dir.file("run"));
-  std::vector<pid_t> ranks;
+  std::vector<Process> ranks;
   for (int r = 0; r < 2; ++r)
     ranks.push_back(spawn(argv,
                           {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"},
@@ -323,10 +292,9 @@ std::vector<pid_t> start_two_ranks(const TinyData& data) {
 
 TEST(DistributedTraining, SigtermToOneRankStopsBothAtTheSameStepWithOneLast) {
   TinyData data(40);
-  const auto ranks = start_two_ranks(data);
-  const Reaper reaper{ranks};
+  auto ranks = start_two_ranks(data);
   ASSERT_GE(lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size(), 3u) << read_text(data.dir.file("rank0.log"));
-  ::kill(ranks[1], SIGTERM);
+  ranks[1].kill(SIGTERM);
   // Both stop with the status of an interrupted run whose state is saved.
   EXPECT_EQ(wait_for(ranks[0], 60), imram::kInterruptedExitStatus) << read_text(data.dir.file("rank0.log"));
   EXPECT_EQ(wait_for(ranks[1], 60), imram::kInterruptedExitStatus) << read_text(data.dir.file("rank1.log"));
@@ -344,21 +312,20 @@ TEST(DistributedTraining, SigtermToOneRankStopsBothAtTheSameStepWithOneLast) {
 // `victim` is killed with SIGKILL once training runs.
 void expect_the_survivor_names_the_lost_rank(int victim) {
   TinyData data(40);
-  const auto ranks = start_two_ranks(data);
-  const Reaper reaper{ranks};
+  auto ranks = start_two_ranks(data);
   ASSERT_GE(lines_of_type(data.dir.file("run/metrics.jsonl"), "train").size(), 3u) << read_text(data.dir.file("rank0.log"));
-  ::kill(ranks[std::size_t(victim)], SIGKILL);
+  ranks[std::size_t(victim)].kill(SIGKILL);
   EXPECT_EQ(wait_for(ranks[std::size_t(victim)], 10), 128 + SIGKILL);
   const int survivor = 1 - victim;
-  // A collective fails at once; the heartbeat then names the rank within a few seconds, far
-  // below the heartbeat timeout of 20 s that bounds a rank that hangs instead.
-  const auto killed = std::chrono::steady_clock::now();
   const auto status = wait_for(ranks[std::size_t(survivor)], 60);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
   const auto log = read_text(data.dir.file("rank" + std::to_string(survivor) + ".log"));
   EXPECT_EQ(status, 1) << log;
-  EXPECT_LT(seconds, 15) << log;
   EXPECT_NE(log.find("rank " + std::to_string(victim) + " lost"), std::string::npos) << log;
+  // The survivor learnt of the loss from an event (its collective failed, or rank 0's store
+  // went away with it), not from the 20 s heartbeat timeout that bounds a rank that hangs.
+  EXPECT_TRUE(log.find("a collective failed") != std::string::npos || log.find("stopped answering") != std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("it died or hangs"), std::string::npos) << log;
 }
 
 TEST(DistributedTraining, KilledRankEndsTheOtherWithAnErrorNamingIt) {
@@ -373,8 +340,7 @@ void expect_the_launcher_ends_the_world(int signal) {
   const auto log = data.dir.file("launcher.log");
   auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 train --nproc 2 --data " + data.data() +
                           tiny_model() + " --batch-size 10 --epochs 1000 --val-split none --out " + data.dir.file("run"));
-  const pid_t launcher = spawn(argv, {{"IMRAM_DIST_HEARTBEAT_TIMEOUT", "5"}}, log);
-  const Reaper reaper{{launcher}};
+  auto launcher = spawn(argv, {{"IMRAM_DIST_HEARTBEAT_TIMEOUT", "5"}}, log);
   wait_for_steps(data, 3);
   // "imram: --nproc: started 2 ranks (pids A B), ..."
   const auto said = read_text(log);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "imram/model/imram.h"
+#include "imram/search/search_params.h"
 
 namespace imram {
 
@@ -42,13 +43,6 @@ struct SearchStats {
   double stage2_ms = 0;            // IMRAM scoring (the whole gallery, or the shortlist)
   std::int64_t scored = 0;         // (query, item) pairs IMRAM scored
   std::string engine_path;         // the engine path that scored them (engine/matching.h)
-};
-
-// Per-call knobs of an approximate shortlist, as FAISS's SearchParameters: they apply to one
-// search and never change the index that others search at the same time. 0: the default.
-struct SearchParams {
-  int nprobe = 0;     // inverted-file lists visited per query (IVF indexes; default 32)
-  int ef_search = 0;  // candidate list of a graph search (HNSW indexes; default 128)
 };
 
 class Searcher {

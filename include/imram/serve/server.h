@@ -17,7 +17,14 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;          // 0: any free port (see Server::bind)
   std::string images_list;  // a file naming picture I on line I+1 (other datasets)
-  int http_threads = 32;    // connections served at once (they wait on the compute thread)
+  int http_threads = 32;    // requests read and answered at once (they wait on the compute thread)
+  // Slow clients (docs/serve.md): a connection waits, costing no worker, until its request head
+  // is complete; it has head_timeout_s seconds for it from its accept or its previous answer.
+  // A body must arrive within body_timeout_s of its head. Beyond max_waiting waiting
+  // connections, the one that has waited longest is closed.
+  double head_timeout_s = 10;
+  double body_timeout_s = 10;
+  std::size_t max_waiting = 512;
   // Searches that wait together are answered by one backend call of at most this many (1: one
   // at a time). Exhaustive searches gain several times their throughput (docs/serve.md).
   std::size_t max_batch = 16;
