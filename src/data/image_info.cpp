@@ -84,6 +84,10 @@ std::vector<ImageInfo> dataset_image_info(const std::string& dir, const std::str
       ++number;
       if (!line.empty() && line.back() == '\r') line.pop_back();
       out.push_back(parse_image_info(line, own + ":" + std::to_string(number), images));
+      // An index outlives the working directory it was built from: a picture's path is kept
+      // absolute, a relative one read as relative to the dataset.
+      auto& picture = out.back().picture;
+      if (!picture.empty() && fs::path(picture).is_relative()) picture = (fs::absolute(dir) / picture).string();
     }
   } else if (fs::exists(scenes_path(dir, split))) {
     source = scenes_path(dir, split);

@@ -25,11 +25,18 @@ namespace {
 // the order of the stage-1 score: scores are lifted above every stage-1 value.
 constexpr double kShortlistLift = 1e6;
 
-std::optional<double> twins_of(const GalleryIndex& index, const torch::Tensor& sims) {
-  if (!index.described()) return std::nullopt;
+// Each image's twin (-1: none); empty when the gallery names no twin. Read once per evaluation:
+// each line of image info is parsed whole (drawings included).
+std::vector<std::int64_t> twins_in(const GalleryIndex& index) {
   std::vector<std::int64_t> twins;
+  if (!index.described()) return twins;
   for (std::int64_t image = 0; image < index.num_images(); ++image) twins.push_back(index.image_info(image).twin);
-  if (std::all_of(twins.begin(), twins.end(), [](std::int64_t t) { return t < 0; })) return std::nullopt;
+  if (std::all_of(twins.begin(), twins.end(), [](std::int64_t t) { return t < 0; })) twins.clear();
+  return twins;
+}
+
+std::optional<double> twins_of(const std::vector<std::int64_t>& twins, const GalleryIndex& index, const torch::Tensor& sims) {
+  if (twins.empty()) return std::nullopt;
   const auto data = sims.contiguous();
   return twin_accuracy(data.data_ptr<double>(), sims.size(0), sims.size(1), twins, index.captions_per_image());
 }
@@ -70,6 +77,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   if (N == 0) throw Error(index.dir() + ": the index is empty");
   const auto& model = *index.model().net;
   const auto device = model.parameters().front().device();
+  const auto twins = twins_in(index);
 
   if (options.exhaustive) {
     const Stopwatch watch;
@@ -86,7 +94,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     const auto sims = score_pairs(model, images, captions, score_options).total.to(torch::kCPU, torch::kFloat64);
     bar.finish();
     const double ms = watch.milliseconds();
-    MethodResult method{metrics_of(index, sims), twins_of(index, sims), ms / double(M), ms / double(N)};
+    MethodResult method{metrics_of(index, sims), twins_of(twins, index, sims), ms / double(M), ms / double(N)};
     result.exhaustive = method;
   }
   if (!index.has_shortlist() || options.shortlist <= 0) return result;
@@ -133,9 +141,9 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     one.ms_per_image_query = stats.stage1_ms / double(N);
   }
   two.metrics = combine(index, two_i2t, two_t2i);
-  two.twin_accuracy = twins_of(index, two_t2i);
+  two.twin_accuracy = twins_of(twins, index, two_t2i);
   one.metrics = combine(index, one_i2t, one_t2i);
-  one.twin_accuracy = twins_of(index, one_t2i);
+  one.twin_accuracy = twins_of(twins, index, one_t2i);
   result.two_stage = two;
   result.stage1 = one;
   return result;

@@ -191,19 +191,21 @@ std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest ma
   line_count("captions.txt", m.captions, "captions");
   impl->captions = read_captions(dir + "/captions.txt");
   impl->captions.resize(std::size_t(m.captions));
+  // Lines are counted on the mapping; they are parsed only when their image is shown.
   const auto& info_file = m.files.at(kImageInfoFile);
-  if (m.described > 0 && m.described == m.images) {
-    impl->image_info_file = std::make_unique<MappedFile>(dir + "/" + kImageInfoFile, info_file.bytes);
-    const char* text = impl->image_info_file->data();
-    auto& offsets = impl->image_info_offsets;
-    offsets.push_back(0);
+  std::unique_ptr<MappedFile> info;
+  std::vector<std::uint64_t> offsets{0};
+  if (info_file.bytes > 0) {
+    info = std::make_unique<MappedFile>(dir + "/" + kImageInfoFile, info_file.bytes);
     for (std::uint64_t at = 0; at < info_file.bytes; ++at)
-      if (text[at] == '\n') offsets.push_back(at + 1);
-    if (std::int64_t(offsets.size()) - 1 != m.described)
-      throw Error(dir + "/" + kImageInfoFile + ": " + std::to_string(offsets.size() - 1) +
-                  " lines, the manifest counts " + std::to_string(m.described) + " described images");
-  } else {
-    line_count(kImageInfoFile, m.described, "described images");
+      if (info->data()[at] == '\n') offsets.push_back(at + 1);
+  }
+  if (std::int64_t(offsets.size()) - 1 != m.described)
+    throw Error(dir + "/" + kImageInfoFile + ": " + std::to_string(offsets.size() - 1) + " lines, the manifest counts " +
+                std::to_string(m.described) + " described images");
+  if (m.described > 0 && m.described == m.images) {
+    impl->image_info_file = std::move(info);
+    impl->image_info_offsets = std::move(offsets);
   }
   if (m.global_dim > 0 && m.generation > 0) {
     impl->image_globals = std::make_unique<MappedFile>(dir + "/image_globals.bin", std::uint64_t(m.images * m.global_dim) * 4);

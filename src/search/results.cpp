@@ -6,6 +6,15 @@
 
 namespace imram {
 
+namespace {
+
+// Caption `caption` is one of image `image`'s own (never for a gallery without ground truth).
+bool own_caption(const GalleryIndex& index, std::int64_t caption, std::int64_t image) {
+  return index.captions_per_image() > 0 && caption / index.captions_per_image() == image;
+}
+
+}  // namespace
+
 std::vector<std::string> query_warnings(const EncodedQuery& query) {
   std::vector<std::string> warnings;
   if (!query.is_text()) return warnings;
@@ -53,7 +62,7 @@ nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const Encod
     }
     if (!by_text) {
       item["text"] = index.caption_texts()[std::size_t(hit.index)];
-      if (index.captions_per_image() > 0) item["own"] = hit.index / index.captions_per_image() == query_image;
+      if (index.captions_per_image() > 0) item["own"] = own_caption(index, hit.index, query_image);
     }
     results.push_back(item);
   }
@@ -71,12 +80,11 @@ std::string search_answer_text(const GalleryIndex& index, const EncodedQuery& qu
     const auto description = index.image_info(query_image).description;
     out << "image " << query_image << (description.empty() ? "" : ": " + description) << "\n";
   }
-  const auto per_image = index.captions_per_image();
   for (std::size_t rank = 0; rank < answer.hits.size(); ++rank) {
     const auto& hit = answer.hits[rank];
     char score[32];
     std::snprintf(score, sizeof score, "%.4f", hit.score);
-    const bool own = !by_text && per_image > 0 && hit.index / per_image == query_image;
+    const bool own = !by_text && own_caption(index, hit.index, query_image);
     out << "  " << (hit.index == mark || own ? "* " : "  ") << rank + 1 << ". ";
     if (by_text) {
       const auto description = index.image_info(hit.index).description;

@@ -29,8 +29,8 @@ std::string image_info_json(const ImageInfo& info);  // one line, without its ne
 // One line; `where` ("file:line") names it in errors. `images`: twins must index one of them.
 ImageInfo parse_image_info(const std::string& line, const std::string& where, std::int64_t images);
 
-// `{dir}/{split}_images.jsonl` when it exists, else the synthetic world's `{split}_scenes.jsonl`
-// turned into ImageInfo, else nothing. Throws naming the file when it does not describe exactly
+// `{dir}/{split}_images.jsonl` when it exists (a relative picture path made absolute against
+// `dir`), else the synthetic world's `{split}_scenes.jsonl` turned into ImageInfo, else nothing. Throws naming the file when it does not describe exactly
 // `images` images.
 std::vector<ImageInfo> dataset_image_info(const std::string& dir, const std::string& split, std::int64_t images);
 
