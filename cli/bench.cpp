@@ -2,6 +2,7 @@
 
 #include "command.h"
 #include "imram/bench/benchmarks.h"
+#include "imram/bench/features_bench.h"
 #include "imram/bench/search_bench.h"
 #include "imram/runtime/doctor.h"
 
@@ -126,6 +127,25 @@ IMRAM_COMMAND {
         if (t->options.baseline) std::printf("reference  %.3f s/step -> %.2fx\n", r.baseline_seconds_per_step, r.speedup);
         std::printf("peak RSS   %.0f MB, %s, %d threads\n", r.peak_rss_mb, r.device.c_str(), r.threads);
       }
+      return 0;
+    };
+  });
+
+  auto f = std::make_shared<imram::FeaturesBenchOptions>();
+  auto* features = bench->add_subcommand(
+      "features", "the pictures pipeline of imram features on generated JPEGs: decode + resize rate, backbone rate");
+  features->add_option("--pictures", f->pictures, "generated JPEGs")->capture_default_str()->check(CLI::Range(1, 100000));
+  features->add_option("--width", f->width, "their width")->capture_default_str()->check(CLI::Range(16, 8192));
+  features->add_option("--height", f->height, "their height")->capture_default_str()->check(CLI::Range(16, 8192));
+  features->add_option("--size", f->size, "the backbone's input side")->capture_default_str()->check(CLI::Range(8, 4096));
+  features->add_option("--decode-threads", f->threads, "decoding threads of the second pipeline run")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  features->add_option("--backbone", f->backbone, "also time this TorchScript grid backbone");
+  features->add_option("--batch-size", f->batch_size, "pictures per backbone call")->capture_default_str()->check(CLI::Range(1, 4096));
+  features->callback([&invocation, f] {
+    invocation.run = [f, &invocation] {
+      f->device = invocation.globals.device;
+      std::cout << imram::bench_features(*f) << "\n";
       return 0;
     };
   });

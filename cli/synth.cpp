@@ -5,11 +5,16 @@
 
 #include "command.h"
 #include "imram/data/synthetic.h"
+#include "imram/image/render.h"
+#include "imram/runtime/runtime.h"
 
 namespace {
 struct SynthArguments {
   std::string out;
   imram::SyntheticOptions options;
+  bool render = false;
+  int render_size = 224;
+  std::string render_format = "png";
 };
 }  // namespace
 
@@ -35,11 +40,24 @@ IMRAM_COMMAND {
   sub->add_option("--position-twins", o.position_twins,
                   "fraction of twin pairs that differ by positions instead of colours")
       ->capture_default_str();
+  sub->add_flag("--render", args->render,
+                 "also paint every scene as a picture: {out}/pictures/{split}/{image:06d}.png (for imram features)");
+  sub->add_option("--render-size", args->render_size, "side of the rendered pictures")
+      ->capture_default_str()->check(CLI::Range(16, 4096));
+  sub->add_option("--render-format", args->render_format, "png or jpg")
+      ->check(CLI::IsMember({"png", "jpg"}))->capture_default_str();
   sub->callback([&invocation, args] {
     invocation.run = [&invocation, args] {
       args->options.threads = invocation.globals.threads;
       imram::write_synthetic_dataset(args->out, args->options,
                                      [](const std::string& line) { std::cout << line << std::endl; });
+      if (args->render) {
+        for (const char* split : {"train", "dev", "test"}) {
+          const auto count = imram::render_split_pictures(args->out, split, args->render_size, args->render_format,
+                                                          imram::thread_count());
+          std::cout << split << ": " << count << " pictures in " << args->out << "/pictures/" << split << std::endl;
+        }
+      }
       return 0;
     };
   });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -29,32 +30,26 @@ std::string cell_name(int row, int col) {
 // ---------------------------------------------------------------------------------------------
 // The drawing: shapes on the grid, at the sizes the regions' boxes assume.
 
-constexpr double kDrawingSize = 300;  // the SVG's width and height, in its own units
-constexpr double kCell = kDrawingSize / kSyntheticGrid;
+constexpr double kCell = kSceneDrawingSize / kSyntheticGrid;
 constexpr double kPi = 3.14159265358979323846;
 
-const char* fill_of(const std::string& colour) {
-  static const std::vector<std::pair<std::string, const char*>> fills = {
-      {"red", "#d62728"},    {"blue", "#1f77b4"},   {"green", "#2ca02c"}, {"yellow", "#f2d024"},
-      {"purple", "#8e44ad"}, {"orange", "#ff7f0e"}, {"pink", "#f78fb3"},  {"white", "#ffffff"},
-      {"black", "#111111"},  {"grey", "#8a8a8a"},   {"brown", "#8c564b"}, {"cyan", "#17becf"}};
+Rgb fill_of(const std::string& colour) {
+  static const std::vector<std::pair<std::string, Rgb>> fills = {
+      {"red", {0xd6, 0x27, 0x28}},    {"blue", {0x1f, 0x77, 0xb4}},   {"green", {0x2c, 0xa0, 0x2c}},
+      {"yellow", {0xf2, 0xd0, 0x24}}, {"purple", {0x8e, 0x44, 0xad}}, {"orange", {0xff, 0x7f, 0x0e}},
+      {"pink", {0xf7, 0x8f, 0xb3}},   {"white", {0xff, 0xff, 0xff}},  {"black", {0x11, 0x11, 0x11}},
+      {"grey", {0x8a, 0x8a, 0x8a}},   {"brown", {0x8c, 0x56, 0x4b}},  {"cyan", {0x17, 0xbe, 0xcf}}};
   for (const auto& [name, fill] : fills)
     if (name == colour) return fill;
-  return "#777777";
+  return {0x77, 0x77, 0x77};
 }
 
 double radius_of(int size) { return size == 0 ? 16 : size == 1 ? 26 : 38; }
 
-std::string polygon(double cx, double cy, const std::vector<std::pair<double, double>>& unit_points, double r) {
-  std::ostringstream out;
-  out << "<polygon points=\"";
-  for (const auto& [x, y] : unit_points) out << cx + x * r << "," << cy + y * r << " ";
-  out << "\"";
-  return out.str();
-}
+using Outline = std::vector<std::array<double, 2>>;
 
-std::vector<std::pair<double, double>> regular(int corners, double start, double inner = 0) {
-  std::vector<std::pair<double, double>> points;
+Outline regular(int corners, double start, double inner = 0) {
+  Outline points;
   const int count = inner > 0 ? 2 * corners : corners;
   for (int i = 0; i < count; ++i) {
     const double angle = start + 2 * kPi * i / count;
@@ -64,73 +59,115 @@ std::vector<std::pair<double, double>> regular(int corners, double start, double
   return points;
 }
 
-std::string shape_element(const std::string& shape, double cx, double cy, double r) {
-  std::ostringstream out;
-  if (shape == "circle") {
-    out << "<circle cx=\"" << cx << "\" cy=\"" << cy << "\" r=\"" << r << "\"";
-  } else if (shape == "oval") {
-    out << "<ellipse cx=\"" << cx << "\" cy=\"" << cy << "\" rx=\"" << r << "\" ry=\"" << 0.6 * r << "\"";
-  } else if (shape == "square") {
-    out << "<rect x=\"" << cx - 0.8 * r << "\" y=\"" << cy - 0.8 * r << "\" width=\"" << 1.6 * r << "\" height=\""
-        << 1.6 * r << "\"";
-  } else if (shape == "triangle") {
-    out << polygon(cx, cy, regular(3, -kPi / 2), r);
-  } else if (shape == "star") {
-    out << polygon(cx, cy, regular(5, -kPi / 2, 0.45), r);
-  } else if (shape == "diamond") {
-    out << polygon(cx, cy, {{0, -1}, {0.65, 0}, {0, 1}, {-0.65, 0}}, r);
-  } else if (shape == "hexagon") {
-    out << polygon(cx, cy, regular(6, 0), r);
-  } else if (shape == "pentagon") {
-    out << polygon(cx, cy, regular(5, -kPi / 2), r);
-  } else if (shape == "cross") {
-    const double a = 0.3;
-    out << polygon(cx, cy, {{-a, -1}, {a, -1}, {a, -a}, {1, -a}, {1, a}, {a, a}, {a, 1}, {-a, 1}, {-a, a}, {-1, a},
-                            {-1, -a}, {-a, -a}},
-                   r);
-  } else if (shape == "arrow") {
-    out << polygon(cx, cy, {{-1, -0.3}, {0.2, -0.3}, {0.2, -0.7}, {1, 0}, {0.2, 0.7}, {0.2, 0.3}, {-1, 0.3}}, r);
-  } else if (shape == "heart") {
-    out << "<path d=\"M " << cx << " " << cy + 0.9 * r << " C " << cx - 1.4 * r << " " << cy - 0.1 * r << " "
-        << cx - 0.6 * r << " " << cy - 1.2 * r << " " << cx << " " << cy - 0.4 * r << " C " << cx + 0.6 * r << " "
-        << cy - 1.2 * r << " " << cx + 1.4 * r << " " << cy - 0.1 * r << " " << cx << " " << cy + 0.9 * r << " Z\"";
-  } else if (shape == "crescent") {
-    out << "<path d=\"M " << cx + 0.3 * r << " " << cy - r << " A " << r << " " << r << " 0 1 0 " << cx + 0.3 * r
-        << " " << cy + r << " A " << 0.8 * r << " " << 0.8 * r << " 0 1 1 " << cx + 0.3 * r << " " << cy - r
-        << " Z\"";
-  } else {
-    out << "<circle cx=\"" << cx << "\" cy=\"" << cy << "\" r=\"" << r << "\"";
+constexpr int kCurveSteps = 24;  // polygon points per curve: smooth at the drawing's size
+
+Outline ellipse(double rx, double ry) {
+  Outline points;
+  for (int i = 0; i < 2 * kCurveSteps; ++i) {
+    const double angle = 2 * kPi * i / (2 * kCurveSteps);
+    points.push_back({rx * std::cos(angle), ry * std::sin(angle)});
   }
-  return out.str();
+  return points;
+}
+
+// A cubic Bezier from p0 to p3, without its first point.
+void bezier(Outline& out, std::array<double, 2> p0, std::array<double, 2> p1, std::array<double, 2> p2,
+            std::array<double, 2> p3) {
+  for (int i = 1; i <= kCurveSteps; ++i) {
+    const double t = double(i) / kCurveSteps, u = 1 - t;
+    out.push_back({u * u * u * p0[0] + 3 * u * u * t * p1[0] + 3 * u * t * t * p2[0] + t * t * t * p3[0],
+                   u * u * u * p0[1] + 3 * u * u * t * p1[1] + 3 * u * t * t * p2[1] + t * t * t * p3[1]});
+  }
+}
+
+// The outline of a shape of radius 1 centred on the origin.
+Outline unit_outline(const std::string& shape) {
+  if (shape == "oval") return ellipse(1, 0.6);
+  if (shape == "square") return {{-0.8, -0.8}, {0.8, -0.8}, {0.8, 0.8}, {-0.8, 0.8}};
+  if (shape == "triangle") return regular(3, -kPi / 2);
+  if (shape == "star") return regular(5, -kPi / 2, 0.45);
+  if (shape == "diamond") return {{0, -1}, {0.65, 0}, {0, 1}, {-0.65, 0}};
+  if (shape == "hexagon") return regular(6, 0);
+  if (shape == "pentagon") return regular(5, -kPi / 2);
+  if (shape == "cross") {
+    const double a = 0.3;
+    return {{-a, -1}, {a, -1}, {a, -a}, {1, -a}, {1, a}, {a, a}, {a, 1}, {-a, 1}, {-a, a}, {-1, a}, {-1, -a}, {-a, -a}};
+  }
+  if (shape == "arrow") return {{-1, -0.3}, {0.2, -0.3}, {0.2, -0.7}, {1, 0}, {0.2, 0.7}, {0.2, 0.3}, {-1, 0.3}};
+  if (shape == "heart") {
+    Outline points{{0, 0.9}};
+    bezier(points, {0, 0.9}, {-1.4, -0.1}, {-0.6, -1.2}, {0, -0.4});
+    bezier(points, {0, -0.4}, {0.6, -1.2}, {1.4, -0.1}, {0, 0.9});
+    points.pop_back();  // back at the start
+    return points;
+  }
+  if (shape == "crescent") {
+    // The part of the unit circle outside a smaller circle shifted right: from the top tip round
+    // the left to the bottom tip on the outer circle, back up on the inner one.
+    const double inner_x = 0.5, inner_r = 0.85;
+    const double tip_x = (1 - inner_r * inner_r + inner_x * inner_x) / (2 * inner_x);
+    const double tip_y = std::sqrt(1 - tip_x * tip_x);
+    const double outer_tip = std::atan2(tip_y, tip_x), inner_tip = std::atan2(tip_y, tip_x - inner_x);
+    Outline points;
+    for (int i = 0; i <= 2 * kCurveSteps; ++i) {
+      const double angle = -outer_tip - (2 * kPi - 2 * outer_tip) * i / (2 * kCurveSteps);
+      points.push_back({std::cos(angle), std::sin(angle)});
+    }
+    for (int i = 1; i < 2 * kCurveSteps; ++i) {
+      const double angle = inner_tip + (2 * kPi - 2 * inner_tip) * i / (2 * kCurveSteps);
+      points.push_back({inner_x + inner_r * std::cos(angle), inner_r * std::sin(angle)});
+    }
+    return points;
+  }
+  return ellipse(1, 1);  // circle
 }
 
 Box object_box(const SceneObject& object) {
   const double r = radius_of(object.size) + 6;
   const double cx = (object.col + 0.5) * kCell, cy = (object.row + 0.5) * kCell;
-  return {(cx - r) / kDrawingSize, (cy - r) / kDrawingSize, 2 * r / kDrawingSize, 2 * r / kDrawingSize};
+  return {(cx - r) / kSceneDrawingSize, (cy - r) / kSceneDrawingSize, 2 * r / kSceneDrawingSize,
+          2 * r / kSceneDrawingSize};
 }
 
+std::string hex(const Rgb& colour) {
+  char text[8];
+  std::snprintf(text, sizeof text, "#%02x%02x%02x", colour[0], colour[1], colour[2]);
+  return text;
+}
 
 std::string scene_svg(const Scene& scene) {
   std::ostringstream out;
-  out << "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " << kDrawingSize << " " << kDrawingSize
-      << "\" width=\"" << kDrawingSize << "\" height=\"" << kDrawingSize << "\" role=\"img\">"
+  out << "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " << kSceneDrawingSize << " " << kSceneDrawingSize
+      << "\" width=\"" << kSceneDrawingSize << "\" height=\"" << kSceneDrawingSize << "\" role=\"img\">"
       << "<title>" << xml_escape(describe(scene)) << "</title>"
-      << "<rect width=\"100%\" height=\"100%\" fill=\"#f4f1ea\"/>";
+      << "<rect width=\"100%\" height=\"100%\" fill=\"" << hex(kSceneBackground) << "\"/>";
   for (int i = 1; i < kSyntheticGrid; ++i)
-    out << "<path d=\"M " << i * kCell << " 0 V " << kDrawingSize << " M 0 " << i * kCell << " H " << kDrawingSize
-        << "\" stroke=\"#e2ddd0\" stroke-width=\"1\"/>";
-  for (const auto& object : scene.objects) {
-    const auto& colour = synthetic_colours()[std::size_t(object.colour)];
-    out << shape_element(synthetic_shapes()[std::size_t(object.shape)], (object.col + 0.5) * kCell,
-                         (object.row + 0.5) * kCell, radius_of(object.size))
-        << " fill=\"" << fill_of(colour) << "\" stroke=\"#333\" stroke-width=\"1.5\"/>";
+    out << "<path d=\"M " << i * kCell << " 0 V " << kSceneDrawingSize << " M 0 " << i * kCell << " H "
+        << kSceneDrawingSize << "\" stroke=\"" << hex(kSceneGridLine) << "\" stroke-width=\"1\"/>";
+  out.precision(4);
+  for (const auto& shape : scene_shapes(scene)) {
+    out << "<polygon points=\"";
+    for (const auto& [x, y] : shape.outline) out << x << "," << y << " ";
+    out << "\" fill=\"" << hex(shape.fill) << "\" stroke=\"" << hex(kSceneOutline) << "\" stroke-width=\"1.5\"/>";
   }
   out << "</svg>";
   return out.str();
 }
 
 }  // namespace
+
+std::vector<DrawnShape> scene_shapes(const Scene& scene) {
+  std::vector<DrawnShape> shapes;
+  for (const auto& object : scene.objects) {
+    const double cx = (object.col + 0.5) * kCell, cy = (object.row + 0.5) * kCell, r = radius_of(object.size);
+    DrawnShape shape;
+    shape.fill = fill_of(synthetic_colours()[std::size_t(object.colour)]);
+    for (const auto& [x, y] : unit_outline(synthetic_shapes()[std::size_t(object.shape)]))
+      shape.outline.push_back({cx + x * r, cy + y * r});
+    shapes.push_back(std::move(shape));
+  }
+  return shapes;
+}
 
 ImageInfo image_info(const Scene& scene) {
   ImageInfo info;

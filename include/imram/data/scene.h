@@ -3,6 +3,7 @@
 // which region of the image's features shows which shape, and its twin. Scenes travel as
 // `{split}_scenes.jsonl` beside a generated dataset; an index keeps what people see of them (a
 // description, a drawing, the regions' boxes: ImageInfo).
+#include <array>
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
@@ -55,6 +56,20 @@ std::string scene_json(const Scene& scene);  // one line of the scenes file
 
 // "large red circle (top left), small blue square (bottom right)"
 std::string describe(const Scene& scene);
+
+// What the drawing of a scene shows, in its own units (a kSceneDrawingSize square, y down): the
+// outline of each object (curves as polygons) and its fill. The SVG drawing and the rendered
+// pictures (image/render.h) draw the same shapes.
+inline constexpr double kSceneDrawingSize = 300;
+using Rgb = std::array<unsigned char, 3>;
+inline constexpr Rgb kSceneBackground{0xf4, 0xf1, 0xea};
+inline constexpr Rgb kSceneGridLine{0xe2, 0xdd, 0xd0};
+inline constexpr Rgb kSceneOutline{0x33, 0x33, 0x33};
+struct DrawnShape {
+  std::vector<std::array<double, 2>> outline;
+  Rgb fill{};
+};
+std::vector<DrawnShape> scene_shapes(const Scene& scene);
 
 // What people see of a scene: its description, an SVG drawing, each region's box (the box of
 // the object it was made from), its twin.

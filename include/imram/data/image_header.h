@@ -1,0 +1,28 @@
+#pragma once
+// An image file's format and size read from its first bytes, before any decoder runs: a
+// decompression bomb (a small file that declares billions of pixels) is refused by its header,
+// not by running out of memory. LibTorch- and OpenCV-free, so that it is fuzzed with the parsers.
+#include <cstddef>
+#include <cstdint>
+
+namespace imram {
+
+enum class ImageFormat { Jpeg, Png, WebP, Bmp };
+
+const char* image_format_name(ImageFormat format);  // "JPEG", "PNG", ...
+
+struct ImageHeader {
+  ImageFormat format = ImageFormat::Jpeg;
+  std::int64_t width = 0;
+  std::int64_t height = 0;
+};
+
+// Throws imram::Error with a phrase (no file name: the caller adds it), e.g. "not a JPEG, PNG,
+// WebP or BMP file" or "PNG header declares a 0x10 image".
+ImageHeader read_image_header(const unsigned char* data, std::size_t size);
+
+// Whether a JPEG's last scan is followed by the end-of-image marker. libjpeg decodes a truncated
+// file "successfully", painting the missing rows grey; such pictures must be skipped, not used.
+bool jpeg_is_complete(const unsigned char* data, std::size_t size);
+
+}  // namespace imram

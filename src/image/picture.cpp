@@ -1,0 +1,168 @@
+#include "imram/image/picture.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "imram/data/image_header.h"
+#include "imram/error.h"
+#include "imram/util/atomic_file.h"
+
+namespace imram {
+
+namespace {
+
+int reduced_decoding_flag(const ImageHeader& header, int min_side) {
+  if (header.format != ImageFormat::Jpeg || min_side <= 0) return cv::IMREAD_COLOR;
+  const auto shorter = std::min(header.width, header.height);
+  if (shorter >= 8 * std::int64_t(min_side)) return cv::IMREAD_REDUCED_COLOR_8;
+  if (shorter >= 4 * std::int64_t(min_side)) return cv::IMREAD_REDUCED_COLOR_4;
+  if (shorter >= 2 * std::int64_t(min_side)) return cv::IMREAD_REDUCED_COLOR_2;
+  return cv::IMREAD_COLOR;
+}
+
+cv::Mat over_white(const cv::Mat& colour, const cv::Mat& alpha) {
+  cv::Mat colour_f, alpha_f;
+  colour.convertTo(colour_f, CV_32F);
+  alpha.convertTo(alpha_f, CV_32F, 1.0 / 255);
+  cv::Mat alpha3;
+  cv::cvtColor(alpha_f, alpha3, cv::COLOR_GRAY2BGR);
+  cv::Mat blended = colour_f.mul(alpha3) + (cv::Scalar::all(1.0) - alpha3) * 255.0;
+  cv::Mat out;
+  blended.convertTo(out, CV_8U);
+  return out;
+}
+
+// Whatever the decoder gave (1-4 channels, 8 or 16 bits, BGR order) as 8-bit RGB.
+cv::Mat to_rgb8(cv::Mat image) {
+  if (image.depth() == CV_16U) {
+    cv::Mat eight;
+    image.convertTo(eight, CV_8U, 1.0 / 257);
+    image = eight;
+  } else if (image.depth() != CV_8U) {
+    cv::Mat eight;
+    image.convertTo(eight, CV_8U, 255);
+    image = eight;
+  }
+  cv::Mat bgr;
+  switch (image.channels()) {
+    case 1: cv::cvtColor(image, bgr, cv::COLOR_GRAY2BGR); break;
+    case 2: {
+      std::vector<cv::Mat> planes;
+      cv::split(image, planes);
+      cv::Mat grey;
+      cv::cvtColor(planes[0], grey, cv::COLOR_GRAY2BGR);
+      bgr = over_white(grey, planes[1]);
+      break;
+    }
+    case 3: bgr = image; break;
+    case 4: {
+      std::vector<cv::Mat> planes;
+      cv::split(image, planes);
+      cv::Mat colour;
+      cv::merge(std::vector<cv::Mat>{planes[0], planes[1], planes[2]}, colour);
+      bgr = over_white(colour, planes[3]);
+      break;
+    }
+    default: throw Error("has " + std::to_string(image.channels()) + " channels");
+  }
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+}  // namespace
+
+cv::Mat decode_picture(const std::vector<unsigned char>& bytes, const std::string& name,
+                       const PictureLimits& limits, int min_side) {
+  ImageHeader header;
+  try {
+    header = read_image_header(bytes.data(), bytes.size());
+  } catch (const Error& e) {
+    throw Error(name + ": " + e.what());
+  }
+  const auto size = std::to_string(header.width) + "x" + std::to_string(header.height);
+  if (header.width * header.height > limits.max_pixels)
+    throw Error(name + ": " + size + " pixels is over the limit of " + std::to_string(limits.max_pixels) +
+                " (--max-pixels)");
+  if (header.format == ImageFormat::Jpeg && !jpeg_is_complete(bytes.data(), bytes.size()))
+    throw Error(name + ": truncated JPEG (its image data has no end marker)");
+  // Pictures with transparency keep their alpha channel, to be put over white rather than
+  // dropped (a transparent pixel's colour is often black). JPEGs have none but carry the EXIF
+  // orientation, which OpenCV applies to every mode except "unchanged".
+  const int flags = header.format == ImageFormat::Jpeg ? reduced_decoding_flag(header, min_side) : cv::IMREAD_UNCHANGED;
+  cv::Mat decoded;
+  try {
+    decoded = cv::imdecode(bytes, flags);
+  } catch (const cv::Exception&) {
+    decoded.release();
+  }
+  if (decoded.empty())
+    throw Error(name + ": cannot decode this " + image_format_name(header.format) + " " + size +
+                " picture (damaged or an unsupported variant)");
+  try {
+    return to_rgb8(decoded);
+  } catch (const Error& e) {
+    throw Error(name + ": " + e.what());
+  }
+}
+
+cv::Mat read_picture(const std::string& path, const PictureLimits& limits, int min_side) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw Error(path + ": cannot read (not a regular file?)");
+  if (size > limits.max_file_bytes)
+    throw Error(path + ": " + std::to_string(size) + " bytes is over the limit of " +
+                std::to_string(limits.max_file_bytes) + " for a picture file");
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), size))
+    throw Error(path + ": cannot read (" + std::strerror(errno) + ")");
+  return decode_picture(bytes, path, limits, min_side);
+}
+
+cv::Mat resize_picture(const cv::Mat& rgb, int width, int height) {
+  if (rgb.cols == width && rgb.rows == height) return rgb;
+  const bool shrinking = width <= rgb.cols && height <= rgb.rows;
+  cv::Mat out;
+  cv::resize(rgb, out, cv::Size(width, height), 0, 0, shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+  return out;
+}
+
+cv::Mat fit_picture(const cv::Mat& rgb, int max_side) {
+  const int longer = std::max(rgb.cols, rgb.rows);
+  if (longer <= max_side) return rgb;
+  const double scale = double(max_side) / longer;
+  return resize_picture(rgb, std::max(1, int(rgb.cols * scale + 0.5)), std::max(1, int(rgb.rows * scale + 0.5)));
+}
+
+std::vector<unsigned char> encode_jpeg(const cv::Mat& rgb, int quality) {
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  std::vector<unsigned char> bytes;
+  if (!cv::imencode(".jpg", bgr, bytes, {cv::IMWRITE_JPEG_QUALITY, quality}))
+    throw IoError("cannot encode a JPEG picture");
+  return bytes;
+}
+
+void write_picture(const std::string& path, const cv::Mat& rgb) {
+  const auto dot = path.rfind('.');
+  const std::string extension = dot == std::string::npos ? "" : path.substr(dot);
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  std::vector<unsigned char> bytes;
+  bool encoded = false;
+  try {
+    encoded = cv::imencode(extension, bgr, bytes);
+  } catch (const cv::Exception&) {
+  }
+  if (!encoded) throw Error(path + ": cannot write a picture with the extension '" + extension + "' (use .png or .jpg)");
+  write_file_atomically(path, [&](std::ostream& out) { out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size())); });
+}
+
+}  // namespace imram
