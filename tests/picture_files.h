@@ -115,9 +115,8 @@ inline Bytes with_exif_orientation(const Bytes& jpeg, std::uint16_t orientation)
                       0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1,                          // orientation, SHORT x 1
                       static_cast<unsigned char>(orientation >> 8), static_cast<unsigned char>(orientation), 0, 0,
                       0, 0, 0, 0};                                                 // no next IFD
-  Bytes out(jpeg.begin(), jpeg.begin() + 2);
-  out.insert(out.end(), exif.begin(), exif.end());
-  out.insert(out.end(), jpeg.begin() + 2, jpeg.end());
+  Bytes out = jpeg;
+  out.insert(out.begin() + 2, exif.begin(), exif.end());
   return out;
 }
 

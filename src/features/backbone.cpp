@@ -17,6 +17,13 @@ std::string first_line(const std::string& text) {
   return end == std::string::npos ? text : text.substr(0, end);
 }
 
+std::string last_line(const std::string& text) {
+  auto end = text.find_last_not_of("\n ");
+  if (end == std::string::npos) return text;
+  const auto begin = text.rfind('\n', end);
+  return text.substr(begin == std::string::npos ? 0 : begin + 1, end + 1 - (begin == std::string::npos ? 0 : begin + 1));
+}
+
 std::string shape_text(const torch::Tensor& tensor) {
   std::ostringstream out;
   out << "[";
@@ -63,11 +70,21 @@ void Backbone::broken(const std::string& what) const {
 
 std::vector<PictureRegions> Backbone::run(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
+  std::string why;
   try {
     return contract_ == BackboneContract::Grid ? run_grid(images) : run_detector(images);
+  } catch (const Error&) {
+    throw;
   } catch (const c10::Error& e) {
-    broken("failed on " + shape_text(images) + " input: " + first_line(e.what_without_backtrace()));
+    why = first_line(e.what_without_backtrace());
+  } catch (const std::exception& e) {  // the TorchScript interpreter's: a traceback, the cause last
+    why = last_line(e.what());
   }
+  const bool grid = contract_ == BackboneContract::Grid;
+  broken("failed on its input (" +
+         (grid ? "a batch " + shape_text(images) + "; a detector? --contract detector"
+               : "one image " + shape_text(images[0]) + "; a grid? --contract grid") +
+         "): " + why);
 }
 
 std::vector<PictureRegions> Backbone::run_grid(const torch::Tensor& images) {

@@ -249,13 +249,20 @@ FeatureSummary extract_features(const std::vector<std::string>& pictures, const 
   Partial partial;
   partial.dir = out / (split + "_features.partial");
   const auto settings = settings_json(options);
+  bool resumed = false;
   if (fs::exists(partial.run_file())) {
     partial.run = read_json_file(partial.run_file().string(), "unfinished run");
-    if (partial.run.value("settings", nlohmann::json()) != settings)
+    load_partial(partial);
+    resumed = partial.run.value("settings", nlohmann::json()) == settings;
+    // An unfinished run that wrote no row (its backbone failed at once, say) holds nothing to lose.
+    if (!resumed && !partial.sources.empty())
       throw Error(partial.dir.string() + ": an unfinished run with another backbone or preprocessing; rerun with "
                   "the same options, or remove that folder to start over");
-    load_partial(partial);
-  } else {
+  }
+  if (!resumed) {
+    const auto dir = partial.dir;
+    partial = Partial();
+    partial.dir = dir;
     remove_tree(partial.dir.string());
     fs::create_directories(partial.dir);
     partial.run = {{"settings", settings}};

@@ -148,8 +148,10 @@ TEST(Features, BrokenBackbonesAreOneClearErrorAndWriteNothing) {
       {not_torchscript, imram::BackboneContract::Grid, 0, "notes.pt: not a TorchScript module"},
       {backbone("wrong_shape.pt"), imram::BackboneContract::Grid, 0, "the grid contract is [B, D, h, w]"},
       {backbone("wrong_dtype.pt"), imram::BackboneContract::Grid, 0, "features must be floating point"},
-      {backbone("grid_d256_g6.pt"), imram::BackboneContract::Detector, 0, "(a grid? --contract grid)"},
-      {backbone("detector_d32.pt"), imram::BackboneContract::Grid, 0, "failed on [1,3,64,96] input"},
+      {backbone("grid_d256_g6.pt"), imram::BackboneContract::Detector, 0,
+       "failed on its input (one image [3,64,96]; a grid? --contract grid): RuntimeError: Dimension out of range"},
+      {backbone("detector_d32.pt"), imram::BackboneContract::Grid, 0,
+       "failed on its input (a batch [1,3,64,96]; a detector? --contract detector)"},
       {backbone("grid_d256_g6.pt"), imram::BackboneContract::Grid, 2048, "gives 256 features a region; the model expects 2048"},
       {dir.file("missing.pt"), imram::BackboneContract::Grid, 0, "missing.pt: no such backbone file"},
   };
