@@ -16,7 +16,7 @@ namespace imram {
 namespace {
 
 // The features' dataset lives only as long as the addition: a kill leaves it as an abandoned
-// temporary sibling, which the next writer beside the index removes.
+// temporary sibling, which the next build or picture addition of the index removes.
 class TemporaryDataset {
  public:
   explicit TemporaryDataset(const std::string& beside) : dir_(fresh_temporary_directory(beside)) {}
