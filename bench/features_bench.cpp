@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include <opencv2/imgproc.hpp>
 #include <torch/script.h>
@@ -53,8 +54,10 @@ double pipeline_rate(const std::vector<std::string>& paths, const Preprocessing&
   const Stopwatch clock;
   PictureQueue queue(paths, pre, PictureLimits{}, threads, 32);
   std::int64_t used = 0;
-  while (auto picture = queue.next())
-    if (!picture->problem.empty()) throw Error(picture->problem); else ++used;
+  while (auto picture = queue.next()) {
+    if (!picture->problem.empty()) throw Error(picture->problem);
+    ++used;
+  }
   return used / (clock.milliseconds() / 1000);
 }
 

@@ -44,7 +44,12 @@ def convolutions(dim):
 
 
 class GridBackbone(nn.Module):
-    """The grid contract: images [B,3,H,W] -> feature map [B,dim,grid,grid]."""
+    """The grid contract: images [B,3,H,W] -> feature map [B,dim,grid,grid].
+
+    Random convolutions answer a plain background with one large vector that every cell shares
+    (cells' features had a cosine of 0.99 with one another), which leaves a model little to learn
+    from; so each picture's mean cell is subtracted and the rest scaled to unit spread: what
+    remains is what sets a cell apart from the rest of its picture."""
     flops_per_picture: int
 
     def __init__(self, dim: int, grid: int, size: int):
@@ -57,7 +62,9 @@ class GridBackbone(nn.Module):
         x = images
         for conv in self.convs:
             x = F.relu(conv(x))
-        return F.adaptive_avg_pool2d(x, self.grid)
+        cells = F.adaptive_max_pool2d(x, self.grid)
+        centred = cells - cells.mean(dim=[2, 3], keepdim=True)
+        return centred / (centred.std(dim=[1, 2, 3], keepdim=True) + 1e-6)
 
 
 class BoxDetector(nn.Module):
@@ -145,6 +152,11 @@ def main(out):
     torch.manual_seed(0)
     grid = GridBackbone(dim=256, grid=6, size=192).eval()
     torch.jit.script(grid).save(os.path.join(out, "grid_d256_g6.pt"))
+    # The same convolutions pooled to 4 x 4: 16 regions, the size of the demo's synthetic features,
+    # so that the pixels demo trains as fast as the demo.
+    coarse = GridBackbone(dim=256, grid=4, size=192).eval()
+    coarse.load_state_dict(grid.state_dict())
+    torch.jit.script(coarse).save(os.path.join(out, "grid_d256_g4.pt"))
     detector = BoxDetector(dim=32).eval()
     torch.jit.script(detector).save(os.path.join(out, "detector_d32.pt"))
     for name, module in [("wrong_shape.pt", WrongShape()), ("wrong_dtype.pt", WrongDtype()),

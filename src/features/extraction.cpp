@@ -72,9 +72,12 @@ std::vector<std::string> pictures_listed(const fs::path& list) {
   if (!in) throw Error(list.string() + ": cannot open the list of pictures");
   std::vector<std::string> found;
   std::string line;
-  while (std::getline(in, line)) {
+  for (std::int64_t number = 1; std::getline(in, line); ++number) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
+    if (std::any_of(line.begin(), line.end(), [](unsigned char c) { return c < 0x20 && c != '\t'; }))
+      throw Error(list.string() + ":" + std::to_string(number) +
+                  ": not a list of picture paths (binary data; a picture's name must end in .jpg, .png, ...)");
     fs::path path(line);
     found.push_back((path.is_relative() ? list.parent_path() / path : path).string());
   }
@@ -213,6 +216,8 @@ std::vector<std::string> list_pictures(const std::string& folder_or_list, const 
   std::vector<std::string> listed;
   if (fs::is_directory(status)) {
     listed = pictures_below(folder_or_list, warn);
+  } else if (fs::is_regular_file(status) && has_picture_extension(folder_or_list)) {
+    listed = {folder_or_list};
   } else if (fs::is_regular_file(status)) {
     listed = pictures_listed(folder_or_list);
   } else {

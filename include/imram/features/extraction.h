@@ -48,7 +48,8 @@ struct FeatureSummary {
 using FeatureLog = std::function<void(const std::string& line)>;
 
 // The pictures to read: every file with a picture's extension below a folder (sorted by path,
-// symbolic links followed, each folder visited once), or the lines of a list file in order.
+// symbolic links followed, each folder visited once), one picture file, or the lines of a list
+// file in order.
 // What cannot be listed (an unreadable folder, a link loop) is a warning through `warn`.
 std::vector<std::string> list_pictures(const std::string& folder_or_list, const FeatureLog& warn);
 
