@@ -5,6 +5,8 @@
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/index_dir.h"
+#include "imram/search/index_pictures.h"
+#include "picture_size.h"
 
 namespace {
 
@@ -53,23 +55,51 @@ IMRAM_COMMAND {
   });
 
   struct AddOptions {
-    std::string index, data, split, model;
+    std::string index, data, split, model, images, backbone, contract = "grid", size = "224";
+    int regions = 0;
     bool quiet = false;
   };
   auto a = std::make_shared<AddOptions>();
-  auto* add = index->add_subcommand("add", "append a split's images and captions to an index");
+  auto* add = index->add_subcommand(
+      "add", "append a split's images and captions to an index, or a folder of pictures (--images, no captions)");
   add->add_option("INDEX", a->index, "index directory")->required();
-  add->add_option("--data", a->data, "dataset directory")->required();
-  add->add_option("--split", a->split, "split to add")->required();
+  auto* data = add->add_option("--data", a->data, "dataset directory");
+  auto* split = add->add_option("--split", a->split, "split to add");
   add->add_option("--model", a->model, "refuse unless the index was built with this model");
+  auto* images = add->add_option("--images", a->images,
+                                 "folder of pictures (searched recursively) or a file listing them: their features by "
+                                 "--backbone, their boxes and thumbnails go into the index (docs/features.md)");
+  auto* backbone = add->add_option("--backbone", a->backbone, "with --images: TorchScript module giving the features "
+                                                              "the index's model was trained on");
+  auto* contract = add->add_option("--contract", a->contract, "grid: images -> feature map; detector: image -> (boxes, features, scores)")
+      ->check(CLI::IsMember({"grid", "detector"}))->capture_default_str();
+  auto* size = add->add_option("--size", a->size, "backbone input size: N (square) or WxH")->capture_default_str();
+  auto* regions = add->add_option("--regions", a->regions, "a detector's regions per picture (default: the index's)")
+      ->check(CLI::Range(1, 1000));
+  images->excludes(data)->excludes(split)->needs(backbone);
+  for (auto* option : {backbone, contract, size, regions}) option->needs(images);
   add->add_flag("--quiet", a->quiet, "no progress output");
   add->callback([&invocation, a] {
+    if (a->images.empty() && (a->data.empty() || a->split.empty()))
+      throw CLI::ValidationError("index add", "give --data DIR --split S, or --images DIR --backbone MODEL.pt");
     invocation.run = [a, device = invocation.globals.device] {
       if (!a->model.empty()) imram::GalleryIndex::open(a->index, imram::parse_device(device), a->model);
-      const auto split = imram::PrecompSplit::open(a->data, a->split);
-      auto writer = imram::IndexWriter::append(a->index, !a->quiet, device);
-      writer.add_split(split);
-      writer.commit();
+      if (!a->images.empty()) {
+        imram::FeatureOptions options;
+        options.backbone = a->backbone;
+        options.contract = imram::parse_backbone_contract(a->contract);
+        options.regions = a->regions;
+        options.show_progress = !a->quiet;
+        imram::cli::parse_picture_size(a->size, options.preprocessing.width, options.preprocessing.height);
+        const auto warn = [](const std::string& line) { std::cerr << "imram: warning: " << line << std::endl; };
+        const auto added = imram::add_pictures_to_index(a->index, a->images, options, device, warn);
+        std::cout << "added " << added.images << " pictures (" << added.skipped << " skipped)\n";
+      } else {
+        const auto split = imram::PrecompSplit::open(a->data, a->split);
+        auto writer = imram::IndexWriter::append(a->index, !a->quiet, device);
+        writer.add_split(split);
+        writer.commit();
+      }
       print_summary("added to", *imram::GalleryIndex::open(a->index));
       return 0;
     };

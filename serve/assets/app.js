@@ -141,7 +141,8 @@ function renderExplanation() {
     const steps = element('div', { class: 'steps' });
     direction.steps.forEach((step) => {
       const weights = direction.query === 'words' ? step.attention[state.selected] : step.attention.map((row) => row[state.selected]);
-      const canvas = element('canvas', { width: 300, height: 300, 'data-step': step.step, 'data-direction': direction.direction,
+      const [width, height] = mapSize();
+      const canvas = element('canvas', { width, height, 'data-step': step.step, 'data-direction': direction.direction,
         role: 'img', 'aria-label': 'step ' + step.step + ' attention of "' + x.tokens[state.selected].text + '"' });
       const background = drawStep(canvas, weights);
       let numbers = 'step ' + step.step + ': similarity ' + step.similarity.toFixed(4);
@@ -155,14 +156,25 @@ function renderExplanation() {
   }
 }
 
+// A step map has the picture's shape, its longer side 300 px: a photo is not stretched, and a
+// box (fractions of the picture's width and height) covers the same pixels whatever the shape.
+function mapSize() {
+  const p = state.picture;
+  if (!p || !(p.naturalWidth > 0 && p.naturalHeight > 0)) return [300, 300];
+  const scale = 300 / Math.max(p.naturalWidth, p.naturalHeight);
+  return [Math.max(1, Math.round(p.naturalWidth * scale)), Math.max(1, Math.round(p.naturalHeight * scale))];
+}
+
 // Shades each region's box by its weight (regions sharing a box add up); without boxes, a
-// strip of region cells. Returns the weight on background regions (null without boxes).
+// grid of region cells. Returns the weight on background regions (null without boxes).
 function drawStep(canvas, weights) {
   const x = state.explanation, g = canvas.getContext('2d');
   const size = x.picture_size || 300;
   g.clearRect(0, 0, canvas.width, canvas.height);
   if (state.picture && state.picture.complete && state.picture.naturalWidth > 0) g.drawImage(state.picture, 0, 0, canvas.width, canvas.height);
-  const scale = canvas.width / size;
+  // Boxes come in units of a size x size square: x and width scale with the map's width, y and
+  // height with its height.
+  const sx = canvas.width / size, sy = canvas.height / size;
   let background = null;
   if (x.boxes) {
     const boxes = new Map();
@@ -177,7 +189,7 @@ function drawStep(canvas, weights) {
     g.fillStyle = 'rgba(0,0,0,0.35)';
     g.fillRect(0, 0, canvas.width, canvas.height);
     for (const { box, weight } of boxes.values()) {
-      const [bx, by, bw, bh] = box.map((v) => v * scale);
+      const [bx, by, bw, bh] = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy];
       if (state.picture && state.picture.naturalWidth > 0) g.drawImage(state.picture, box[0] * state.picture.naturalWidth / size,
         box[1] * state.picture.naturalHeight / size, box[2] * state.picture.naturalWidth / size, box[3] * state.picture.naturalHeight / size, bx, by, bw, bh);
       g.fillStyle = 'rgba(255,160,0,' + (0.75 * weight / top).toFixed(3) + ')';
@@ -195,11 +207,12 @@ function drawStep(canvas, weights) {
       g.fillText(label, bx + 3, ly + 12);
     }
   } else {
-    const cells = weights.length, columns = Math.ceil(Math.sqrt(cells)), cell = canvas.width / columns;
+    const cells = weights.length, columns = Math.ceil(Math.sqrt(cells)), rows = Math.ceil(cells / columns);
+    const cw = canvas.width / columns, ch = canvas.height / rows;
     const top = Math.max(1e-9, ...weights);
     weights.forEach((w, r) => {
       g.fillStyle = 'rgba(255,160,0,' + (0.85 * w / top).toFixed(3) + ')';
-      g.fillRect((r % columns) * cell, Math.floor(r / columns) * cell, cell - 1, cell - 1);
+      g.fillRect((r % columns) * cw, Math.floor(r / columns) * ch, cw - 1, ch - 1);
     });
   }
   canvas.dataset.drawn = '1';

@@ -16,6 +16,10 @@ inline torch::ScalarType scalar_type(StoreDType dtype) {
 
 // What is known of each image beyond its features, one ImageInfo line per image.
 constexpr const char* kImageInfoFile = "gallery_images.jsonl";
+// Each described image's thumbnail (JPEG), concatenated, and int64 offsets into it (described + 1
+// of them): image i's thumbnail is bytes [offset i, offset i+1), empty when it has none.
+constexpr const char* kThumbnailsFile = "thumbnails.bin";
+constexpr const char* kThumbnailOffsetsFile = "thumbnail_offsets.bin";
 
 // Called by GalleryIndex::open between reading the manifest and opening the files it names: a
 // test sets it to commit an `add` at exactly that instant, a reader racing a writer. Unset in use.

@@ -36,6 +36,8 @@ namespace fs = std::filesystem;
 namespace imram {
 
 using index_detail::kImageInfoFile;
+using index_detail::kThumbnailOffsetsFile;
+using index_detail::kThumbnailsFile;
 using index_detail::scalar_type;
 
 bool is_index_dir(const std::string& dir) {
@@ -156,6 +158,9 @@ struct GalleryIndex::Impl {
   // when every image is described.
   std::unique_ptr<MappedFile> image_info_file;
   std::vector<std::uint64_t> image_info_offsets;
+  // thumbnails.bin, mapped, and image i's bytes [offset i, offset i+1); only when described.
+  std::unique_ptr<MappedFile> thumbnails;
+  std::vector<std::int64_t> thumbnail_offsets;
 };
 
 GalleryIndex::GalleryIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -206,6 +211,17 @@ std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest ma
   if (m.described > 0 && m.described == m.images) {
     impl->image_info_file = std::move(info);
     impl->image_info_offsets = std::move(offsets);
+    const auto thumbnail_bytes = std::int64_t(m.files.at(kThumbnailsFile).bytes);
+    const std::string offsets_path = dir + "/" + kThumbnailOffsetsFile;
+    const MappedFile ranges(offsets_path, std::uint64_t(m.described + 1) * 8);
+    auto& bounds = impl->thumbnail_offsets;
+    bounds.resize(std::size_t(m.described + 1));
+    std::memcpy(bounds.data(), ranges.data(), bounds.size() * 8);
+    if (bounds.front() != 0 || bounds.back() != thumbnail_bytes)
+      throw Error(offsets_path + ": its offsets do not span thumbnails.bin's " + std::to_string(thumbnail_bytes) + " bytes");
+    for (std::size_t i = 0; i + 1 < bounds.size(); ++i)
+      if (bounds[i + 1] < bounds[i]) throw Error(offsets_path + ": image " + std::to_string(i) + " has a bad thumbnail range");
+    impl->thumbnails = std::make_unique<MappedFile>(dir + "/" + kThumbnailsFile, std::uint64_t(thumbnail_bytes));
   }
   if (m.global_dim > 0 && m.generation > 0) {
     impl->image_globals = std::make_unique<MappedFile>(dir + "/image_globals.bin", std::uint64_t(m.images * m.global_dim) * 4);
@@ -256,6 +272,14 @@ ImageInfo GalleryIndex::image_info(std::int64_t image) const {
   return parse_image_info(std::string(impl_->image_info_file->data() + begin, end - begin),
                           impl_->dir + "/" + kImageInfoFile + ":" + std::to_string(image + 1), num_images());
 }
+std::string GalleryIndex::thumbnail(std::int64_t image) const {
+  if (!described()) return {};
+  if (image < 0 || image >= num_images()) throw Error("image " + std::to_string(image) + " is not in the gallery");
+  const auto begin = impl_->thumbnail_offsets[std::size_t(image)], end = impl_->thumbnail_offsets[std::size_t(image) + 1];
+  if (begin == end) return {};
+  return std::string(impl_->thumbnails->data() + begin, std::size_t(end - begin));
+}
+
 std::shared_ptr<const ItemStore> GalleryIndex::store() const { return impl_->store; }
 
 torch::Tensor GalleryIndex::image_globals() const {

@@ -38,14 +38,15 @@ std::uint64_t expected_bytes(const std::string& path, const char* file, std::ini
 void check_counts(const Manifest& m, const std::string& path) {
   // Counts are read as non-negative int64: as uint64, captions + 1 cannot overflow.
   const auto images = std::uint64_t(m.images), captions = std::uint64_t(m.captions), words = std::uint64_t(m.words),
-             regions = std::uint64_t(m.regions), d = std::uint64_t(m.embed_size), g = std::uint64_t(m.global_dim),
-             element = std::uint64_t(element_size(m.store));
+             described = std::uint64_t(m.described), regions = std::uint64_t(m.regions), d = std::uint64_t(m.embed_size),
+             g = std::uint64_t(m.global_dim), element = std::uint64_t(element_size(m.store));
   const std::pair<const char*, std::uint64_t> sizes[] = {
       {"regions.bin", expected_bytes(path, "regions.bin", {images, regions, d, element})},
       {"words.bin", expected_bytes(path, "words.bin", {words, d, element})},
       {"word_offsets.bin", expected_bytes(path, "word_offsets.bin", {captions ? captions + 1 : 0, 8})},
       {"image_globals.bin", expected_bytes(path, "image_globals.bin", {images, g, 4})},
       {"caption_globals.bin", expected_bytes(path, "caption_globals.bin", {captions, g, 4})},
+      {"thumbnail_offsets.bin", expected_bytes(path, "thumbnail_offsets.bin", {described ? described + 1 : 0, 8})},
   };
   for (const auto& [name, bytes] : sizes)
     if (m.files.at(name).bytes != bytes)

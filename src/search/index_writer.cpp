@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -20,6 +21,7 @@
 #include "imram/data/image_info.h"
 #include "imram/data/tokenizer.h"
 #include "imram/error.h"
+#include "imram/image/picture.h"
 #include "imram/model/tensor_io.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/faiss_shortlist.h"
@@ -93,6 +95,9 @@ struct IndexWriter::State {
   std::map<std::string, AppendFile> files;
   // The existing index's (create: when it replaces one); none for a new directory.
   std::unique_ptr<WriterLock> lock;
+  std::function<void(const std::string&)> warn = [](const std::string& line) {
+    std::cerr << "imram: warning: " << line << std::endl;
+  };
 
   AppendFile& file(const char* name) { return files.at(name); }
 
@@ -106,6 +111,58 @@ struct IndexWriter::State {
   void write_globals(const char* name, const torch::Tensor& globals) {
     const auto data = globals.to(torch::kCPU, torch::kFloat32).contiguous();
     file(name).write(data.data_ptr<float>(), std::size_t(data.numel()) * 4);
+  }
+
+  // Raw features (n, R, D), memory-mapped, encoded and stored a block at a time.
+  void add_feature_file(IndexWriter& writer, const NpyArray& file, const std::string& what) {
+    const auto features = tensor_view(file);
+    const auto N = features.size(0);
+    ProgressBar bar("indexing " + what + " images", N, "images", show_progress);
+    constexpr std::int64_t kBatch = 128;
+    for (std::int64_t i = 0; i < N; i += kBatch) {
+      const auto n = std::min(kBatch, N - i);
+      const auto block = features.narrow(0, i, n);
+      check_finite_features(block, i, file.path());
+      writer.add_images(block);
+      bar.update(i + n);
+    }
+    bar.finish();
+  }
+
+  // The info of the images just added, from `first_image` on, each with its picture's thumbnail:
+  // only while every image before them has an info line, since lines are found by image.
+  void describe(std::vector<ImageInfo> infos, std::int64_t first_image) {
+    if (infos.empty() || manifest.described != first_image) return;
+    auto& offsets = file(index_detail::kThumbnailOffsetsFile);
+    auto& thumbnails = file(index_detail::kThumbnailsFile);
+    if (manifest.described == 0) {
+      const std::int64_t zero = 0;
+      offsets.write(&zero, sizeof zero);
+    }
+    const bool pictures = std::any_of(infos.begin(), infos.end(), [](const auto& info) { return !info.picture.empty(); });
+    ProgressBar bar("thumbnails", std::int64_t(infos.size()), "pictures", show_progress && pictures);
+    for (auto& info : infos) {
+      const auto image = manifest.described;
+      if (info.twin >= 0) info.twin += first_image;
+      const auto line = image_info_json(info) + "\n";
+      file(index_detail::kImageInfoFile).write(line.data(), line.size());
+      std::vector<unsigned char> jpeg;
+      if (!info.picture.empty()) {
+        // A picture moved or damaged since its features were computed costs only its thumbnail
+        // (a failed write, below, still fails the addition).
+        try {
+          jpeg = encode_jpeg(fit_picture(read_picture(info.picture, {}, kThumbnailSide), kThumbnailSide));
+        } catch (const Error& e) {
+          warn(std::string(e.what()) + "; image " + std::to_string(image) + " is indexed without a thumbnail");
+        }
+      }
+      if (!jpeg.empty()) thumbnails.write(jpeg.data(), jpeg.size());
+      const auto end = std::int64_t(thumbnails.bytes());
+      offsets.write(&end, sizeof end);
+      ++manifest.described;
+      bar.update(manifest.described - first_image);
+    }
+    bar.finish();
   }
 };
 
@@ -223,36 +280,20 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
 void IndexWriter::add_split(const PrecompSplit& split) {
   auto& s = *state_;
   auto& m = s.manifest;
+  if (m.captions != std::int64_t(m.captions_per_image) * m.images)
+    throw Error(s.dir + ": its captions are not tied to its images; a split cannot be added");
   if (m.images > 0 && m.captions_per_image != split.captions_per_image())
     throw Error(split.captions_path() + ": " + std::to_string(split.captions_per_image()) +
                 " captions per image, the index holds " + std::to_string(m.captions_per_image));
-  if (m.captions != std::int64_t(m.captions_per_image) * m.images)
-    throw Error(s.dir + ": its captions are not tied to its images; a split cannot be added");
-  m.captions_per_image = split.captions_per_image();
   const auto data_dir = fs::path(split.features_path()).parent_path().string();
-  const auto source_dir = fs::absolute(data_dir).string();
-  for (const auto& source : m.sources)
-    if (source.value("data", "") == source_dir && source.value("split", "") == split.name())
-      throw Error(s.dir + ": already holds the " + split.name() + " split of " + source_dir +
-                  "; adding it again would hold its items twice");
+  const nlohmann::ordered_json source{{"data", fs::absolute(data_dir).string()}, {"split", split.name()}};
+  refuse_held_source(source);
   const auto infos = m.described == m.images ? dataset_image_info(data_dir, split.name(), split.num_images())
                                               : std::vector<ImageInfo>();
   split.require_feature_dim(s.model.config().img_dim);
   const auto ids = encode_caption_texts(*s.model.vocabulary, split.captions(), split.captions_path());
-  const auto features = tensor_view(split.features());
-  const auto N = split.num_images();
-  {
-    ProgressBar bar("indexing " + split.name() + " images", N, "images", s.show_progress);
-    constexpr std::int64_t kBatch = 128;
-    for (std::int64_t i = 0; i < N; i += kBatch) {
-      const auto n = std::min(kBatch, N - i);
-      const auto block = features.narrow(0, i, n);
-      check_finite_features(block, i, split.features_path());
-      add_images(block);
-      bar.update(i + n);
-    }
-    bar.finish();
-  }
+  const auto first_image = m.images;
+  s.add_feature_file(*this, split.features(), split.name());
   {
     const auto M = std::int64_t(ids.size());
     ProgressBar bar("indexing " + split.name() + " captions", M, "captions", s.show_progress);
@@ -265,16 +306,55 @@ void IndexWriter::add_split(const PrecompSplit& split) {
     }
     bar.finish();
   }
-  const auto first_image = m.images - N;
-  for (auto info : infos) {
-    if (info.twin >= 0) info.twin += first_image;
-    const auto line = image_info_json(info) + "\n";
-    s.file(index_detail::kImageInfoFile).write(line.data(), line.size());
-    ++m.described;
-  }
-  m.sources.push_back({{"data", source_dir}, {"split", split.name()},
-                       {"images", N}, {"captions", split.num_captions()}});
+  m.captions_per_image = split.captions_per_image();
+  s.describe(infos, first_image);
+  auto record = source;
+  record["images"] = split.num_images();
+  record["captions"] = split.num_captions();
+  m.sources.push_back(record);
 }
+
+void IndexWriter::add_uncaptioned_images(const NpyArray& features, const std::vector<ImageInfo>& infos,
+                                         const nlohmann::ordered_json& source) {
+  auto& s = *state_;
+  auto& m = s.manifest;
+  refuse_held_source(source);
+  features.require_ndim(3);
+  features.require_dtype(DType::Float32);
+  if (features.dim(2) != s.model.config().img_dim)
+    throw Error(features.path() + ": regions of " + std::to_string(features.dim(2)) + " features, the index's model reads " +
+                std::to_string(s.model.config().img_dim));
+  if (!infos.empty() && std::int64_t(infos.size()) != features.dim(0))
+    throw Error(features.path() + ": " + std::to_string(features.dim(0)) + " images, but " +
+                std::to_string(infos.size()) + " image infos");
+  if (m.images > 0 && features.dim(1) != m.regions)
+    throw Error(features.path() + ": images of " + std::to_string(features.dim(1)) + " regions, the index holds images of " +
+                std::to_string(m.regions));
+  const auto first_image = m.images;
+  s.add_feature_file(*this, features, "uncaptioned");
+  // Caption j belonged to image j / captions_per_image; with images of no captions among them, no rule holds.
+  m.captions_per_image = 0;
+  s.describe(infos, first_image);
+  auto record = source;
+  record["images"] = features.dim(0);
+  record["captions"] = 0;
+  m.sources.push_back(record);
+}
+
+void IndexWriter::refuse_held_source(const nlohmann::ordered_json& source) const {
+  for (const auto& held : state_->manifest.sources) {
+    bool same = true;
+    for (const auto& field : source.items()) same = same && held.contains(field.key()) && held.at(field.key()) == field.value();
+    if (!same) continue;
+    const auto what = source.contains("split") ? "the " + source.value("split", "") + " split of " + source.value("data", "")
+                                               : "the pictures of " + source.value("pictures", "");
+    throw Error(state_->dir + ": already holds " + what + "; adding it again would hold its items twice");
+  }
+}
+
+void IndexWriter::on_warning(std::function<void(const std::string&)> warn) { state_->warn = std::move(warn); }
+const ModelConfig& IndexWriter::model_config() const { return state_->model.config(); }
+std::int64_t IndexWriter::regions_per_image() const { return state_->manifest.regions; }
 
 void IndexWriter::commit() {
   auto& s = *state_;

@@ -50,6 +50,7 @@ class IndexBackend : public SearchBackend {
   std::string split_name() const override { return name_; }
   bool described() const override { return index_->described(); }
   ImageInfo image_info(std::int64_t image) const override { return index_->image_info(image); }
+  std::string thumbnail(std::int64_t image) const override { return index_->thumbnail(image); }
   nlohmann::ordered_json info() const override {
     return {{"model", to_json(model_.config())},
             {"gallery", {{"name", name_},

@@ -349,10 +349,15 @@ struct Server::Impl {
     return out;
   }
 
+  // An --images-list names the pictures; otherwise the index's own thumbnail comes first, so that
+  // an index moved to another machine (or whose photos were moved) still shows them.
   void picture(std::int64_t image, httplib::Response& response) const {
     const auto info = images_list.empty() ? backend.image_info(image) : ImageInfo();
+    const auto thumbnail = images_list.empty() ? backend.thumbnail(image) : std::string();
     const auto& file = !images_list.empty() ? images_list[std::size_t(image)] : info.picture;
-    if (!file.empty()) {
+    if (!thumbnail.empty()) {
+      response.set_content(thumbnail, "image/jpeg");
+    } else if (!file.empty()) {
       std::ifstream in(file, std::ios::binary);
       if (!in) throw HttpError{404, "picture " + std::to_string(image) + ": cannot read " + file};
       std::ostringstream bytes;

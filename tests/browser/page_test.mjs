@@ -1,11 +1,13 @@
 // The page of `imram serve` in a real headless browser: search, results, explain with K step
-// maps. Usage: node page_test.mjs IMRAM_BINARY ARTIFACT_DIR [chromium|firefox]
+// maps, and photos added by `index add --images` (thumbnails, boxes on a picture that is not
+// square). Usage: node page_test.mjs IMRAM_BINARY ARTIFACT_DIR [chromium|firefox]
 // Chromium through the DevTools protocol, Firefox through WebDriver BiDi (both puppeteer-core).
 // Exits 77 (CTest's "skipped") only when the browser itself cannot start here.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
 const [imram, artifacts, browserName = 'chromium'] = process.argv.slice(2);
@@ -28,22 +30,21 @@ const K = 2;
 const work = mkdtempSync(join(tmpdir(), 'imram_page_'));
 mkdirSync(artifacts, { recursive: true });
 const run = (...args) => execFileSync(imram, ['--threads', '1', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+// The grid fixture backbone: 256 features for each of 6 x 6 regions, at any input size.
+const backbone = join(dirname(fileURLToPath(import.meta.url)), '..', 'testdata', 'backbones', 'grid_d256_g6.pt');
 
-let server, browser;
+const servers = [];
+let browser;
 function fail(message) {
   console.error('page test: FAILED: ' + message);
   process.exitCode = 1;
 }
 
-try {
-  // A world and a model just big enough to have pictures, words and K steps.
-  run('synth', '--out', join(work, 'data'), '--train', '64', '--dev', '4', '--test', '12', '--regions', '8', '--feat-dim', '32');
-  run('train', '--data', join(work, 'data'), '--out', join(work, 'run'), '--mode', 'full', '--steps', String(K),
-      '--embed-size', '16', '--word-dim', '16', '--batch-size', '16', '--max-steps', '3', '--val-split', 'none', '--quiet');
-
-  server = spawn(imram, ['--threads', '1', 'serve', '--port', '0', '--cache', '', '--model', join(work, 'run', 'last'),
-                         '--data', join(work, 'data'), '--split', 'test'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
+// `imram serve ARGS` on a free port; resolves to the port.
+function startServer(args) {
+  const server = spawn(imram, ['--threads', '1', 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(server);
+  return new Promise((resolve, reject) => {
     let output = '';
     const timer = setTimeout(() => reject(new Error('the server did not start: ' + output)), 60000);
     server.stdout.on('data', (chunk) => {
@@ -53,6 +54,36 @@ try {
     });
     server.on('exit', (code) => reject(new Error('the server exited with ' + code + ': ' + output)));
   });
+}
+
+// A 24-bit BMP, width x height: its left half `rgb`, its right half white.
+function bmp(width, height, rgb) {
+  const row = Math.ceil((width * 3) / 4) * 4, bytes = Buffer.alloc(54 + row * height);
+  bytes.write('BM', 0);
+  bytes.writeUInt32LE(bytes.length, 2);
+  bytes.writeUInt32LE(54, 10);
+  bytes.writeUInt32LE(40, 14);
+  bytes.writeInt32LE(width, 18);
+  bytes.writeInt32LE(height, 22);
+  bytes.writeUInt16LE(1, 26);
+  bytes.writeUInt16LE(24, 28);
+  bytes.writeUInt32LE(row * height, 34);
+  for (let y = 0; y < height; ++y)
+    for (let x = 0; x < width; ++x) {
+      const [r, g, b] = x < width / 2 ? rgb : [255, 255, 255], at = 54 + y * row + x * 3;
+      bytes[at] = b; bytes[at + 1] = g; bytes[at + 2] = r;
+    }
+  return bytes;
+}
+
+try {
+  // A world and a model just big enough to have pictures, words and K steps; its regions are
+  // those of the grid backbone (36 of 256 features), so that photos can join its index.
+  run('synth', '--out', join(work, 'data'), '--train', '64', '--dev', '4', '--test', '12', '--regions', '36', '--feat-dim', '256');
+  run('train', '--data', join(work, 'data'), '--out', join(work, 'run'), '--mode', 'full', '--steps', String(K),
+      '--embed-size', '16', '--word-dim', '16', '--batch-size', '16', '--max-steps', '3', '--val-split', 'none', '--quiet');
+
+  const port = await startServer(['--cache', '', '--model', join(work, 'run', 'last'), '--data', join(work, 'data'), '--split', 'test']);
 
   try {
     browser = await puppeteer.launch(browserName === 'firefox' ? {
@@ -177,6 +208,57 @@ try {
     const left = await page.$$eval('#results > *', (children) => children.length);
     if (left) fail(`after an error ${left} elements of the previous answer stay on the page`);
 
+    // Photos (2:1, as few are square) added to an index: the grid shows their thumbnails, and the
+    // explain view draws each on a step map of its shape, with the grid's boxes on its pixels.
+    mkdirSync(join(work, 'photos'));
+    [[200, 30, 30], [30, 60, 200], [30, 160, 60]].forEach((rgb, k) => writeFileSync(join(work, 'photos', `photo${k}.bmp`), bmp(192, 96, rgb)));
+    run('index', 'build', '--quiet', '--model', join(work, 'run', 'last'), '--data', join(work, 'data'), '--split', 'test',
+        '--out', join(work, 'index'));
+    run('index', 'add', join(work, 'index'), '--quiet', '--images', join(work, 'photos'), '--backbone', backbone, '--size', '64');
+    const photoPort = await startServer(['--index', join(work, 'index'), '--shortlist', '0']);
+    await page.goto(`http://127.0.0.1:${photoPort}/`, { waitUntil: 'networkidle0' });
+    await page.$eval('#top', (e) => { e.value = '15'; });
+    await page.type('#query', 'a large red circle');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#results .hit[data-image="12"] img', { timeout: 30000 });
+    await page.waitForFunction(() => [12, 13, 14].every((i) => {
+      const img = document.querySelector(`#results .hit[data-image="${i}"] img`);
+      return img && img.complete && img.naturalWidth > 0;
+    }), { timeout: 30000 });
+    const thumbnails = await page.$$eval('#results .hit img', (images) => images
+      .filter((i) => Number(i.closest('.hit').dataset.image) >= 12).map((i) => [i.naturalWidth, i.naturalHeight]));
+    if (thumbnails.length !== 3 || thumbnails.some(([w, h]) => w !== 192 || h !== 96))
+      fail('the photos are not shown as their 192 x 96 thumbnails: ' + JSON.stringify(thumbnails));
+    await page.evaluate(() => {
+      window.drawnOnMaps = [];
+      const proto = CanvasRenderingContext2D.prototype, drawImage = proto.drawImage;
+      proto.drawImage = function (source, ...rest) {
+        window.drawnOnMaps.push({ image: source.src || '', args: rest, canvas: [this.canvas.width, this.canvas.height] });
+        return drawImage.call(this, source, ...rest);
+      };
+    });
+    await page.click('#results .hit[data-image="13"]');
+    await page.waitForFunction(() => !document.getElementById('explain').hidden &&
+      document.querySelectorAll('canvas[data-drawn="1"]').length > 0, { timeout: 30000 });
+    const photoMap = await page.$eval('canvas[data-drawn="1"]', (canvas) => {
+      const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let orange = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i] > 150 && data[i + 1] > 80 && data[i + 2] < 90) ++orange;
+      return { width: canvas.width, height: canvas.height, orange };
+    });
+    if (photoMap.width !== 300 || photoMap.height !== 150) fail(`the photo's step map is ${photoMap.width} x ${photoMap.height}, not 300 x 150`);
+    if (photoMap.orange === 0) fail('no region is shaded on the photo');
+    const drawn = await page.evaluate(() => window.drawnOnMaps);
+    const whole = drawn.filter((d) => d.image.endsWith('/api/images/13') && d.args.length === 4);
+    if (!whole.length || whole.some((d) => d.args.join() !== [0, 0, d.canvas[0], d.canvas[1]].join()))
+      fail('the photo is not drawn over the whole step map: ' + JSON.stringify(whole.slice(0, 2)));
+    // A box's crop of the photo lands on its own pixels: the 6 x 6 grid's cells tile the map.
+    const crops = drawn.filter((d) => d.image.endsWith('/api/images/13') && d.args.length === 8).map((d) => d.args.slice(4));
+    const right = Math.max(...crops.map(([x, , w]) => x + w)), bottom = Math.max(...crops.map(([, y, , h]) => y + h));
+    if (crops.length < 36 || Math.abs(right - 300) > 0.5 || Math.abs(bottom - 150) > 0.5)
+      fail(`the boxes do not tile the photo's map: ${crops.length} boxes up to ${right} x ${bottom}`);
+    await page.screenshot({ path: join(artifacts, `serve-explain-photo-${browserName}.png`), fullPage: true });
+
     if (pageErrors.length) fail('errors on the page: ' + pageErrors.join('; '));
     if (process.exitCode !== 1)
       console.log(`page test (${browserName}): ok: ${hits} results (${pictures} pictures loaded), ` +
@@ -186,7 +268,8 @@ try {
   fail(e.stack || String(e));
 } finally {
   if (browser) await browser.close();
-  if (server && server.exitCode === null) {
+  for (const server of servers) {
+    if (server.exitCode !== null) continue;
     const exited = new Promise((resolve) => server.on('exit', (code) => resolve(code)));
     server.kill('SIGTERM');
     const code = await exited;

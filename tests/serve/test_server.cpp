@@ -502,6 +502,7 @@ class GatedBackend : public imram::SearchBackend {
   std::string split_name() const override { return inner_.split_name(); }
   bool described() const override { return inner_.described(); }
   imram::ImageInfo image_info(std::int64_t image) const override { return inner_.image_info(image); }
+  std::string thumbnail(std::int64_t image) const override { return inner_.thumbnail(image); }
   nlohmann::ordered_json info() const override { return inner_.info(); }
 
  private:

@@ -10,6 +10,8 @@
 //   image_globals.bin        float32 images x g global embeddings (with a global head only)
 //   caption_globals.bin      float32 captions x g
 //   gallery_images.jsonl     what is known of each image beyond its features (ImageInfo), one line each
+//   thumbnails.bin           a small JPEG of each described image that has a picture, concatenated
+//   thumbnail_offsets.bin    int64, described + 1 offsets into thumbnails.bin
 //   images.<gen>.faiss       FAISS over image_globals (text -> image stage 1)
 //   captions.<gen>.faiss     FAISS over caption_globals (image -> text stage 1)
 #include <torch/types.h>
@@ -30,6 +32,9 @@
 
 namespace imram {
 
+// The longest side of the thumbnails an index stores: a grid card or an explain view's step map
+// (300 px), not the photo (docs/index.md).
+inline constexpr int kThumbnailSide = 320;
 
 struct IndexOptions {
   std::string faiss_factory;                 // empty: default_faiss_factory(images)
@@ -62,6 +67,19 @@ class IndexWriter {
   void add_captions(const TokenIds& ids, const std::vector<std::string>& texts);
   // A split: its images, then its captions (checked: captions_per_image matches the index's).
   void add_split(const PrecompSplit& split);
+  // Images without captions (a folder of photos): features (n, R, D) float32, one info each or
+  // none, and `source`, the manifest's record of where they came from. The index's captions are
+  // then no longer tied to its images (captions_per_image 0): it can be searched both ways but
+  // not evaluated, and takes no split with captions after them.
+  void add_uncaptioned_images(const NpyArray& features, const std::vector<ImageInfo>& infos,
+                              const nlohmann::ordered_json& source);
+  // Throws when the index holds a source whose fields include every field of `source` (a split
+  // of a dataset, a folder of pictures): its items would be held twice.
+  void refuse_held_source(const nlohmann::ordered_json& source) const;
+  // Where warnings go (a picture that cannot be made a thumbnail); by default standard error.
+  void on_warning(std::function<void(const std::string&)> warn);
+  const ModelConfig& model_config() const;
+  std::int64_t regions_per_image() const;  // 0 while the index holds no image
   // FAISS indexes, manifest, and the swap into place.
   void commit();
 
@@ -91,6 +109,8 @@ class GalleryIndex {
   bool described() const;
   // Image `image`'s info, read from the mapped file on each call; empty when not described().
   ImageInfo image_info(std::int64_t image) const;
+  // Image `image`'s stored thumbnail (JPEG bytes); empty when it has none or not described().
+  std::string thumbnail(std::int64_t image) const;
   std::shared_ptr<const ItemStore> store() const;
   // The global embeddings (n, g) float32 (memory-mapped); undefined without a head.
   torch::Tensor image_globals() const;
@@ -105,8 +125,8 @@ class GalleryIndex {
   EncodedQuery text_query(const std::string& text) const;
   EncodedQuery image_query(std::int64_t image) const;  // from the store: nothing is re-encoded
 
-  // Recomputes every store file's checksum and reads every image's info; throws naming the first
-  // file that is wrong.
+  // Recomputes every store file's checksum (thumbnails included) and reads every image's info;
+  // throws naming the first file that is wrong.
   void verify() const;
 
   struct Impl;

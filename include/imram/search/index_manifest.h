@@ -11,10 +11,11 @@
 namespace imram {
 
 inline constexpr const char* kIndexFormat = "imram-index";
-inline constexpr int kIndexFormatVersion = 3;
+inline constexpr int kIndexFormatVersion = 4;
 // The files of the item store, one manifest entry each.
-inline constexpr const char* kStoreFiles[] = {"regions.bin", "words.bin", "word_offsets.bin", "image_globals.bin",
-                                               "caption_globals.bin", "captions.txt", "gallery_images.jsonl"};
+inline constexpr const char* kStoreFiles[] = {"regions.bin",         "words.bin",           "word_offsets.bin",
+                                               "image_globals.bin",   "caption_globals.bin", "captions.txt",
+                                               "gallery_images.jsonl", "thumbnails.bin",     "thumbnail_offsets.bin"};
 
 enum class StoreDType { Float16, Float32 };
 std::string to_string(StoreDType dtype);
@@ -31,7 +32,7 @@ struct FileEntry {
 struct Manifest {
   std::string model_fingerprint;
   std::int64_t images = 0, captions = 0, words = 0;
-  std::int64_t described = 0;  // images with an ImageInfo line; kept only while all images have one
+  std::int64_t described = 0;  // images with an ImageInfo line (and a thumbnail range); kept only while all images have one
   std::int64_t regions = 0, embed_size = 0, global_dim = 0;
   int captions_per_image = 0;  // 0: captions are not tied to images (e.g. a benchmark's gallery)
   std::string faiss_factory;

@@ -33,6 +33,8 @@ class SearchBackend {
   // Whether every image has an ImageInfo (description, picture or drawing, boxes), and its info.
   virtual bool described() const = 0;
   virtual ImageInfo image_info(std::int64_t image) const = 0;
+  // The image's thumbnail stored in the index (JPEG bytes), empty when it has none.
+  virtual std::string thumbnail(std::int64_t image) const = 0;
   // Model config, gallery size, index type.
   virtual nlohmann::ordered_json info() const = 0;
 };
