@@ -3,32 +3,13 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "command.h"
+#include "picture_size.h"
 #include "imram/error.h"
 #include "imram/features/extraction.h"
 #include "imram/model/config.h"
 #include "imram/runtime/runtime.h"
-
-namespace {
-
-// "224" (a square) or "320x240" (width x height).
-void parse_size(const std::string& text, int& width, int& height) {
-  int w = 0, h = 0;
-  char x = 0, extra = 0;
-  std::istringstream in(text);
-  if ((in >> w) && !(in >> x)) {
-    h = w;
-  } else if (!(x == 'x' && (in >> h) && !(in >> extra))) {
-    throw imram::Error("--size must be N or WxH, got '" + text + "'");
-  }
-  if (w < 8 || h < 8 || w > 4096 || h > 4096) throw imram::Error("--size sides must be 8 to 4096, got '" + text + "'");
-  width = w;
-  height = h;
-}
-
-}  // namespace
 
 IMRAM_COMMAND {
   struct Options {
@@ -69,7 +50,7 @@ IMRAM_COMMAND {
       options.contract = imram::parse_backbone_contract(o->contract);
       options.device = imram::parse_device(device);
       options.show_progress = !o->quiet;
-      parse_size(o->size, options.preprocessing.width, options.preprocessing.height);
+      imram::cli::parse_picture_size(o->size, options.preprocessing.width, options.preprocessing.height);
       for (int c = 0; c < 3; ++c) {
         if (!(o->std[std::size_t(c)] > 0)) throw imram::Error("--std values must be positive");
         options.preprocessing.mean[std::size_t(c)] = o->mean[std::size_t(c)];

@@ -210,7 +210,9 @@ TEST(Index, RerankScoresAreTheEngineScores) {
       const auto hits = index->searcher(imram::GallerySide::Captions, 10)->search(index->image_query(i), 10, nullptr);
       for (const auto& hit : hits) EXPECT_LE(std::abs(hit.score - expected[i][hit.index].item<double>()), bound) << store;
     }
-    if (store == "float16") EXPECT_GT(worst, 0.0);  // float16 really is stored
+    if (store == "float16") {
+      EXPECT_GT(worst, 0.0);  // float16 really is stored
+    }
   }
 }
 

@@ -458,7 +458,9 @@ TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
   // The explanation of a stored image is the score the index re-ranks with (float16 store).
   const auto caption_hits = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(2), 50, nullptr);
   for (const auto& hit : caption_hits)
-    if (hit.index == 11) EXPECT_NEAR(nlohmann::json::parse(explained.body)["score"].get<double>(), hit.score, 1e-4);
+    if (hit.index == 11) {
+      EXPECT_NEAR(nlohmann::json::parse(explained.body)["score"].get<double>(), hit.score, 1e-4);
+    }
 }
 
 }  // namespace
