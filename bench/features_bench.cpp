@@ -8,7 +8,6 @@
 #include <thread>
 
 #include <opencv2/imgproc.hpp>
-#include <torch/script.h>
 
 #include "imram/data/synthetic.h"
 #include "imram/error.h"
@@ -115,9 +114,7 @@ std::string bench_features(const FeaturesBenchOptions& o) {
     out["backbone"] = o.backbone;
     out["backbone_pictures_per_s"] = rate;
     out["matmul_gflops"] = measure_matmul_gflops();
-    const auto module = torch::jit::load(o.backbone);
-    if (module.hasattr("flops_per_picture")) {
-      const double flops = double(module.attr("flops_per_picture").toInt());
+    if (const double flops = backbone.flops_per_picture(); flops > 0) {
       out["backbone_gflops"] = rate * flops / 1e9;
       out["backbone_vs_matmul"] = rate * flops / 1e9 / out["matmul_gflops"].get<double>();
     }

@@ -60,7 +60,6 @@ IMRAM_COMMAND {
         options.feature_dim = imram::load_model_config((std::filesystem::path(o->model) / "config.json").string()).img_dim;
       const auto warn = [](const std::string& line) { std::cerr << "warning: " << line << std::endl; };
       const auto pictures = imram::list_pictures(o->images, warn);
-      if (pictures.empty()) throw imram::Error(o->images + ": no pictures (.jpg, .jpeg, .png, .webp, .bmp) found");
       const auto s = imram::extract_features(pictures, o->out, o->split, options, warn);
       if (o->json) {
         std::cout << nlohmann::json{{"features", s.features_path}, {"pictures", s.rows},   {"computed", s.computed},

@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "imram/data/synthetic.h"
+#include "imram/error.h"
 #include "imram/util/atomic_file.h"
 #include "test_paths.h"
 
@@ -32,6 +34,16 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The message of the imram::Error that `action` throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline std::string testdata(const std::string& relative) {
   return std::string(IMRAM_TESTDATA_DIR) + "/" + relative;

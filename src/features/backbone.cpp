@@ -62,7 +62,10 @@ Backbone::Backbone(const std::string& path, BackboneContract contract, torch::De
 }
 
 Backbone::~Backbone() = default;
-Backbone::Backbone(Backbone&&) noexcept = default;
+
+double Backbone::flops_per_picture() const {
+  return module_->hasattr("flops_per_picture") ? double(module_->attr("flops_per_picture").toInt()) : 0.0;
+}
 
 void Backbone::broken(const std::string& what) const {
   throw Error(path_ + ": the " + backbone_contract_name(contract_) + " backbone " + what);

@@ -235,6 +235,7 @@ std::vector<std::string> list_pictures(const std::string& folder_or_list, const 
       pictures.push_back(absolute);
     }
   }
+  if (pictures.empty()) throw Error(folder_or_list + ": no pictures (.jpg, .jpeg, .png, .webp, .bmp) found");
   return pictures;
 }
 

@@ -50,7 +50,6 @@ PicturesAdded add_pictures_to_index(const std::string& index_dir, const std::str
                   index.string() + " holds images of " + std::to_string(regions));
   }
   const auto listed = list_pictures(pictures, warn);
-  if (listed.empty()) throw Error(pictures + ": no pictures (.jpg, .jpeg, .png, .webp, .bmp) found");
   const TemporaryDataset data(index.string());
   const std::string split = "pictures";
   const auto summary = extract_features(listed, data.dir(), split, options, warn);

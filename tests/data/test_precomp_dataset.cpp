@@ -17,14 +17,7 @@ void write_split(const imram::test::TempDir& dir, const std::string& name, std::
   for (int c = 0; c < captions; ++c) caps << "caption number " << c << "\n";
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const imram::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using imram::test::error_of;
 
 TEST(PrecompSplit, MapsFiveCaptionsPerImageInImageOrder) {
   imram::test::TempDir dir;

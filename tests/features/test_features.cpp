@@ -26,6 +26,7 @@
 
 namespace fs = std::filesystem;
 using imram::test::Bytes;
+using imram::test::error_of;
 using imram::test::TempDir;
 using imram::test::testdata;
 
@@ -53,15 +54,6 @@ Run extract(const std::vector<std::string>& pictures, const std::string& out, co
   run.summary = imram::extract_features(pictures, out, "test", options,
                                         [&](const std::string& line) { run.warnings.push_back(line); });
   return run;
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const imram::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 std::vector<std::string> lines_of(const std::string& path) {

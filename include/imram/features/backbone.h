@@ -40,11 +40,12 @@ class Backbone {
   Backbone(const std::string& path, BackboneContract contract, torch::Device device, int regions = 36,
            std::int64_t feature_dim = 0);
   ~Backbone();
-  Backbone(Backbone&&) noexcept;
 
   // `images`: [B,3,H,W] float32, preprocessed (features/preprocessing.h); one result per image.
   std::vector<PictureRegions> run(const torch::Tensor& images);
 
+  // The module's own `flops_per_picture` attribute (docs/features.md), 0 when it has none.
+  double flops_per_picture() const;
   const std::string& path() const { return path_; }
   BackboneContract contract() const { return contract_; }
 

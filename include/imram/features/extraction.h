@@ -50,7 +50,8 @@ using FeatureLog = std::function<void(const std::string& line)>;
 // The pictures to read: every file with a picture's extension below a folder (sorted by path,
 // symbolic links followed, each folder visited once), one picture file, or the lines of a list
 // file in order.
-// What cannot be listed (an unreadable folder, a link loop) is a warning through `warn`.
+// What cannot be listed (an unreadable folder, a link loop) is a warning through `warn`; finding
+// no picture at all is an imram::Error.
 std::vector<std::string> list_pictures(const std::string& folder_or_list, const FeatureLog& warn);
 
 // Throws imram::Error when the backbone breaks its contract or no picture was usable; a picture
