@@ -1,6 +1,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "imram/search/search_params.h"
 #include "imram/error.h"
 #include "imram/eval/evaluator.h"
 #include "imram/model/tensor_io.h"
@@ -12,7 +13,8 @@ IMRAM_COMMAND {
   struct Options {
     std::string model, data, split = "test", save_sims, save_json, index;
     bool fold5 = false, json = false, skip_exhaustive = false;
-    std::int64_t shortlist = 100, prefilter = 0, queries = 0;
+    std::int64_t shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter, queries = 0,
+                 image_queries = -1;
     std::uint64_t seed = 1;
     std::size_t memory_budget_mb = 1024;
   };
@@ -25,12 +27,18 @@ IMRAM_COMMAND {
   sub->add_option("--shortlist", options->shortlist, "two-stage shortlist size N (with --index)")
       ->capture_default_str()->check(imram::cli::kNonNegative);
   sub->add_option("--prefilter", options->prefilter,
-                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them")
+                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them "
+                  "(0 or at most --shortlist: no middle stage)")
+      ->capture_default_str()
       ->check(imram::cli::kNonNegative);
   sub->add_option("--queries", options->queries,
                   "with --index: a sample of this many queries per direction, each held to exhaustive IMRAM "
                   "(ranks, shortlist recall); for galleries too large to score every pair")
       ->check(imram::cli::kAtLeastOne);
+  sub->add_option("--image-queries", options->image_queries,
+                  "with --queries: image queries instead of as many as text ones (0: text queries only; an image "
+                  "query against a large gallery scores five captions per image)")
+      ->check(imram::cli::kNonNegative);
   sub->add_option("--seed", options->seed, "with --queries: which queries are sampled")->capture_default_str();
   sub->add_flag("--skip-exhaustive", options->skip_exhaustive, "with --index: do not score every pair");
   sub->add_option("--split", options->split, "split name (not with --index: it holds its own gallery)")
@@ -57,6 +65,7 @@ IMRAM_COMMAND {
         if (options->queries > 0) {
           imram::SampledEvalOptions sampled;
           sampled.queries = options->queries;
+          sampled.image_queries = options->image_queries;
           sampled.shortlist = options->shortlist;
           sampled.prefilter = options->prefilter;
           sampled.seed = options->seed;

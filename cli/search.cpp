@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "imram/search/search_params.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/faiss_shortlist.h"
@@ -12,7 +13,7 @@
 IMRAM_COMMAND {
   struct Options {
     std::string index, model, data, split = "test", query, cache = imram::default_cache_dir();
-    std::int64_t image = -1, top = 5, mark = -1, shortlist = 100, prefilter = 0;
+    std::int64_t image = -1, top = 5, mark = -1, shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter;
     std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
     imram::SearchParams params;
     bool json = false;
@@ -29,11 +30,12 @@ IMRAM_COMMAND {
   sub->add_option("--top", o->top, "results to show")->capture_default_str()->check(CLI::Range(1, 100000));
   sub->add_option("--shortlist", o->shortlist,
                   "candidates from the FAISS shortlist re-ranked by IMRAM (0: score the whole gallery); "
-                  "default 100 with --index, 0 with --data")
+                  "default " + std::to_string(imram::kDefaultShortlist) + " with --index, 0 with --data")
       ->check(imram::cli::kNonNegative);
   sub->add_option("--prefilter", o->prefilter,
                   "FAISS proposes this many, IMRAM's first step alone keeps --shortlist of them for the full "
-                  "K steps (0: no middle stage)")
+                  "K steps (0 or at most --shortlist: no middle stage)")
+      ->capture_default_str()
       ->check(imram::cli::kNonNegative);
   sub->add_option("--nprobe", o->params.nprobe,
                   "inverted-file lists the shortlist visits (IVF indexes; default " +

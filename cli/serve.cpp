@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "command.h"
+#include "imram/search/search_params.h"
 #include "imram/error.h"
 #include "imram/search/gallery.h"
 #include "imram/serve/server.h"
@@ -14,7 +15,7 @@ IMRAM_COMMAND {
     std::string index, model, data, split = "test", host = "127.0.0.1", images_list,
                                      cache = imram::default_cache_dir();
     int port = 8080;
-    std::int64_t shortlist = 100;
+    std::int64_t shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter;
     std::size_t max_batch = imram::ServerOptions().max_batch;
     double memory_decay_s = 30;
     double head_timeout_s = imram::ServerOptions().head_timeout_s, body_timeout_s = imram::ServerOptions().body_timeout_s;
@@ -25,6 +26,10 @@ IMRAM_COMMAND {
   auto* sub = root.add_subcommand("serve", "HTTP search service and web page over a split's gallery");
   auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
   sub->add_option("--shortlist", o->shortlist, "with --index: FAISS candidates re-ranked by IMRAM (0: all)")
+      ->capture_default_str()->check(imram::cli::kNonNegative);
+  sub->add_option("--prefilter", o->prefilter,
+                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them "
+                  "(0 or at most --shortlist: no middle stage)")
       ->capture_default_str()->check(imram::cli::kNonNegative);
   auto* model = sub->add_option("--model", o->model, "model directory");
   auto* data = sub->add_option("--data", o->data, "dataset directory");
@@ -64,7 +69,7 @@ IMRAM_COMMAND {
       imram::cli::return_freed_memory_after(o->memory_decay_s);
       std::unique_ptr<imram::SearchBackend> backend;
       if (!o->index.empty()) {
-        backend = imram::open_index_backend(o->index, device, o->shortlist);
+        backend = imram::open_index_backend(o->index, device, o->shortlist, o->prefilter);
       } else {
         std::cout << "imram serve: encoding the " << o->split << " split of " << o->data << "..." << std::endl;
         backend = imram::open_gallery_backend(o->model, o->data, o->split, o->cache, device, o->cache_limit_mb << 20);

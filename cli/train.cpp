@@ -19,6 +19,7 @@ IMRAM_COMMAND {
   struct Options {
     imram::TrainOptions train;
     std::string mode = "full", raw_feature_norm = "clipped_l2norm", resume;
+    std::string global_pooling = "gpo";
     bool uni_gru = false, sum_violation = false, imram_norm = false, no_imram_norm = false;
     bool no_shuffle = false, quiet = false;
     int nproc = 0, nproc_max = 0;
@@ -55,6 +56,9 @@ IMRAM_COMMAND {
       ->check(imram::cli::kNonNegative);
   sub->add_option("--global-dim", t.model.global_head, "size of the global embedding (default: embed size)")
       ->check(imram::cli::kNonNegative);
+  sub->add_option("--global-pooling", o->global_pooling, "pooling of that head: gpo or mean (imram train-global --pooling)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gpo", "mean"}));
   auto* norm = sub->add_flag("--imram-norm", o->imram_norm, "l2-normalise the query after each memory update");
   sub->add_flag("--no-imram-norm", o->no_imram_norm, "do not (default, as the authors' scripts)")->excludes(norm);
   sub->add_option("--vocab", t.vocab_path, "vocabulary JSON (default: build from train+dev captions)");
@@ -112,6 +116,8 @@ IMRAM_COMMAND {
       options.model.raw_feature_norm = imram::parse_raw_feature_norm(o->raw_feature_norm);
       options.model.bi_gru = !o->uni_gru;
       options.model.imram_norm = o->imram_norm;
+      if (options.model.global_head > 0 || options.global_weight > 0)
+        options.model.global_pooling = imram::parse_global_pooling(o->global_pooling);
       options.max_violation = !o->sum_violation;
       options.shuffle = !o->no_shuffle;
       const auto summary = imram::train(options, compute_device, world.get());

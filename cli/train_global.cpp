@@ -11,6 +11,7 @@ IMRAM_COMMAND {
     std::string model, data, out, val_split = "dev";
     imram::GlobalFitOptions fit;
     std::int64_t val_images = 1000;
+    std::string pooling = "gpo";
     bool quiet = false;
   };
   auto o = std::make_shared<Options>();
@@ -24,6 +25,16 @@ IMRAM_COMMAND {
   sub->add_option("--lr", o->fit.lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--margin", o->fit.margin, "hinge margin")->capture_default_str()->check(imram::cli::kNonNegative);
   sub->add_option("--dim", o->fit.dim, "head size for a model without one (default: embed size)")->check(imram::cli::kNonNegative);
+  sub->add_option("--pooling", o->pooling, "pooling of a new head: gpo (learned, VSE-infinity's) or mean")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gpo", "mean"}));
+  sub->add_option("--distill", o->fit.distill,
+                  "weight of distillation: the head learns IMRAM's order of each item's likeliest confusions (0: off)")
+      ->capture_default_str()
+      ->check(imram::cli::kNonNegative);
+  sub->add_option("--distill-candidates", o->fit.distill_candidates, "confusions per item scored by IMRAM for it")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1024));
   sub->add_option("--seed", o->fit.seed, "initialisation and data order")->capture_default_str();
   sub->add_option("--val-split", o->val_split, "split to report stage-1 R@K on afterwards (none: skip)")->capture_default_str();
   sub->add_option("--val-images", o->val_images, "first N images of it")->capture_default_str()->check(imram::cli::kAtLeastOne);
@@ -35,11 +46,13 @@ IMRAM_COMMAND {
       const auto train = imram::PrecompSplit::open(o->data, "train");
       auto fit = o->fit;
       fit.show_progress = !o->quiet;
+      fit.pooling = imram::parse_global_pooling(o->pooling);
       const auto summary = imram::fit_global_head(model, train, fit);
       imram::save_model(o->out, model);
-      std::printf("fitted a global head of %lld outputs: loss %.4f -> %.4f (pooling %.1f s, fitting %.1f s); model in %s\n",
-                  static_cast<long long>(model.config().global_head), summary.first_epoch_loss, summary.last_epoch_loss,
-                  summary.pooling_seconds, summary.fitting_seconds, o->out.c_str());
+      std::printf("fitted a global head of %lld outputs, %s pooling: loss %.4f -> %.4f (encoding %.1f s, teacher %.1f s, fitting %.1f s); "
+                  "model in %s\n",
+                  static_cast<long long>(model.config().global_head), imram::to_string(model.config().global_pooling).c_str(),
+                  summary.first_epoch_loss, summary.last_epoch_loss, summary.encoding_seconds, summary.teacher_seconds, summary.fitting_seconds, o->out.c_str());
       if (o->val_split != "none") {
         const auto val = imram::PrecompSplit::open(o->data, o->val_split);
         imram::EvalOptions options;

@@ -39,7 +39,7 @@ echo "== 3/6 training text-IMRAM (K=2, d=128) for $EPOCHS epochs on the pictures
   --batch-size 64 --lr 1e-3 --epochs "$EPOCHS" --lr-update 100 --val-images 200 --seed "$SEED" --log-every 20
 
 echo "== 4/6 fitting the global head and indexing the 500 test pictures into $INDEX"
-"$IMRAM" train-global --model "$RUN/best" --data "$DATA" --out "$RUN/global" --epochs 20
+"$IMRAM" train-global --model "$RUN/best" --data "$DATA" --out "$RUN/global"
 "$IMRAM" index build --model "$RUN/global" --data "$DATA" --split test --out "$INDEX"
 
 echo "== 5/6 evaluating on the test pictures: exhaustive IMRAM, two-stage (N=$SHORTLIST), stage 1 alone"

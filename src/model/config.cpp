@@ -56,6 +56,14 @@ ImageEncoderType parse_image_encoder(const std::string& text) {
   throw Error("image encoder '" + text + "' is not one of basic, weight_norm");
 }
 
+std::string to_string(GlobalPooling pooling) { return pooling == GlobalPooling::Gpo ? "gpo" : "mean"; }
+
+GlobalPooling parse_global_pooling(const std::string& text) {
+  if (text == "mean") return GlobalPooling::Mean;
+  if (text == "gpo") return GlobalPooling::Gpo;
+  throw Error("global pooling '" + text + "' is not one of mean, gpo");
+}
+
 void ModelConfig::validate() const {
   auto fail = [](const std::string& field, const std::string& why) {
     throw Error("model config: " + field + " " + why);
@@ -68,6 +76,7 @@ void ModelConfig::validate() const {
   if (vocab_size < 5) fail("vocab_size", "must be >= 5 (4 special tokens and at least one word)");
   if (num_layers < 1) fail("num_layers", "must be >= 1");
   if (global_head < 0) fail("global_head", "must be >= 0 (0: no global head)");
+  if (global_head == 0 && global_pooling != GlobalPooling::Mean) fail("global_pooling", "needs a global head (global_head > 0)");
 }
 
 namespace {
@@ -123,6 +132,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
       {"text_l2norm", c.text_l2norm},
   };
   if (c.global_head > 0) json["global_head"] = c.global_head;
+  if (c.global_pooling != GlobalPooling::Mean) json["global_pooling"] = to_string(c.global_pooling);
   return json;
 }
 
@@ -148,6 +158,7 @@ ModelConfig model_config_from_json(const nlohmann::json& json, const std::string
       else if (key == "image_l2norm") c.image_l2norm = typed<bool>(value, key, source);
       else if (key == "text_l2norm") c.text_l2norm = typed<bool>(value, key, source);
       else if (key == "global_head") c.global_head = typed<std::int64_t>(value, key, source);
+      else if (key == "global_pooling") c.global_pooling = parse_global_pooling(typed<std::string>(value, key, source));
       else throw Error(source + ": unknown config key \"" + key + "\"");
     } catch (const Error& e) {
       const std::string what = e.what();

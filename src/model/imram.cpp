@@ -16,7 +16,7 @@ ImramModelImpl::ImramModelImpl(const ModelConfig& model_config) : config(model_c
   linear_i2t = register_module("linear_i2t", torch::nn::Linear(2 * d, d));
   gate_i2t = register_module("gate_i2t", torch::nn::Linear(2 * d, d));
   // Registered last, so that the authors' parameters draw the same initial values either way.
-  if (config.global_head > 0) global_head = register_module("global_head", GlobalHead(d, config.global_head));
+  if (config.global_head > 0) global_head = register_module("global_head", GlobalHead(d, config.global_head, config.global_pooling));
 }
 
 EncodedImages ImramModelImpl::encode_images(const torch::Tensor& features,

@@ -152,16 +152,18 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 namespace {
 
 // One direction of the sampled evaluation. `own(query)` are the gallery items that belong to
-// the query (its image, or the image's captions); `encode(query)` its encoded form.
-template <typename Own, typename Encode>
+// the query (its image, or the image's captions); `encode(query)` its encoded form; `twin(query)`
+// the gallery item that must rank below the own one for twin accuracy (-1: none).
+template <typename Own, typename Encode, typename Twin>
 SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, std::int64_t population,
-                                  const SampledEvalOptions& options, const char* label, Own own, Encode encode) {
+                                  std::int64_t queries_wanted, const SampledEvalOptions& options, const char* label,
+                                  Own own, Encode encode, Twin twin) {
   SampledDirection result;
   std::vector<std::int64_t> sample(static_cast<std::size_t>(population));
   std::iota(sample.begin(), sample.end(), 0);
   std::mt19937_64 rng(options.seed);
   std::shuffle(sample.begin(), sample.end(), rng);
-  sample.resize(std::size_t(std::min(options.queries, population)));
+  sample.resize(std::size_t(std::min(queries_wanted, population)));
   result.queries = std::int64_t(sample.size());
   if (sample.empty()) return result;
 
@@ -173,6 +175,7 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
   ProgressBar bar(std::string("sampled ") + label + " queries", result.queries, "queries", options.show_progress);
   double exhaustive_ms = 0, two_stage_ms = 0;
   std::int64_t r1 = 0, r5 = 0, r10 = 0, t1 = 0, t5 = 0, t10 = 0, same = 0, top1_in = 0, top10_in = 0;
+  std::int64_t twin_queries = 0, twin_exhaustive = 0, twin_two_stage = 0;
   for (std::size_t begin = 0; begin < sample.size(); begin += std::size_t(options.batch)) {
     const auto end = std::min(sample.size(), begin + std::size_t(options.batch));
     std::vector<EncodedQuery> queries;
@@ -206,6 +209,20 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
       for (std::size_t r = 0; r < std::min<std::size_t>(10, ranking.size()); ++r)
         all_top10 = all_top10 && scored.count(ranking[r].index) > 0;
       top10_in += all_top10;
+      if (const auto other = twin(sample[q]); other >= 0) {
+        // As twin_accuracy: the own item must score strictly higher; in two-stage, an item that
+        // is not in the list ranks below every item that is.
+        ++twin_queries;
+        const auto own_item = mine.front();
+        auto score_in = [](const std::vector<Hit>& list, std::int64_t item) {
+          for (const auto& hit : list)
+            if (hit.index == item) return std::optional<double>(hit.score);
+          return std::optional<double>();
+        };
+        twin_exhaustive += *score_in(ranking, own_item) > *score_in(ranking, other);
+        const auto own_score = score_in(hits, own_item), twin_score = score_in(hits, other);
+        twin_two_stage += own_score && (!twin_score || *own_score > *twin_score);
+      }
       bar.update(std::int64_t(q) + 1);
     }
   }
@@ -218,6 +235,11 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
   result.same_rank = double(same) / n;
   result.top1_in_shortlist = double(top1_in) / n;
   result.top10_in_shortlist = double(top10_in) / n;
+  result.twin_queries = twin_queries;
+  if (twin_queries > 0) {
+    result.twin_exhaustive = double(twin_exhaustive) / double(twin_queries);
+    result.twin_two_stage = double(twin_two_stage) / double(twin_queries);
+  }
   result.exhaustive_ms = exhaustive_ms / n;
   result.two_stage_ms = two_stage_ms / n;
   return result;
@@ -229,7 +251,9 @@ nlohmann::ordered_json direction_json(const SampledDirection& d) {
           {"two_stage", {{"r1", d.two_stage_r1}, {"r5", d.two_stage_r5}, {"r10", d.two_stage_r10}, {"ms_per_query", d.two_stage_ms}}},
           {"same_rank", d.same_rank},
           {"top1_in_shortlist", d.top1_in_shortlist},
-          {"top10_in_shortlist", d.top10_in_shortlist}};
+          {"top10_in_shortlist", d.top10_in_shortlist},
+          {"twin_queries", d.twin_queries},
+          {"twin_accuracy", {{"exhaustive", d.twin_exhaustive}, {"two_stage", d.twin_two_stage}}}};
 }
 
 }  // namespace
@@ -249,18 +273,21 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
   result.shortlist = options.shortlist;
   result.prefilter = options.prefilter > options.shortlist ? options.prefilter : 0;
   const auto caption_globals = index.caption_globals();
+  const auto twins = twins_in(index);
   result.text_to_image = sample_direction(
-      index, GallerySide::Images, result.captions, options, "text->image",
+      index, GallerySide::Images, result.captions, options.queries, options, "text->image",
       [&](std::int64_t caption) { return std::vector<std::int64_t>{caption / cpi}; },
-      [&](std::int64_t caption) { return stored_caption_query(index, caption, caption_globals); });
+      [&](std::int64_t caption) { return stored_caption_query(index, caption, caption_globals); },
+      [&](std::int64_t caption) { return twins.empty() ? std::int64_t(-1) : twins[std::size_t(caption / cpi)]; });
   result.image_to_text = sample_direction(
-      index, GallerySide::Captions, result.images, options, "image->text",
+      index, GallerySide::Captions, result.images, options.image_queries < 0 ? options.queries : options.image_queries,
+      options, "image->text",
       [&](std::int64_t image) {
         std::vector<std::int64_t> captions(static_cast<std::size_t>(cpi));
         std::iota(captions.begin(), captions.end(), image * cpi);
         return captions;
       },
-      [&](std::int64_t image) { return index.image_query(image); });
+      [&](std::int64_t image) { return index.image_query(image); }, [](std::int64_t) { return std::int64_t(-1); });
   return result;
 }
 
@@ -298,6 +325,12 @@ std::string sampled_table(const SampledEvalResult& result) {
   out += result.prefilter ? "cascade " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist)
                           : "two-stage, N=" + std::to_string(result.shortlist);
   out += "; exhaustive IMRAM scored for the sampled queries only\n";
+  if (const auto& t = result.text_to_image; t.twin_queries > 0) {
+    std::snprintf(line, sizeof line, "twin accuracy of the %lld sampled captions whose image has a twin: exhaustive %.4f, %s %.4f\n",
+                  static_cast<long long>(t.twin_queries), t.twin_exhaustive, result.prefilter ? "cascade" : "two-stage",
+                  t.twin_two_stage);
+    out += line;
+  }
   return out;
 }
 
@@ -344,6 +377,18 @@ std::string two_stage_table(const TwoStageEvalResult& result) {
     row(result.prefilter ? "cascade, " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist_images)
                          : "two-stage, N=" + std::to_string(result.shortlist_images),
         *result.two_stage);
+  if (result.exhaustive && result.two_stage) {
+    // What the fast path costs in accuracy, in points (twins: in points of percent too).
+    const auto& e = result.exhaustive->metrics;
+    const auto& t = result.two_stage->metrics;
+    char twins[16] = "-";
+    if (result.exhaustive->twin_accuracy && result.two_stage->twin_accuracy)
+      std::snprintf(twins, sizeof twins, "%+.2f", 100.0 * (*result.two_stage->twin_accuracy - *result.exhaustive->twin_accuracy));
+    std::snprintf(line, sizeof line, "%-24s %+9.2f %+9.2f %+9.2f   %+9.2f %+9.2f %+9.2f   %10s %10s %7s\n",
+                  "gap to exhaustive", t.i2t.r1 - e.i2t.r1, t.i2t.r5 - e.i2t.r5, t.i2t.r10 - e.i2t.r10, t.t2i.r1 - e.t2i.r1,
+                  t.t2i.r5 - e.t2i.r5, t.t2i.r10 - e.t2i.r10, "", "", twins);
+    out += line;
+  }
   if (result.stage1) row("stage 1 alone", *result.stage1);
   std::snprintf(line, sizeof line, "%lld images, %lld captions", static_cast<long long>(result.images),
                 static_cast<long long>(result.captions));

@@ -17,12 +17,13 @@ namespace {
 
 class IndexBackend : public SearchBackend {
  public:
-  IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::string name, std::string kind)
+  IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::int64_t prefilter, std::string name,
+               std::string kind)
       : index_(std::move(index)), model_(index_->model()), name_(std::move(name)), kind_(std::move(kind)) {
     image_shortlist_ = std::min(shortlist, index_->num_images());
     caption_shortlist_ = std::min(shortlist, index_->num_captions());
-    images_ = index_->searcher(GallerySide::Images, image_shortlist_);
-    captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_);
+    images_ = index_->searcher(GallerySide::Images, image_shortlist_, prefilter);
+    captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, prefilter);
   }
 
   std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
@@ -94,16 +95,16 @@ std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir
   auto model = load_model(model_dir, parse_device(device));
   const auto opened = PrecompSplit::open(data_dir, split);
   const Gallery gallery(model, opened, model_dir, cache_dir, /*show_progress=*/false, cache_limit_bytes);
-  return std::make_unique<IndexBackend>(gallery.shared_index(), 0, split, "exhaustive");
+  return std::make_unique<IndexBackend>(gallery.shared_index(), 0, 0, split, "exhaustive");
 }
 
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
-                                                  std::int64_t shortlist) {
+                                                  std::int64_t shortlist, std::int64_t prefilter) {
   auto index = GalleryIndex::open(index_dir, parse_device(device));
   // As imram search: an index without a shortlist is refused for two-stage search (the error
   // says to give --shortlist 0), never searched exhaustively behind the user's back.
   const bool two_stage = shortlist > 0;
-  return std::make_unique<IndexBackend>(std::move(index), shortlist, index_dir, two_stage ? "two-stage" : "exhaustive");
+  return std::make_unique<IndexBackend>(std::move(index), shortlist, prefilter, index_dir, two_stage ? "two-stage" : "exhaustive");
 }
 
 }  // namespace imram

@@ -352,6 +352,16 @@ TEST(Index, EvaluationAtFullShortlistEqualsExhaustive) {
   EXPECT_DOUBLE_EQ(result.two_stage->metrics.i2t.meanr, result.exhaustive->metrics.i2t.meanr);
   ASSERT_TRUE(result.two_stage->twin_accuracy && result.exhaustive->twin_accuracy);
   EXPECT_DOUBLE_EQ(*result.two_stage->twin_accuracy, *result.exhaustive->twin_accuracy);
+  // The table prints the gap to exhaustive: none here, in every column.
+  const auto table = imram::two_stage_table(result);
+  const auto gap = table.substr(table.find("gap to exhaustive"));
+  EXPECT_EQ(gap.substr(0, gap.find('\n')).find_first_of("123456789"), std::string::npos) << table;
+  EXPECT_EQ(imram::two_stage_table(imram::evaluate_index(*index, [&] {
+              auto without = options;
+              without.exhaustive = false;
+              return without;
+            }())).find("gap to exhaustive"),
+            std::string::npos);
   // A shortlist of 1 leaves the ranks beyond the first to stage 1.
   options.shortlist = 1;
   options.exhaustive = false;
@@ -370,7 +380,8 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   imram::TwoStageEvalOptions full;
   full.shortlist = 0;
   full.show_progress = false;
-  const auto reference = imram::evaluate_index(*index, full).exhaustive->metrics;
+  const auto full_result = imram::evaluate_index(*index, full);
+  const auto reference = full_result.exhaustive->metrics;
   imram::SampledEvalOptions options;
   options.queries = 1000;  // more than either side holds: all of them
   options.shortlist = 1000;
@@ -382,6 +393,12 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   EXPECT_DOUBLE_EQ(covering.text_to_image.exhaustive_r5, reference.t2i.r5);
   EXPECT_DOUBLE_EQ(covering.image_to_text.exhaustive_r1, reference.i2t.r1);
   EXPECT_DOUBLE_EQ(covering.image_to_text.exhaustive_r10, reference.i2t.r10);
+  // Twin accuracy of every caption sampled is the full protocol's; a covering shortlist keeps it.
+  ASSERT_TRUE(full_result.exhaustive->twin_accuracy);
+  EXPECT_GT(covering.text_to_image.twin_queries, 0);
+  EXPECT_DOUBLE_EQ(covering.text_to_image.twin_exhaustive, *full_result.exhaustive->twin_accuracy);
+  EXPECT_DOUBLE_EQ(covering.text_to_image.twin_two_stage, covering.text_to_image.twin_exhaustive);
+  EXPECT_EQ(covering.image_to_text.twin_queries, 0);
   for (const auto* d : {&covering.text_to_image, &covering.image_to_text}) {
     EXPECT_DOUBLE_EQ(d->two_stage_r1, d->exhaustive_r1);
     EXPECT_DOUBLE_EQ(d->same_rank, 1.0);
@@ -389,8 +406,10 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   }
   options.shortlist = 1;
   options.queries = 20;
+  options.image_queries = 0;  // text queries only
   const auto narrow = imram::evaluate_index_sampled(*index, options);
   EXPECT_EQ(narrow.text_to_image.queries, 20);
+  EXPECT_EQ(narrow.image_to_text.queries, 0);
   EXPECT_DOUBLE_EQ(narrow.text_to_image.top10_in_shortlist, 0.0);  // 10 items cannot fit in 1
   EXPECT_LE(narrow.text_to_image.two_stage_r5, narrow.text_to_image.two_stage_r1);  // nothing beyond rank 1
   const auto json = nlohmann::json::parse(imram::sampled_json(narrow));
@@ -461,6 +480,94 @@ TEST(GlobalHead, TrainGlobalFitsOnlyTheHead) {
   EXPECT_EQ(imram::load_model(world.dir.file("fitted")).config().global_head, 5);
 }
 
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The gpo pooling reads sorted values: the order of an item's fragments and whatever its padding
+// holds must not matter, and it must not be the plain mean (or the learned weights do nothing).
+TEST(GlobalHead, GpoPoolingIgnoresFragmentOrderAndPadding) {
+  torch::manual_seed(3);
+  imram::GlobalHead head(8, 6, imram::GlobalPooling::Gpo);
+  torch::NoGradGuard no_grad;
+  auto words = torch::randn({2, 5, 8});
+  imram::EncodedCaptions captions{words.clone(), torch::tensor({5, 3}, torch::kInt64)};
+  const auto base = head->embed_captions(captions);
+  auto shuffled = words.clone();
+  shuffled[0] = words[0].index_select(0, torch::tensor({4, 2, 0, 1, 3}));
+  shuffled[1].narrow(0, 3, 2).fill_(1e6);  // padding: anything
+  const auto moved = head->embed_captions({shuffled, captions.lengths});
+  EXPECT_TRUE(torch::allclose(base, moved, 1e-5, 1e-6)) << base << moved;
+  imram::EncodedImages regions{words.clone(), torch::tensor({{true, true, true, true, true}, {true, true, true, false, false}})};
+  EXPECT_TRUE(torch::allclose(head->embed_images(regions).norm(2, 1), torch::ones({2}), 1e-5, 1e-6));
+  // The weights over positions sum to 1 for every count.
+  for (const std::int64_t count : {1, 2, 7}) {
+    const auto w = head->text_pooling->position_weights(count);
+    EXPECT_EQ(w.size(0), count);
+    EXPECT_NEAR(w.sum().item<double>(), 1.0, 1e-5);
+  }
+  EXPECT_THROW(imram::parse_global_pooling("max"), imram::Error);
+}
+
+// Models made before gpo existed carry no "global_pooling" key: they load with the mean head and
+// their weights, and score as before; a gpo head round-trips through its directory.
+TEST(GlobalHead, ModelsWithoutAPoolingKeyKeepTheMeanHead) {
+  World world;
+  const auto config_text = read_text(world.dir.file("model/config.json"));
+  EXPECT_EQ(config_text.find("global_pooling"), std::string::npos) << config_text;
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  auto model = imram::load_model(world.dir.file("model"));
+  EXPECT_EQ(model.config().global_pooling, imram::GlobalPooling::Mean);
+  ASSERT_TRUE(model.net->global_head->image);
+  torch::NoGradGuard no_grad;
+  const auto split = imram::PrecompSplit::open(world.dir.file("data"), "test");
+  const auto encoded = imram::encode_image_file(*model.net, split.features());
+  const auto expected = imram::l2norm(model.net->global_head->image->forward(imram::pool_regions(encoded)), -1);
+  EXPECT_TRUE(torch::allclose(model.net->global_head->embed_images(encoded), expected, 1e-6, 1e-6));
+
+  imram::save_model(world.dir.file("plain"), small_model(world.dir.file("data/vocab.json"), 0));
+  auto fitted = imram::load_model(world.dir.file("plain"));
+  imram::GlobalFitOptions options;
+  options.epochs = 1;
+  options.batch_size = 16;
+  options.show_progress = false;
+  imram::fit_global_head(fitted, imram::PrecompSplit::open(world.dir.file("data"), "train"), options);
+  imram::save_model(world.dir.file("gpo"), fitted);
+  EXPECT_NE(read_text(world.dir.file("gpo/config.json")).find("\"global_pooling\": \"gpo\""), std::string::npos);
+  auto reloaded = imram::load_model(world.dir.file("gpo"));
+  EXPECT_EQ(reloaded.config().global_pooling, imram::GlobalPooling::Gpo);
+  EXPECT_TRUE(torch::equal(fitted.net->global_head->embed_images(encoded), reloaded.net->global_head->embed_images(encoded)));
+}
+
+// Distillation mines and scores its candidates once and then trains like the hinge alone:
+// the same seed gives the same head, bit for bit, and the teacher's term changes the fit.
+TEST(GlobalHead, DistilledFitIsDeterministicGivenTheSeed) {
+  World world;
+  imram::save_model(world.dir.file("plain"), small_model(world.dir.file("data/vocab.json"), 0));
+  const auto train = imram::PrecompSplit::open(world.dir.file("data"), "train");
+  auto fit = [&](double distill, std::uint64_t seed) {
+    auto model = imram::load_model(world.dir.file("plain"));
+    imram::GlobalFitOptions options;
+    options.epochs = 3;
+    options.batch_size = 16;
+    options.distill = distill;
+    options.distill_candidates = 4;
+    options.distill_queries = 8;
+    options.seed = seed;
+    options.show_progress = false;
+    const auto summary = imram::fit_global_head(model, train, options);
+    EXPECT_TRUE(std::isfinite(summary.last_epoch_loss));
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : model.net->global_head->parameters()) weights.push_back(p.detach().clone().flatten());
+    return torch::cat(weights);
+  };
+  const auto first = fit(1.0, 5);
+  EXPECT_TRUE(torch::equal(first, fit(1.0, 5)));
+  EXPECT_FALSE(torch::equal(first, fit(1.0, 6)));
+  EXPECT_FALSE(torch::equal(first, fit(0.0, 5)));
+}
+
 TEST(FaissShortlist, DefaultFactoryGrowsWithTheGallery) {
   EXPECT_EQ(imram::default_faiss_factory(5000), "Flat");
   EXPECT_EQ(imram::default_faiss_factory(100000), "IVF1024,Flat");
@@ -469,11 +576,6 @@ TEST(FaissShortlist, DefaultFactoryGrowsWithTheGallery) {
 }
 
 // Issue 21: what an attacker or an unlucky user did to an index.
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << text;

@@ -10,6 +10,7 @@ namespace imram {
 enum class ImramMode { Text, Image, Full };
 enum class RawFeatureNorm { ClippedL2Norm, L2Norm, Clipped, NoNorm, Softmax };
 enum class ImageEncoderType { Basic, WeightNorm };
+enum class GlobalPooling { Mean, Gpo };
 
 struct ModelConfig {
   ImramMode mode = ImramMode::Full;               // text-, image- or full-IMRAM
@@ -29,6 +30,9 @@ struct ModelConfig {
   // Size of the global-embedding head for two-stage search (model/global_head.h); 0 = none.
   // Optional in config.json: absent means 0, and a model without a head writes no key.
   std::int64_t global_head = 0;
+  // How that head pools an item's fragments (model/global_head.h). Optional in config.json:
+  // absent means mean, the only pooling of the models made before gpo existed.
+  GlobalPooling global_pooling = GlobalPooling::Mean;
 
   bool uses_text_direction() const { return mode != ImramMode::Image; }
   bool uses_image_direction() const { return mode != ImramMode::Text; }
@@ -40,9 +44,11 @@ struct ModelConfig {
 std::string to_string(ImramMode mode);          // "text" | "image" | "full"
 std::string to_string(RawFeatureNorm norm);     // the authors' spelling, e.g. "clipped_l2norm"
 std::string to_string(ImageEncoderType type);   // "basic" | "weight_norm"
+std::string to_string(GlobalPooling pooling);   // "mean" | "gpo"
 ImramMode parse_mode(const std::string& text);  // accepts text|image|full and text_IMRAM, ...
 RawFeatureNorm parse_raw_feature_norm(const std::string& text);
 ImageEncoderType parse_image_encoder(const std::string& text);
+GlobalPooling parse_global_pooling(const std::string& text);
 
 nlohmann::ordered_json to_json(const ModelConfig& config);
 // Strict: unknown keys and wrong types are errors naming `source` and the key.

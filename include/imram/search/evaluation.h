@@ -42,6 +42,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 // often exhaustive IMRAM's top 1 and top 10 are among the items the two-stage search scored.
 struct SampledEvalOptions {
   std::int64_t queries = 200;     // per direction (at most the gallery's)
+  std::int64_t image_queries = -1;  // image queries instead (< 0: as many as `queries`; 0: none)
   std::int64_t shortlist = 100;   // N (or N2 of a cascade)
   std::int64_t prefilter = 0;     // N1 of a cascade (0: none)
   std::uint64_t seed = 1;
@@ -58,6 +59,8 @@ struct SampledDirection {
                                   // (or both lie beyond the shortlist)
   double top1_in_shortlist = 0;   // fraction: exhaustive top 1 among the items two-stage scored
   double top10_in_shortlist = 0;  // fraction: all of exhaustive top 10 among them
+  std::int64_t twin_queries = 0;  // text queries whose image has a twin (synthetic galleries)
+  double twin_exhaustive = 0, twin_two_stage = 0;  // of those, the fraction whose image beats its twin
   double exhaustive_ms = 0, two_stage_ms = 0;  // per query
 };
 

@@ -46,8 +46,9 @@ std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir
                                                     const std::string& device,
                                                     std::uint64_t cache_limit_bytes = kDefaultGalleryCacheBytes);
 // An index directory; text queries take a FAISS shortlist of `shortlist` images re-ranked by
-// IMRAM (0: every image scored), image queries likewise over captions.
+// IMRAM (0: every image scored), image queries likewise over captions; a `prefilter` above the
+// shortlist makes it a cascade (search/rerank.h).
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
-                                                  std::int64_t shortlist);
+                                                  std::int64_t shortlist, std::int64_t prefilter = 0);
 
 }  // namespace imram

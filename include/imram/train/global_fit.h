@@ -1,8 +1,8 @@
 #pragma once
 // `imram train-global`: fits only the global-embedding head (model/global_head.h) of a frozen
-// model, for models trained without one (imported ones, say). The encoders do not change, so the
-// pooled fragment means of every training item are computed once; the head then trains on them
-// with the VSE++ hinge (hardest negatives) in seconds per epoch.
+// model, for models trained without one (imported ones, say). The encoders do not change, so every
+// training item is encoded once (kept in float16: d * 2 bytes a region or word); the head then
+// trains on those fragments with the VSE++ hinge (hardest negatives) in seconds per epoch.
 #include <cstdint>
 #include <string>
 
@@ -17,6 +17,15 @@ struct GlobalFitOptions {
   double lr = 2e-3;
   double margin = 0.2;
   std::int64_t dim = 0;          // head size for a model without one; 0: embed_size
+  GlobalPooling pooling = GlobalPooling::Gpo;  // for a model without a head
+  // Distillation (docs/search.md): besides the hinge, a listwise KL divergence that teaches the
+  // head IMRAM's own order of each item's `distill_candidates` likeliest confusions (mined once
+  // by the mean of the frozen fragments, scored once by the frozen model), weighted by `distill`
+  // (0: off), over the first `distill_queries` queries of each batch.
+  double distill = 0;
+  std::int64_t distill_candidates = 16;
+  std::int64_t distill_queries = 32;
+  double distill_temperature = 0.05;
   std::uint64_t seed = 1;
   bool show_progress = true;
 };
@@ -24,11 +33,12 @@ struct GlobalFitOptions {
 struct GlobalFitSummary {
   double first_epoch_loss = 0;
   double last_epoch_loss = 0;
-  double pooling_seconds = 0;    // encoding and pooling the training items, once
+  double encoding_seconds = 0;    // encoding the training items, once
+  double teacher_seconds = 0;     // mining and scoring the distillation candidates, once
   double fitting_seconds = 0;
 };
 
-// Adds a head to `model` when it has none (kept otherwise, and trained further).
+// Adds a head to `model` when it has none (kept otherwise, its pooling too, and trained further).
 GlobalFitSummary fit_global_head(Model& model, const PrecompSplit& train, const GlobalFitOptions& options);
 
 }  // namespace imram
