@@ -57,6 +57,26 @@ std::uint64_t bytes_of(const std::string& dir, const std::vector<std::string>& s
   return total;
 }
 
+// The product no re-rank of text queries can skip: from step 2 on, every pair's refined query
+// rows against the memory weights, (pairs x words, d) x (d, 2d) per step that updates the memory
+// again (K - 2 of them; K <= 2 needs none). Timed as one GEMM, median of 5, this machine, now.
+double rerank_floor_ms(const ModelConfig& config, std::int64_t candidates, double mean_words) {
+  const auto per_pair_steps = std::int64_t(config.iteration_steps) - 2;
+  if (per_pair_steps < 1 || !config.uses_text_direction() || candidates < 1) return 0;
+  torch::NoGradGuard no_grad;
+  const auto rows = std::int64_t(std::llround(double(candidates) * mean_words));
+  const auto d = config.embed_size;
+  const auto a = torch::randn({rows, d}), b = torch::randn({d, 2 * d});
+  auto out = torch::empty({rows, 2 * d});
+  std::vector<double> times;
+  for (int rep = 0; rep < 6; ++rep) {
+    const auto start = Clock::now();
+    torch::mm_out(out, a, b);
+    if (rep > 0) times.push_back(seconds_since(start) * 1e3);  // the first warms caches and threads
+  }
+  return percentile(times, 0.5) * double(per_pair_steps);
+}
+
 }  // namespace
 
 std::string bench_search(const SearchBenchOptions& o) {
@@ -94,6 +114,7 @@ std::string bench_search(const SearchBenchOptions& o) {
   IndexOptions index_options;
   index_options.faiss_factory = o.faiss;
   index_options.store = parse_store_dtype(o.store);
+  index_options.memory_halves = o.memory_halves;
   index_options.show_progress = false;
   index_options.device = o.device;
   const std::string index_dir = root + "/index";
@@ -138,16 +159,24 @@ std::string bench_search(const SearchBenchOptions& o) {
   std::vector<double> latencies;
   std::vector<std::vector<Hit>> answers;
   double stage1_ms = 0, stage2_ms = 0;
+  std::int64_t query_words = 0;
+  double encode_ms = 0;
   const auto queries_start = Clock::now();
   for (const auto& text : queries) {
     const auto start = Clock::now();
     SearchStats stats;
-    answers.push_back(searcher->search(index->text_query(text), 10, &stats));
+    const auto query = index->text_query(text);
+    encode_ms += seconds_since(start) * 1e3;
+    query_words += query.caption.lengths[0].item<std::int64_t>();
+    answers.push_back(searcher->search(query, 10, &stats));
     latencies.push_back(seconds_since(start) * 1e3);
     stage1_ms += stats.stage1_ms;
     stage2_ms += stats.stage2_ms;
   }
   const double queries_s = seconds_since(queries_start);
+
+  const auto floor_ms = rerank_floor_ms(config, shortlist, double(query_words) / double(o.queries));
+  const double stage2_mean_ms = stage2_ms / double(o.queries);
 
   nlohmann::ordered_json exhaustive_ms = nullptr, overlap = nullptr;
   std::int64_t exhaustive_count = 0;
@@ -194,15 +223,19 @@ std::string bench_search(const SearchBenchOptions& o) {
       {"bench", "search"}, {"images", o.images}, {"embed", config.embed_size}, {"regions", o.regions},
       {"feature_dim", o.feature_dim}, {"mode", to_string(config.mode)}, {"steps", config.iteration_steps},
       {"captions", o.captions}, {"shortlist", shortlist}, {"faiss", index->faiss_factory()}, {"store", o.store},
+      {"memory_halves", o.memory_halves},
       {"threads", thread_count()}, {"device", o.device},
       {"build_s", build_s}, {"generate_s", generate_s}, {"images_per_s", double(o.images) / images_s},
       {"faiss_build_s", faiss_s},
       {"index_bytes", bytes_of(index_dir, {".faiss", "_globals.bin"})},
-      {"store_bytes", bytes_of(index_dir, {"regions.bin", "words.bin", "word_offsets.bin"})},
+      {"store_bytes", bytes_of(index_dir, {"regions.bin", "words.bin", "word_offsets.bin", "_halves.bin"})},
       {"open_ms", open_ms}, {"first_query_ms", latencies.front()},
       {"p50_ms", percentile(latencies, 0.5)}, {"p95_ms", percentile(latencies, 0.95)},
-      {"p99_ms", percentile(latencies, 0.99)}, {"stage1_ms_mean", stage1_ms / double(o.queries)},
-      {"stage2_ms_mean", stage2_ms / double(o.queries)}, {"queries", o.queries},
+      {"p99_ms", percentile(latencies, 0.99)}, {"encode_ms_mean", encode_ms / double(o.queries)},
+      {"stage1_ms_mean", stage1_ms / double(o.queries)},
+      {"stage2_ms_mean", stage2_mean_ms}, {"stage2_floor_ms", floor_ms},
+      {"stage2_vs_floor", floor_ms > 0 ? nlohmann::ordered_json(stage2_mean_ms / floor_ms) : nlohmann::ordered_json()},
+      {"queries", o.queries},
       {"qps", double(o.queries) / queries_s}, {"peak_rss_mb", peak_rss_mb()},
       {"exhaustive_ms", exhaustive_ms}, {"exhaustive_queries", exhaustive_count}, {"top10_overlap", overlap},
       {"batch", batch}};

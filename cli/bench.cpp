@@ -89,6 +89,7 @@ IMRAM_COMMAND {
       ->check(CLI::Range(0, 4096));
   search->add_option("--faiss", q->options.faiss, "FAISS factory (default: chosen by gallery size)");
   search->add_option("--store", q->options.store, "float16 | float32")->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
+  search->add_flag("--memory-halves", q->options.memory_halves, "store the items' memory halves (index build --memory-halves)");
   search->add_option("--dir", q->options.dir, "build the index here and keep it (default: a temporary directory)");
   search->add_flag("--json", q->json, "one JSON line (the default output too)");
   search->add_flag("--quiet", q->quiet, "no progress output");

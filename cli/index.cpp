@@ -12,7 +12,8 @@ namespace {
 
 void print_summary(const std::string& verb, const imram::GalleryIndex& index) {
   std::cout << verb << " " << index.dir() << ": " << index.num_images() << " images, " << index.num_captions()
-            << " captions, store " << index.store_dtype() << ", "
+            << " captions, store " << index.store_dtype()
+            << (index.store()->keeps_memory_halves() ? " with memory halves" : "") << ", "
             << (index.has_shortlist() ? "FAISS " + index.faiss_factory() + " shortlist"
                                       : std::string("no shortlist (the model has no global head)"))
             << "\n";
@@ -26,7 +27,7 @@ IMRAM_COMMAND {
 
   struct BuildOptions {
     std::string model, data, split = "test", out, faiss, store = "float16";
-    bool quiet = false;
+    bool memory_halves = false, quiet = false;
   };
   auto b = std::make_shared<BuildOptions>();
   auto* build = index->add_subcommand("build", "encode a split into a new index directory");
@@ -37,6 +38,9 @@ IMRAM_COMMAND {
   build->add_option("--faiss", b->faiss, "FAISS factory string (default: Flat up to 20,000 images, else IVF<n>,Flat)");
   build->add_option("--store", b->store, "dtype of the stored encoded items")
       ->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
+  build->add_flag("--memory-halves", b->memory_halves,
+                  "also store each item's products with the memory weights: faster re-ranking for 2d floats more per "
+                  "region and word and direction (docs/index.md)");
   build->add_flag("--quiet", b->quiet, "no progress output");
   build->callback([&invocation, b] {
     invocation.run = [b, device = invocation.globals.device] {
@@ -44,6 +48,7 @@ IMRAM_COMMAND {
       imram::IndexOptions options;
       options.faiss_factory = b->faiss;
       options.store = imram::parse_store_dtype(b->store);
+      options.memory_halves = b->memory_halves;
       options.show_progress = !b->quiet;
       options.device = device;
       auto writer = imram::IndexWriter::create(b->out, b->model, options);

@@ -39,18 +39,24 @@ EnginePath resolve_engine_path(EnginePath requested, const torch::Tensor& sample
 }
 
 MatchingQueries::MatchingQueries(const torch::Tensor& query_in, const torch::Tensor& query_mask,
-                                 const MemoryDistillation& memory, const ModelConfig& config)
+                                 const MemoryDistillation& memory, const ModelConfig& config,
+                                 const torch::Tensor& cached_halves)
     : query(query_in.contiguous()), mask(query_mask.contiguous()) {
   squared_norms = query.pow(2).sum(-1);
   valid = mask.sum(1);
   if (config.iteration_steps > 1) {
-    halves = memory.query_half(query.view({-1, query.size(2)})).contiguous();
+    halves = cached_halves.defined() ? cached_halves.reshape({-1, 2 * query.size(2)}).contiguous()
+                                     : memory.query_half(query.view({-1, query.size(2)})).contiguous();
     weight_t = memory.query_weight().t();
     bias = memory.query_bias().contiguous();
   }
 }
 
 namespace {
+
+// Query rows (query items x fragments) up to which the fused path runs a block's products over all
+// its pairs at once: one caption or image against many items.
+constexpr std::int64_t kFewQueryRows = 64;
 
 // Steps of one block of context items, in the engine's layout [b, a, q, c]: context item b,
 // query item a, query fragment q, context fragment c, so that every product is one batched GEMM
@@ -98,18 +104,25 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
 
     // The memory update: [o_pre ; g_pre] = W_c c + W_q q (+ biases), then the gate.
     if (fused) {
+      // The gate pass is split over threads by context item (a no-op inside the per-item loop of
+      // iterative_matching, which is parallel already).
       if (k == 1) {
         preactivation = torch::bmm(alpha_rows, context_halves);
         current = torch::empty({B, A * nq, d}, query_rows.options());
-        for (std::int64_t b = 0; b < B; ++b) {
-          auto out = current[b];
-          fused_gated_update(preactivation[b], queries.halves, query_rows, out, config.imram_norm);
-        }
+        at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
+          for (std::int64_t b = begin; b < end; ++b) {
+            auto out = current[b];
+            fused_gated_update(preactivation[b], queries.halves, query_rows, out, config.imram_norm);
+          }
+        });
       } else {
         auto preactivation_rows = preactivation.view({B * A * nq, 2 * d});
         torch::mm_out(preactivation_rows, current.view({B * A * nq, d}), queries.weight_t);
         preactivation.baddbmm_(alpha_rows, context_halves);
-        fused_gated_update(preactivation, queries.bias, current, current, config.imram_norm);
+        at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
+          auto rows = current.narrow(0, begin, end - begin);
+          fused_gated_update(preactivation.narrow(0, begin, end - begin), queries.bias, rows, rows, config.imram_norm);
+        });
       }
       continue;
     }
@@ -127,9 +140,10 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
 torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
                                  const torch::Tensor& context_in, const torch::Tensor& context_padding,
                                  const MemoryDistillation& memory, const ModelConfig& config, EnginePath path,
-                                 MatchingTrace* trace, const torch::Tensor& cached_context_halves) {
+                                 MatchingTrace* trace, const torch::Tensor& cached_context_halves,
+                                 const torch::Tensor& cached_query_halves) {
   const auto resolved = resolve_engine_path(path, query);
-  const MatchingQueries queries(query, query_mask, memory, config);
+  const MatchingQueries queries(query, query_mask, memory, config, cached_query_halves);
   const auto context = context_in.contiguous();
   const bool memory_steps = config.iteration_steps > 1;
   auto context_halves = cached_context_halves;
@@ -137,10 +151,15 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
   if (resolved == EnginePath::Tensor)
     return match_block(queries, context, context_padding, context_halves, memory, config, false, trace);
   if (trace) throw Error("the fused_cpu engine path keeps no trace: explain with the tensor path");
-
-  // One context item per thread at a time: its (query rows x 2d) gate pre-activations stay in
-  // cache from the product that makes them to the pass that consumes them.
   if (memory_steps) context_halves = context_halves.contiguous();
+
+  // Few query rows (one query against a shortlist): per item, the products would be slivers of a
+  // GEMM, so the whole block goes through each product at once; only the gate pass is per item.
+  if (queries.query.size(0) * queries.query.size(1) <= kFewQueryRows)
+    return match_block(queries, context, context_padding, context_halves, memory, config, true, nullptr);
+
+  // Otherwise one context item per thread at a time: its (query rows x 2d) gate pre-activations
+  // stay in cache from the product that makes them to the pass that consumes them.
   const auto B = context.size(0);
   auto steps = torch::empty({config.iteration_steps, query.size(0), B}, query.options());
   at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {

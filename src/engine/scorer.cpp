@@ -132,10 +132,16 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
     const auto regions = images.regions.narrow(0, i0, ni);
     const auto region_mask = images.region_mask.defined() ? images.region_mask.narrow(0, i0, ni)
                                                           : torch::ones({ni, R}, float_options.dtype(torch::kBool));
-    // The images' context halves serve every caption block of this image block.
-    const auto region_halves = cpu_path && config.uses_text_direction() && config.iteration_steps > 1
-                                   ? model.text_memory().context_half(regions).contiguous()
-                                   : torch::Tensor();
+    // Memory halves of the images, attached or computed here once for every caption block of
+    // this image block (the tensor path computes absent ones per block).
+    const bool memory_steps = config.iteration_steps > 1;
+    const auto images_own = [&](const torch::Tensor& halves) {
+      return memory_steps && halves.defined() ? halves.narrow(0, i0, ni) : torch::Tensor();
+    };
+    auto region_halves = images_own(images.text_halves);
+    if (!region_halves.defined() && cpu_path && config.uses_text_direction() && memory_steps)
+      region_halves = model.text_memory().context_half(regions).contiguous();
+    const auto region_query_halves = images_own(images.image_halves);
     for (const auto block : caption_order) {
       const auto j0 = block * caption_block;
       const auto nc = std::min(caption_block, M - j0);
@@ -144,17 +150,22 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
       const auto words = captions.words.narrow(0, j0, nc).narrow(1, 0, block_len);
       const auto word_mask = word_mask_all.narrow(0, j0, nc).narrow(1, 0, block_len);
       auto block_total = total.narrow(0, i0, ni).narrow(1, j0, nc);
+      const auto captions_own = [&](const torch::Tensor& halves) {
+        return memory_steps && halves.defined() ? halves.narrow(0, j0, nc).narrow(1, 0, block_len) : torch::Tensor();
+      };
       if (config.uses_text_direction()) {
         const auto steps = iterative_matching(words, word_mask.to(float_options.dtype()), regions,
                                               images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
-                                              model.text_memory(), config, path, nullptr, region_halves)
+                                              model.text_memory(), config, path, nullptr, region_halves,
+                                              captions_own(captions.text_halves))
                                .transpose(1, 2);
         block_total.add_(steps.sum(0));
         if (keep_steps) steps_t2i.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
       if (config.uses_image_direction()) {
         const auto steps = iterative_matching(regions, region_mask.to(float_options.dtype()), words,
-                                              word_mask.logical_not(), model.image_memory(), config, path);
+                                              word_mask.logical_not(), model.image_memory(), config, path,
+                                              nullptr, captions_own(captions.image_halves), region_query_halves);
         block_total.add_(steps.sum(0));
         if (keep_steps) steps_i2t.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
@@ -180,7 +191,9 @@ PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images,
   if (lengths.numel() < 2) return score_in_order(model, images, captions, options);
   const auto order = std::get<1>(lengths.sort(/*stable=*/true, 0, false));
   const auto device_order = order.to(captions.words.device());
-  const EncodedCaptions sorted{captions.words.index_select(0, device_order), lengths.index_select(0, order)};
+  const auto reorder = [&](const torch::Tensor& t) { return t.defined() ? t.index_select(0, device_order) : t; };
+  const EncodedCaptions sorted{reorder(captions.words), lengths.index_select(0, order), reorder(captions.text_halves),
+                               reorder(captions.image_halves)};
   auto result = score_in_order(model, images, sorted, options);
   const auto inverse = torch::empty_like(order).scatter_(0, order, torch::arange(order.numel(), order.options()));
   const auto device_inverse = inverse.to(result.total.device());

@@ -84,10 +84,11 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     std::vector<std::int64_t> image_ids(static_cast<std::size_t>(N)), caption_ids(static_cast<std::size_t>(M));
     std::iota(image_ids.begin(), image_ids.end(), 0);
     std::iota(caption_ids.begin(), caption_ids.end(), 0);
-    auto images = index.store()->images(image_ids);
-    auto captions = index.store()->captions(caption_ids);
-    images.regions = images.regions.to(device);
-    captions.words = captions.words.to(device);
+    auto images = index.store()->images(image_ids, /*memory_halves=*/true);
+    auto captions = index.store()->captions(caption_ids, /*memory_halves=*/true);
+    for (auto* t : {&images.regions, &images.text_halves, &images.image_halves, &captions.words, &captions.text_halves,
+                    &captions.image_halves})
+      if (t->defined()) *t = t->to(device);
     ProgressBar bar("scoring every pair", N * M, "pairs", options.show_progress);
     ScoreOptions score_options;
     score_options.progress = [&](std::int64_t done, std::int64_t) { bar.update(done); };

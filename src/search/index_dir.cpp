@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -85,10 +87,19 @@ namespace {
 
 class MappedStore final : public ItemStore {
  public:
-  MappedStore(const std::string& dir, const Manifest& m)
+  MappedStore(const std::string& dir, const Manifest& m, ImramModel model)
       : m_(m),
+        model_(std::move(model)),
         regions_(dir + "/regions.bin", std::uint64_t(m.images * m.regions * m.embed_size) * element_size(m.store)),
         words_(dir + "/words.bin", std::uint64_t(m.words * m.embed_size) * element_size(m.store)) {
+    if (m.memory_halves > 0) {
+      if (m.memory_halves != model_->memory_halves_width())
+        throw Error(dir + "/manifest.json: memory halves of " + std::to_string(m.memory_halves) +
+                    " floats per fragment, the index's model makes " + std::to_string(model_->memory_halves_width()));
+      region_halves_.emplace(dir + "/region_halves.bin",
+                             std::uint64_t(m.images * m.regions * m.memory_halves) * element_size(m.store));
+      word_halves_.emplace(dir + "/word_halves.bin", std::uint64_t(m.words * m.memory_halves) * element_size(m.store));
+    }
     const std::string offsets_path = dir + "/word_offsets.bin";
     const auto offset_count = m.captions ? m.captions + 1 : 0;
     const MappedFile offsets(offsets_path, std::uint64_t(offset_count) * 8);
@@ -106,41 +117,64 @@ class MappedStore final : public ItemStore {
     return offsets_[std::size_t(id) + 1] - offsets_[std::size_t(id)];
   }
 
-  EncodedImages images(const std::vector<std::int64_t>& ids) const override {
+  bool keeps_memory_halves() const override { return m_.memory_halves > 0; }
+
+  EncodedImages images(const std::vector<std::int64_t>& ids, bool memory_halves) const override {
     check_item_ids(ids, m_.images, "image");
-    const auto R = m_.regions, d = m_.embed_size;
-    auto out = torch::empty({std::int64_t(ids.size()), R, d}, scalar_type(m_.store));
-    const auto item_bytes = std::size_t(R * d) * element_size(m_.store);
-    auto* target = static_cast<char*>(out.data_ptr());
-    for (std::size_t i = 0; i < ids.size(); ++i)
-      std::memcpy(target + i * item_bytes, regions_.data() + std::size_t(ids[i]) * item_bytes, item_bytes);
-    return {out.to(torch::kFloat32), torch::Tensor()};
+    EncodedImages out;
+    out.regions = gather_images(regions_.data(), ids, m_.embed_size);
+    if (memory_halves && keeps_memory_halves())
+      std::tie(out.text_halves, out.image_halves) =
+          model_->split_memory_halves(gather_images(region_halves_->data(), ids, m_.memory_halves));
+    return out;
   }
 
-  EncodedCaptions captions(const std::vector<std::int64_t>& ids) const override {
+  EncodedCaptions captions(const std::vector<std::int64_t>& ids, bool memory_halves) const override {
     check_item_ids(ids, m_.captions, "caption");
-    const auto d = m_.embed_size;
-    auto lengths = torch::empty({std::int64_t(ids.size())}, torch::kInt64);
+    EncodedCaptions out;
+    out.lengths = torch::empty({std::int64_t(ids.size())}, torch::kInt64);
     std::int64_t longest = 1;
     for (std::size_t i = 0; i < ids.size(); ++i) {
       const auto length = offsets_[std::size_t(ids[i]) + 1] - offsets_[std::size_t(ids[i])];
-      lengths[std::int64_t(i)] = length;
+      out.lengths[std::int64_t(i)] = length;
       longest = std::max(longest, length);
     }
-    auto out = torch::zeros({std::int64_t(ids.size()), longest, d}, scalar_type(m_.store));
-    const auto row_bytes = std::size_t(d) * element_size(m_.store);
-    auto* target = static_cast<char*>(out.data_ptr());
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      const auto begin = offsets_[std::size_t(ids[i])], end = offsets_[std::size_t(ids[i]) + 1];
-      std::memcpy(target + i * std::size_t(longest) * row_bytes, words_.data() + std::size_t(begin) * row_bytes,
-                  std::size_t(end - begin) * row_bytes);
-    }
-    return {out.to(torch::kFloat32), lengths};
+    out.words = gather_captions(words_.data(), ids, longest, m_.embed_size);
+    if (memory_halves && keeps_memory_halves())
+      std::tie(out.text_halves, out.image_halves) =
+          model_->split_memory_halves(gather_captions(word_halves_->data(), ids, longest, m_.memory_halves));
+    return out;
   }
 
  private:
+  // Rows of `width` values per region of the images `ids`, as float32.
+  torch::Tensor gather_images(const char* file, const std::vector<std::int64_t>& ids, std::int64_t width) const {
+    auto out = torch::empty({std::int64_t(ids.size()), m_.regions, width}, scalar_type(m_.store));
+    const auto item_bytes = std::size_t(m_.regions * width) * element_size(m_.store);
+    auto* target = static_cast<char*>(out.data_ptr());
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      std::memcpy(target + i * item_bytes, file + std::size_t(ids[i]) * item_bytes, item_bytes);
+    return out.to(torch::kFloat32);
+  }
+
+  // Rows of `width` values per word of the captions `ids`, zero-padded to `longest`, as float32.
+  torch::Tensor gather_captions(const char* file, const std::vector<std::int64_t>& ids, std::int64_t longest,
+                                std::int64_t width) const {
+    auto out = torch::zeros({std::int64_t(ids.size()), longest, width}, scalar_type(m_.store));
+    const auto row_bytes = std::size_t(width) * element_size(m_.store);
+    auto* target = static_cast<char*>(out.data_ptr());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto begin = offsets_[std::size_t(ids[i])], end = offsets_[std::size_t(ids[i]) + 1];
+      std::memcpy(target + i * std::size_t(longest) * row_bytes, file + std::size_t(begin) * row_bytes,
+                  std::size_t(end - begin) * row_bytes);
+    }
+    return out.to(torch::kFloat32);
+  }
+
   Manifest m_;
+  ImramModel model_;
   MappedFile regions_, words_;
+  std::optional<MappedFile> region_halves_, word_halves_;
   std::vector<std::int64_t> offsets_;
 };
 
@@ -182,7 +216,7 @@ std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest ma
   impl->model = load_model(dir + "/model", device);
   if (impl->model.config().embed_size != m.embed_size || impl->model.config().global_head != m.global_dim)
     throw Error(dir + "/manifest.json: sizes disagree with the index's model");
-  impl->store = std::make_shared<MappedStore>(dir, m);
+  impl->store = std::make_shared<MappedStore>(dir, m, impl->model.net);
   // Only the bytes the manifest counts: what follows is an addition that never committed (a kill
   // mid-add), which the next addition truncates.
   const auto line_count = [&](const std::string& name, std::int64_t count, const char* items) {
@@ -315,7 +349,7 @@ EncodedQuery GalleryIndex::image_query(std::int64_t image) const {
                 " images");
   EncodedQuery query;
   const auto device = impl_->model.net->parameters().front().device();
-  query.image = impl_->store->images({image});
+  query.image = impl_->store->images({image}, false);
   query.image.regions = query.image.regions.to(device);
   if (impl_->image_globals) query.global = image_globals()[image].clone();
   return query;

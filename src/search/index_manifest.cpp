@@ -48,6 +48,18 @@ void check_counts(const Manifest& m, const std::string& path) {
       {"caption_globals.bin", expected_bytes(path, "caption_globals.bin", {captions, g, 4})},
       {"thumbnail_offsets.bin", expected_bytes(path, "thumbnail_offsets.bin", {described ? described + 1 : 0, 8})},
   };
+  const auto halves = std::uint64_t(m.memory_halves);
+  const std::pair<const char*, std::uint64_t> halves_sizes[] = {
+      {"region_halves.bin", expected_bytes(path, "region_halves.bin", {images, regions, halves, element})},
+      {"word_halves.bin", expected_bytes(path, "word_halves.bin", {words, halves, element})},
+  };
+  if (m.memory_halves > 0)
+    for (const auto& [name, bytes] : halves_sizes) {
+      if (!m.files.count(name)) throw Error(path + ": bad index manifest (no entry for " + std::string(name) + ")");
+      if (m.files.at(name).bytes != bytes)
+        throw Error(path + ": bad index manifest (" + name + " holds " + std::to_string(m.files.at(name).bytes) +
+                    " bytes, its counts need " + std::to_string(bytes) + ")");
+    }
   for (const auto& [name, bytes] : sizes)
     if (m.files.at(name).bytes != bytes)
       throw Error(path + ": bad index manifest (" + name + " holds " + std::to_string(m.files.at(name).bytes) +
@@ -98,11 +110,14 @@ std::string faiss_file(std::int64_t generation, bool images) {
 nlohmann::ordered_json manifest_json(const Manifest& m) {
   nlohmann::ordered_json files;
   for (const auto& [name, entry] : m.files) files[name] = {{"bytes", entry.bytes}, {"fnv1a64", checksum_hex(entry.hash)}};
-  return {{"format", kIndexFormat}, {"version", kIndexFormatVersion}, {"model_fingerprint", m.model_fingerprint},
+  nlohmann::ordered_json json{{"format", kIndexFormat}, {"version", kIndexFormatVersion}, {"model_fingerprint", m.model_fingerprint},
           {"images", m.images}, {"captions", m.captions}, {"words", m.words}, {"described", m.described}, {"regions", m.regions},
           {"embed_size", m.embed_size}, {"global_dim", m.global_dim}, {"captions_per_image", m.captions_per_image},
           {"faiss_factory", m.faiss_factory}, {"store_dtype", to_string(m.store)}, {"generation", m.generation},
           {"sources", m.sources}, {"files", files}};
+  // Written only when stored, so that indexes without halves keep the manifest they had.
+  if (m.memory_halves > 0) json["memory_halves"] = m.memory_halves;
+  return json;
 }
 
 
@@ -136,6 +151,7 @@ Manifest read_manifest(const std::string& dir) {
       throw Error(path + ": bad index manifest (store_dtype \"" + store + "\" is not float16 or float32)");
     m.store = parse_store_dtype(store);
     m.generation = read_count(json, "generation", path);
+    if (json.contains("memory_halves")) m.memory_halves = read_count(json, "memory_halves", path);
     m.sources = json.at("sources");
     if (!m.sources.is_array()) throw Error(path + ": bad index manifest (\"sources\" must be an array)");
     for (const auto& source : m.sources)

@@ -102,10 +102,17 @@ struct IndexWriter::State {
   AppendFile& file(const char* name) { return files.at(name); }
 
   void open_files() {
-    for (const auto* name : kStoreFiles) {
+    std::vector<const char*> names(std::begin(kStoreFiles), std::end(kStoreFiles));
+    if (manifest.memory_halves > 0) names.insert(names.end(), std::begin(kMemoryHalvesFiles), std::end(kMemoryHalvesFiles));
+    for (const auto* name : names) {
       const auto& entry = manifest.files[name];
       files[name] = AppendFile(work_dir + "/" + name, entry.bytes, entry.hash);
     }
+  }
+
+  // The store's element type, (n, fragments, width) rows of `values`, on the CPU and contiguous.
+  torch::Tensor stored(const torch::Tensor& values) const {
+    return values.to(torch::kCPU, index_detail::scalar_type(manifest.store)).contiguous();
   }
 
   void write_globals(const char* name, const torch::Tensor& globals) {
@@ -195,6 +202,8 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
     m.global_dim = state->model.config().global_head;
     m.faiss_factory = options.faiss_factory;
     m.store = options.store;
+    // A model with K = 1 updates no memory: it has no halves to keep.
+    m.memory_halves = options.memory_halves ? state->model.net->memory_halves_width() : 0;
     state->open_files();
   } catch (...) {
     state->files.clear();
@@ -232,9 +241,14 @@ void IndexWriter::add_images(const torch::Tensor& features) {
   m.regions = features.size(1);
   torch::NoGradGuard no_grad;
   s.model.net->eval();
-  const auto encoded = s.model.net->encode_images(features);
-  const auto regions = encoded.regions.to(torch::kCPU, scalar_type(m.store)).contiguous();
+  auto encoded = s.model.net->encode_images(features);
+  const auto regions = s.stored(encoded.regions);
   s.file("regions.bin").write(regions.data_ptr(), std::size_t(regions.numel()) * element_size(m.store));
+  if (m.memory_halves > 0) {
+    s.model.net->attach_memory_halves(encoded);
+    const auto halves = s.stored(s.model.net->joined_memory_halves(encoded.text_halves, encoded.image_halves));
+    s.file("region_halves.bin").write(halves.data_ptr(), std::size_t(halves.numel()) * element_size(m.store));
+  }
   if (s.model.net->global_head) s.write_globals("image_globals.bin", s.model.net->global_head->embed_images(encoded));
   m.images += features.size(0);
 }
@@ -258,14 +272,24 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
   for (std::int64_t begin = 0; begin < count; begin += kBatch) {
     const auto n = std::min(kBatch, count - begin);
     const auto padded = pad_captions(ids, begin, n);
-    const auto encoded = s.model.net->encode_captions(padded.ids, padded.lengths);
-    const auto words = encoded.words.to(torch::kCPU, scalar_type(m.store)).contiguous();
+    auto encoded = s.model.net->encode_captions(padded.ids, padded.lengths);
+    const auto words = s.stored(encoded.words);
     const auto row_bytes = std::size_t(m.embed_size) * element_size(m.store);
     const auto* rows = static_cast<const char*>(words.data_ptr());
     const auto caption_bytes = std::size_t(words.size(1)) * row_bytes;
+    torch::Tensor halves;
+    if (m.memory_halves > 0) {
+      s.model.net->attach_memory_halves(encoded);
+      halves = s.stored(s.model.net->joined_memory_halves(encoded.text_halves, encoded.image_halves));
+    }
+    const auto halves_row_bytes = std::size_t(m.memory_halves) * element_size(m.store);
     for (std::int64_t j = 0; j < n; ++j) {
       const auto length = std::int64_t(ids[std::size_t(begin + j)].size());
       s.file("words.bin").write(rows + std::size_t(j) * caption_bytes, std::size_t(length) * row_bytes);
+      if (halves.defined())
+        s.file("word_halves.bin")
+            .write(static_cast<const char*>(halves.data_ptr()) + std::size_t(j * halves.size(1)) * halves_row_bytes,
+                   std::size_t(length) * halves_row_bytes);
       m.words += length;
       s.file("word_offsets.bin").write(&m.words, sizeof m.words);
       const auto& text = texts[std::size_t(begin + j)];

@@ -20,8 +20,9 @@ namespace {
 constexpr double kChunkBytes = 256.0 * (1 << 20);
 
 std::vector<std::vector<std::int64_t>> chunks_of(const ItemStore& store, GallerySide side, std::int64_t embed_size,
-                                                  const std::vector<std::int64_t>& ids) {
-  const double row_bytes = 4.0 * double(embed_size);
+                                                  bool memory_halves, const std::vector<std::int64_t>& ids) {
+  // Memory halves are 2d floats per fragment and direction: up to 4d more per row.
+  const double row_bytes = 4.0 * double(embed_size) * (memory_halves ? 5.0 : 1.0);
   std::vector<std::vector<std::int64_t>> chunks;
   if (side == GallerySide::Images) {
     const auto per_chunk = std::max<std::int64_t>(
@@ -106,26 +107,28 @@ std::vector<std::vector<Hit>> ImramRefiner::refine(const std::vector<EncodedQuer
   const auto& model = *model_;
   const auto device = model.parameters().front().device();
   const auto together = stack_queries(queries);
-  // One query: the tensor path puts the query's rows of every pair into one product with the
-  // memory weights, where the fused path would stream them once per pair. Several: the fused
-  // path, made for many-by-many.
+  // The fused path: with one query it puts the query's rows of every pair into one product with
+  // the memory weights (engine/matching.cpp), with several it is made for many-by-many.
   ScoreOptions options;
-  options.path = queries.size() == 1 ? EnginePath::Tensor : EnginePath::Automatic;
+  options.path = EnginePath::Automatic;
   options.steps = steps_;
   std::vector<std::vector<double>> scores(queries.size());
   EnginePath ran = options.path;
-  for (const auto& part : chunks_of(*store_, side_, model.config.embed_size, ids)) {
+  const bool halves = (steps_ == 0 || steps_ > 1) && model.memory_halves_width() > 0;
+  const auto to_device = [&](torch::Tensor& t) {
+    if (t.defined()) t = t.to(device);
+  };
+  for (const auto& part : chunks_of(*store_, side_, model.config.embed_size, halves && store_->keeps_memory_halves(), ids)) {
     PairScores pairs;
     torch::Tensor total;  // (queries, part)
     if (side_ == GallerySide::Images) {
-      auto images = store_->images(part);
-      images.regions = images.regions.to(device);
-      if (images.region_mask.defined()) images.region_mask = images.region_mask.to(device);
+      auto images = store_->images(part, halves);
+      for (auto* t : {&images.regions, &images.region_mask, &images.text_halves, &images.image_halves}) to_device(*t);
       pairs = score_pairs(model, images, together.caption, options);
       total = pairs.total.t();
     } else {
-      auto captions = store_->captions(part);
-      captions.words = captions.words.to(device);
+      auto captions = store_->captions(part, halves);
+      for (auto* t : {&captions.words, &captions.text_halves, &captions.image_halves}) to_device(*t);
       pairs = score_pairs(model, together.image, captions, options);
       total = pairs.total;
     }

@@ -1,6 +1,7 @@
 // The fast engine against the oracle (a literal transcription of the authors' loop) on random
 // models and inputs: every mode, K = 1..4, every raw_feature_norm, re-normalisation on and off,
-// ragged captions from 1 to 80 words, odd block sizes. Tolerance 1e-5 absolute.
+// ragged captions from 1 to 80 words, odd block sizes, with and without attached memory halves.
+// Tolerance 1e-5 absolute.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -69,6 +70,17 @@ double max_diff(const Case& c, std::int64_t image_block, std::int64_t caption_bl
   if (images.regions.device().is_cpu()) check(imram::EnginePath::FusedCpu, false);
   check(imram::EnginePath::Tensor, false);
   check(imram::EnginePath::Tensor, true);
+  // The same items with their memory halves attached, as an index with halves gives them.
+  auto images_with_halves = images;
+  auto captions_with_halves = captions;
+  model->attach_memory_halves(images_with_halves);
+  model->attach_memory_halves(captions_with_halves);
+  for (const auto path : {imram::EnginePath::FusedCpu, imram::EnginePath::Tensor}) {
+    if (path == imram::EnginePath::FusedCpu && !images.regions.device().is_cpu()) continue;
+    options.path = path;
+    const auto scored = imram::score_pairs(*model, images_with_halves, captions_with_halves, options);
+    worst = std::max(worst, (scored.total - oracle).abs().max().cpu().item<double>());
+  }
   return worst;
 }
 
@@ -85,6 +97,55 @@ TEST(EngineOracle, AgreesWithTheAuthorsAlgorithmOnRandomModels) {
           EXPECT_LE(diff, 1e-5) << imram::to_string(mode) << " K=" << steps << " " << imram::to_string(norm)
                                 << " imram_norm=" << imram_norm << " blocks " << image_block << "x" << caption_block;
         }
+}
+
+// Attached halves are what the engine reads: each one the mode uses changes the scores when it
+// is changed, on both paths; K = 1 attaches none.
+TEST(EngineOracle, AttachedMemoryHalvesAreWhatTheEngineUses) {
+  torch::NoGradGuard no_grad;
+  for (auto mode : {ImramMode::Text, ImramMode::Image, ImramMode::Full}) {
+    torch::manual_seed(21);
+    imram::ImramModel model(small_config({mode, 3, RawFeatureNorm::ClippedL2Norm, true}));
+    auto images = model->encode_images(torch::rand({3, 5, 10}));
+    auto captions = model->encode_captions(torch::randint(4, 40, {4, 6}, torch::kInt64),
+                                           torch::tensor({6, 2, 4, 3}, torch::kInt64));
+    model->attach_memory_halves(images);
+    model->attach_memory_halves(captions);
+    const bool text = mode != ImramMode::Image, image = mode != ImramMode::Text;
+    EXPECT_EQ(images.text_halves.defined(), text);
+    EXPECT_EQ(captions.text_halves.defined(), text);
+    EXPECT_EQ(images.image_halves.defined(), image);
+    EXPECT_EQ(captions.image_halves.defined(), image);
+    EXPECT_EQ(model->memory_halves_width(), 24 * (int(text) + int(image)));
+    for (const auto path : {imram::EnginePath::FusedCpu, imram::EnginePath::Tensor}) {
+      imram::ScoreOptions options;
+      options.path = path;
+      const auto reference = imram::score_pairs(*model, images, captions, options).total;
+      for (auto* halves : {&images.text_halves, &images.image_halves, &captions.text_halves, &captions.image_halves}) {
+        if (!halves->defined()) continue;
+        const auto kept = *halves;
+        *halves = kept * 1.5;
+        const auto changed = imram::score_pairs(*model, images, captions, options).total;
+        *halves = kept;
+        EXPECT_GT((changed - reference).abs().max().item<double>(), 1e-4)
+            << imram::to_string(mode) << " " << imram::to_string(path);
+      }
+    }
+    const auto joined = model->joined_memory_halves(images.text_halves, images.image_halves);
+    const auto [text_back, image_back] = model->split_memory_halves(joined);
+    if (text) {
+      EXPECT_TRUE(text_back.equal(images.text_halves));
+    }
+    if (image) {
+      EXPECT_TRUE(image_back.equal(images.image_halves));
+    }
+    EXPECT_THROW(model->split_memory_halves(joined.narrow(-1, 0, 8)), imram::Error);
+  }
+  imram::ImramModel single(small_config({ImramMode::Full, 1, RawFeatureNorm::ClippedL2Norm, true}));
+  auto images = single->encode_images(torch::rand({2, 5, 10}));
+  single->attach_memory_halves(images);
+  EXPECT_FALSE(images.text_halves.defined());
+  EXPECT_EQ(single->memory_halves_width(), 0);
 }
 
 TEST(EngineOracle, AutomaticChoosesThePathAndTheFusedPathRefusesGradients) {

@@ -8,6 +8,7 @@
 #include "imram/engine/scorer.h"
 #include "imram/model/model_dir.h"
 #include "imram/model/tensor_io.h"
+#include "imram/model/text_encoder.h"
 #include "test_device.h"
 #include "test_util.h"
 
@@ -45,6 +46,43 @@ TEST_P(ScoringParity, EncodersMatchTheAuthorsWithin1e5) {
   Fixture f(GetParam());
   EXPECT_LE(max_abs_diff(f.images.regions, f.expected("img_emb")), 1e-5);
   EXPECT_LE(max_abs_diff(f.captions.words, f.expected("cap_emb")), 1e-5);
+}
+
+// A search query is one caption, encoded on its own (the recurrence as matrix-vector products).
+TEST_P(ScoringParity, OneCaptionAtATimeEncodesAsTheAuthors) {
+  Fixture f(GetParam());
+  torch::NoGradGuard no_grad;
+  const auto ids = load_npy_tensor(f.dir + "/inputs/captions.npy"), lengths = load_npy_tensor(f.dir + "/inputs/lengths.npy");
+  const auto expected = f.expected("cap_emb");
+  for (std::int64_t j = 0; j < ids.size(0); ++j) {
+    const auto length = lengths[j].item<std::int64_t>();
+    const auto one = f.model.net->encode_captions(ids.narrow(0, j, 1).narrow(1, 0, length), lengths.narrow(0, j, 1));
+    EXPECT_LE(max_abs_diff(one.words[0], expected[j].narrow(0, 0, length)), 1e-5) << "caption " << j;
+  }
+}
+
+// The one-caption recurrence against LibTorch's packed GRU, for shapes the fixtures lack.
+TEST(TextEncoder, OneCaptionEqualsItsBatchForEveryLayoutOfTheGru) {
+  torch::NoGradGuard no_grad;
+  for (const int layers : {1, 2})
+    for (const bool bidirectional : {false, true}) {
+      imram::ModelConfig config;
+      config.vocab_size = 30;
+      config.word_dim = 6;
+      config.embed_size = 10;
+      config.num_layers = layers;
+      config.bi_gru = bidirectional;
+      torch::manual_seed(layers * 2 + int(bidirectional));
+      imram::TextEncoder encoder(config);
+      encoder->eval();
+      const auto ids = torch::randint(1, 30, {3, 9}, torch::kInt64);
+      const auto lengths = torch::tensor({9, 4, 6}, torch::kInt64);
+      const auto batch = encoder->forward(ids, lengths);
+      for (std::int64_t j = 0; j < 3; ++j) {
+        const auto one = encoder->forward(ids.narrow(0, j, 1), lengths.narrow(0, j, 1));
+        EXPECT_LE(max_abs_diff(one[0], batch[j]), 1e-6) << layers << " layers, bidirectional " << bidirectional;
+      }
+    }
 }
 
 TEST_P(ScoringParity, EngineStepsAndScoresMatchTheAuthorsWithin1e5) {

@@ -55,9 +55,10 @@ struct World {
     imram::save_model(dir.file("model"), small_model(dir.file("data/vocab.json"), 6));
   }
   std::string build(const std::string& name, const std::string& store = "float32", const std::string& split = "test",
-                    const std::string& faiss = "") {
+                    const std::string& faiss = "", bool memory_halves = false) {
     imram::IndexOptions options;
     options.store = imram::parse_store_dtype(store);
+    options.memory_halves = memory_halves;
     options.faiss_factory = faiss;
     options.show_progress = false;
     auto writer = imram::IndexWriter::create(dir.file(name), dir.file("model"), options);
@@ -122,7 +123,7 @@ TEST(Index, RefinedScoresDoNotDependOnTheCandidatesOrder) {
   EXPECT_EQ(stats.engine_path, "fused_cpu");  // several queries together: the many-by-many path
   imram::SearchStats alone;
   refiner.refine({query}, ids, 2, &alone);
-  EXPECT_EQ(alone.engine_path, "tensor");
+  EXPECT_EQ(alone.engine_path, "fused_cpu");  // one query: its rows of every pair in one product
 }
 
 // The cascade: FAISS gives N1, IMRAM's first step keeps N2, the full K steps order them.
@@ -162,6 +163,57 @@ TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
     std::sort(kept.begin(), kept.end());
     std::sort(best_by_step1.begin(), best_by_step1.end());
     EXPECT_EQ(kept, best_by_step1);
+  }
+}
+
+// An index that keeps the memory halves searches as one that computes them, in both directions,
+// two-stage and exhaustive; the halves are in the manifest, checked, and covered by verify.
+TEST(Index, StoredMemoryHalvesSearchAsComputedOnes) {
+  World world;
+  const auto plain = imram::GalleryIndex::open(world.build("plain"));
+  const auto kept_dir = world.build("kept", "float32", "test", "", /*memory_halves=*/true);
+  const auto kept = imram::GalleryIndex::open(kept_dir);
+  EXPECT_FALSE(plain->store()->keeps_memory_halves());
+  ASSERT_TRUE(kept->store()->keeps_memory_halves());
+  const auto manifest = nlohmann::json::parse(std::ifstream(kept_dir + "/manifest.json"));
+  EXPECT_EQ(manifest.at("memory_halves"), 16);  // text-IMRAM, d = 8: 2d per region and word
+  EXPECT_FALSE(nlohmann::json::parse(std::ifstream(world.dir.file("plain/manifest.json"))).contains("memory_halves"));
+  EXPECT_EQ(fs::file_size(kept_dir + "/region_halves.bin"), 12u * 6 * 16 * 4);
+  EXPECT_NO_THROW(kept->verify());
+  const auto halves = kept->store()->images({4, 1}, true);
+  ASSERT_TRUE(halves.text_halves.defined());
+  EXPECT_FALSE(kept->store()->images({4, 1}, false).text_halves.defined());
+  const auto regions = plain->store()->images({4, 1}, true).regions;
+  EXPECT_LE((halves.text_halves - kept->model().net->text_memory().context_half(regions)).abs().max().item<double>(), 1e-6);
+
+  const auto same = [](const std::vector<imram::Hit>& a, const std::vector<imram::Hit>& b) {
+    ASSERT_EQ(a.size(), b.size());
+    for (std::size_t r = 0; r < a.size(); ++r) {
+      EXPECT_EQ(a[r].index, b[r].index) << "rank " << r;
+      EXPECT_NEAR(a[r].score, b[r].score, 1e-5) << "rank " << r;
+    }
+  };
+  for (const std::int64_t shortlist : {0, 5}) {
+    for (const std::string text : {"a red circle left of a blue square", "small green star"})
+      same(plain->searcher(imram::GallerySide::Images, shortlist)->search(plain->text_query(text), 12, nullptr),
+           kept->searcher(imram::GallerySide::Images, shortlist)->search(kept->text_query(text), 12, nullptr));
+    same(plain->searcher(imram::GallerySide::Captions, shortlist)->search(plain->image_query(3), 20, nullptr),
+         kept->searcher(imram::GallerySide::Captions, shortlist)->search(kept->image_query(3), 20, nullptr));
+  }
+
+  const auto halves_file = kept_dir + "/region_halves.bin";
+  {
+    std::fstream file(halves_file, std::ios::binary | std::ios::in | std::ios::out);
+    file.seekp(40);
+    file.write("\x7f\x7f\x7f\x7f", 4);
+  }
+  EXPECT_THROW(imram::GalleryIndex::open(kept_dir)->verify(), imram::Error);
+  fs::resize_file(halves_file, fs::file_size(halves_file) - 4);
+  try {
+    imram::GalleryIndex::open(kept_dir);
+    ADD_FAILURE() << "opened a truncated store of halves";
+  } catch (const imram::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("region_halves.bin: truncated"), std::string::npos) << e.what();
   }
 }
 

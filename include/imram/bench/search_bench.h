@@ -24,6 +24,7 @@ struct SearchBenchOptions {
   std::int64_t batch = 0;
   std::string faiss;                // empty: the index's default for the gallery size
   std::string store = "float16";
+  bool memory_halves = false;       // store the items' memory halves (index build --memory-halves)
   std::string dir;                  // where the index is built; empty: a temporary directory, removed
   std::uint64_t seed = 1;
   std::string device = "cpu";
@@ -31,7 +32,9 @@ struct SearchBenchOptions {
 };
 
 // One JSON line: build_s, index_bytes, store_bytes, p50_ms, p95_ms, p99_ms, first_query_ms, qps,
-// peak_rss_mb, exhaustive_ms, top10_overlap, with --batch a "batch" object (sequential_ms,
+// peak_rss_mb, exhaustive_ms, top10_overlap, encode_ms_mean, stage1_ms_mean, stage2_ms_mean, stage2_floor_ms (the re-rank's unavoidable product,
+// every pair's query rows against the memory weights, timed as one GEMM in the same run) and
+// stage2_vs_floor, with --batch a "batch" object (sequential_ms,
 // together_ms, speedup, max_abs_diff, same_top10); and what they were measured with.
 std::string bench_search(const SearchBenchOptions& options);
 

@@ -39,8 +39,9 @@ struct MatchingTrace {
 
 // The query side of a direction, prepared once and shared by every context item it meets.
 struct MatchingQueries {
+  // `cached_halves`: memory.query_half(query) when the caller has it (a store's memory halves).
   MatchingQueries(const torch::Tensor& query, const torch::Tensor& query_mask, const MemoryDistillation& memory,
-                  const ModelConfig& config);
+                  const ModelConfig& config, const torch::Tensor& cached_halves = {});
   torch::Tensor query;          // (A, n_q, d), contiguous
   torch::Tensor mask;           // (A, n_q) float 0/1
   torch::Tensor squared_norms;  // (A, n_q): |q0|^2
@@ -52,12 +53,13 @@ struct MatchingQueries {
 
 // One direction: query items (A, n_q, d) with query_mask (A, n_q) float 0/1 attend over context
 // items (B, n_c, d) with context_padding (B, n_c) bool (or undefined). Returns the K step
-// similarities (K, A, B); fills `trace` when given. `path` is resolved here; `context_halves`
-// may bring memory.context_half(context) when the caller reuses it across blocks.
+// similarities (K, A, B); fills `trace` when given. `path` is resolved here; `context_halves` may
+// bring memory.context_half(context) and `query_halves` memory.query_half(query) when the caller
+// has them (reused across blocks, or read from a store).
 torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
                                  const torch::Tensor& context, const torch::Tensor& context_padding,
                                  const MemoryDistillation& memory, const ModelConfig& config,
                                  EnginePath path = EnginePath::Automatic, MatchingTrace* trace = nullptr,
-                                 const torch::Tensor& context_halves = {});
+                                 const torch::Tensor& context_halves = {}, const torch::Tensor& query_halves = {});
 
 }  // namespace imram

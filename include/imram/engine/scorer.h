@@ -21,8 +21,7 @@ struct ScoreOptions {
   bool keep_steps = false;         // also return every step's similarity
   int steps = 0;                   // score only the first `steps` steps (0: all K of the model)
   // Automatic: the fused CPU path for float32 CPU tensors without gradients, else the tensor
-  // path (engine/matching.h). The tensor path wins when one side is a single item (one query
-  // against a shortlist): its products then batch over all pairs.
+  // path (engine/matching.h).
   EnginePath path = EnginePath::Automatic;
   // Called after each block with (pairs done, pairs total).
   std::function<void(std::int64_t, std::int64_t)> progress;

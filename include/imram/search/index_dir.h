@@ -39,6 +39,9 @@ inline constexpr int kThumbnailSide = 320;
 struct IndexOptions {
   std::string faiss_factory;                 // empty: default_faiss_factory(images)
   StoreDType store = StoreDType::Float16;
+  // Also store the items' memory halves (docs/index.md): a re-rank then skips their products with
+  // the memory weights, for (2d per direction) more floats per region and word on disk.
+  bool memory_halves = false;
   bool show_progress = true;
   std::string device = "cpu";                // where items are encoded: cpu, cuda, cuda:N
 };

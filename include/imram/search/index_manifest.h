@@ -17,6 +17,9 @@ inline constexpr const char* kStoreFiles[] = {"regions.bin",         "words.bin"
                                                "image_globals.bin",   "caption_globals.bin", "captions.txt",
                                                "gallery_images.jsonl", "thumbnails.bin",     "thumbnail_offsets.bin"};
 
+// The store files of memory halves (docs/index.md), present only when the manifest counts them.
+inline constexpr const char* kMemoryHalvesFiles[] = {"region_halves.bin", "word_halves.bin"};
+
 enum class StoreDType { Float16, Float32 };
 std::string to_string(StoreDType dtype);
 StoreDType parse_store_dtype(const std::string& text);
@@ -37,6 +40,8 @@ struct Manifest {
   int captions_per_image = 0;  // 0: captions are not tied to images (e.g. a benchmark's gallery)
   std::string faiss_factory;
   StoreDType store = StoreDType::Float16;
+  // Floats per region and per word of stored memory halves (model/imram.h); 0: none stored.
+  std::int64_t memory_halves = 0;
   std::int64_t generation = 0;
   nlohmann::ordered_json sources = nlohmann::ordered_json::array();
   std::map<std::string, FileEntry> files;
