@@ -35,7 +35,7 @@ IMRAM_COMMAND {
   build->add_option("--data", b->data, "dataset directory")->required();
   build->add_option("--split", b->split, "split to index")->capture_default_str();
   build->add_option("--out", b->out, "index directory to write (replaced only if it is an index)")->required();
-  build->add_option("--faiss", b->faiss, "FAISS factory string (default: Flat up to 20,000 images, else IVF<n>,Flat)");
+  build->add_option("--faiss", b->faiss, "FAISS factory string (default: Flat while images x global dimensions <= 2^24, else IVF<n>,Flat)");
   build->add_option("--store", b->store, "dtype of the stored encoded items")
       ->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
   build->add_flag("--memory-halves", b->memory_halves,

@@ -92,8 +92,8 @@ std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<Enco
   return answers;
 }
 
-std::string default_faiss_factory(std::int64_t vectors) {
-  if (vectors <= 20000) return "Flat";
+std::string default_faiss_factory(std::int64_t vectors, std::int64_t dim) {
+  if (double(vectors) * double(std::max<std::int64_t>(dim, 1)) <= kFlatScanFloats) return "Flat";
   std::int64_t lists = 64;
   while (lists < 1024 && double(lists * 2) <= 4 * std::sqrt(double(vectors))) lists *= 2;
   return "IVF" + std::to_string(lists) + ",Flat";

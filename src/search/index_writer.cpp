@@ -389,7 +389,7 @@ void IndexWriter::commit() {
   }
   const auto old_generation = m.generation;
   if (s.model.net->global_head) {
-    if (m.faiss_factory.empty()) m.faiss_factory = default_faiss_factory(m.images);
+    if (m.faiss_factory.empty()) m.faiss_factory = default_faiss_factory(m.images, m.global_dim);
     ++m.generation;
     const auto g = m.global_dim;
     for (const auto side : {GallerySide::Images, GallerySide::Captions}) {
@@ -402,7 +402,7 @@ void IndexWriter::commit() {
                              : torch::empty({0, g});
       std::shared_ptr<faiss::Index> index;
       if (s.creating || old_generation == 0) {
-        index = build_faiss_index(images ? m.faiss_factory : default_faiss_factory(total), all);
+        index = build_faiss_index(images ? m.faiss_factory : default_faiss_factory(total, m.global_dim), all);
       } else {
         index = read_faiss_index(s.work_dir + "/" + faiss_file(old_generation, side == GallerySide::Images));
         add_to_faiss_index(*index, all.narrow(0, committed, total - committed));

@@ -621,9 +621,14 @@ TEST(GlobalHead, DistilledFitIsDeterministicGivenTheSeed) {
 }
 
 TEST(FaissShortlist, DefaultFactoryGrowsWithTheGallery) {
-  EXPECT_EQ(imram::default_faiss_factory(5000), "Flat");
-  EXPECT_EQ(imram::default_faiss_factory(100000), "IVF1024,Flat");
-  EXPECT_EQ(imram::default_faiss_factory(30000), "IVF512,Flat");
+  EXPECT_EQ(imram::default_faiss_factory(5000, 1024), "Flat");
+  EXPECT_EQ(imram::default_faiss_factory(16384, 1024), "Flat");
+  EXPECT_EQ(imram::default_faiss_factory(16385, 1024), "IVF512,Flat");
+  EXPECT_EQ(imram::default_faiss_factory(100000, 1024), "IVF1024,Flat");
+  EXPECT_EQ(imram::default_faiss_factory(30000, 1024), "IVF512,Flat");
+  // Small global embeddings stay exact much longer: 100,000 images of 128 dimensions.
+  EXPECT_EQ(imram::default_faiss_factory(100000, 128), "Flat");
+  EXPECT_EQ(imram::default_faiss_factory(500000, 128), "IVF1024,Flat");
   EXPECT_THROW(imram::build_faiss_index("NoSuchIndex", torch::randn({10, 4})), imram::Error);
 }
 

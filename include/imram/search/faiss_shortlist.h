@@ -31,9 +31,13 @@ class FaissShortlist final : public Searcher {
   GallerySide side_;
 };
 
-// What we build when the user names no factory: exact ("Flat") up to 20,000 vectors, an
-// inverted file beyond, with about 4 sqrt(n) lists (a power of two, 64..1024).
-std::string default_faiss_factory(std::int64_t vectors);
+// What we build when the user names no factory: exact ("Flat") while one query's scan reads at
+// most kFlatScanFloats (vectors x dim: 131,072 vectors of 128 dimensions, 16,384 of 1024), an
+// inverted file beyond, with about 4 sqrt(n) lists (a power of two, 64..1024). An inverted
+// file loses much of what the first stage finds (docs/search.md#100000-images): exact search
+// is kept as long as it is cheap next to the re-rank.
+inline constexpr double kFlatScanFloats = double(1 << 24);
+std::string default_faiss_factory(std::int64_t vectors, std::int64_t dim);
 
 // Creates an inner-product index from `factory`, trains it on `vectors` (n, dim) float32 when
 // it needs training, and adds them. Errors name `factory`.
