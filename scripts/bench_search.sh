@@ -3,6 +3,7 @@
 # K=3, R=36, D=2048, shortlist 100, 2 threads. Usage: scripts/bench_search.sh IMRAM [SIZES...]
 # SIZES are IMAGESxEMBED (default: 1000x1024 100000x1024 1000000x256). Large galleries are built
 # on disk under ${BENCH_DIR:-/tmp} (100,000 x 1024: about 7.4 GB; 1,000,000 x 256: about 18 GB).
+# BENCH_FLAGS adds options to every run, e.g. BENCH_FLAGS=--memory-halves (three times the store).
 set -euo pipefail
 IMRAM=${1:?usage: bench_search.sh IMRAM [IMAGESxEMBED ...]}
 shift
@@ -16,6 +17,6 @@ for size in "${SIZES[@]}"; do
   embed=${size#*x}
   dir=${BENCH_DIR:-/tmp}/imram-bench-search-$images-$embed
   "$IMRAM" --threads 2 bench search --images "$images" --embed "$embed" --regions 36 --steps 3 \
-    --shortlist 100 --queries 200 --exhaustive-queries 3 --dir "$dir" --quiet
+    --shortlist 100 --queries 200 --exhaustive-queries 3 --dir "$dir" --quiet ${BENCH_FLAGS:-}
   rm -rf "$dir"
 done
