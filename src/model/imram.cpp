@@ -37,32 +37,50 @@ EncodedCaptions ImramModelImpl::encode_captions(const torch::Tensor& ids,
   return {txt_enc->forward(ids.to(device, torch::kInt64), cpu_lengths), cpu_lengths};
 }
 
+namespace {
+
+// The directions whose memory halves exist (a memory is updated only when K > 1), in the order
+// a store keeps them: [text | image].
+struct HalvesLayout {
+  bool text, image;
+};
+
+HalvesLayout halves_layout(const ModelConfig& config) {
+  const bool memory_steps = config.iteration_steps > 1;
+  return {memory_steps && config.uses_text_direction(), memory_steps && config.uses_image_direction()};
+}
+
+}  // namespace
+
 std::int64_t ImramModelImpl::memory_halves_width() const {
-  if (config.iteration_steps < 2) return 0;
-  return 2 * config.embed_size * (std::int64_t(config.uses_text_direction()) + std::int64_t(config.uses_image_direction()));
+  const auto layout = halves_layout(config);
+  return 2 * config.embed_size * (std::int64_t(layout.text) + std::int64_t(layout.image));
 }
 
 void ImramModelImpl::attach_memory_halves(EncodedImages& images) const {
-  if (config.iteration_steps < 2) return;
-  if (config.uses_text_direction()) images.text_halves = text_memory().context_half(images.regions);
-  if (config.uses_image_direction()) images.image_halves = image_memory().query_half(images.regions);
+  const auto layout = halves_layout(config);
+  if (layout.text) images.text_halves = text_memory().context_half(images.regions);
+  if (layout.image) images.image_halves = image_memory().query_half(images.regions);
 }
 
 void ImramModelImpl::attach_memory_halves(EncodedCaptions& captions) const {
-  if (config.iteration_steps < 2) return;
-  // Padded positions keep zeros, as a store that keeps only real words gives them back.
-  const auto positions = torch::arange(captions.words.size(1), torch::kInt64).unsqueeze(0);
-  const auto real = (positions < captions.lengths.unsqueeze(1)).unsqueeze(2).to(captions.words.device(),
-                                                                                captions.words.scalar_type());
-  if (config.uses_text_direction()) captions.text_halves = text_memory().query_half(captions.words) * real;
-  if (config.uses_image_direction()) captions.image_halves = image_memory().context_half(captions.words);
+  const auto layout = halves_layout(config);
+  if (layout.text) {
+    // Padded positions keep zeros, as a store that keeps only real words gives them back.
+    const auto positions = torch::arange(captions.words.size(1), torch::kInt64).unsqueeze(0);
+    const auto real = (positions < captions.lengths.unsqueeze(1)).unsqueeze(2).to(captions.words.device(),
+                                                                                  captions.words.scalar_type());
+    captions.text_halves = text_memory().query_half(captions.words) * real;
+  }
+  if (layout.image) captions.image_halves = image_memory().context_half(captions.words);
 }
 
 torch::Tensor ImramModelImpl::joined_memory_halves(const torch::Tensor& text_halves,
                                                    const torch::Tensor& image_halves) const {
+  const auto layout = halves_layout(config);
   std::vector<torch::Tensor> parts;
-  if (config.iteration_steps > 1 && config.uses_text_direction()) parts.push_back(text_halves);
-  if (config.iteration_steps > 1 && config.uses_image_direction()) parts.push_back(image_halves);
+  if (layout.text) parts.push_back(text_halves);
+  if (layout.image) parts.push_back(image_halves);
   for (const auto& part : parts)
     if (!part.defined()) throw Error("the items have no memory halves attached to join");
   return parts.empty() ? torch::Tensor() : torch::cat(parts, -1);
@@ -72,12 +90,10 @@ std::pair<torch::Tensor, torch::Tensor> ImramModelImpl::split_memory_halves(cons
   if (joined.size(-1) != memory_halves_width())
     throw Error("memory halves of " + std::to_string(joined.size(-1)) + " floats per fragment, the model's are " +
                 std::to_string(memory_halves_width()));
+  const auto layout = halves_layout(config);
   const auto width = 2 * config.embed_size;
-  std::pair<torch::Tensor, torch::Tensor> halves;
-  std::int64_t offset = 0;
-  if (config.iteration_steps > 1 && config.uses_text_direction()) halves.first = joined.narrow(-1, offset, width), offset += width;
-  if (config.iteration_steps > 1 && config.uses_image_direction()) halves.second = joined.narrow(-1, offset, width);
-  return halves;
+  return {layout.text ? joined.narrow(-1, 0, width) : torch::Tensor(),
+          layout.image ? joined.narrow(-1, layout.text ? width : 0, width) : torch::Tensor()};
 }
 
 }  // namespace imram

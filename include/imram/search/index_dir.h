@@ -37,7 +37,7 @@ namespace imram {
 inline constexpr int kThumbnailSide = 320;
 
 struct IndexOptions {
-  std::string faiss_factory;                 // empty: default_faiss_factory(images)
+  std::string faiss_factory;                 // empty: default_faiss_factory(images, global dimensions)
   StoreDType store = StoreDType::Float16;
   // Also store the items' memory halves (docs/index.md): a re-rank then skips their products with
   // the memory weights, for (2d per direction) more floats per region and word on disk.
