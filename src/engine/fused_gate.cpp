@@ -46,11 +46,14 @@ IMRAM_INLINE Value exp_approx(Value x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
+  // A NaN input must not reach the integer conversion (undefined, and INT_MIN on x86, whose
+  // shift is undefined too); p is NaN already, so any finite exponent keeps the result NaN.
+  const Value finite_n = n == n ? n : Value{};
   Integer bits;
   if constexpr (std::is_same_v<Value, float>) {
-    bits = (static_cast<std::int32_t>(n) + 127) << 23;
+    bits = (static_cast<std::int32_t>(finite_n) + 127) << 23;
   } else {
-    bits = (__builtin_convertvector(n, Integer) + 127) << 23;
+    bits = (__builtin_convertvector(finite_n, Integer) + 127) << 23;
   }
   Value scale;
   std::memcpy(&scale, &bits, sizeof scale);
