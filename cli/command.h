@@ -51,6 +51,9 @@ struct GlobalOptions {
 struct Invocation {
   GlobalOptions globals;
   std::function<int()> run;  // set by the chosen subcommand's callback
+  // A moment's work: not worth starting the program again for imram's OpenMP waiting default
+  // (runtime/openmp_waiting.h), which costs a second start-up of LibTorch (~0.4 s here).
+  bool brief = false;
 };
 
 using CommandSetup = std::function<void(CLI::App& root, Invocation& invocation)>;

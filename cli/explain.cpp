@@ -66,6 +66,7 @@ IMRAM_COMMAND {
   caption->excludes(text);
   sub->add_flag("--json", o->json, "print one JSON line");
   sub->callback([&invocation, o, sub] {
+    invocation.brief = true;
     invocation.run = [o, sub, device = invocation.globals.device] {
       if (!sub->count("--caption") && !sub->count("--text")) throw imram::Error("explain: give --caption J or --text TEXT");
       auto model = imram::load_model(o->model, imram::parse_device(device));

@@ -19,6 +19,7 @@ IMRAM_COMMAND {
   sub->add_option("--vocab", options->vocab, "the vocabulary JSON the weights were trained with");
   sub->add_option("--out", options->out, "model directory to write")->required();
   sub->callback([&invocation, options] {
+    invocation.brief = true;
     invocation.run = [options] {
       imram::Model model;
       if (std::filesystem::is_directory(options->source)) {
@@ -56,6 +57,7 @@ IMRAM_COMMAND {
   sub->add_option("MODEL", options->model, "model directory")->required();
   sub->add_option("--out", options->out, "reference weight directory to write")->required();
   sub->callback([&invocation, options] {
+    invocation.brief = true;
     invocation.run = [options] {
       imram::export_reference_model(imram::load_model(options->model), options->out);
       std::cout << "exported " << options->model << " to " << options->out << "\n";

@@ -6,6 +6,7 @@
 
 #include "command.h"
 #include "imram/error.h"
+#include "imram/runtime/openmp_waiting.h"
 #include "imram/runtime/runtime.h"
 
 namespace imram::cli {
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     std::cerr << "imram: error: " << e.what() << " (see imram --help)\n";
     return kExitUsage;
   }
+  if (!invocation.brief) imram::reexec_with_default_openmp_waiting(argv);
   try {
     imram::set_thread_count(invocation.globals.threads);
     imram::parse_device(invocation.globals.device);

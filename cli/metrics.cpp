@@ -18,6 +18,7 @@ IMRAM_COMMAND {
   sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: average over five 1000-image folds");
   sub->add_flag("--json", options->json, "print one JSON line");
   sub->callback([&invocation, options] {
+    invocation.brief = true;
     invocation.run = [options] {
       const auto array = imram::NpyArray::open(options->sims);
       array.require_ndim(2);

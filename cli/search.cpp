@@ -51,6 +51,7 @@ IMRAM_COMMAND {
       ->capture_default_str()->check(imram::cli::kCacheLimitRange);
   sub->add_flag("--json", o->json, "print one JSON line");
   sub->callback([&invocation, o, sub] {
+    invocation.brief = true;
     invocation.run = [o, sub, device = invocation.globals.device] {
       const bool by_text = sub->count("--query") > 0;
       if (!by_text && !sub->count("--image")) throw imram::Error("search: give --query TEXT or --image N");

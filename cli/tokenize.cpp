@@ -12,6 +12,7 @@ IMRAM_COMMAND {
   auto* sub = root.add_subcommand(
       "tokenize", "print NLTK-compatible tokens of each caption read on stdin");
   sub->callback([&invocation] {
+    invocation.brief = true;
     invocation.run = [] {
       std::string caption;
       while (std::getline(std::cin, caption)) {

@@ -22,6 +22,7 @@ IMRAM_COMMAND {
       ->capture_default_str();
   build->add_option("--out", options->out, "vocabulary JSON to write")->required();
   build->callback([&invocation, options] {
+    invocation.brief = true;
     invocation.run = [options] {
       std::vector<std::string> captions;
       std::stringstream splits(options->splits);

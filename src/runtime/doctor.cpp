@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "imram/engine/fused_gate.h"
+#include "imram/runtime/openmp_waiting.h"
 #include "imram/runtime/runtime.h"
 
 namespace imram {
@@ -59,6 +60,7 @@ DoctorReport run_doctor() {
   DoctorReport report;
   report.torch_version = TORCH_VERSION;
   report.threads = thread_count();
+  report.openmp_waiting = openmp_waiting_settings();
   report.fused_gate_simd = fused_gate_instruction_set();
   report.matmul_gflops = measure_matmul_gflops();
   report.blas_library = mapped_blas_library();
@@ -87,6 +89,10 @@ std::string doctor_text(const DoctorReport& report) {
       << "BLAS       " << (report.blas_library.empty() ? "(none mapped: built into LibTorch)" : report.blas_library)
       << (report.blas_is_reference ? "  [reference BLAS: SLOW]" : "") << "\n"
       << "threads    " << report.threads << "\n"
+      << "OpenMP     ";
+  for (std::size_t i = 0; i < report.openmp_waiting.size(); ++i)
+    out << (i ? ", " : "") << report.openmp_waiting[i];
+  out << (report.openmp_waiting.empty() ? "libgomp's defaults (idle threads spin ~3 ms)" : "") << "\n"
       << "SIMD       " << report.fused_gate_simd << " (the engine's fused gate; IMRAM_SIMD narrows it)\n"
       << "devices    ";
   for (std::size_t i = 0; i < report.devices.size(); ++i)
@@ -104,6 +110,7 @@ std::string doctor_json(const DoctorReport& report) {
                               {"blas_library", report.blas_library},
                               {"blas_is_reference", report.blas_is_reference},
                               {"threads", report.threads},
+                              {"openmp_waiting", report.openmp_waiting},
                               {"fused_gate_simd", report.fused_gate_simd},
                               {"devices", report.devices},
                               {"matmul_gflops", report.matmul_gflops},

@@ -178,3 +178,22 @@ TEST(Cli, BadInputGivesOneLineErrorsNamingTheFile) {
 }
 
 }  // namespace
+
+namespace {
+std::vector<std::string> openmp_waiting_of_doctor(const std::string& environment) {
+  const auto result = imram::test::run_shell("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT " + environment +
+                                             " " + IMRAM_BINARY + " --threads 1 doctor --json");
+  EXPECT_EQ(result.status, 0) << result.output;
+  return nlohmann::json::parse(result.output).at("openmp_waiting").get<std::vector<std::string>>();
+}
+}  // namespace
+
+// libgomp reads its settings before main: imram's default only counts if the process that runs
+// was started with it, and a user's own setting must reach libgomp untouched.
+TEST(OpenMpWaiting, ImramChoosesTheSpinCountOnlyWhenTheUserChoseNothing) {
+  EXPECT_EQ(openmp_waiting_of_doctor(""), std::vector<std::string>{"GOMP_SPINCOUNT=10000"});
+  EXPECT_EQ(openmp_waiting_of_doctor("GOMP_SPINCOUNT=300000"),
+            std::vector<std::string>{"GOMP_SPINCOUNT=300000"});
+  EXPECT_EQ(openmp_waiting_of_doctor("OMP_WAIT_POLICY=active"),
+            std::vector<std::string>{"OMP_WAIT_POLICY=active"});
+}

@@ -12,6 +12,7 @@ struct DoctorReport {
   int threads = 0;
   std::string fused_gate_simd;   // the instruction set of the fused gate kernel (IMRAM_SIMD)
   std::vector<std::string> devices;
+  std::vector<std::string> openmp_waiting;  // OMP_WAIT_POLICY / GOMP_SPINCOUNT as set
   double matmul_gflops = 0;      // float32 1024 x 1024 x 1024 product
   std::vector<std::string> warnings;
 };
