@@ -2,7 +2,7 @@
 # imram's own OpenMP waiting default (no variable set: the binary sets GOMP_SPINCOUNT=10000 for
 # itself) against libgomp's default (GOMP_SPINCOUNT=300000, given explicitly), alternating in one
 # run: idle, then beside one busy LibTorch process that keeps libgomp's default.
-# Usage: scripts/bench_openmp.sh [rounds]   (docs/performance.md, "OpenMP waiting")
+# Usage: [IDLE_ONLY=1] scripts/bench_openmp.sh [rounds]   (docs/performance.md, "OpenMP waiting")
 set -euo pipefail
 IMRAM=${IMRAM:-build/imram}
 ROUNDS=${1:-2}
@@ -28,6 +28,7 @@ measure() {  # measure LABEL
 }
 
 measure idle
+[[ ${IDLE_ONLY:-0} == 1 ]] && exit 0
 (while true; do run 300000 bench score --mode text --steps 1 --embed 256 --images 200 > /dev/null; done) &
 neighbour=$!
 trap 'kill $neighbour 2>/dev/null; wait 2>/dev/null' EXIT
