@@ -49,10 +49,13 @@ IMRAM_COMMAND {
       fit.pooling = imram::parse_global_pooling(o->pooling);
       const auto summary = imram::fit_global_head(model, train, fit);
       imram::save_model(o->out, model);
-      std::printf("fitted a global head of %lld outputs, %s pooling: loss %.4f -> %.4f (encoding %.1f s, teacher %.1f s, fitting %.1f s); "
+      // The teacher's time only when there is a teacher (--distill).
+      char teacher[48] = "";
+      if (fit.distill > 0) std::snprintf(teacher, sizeof teacher, ", teacher %.1f s", summary.teacher_seconds);
+      std::printf("fitted a global head of %lld outputs, %s pooling: loss %.4f -> %.4f (encoding %.1f s%s, fitting %.1f s); "
                   "model in %s\n",
                   static_cast<long long>(model.config().global_head), imram::to_string(model.config().global_pooling).c_str(),
-                  summary.first_epoch_loss, summary.last_epoch_loss, summary.encoding_seconds, summary.teacher_seconds, summary.fitting_seconds, o->out.c_str());
+                  summary.first_epoch_loss, summary.last_epoch_loss, summary.encoding_seconds, teacher, summary.fitting_seconds, o->out.c_str());
       if (o->val_split != "none") {
         const auto val = imram::PrecompSplit::open(o->data, o->val_split);
         imram::EvalOptions options;

@@ -19,10 +19,11 @@ namespace {
 // pass the bound).
 constexpr double kChunkBytes = 256.0 * (1 << 20);
 
-std::vector<std::vector<std::int64_t>> chunks_of(const ItemStore& store, GallerySide side, std::int64_t embed_size,
-                                                  bool memory_halves, const std::vector<std::int64_t>& ids) {
-  // Memory halves are 2d floats per fragment and direction: up to 4d more per row.
-  const double row_bytes = 4.0 * double(embed_size) * (memory_halves ? 5.0 : 1.0);
+// `floats_per_fragment`: the fragment's embedding and the memory halves read with it, if any.
+std::vector<std::vector<std::int64_t>> chunks_of(const ItemStore& store, GallerySide side,
+                                                  std::int64_t floats_per_fragment,
+                                                  const std::vector<std::int64_t>& ids) {
+  const double row_bytes = 4.0 * double(floats_per_fragment);
   std::vector<std::vector<std::int64_t>> chunks;
   if (side == GallerySide::Images) {
     const auto per_chunk = std::max<std::int64_t>(
@@ -118,7 +119,9 @@ std::vector<std::vector<Hit>> ImramRefiner::refine(const std::vector<EncodedQuer
   const auto to_device = [&](torch::Tensor& t) {
     if (t.defined()) t = t.to(device);
   };
-  for (const auto& part : chunks_of(*store_, side_, model.config.embed_size, halves && store_->keeps_memory_halves(), ids)) {
+  const auto floats_per_fragment =
+      model.config.embed_size + (halves && store_->keeps_memory_halves() ? model.memory_halves_width() : 0);
+  for (const auto& part : chunks_of(*store_, side_, floats_per_fragment, ids)) {
     PairScores pairs;
     torch::Tensor total;  // (queries, part)
     if (side_ == GallerySide::Images) {
