@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "imram/search/search_params.h"
 #include "imram/train/launch.h"
 
 namespace imram::cli {
@@ -38,6 +39,24 @@ inline CLI::Validator at_least(double minimum, const std::string& description) {
 }
 inline const CLI::Validator kNonNegative = at_least(0, "NUMBER >= 0");
 inline const CLI::Validator kAtLeastOne = at_least(1, "N >= 1");
+
+// --prefilter: a number of items (>= 0), or "auto": the default, which grows with the gallery
+// (imram::auto_prefilter). A transform, so that "auto" reaches the integer as kAutoPrefilter.
+inline CLI::Option* add_prefilter_option(CLI::App* sub, std::int64_t& prefilter, const std::string& description) {
+  return sub->add_option("--prefilter", prefilter,
+                         description + " (0 or at most --shortlist: no middle stage; auto: 5 % of the gallery, "
+                                       "1,000 to 10,000)")
+      ->default_str("auto")
+      ->transform(CLI::Validator(
+          [](std::string& value) {
+            if (value == "auto") {
+              value = std::to_string(::imram::kAutoPrefilter);
+              return std::string();
+            }
+            return at_least(0, "")(value);
+          },
+          "NUMBER >= 0 or auto"));
+}
 
 // For long-running commands (serve): freed memory returns to the system after about `seconds`
 // unused (< 0: never, the setting that suits training and evaluation; cli/allocator.cpp).

@@ -26,11 +26,8 @@ IMRAM_COMMAND {
   sub->add_option("--data", options->data, "dataset directory")->excludes(index);
   sub->add_option("--shortlist", options->shortlist, "two-stage shortlist size N (with --index)")
       ->capture_default_str()->check(imram::cli::kNonNegative);
-  sub->add_option("--prefilter", options->prefilter,
-                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them "
-                  "(0 or at most --shortlist: no middle stage)")
-      ->capture_default_str()
-      ->check(imram::cli::kNonNegative);
+  imram::cli::add_prefilter_option(sub, options->prefilter,
+                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
   sub->add_option("--queries", options->queries,
                   "with --index: a sample of this many queries per direction, each held to exhaustive IMRAM "
                   "(ranks, shortlist recall); for galleries too large to score every pair")

@@ -32,11 +32,9 @@ IMRAM_COMMAND {
                   "candidates from the FAISS shortlist re-ranked by IMRAM (0: score the whole gallery); "
                   "default " + std::to_string(imram::kDefaultShortlist) + " with --index, 0 with --data")
       ->check(imram::cli::kNonNegative);
-  sub->add_option("--prefilter", o->prefilter,
+  imram::cli::add_prefilter_option(sub, o->prefilter,
                   "FAISS proposes this many, IMRAM's first step alone keeps --shortlist of them for the full "
-                  "K steps (0 or at most --shortlist: no middle stage)")
-      ->capture_default_str()
-      ->check(imram::cli::kNonNegative);
+                  "K steps");
   sub->add_option("--nprobe", o->params.nprobe,
                   "inverted-file lists the shortlist visits (IVF indexes; default " +
                       std::to_string(imram::FaissShortlist::kDefaultNprobe) + ")")

@@ -27,10 +27,8 @@ IMRAM_COMMAND {
   auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
   sub->add_option("--shortlist", o->shortlist, "with --index: FAISS candidates re-ranked by IMRAM (0: all)")
       ->capture_default_str()->check(imram::cli::kNonNegative);
-  sub->add_option("--prefilter", o->prefilter,
-                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them "
-                  "(0 or at most --shortlist: no middle stage)")
-      ->capture_default_str()->check(imram::cli::kNonNegative);
+  imram::cli::add_prefilter_option(sub, o->prefilter,
+                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
   auto* model = sub->add_option("--model", o->model, "model directory");
   auto* data = sub->add_option("--data", o->data, "dataset directory");
   sub->add_option("--split", o->split, "split to search")->capture_default_str();

@@ -105,7 +105,8 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   const auto Ni = std::min(options.shortlist, N), Nc = std::min(options.shortlist, M);
   result.shortlist_images = Ni;
   result.shortlist_captions = Nc;
-  if (options.prefilter > Ni) result.prefilter = options.prefilter;
+  if (const auto p = resolve_prefilter(options.prefilter, N); p > Ni) result.prefilter = p;
+  if (const auto p = resolve_prefilter(options.prefilter, M); p > Nc) result.prefilter_captions = p;
   auto two_t2i = stage1_sims.clone(), two_i2t = stage1_sims.clone();
   auto one_t2i = stage1_sims.clone(), one_i2t = stage1_sims.clone();
   auto two_t2i_a = two_t2i.accessor<double, 2>(), two_i2t_a = two_i2t.accessor<double, 2>();
@@ -171,6 +172,7 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
   const ImramRefiner exhaustive(index.model().net, index.store(), side);
   const auto searcher = index.searcher(side, options.shortlist, options.prefilter);
   const auto gallery = side == GallerySide::Images ? index.num_images() : index.num_captions();
+  if (const auto p = resolve_prefilter(options.prefilter, gallery); p > options.shortlist) result.prefilter = p;
   std::vector<std::int64_t> all(static_cast<std::size_t>(gallery));
   std::iota(all.begin(), all.end(), 0);
   ProgressBar bar(std::string("sampled ") + label + " queries", result.queries, "queries", options.show_progress);
@@ -248,6 +250,7 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
 
 nlohmann::ordered_json direction_json(const SampledDirection& d) {
   return {{"queries", d.queries},
+          {"prefilter", d.prefilter},
           {"exhaustive", {{"r1", d.exhaustive_r1}, {"r5", d.exhaustive_r5}, {"r10", d.exhaustive_r10}, {"ms_per_query", d.exhaustive_ms}}},
           {"two_stage", {{"r1", d.two_stage_r1}, {"r5", d.two_stage_r5}, {"r10", d.two_stage_r10}, {"ms_per_query", d.two_stage_ms}}},
           {"same_rank", d.same_rank},
@@ -272,7 +275,6 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
   result.images = index.num_images();
   result.captions = index.num_captions();
   result.shortlist = options.shortlist;
-  result.prefilter = options.prefilter > options.shortlist ? options.prefilter : 0;
   const auto caption_globals = index.caption_globals();
   const auto twins = twins_in(index);
   result.text_to_image = sample_direction(
@@ -296,7 +298,7 @@ std::string sampled_json(const SampledEvalResult& result) {
   nlohmann::ordered_json json{{"images", result.images},
                               {"captions", result.captions},
                               {"shortlist", result.shortlist},
-                              {"prefilter", result.prefilter},
+                              {"prefilter", result.text_to_image.prefilter},
                               {"t2i", direction_json(result.text_to_image)},
                               {"i2t", direction_json(result.image_to_text)}};
   return json.dump();
@@ -323,12 +325,17 @@ std::string sampled_table(const SampledEvalResult& result) {
   std::snprintf(line, sizeof line, "%lld images, %lld captions; ", static_cast<long long>(result.images),
                 static_cast<long long>(result.captions));
   out += line;
-  out += result.prefilter ? "cascade " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist)
-                          : "two-stage, N=" + std::to_string(result.shortlist);
+  const auto method = [&](const SampledDirection& d) {
+    return d.prefilter ? "cascade " + std::to_string(d.prefilter) + " -> " + std::to_string(result.shortlist)
+                       : "two-stage, N=" + std::to_string(result.shortlist);
+  };
+  out += method(result.text_to_image);
+  if (result.image_to_text.queries > 0 && result.image_to_text.prefilter != result.text_to_image.prefilter)
+    out += " (image queries: " + method(result.image_to_text) + ")";
   out += "; exhaustive IMRAM scored for the sampled queries only\n";
   if (const auto& t = result.text_to_image; t.twin_queries > 0) {
     std::snprintf(line, sizeof line, "twin accuracy of the %lld sampled captions whose image has a twin: exhaustive %.4f, %s %.4f\n",
-                  static_cast<long long>(t.twin_queries), t.twin_exhaustive, result.prefilter ? "cascade" : "two-stage",
+                  static_cast<long long>(t.twin_queries), t.twin_exhaustive, t.prefilter ? "cascade" : "two-stage",
                   t.twin_two_stage);
     out += line;
   }
@@ -352,6 +359,7 @@ std::string two_stage_json(const TwoStageEvalResult& result) {
   auto json = method_json(main);
   json["shortlist"] = result.two_stage ? result.shortlist_images : 0;
   if (result.prefilter) json["prefilter"] = result.prefilter;
+  if (result.prefilter_captions) json["prefilter_captions"] = result.prefilter_captions;
   if (result.stage1) json["stage1"] = method_json(*result.stage1);
   if (result.exhaustive && result.two_stage) json["exhaustive"] = method_json(*result.exhaustive);
   return json.dump();
@@ -375,7 +383,10 @@ std::string two_stage_table(const TwoStageEvalResult& result) {
   };
   if (result.exhaustive) row("exhaustive IMRAM", *result.exhaustive);
   if (result.two_stage)
-    row(result.prefilter ? "cascade, " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist_images)
+    row(result.prefilter ? "cascade, " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist_images) +
+                               (result.prefilter_captions != result.prefilter
+                                    ? " (image queries: " + std::to_string(result.prefilter_captions) + ")"
+                                    : "")
                          : "two-stage, N=" + std::to_string(result.shortlist_images),
         *result.two_stage);
   if (result.exhaustive && result.two_stage) {

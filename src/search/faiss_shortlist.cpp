@@ -6,6 +6,7 @@
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+#include <faiss/utils/distances.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -38,7 +39,12 @@ std::string faiss_message(const faiss::FaissException& e) {
 }  // namespace
 
 FaissShortlist::FaissShortlist(std::shared_ptr<const faiss::Index> index, GallerySide side)
-    : index_(std::move(index)), side_(side) {}
+    : index_(std::move(index)), side_(side) {
+  // Below this many queries FAISS scans a flat index with its own inner product, which Debian's
+  // generic build compiles without SIMD; BLAS scans the 100,000-image demo gallery for one query
+  // in a fraction of the time (docs/search.md). Process-wide, as FAISS keeps it.
+  faiss::distance_compute_blas_threshold = 1;
+}
 
 std::int64_t FaissShortlist::size() const { return index_->ntotal; }
 

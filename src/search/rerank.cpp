@@ -192,11 +192,11 @@ RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::i
                                ImramModel model, std::shared_ptr<const ItemStore> store, std::int64_t prefilter)
     : shortlist_(std::move(shortlist)),
       candidates_(candidates),
-      prefilter_(prefilter),
+      prefilter_(resolve_prefilter(prefilter, shortlist_->size())),
       refiner_(model, store, shortlist_->side()),
       first_step_(model, store, shortlist_->side(), /*steps=*/1) {
   if (candidates_ < 1) throw Error("a re-rank stage needs a shortlist of at least 1 item");
-  if (prefilter_ < 0) throw Error("a prefilter cannot be negative");
+  if (prefilter_ < 0) throw Error("a prefilter is a number of items, or automatic; not " + std::to_string(prefilter));
 }
 
 std::vector<std::vector<Hit>> RerankSearcher::search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,

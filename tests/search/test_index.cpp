@@ -166,6 +166,21 @@ TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
   }
 }
 
+// The default cascade's first list grows with the gallery: 5 %, at least 1,000, at most 10,000;
+// on a gallery smaller than that, step 1 scores every item.
+TEST(Index, AutomaticPrefilterGrowsWithTheGallery) {
+  EXPECT_EQ(imram::auto_prefilter(500), 1000);
+  EXPECT_EQ(imram::auto_prefilter(100000), 5000);
+  EXPECT_EQ(imram::auto_prefilter(10000000), 10000);
+  World world;
+  const auto index = imram::GalleryIndex::open(world.build("index"));
+  const auto automatic = std::dynamic_pointer_cast<const imram::RerankSearcher>(
+      index->searcher(imram::GallerySide::Images, 3, imram::kAutoPrefilter));
+  ASSERT_TRUE(automatic);
+  EXPECT_EQ(automatic->prefilter(), 1000);
+  EXPECT_THROW(index->searcher(imram::GallerySide::Images, 3, -2), imram::Error);
+}
+
 // An index that keeps the memory halves searches as one that computes them, in both directions,
 // two-stage and exhaustive; the halves are in the manifest, checked, and covered by verify.
 TEST(Index, StoredMemoryHalvesSearchAsComputedOnes) {
@@ -459,13 +474,18 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   options.shortlist = 1;
   options.queries = 20;
   options.image_queries = 0;  // text queries only
+  options.prefilter = imram::kAutoPrefilter;  // 1,000 on so small a gallery: step 1 scores it all
   const auto narrow = imram::evaluate_index_sampled(*index, options);
+  EXPECT_EQ(narrow.text_to_image.prefilter, 1000);
+  EXPECT_NE(imram::sampled_table(narrow).find("cascade 1000 -> 1;"), std::string::npos) << imram::sampled_table(narrow);
   EXPECT_EQ(narrow.text_to_image.queries, 20);
   EXPECT_EQ(narrow.image_to_text.queries, 0);
   EXPECT_DOUBLE_EQ(narrow.text_to_image.top10_in_shortlist, 0.0);  // 10 items cannot fit in 1
   EXPECT_LE(narrow.text_to_image.two_stage_r5, narrow.text_to_image.two_stage_r1);  // nothing beyond rank 1
   const auto json = nlohmann::json::parse(imram::sampled_json(narrow));
   EXPECT_EQ(json["shortlist"], 1);
+  EXPECT_EQ(json["prefilter"], 1000);
+  EXPECT_EQ(json["t2i"]["prefilter"], 1000);
   EXPECT_EQ(json["t2i"]["queries"], 20);
 }
 

@@ -14,6 +14,7 @@ namespace imram {
 struct TwoStageEvalOptions {
   std::int64_t shortlist = 100;   // N; clamped to each side's gallery size
   std::int64_t prefilter = 0;     // > N: a cascade, IMRAM's first step keeps N of this many
+                                  // (kAutoPrefilter: auto_prefilter of each side's gallery)
   bool exhaustive = true;         // also score every pair (the reference the others are held to)
   bool show_progress = true;
 };
@@ -28,7 +29,8 @@ struct MethodResult {
 struct TwoStageEvalResult {
   std::int64_t images = 0, captions = 0;
   std::int64_t shortlist_images = 0, shortlist_captions = 0;  // N after clamping, per side
-  std::int64_t prefilter = 0;     // the cascade's first FAISS list (0: none)
+  std::int64_t prefilter = 0;     // the cascade's first FAISS list of text queries (0: none)
+  std::int64_t prefilter_captions = 0;  // and of image queries
   std::optional<MethodResult> exhaustive;
   std::optional<MethodResult> two_stage;  // absent for an index without a shortlist
   std::optional<MethodResult> stage1;
@@ -44,7 +46,7 @@ struct SampledEvalOptions {
   std::int64_t queries = 200;     // per direction (at most the gallery's)
   std::int64_t image_queries = -1;  // image queries instead (< 0: as many as `queries`; 0: none)
   std::int64_t shortlist = 100;   // N (or N2 of a cascade)
-  std::int64_t prefilter = 0;     // N1 of a cascade (0: none)
+  std::int64_t prefilter = 0;     // N1 of a cascade (0: none; kAutoPrefilter: by gallery size)
   std::uint64_t seed = 1;
   std::int64_t batch = 16;        // sampled queries scored exhaustively together
   bool show_progress = true;
@@ -52,6 +54,7 @@ struct SampledEvalOptions {
 
 struct SampledDirection {
   std::int64_t queries = 0;
+  std::int64_t prefilter = 0;     // N1 of the cascade on this side (0: none)
   // R@1, R@5, R@10 of the sample (the best-ranked own item), exhaustive and two-stage.
   double exhaustive_r1 = 0, exhaustive_r5 = 0, exhaustive_r10 = 0;
   double two_stage_r1 = 0, two_stage_r5 = 0, two_stage_r10 = 0;
@@ -65,7 +68,7 @@ struct SampledDirection {
 };
 
 struct SampledEvalResult {
-  std::int64_t images = 0, captions = 0, shortlist = 0, prefilter = 0;
+  std::int64_t images = 0, captions = 0, shortlist = 0;
   SampledDirection text_to_image, image_to_text;
 };
 
