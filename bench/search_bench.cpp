@@ -80,7 +80,7 @@ double rerank_floor_ms(const ModelConfig& config, std::int64_t candidates, doubl
 }  // namespace
 
 std::string bench_search(const SearchBenchOptions& o) {
-  if (o.images < 1 || o.queries < 1 || o.shortlist < 0 || o.captions < 1) throw Error("bench search: sizes must be positive");
+  if (o.images < 1 || o.queries < 1 || o.shortlist < 0 || o.prefilter < 0 || o.captions < 1) throw Error("bench search: sizes must be positive");
   std::mt19937_64 rng(o.seed);
   torch::manual_seed(std::int64_t(o.seed));
   const bool temporary = o.dir.empty();
@@ -153,7 +153,7 @@ std::string bench_search(const SearchBenchOptions& o) {
   const auto index = GalleryIndex::open(index_dir, parse_device(o.device));
   const double open_ms = seconds_since(open_start) * 1e3;
   const auto shortlist = std::min(o.shortlist, index->num_images());
-  const auto searcher = index->searcher(GallerySide::Images, shortlist);
+  const auto searcher = index->searcher(GallerySide::Images, shortlist, o.prefilter);
   std::vector<std::string> queries;
   for (std::int64_t q = 0; q < o.queries; ++q) queries.push_back(random_text(rng));
   std::vector<double> latencies;
@@ -222,7 +222,7 @@ std::string bench_search(const SearchBenchOptions& o) {
   nlohmann::ordered_json json{
       {"bench", "search"}, {"images", o.images}, {"embed", config.embed_size}, {"regions", o.regions},
       {"feature_dim", o.feature_dim}, {"mode", to_string(config.mode)}, {"steps", config.iteration_steps},
-      {"captions", o.captions}, {"shortlist", shortlist}, {"faiss", index->faiss_factory()}, {"store", o.store},
+      {"captions", o.captions}, {"shortlist", shortlist}, {"prefilter", o.prefilter}, {"faiss", index->faiss_factory()}, {"store", o.store},
       {"memory_halves", o.memory_halves},
       {"threads", thread_count()}, {"device", o.device},
       {"build_s", build_s}, {"generate_s", generate_s}, {"images_per_s", double(o.images) / images_s},

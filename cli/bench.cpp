@@ -83,6 +83,10 @@ IMRAM_COMMAND {
   search->add_option("--feat-dim", q->options.feature_dim, "D, region feature size")->capture_default_str();
   search->add_option("--captions", q->options.captions, "stored captions")->capture_default_str()->check(imram::cli::kAtLeastOne);
   search->add_option("--shortlist", q->options.shortlist, "N candidates re-ranked")->capture_default_str()->check(imram::cli::kNonNegative);
+  search->add_option("--prefilter", q->options.prefilter,
+                     "a cascade: FAISS proposes this many, IMRAM's first step keeps --shortlist of them (0: none)")
+      ->capture_default_str()
+      ->check(imram::cli::kNonNegative);
   search->add_option("--queries", q->options.queries, "timed text queries")->capture_default_str()->check(imram::cli::kAtLeastOne);
   search->add_option("--exhaustive-queries", q->options.exhaustive_queries, "of them, also scored exhaustively")->capture_default_str();
   search->add_option("--batch", q->options.batch, "also time this many exhaustive queries one by one and together")

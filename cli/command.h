@@ -44,7 +44,7 @@ inline const CLI::Validator kAtLeastOne = at_least(1, "N >= 1");
 // (imram::auto_prefilter). A transform, so that "auto" reaches the integer as kAutoPrefilter.
 inline CLI::Option* add_prefilter_option(CLI::App* sub, std::int64_t& prefilter, const std::string& description) {
   return sub->add_option("--prefilter", prefilter,
-                         description + " (0 or at most --shortlist: no middle stage; auto: 5 % of the gallery, "
+                         description + " (0 or at most --shortlist: no middle stage; auto: 10 % of the gallery, "
                                        "1,000 to 10,000)")
       ->default_str("auto")
       ->transform(CLI::Validator(

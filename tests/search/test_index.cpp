@@ -166,11 +166,11 @@ TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
   }
 }
 
-// The default cascade's first list grows with the gallery: 5 %, at least 1,000, at most 10,000;
+// The default cascade's first list grows with the gallery: 10 %, at least 1,000, at most 10,000;
 // on a gallery smaller than that, step 1 scores every item.
 TEST(Index, AutomaticPrefilterGrowsWithTheGallery) {
   EXPECT_EQ(imram::auto_prefilter(500), 1000);
-  EXPECT_EQ(imram::auto_prefilter(100000), 5000);
+  EXPECT_EQ(imram::auto_prefilter(50000), 5000);
   EXPECT_EQ(imram::auto_prefilter(10000000), 10000);
   World world;
   const auto index = imram::GalleryIndex::open(world.build("index"));

@@ -16,6 +16,7 @@ struct SearchBenchOptions {
   std::int64_t feature_dim = 2048;
   std::int64_t captions = 1000;     // stored captions (the image -> text side)
   std::int64_t shortlist = 100;
+  std::int64_t prefilter = 0;       // > shortlist: a cascade (step 1 keeps `shortlist` of this many)
   std::int64_t queries = 200;       // timed text queries
   std::int64_t exhaustive_queries = 3;
   std::int64_t exhaustive_max_images = 100000;  // above: exhaustive time not measured
