@@ -149,8 +149,9 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
   };
   // Step-1 raw scores q0 . C for every pair, (B, A n_q, n_c): on the fused path the query rows
   // against each item's fragments, item by item. As one GEMM over every fragment, OpenBLAS first
-  // copied all the candidates into its packed layout and the result needed a transposed copy:
-  // the cascade's step-1 pass over 5,000 candidates (d = 128) took 29 ms that way, 17 ms this way.
+  // copied all the candidates into its packed layout and the result needed a transposed copy
+  // (with the direct BLAS calls above, step 1 of one query against 5,000 candidates at d = 128
+  // went from 50-60 to 18-19 ms, alternating runs; docs/search.md).
   const auto raw_original =
       fused ? itemwise_products(query_rows.unsqueeze(0).expand({B, A * nq, d}), context_t).view({B, A, nq, nc})
             : torch::matmul(query_rows, context_t).view({B, A, nq, nc});

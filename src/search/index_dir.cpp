@@ -86,9 +86,6 @@ EncodedQuery encode_text_query(const Model& model, const std::string& text) {
 
 namespace {
 
-// Values per stored item from which the store widens item by item (MappedStore::gather_images).
-constexpr std::int64_t kLargeItemValues = 16384;
-
 class MappedStore final : public ItemStore {
  public:
   MappedStore(const std::string& dir, const Manifest& m, ImramModel model)
@@ -158,57 +155,29 @@ class MappedStore final : public ItemStore {
     return torch::from_blob(const_cast<char*>(file) + bytes, {rows, width}, torch::dtype(scalar_type(m_.store)));
   }
 
-  // Rows of `width` values per region of the images `ids`, as float32. Large items are widened
-  // straight from the mapped file, one copy per item split over threads (one pass over the bytes;
-  // a re-rank's hundred candidates with memory halves are 22 MB at d = 1024). Small items go
-  // through two whole-gallery ops instead (gather the stored rows, widen them): the cascade's
-  // step-1 pass reads thousands of items of 16 x 128 values in the demo's model, whose per-item
-  // copies cost more in tensor views and dispatch than in bytes (20,000 such rows held in memory:
-  // 91 ms one by one, 43 ms as two ops).
+  // Rows of `width` values per region of the images `ids`, as float32: widened straight from the
+  // mapped file, the items split over threads (one pass over the bytes; a re-rank's hundred
+  // candidates with memory halves are 22 MB at d = 1024).
   torch::Tensor gather_images(const char* file, const std::vector<std::int64_t>& ids, std::int64_t width) const {
-    if (m_.regions * width >= kLargeItemValues) {
-      auto out = torch::empty({std::int64_t(ids.size()), m_.regions, width}, torch::kFloat32);
-      at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t i = begin; i < end; ++i)
-          out[i].copy_(stored_rows(file, ids[std::size_t(i)] * m_.regions, m_.regions, width));
-      });
-      return out;
-    }
-    const auto items = stored_rows(file, 0, m_.images, m_.regions * width);
-    return items.index_select(0, id_tensor(ids)).to(torch::kFloat32).view({std::int64_t(ids.size()), m_.regions, width});
+    auto out = torch::empty({std::int64_t(ids.size()), m_.regions, width}, torch::kFloat32);
+    at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i)
+        out[i].copy_(stored_rows(file, ids[std::size_t(i)] * m_.regions, m_.regions, width));
+    });
+    return out;
   }
 
-  // Rows of `width` values per word of the captions `ids`, zero-padded to `longest`, as float32;
-  // by item or all at once as for images.
+  // Rows of `width` values per word of the captions `ids`, zero-padded to `longest`, as float32.
   torch::Tensor gather_captions(const char* file, const std::vector<std::int64_t>& ids, std::int64_t longest,
                                 std::int64_t width) const {
-    const auto count = std::int64_t(ids.size());
-    if (longest * width >= kLargeItemValues) {
-      auto out = torch::zeros({count, longest, width}, torch::kFloat32);
-      at::parallel_for(0, count, 1, [&](std::int64_t begin_item, std::int64_t end_item) {
-        for (std::int64_t i = begin_item; i < end_item; ++i) {
-          const auto begin = offsets_[std::size_t(ids[std::size_t(i)])], end = offsets_[std::size_t(ids[std::size_t(i)]) + 1];
-          out[i].narrow(0, 0, end - begin).copy_(stored_rows(file, begin, end - begin, width));
-        }
-      });
-      return out;
-    }
-    std::vector<std::int64_t> source_rows, padded_rows;
-    for (std::int64_t i = 0; i < count; ++i) {
-      const auto begin = offsets_[std::size_t(ids[std::size_t(i)])], end = offsets_[std::size_t(ids[std::size_t(i)]) + 1];
-      for (auto row = begin; row < end; ++row) {
-        source_rows.push_back(row);
-        padded_rows.push_back(i * longest + (row - begin));
+    auto out = torch::zeros({std::int64_t(ids.size()), longest, width}, torch::kFloat32);
+    at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin_item, std::int64_t end_item) {
+      for (std::int64_t i = begin_item; i < end_item; ++i) {
+        const auto begin = offsets_[std::size_t(ids[std::size_t(i)])], end = offsets_[std::size_t(ids[std::size_t(i)]) + 1];
+        out[i].narrow(0, 0, end - begin).copy_(stored_rows(file, begin, end - begin, width));
       }
-    }
-    auto out = torch::zeros({count * longest, width}, torch::kFloat32);
-    const auto words = stored_rows(file, 0, m_.words, width);
-    out.index_copy_(0, id_tensor(padded_rows), words.index_select(0, id_tensor(source_rows)).to(torch::kFloat32));
-    return out.view({count, longest, width});
-  }
-
-  static torch::Tensor id_tensor(const std::vector<std::int64_t>& ids) {
-    return torch::from_blob(const_cast<std::int64_t*>(ids.data()), {std::int64_t(ids.size())}, torch::kInt64);
+    });
+    return out;
   }
 
   Manifest m_;

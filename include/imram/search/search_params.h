@@ -18,8 +18,8 @@ inline constexpr std::int64_t kDefaultPrefilter = kAutoPrefilter;
 // The automatic prefilter: 10 % of the gallery, at least 1,000 and at most 10,000 items. Among
 // 100,000 synthetic scenes, with a pooled embedding's top 1,000 scored by step 1 the final 100
 // held exhaustive IMRAM's whole top 10 for 58.5 % of 200 sampled text queries; with its top
-// 5,000 for 93.5 %, its top 10,000 for 98.5 % (docs/search.md). The cap bounds the step-1 pass, whose cost grows with the list (and, per
-// item, with the model's size).
+// 5,000 for 93.5 %, its top 10,000 for 98.5 % (docs/search.md). The cap bounds the step-1 pass,
+// whose cost grows with the list (and, per item, with the model's size).
 inline std::int64_t auto_prefilter(std::int64_t gallery_items) {
   return std::clamp<std::int64_t>(gallery_items / 10, 1000, 10000);
 }
