@@ -40,22 +40,35 @@ inline CLI::Validator at_least(double minimum, const std::string& description) {
 inline const CLI::Validator kNonNegative = at_least(0, "NUMBER >= 0");
 inline const CLI::Validator kAtLeastOne = at_least(1, "N >= 1");
 
-// --prefilter: a number of items (>= 0), or "auto": the default, which grows with the gallery
-// (imram::auto_prefilter). A transform, so that "auto" reaches the integer as kAutoPrefilter.
-inline CLI::Option* add_prefilter_option(CLI::App* sub, std::int64_t& prefilter, const std::string& description) {
-  return sub->add_option("--prefilter", prefilter,
-                         description + " (0 or at most --shortlist: no middle stage; auto: 10 % of the gallery, "
-                                       "1,000 to 10,000)")
+// A number of items (>= 0), or "auto": the default, which grows with the gallery. A transform,
+// so that "auto" reaches the integer as kAutoShortlist / kAutoPrefilter (the same -1).
+inline CLI::Option* add_items_option(CLI::App* sub, const std::string& name, std::int64_t& items,
+                                     const std::string& description) {
+  static_assert(::imram::kAutoShortlist == ::imram::kAutoPrefilter);
+  return sub->add_option(name, items, description)
       ->default_str("auto")
       ->transform(CLI::Validator(
           [](std::string& value) {
             if (value == "auto") {
-              value = std::to_string(::imram::kAutoPrefilter);
+              value = std::to_string(::imram::kAutoShortlist);
               return std::string();
             }
             return at_least(0, "")(value);
           },
           "NUMBER >= 0 or auto"));
+}
+
+// --shortlist: the items all K steps score (imram::auto_shortlist).
+inline CLI::Option* add_shortlist_option(CLI::App* sub, std::int64_t& shortlist, const std::string& description) {
+  return add_items_option(sub, "--shortlist", shortlist,
+                          description + " (auto: one item in 300 of the gallery, 100 to 1,000)");
+}
+
+// --prefilter: the items step 1 scores (imram::auto_prefilter).
+inline CLI::Option* add_prefilter_option(CLI::App* sub, std::int64_t& prefilter, const std::string& description) {
+  return add_items_option(sub, "--prefilter", prefilter,
+                          description + " (0 or at most --shortlist: no middle stage; auto: half the gallery, "
+                                        "1,000 to 20,000)");
 }
 
 // For long-running commands (serve): freed memory returns to the system after about `seconds`

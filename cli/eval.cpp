@@ -24,8 +24,7 @@ IMRAM_COMMAND {
                                 "index directory: exhaustive, two-stage and stage-1 retrieval side by side");
   sub->add_option("--model", options->model, "model directory")->excludes(index);
   sub->add_option("--data", options->data, "dataset directory")->excludes(index);
-  sub->add_option("--shortlist", options->shortlist, "two-stage shortlist size N (with --index)")
-      ->capture_default_str()->check(imram::cli::kNonNegative);
+  imram::cli::add_shortlist_option(sub, options->shortlist, "two-stage shortlist size N (with --index)");
   imram::cli::add_prefilter_option(sub, options->prefilter,
                   "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
   sub->add_option("--queries", options->queries,

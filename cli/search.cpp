@@ -28,10 +28,9 @@ IMRAM_COMMAND {
   auto* image = sub->add_option("--image", o->image, "image index: rank the captions");
   query->excludes(image);
   sub->add_option("--top", o->top, "results to show")->capture_default_str()->check(CLI::Range(1, 100000));
-  sub->add_option("--shortlist", o->shortlist,
-                  "candidates from the FAISS shortlist re-ranked by IMRAM (0: score the whole gallery); "
-                  "default " + std::to_string(imram::kDefaultShortlist) + " with --index, 0 with --data")
-      ->check(imram::cli::kNonNegative);
+  imram::cli::add_shortlist_option(sub, o->shortlist,
+                  "candidates from the FAISS shortlist re-ranked by IMRAM (0: score the whole gallery; "
+                  "always 0 with --data)");
   imram::cli::add_prefilter_option(sub, o->prefilter,
                   "FAISS proposes this many, IMRAM's first step alone keeps --shortlist of them for the full "
                   "K steps");
@@ -67,9 +66,11 @@ IMRAM_COMMAND {
       }
       const auto side = by_text ? imram::GallerySide::Images : imram::GallerySide::Captions;
       const auto gallery_size = by_text ? index->num_images() : index->num_captions();
+      shortlist = imram::resolve_shortlist(shortlist, gallery_size);
       if (shortlist > gallery_size) {
-        std::cerr << "imram: note: --shortlist " << shortlist << " is more than the gallery's " << gallery_size
-                  << " items; scoring all of them\n";
+        if (sub->count("--shortlist"))
+          std::cerr << "imram: note: --shortlist " << shortlist << " is more than the gallery's " << gallery_size
+                    << " items; scoring all of them\n";
         shortlist = gallery_size;
       }
       const auto searcher = index->searcher(side, shortlist, o->prefilter);

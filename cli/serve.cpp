@@ -25,8 +25,7 @@ IMRAM_COMMAND {
   auto o = std::make_shared<Options>();
   auto* sub = root.add_subcommand("serve", "HTTP search service and web page over a split's gallery");
   auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
-  sub->add_option("--shortlist", o->shortlist, "with --index: FAISS candidates re-ranked by IMRAM (0: all)")
-      ->capture_default_str()->check(imram::cli::kNonNegative);
+  imram::cli::add_shortlist_option(sub, o->shortlist, "with --index: FAISS candidates re-ranked by IMRAM (0: all)");
   imram::cli::add_prefilter_option(sub, o->prefilter,
                   "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
   auto* model = sub->add_option("--model", o->model, "model directory");

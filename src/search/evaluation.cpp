@@ -98,11 +98,12 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     MethodResult method{metrics_of(index, sims), twins_of(twins, index, sims), ms / double(M), ms / double(N)};
     result.exhaustive = method;
   }
-  if (!index.has_shortlist() || options.shortlist <= 0) return result;
+  if (!index.has_shortlist() || options.shortlist == 0) return result;
 
   const auto image_globals = index.image_globals(), caption_globals = index.caption_globals();
   const auto stage1_sims = torch::matmul(image_globals, caption_globals.t()).to(torch::kFloat64);  // (N, M), exact
-  const auto Ni = std::min(options.shortlist, N), Nc = std::min(options.shortlist, M);
+  const auto Ni = std::min(resolve_shortlist(options.shortlist, N), N);
+  const auto Nc = std::min(resolve_shortlist(options.shortlist, M), M);
   result.shortlist_images = Ni;
   result.shortlist_captions = Nc;
   if (const auto p = resolve_prefilter(options.prefilter, N); p > Ni) result.prefilter = p;
@@ -172,7 +173,9 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
   const ImramRefiner exhaustive(index.model().net, index.store(), side);
   const auto searcher = index.searcher(side, options.shortlist, options.prefilter);
   const auto gallery = side == GallerySide::Images ? index.num_images() : index.num_captions();
-  if (const auto p = resolve_prefilter(options.prefilter, gallery); p > options.shortlist) result.prefilter = p;
+  result.shortlist = std::min(resolve_shortlist(options.shortlist, gallery), gallery);
+  if (const auto p = resolve_prefilter(options.prefilter, gallery); p > result.shortlist) result.prefilter = p;
+  result.results = std::min(result.shortlist, options.results);
   std::vector<std::int64_t> all(static_cast<std::size_t>(gallery));
   std::iota(all.begin(), all.end(), 0);
   ProgressBar bar(std::string("sampled ") + label + " queries", result.queries, "queries", options.show_progress);
@@ -193,7 +196,7 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
       std::int64_t exhaustive_rank = 0;
       while (!is_own(ranking[std::size_t(exhaustive_rank)].index)) ++exhaustive_rank;
       const Stopwatch two_stage_watch;
-      const auto hits = searcher->search(queries[q - begin], options.shortlist, nullptr);
+      const auto hits = searcher->search(queries[q - begin], result.results, nullptr);
       two_stage_ms += two_stage_watch.milliseconds();
       auto two_stage_rank = std::numeric_limits<std::int64_t>::max();  // beyond the list
       for (std::size_t r = 0; r < hits.size(); ++r)
@@ -250,7 +253,9 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
 
 nlohmann::ordered_json direction_json(const SampledDirection& d) {
   return {{"queries", d.queries},
+          {"shortlist", d.shortlist},
           {"prefilter", d.prefilter},
+          {"results", d.results},
           {"exhaustive", {{"r1", d.exhaustive_r1}, {"r5", d.exhaustive_r5}, {"r10", d.exhaustive_r10}, {"ms_per_query", d.exhaustive_ms}}},
           {"two_stage", {{"r1", d.two_stage_r1}, {"r5", d.two_stage_r5}, {"r10", d.two_stage_r10}, {"ms_per_query", d.two_stage_ms}}},
           {"same_rank", d.same_rank},
@@ -266,15 +271,15 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
   const auto cpi = index.captions_per_image();
   if (cpi < 1)
     throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");
-  if (!index.has_shortlist() || options.shortlist <= 0)
+  if (!index.has_shortlist() || options.shortlist == 0)
     throw Error(index.dir() + ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give --shortlist N "
                 "over an index with a shortlist");
   if (options.batch < 1) throw Error("a sampled evaluation needs batches of at least 1 query");
+  if (options.results < 1) throw Error("a sampled evaluation compares at least 1 result per query");
   torch::NoGradGuard no_grad;
   SampledEvalResult result;
   result.images = index.num_images();
   result.captions = index.num_captions();
-  result.shortlist = options.shortlist;
   const auto caption_globals = index.caption_globals();
   const auto twins = twins_in(index);
   result.text_to_image = sample_direction(
@@ -291,6 +296,7 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
         return captions;
       },
       [&](std::int64_t image) { return index.image_query(image); }, [](std::int64_t) { return std::int64_t(-1); });
+  result.shortlist = result.text_to_image.shortlist;
   return result;
 }
 
@@ -326,13 +332,14 @@ std::string sampled_table(const SampledEvalResult& result) {
                 static_cast<long long>(result.captions));
   out += line;
   const auto method = [&](const SampledDirection& d) {
-    return d.prefilter ? "cascade " + std::to_string(d.prefilter) + " -> " + std::to_string(result.shortlist)
-                       : "two-stage, N=" + std::to_string(result.shortlist);
+    return d.prefilter ? "cascade " + std::to_string(d.prefilter) + " -> " + std::to_string(d.shortlist)
+                       : "two-stage, N=" + std::to_string(d.shortlist);
   };
   out += method(result.text_to_image);
-  if (result.image_to_text.queries > 0 && result.image_to_text.prefilter != result.text_to_image.prefilter)
+  if (result.image_to_text.queries > 0 && method(result.image_to_text) != method(result.text_to_image))
     out += " (image queries: " + method(result.image_to_text) + ")";
-  out += "; exhaustive IMRAM scored for the sampled queries only\n";
+  out += "; the first " + std::to_string(result.text_to_image.results) +
+         " results compared; exhaustive IMRAM scored for the sampled queries only\n";
   if (const auto& t = result.text_to_image; t.twin_queries > 0) {
     std::snprintf(line, sizeof line, "twin accuracy of the %lld sampled captions whose image has a twin: exhaustive %.4f, %s %.4f\n",
                   static_cast<long long>(t.twin_queries), t.twin_exhaustive, t.prefilter ? "cascade" : "two-stage",

@@ -346,7 +346,7 @@ std::shared_ptr<const Searcher> GalleryIndex::stage1(GallerySide side) const {
 
 std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::int64_t shortlist,
                                                        std::int64_t prefilter) const {
-  if (shortlist <= 0) return std::make_shared<ExhaustiveSearcher>(impl_->model.net, impl_->store, side);
+  if (shortlist == 0) return std::make_shared<ExhaustiveSearcher>(impl_->model.net, impl_->store, side);
   return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store, prefilter);
 }
 

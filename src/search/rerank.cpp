@@ -191,11 +191,12 @@ std::vector<std::vector<Hit>> ExhaustiveSearcher::search_many(const std::vector<
 RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates,
                                ImramModel model, std::shared_ptr<const ItemStore> store, std::int64_t prefilter)
     : shortlist_(std::move(shortlist)),
-      candidates_(candidates),
+      candidates_(resolve_shortlist(candidates, shortlist_->size())),
       prefilter_(resolve_prefilter(prefilter, shortlist_->size())),
       refiner_(model, store, shortlist_->side()),
       first_step_(model, store, shortlist_->side(), /*steps=*/1) {
-  if (candidates_ < 1) throw Error("a re-rank stage needs a shortlist of at least 1 item");
+  if (candidates_ < 1)
+    throw Error("a re-rank stage needs a shortlist of at least 1 item, or an automatic one; not " + std::to_string(candidates));
   if (prefilter_ < 0) throw Error("a prefilter is a number of items, or automatic; not " + std::to_string(prefilter));
 }
 

@@ -8,6 +8,7 @@
 #include "imram/search/gallery.h"
 #include "imram/search/index_dir.h"
 #include "imram/search/results.h"
+#include "imram/search/search_params.h"
 #include "imram/serve/backend.h"
 #include "imram/util/stopwatch.h"
 
@@ -20,8 +21,8 @@ class IndexBackend : public SearchBackend {
   IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::int64_t prefilter, std::string name,
                std::string kind)
       : index_(std::move(index)), model_(index_->model()), name_(std::move(name)), kind_(std::move(kind)) {
-    image_shortlist_ = std::min(shortlist, index_->num_images());
-    caption_shortlist_ = std::min(shortlist, index_->num_captions());
+    image_shortlist_ = std::min(resolve_shortlist(shortlist, index_->num_images()), index_->num_images());
+    caption_shortlist_ = std::min(resolve_shortlist(shortlist, index_->num_captions()), index_->num_captions());
     images_ = index_->searcher(GallerySide::Images, image_shortlist_, prefilter);
     captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, prefilter);
   }
@@ -103,7 +104,7 @@ std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, 
   auto index = GalleryIndex::open(index_dir, parse_device(device));
   // As imram search: an index without a shortlist is refused for two-stage search (the error
   // says to give --shortlist 0), never searched exhaustively behind the user's back.
-  const bool two_stage = shortlist > 0;
+  const bool two_stage = shortlist != 0;
   return std::make_unique<IndexBackend>(std::move(index), shortlist, prefilter, index_dir, two_stage ? "two-stage" : "exhaustive");
 }
 

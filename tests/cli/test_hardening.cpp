@@ -304,14 +304,17 @@ TEST_F(Hardening, OptionErrorsSayTheBoundAndRefuseWhatWouldBeIgnored) {
   EXPECT_EQ(shortlist.status, 2) << shortlist.output;
   EXPECT_NE(shortlist.output.find("must be >= 0, got -5"), std::string::npos) << shortlist.output;
   EXPECT_LT(shortlist.output.size(), 200u) << shortlist.output;
-  // --prefilter takes a number or "auto"; nothing else gets through as the automatic one.
-  for (const char* bad : {"-1", "many"}) {
-    const auto prefilter = imram_cli(std::string("search --index i --query red --prefilter ") + bad);
-    expect_error(prefilter, "--prefilter");
-    EXPECT_EQ(prefilter.status, 2) << prefilter.output;
+  // --shortlist and --prefilter take a number or "auto"; nothing else gets through as the
+  // automatic one.
+  for (const char* option : {"--shortlist", "--prefilter"}) {
+    for (const char* bad : {"-1", "many"}) {
+      const auto refused = imram_cli(std::string("search --index i --query red ") + option + " " + bad);
+      expect_error(refused, option);
+      EXPECT_EQ(refused.status, 2) << refused.output;
+    }
+    const auto automatic = imram_cli("search --index " + file("missing") + " --query red " + option + " auto");
+    EXPECT_EQ(automatic.status, 1) << automatic.output;  // parsed; then the index is missing
   }
-  const auto automatic = imram_cli("search --index " + file("missing") + " --query red --prefilter auto");
-  EXPECT_EQ(automatic.status, 1) << automatic.output;  // parsed; then the index is missing
   const auto split = imram_cli("eval --index i --split dev");
   expect_error(split, "--split");
   EXPECT_EQ(split.status, 2) << split.output;

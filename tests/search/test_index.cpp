@@ -166,19 +166,26 @@ TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
   }
 }
 
-// The default cascade's first list grows with the gallery: 10 %, at least 1,000, at most 10,000;
-// on a gallery smaller than that, step 1 scores every item.
-TEST(Index, AutomaticPrefilterGrowsWithTheGallery) {
+// The default cascade's lists grow with the gallery: the first is half of it, at least 1,000, at
+// most 20,000 (on a gallery smaller than that, step 1 scores every item); the one all K steps
+// score is one item in 300, at least 100, at most 1,000.
+TEST(Index, AutomaticListsGrowWithTheGallery) {
   EXPECT_EQ(imram::auto_prefilter(500), 1000);
-  EXPECT_EQ(imram::auto_prefilter(50000), 5000);
-  EXPECT_EQ(imram::auto_prefilter(10000000), 10000);
+  EXPECT_EQ(imram::auto_prefilter(8000), 4000);
+  EXPECT_EQ(imram::auto_prefilter(10000000), 20000);
+  EXPECT_EQ(imram::auto_shortlist(500), 100);
+  EXPECT_EQ(imram::auto_shortlist(100000), 333);
+  EXPECT_EQ(imram::auto_shortlist(10000000), 1000);
   World world;
   const auto index = imram::GalleryIndex::open(world.build("index"));
   const auto automatic = std::dynamic_pointer_cast<const imram::RerankSearcher>(
-      index->searcher(imram::GallerySide::Images, 3, imram::kAutoPrefilter));
+      index->searcher(imram::GallerySide::Images, imram::kAutoShortlist, imram::kAutoPrefilter));
   ASSERT_TRUE(automatic);
   EXPECT_EQ(automatic->prefilter(), 1000);
+  EXPECT_EQ(automatic->candidates(), 100);  // clamped to the gallery when it searches
+  EXPECT_EQ(automatic->search(index->text_query(index->caption_texts().front()), 5, nullptr).size(), 5u);
   EXPECT_THROW(index->searcher(imram::GallerySide::Images, 3, -2), imram::Error);
+  EXPECT_THROW(index->searcher(imram::GallerySide::Images, -2, 0), imram::Error);
 }
 
 // An index that keeps the memory halves searches as one that computes them, in both directions,
@@ -487,6 +494,24 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   EXPECT_EQ(json["prefilter"], 1000);
   EXPECT_EQ(json["t2i"]["prefilter"], 1000);
   EXPECT_EQ(json["t2i"]["queries"], 20);
+
+  // The automatic shortlist covers so small a gallery, and the ranks are compared within the
+  // first `results` only: the order is exhaustive IMRAM's, but ten items cannot fit in three.
+  options.shortlist = imram::kAutoShortlist;
+  options.prefilter = 0;
+  options.results = 3;
+  const auto first_three = imram::evaluate_index_sampled(*index, options);
+  const auto& t = first_three.text_to_image;
+  EXPECT_EQ(t.shortlist, index->num_images());
+  EXPECT_EQ(t.results, 3);
+  EXPECT_DOUBLE_EQ(t.same_rank, 1.0);
+  EXPECT_DOUBLE_EQ(t.two_stage_r1, t.exhaustive_r1);
+  EXPECT_DOUBLE_EQ(t.top1_in_shortlist, 1.0);
+  EXPECT_DOUBLE_EQ(t.top10_in_shortlist, 0.0);
+  EXPECT_LE(t.two_stage_r5, t.exhaustive_r5);
+  const auto capped_json = nlohmann::json::parse(imram::sampled_json(first_three));
+  EXPECT_EQ(capped_json["t2i"]["results"], 3);
+  EXPECT_EQ(capped_json["shortlist"], index->num_images());
 }
 
 TEST(GlobalHead, OptionalInTheModelDirectoryAndLeftOutOfExports) {

@@ -12,7 +12,8 @@
 namespace imram {
 
 struct TwoStageEvalOptions {
-  std::int64_t shortlist = 100;   // N; clamped to each side's gallery size
+  std::int64_t shortlist = 100;   // N; clamped to each side's gallery size (kAutoShortlist:
+                                  // auto_shortlist of each side's gallery)
   std::int64_t prefilter = 0;     // > N: a cascade, IMRAM's first step keeps N of this many
                                   // (kAutoPrefilter: auto_prefilter of each side's gallery)
   bool exhaustive = true;         // also score every pair (the reference the others are held to)
@@ -45,22 +46,27 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 struct SampledEvalOptions {
   std::int64_t queries = 200;     // per direction (at most the gallery's)
   std::int64_t image_queries = -1;  // image queries instead (< 0: as many as `queries`; 0: none)
-  std::int64_t shortlist = 100;   // N (or N2 of a cascade)
+  std::int64_t shortlist = 100;   // N (or N2 of a cascade; kAutoShortlist: by gallery size)
   std::int64_t prefilter = 0;     // N1 of a cascade (0: none; kAutoPrefilter: by gallery size)
   std::uint64_t seed = 1;
   std::int64_t batch = 16;        // sampled queries scored exhaustively together
+  // The results compared per query (at most the shortlist): what a user is shown, however many
+  // items the search scored to order them. An own item beyond them is "beyond the list".
+  std::int64_t results = 100;
   bool show_progress = true;
 };
 
 struct SampledDirection {
   std::int64_t queries = 0;
+  std::int64_t shortlist = 0;     // N (N2 of a cascade) on this side, resolved and clamped
   std::int64_t prefilter = 0;     // N1 of the cascade on this side (0: none)
+  std::int64_t results = 0;       // results compared per query
   // R@1, R@5, R@10 of the sample (the best-ranked own item), exhaustive and two-stage.
   double exhaustive_r1 = 0, exhaustive_r5 = 0, exhaustive_r10 = 0;
   double two_stage_r1 = 0, two_stage_r5 = 0, two_stage_r10 = 0;
   double same_rank = 0;           // fraction: the own item's two-stage rank is its exhaustive rank
-                                  // (or both lie beyond the shortlist)
-  double top1_in_shortlist = 0;   // fraction: exhaustive top 1 among the items two-stage scored
+                                  // (or both lie beyond the results compared)
+  double top1_in_shortlist = 0;   // fraction: exhaustive top 1 among the two-stage results compared
   double top10_in_shortlist = 0;  // fraction: all of exhaustive top 10 among them
   std::int64_t twin_queries = 0;  // text queries whose image has a twin (synthetic galleries)
   double twin_exhaustive = 0, twin_two_stage = 0;  // of those, the fraction whose image beats its twin

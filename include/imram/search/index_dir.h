@@ -119,9 +119,10 @@ class GalleryIndex {
   torch::Tensor image_globals() const;
   torch::Tensor caption_globals() const;
 
-  // shortlist > 0: FAISS shortlist of that many items re-ranked by IMRAM; 0: IMRAM over the whole
-  // gallery. A shortlist larger than the gallery is clamped. prefilter > shortlist: FAISS gives
-  // that many, IMRAM's first step keeps `shortlist` of them (RerankSearcher).
+  // shortlist > 0: FAISS shortlist of that many items re-ranked by IMRAM (kAutoShortlist: by the
+  // side's gallery size); 0: IMRAM over the whole gallery. A shortlist larger than the gallery is
+  // clamped. prefilter > shortlist: FAISS gives that many, IMRAM's first step keeps `shortlist`
+  // of them (RerankSearcher).
   std::shared_ptr<const Searcher> searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter = 0) const;
   std::shared_ptr<const Searcher> stage1(GallerySide side) const;  // FAISS alone
 
