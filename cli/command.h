@@ -41,9 +41,10 @@ inline const CLI::Validator kNonNegative = at_least(0, "NUMBER >= 0");
 inline const CLI::Validator kAtLeastOne = at_least(1, "N >= 1");
 
 // A number of items (>= 0), or "auto": the default, which grows with the gallery. A transform,
-// so that "auto" reaches the integer as kAutoShortlist / kAutoPrefilter (the same -1).
-inline CLI::Option* add_items_option(CLI::App* sub, const std::string& name, std::int64_t& items,
-                                     const std::string& description) {
+// so that "auto" reaches the integer as kAutoShortlist / kAutoPrefilter (the same -1). `Items`
+// is one integer, or a vector of them (a comma-separated list, each checked).
+template <typename Items>
+CLI::Option* add_items_option(CLI::App* sub, const std::string& name, Items& items, const std::string& description) {
   static_assert(::imram::kAutoShortlist == ::imram::kAutoPrefilter);
   return sub->add_option(name, items, description)
       ->default_str("auto")
@@ -59,13 +60,15 @@ inline CLI::Option* add_items_option(CLI::App* sub, const std::string& name, std
 }
 
 // --shortlist: the items all K steps score (imram::auto_shortlist).
-inline CLI::Option* add_shortlist_option(CLI::App* sub, std::int64_t& shortlist, const std::string& description) {
+template <typename Items>
+CLI::Option* add_shortlist_option(CLI::App* sub, Items& shortlist, const std::string& description) {
   return add_items_option(sub, "--shortlist", shortlist,
                           description + " (auto: one item in 300 of the gallery, 100 to 1,000)");
 }
 
 // --prefilter: the items step 1 scores (imram::auto_prefilter).
-inline CLI::Option* add_prefilter_option(CLI::App* sub, std::int64_t& prefilter, const std::string& description) {
+template <typename Items>
+CLI::Option* add_prefilter_option(CLI::App* sub, Items& prefilter, const std::string& description) {
   return add_items_option(sub, "--prefilter", prefilter,
                           description + " (0 or at most --shortlist: no middle stage; auto: half the gallery, "
                                         "1,000 to 20,000)");

@@ -1,4 +1,5 @@
 #include <iostream>
+#include <vector>
 
 #include "command.h"
 #include "imram/search/search_params.h"
@@ -13,8 +14,9 @@ IMRAM_COMMAND {
   struct Options {
     std::string model, data, split = "test", save_sims, save_json, index;
     bool fold5 = false, json = false, skip_exhaustive = false;
-    std::int64_t shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter, queries = 0,
-                 image_queries = -1;
+    // Several values (with --queries): every pair of them is measured on the same sample.
+    std::vector<std::int64_t> shortlists{imram::kDefaultShortlist}, prefilters{imram::kDefaultPrefilter};
+    std::int64_t queries = 0, image_queries = -1;
     std::uint64_t seed = 1;
     std::size_t memory_budget_mb = 1024;
   };
@@ -24,9 +26,13 @@ IMRAM_COMMAND {
                                 "index directory: exhaustive, two-stage and stage-1 retrieval side by side");
   sub->add_option("--model", options->model, "model directory")->excludes(index);
   sub->add_option("--data", options->data, "dataset directory")->excludes(index);
-  imram::cli::add_shortlist_option(sub, options->shortlist, "two-stage shortlist size N (with --index)");
-  imram::cli::add_prefilter_option(sub, options->prefilter,
-                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
+  imram::cli::add_shortlist_option(sub, options->shortlists,
+                                   "two-stage shortlist size N (with --index; with --queries, a list: N,N',...)")
+      ->delimiter(',');
+  imram::cli::add_prefilter_option(sub, options->prefilters,
+                                   "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of "
+                                   "them (with --queries, a list)")
+      ->delimiter(',');
   sub->add_option("--queries", options->queries,
                   "with --index: a sample of this many queries per direction, each held to exhaustive IMRAM "
                   "(ranks, shortlist recall); for galleries too large to score every pair")
@@ -62,17 +68,21 @@ IMRAM_COMMAND {
           imram::SampledEvalOptions sampled;
           sampled.queries = options->queries;
           sampled.image_queries = options->image_queries;
-          sampled.shortlist = options->shortlist;
-          sampled.prefilter = options->prefilter;
+          sampled.settings.clear();
+          for (const auto shortlist : options->shortlists)
+            for (const auto prefilter : options->prefilters) sampled.settings.push_back({shortlist, prefilter});
           sampled.seed = options->seed;
           sampled.show_progress = !options->json;
           const auto result = imram::evaluate_index_sampled(*opened, sampled);
           return report(imram::sampled_json(result), imram::sampled_table(result));
         }
+        if (options->shortlists.size() != 1 || options->prefilters.size() != 1)
+          throw imram::Error("eval --index: several --shortlist or --prefilter values need --queries (a sampled "
+                             "evaluation compares them on one sample)");
         imram::TwoStageEvalOptions eval_options;
-        eval_options.shortlist = options->shortlist;
-        eval_options.prefilter = options->prefilter;
-        eval_options.exhaustive = !options->skip_exhaustive || options->shortlist == 0;
+        eval_options.shortlist = options->shortlists.front();
+        eval_options.prefilter = options->prefilters.front();
+        eval_options.exhaustive = !options->skip_exhaustive || eval_options.shortlist == 0;
         const auto result = imram::evaluate_index(*opened, eval_options);
         return report(imram::two_stage_json(result), imram::two_stage_table(result));
       }

@@ -154,34 +154,50 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 
 namespace {
 
-// One direction of the sampled evaluation. `own(query)` are the gallery items that belong to
-// the query (its image, or the image's captions); `encode(query)` its encoded form; `twin(query)`
-// the gallery item that must rank below the own one for twin accuracy (-1: none).
+// One direction of the sampled evaluation, for every setting: each sampled query is scored
+// exhaustively once and searched once per setting. `own(query)` are the gallery items that belong
+// to the query (its image, or the image's captions); `encode(query)` its encoded form;
+// `twin(query)` the gallery item that must rank below the own one for twin accuracy (-1: none).
 template <typename Own, typename Encode, typename Twin>
-SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, std::int64_t population,
-                                  std::int64_t queries_wanted, const SampledEvalOptions& options, const char* label,
-                                  Own own, Encode encode, Twin twin) {
-  SampledDirection result;
+std::vector<SampledDirection> sample_direction(const GalleryIndex& index, GallerySide side, std::int64_t population,
+                                               std::int64_t queries_wanted, const SampledEvalOptions& options,
+                                               const char* label, Own own, Encode encode, Twin twin) {
   std::vector<std::int64_t> sample(static_cast<std::size_t>(population));
   std::iota(sample.begin(), sample.end(), 0);
   std::mt19937_64 rng(options.seed);
   std::shuffle(sample.begin(), sample.end(), rng);
   sample.resize(std::size_t(std::min(queries_wanted, population)));
-  result.queries = std::int64_t(sample.size());
-  if (sample.empty()) return result;
+  std::vector<SampledDirection> results(options.settings.size());
+  for (auto& result : results) result.queries = std::int64_t(sample.size());
+  if (sample.empty()) return results;
 
   const ImramRefiner exhaustive(index.model().net, index.store(), side);
-  const auto searcher = index.searcher(side, options.shortlist, options.prefilter);
   const auto gallery = side == GallerySide::Images ? index.num_images() : index.num_captions();
-  result.shortlist = std::min(resolve_shortlist(options.shortlist, gallery), gallery);
-  if (const auto p = resolve_prefilter(options.prefilter, gallery); p > result.shortlist) result.prefilter = p;
-  result.results = std::min(result.shortlist, options.results);
+  std::vector<std::shared_ptr<const Searcher>> searchers;
+  for (std::size_t s = 0; s < results.size(); ++s) {
+    const auto& setting = options.settings[s];
+    auto& result = results[s];
+    searchers.push_back(index.searcher(side, setting.shortlist, setting.prefilter));
+    result.shortlist = std::min(resolve_shortlist(setting.shortlist, gallery), gallery);
+    if (const auto p = resolve_prefilter(setting.prefilter, gallery); p > result.shortlist) result.prefilter = p;
+    result.results = std::min(result.shortlist, options.results);
+  }
   std::vector<std::int64_t> all(static_cast<std::size_t>(gallery));
   std::iota(all.begin(), all.end(), 0);
-  ProgressBar bar(std::string("sampled ") + label + " queries", result.queries, "queries", options.show_progress);
-  double exhaustive_ms = 0, two_stage_ms = 0;
-  std::int64_t r1 = 0, r5 = 0, r10 = 0, t1 = 0, t5 = 0, t10 = 0, same = 0, top1_in = 0, top10_in = 0;
-  std::int64_t twin_queries = 0, twin_exhaustive = 0, twin_two_stage = 0;
+  ProgressBar bar(std::string("sampled ") + label + " queries", std::int64_t(sample.size()), "queries",
+                  options.show_progress);
+  double exhaustive_ms = 0;
+  std::int64_t r1 = 0, r5 = 0, r10 = 0, twin_queries = 0, twin_exhaustive = 0;
+  struct Counts {
+    double ms = 0;
+    std::int64_t t1 = 0, t5 = 0, t10 = 0, same = 0, top1_in = 0, top10_in = 0, twin_two_stage = 0;
+  };
+  std::vector<Counts> counts(results.size());
+  const auto score_in = [](const std::vector<Hit>& list, std::int64_t item) {
+    for (const auto& hit : list)
+      if (hit.index == item) return std::optional<double>(hit.score);
+    return std::optional<double>();
+  };
   for (std::size_t begin = 0; begin < sample.size(); begin += std::size_t(options.batch)) {
     const auto end = std::min(sample.size(), begin + std::size_t(options.batch));
     std::vector<EncodedQuery> queries;
@@ -195,60 +211,64 @@ SampledDirection sample_direction(const GalleryIndex& index, GallerySide side, s
       const auto is_own = [&](std::int64_t item) { return std::find(mine.begin(), mine.end(), item) != mine.end(); };
       std::int64_t exhaustive_rank = 0;
       while (!is_own(ranking[std::size_t(exhaustive_rank)].index)) ++exhaustive_rank;
-      const Stopwatch two_stage_watch;
-      const auto hits = searcher->search(queries[q - begin], result.results, nullptr);
-      two_stage_ms += two_stage_watch.milliseconds();
-      auto two_stage_rank = std::numeric_limits<std::int64_t>::max();  // beyond the list
-      for (std::size_t r = 0; r < hits.size(); ++r)
-        if (is_own(hits[r].index)) {
-          two_stage_rank = std::int64_t(r);
-          break;
-        }
-      std::unordered_set<std::int64_t> scored;
-      for (const auto& hit : hits) scored.insert(hit.index);
       r1 += exhaustive_rank < 1, r5 += exhaustive_rank < 5, r10 += exhaustive_rank < 10;
-      t1 += two_stage_rank < 1, t5 += two_stage_rank < 5, t10 += two_stage_rank < 10;
-      same += two_stage_rank == exhaustive_rank ||
-              (two_stage_rank >= std::int64_t(hits.size()) && exhaustive_rank >= std::int64_t(hits.size()));
-      top1_in += scored.count(ranking.front().index) > 0;
-      bool all_top10 = true;
-      for (std::size_t r = 0; r < std::min<std::size_t>(10, ranking.size()); ++r)
-        all_top10 = all_top10 && scored.count(ranking[r].index) > 0;
-      top10_in += all_top10;
-      if (const auto other = twin(sample[q]); other >= 0) {
-        // As twin_accuracy: the own item must score strictly higher; in two-stage, an item that
-        // is not in the list ranks below every item that is.
+      // As twin_accuracy: the own item must score strictly higher; in two-stage, an item that is
+      // not in the list ranks below every item that is.
+      const auto other = twin(sample[q]);
+      if (other >= 0) {
         ++twin_queries;
-        const auto own_item = mine.front();
-        auto score_in = [](const std::vector<Hit>& list, std::int64_t item) {
-          for (const auto& hit : list)
-            if (hit.index == item) return std::optional<double>(hit.score);
-          return std::optional<double>();
-        };
-        twin_exhaustive += *score_in(ranking, own_item) > *score_in(ranking, other);
-        const auto own_score = score_in(hits, own_item), twin_score = score_in(hits, other);
-        twin_two_stage += own_score && (!twin_score || *own_score > *twin_score);
+        twin_exhaustive += *score_in(ranking, mine.front()) > *score_in(ranking, other);
+      }
+      for (std::size_t s = 0; s < results.size(); ++s) {
+        auto& c = counts[s];
+        const Stopwatch two_stage_watch;
+        const auto hits = searchers[s]->search(queries[q - begin], results[s].results, nullptr);
+        c.ms += two_stage_watch.milliseconds();
+        auto two_stage_rank = std::numeric_limits<std::int64_t>::max();  // beyond the list
+        for (std::size_t r = 0; r < hits.size(); ++r)
+          if (is_own(hits[r].index)) {
+            two_stage_rank = std::int64_t(r);
+            break;
+          }
+        std::unordered_set<std::int64_t> scored;
+        for (const auto& hit : hits) scored.insert(hit.index);
+        c.t1 += two_stage_rank < 1, c.t5 += two_stage_rank < 5, c.t10 += two_stage_rank < 10;
+        c.same += two_stage_rank == exhaustive_rank ||
+                  (two_stage_rank >= std::int64_t(hits.size()) && exhaustive_rank >= std::int64_t(hits.size()));
+        c.top1_in += scored.count(ranking.front().index) > 0;
+        bool all_top10 = true;
+        for (std::size_t r = 0; r < std::min<std::size_t>(10, ranking.size()); ++r)
+          all_top10 = all_top10 && scored.count(ranking[r].index) > 0;
+        c.top10_in += all_top10;
+        if (other >= 0) {
+          const auto own_score = score_in(hits, mine.front()), twin_score = score_in(hits, other);
+          c.twin_two_stage += own_score && (!twin_score || *own_score > *twin_score);
+        }
       }
       bar.update(std::int64_t(q) + 1);
     }
   }
   bar.finish();
-  const double n = double(result.queries);
-  result.exhaustive_r1 = 100.0 * double(r1) / n, result.exhaustive_r5 = 100.0 * double(r5) / n;
-  result.exhaustive_r10 = 100.0 * double(r10) / n;
-  result.two_stage_r1 = 100.0 * double(t1) / n, result.two_stage_r5 = 100.0 * double(t5) / n;
-  result.two_stage_r10 = 100.0 * double(t10) / n;
-  result.same_rank = double(same) / n;
-  result.top1_in_shortlist = double(top1_in) / n;
-  result.top10_in_shortlist = double(top10_in) / n;
-  result.twin_queries = twin_queries;
-  if (twin_queries > 0) {
-    result.twin_exhaustive = double(twin_exhaustive) / double(twin_queries);
-    result.twin_two_stage = double(twin_two_stage) / double(twin_queries);
+  const double n = double(sample.size());
+  for (std::size_t s = 0; s < results.size(); ++s) {
+    auto& result = results[s];
+    const auto& c = counts[s];
+    result.exhaustive_r1 = 100.0 * double(r1) / n, result.exhaustive_r5 = 100.0 * double(r5) / n;
+    result.exhaustive_r10 = 100.0 * double(r10) / n;
+    result.two_stage_r1 = 100.0 * double(c.t1) / n, result.two_stage_r5 = 100.0 * double(c.t5) / n;
+    result.two_stage_r10 = 100.0 * double(c.t10) / n;
+    result.same_rank = double(c.same) / n;
+    result.top1_in_shortlist = double(c.top1_in) / n;
+    result.top10_in_shortlist = double(c.top10_in) / n;
+    result.twin_queries = twin_queries;
+    if (twin_queries > 0) {
+      result.twin_exhaustive = double(twin_exhaustive) / double(twin_queries);
+      result.twin_two_stage = double(c.twin_two_stage) / double(twin_queries);
+    }
+    result.exhaustive_ms = exhaustive_ms / n;
+    result.two_stage_ms = c.ms / n;
   }
-  result.exhaustive_ms = exhaustive_ms / n;
-  result.two_stage_ms = two_stage_ms / n;
-  return result;
+  return results;
 }
 
 nlohmann::ordered_json direction_json(const SampledDirection& d) {
@@ -271,23 +291,29 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
   const auto cpi = index.captions_per_image();
   if (cpi < 1)
     throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");
-  if (!index.has_shortlist() || options.shortlist == 0)
-    throw Error(index.dir() + ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give --shortlist N "
-                "over an index with a shortlist");
+  if (!index.has_shortlist())
+    throw Error(index.dir() + ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give it an index "
+                "with a shortlist");
   if (options.batch < 1) throw Error("a sampled evaluation needs batches of at least 1 query");
   if (options.results < 1) throw Error("a sampled evaluation compares at least 1 result per query");
+  if (options.settings.empty()) throw Error("a sampled evaluation needs at least one shortlist setting");
+  for (const auto& setting : options.settings)
+    if (setting.shortlist == 0)
+      throw Error(index.dir() + ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give --shortlist N, "
+                  "not 0");
   torch::NoGradGuard no_grad;
   SampledEvalResult result;
   result.images = index.num_images();
   result.captions = index.num_captions();
+  result.results = options.results;
   const auto caption_globals = index.caption_globals();
   const auto twins = twins_in(index);
-  result.text_to_image = sample_direction(
+  const auto text_to_image = sample_direction(
       index, GallerySide::Images, result.captions, options.queries, options, "text->image",
       [&](std::int64_t caption) { return std::vector<std::int64_t>{caption / cpi}; },
       [&](std::int64_t caption) { return stored_caption_query(index, caption, caption_globals); },
       [&](std::int64_t caption) { return twins.empty() ? std::int64_t(-1) : twins[std::size_t(caption / cpi)]; });
-  result.image_to_text = sample_direction(
+  const auto image_to_text = sample_direction(
       index, GallerySide::Captions, result.images, options.image_queries < 0 ? options.queries : options.image_queries,
       options, "image->text",
       [&](std::int64_t image) {
@@ -296,17 +322,37 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
         return captions;
       },
       [&](std::int64_t image) { return index.image_query(image); }, [](std::int64_t) { return std::int64_t(-1); });
-  result.shortlist = result.text_to_image.shortlist;
+  for (std::size_t s = 0; s < options.settings.size(); ++s)
+    result.points.push_back({options.settings[s], text_to_image[s], image_to_text[s]});
   return result;
 }
 
+namespace {
+
+std::string method_name(const SampledDirection& d) {
+  return d.prefilter ? "cascade " + std::to_string(d.prefilter) + " -> " + std::to_string(d.shortlist)
+                     : "two-stage, N=" + std::to_string(d.shortlist);
+}
+
+nlohmann::ordered_json point_json(const SampledPoint& point) {
+  return {{"shortlist", point.text_to_image.shortlist},
+          {"prefilter", point.text_to_image.prefilter},
+          {"t2i", direction_json(point.text_to_image)},
+          {"i2t", direction_json(point.image_to_text)}};
+}
+
+}  // namespace
+
 std::string sampled_json(const SampledEvalResult& result) {
-  nlohmann::ordered_json json{{"images", result.images},
-                              {"captions", result.captions},
-                              {"shortlist", result.shortlist},
-                              {"prefilter", result.text_to_image.prefilter},
-                              {"t2i", direction_json(result.text_to_image)},
-                              {"i2t", direction_json(result.image_to_text)}};
+  nlohmann::ordered_json json{{"images", result.images}, {"captions", result.captions}};
+  // The first setting's keys at the top (the whole answer when there is one), every setting in
+  // "points" when there are several.
+  const auto first = point_json(result.points.front());
+  for (const auto& [key, value] : first.items()) json[key] = value;
+  if (result.points.size() > 1) {
+    json["points"] = nlohmann::ordered_json::array();
+    for (const auto& point : result.points) json["points"].push_back(point_json(point));
+  }
   return json.dump();
 }
 
@@ -317,7 +363,7 @@ std::string sampled_table(const SampledEvalResult& result) {
                 "two-stage R@1/5/10", "same", "top1 in", "top10 in", "ms/query", "ms/query");
   out += line;
   std::snprintf(line, sizeof line, "%-13s %7s   %-26s   %-26s   %9s %9s %9s   %9s %9s\n", "direction", "queries", "",
-                "", "rank", "shortlist", "shortlist", "exhaust.", "two-stage");
+                "", "rank", "results", "results", "exhaust.", "two-stage");
   out += line;
   auto row = [&](const char* name, const SampledDirection& d) {
     std::snprintf(line, sizeof line, "%-13s %7lld   %8.2f %8.2f %8.2f   %8.2f %8.2f %8.2f   %9.4f %9.4f %9.4f   %9.1f %9.2f\n",
@@ -326,25 +372,38 @@ std::string sampled_table(const SampledEvalResult& result) {
                   d.top10_in_shortlist, d.exhaustive_ms, d.two_stage_ms);
     out += line;
   };
-  row("text->image", result.text_to_image);
-  row("image->text", result.image_to_text);
+  const auto& first = result.points.front();
+  for (const auto& point : result.points) {
+    if (result.points.size() > 1) {
+      out += method_name(point.text_to_image);
+      if (point.image_to_text.queries > 0 && method_name(point.image_to_text) != method_name(point.text_to_image))
+        out += " (image queries: " + method_name(point.image_to_text) + ")";
+      out += "\n";
+    }
+    if (point.text_to_image.queries > 0) row("text->image", point.text_to_image);
+    if (point.image_to_text.queries > 0) row("image->text", point.image_to_text);
+  }
   std::snprintf(line, sizeof line, "%lld images, %lld captions; ", static_cast<long long>(result.images),
                 static_cast<long long>(result.captions));
   out += line;
-  const auto method = [&](const SampledDirection& d) {
-    return d.prefilter ? "cascade " + std::to_string(d.prefilter) + " -> " + std::to_string(d.shortlist)
-                       : "two-stage, N=" + std::to_string(d.shortlist);
-  };
-  out += method(result.text_to_image);
-  if (result.image_to_text.queries > 0 && method(result.image_to_text) != method(result.text_to_image))
-    out += " (image queries: " + method(result.image_to_text) + ")";
-  out += "; the first " + std::to_string(result.text_to_image.results) +
-         " results compared; exhaustive IMRAM scored for the sampled queries only\n";
-  if (const auto& t = result.text_to_image; t.twin_queries > 0) {
-    std::snprintf(line, sizeof line, "twin accuracy of the %lld sampled captions whose image has a twin: exhaustive %.4f, %s %.4f\n",
-                  static_cast<long long>(t.twin_queries), t.twin_exhaustive, t.prefilter ? "cascade" : "two-stage",
-                  t.twin_two_stage);
+  if (result.points.size() == 1) {
+    out += method_name(first.text_to_image);
+    if (first.image_to_text.queries > 0 && method_name(first.image_to_text) != method_name(first.text_to_image))
+      out += " (image queries: " + method_name(first.image_to_text) + ")";
+    out += "; ";
+  }
+  out += "the first " + std::to_string(result.results) + " results (at most the shortlist) compared; exhaustive "
+         "IMRAM scored for the sampled queries only\n";
+  if (first.text_to_image.twin_queries > 0) {
+    std::snprintf(line, sizeof line, "twin accuracy of the %lld sampled captions whose image has a twin: exhaustive %.4f",
+                  static_cast<long long>(first.text_to_image.twin_queries), first.text_to_image.twin_exhaustive);
     out += line;
+    for (const auto& point : result.points) {
+      std::snprintf(line, sizeof line, ", %s %.4f", method_name(point.text_to_image).c_str(),
+                    point.text_to_image.twin_two_stage);
+      out += line;
+    }
+    out += "\n";
   }
   return out;
 }

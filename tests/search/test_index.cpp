@@ -458,9 +458,11 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   const auto reference = full_result.exhaustive->metrics;
   imram::SampledEvalOptions options;
   options.queries = 1000;  // more than either side holds: all of them
-  options.shortlist = 1000;
+  options.settings = {{1000, 0}};
   options.show_progress = false;
-  const auto covering = imram::evaluate_index_sampled(*index, options);
+  const auto covering_result = imram::evaluate_index_sampled(*index, options);
+  ASSERT_EQ(covering_result.points.size(), 1u);
+  const auto& covering = covering_result.points.front();
   EXPECT_EQ(covering.text_to_image.queries, 60);
   EXPECT_EQ(covering.image_to_text.queries, 12);
   EXPECT_DOUBLE_EQ(covering.text_to_image.exhaustive_r1, reference.t2i.r1);
@@ -478,18 +480,19 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
     EXPECT_DOUBLE_EQ(d->same_rank, 1.0);
     EXPECT_DOUBLE_EQ(d->top10_in_shortlist, 1.0);
   }
-  options.shortlist = 1;
   options.queries = 20;
   options.image_queries = 0;  // text queries only
-  options.prefilter = imram::kAutoPrefilter;  // 1,000 on so small a gallery: step 1 scores it all
-  const auto narrow = imram::evaluate_index_sampled(*index, options);
+  // 1,000 on so small a gallery: step 1 scores it all.
+  options.settings = {{1, imram::kAutoPrefilter}};
+  const auto narrow_result = imram::evaluate_index_sampled(*index, options);
+  const auto& narrow = narrow_result.points.front();
   EXPECT_EQ(narrow.text_to_image.prefilter, 1000);
-  EXPECT_NE(imram::sampled_table(narrow).find("cascade 1000 -> 1;"), std::string::npos) << imram::sampled_table(narrow);
+  EXPECT_NE(imram::sampled_table(narrow_result).find("cascade 1000 -> 1;"), std::string::npos) << imram::sampled_table(narrow_result);
   EXPECT_EQ(narrow.text_to_image.queries, 20);
   EXPECT_EQ(narrow.image_to_text.queries, 0);
   EXPECT_DOUBLE_EQ(narrow.text_to_image.top10_in_shortlist, 0.0);  // 10 items cannot fit in 1
   EXPECT_LE(narrow.text_to_image.two_stage_r5, narrow.text_to_image.two_stage_r1);  // nothing beyond rank 1
-  const auto json = nlohmann::json::parse(imram::sampled_json(narrow));
+  const auto json = nlohmann::json::parse(imram::sampled_json(narrow_result));
   EXPECT_EQ(json["shortlist"], 1);
   EXPECT_EQ(json["prefilter"], 1000);
   EXPECT_EQ(json["t2i"]["prefilter"], 1000);
@@ -497,11 +500,12 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
 
   // The automatic shortlist covers so small a gallery, and the ranks are compared within the
   // first `results` only: the order is exhaustive IMRAM's, but ten items cannot fit in three.
-  options.shortlist = imram::kAutoShortlist;
-  options.prefilter = 0;
+  // Several settings share one sample: each point is what that setting measures alone.
+  options.settings = {{imram::kAutoShortlist, 0}, {1, imram::kAutoPrefilter}};
   options.results = 3;
-  const auto first_three = imram::evaluate_index_sampled(*index, options);
-  const auto& t = first_three.text_to_image;
+  const auto swept = imram::evaluate_index_sampled(*index, options);
+  ASSERT_EQ(swept.points.size(), 2u);
+  const auto& t = swept.points.front().text_to_image;
   EXPECT_EQ(t.shortlist, index->num_images());
   EXPECT_EQ(t.results, 3);
   EXPECT_DOUBLE_EQ(t.same_rank, 1.0);
@@ -509,9 +513,21 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   EXPECT_DOUBLE_EQ(t.top1_in_shortlist, 1.0);
   EXPECT_DOUBLE_EQ(t.top10_in_shortlist, 0.0);
   EXPECT_LE(t.two_stage_r5, t.exhaustive_r5);
-  const auto capped_json = nlohmann::json::parse(imram::sampled_json(first_three));
-  EXPECT_EQ(capped_json["t2i"]["results"], 3);
-  EXPECT_EQ(capped_json["shortlist"], index->num_images());
+  const auto& alone = narrow.text_to_image, &second = swept.points.back().text_to_image;
+  EXPECT_EQ(second.results, 1);
+  EXPECT_DOUBLE_EQ(second.two_stage_r1, alone.two_stage_r1);
+  EXPECT_DOUBLE_EQ(second.same_rank, alone.same_rank);
+  EXPECT_DOUBLE_EQ(second.top1_in_shortlist, alone.top1_in_shortlist);
+  EXPECT_DOUBLE_EQ(second.twin_two_stage, alone.twin_two_stage);
+  const auto swept_json = nlohmann::json::parse(imram::sampled_json(swept));
+  EXPECT_EQ(swept_json["t2i"]["results"], 3);
+  EXPECT_EQ(swept_json["shortlist"], index->num_images());
+  ASSERT_EQ(swept_json["points"].size(), 2u);
+  EXPECT_EQ(swept_json["points"][1]["prefilter"], 1000);
+  EXPECT_EQ(swept_json["points"][1]["t2i"]["two_stage"]["r1"], alone.two_stage_r1);
+  const auto table = imram::sampled_table(swept);
+  EXPECT_NE(table.find("cascade 1000 -> 1\n"), std::string::npos) << table;
+  EXPECT_NE(table.find("two-stage, N=12\n"), std::string::npos) << table;
 }
 
 TEST(GlobalHead, OptionalInTheModelDirectoryAndLeftOutOfExports) {

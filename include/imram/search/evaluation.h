@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "imram/eval/recall.h"
 #include "imram/search/index_dir.h"
@@ -43,11 +44,18 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 // each held to exhaustive IMRAM (scored for the sampled queries only, so that a gallery of
 // 100,000 images is measured in minutes): the rank of the query's own item both ways, and how
 // often exhaustive IMRAM's top 1 and top 10 are among the items the two-stage search scored.
+// One configuration of two-stage search.
+struct SampledSetting {
+  std::int64_t shortlist = 100;   // N (or N2 of a cascade; kAutoShortlist: by gallery size)
+  std::int64_t prefilter = 0;     // N1 of a cascade (0: none; kAutoPrefilter: by gallery size)
+};
+
 struct SampledEvalOptions {
   std::int64_t queries = 200;     // per direction (at most the gallery's)
   std::int64_t image_queries = -1;  // image queries instead (< 0: as many as `queries`; 0: none)
-  std::int64_t shortlist = 100;   // N (or N2 of a cascade; kAutoShortlist: by gallery size)
-  std::int64_t prefilter = 0;     // N1 of a cascade (0: none; kAutoPrefilter: by gallery size)
+  // Each setting searches the same sampled queries, held to the same exhaustive scores: comparing
+  // configurations costs one exhaustive pass, the expensive part, not one per configuration.
+  std::vector<SampledSetting> settings{SampledSetting{}};
   std::uint64_t seed = 1;
   std::int64_t batch = 16;        // sampled queries scored exhaustively together
   // The results compared per query (at most the shortlist): what a user is shown, however many
@@ -73,9 +81,14 @@ struct SampledDirection {
   double exhaustive_ms = 0, two_stage_ms = 0;  // per query
 };
 
-struct SampledEvalResult {
-  std::int64_t images = 0, captions = 0, shortlist = 0;
+struct SampledPoint {
+  SampledSetting setting;  // as asked (automatic values unresolved)
   SampledDirection text_to_image, image_to_text;
+};
+
+struct SampledEvalResult {
+  std::int64_t images = 0, captions = 0, results = 0;
+  std::vector<SampledPoint> points;  // one per setting, in the options' order
 };
 
 SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options);
