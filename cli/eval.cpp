@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "command.h"
+#include "search_options.h"
 #include "imram/search/search_params.h"
 #include "imram/error.h"
 #include "imram/eval/evaluator.h"
@@ -19,6 +20,7 @@ IMRAM_COMMAND {
     std::int64_t queries = 0, image_queries = -1;
     std::uint64_t seed = 1;
     std::size_t memory_budget_mb = 1024;
+    imram::SearchParams params;
   };
   auto options = std::make_shared<Options>();
   auto* sub = root.add_subcommand("eval", "R@K evaluation of a model on a dataset split");
@@ -33,6 +35,7 @@ IMRAM_COMMAND {
                                    "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of "
                                    "them (with --queries, a list)")
       ->delimiter(',');
+  imram::cli::add_search_params_options(sub, options->params);
   sub->add_option("--queries", options->queries,
                   "with --index: a sample of this many queries per direction, each held to exhaustive IMRAM "
                   "(ranks, shortlist recall); for galleries too large to score every pair")
@@ -72,6 +75,7 @@ IMRAM_COMMAND {
           for (const auto shortlist : options->shortlists)
             for (const auto prefilter : options->prefilters) sampled.settings.push_back({shortlist, prefilter});
           sampled.seed = options->seed;
+          sampled.params = options->params;
           sampled.show_progress = !options->json;
           const auto result = imram::evaluate_index_sampled(*opened, sampled);
           return report(imram::sampled_json(result), imram::sampled_table(result));
@@ -83,6 +87,7 @@ IMRAM_COMMAND {
         eval_options.shortlist = options->shortlists.front();
         eval_options.prefilter = options->prefilters.front();
         eval_options.exhaustive = !options->skip_exhaustive || eval_options.shortlist == 0;
+        eval_options.params = options->params;
         const auto result = imram::evaluate_index(*opened, eval_options);
         return report(imram::two_stage_json(result), imram::two_stage_table(result));
       }

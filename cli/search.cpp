@@ -2,10 +2,10 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "search_options.h"
 #include "imram/search/search_params.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
-#include "imram/search/faiss_shortlist.h"
 #include "imram/search/gallery.h"
 #include "imram/search/results.h"
 #include "imram/util/stopwatch.h"
@@ -34,14 +34,7 @@ IMRAM_COMMAND {
   imram::cli::add_prefilter_option(sub, o->prefilter,
                   "FAISS proposes this many, IMRAM's first step alone keeps --shortlist of them for the full "
                   "K steps");
-  sub->add_option("--nprobe", o->params.nprobe,
-                  "inverted-file lists the shortlist visits (IVF indexes; default " +
-                      std::to_string(imram::FaissShortlist::kDefaultNprobe) + ")")
-      ->check(CLI::Range(1, 1 << 20));
-  sub->add_option("--ef-search", o->params.ef_search,
-                  "candidate list of the shortlist's graph search (HNSW indexes; default " +
-                      std::to_string(imram::FaissShortlist::kDefaultEfSearch) + ")")
-      ->check(CLI::Range(1, 1 << 20));
+  imram::cli::add_search_params_options(sub, o->params);
   sub->add_option("--mark", o->mark, "flag this result index as the expected one");
   sub->add_option("--cache", o->cache, "directory of encoded galleries for --data (empty: none)")->capture_default_str();
   sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")

@@ -118,7 +118,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     ProgressBar bar("two-stage text->image", M, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t j = 0; j < M; ++j) {
-      for (const auto& hit : searcher->search(stored_caption_query(index, j, caption_globals), Ni, &stats)) {
+      for (const auto& hit : searcher->search(stored_caption_query(index, j, caption_globals), Ni, &stats, options.params)) {
         two_t2i_a[hit.index][j] = kShortlistLift + hit.score;
         one_t2i_a[hit.index][j] = kShortlistLift + *hit.stage1;
       }
@@ -133,7 +133,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     ProgressBar bar("two-stage image->text", N, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t i = 0; i < N; ++i) {
-      for (const auto& hit : searcher->search(index.image_query(i), Nc, &stats)) {
+      for (const auto& hit : searcher->search(index.image_query(i), Nc, &stats, options.params)) {
         two_i2t_a[i][hit.index] = kShortlistLift + hit.score;
         one_i2t_a[i][hit.index] = kShortlistLift + *hit.stage1;
       }
@@ -222,7 +222,7 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
       for (std::size_t s = 0; s < results.size(); ++s) {
         auto& c = counts[s];
         const Stopwatch two_stage_watch;
-        const auto hits = searchers[s]->search(queries[q - begin], results[s].results, nullptr);
+        const auto hits = searchers[s]->search(queries[q - begin], results[s].results, nullptr, options.params);
         c.ms += two_stage_watch.milliseconds();
         auto two_stage_rank = std::numeric_limits<std::int64_t>::max();  // beyond the list
         for (std::size_t r = 0; r < hits.size(); ++r)

@@ -257,6 +257,17 @@ TEST(Index, SearchParametersApplyToOneCall) {
   // The re-rank searcher passes the parameters to its shortlist.
   const auto reranked = index->searcher(imram::GallerySide::Images, 12)->search(query, 12, nullptr, one_list);
   EXPECT_EQ(reranked.size(), narrow.size());
+  // So does the sampled evaluation: with every list the results cover the gallery.
+  imram::SampledEvalOptions sampled;
+  sampled.queries = 20;
+  sampled.image_queries = 0;
+  sampled.show_progress = false;
+  sampled.settings = {{12, 0}};
+  const auto every_list = imram::evaluate_index_sampled(*index, sampled).points.front().text_to_image;
+  sampled.params = one_list;
+  const auto one = imram::evaluate_index_sampled(*index, sampled).points.front().text_to_image;
+  EXPECT_DOUBLE_EQ(every_list.top10_in_shortlist, 1.0);
+  EXPECT_LT(one.top10_in_shortlist, 1.0);
 }
 
 TEST(Index, RerankScoresAreTheEngineScores) {

@@ -9,6 +9,7 @@
 
 #include "imram/eval/recall.h"
 #include "imram/search/index_dir.h"
+#include "imram/search/search_params.h"
 
 namespace imram {
 
@@ -18,6 +19,7 @@ struct TwoStageEvalOptions {
   std::int64_t prefilter = 0;     // > N: a cascade, IMRAM's first step keeps N of this many
                                   // (kAutoPrefilter: auto_prefilter of each side's gallery)
   bool exhaustive = true;         // also score every pair (the reference the others are held to)
+  SearchParams params;            // the FAISS shortlist's per-call knobs (nprobe, efSearch)
   bool show_progress = true;
 };
 
@@ -58,6 +60,7 @@ struct SampledEvalOptions {
   std::vector<SampledSetting> settings{SampledSetting{}};
   std::uint64_t seed = 1;
   std::int64_t batch = 16;        // sampled queries scored exhaustively together
+  SearchParams params;            // the FAISS shortlist's per-call knobs (nprobe, efSearch)
   // The results compared per query (at most the shortlist): what a user is shown, however many
   // items the search scored to order them. An own item beyond them is "beyond the list".
   std::int64_t results = 100;
