@@ -72,14 +72,17 @@ std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<Enco
   std::vector<faiss::Index::idx_t> labels(count);
   // Per-call parameters for the index types that take them; the others search as they are.
   faiss::SearchParametersIVF ivf;
-  ivf.nprobe = std::size_t(params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
   faiss::SearchParametersHNSW hnsw;
   hnsw.efSearch = params.ef_search > 0 ? params.ef_search : kDefaultEfSearch;
   faiss::SearchParametersPreTransform transformed;
   const faiss::SearchParameters* chosen = nullptr;
   const faiss::Index* searched = index_.get();
   if (const auto* pre = dynamic_cast<const faiss::IndexPreTransform*>(searched)) searched = pre->index;
-  if (dynamic_cast<const faiss::IndexIVF*>(searched)) chosen = &ivf;
+  if (const auto* inverted = dynamic_cast<const faiss::IndexIVF*>(searched)) {
+    ivf.nprobe = std::size_t(params.nprobe > 0 ? params.nprobe
+                                               : default_nprobe(n, std::int64_t(inverted->nlist), index_->ntotal));
+    chosen = &ivf;
+  }
   if (dynamic_cast<const faiss::IndexHNSW*>(searched)) chosen = &hnsw;
   if (chosen && searched != index_.get()) {
     transformed.index_params = const_cast<faiss::SearchParameters*>(chosen);
@@ -96,6 +99,12 @@ std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<Enco
         answers[q].push_back({labels[i], distances[i], double(distances[i])});
   if (stats) stats->stage1_ms += watch.milliseconds();
   return answers;
+}
+
+std::int64_t default_nprobe(std::int64_t k, std::int64_t lists, std::int64_t items) {
+  if (lists < 1 || items < 1) return FaissShortlist::kDefaultNprobe;
+  const auto needed = (2 * k * lists + items - 1) / items;  // ceil(2k / (items / lists))
+  return std::min(lists, std::max<std::int64_t>(FaissShortlist::kDefaultNprobe, needed));
 }
 
 std::string default_faiss_factory(std::int64_t vectors, std::int64_t dim) {

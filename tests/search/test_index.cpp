@@ -240,6 +240,15 @@ TEST(Index, StoredMemoryHalvesSearchAsComputedOnes) {
 }
 
 // nprobe is a parameter of the call: it changes what that search visits and nothing else.
+// Without an nprobe of its own, an inverted-file search visits enough lists to hold about twice
+// the items asked for: a long first list is not silently cut short by 32 lists.
+TEST(Index, DefaultNprobeGrowsWithTheItemsAsked) {
+  EXPECT_EQ(imram::default_nprobe(100, 1024, 500000), 32);
+  EXPECT_EQ(imram::default_nprobe(20000, 1024, 500000), 82);
+  EXPECT_EQ(imram::default_nprobe(400000, 1024, 500000), 1024);
+  EXPECT_EQ(imram::default_nprobe(12, 4, 12), 4);
+}
+
 TEST(Index, SearchParametersApplyToOneCall) {
   World world;
   const auto index = imram::GalleryIndex::open(world.build("index", "float32", "test", "IVF4,Flat"));

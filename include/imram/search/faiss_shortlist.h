@@ -31,6 +31,13 @@ class FaissShortlist final : public Searcher {
   GallerySide side_;
 };
 
+// The inverted lists an IVF search visits when the call names none: kDefaultNprobe, or more
+// when k asks for more items than that many lists hold on average. The lists visited should hold
+// about twice k: a cascade's first list of 20,000 among 500,000 captions in 1,024 lists needs
+// 82 of them, where 32 hold about 15,600 and FAISS would return fewer items than asked
+// (docs/search.md#100000-images). At most every list.
+std::int64_t default_nprobe(std::int64_t k, std::int64_t lists, std::int64_t items);
+
 // What we build when the user names no factory: exact ("Flat") while one query's scan reads at
 // most kFlatScanFloats (vectors x dim: 131,072 vectors of 128 dimensions, 16,384 of 1024), an
 // inverted file beyond, with about 4 sqrt(n) lists (a power of two, 64..1024). An inverted
