@@ -102,8 +102,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 
   const auto image_globals = index.image_globals(), caption_globals = index.caption_globals();
   const auto stage1_sims = torch::matmul(image_globals, caption_globals.t()).to(torch::kFloat64);  // (N, M), exact
-  const auto Ni = std::min(resolve_shortlist(options.shortlist, N), N);
-  const auto Nc = std::min(resolve_shortlist(options.shortlist, M), M);
+  const auto Ni = scored_shortlist(options.shortlist, N), Nc = scored_shortlist(options.shortlist, M);
   result.shortlist_images = Ni;
   result.shortlist_captions = Nc;
   if (const auto p = resolve_prefilter(options.prefilter, N); p > Ni) result.prefilter = p;
@@ -178,7 +177,7 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
     const auto& setting = options.settings[s];
     auto& result = results[s];
     searchers.push_back(index.searcher(side, setting.shortlist, setting.prefilter));
-    result.shortlist = std::min(resolve_shortlist(setting.shortlist, gallery), gallery);
+    result.shortlist = scored_shortlist(setting.shortlist, gallery);
     if (const auto p = resolve_prefilter(setting.prefilter, gallery); p > result.shortlist) result.prefilter = p;
     result.results = std::min(result.shortlist, options.results);
   }
@@ -323,7 +322,7 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
       },
       [&](std::int64_t image) { return index.image_query(image); }, [](std::int64_t) { return std::int64_t(-1); });
   for (std::size_t s = 0; s < options.settings.size(); ++s)
-    result.points.push_back({options.settings[s], text_to_image[s], image_to_text[s]});
+    result.points.push_back({text_to_image[s], image_to_text[s]});
   return result;
 }
 
@@ -332,6 +331,14 @@ namespace {
 std::string method_name(const SampledDirection& d) {
   return d.prefilter ? "cascade " + std::to_string(d.prefilter) + " -> " + std::to_string(d.shortlist)
                      : "two-stage, N=" + std::to_string(d.shortlist);
+}
+
+// The setting as each side resolved it, e.g. "cascade 20000 -> 333 (image queries: cascade 20000 -> 1000)".
+std::string point_name(const SampledPoint& point) {
+  auto name = method_name(point.text_to_image);
+  if (point.image_to_text.queries > 0 && method_name(point.image_to_text) != name)
+    name += " (image queries: " + method_name(point.image_to_text) + ")";
+  return name;
 }
 
 nlohmann::ordered_json point_json(const SampledPoint& point) {
@@ -374,24 +381,14 @@ std::string sampled_table(const SampledEvalResult& result) {
   };
   const auto& first = result.points.front();
   for (const auto& point : result.points) {
-    if (result.points.size() > 1) {
-      out += method_name(point.text_to_image);
-      if (point.image_to_text.queries > 0 && method_name(point.image_to_text) != method_name(point.text_to_image))
-        out += " (image queries: " + method_name(point.image_to_text) + ")";
-      out += "\n";
-    }
+    if (result.points.size() > 1) out += point_name(point) + "\n";
     if (point.text_to_image.queries > 0) row("text->image", point.text_to_image);
     if (point.image_to_text.queries > 0) row("image->text", point.image_to_text);
   }
   std::snprintf(line, sizeof line, "%lld images, %lld captions; ", static_cast<long long>(result.images),
                 static_cast<long long>(result.captions));
   out += line;
-  if (result.points.size() == 1) {
-    out += method_name(first.text_to_image);
-    if (first.image_to_text.queries > 0 && method_name(first.image_to_text) != method_name(first.text_to_image))
-      out += " (image queries: " + method_name(first.image_to_text) + ")";
-    out += "; ";
-  }
+  if (result.points.size() == 1) out += point_name(first) + "; ";
   out += "the first " + std::to_string(result.results) + " results (at most the shortlist) compared; exhaustive "
          "IMRAM scored for the sampled queries only\n";
   if (first.text_to_image.twin_queries > 0) {

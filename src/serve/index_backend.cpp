@@ -21,8 +21,8 @@ class IndexBackend : public SearchBackend {
   IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::int64_t prefilter, std::string name,
                std::string kind)
       : index_(std::move(index)), model_(index_->model()), name_(std::move(name)), kind_(std::move(kind)) {
-    image_shortlist_ = std::min(resolve_shortlist(shortlist, index_->num_images()), index_->num_images());
-    caption_shortlist_ = std::min(resolve_shortlist(shortlist, index_->num_captions()), index_->num_captions());
+    image_shortlist_ = scored_shortlist(shortlist, index_->num_images());
+    caption_shortlist_ = scored_shortlist(shortlist, index_->num_captions());
     images_ = index_->searcher(GallerySide::Images, image_shortlist_, prefilter);
     captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, prefilter);
   }

@@ -239,7 +239,6 @@ TEST(Index, StoredMemoryHalvesSearchAsComputedOnes) {
   }
 }
 
-// nprobe is a parameter of the call: it changes what that search visits and nothing else.
 // Without an nprobe of its own, an inverted-file search visits enough lists to hold about twice
 // the items asked for: a long first list is not silently cut short by 32 lists.
 TEST(Index, DefaultNprobeGrowsWithTheItemsAsked) {
@@ -249,6 +248,7 @@ TEST(Index, DefaultNprobeGrowsWithTheItemsAsked) {
   EXPECT_EQ(imram::default_nprobe(12, 4, 12), 4);
 }
 
+// nprobe is a parameter of the call: it changes what that search visits and nothing else.
 TEST(Index, SearchParametersApplyToOneCall) {
   World world;
   const auto index = imram::GalleryIndex::open(world.build("index", "float32", "test", "IVF4,Flat"));

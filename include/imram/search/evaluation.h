@@ -42,16 +42,16 @@ struct TwoStageEvalResult {
 
 TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options);
 
-// `imram eval --index --queries N`: search quality at gallery scale from a sample of queries,
-// each held to exhaustive IMRAM (scored for the sampled queries only, so that a gallery of
-// 100,000 images is measured in minutes): the rank of the query's own item both ways, and how
-// often exhaustive IMRAM's top 1 and top 10 are among the items the two-stage search scored.
 // One configuration of two-stage search.
 struct SampledSetting {
   std::int64_t shortlist = 100;   // N (or N2 of a cascade; kAutoShortlist: by gallery size)
   std::int64_t prefilter = 0;     // N1 of a cascade (0: none; kAutoPrefilter: by gallery size)
 };
 
+// `imram eval --index --queries N`: search quality at gallery scale from a sample of queries,
+// each held to exhaustive IMRAM (scored for the sampled queries only, so that a gallery of
+// 100,000 images is measured in minutes): the rank of the query's own item both ways, and how
+// often exhaustive IMRAM's top 1 and top 10 are among the two-stage search's first results.
 struct SampledEvalOptions {
   std::int64_t queries = 200;     // per direction (at most the gallery's)
   std::int64_t image_queries = -1;  // image queries instead (< 0: as many as `queries`; 0: none)
@@ -85,8 +85,7 @@ struct SampledDirection {
 };
 
 struct SampledPoint {
-  SampledSetting setting;  // as asked (automatic values unresolved)
-  SampledDirection text_to_image, image_to_text;
+  SampledDirection text_to_image, image_to_text;  // each with the setting as resolved on its side
 };
 
 struct SampledEvalResult {

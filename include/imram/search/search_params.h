@@ -41,6 +41,10 @@ inline std::int64_t resolve_prefilter(std::int64_t prefilter, std::int64_t galle
 inline std::int64_t resolve_shortlist(std::int64_t shortlist, std::int64_t gallery_items) {
   return shortlist == kAutoShortlist ? auto_shortlist(gallery_items) : shortlist;
 }
+// The items all K steps score in a gallery of this size: `shortlist` resolved, at most the gallery.
+inline std::int64_t scored_shortlist(std::int64_t shortlist, std::int64_t gallery_items) {
+  return std::min(resolve_shortlist(shortlist, gallery_items), gallery_items);
+}
 
 struct SearchParams {
   int nprobe = 0;     // inverted-file lists visited per query (IVF indexes; default 32)
