@@ -60,6 +60,10 @@ MatchingQueries::MatchingQueries(const torch::Tensor& query_in, const torch::Ten
   }
 }
 
+bool projects_attended_context(std::int64_t query_rows, std::int64_t context_fragments, int steps) {
+  return steps > 1 && std::int64_t(steps - 1) * query_rows < context_fragments;
+}
+
 namespace {
 
 // Query rows (query items x fragments) up to which the fused path runs a block's products over all
@@ -134,8 +138,8 @@ torch::Tensor itemwise_products(const torch::Tensor& lhs, const torch::Tensor& r
 // gate is one pass (engine/fused_gate.h) instead of LibTorch's separate ops.
 torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& context,
                           const torch::Tensor& context_padding, const torch::Tensor& context_halves,
-                          const MemoryDistillation& memory, const ModelConfig& config, bool fused,
-                          MatchingTrace* trace) {
+                          const torch::Tensor& context_weight_t, const MemoryDistillation& memory,
+                          const ModelConfig& config, bool fused, MatchingTrace* trace) {
   const auto A = queries.query.size(0), nq = queries.query.size(1), d = queries.query.size(2);
   const auto B = context.size(0), nc = context.size(1);
   const int K = config.iteration_steps;
@@ -155,7 +159,10 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
   const auto raw_original =
       fused ? itemwise_products(query_rows.unsqueeze(0).expand({B, A * nq, d}), context_t).view({B, A, nq, nc})
             : torch::matmul(query_rows, context_t).view({B, A, nq, nc});
-  const auto gram = product(context, context_t);  // (B, n_c, n_c)
+  // Projecting the attended context (fused path, `context_weight_t` given) needs each pair's
+  // attended vectors anyway, and their norms come from them; otherwise from the Gram matrices.
+  const bool project_attended = context_weight_t.defined();
+  const auto gram = project_attended ? torch::Tensor() : product(context, context_t);  // (B, n_c, n_c)
   const auto squared_norms = queries.squared_norms.view({1, A, nq});
   const auto valid = queries.valid.view({1, A});
 
@@ -168,8 +175,10 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
                                          config.lambda_softmax, padding);
     const auto alpha_rows = alpha.view({B, A * nq, nc});
     if (trace) trace->attention.push_back(alpha);
-    const auto dots = (alpha * raw_original).sum(-1);                                               // q0 . c
-    const auto attended_sq = (product(alpha_rows, gram).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
+    const auto dots = (alpha * raw_original).sum(-1);  // q0 . c
+    const auto attended = project_attended ? itemwise_products(alpha_rows, context) : torch::Tensor();  // c, (B, A n_q, d)
+    const auto attended_sq = project_attended ? attended.pow(2).sum(-1).view({B, A, nq})
+                                              : (product(alpha_rows, gram).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
     const auto cosines = dots / (squared_norms * attended_sq).clamp_min(1e-16).sqrt();
     steps.push_back((cosines * mask.view({1, A, nq})).sum(-1) / valid);  // (B, A)
     if (k == K) break;
@@ -178,8 +187,10 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
     if (fused) {
       // The gate pass is split over threads by context item (a no-op inside the per-item loop of
       // iterative_matching, which is parallel already).
+      const auto attended_rows = project_attended ? attended.view({B * A * nq, d}) : torch::Tensor();
       if (k == 1) {
-        preactivation = itemwise_products(alpha_rows, context_halves);
+        preactivation = project_attended ? torch::mm(attended_rows, context_weight_t).view({B, A * nq, 2 * d})
+                                         : itemwise_products(alpha_rows, context_halves);
         current = torch::empty({B, A * nq, d}, query_rows.options());
         at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
           for (std::int64_t b = begin; b < end; ++b) {
@@ -190,7 +201,10 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
       } else {
         auto preactivation_rows = preactivation.view({B * A * nq, 2 * d});
         torch::mm_out(preactivation_rows, current.view({B * A * nq, d}), queries.weight_t);
-        itemwise_products(preactivation, alpha_rows, context_halves, true);
+        if (project_attended)
+          preactivation_rows.addmm_(attended_rows, context_weight_t);
+        else
+          itemwise_products(preactivation, alpha_rows, context_halves, true);
         at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
           auto rows = current.narrow(0, begin, end - begin);
           fused_gated_update(preactivation.narrow(0, begin, end - begin), queries.bias, rows, rows, config.imram_norm);
@@ -219,16 +233,21 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
   const auto context = context_in.contiguous();
   const bool memory_steps = config.iteration_steps > 1;
   auto context_halves = cached_context_halves;
-  if (memory_steps && !context_halves.defined()) context_halves = memory.context_half(context);
+  const bool project_attended = resolved == EnginePath::FusedCpu && memory_steps && !context_halves.defined() &&
+                                projects_attended_context(query.size(0) * query.size(1), context.size(1),
+                                                          config.iteration_steps);
+  const auto context_weight_t = project_attended ? memory.context_weight().t() : torch::Tensor();
+  if (memory_steps && !context_halves.defined() && !project_attended) context_halves = memory.context_half(context);
   if (resolved == EnginePath::Tensor)
-    return match_block(queries, context, context_padding, context_halves, memory, config, false, trace);
+    return match_block(queries, context, context_padding, context_halves, {}, memory, config, false, trace);
   if (trace) throw Error("the fused_cpu engine path keeps no trace: explain with the tensor path");
-  if (memory_steps) context_halves = context_halves.contiguous();
+  if (context_halves.defined()) context_halves = context_halves.contiguous();
 
   // Few query rows (one query against a shortlist): per item, the products would be slivers of a
   // GEMM, so the whole block goes through each product at once; only the gate pass is per item.
   if (queries.query.size(0) * queries.query.size(1) <= kFewQueryRows)
-    return match_block(queries, context, context_padding, context_halves, memory, config, true, nullptr);
+    return match_block(queries, context, context_padding, context_halves, context_weight_t, memory, config, true,
+                       nullptr);
 
   // Otherwise one context item per thread at a time: its (query rows x 2d) gate pre-activations
   // stay in cache from the product that makes them to the pass that consumes them.
@@ -237,9 +256,9 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
   at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t b = begin; b < end; ++b) {
       const auto item_padding = context_padding.defined() ? context_padding.narrow(0, b, 1) : torch::Tensor();
-      const auto item_halves = memory_steps ? context_halves.narrow(0, b, 1) : torch::Tensor();
-      steps.narrow(2, b, 1).copy_(
-          match_block(queries, context.narrow(0, b, 1), item_padding, item_halves, memory, config, true, nullptr));
+      const auto item_halves = context_halves.defined() ? context_halves.narrow(0, b, 1) : torch::Tensor();
+      steps.narrow(2, b, 1).copy_(match_block(queries, context.narrow(0, b, 1), item_padding, item_halves,
+                                              context_weight_t, memory, config, true, nullptr));
     }
   });
   return steps;

@@ -132,15 +132,20 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
     const auto regions = images.regions.narrow(0, i0, ni);
     const auto region_mask = images.region_mask.defined() ? images.region_mask.narrow(0, i0, ni)
                                                           : torch::ones({ni, R}, float_options.dtype(torch::kBool));
-    // Memory halves of the images, attached or computed here once for every caption block of
-    // this image block (the tensor path computes absent ones per block).
+    // Memory halves of the images, attached or computed here at most once for every caption
+    // block of this image block, and only for blocks whose words the fused path does not project
+    // after attending instead (the tensor path computes absent ones per block).
     const bool memory_steps = config.iteration_steps > 1;
     const auto images_own = [&](const torch::Tensor& halves) {
       return memory_steps && halves.defined() ? halves.narrow(0, i0, ni) : torch::Tensor();
     };
     auto region_halves = images_own(images.text_halves);
-    if (!region_halves.defined() && cpu_path && config.uses_text_direction() && memory_steps)
-      region_halves = model.text_memory().context_half(regions).contiguous();
+    const auto region_halves_for = [&](std::int64_t query_rows) {
+      if (!region_halves.defined() && cpu_path && memory_steps &&
+          !projects_attended_context(query_rows, R, config.iteration_steps))
+        region_halves = model.text_memory().context_half(regions).contiguous();
+      return region_halves;
+    };
     const auto region_query_halves = images_own(images.image_halves);
     for (const auto block : caption_order) {
       const auto j0 = block * caption_block;
@@ -156,7 +161,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
       if (config.uses_text_direction()) {
         const auto steps = iterative_matching(words, word_mask.to(float_options.dtype()), regions,
                                               images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
-                                              model.text_memory(), config, path, nullptr, region_halves,
+                                              model.text_memory(), config, path, nullptr, region_halves_for(nc * block_len),
                                               captions_own(captions.text_halves))
                                .transpose(1, 2);
         block_total.add_(steps.sum(0));

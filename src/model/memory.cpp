@@ -21,8 +21,10 @@ torch::Tensor MemoryDistillation::query_half(const torch::Tensor& query) const {
   return torch::nn::functional::linear(query, query_weight(), query_bias());
 }
 
+torch::Tensor MemoryDistillation::context_weight() const { return stacked_half(*this, 1); }
+
 torch::Tensor MemoryDistillation::context_half(const torch::Tensor& context) const {
-  return torch::matmul(context, stacked_half(*this, 1).t());
+  return torch::matmul(context, context_weight().t());
 }
 
 torch::Tensor MemoryDistillation::gate_values(const torch::Tensor& preactivation) const {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "imram/engine/matching.h"
 #include "imram/engine/reference_scorer.h"
 #include "imram/engine/scorer.h"
 #include "imram/error.h"
@@ -97,6 +98,18 @@ TEST(EngineOracle, AgreesWithTheAuthorsAlgorithmOnRandomModels) {
           EXPECT_LE(diff, 1e-5) << imram::to_string(mode) << " K=" << steps << " " << imram::to_string(norm)
                                 << " imram_norm=" << imram_norm << " blocks " << image_block << "x" << caption_block;
         }
+}
+
+// The fused path projects the attended context only where that has fewer products than the
+// context half: fewer query rows times memory steps than context fragments (docs/engine.md);
+// the oracle test above runs both sides of this rule (short captions in blocks of one).
+TEST(EngineOracle, AttendedContextIsProjectedOnlyWhereItIsCheaper) {
+  EXPECT_TRUE(imram::projects_attended_context(14, 36, 3));   // one caption against images, K = 3
+  EXPECT_TRUE(imram::projects_attended_context(14, 16, 2));   // the demo's model
+  EXPECT_FALSE(imram::projects_attended_context(18, 36, 3));  // as many products either way
+  EXPECT_FALSE(imram::projects_attended_context(36, 14, 3));  // one image against captions
+  EXPECT_FALSE(imram::projects_attended_context(14, 36, 1));  // K = 1 has no memory step
+  EXPECT_FALSE(imram::projects_attended_context(512, 36, 3)); // many captions at once
 }
 
 // Attached halves are what the engine reads: each one the mode uses changes the scores when it

@@ -37,6 +37,13 @@ struct MatchingTrace {
   std::vector<torch::Tensor> gate_mean;
 };
 
+// Whether the fused path gets the memory layers' context term of each pair as W_c a, its attended
+// context a projected at every memory step (query_rows rows per context item and step), rather
+// than as alpha (W_c C) from the context item's fragments projected once (context_fragments rows,
+// docs/engine.md): with d^2 products dominating, the first is cheaper when the memory steps times
+// the query rows are fewer than the context fragments, as for one caption against images.
+bool projects_attended_context(std::int64_t query_rows, std::int64_t context_fragments, int steps);
+
 // The query side of a direction, prepared once and shared by every context item it meets.
 struct MatchingQueries {
   // `cached_halves`: memory.query_half(query) when the caller has it (a store's memory halves).

@@ -21,8 +21,9 @@ struct MemoryDistillation {
   // query_half(q) = q query_weight()^T + query_bias(): [W_o,q ; W_g,q] (2d, d), [b_o ; b_g] (2d).
   torch::Tensor query_weight() const;
   torch::Tensor query_bias() const;
-  // [W_o,c c ; W_g,c c]: (..., d) -> (..., 2d), no bias.
+  // [W_o,c c ; W_g,c c]: (..., d) -> (..., 2d), no bias; context_half(c) = c context_weight()^T.
   torch::Tensor context_half(const torch::Tensor& context) const;
+  torch::Tensor context_weight() const;
   // g from the summed pre-activations [o_pre ; g_pre] (..., 2d): (..., d).
   torch::Tensor gate_values(const torch::Tensor& preactivation) const;
   // q' from q and the summed pre-activations [o_pre ; g_pre] (..., 2d):
