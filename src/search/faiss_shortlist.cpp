@@ -2,11 +2,13 @@
 
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -16,6 +18,10 @@
 
 #include "imram/error.h"
 #include "imram/util/stopwatch.h"
+
+// The Fortran BLAS entry point (FAISS and Debian's LibTorch link the same library).
+extern "C" void sgemv_(const char* trans, const int* m, const int* n, const float* alpha, const float* a,
+                       const int* lda, const float* x, const int* incx, const float* beta, float* y, const int* incy);
 
 namespace imram {
 
@@ -34,6 +40,45 @@ std::string faiss_message(const faiss::FaissException& e) {
   if (rest != std::string::npos) text = text.substr(rest + 2);
   std::replace(text.begin(), text.end(), '\n', ' ');
   return text;
+}
+
+// The best n of an inverted file with flat lists for one query, as FAISS's IndexIVFFlat search
+// finds them (the same lists, the same inner products up to rounding), with each probed list
+// scanned by one BLAS matrix-vector product and the lists split over the threads: Debian's
+// generic FAISS scans them with an inner-product loop compiled without SIMD (one query at
+// 1,000,000 x 256, 32 of 1,024 lists: docs/search.md#benchmarks). Ties go to the lower id.
+std::vector<Hit> scan_flat_lists(const faiss::IndexIVFFlat& index, const float* query, std::int64_t n,
+                                 const std::vector<faiss::Index::idx_t>& lists) {
+  std::vector<std::size_t> offsets{0};
+  for (const auto list : lists) offsets.push_back(offsets.back() + (list < 0 ? 0 : index.invlists->list_size(list)));
+  std::vector<float> scores(offsets.back());
+  std::vector<faiss::Index::idx_t> ids(offsets.back());
+  const int dim = int(index.d), one_step = 1;
+  const float one = 1.0f, zero = 0.0f;
+  at::parallel_for(0, std::int64_t(lists.size()), 1, [&](std::int64_t begin, std::int64_t end) {
+    for (auto l = std::size_t(begin); l < std::size_t(end); ++l) {
+      const int size = int(offsets[l + 1] - offsets[l]);
+      if (size == 0) continue;
+      faiss::InvertedLists::ScopedCodes codes(index.invlists, std::size_t(lists[l]));
+      faiss::InvertedLists::ScopedIds list_ids(index.invlists, std::size_t(lists[l]));
+      // Row-major (size x dim) vectors are BLAS's column-major (dim x size): scores = vectors^T q.
+      sgemv_("T", &dim, &size, &one, reinterpret_cast<const float*>(codes.get()), &dim, query, &one_step, &zero,
+             scores.data() + offsets[l], &one_step);
+      std::copy(list_ids.get(), list_ids.get() + size, ids.begin() + std::ptrdiff_t(offsets[l]));
+    }
+  });
+  std::vector<std::size_t> order(scores.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const auto better = [&](std::size_t a, std::size_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && ids[a] < ids[b]);
+  };
+  const auto kept = std::min(order.size(), std::size_t(n));
+  std::nth_element(order.begin(), order.begin() + std::ptrdiff_t(kept), order.end(), better);
+  std::sort(order.begin(), order.begin() + std::ptrdiff_t(kept), better);
+  std::vector<Hit> hits;
+  hits.reserve(kept);
+  for (std::size_t i = 0; i < kept; ++i) hits.push_back({ids[order[i]], scores[order[i]], double(scores[order[i]])});
+  return hits;
 }
 
 }  // namespace
@@ -82,6 +127,24 @@ std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<Enco
     ivf.nprobe = std::size_t(params.nprobe > 0 ? params.nprobe
                                                : default_nprobe(n, std::int64_t(inverted->nlist), index_->ntotal));
     chosen = &ivf;
+  }
+  const auto* flat_lists = dynamic_cast<const faiss::IndexIVFFlat*>(index_.get());
+  if (flat_lists && flat_lists->metric_type == faiss::METRIC_INNER_PRODUCT) {
+    const auto probes = std::min<std::size_t>(ivf.nprobe, flat_lists->nlist);
+    const auto rows = std::size_t(batch.size(0));
+    std::vector<float> list_scores(rows * probes);
+    std::vector<faiss::Index::idx_t> lists(rows * probes);
+    try {
+      flat_lists->quantizer->search(batch.size(0), batch.data_ptr<float>(), faiss::Index::idx_t(probes),
+                                    list_scores.data(), lists.data());
+    } catch (const faiss::FaissException& e) {
+      throw Error("FAISS search failed: " + faiss_message(e));
+    }
+    for (std::size_t q = 0; q < rows; ++q)
+      answers[q] = scan_flat_lists(*flat_lists, batch.data_ptr<float>() + q * std::size_t(index_->d), n,
+                                   {lists.begin() + std::ptrdiff_t(q * probes), lists.begin() + std::ptrdiff_t((q + 1) * probes)});
+    if (stats) stats->stage1_ms += watch.milliseconds();
+    return answers;
   }
   if (dynamic_cast<const faiss::IndexHNSW*>(searched)) chosen = &hnsw;
   if (chosen && searched != index_.get()) {

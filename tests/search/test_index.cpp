@@ -1,4 +1,5 @@
 // Two-stage search: the index directory, the searchers that compose, and the global head.
+#include <faiss/IndexIVF.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
@@ -711,6 +712,49 @@ TEST(FaissShortlist, DefaultFactoryGrowsWithTheGallery) {
   EXPECT_EQ(imram::default_faiss_factory(100000, 128), "Flat");
   EXPECT_EQ(imram::default_faiss_factory(500000, 128), "IVF1024,Flat");
   EXPECT_THROW(imram::build_faiss_index("NoSuchIndex", torch::randn({10, 4})), imram::Error);
+}
+
+// An inverted file with flat lists is scanned by us (BLAS per probed list), not by FAISS's own
+// loop: the hits must be FAISS's, rank by rank, for any nprobe and for more items than scanned.
+TEST(FaissShortlist, FlatListsScannedWithBlasFindWhatFaissFinds) {
+  torch::manual_seed(3);
+  const auto vectors = torch::nn::functional::normalize(torch::randn({3000, 24}),
+                                                        torch::nn::functional::NormalizeFuncOptions().dim(1));
+  const std::shared_ptr<const faiss::Index> index = imram::build_faiss_index("IVF16,Flat", vectors);
+  const imram::FaissShortlist shortlist(index, imram::GallerySide::Images);
+  for (const std::int64_t probes : {1, 3, 16})
+    for (const std::int64_t k : {1, 10, 400, 3000}) {
+      std::vector<imram::EncodedQuery> queries(2);
+      for (std::size_t q = 0; q < queries.size(); ++q) {
+        queries[q].caption.words = torch::zeros({1, 1, 4});  // a text query; only its global is read
+        queries[q].global = vectors[std::int64_t(q) * 977].clone();
+      }
+      imram::SearchParams params;
+      params.nprobe = probes;
+      const auto ours = shortlist.search_many(queries, k, nullptr, params);
+      faiss::SearchParametersIVF ivf;
+      ivf.nprobe = std::size_t(probes);
+      for (std::size_t q = 0; q < queries.size(); ++q) {
+        std::vector<float> distances(static_cast<std::size_t>(k));
+        std::vector<faiss::Index::idx_t> labels(static_cast<std::size_t>(k));
+        index->search(1, queries[q].global.data_ptr<float>(), k, distances.data(), labels.data(), &ivf);
+        const auto found = std::count_if(labels.begin(), labels.end(), [](auto label) { return label >= 0; });
+        ASSERT_EQ(std::int64_t(ours[q].size()), found) << "nprobe " << probes << " k " << k;
+        if (probes == 16) {
+          ASSERT_EQ(found, std::min<std::int64_t>(k, 3000));
+        }
+        for (std::size_t r = 0; r < ours[q].size(); ++r) {
+          EXPECT_NEAR(ours[q][r].score, distances[r], 1e-5) << "rank " << r;
+          ASSERT_TRUE(ours[q][r].stage1.has_value());
+          // Rounding may swap two items whose products are within it, nothing else.
+          const bool tied = (r > 0 && std::abs(distances[r] - distances[r - 1]) < 1e-5) ||
+                            (r + 1 < std::size_t(found) && std::abs(distances[r] - distances[r + 1]) < 1e-5);
+          if (!tied) {
+            EXPECT_EQ(ours[q][r].index, labels[r]) << "nprobe " << probes << " k " << k << " rank " << r;
+          }
+        }
+      }
+    }
 }
 
 // Issue 21: what an attacker or an unlucky user did to an index.

@@ -22,7 +22,9 @@ class FaissShortlist final : public Searcher {
   FaissShortlist(std::shared_ptr<const faiss::Index> index, GallerySide side);
   GallerySide side() const override { return side_; }
   std::int64_t size() const override;
-  // All queries in one FAISS search; hits carry the inner product as both score and stage1.
+  // All queries in one FAISS search, except that an inverted file with flat lists (IVFn,Flat,
+  // inner product) has its probed lists scanned here with BLAS (faiss_shortlist.cpp says why);
+  // hits carry the inner product as both score and stage1.
   std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
                                             SearchStats* stats, const SearchParams& params) const override;
 
