@@ -2,8 +2,16 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "imram/error.h"
 #include "imram/model/image_encoder.h"
+
+// The Fortran BLAS entry point that every BLAS exports (Debian's LibTorch links the system one).
+extern "C" void sgemv_(const char* trans, const int* m, const int* n, const float* alpha, const float* a,
+                       const int* lda, const float* x, const int* incx, const float* beta, float* y, const int* incy);
 
 namespace imram {
 
@@ -22,10 +30,12 @@ TextEncoderImpl::TextEncoderImpl(const ModelConfig& config)
 
 namespace {
 
-// LibTorch's GRU equations for one sequence (T, input) -> (T, d x directions), every layer,
-// step by step with matrix-vector products. LibTorch's own loop makes each step of a single
-// sequence a one-row GEMM that repacks the recurrent weights every time: at d = 1024 one query's
-// encoding took 3.5 times longer (bench search's encode_ms).
+// LibTorch's GRU equations for one float32 sequence (T, input) -> (T, d x directions), every
+// layer, step by step: one BLAS matrix-vector product and one loop over the gates per step.
+// LibTorch's own loop makes each step of a single sequence a one-row GEMM that repacked the
+// recurrent weights every time (3.5 times longer at d = 1024), and a step written with LibTorch
+// ops (a dozen ops on d-long vectors) spent most of its time dispatching them: one 14-word
+// query at d = 256 took 2.4 ms to encode, 1.5 ms now (docs/search.md#latency-of-the-default-store).
 torch::Tensor one_sequence_gru(const torch::nn::GRUImpl& rnn, torch::Tensor input) {
   const auto& options = rnn.options;
   const auto d = options.hidden_size();
@@ -33,8 +43,11 @@ torch::Tensor one_sequence_gru(const torch::nn::GRUImpl& rnn, torch::Tensor inpu
   const auto parameters = rnn.named_parameters(/*recurse=*/false);
   const auto parameter = [&](const std::string& name) {
     const auto* found = parameters.find(name);
-    return found ? *found : torch::Tensor();
+    return found ? found->contiguous() : torch::Tensor();
   };
+  const int rows = int(3 * d), columns = int(d), one_step = 1;
+  const float one = 1.0f;
+  std::vector<float> hidden(static_cast<std::size_t>(d)), recurrent(static_cast<std::size_t>(3 * d));
   for (std::int64_t layer = 0; layer < options.num_layers(); ++layer) {
     std::vector<torch::Tensor> directions;
     for (int direction = 0; direction < (options.bidirectional() ? 2 : 1); ++direction) {
@@ -43,17 +56,27 @@ torch::Tensor one_sequence_gru(const torch::nn::GRUImpl& rnn, torch::Tensor inpu
       auto b_ih = parameter("bias_ih" + suffix), b_hh = parameter("bias_hh" + suffix);
       if (!b_ih.defined()) b_ih = torch::zeros({3 * d}, input.options());
       if (!b_hh.defined()) b_hh = torch::zeros({3 * d}, input.options());
-      const auto input_gates = torch::addmm(b_ih, input, w_ih.t());  // (T, 3d): r, z, n
-      auto hidden = torch::zeros({d}, input.options());
+      const auto input_gates = torch::addmm(b_ih, input, w_ih.t()).contiguous();  // (T, 3d): r, z, n
       auto output = torch::empty({T, d}, input.options());
+      const float* weights = w_hh.data_ptr<float>();
+      const float* bias = b_hh.data_ptr<float>();
+      std::fill(hidden.begin(), hidden.end(), 0.0f);
       for (std::int64_t step = 0; step < T; ++step) {
         const auto t = direction ? T - 1 - step : step;
-        const auto x = input_gates[t], h = torch::addmv(b_hh, w_hh, hidden);
-        const auto r = torch::sigmoid(x.narrow(0, 0, d) + h.narrow(0, 0, d));
-        const auto z = torch::sigmoid(x.narrow(0, d, d) + h.narrow(0, d, d));
-        const auto n = torch::tanh(x.narrow(0, 2 * d, d) + r * h.narrow(0, 2 * d, d));
-        hidden = (1 - z) * n + z * hidden;
-        output[t].copy_(hidden);
+        // recurrent = W_hh hidden + b_hh; W_hh (3d x d) row-major is BLAS's column-major (d x 3d).
+        std::copy(bias, bias + 3 * d, recurrent.begin());
+        sgemv_("T", &columns, &rows, &one, weights, &columns, hidden.data(), &one_step, &one, recurrent.data(),
+               &one_step);
+        const float* x = input_gates.data_ptr<float>() + t * 3 * d;
+        const float* h = recurrent.data();
+        float* out = output.data_ptr<float>() + t * d;
+        for (std::int64_t i = 0; i < d; ++i) {
+          const float r = 1.0f / (1.0f + std::exp(-(x[i] + h[i])));
+          const float z = 1.0f / (1.0f + std::exp(-(x[d + i] + h[d + i])));
+          const float n = std::tanh(x[2 * d + i] + r * h[2 * d + i]);
+          hidden[std::size_t(i)] = (1.0f - z) * n + z * hidden[std::size_t(i)];
+          out[i] = hidden[std::size_t(i)];
+        }
       }
       directions.push_back(output);
     }
@@ -68,7 +91,8 @@ torch::Tensor TextEncoderImpl::forward(const torch::Tensor& ids, const torch::Te
   const auto total_length = ids.size(1);
   const auto embedded = embed->forward(ids);
   torch::Tensor padded;
-  if (ids.size(0) == 1 && !torch::GradMode::is_enabled() && embedded.device().is_cpu()) {
+  if (ids.size(0) == 1 && !torch::GradMode::is_enabled() && embedded.device().is_cpu() &&
+      embedded.scalar_type() == torch::kFloat32) {
     // One caption (a search query): the recurrence as matrix-vector products.
     const auto length = lengths.to(torch::kCPU)[0].item<std::int64_t>();
     const auto output = one_sequence_gru(*rnn, embedded[0].narrow(0, 0, length));
