@@ -132,19 +132,22 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
     const auto regions = images.regions.narrow(0, i0, ni);
     const auto region_mask = images.region_mask.defined() ? images.region_mask.narrow(0, i0, ni)
                                                           : torch::ones({ni, R}, float_options.dtype(torch::kBool));
-    // Memory halves of the images, attached or computed here at most once for every caption
-    // block of this image block, and only for blocks whose words the fused path does not project
-    // after attending instead (the tensor path computes absent ones per block).
+    // Memory halves of the images: attached ones always; otherwise, on the fused path, computed
+    // here at most once for every caption block of this image block that does not project its
+    // attended context instead, so that a block's computation depends on its own shape only (the
+    // tensor path computes absent ones per block).
     const bool memory_steps = config.iteration_steps > 1;
     const auto images_own = [&](const torch::Tensor& halves) {
       return memory_steps && halves.defined() ? halves.narrow(0, i0, ni) : torch::Tensor();
     };
-    auto region_halves = images_own(images.text_halves);
+    const auto attached_region_halves = images_own(images.text_halves);
+    torch::Tensor computed_region_halves;
     const auto region_halves_for = [&](std::int64_t query_rows) {
-      if (!region_halves.defined() && cpu_path && memory_steps &&
-          !projects_attended_context(query_rows, R, config.iteration_steps))
-        region_halves = model.text_memory().context_half(regions).contiguous();
-      return region_halves;
+      if (attached_region_halves.defined() || !cpu_path || !memory_steps) return attached_region_halves;
+      if (projects_attended_context(query_rows, R, config.iteration_steps)) return torch::Tensor();
+      if (!computed_region_halves.defined())
+        computed_region_halves = model.text_memory().context_half(regions).contiguous();
+      return computed_region_halves;
     };
     const auto region_query_halves = images_own(images.image_halves);
     for (const auto block : caption_order) {
