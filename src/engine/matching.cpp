@@ -9,12 +9,8 @@
 #include "imram/error.h"
 #include "imram/model/attention.h"
 #include "imram/model/image_encoder.h"
+#include "../util/blas.h"
 
-// The Fortran BLAS entry point that every BLAS exports (OpenBLAS, MKL, the reference one);
-// FAISS links the same library.
-extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
-                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
-                       const float* beta, float* c, const int* ldc);
 
 namespace imram {
 

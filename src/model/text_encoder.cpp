@@ -8,10 +8,7 @@
 
 #include "imram/error.h"
 #include "imram/model/image_encoder.h"
-
-// The Fortran BLAS entry point that every BLAS exports (Debian's LibTorch links the system one).
-extern "C" void sgemv_(const char* trans, const int* m, const int* n, const float* alpha, const float* a,
-                       const int* lda, const float* x, const int* incx, const float* beta, float* y, const int* incy);
+#include "../util/blas.h"
 
 namespace imram {
 

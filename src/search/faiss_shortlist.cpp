@@ -18,10 +18,7 @@
 
 #include "imram/error.h"
 #include "imram/util/stopwatch.h"
-
-// The Fortran BLAS entry point (FAISS and Debian's LibTorch link the same library).
-extern "C" void sgemv_(const char* trans, const int* m, const int* n, const float* alpha, const float* a,
-                       const int* lda, const float* x, const int* incx, const float* beta, float* y, const int* incy);
+#include "../util/blas.h"
 
 namespace imram {
 
@@ -46,7 +43,7 @@ std::string faiss_message(const faiss::FaissException& e) {
 // finds them (the same lists, the same inner products up to rounding), with each probed list
 // scanned by one BLAS matrix-vector product and the lists split over the threads: Debian's
 // generic FAISS scans them with an inner-product loop compiled without SIMD (one query at
-// 1,000,000 x 256, 32 of 1,024 lists: docs/search.md#benchmarks). Ties go to the lower id.
+// 1,000,000 x 256, 32 of 1,024 lists: docs/search.md#latency-of-the-default-store). Ties go to the lower id.
 std::vector<Hit> scan_flat_lists(const faiss::IndexIVFFlat& index, const float* query, std::int64_t n,
                                  const std::vector<faiss::Index::idx_t>& lists) {
   std::vector<std::size_t> offsets{0};
