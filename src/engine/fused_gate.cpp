@@ -3,31 +3,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
-#include "imram/error.h"
 #include "imram/model/image_encoder.h"
+#include "simd.h"
 
 namespace imram {
 
 namespace {
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define IMRAM_X86_DISPATCH 1
-#endif
-
-#define IMRAM_INLINE inline __attribute__((always_inline))
-
-// Floats16 passes by value only between inlined helpers, so the ABI note about AVX-512 vector
-// arguments does not concern any call that exists in the binary.
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-// Sixteen floats in one value: GCC's vector extension, lowered to one AVX-512 register, two AVX2
-// registers or four SSE registers by the instruction set of the function it is inlined into.
-typedef float Floats16 __attribute__((vector_size(64)));
-typedef std::int32_t Ints16 __attribute__((vector_size(64)));
+using simd::Floats16;
+using simd::Ints16;
+using simd::load16;
 
 // e^x within 2 ulp for |x| <= 88, clamped beyond (Cephes' expf: x = n ln2 + r, a degree-6
 // polynomial in r, 2^n through the exponent bits). Plain arithmetic without branches or calls,
@@ -65,12 +53,6 @@ IMRAM_INLINE Value refined_value(Value o_pre, Value g_pre, Value q) {
   const Value o = 2.0f / (1.0f + exp_approx<Value, Integer>(-2.0f * o_pre)) - 1.0f;
   const Value g = 1.0f / (1.0f + exp_approx<Value, Integer>(-g_pre));
   return g * q + (1.0f - g) * o;
-}
-
-IMRAM_INLINE Floats16 load16(const float* p) {
-  Floats16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
 }
 
 struct GateRows {
@@ -115,46 +97,20 @@ IMRAM_INLINE void gated_update_rows(const GateRows& a) {
   }
 }
 
-using GateKernel = void (*)(const GateRows&);
-
-struct Kernel {
-  const char* instruction_set;
-  GateKernel run;
-};
-
 #ifdef IMRAM_X86_DISPATCH
 __attribute__((target("avx512f"))) void gated_update_avx512(const GateRows& a) { gated_update_rows(a); }
 __attribute__((target("avx2"))) void gated_update_avx2(const GateRows& a) { gated_update_rows(a); }
-void gated_update_sse2(const GateRows& a) { gated_update_rows(a); }
-
-Kernel choose_kernel() {
-  const Kernel kernels[] = {{"avx512f", gated_update_avx512}, {"avx2", gated_update_avx2}, {"sse2", gated_update_sse2}};
-  const auto supported = [](const std::string& name) {
-    __builtin_cpu_init();
-    if (name == "avx512f") return bool(__builtin_cpu_supports("avx512f"));
-    if (name == "avx2") return bool(__builtin_cpu_supports("avx2"));
-    return true;
-  };
-  const char* requested = std::getenv("IMRAM_SIMD");
-  for (const auto& kernel : kernels) {
-    if (requested && *requested) {
-      if (std::string(requested) != kernel.instruction_set) continue;
-      if (!supported(kernel.instruction_set))
-        throw Error(std::string("IMRAM_SIMD=") + requested + ": this CPU does not have " + requested);
-      return kernel;
-    }
-    if (supported(kernel.instruction_set)) return kernel;
-  }
-  throw Error(std::string("IMRAM_SIMD=") + requested + ": unknown instruction set (avx512f, avx2 or sse2)");
-}
-#else
-void gated_update_generic(const GateRows& a) { gated_update_rows(a); }
-Kernel choose_kernel() { return {"generic", gated_update_generic}; }
 #endif
+void gated_update_plain(const GateRows& a) { gated_update_rows(a); }
 
-const Kernel& kernel() {
-  static const Kernel chosen = choose_kernel();
-  return chosen;
+void run_gated_update(const GateRows& a) {
+  switch (simd::instruction_set()) {
+#ifdef IMRAM_X86_DISPATCH
+    case simd::InstructionSet::Avx512f: return gated_update_avx512(a);
+    case simd::InstructionSet::Avx2: return gated_update_avx2(a);
+#endif
+    default: return gated_update_plain(a);
+  }
 }
 
 }  // namespace
@@ -169,9 +125,9 @@ void fused_gated_update(const torch::Tensor& preactivation, const torch::Tensor&
                       preactivation.numel() / preactivation.size(-1),
                       previous.size(-1),
                       normalize};
-  kernel().run(rows);
+  run_gated_update(rows);
 }
 
-std::string fused_gate_instruction_set() { return kernel().instruction_set; }
+std::string fused_gate_instruction_set() { return simd::to_string(simd::instruction_set()); }
 
 }  // namespace imram

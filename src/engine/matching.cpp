@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "imram/engine/fragment_products.h"
 #include "imram/engine/fused_gate.h"
 #include "imram/error.h"
 #include "imram/model/attention.h"
@@ -42,14 +43,18 @@ EnginePath resolve_engine_path(EnginePath requested, const torch::Tensor& sample
   return requested;
 }
 
+torch::Tensor widened(const torch::Tensor& items) {
+  return items.defined() && items.scalar_type() == torch::kHalf ? items.to(torch::kFloat32) : items;
+}
+
 MatchingQueries::MatchingQueries(const torch::Tensor& query_in, const torch::Tensor& query_mask,
                                  const MemoryDistillation& memory, const ModelConfig& config,
                                  const torch::Tensor& cached_halves)
-    : query(query_in.contiguous()), mask(query_mask.contiguous()) {
+    : query(widened(query_in).contiguous()), mask(query_mask.contiguous()) {
   squared_norms = query.pow(2).sum(-1);
   valid = mask.sum(1);
   if (config.iteration_steps > 1) {
-    halves = cached_halves.defined() ? cached_halves.reshape({-1, 2 * query.size(2)}).contiguous()
+    halves = cached_halves.defined() ? widened(cached_halves).reshape({-1, 2 * query.size(2)}).contiguous()
                                      : memory.query_half(query.view({-1, query.size(2)})).contiguous();
     weight_t = memory.query_weight().t();
     bias = memory.query_bias().contiguous();
@@ -121,6 +126,12 @@ torch::Tensor itemwise_products(const torch::Tensor& lhs, const torch::Tensor& r
   return out;
 }
 
+// How a block's products run: LibTorch's (the tensor path), one BLAS call per item (the fused
+// path's many query rows against each context item), or the fragment kernels
+// (engine/fragment_products.h: the fused path's few query rows against every item at once, the
+// context items read as stored, float32 or float16).
+enum class Products { Tensor, ItemwiseBlas, FragmentKernels };
+
 // Steps of one block of context items, in the engine's layout [b, a, q, c]: context item b,
 // query item a, query fragment q, context fragment c, so that every product is one batched GEMM
 // over b. The shortcuts (docs/engine.md), all exact:
@@ -130,35 +141,58 @@ torch::Tensor itemwise_products(const torch::Tensor& lhs, const torch::Tensor& r
 //  - Memory update without the per-pair context product: W_c c = alpha (C W_c^T), the context
 //    half computed once per context item; the query half of q0 is per query item.
 //  - The last step's memory update is skipped; K = 1 touches no memory layer at all.
-// FusedCpu differs only in the memory update: the products accumulate into one buffer and the
-// gate is one pass (engine/fused_gate.h) instead of LibTorch's separate ops.
+// The fused paths differ only in the memory update: the products accumulate into one buffer and
+// the gate is one pass (engine/fused_gate.h) instead of LibTorch's separate ops.
 torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& context,
                           const torch::Tensor& context_padding, const torch::Tensor& context_halves,
                           const torch::Tensor& context_weight_t, const MemoryDistillation& memory,
-                          const ModelConfig& config, bool fused, MatchingTrace* trace) {
+                          const ModelConfig& config, Products products, MatchingTrace* trace) {
   const auto A = queries.query.size(0), nq = queries.query.size(1), d = queries.query.size(2);
   const auto B = context.size(0), nc = context.size(1);
   const int K = config.iteration_steps;
+  const bool fused = products != Products::Tensor, kernels = products == Products::FragmentKernels;
   const auto mask = queries.mask.view({1, A, nq, 1});
   const auto padding = context_padding.defined() ? context_padding.view({B, 1, 1, nc}) : torch::Tensor();
   const auto query_rows = queries.query.view({A * nq, d});
-  const auto context_t = context.transpose(1, 2);  // (B, d, n_c)
+  const auto context_t = kernels ? torch::Tensor() : context.transpose(1, 2);  // (B, d, n_c)
+  const auto rows_of = [&](std::int64_t columns) { return torch::empty({B, A * nq, columns}, query_rows.options()); };
 
-  const auto product = [fused](const torch::Tensor& lhs, const torch::Tensor& rhs) {
-    return fused ? itemwise_products(lhs, rhs) : torch::bmm(lhs, rhs);
+  // lhs (B, A n_q, d) against the context fragments: (B, A n_q, n_c).
+  const auto against_context = [&](const torch::Tensor& lhs) {
+    if (products == Products::Tensor) return torch::matmul(lhs, context_t);
+    if (products == Products::ItemwiseBlas) return itemwise_products(lhs.expand({B, A * nq, d}), context_t);
+    auto out = rows_of(nc);
+    fragment_dots(lhs, context, out);
+    return out;
   };
-  // Step-1 raw scores q0 . C for every pair, (B, A n_q, n_c): on the fused path the query rows
-  // against each item's fragments, item by item. As one GEMM over every fragment, OpenBLAS first
-  // copied all the candidates into its packed layout and the result needed a transposed copy
-  // (with the direct BLAS calls above, step 1 of one query against 5,000 candidates at d = 128
-  // went from 50-60 to 18-19 ms, alternating runs; docs/search.md).
-  const auto raw_original =
-      fused ? itemwise_products(query_rows.unsqueeze(0).expand({B, A * nq, d}), context_t).view({B, A, nq, nc})
-            : torch::matmul(query_rows, context_t).view({B, A, nq, nc});
+  // weights (B, A n_q, n_c) times per-item values (B, n_c, w), into `out` or a new tensor.
+  const auto weighted = [&](const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor out,
+                            bool accumulate) {
+    if (products == Products::Tensor) return accumulate ? out.baddbmm_(weights, values) : torch::bmm(weights, values);
+    if (!out.defined()) out = rows_of(values.size(2));
+    if (kernels)
+      weighted_fragments(weights, values, out, accumulate);
+    else
+      itemwise_products(out, weights, values, accumulate);
+    return out;
+  };
+  // Step-1 raw scores q0 . C for every pair, (B, A n_q, n_c). With per-item BLAS calls rather
+  // than one GEMM over every fragment: OpenBLAS first copied all the candidates into its packed
+  // layout and the result needed a transposed copy (step 1 of one query against 5,000 candidates
+  // at d = 128 went from 50-60 to 18-19 ms, alternating runs; docs/search.md).
+  const auto raw_original = against_context(query_rows.unsqueeze(0)).view({B, A, nq, nc});
   // Projecting the attended context (fused path, `context_weight_t` given) needs each pair's
   // attended vectors anyway, and their norms come from them; otherwise from the Gram matrices.
   const bool project_attended = context_weight_t.defined();
-  const auto gram = project_attended ? torch::Tensor() : product(context, context_t);  // (B, n_c, n_c)
+  torch::Tensor gram;  // (B, n_c, n_c)
+  if (!project_attended) {
+    if (kernels) {
+      gram = torch::empty({B, nc, nc}, query_rows.options());
+      fragment_grams(context, gram);
+    } else {
+      gram = fused ? itemwise_products(context, context_t) : torch::bmm(context, context_t);
+    }
+  }
   const auto squared_norms = queries.squared_norms.view({1, A, nq});
   const auto valid = queries.valid.view({1, A});
 
@@ -166,15 +200,15 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
   torch::Tensor preactivation;
   std::vector<torch::Tensor> steps;
   for (int k = 1; k <= K; ++k) {
-    const auto raw = k == 1 ? raw_original : product(current, context_t).view({B, A, nq, nc});
+    const auto raw = k == 1 ? raw_original : against_context(current).view({B, A, nq, nc});
     const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, mask),
                                          config.lambda_softmax, padding);
     const auto alpha_rows = alpha.view({B, A * nq, nc});
     if (trace) trace->attention.push_back(alpha);
     const auto dots = (alpha * raw_original).sum(-1);  // q0 . c
-    const auto attended = project_attended ? itemwise_products(alpha_rows, context) : torch::Tensor();  // c, (B, A n_q, d)
+    const auto attended = project_attended ? weighted(alpha_rows, context, {}, false) : torch::Tensor();  // c, (B, A n_q, d)
     const auto attended_sq = project_attended ? attended.pow(2).sum(-1).view({B, A, nq})
-                                              : (product(alpha_rows, gram).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
+                                              : (weighted(alpha_rows, gram, {}, false).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
     const auto cosines = dots / (squared_norms * attended_sq).clamp_min(1e-16).sqrt();
     steps.push_back((cosines * mask.view({1, A, nq})).sum(-1) / valid);  // (B, A)
     if (k == K) break;
@@ -186,7 +220,7 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
       const auto attended_rows = project_attended ? attended.view({B * A * nq, d}) : torch::Tensor();
       if (k == 1) {
         preactivation = project_attended ? torch::mm(attended_rows, context_weight_t).view({B, A * nq, 2 * d})
-                                         : itemwise_products(alpha_rows, context_halves);
+                                         : weighted(alpha_rows, context_halves, {}, false);
         current = torch::empty({B, A * nq, d}, query_rows.options());
         at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
           for (std::int64_t b = begin; b < end; ++b) {
@@ -200,7 +234,7 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
         if (project_attended)
           preactivation_rows.addmm_(attended_rows, context_weight_t);
         else
-          itemwise_products(preactivation, alpha_rows, context_halves, true);
+          weighted(alpha_rows, context_halves, preactivation, true);
         at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
           auto rows = current.narrow(0, begin, end - begin);
           fused_gated_update(preactivation.narrow(0, begin, end - begin), queries.bias, rows, rows, config.imram_norm);
@@ -224,26 +258,32 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
                                  const MemoryDistillation& memory, const ModelConfig& config, EnginePath path,
                                  MatchingTrace* trace, const torch::Tensor& cached_context_halves,
                                  const torch::Tensor& cached_query_halves) {
-  const auto resolved = resolve_engine_path(path, query);
   const MatchingQueries queries(query, query_mask, memory, config, cached_query_halves);
-  const auto context = context_in.contiguous();
+  const auto resolved = resolve_engine_path(path, queries.query);
   const bool memory_steps = config.iteration_steps > 1;
-  auto context_halves = cached_context_halves;
+  // Few query rows (one query against a shortlist): per item, the products would be slivers of a
+  // GEMM, so the whole block goes through each product at once, in the fragment kernels, which
+  // read the context items as they are stored; only the gate pass is per item.
+  const bool few_rows = resolved == EnginePath::FusedCpu && queries.query.size(0) * queries.query.size(1) <= kFewQueryRows;
+  const auto as_read = [few_rows](const torch::Tensor& items) {
+    if (!items.defined()) return items;
+    if (few_rows) return items.size(2) <= 1 || items.stride(2) == 1 ? items : items.contiguous();
+    return widened(items).contiguous();
+  };
+  const auto context = as_read(context_in);
+  auto context_halves = as_read(cached_context_halves);
   const bool project_attended = resolved == EnginePath::FusedCpu && memory_steps && !context_halves.defined() &&
                                 projects_attended_context(query.size(0) * query.size(1), context.size(1),
                                                           config.iteration_steps);
   const auto context_weight_t = project_attended ? memory.context_weight().t() : torch::Tensor();
-  if (memory_steps && !context_halves.defined() && !project_attended) context_halves = memory.context_half(context);
+  if (memory_steps && !context_halves.defined() && !project_attended)
+    context_halves = memory.context_half(widened(context)).contiguous();
   if (resolved == EnginePath::Tensor)
-    return match_block(queries, context, context_padding, context_halves, {}, memory, config, false, trace);
+    return match_block(queries, context, context_padding, context_halves, {}, memory, config, Products::Tensor, trace);
   if (trace) throw Error("the fused_cpu engine path keeps no trace: explain with the tensor path");
-  if (context_halves.defined()) context_halves = context_halves.contiguous();
-
-  // Few query rows (one query against a shortlist): per item, the products would be slivers of a
-  // GEMM, so the whole block goes through each product at once; only the gate pass is per item.
-  if (queries.query.size(0) * queries.query.size(1) <= kFewQueryRows)
-    return match_block(queries, context, context_padding, context_halves, context_weight_t, memory, config, true,
-                       nullptr);
+  if (few_rows)
+    return match_block(queries, context, context_padding, context_halves, context_weight_t, memory, config,
+                       Products::FragmentKernels, nullptr);
 
   // Otherwise one context item per thread at a time: its (query rows x 2d) gate pre-activations
   // stay in cache from the product that makes them to the pass that consumes them.
@@ -254,7 +294,7 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
       const auto item_padding = context_padding.defined() ? context_padding.narrow(0, b, 1) : torch::Tensor();
       const auto item_halves = context_halves.defined() ? context_halves.narrow(0, b, 1) : torch::Tensor();
       steps.narrow(2, b, 1).copy_(match_block(queries, context.narrow(0, b, 1), item_padding, item_halves,
-                                              context_weight_t, memory, config, true, nullptr));
+                                              context_weight_t, memory, config, Products::ItemwiseBlas, nullptr));
     }
   });
   return steps;

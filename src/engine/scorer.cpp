@@ -107,7 +107,10 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
   const auto lengths = captions.lengths.to(torch::kCPU, torch::kInt64);
   const auto max_len = M ? lengths.max().item<std::int64_t>() : 0;
   const double mean_len = M ? lengths.to(torch::kFloat64).mean().item<double>() : 0;
-  const auto path = resolve_engine_path(options.path, images.regions);
+  // The gallery side may come as a store keeps it (float16): the engine decides on float32.
+  const auto float_options =
+      images.regions.options().dtype(images.regions.scalar_type() == torch::kHalf ? torch::kFloat32 : images.regions.scalar_type());
+  const auto path = resolve_engine_path(options.path, torch::empty({0}, float_options));
   const bool cpu_path = path == EnginePath::FusedCpu;
 
   auto blocks = cpu_path ? blocks_for_cpu_path(config, R, mean_len, max_len, options)
@@ -115,7 +118,6 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
   const auto image_block = std::min(blocks.images, std::max<std::int64_t>(N, 1));
   const auto caption_block = std::min(blocks.captions, std::max<std::int64_t>(M, 1));
 
-  const auto float_options = images.regions.options();
   const auto word_positions = torch::arange(captions.words.size(1), torch::kInt64).unsqueeze(0);
   const auto word_mask_all = (word_positions < lengths.unsqueeze(1)).to(device);
   const bool keep_steps = options.keep_steps;
@@ -146,10 +148,11 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
       if (attached_region_halves.defined() || !cpu_path || !memory_steps) return attached_region_halves;
       if (projects_attended_context(query_rows, R, config.iteration_steps)) return torch::Tensor();
       if (!computed_region_halves.defined())
-        computed_region_halves = model.text_memory().context_half(regions).contiguous();
+        computed_region_halves = model.text_memory().context_half(widened(regions)).contiguous();
       return computed_region_halves;
     };
     const auto region_query_halves = images_own(images.image_halves);
+    const auto region_queries = config.uses_image_direction() ? widened(regions) : torch::Tensor();
     for (const auto block : caption_order) {
       const auto j0 = block * caption_block;
       const auto nc = std::min(caption_block, M - j0);
@@ -162,7 +165,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
         return memory_steps && halves.defined() ? halves.narrow(0, j0, nc).narrow(1, 0, block_len) : torch::Tensor();
       };
       if (config.uses_text_direction()) {
-        const auto steps = iterative_matching(words, word_mask.to(float_options.dtype()), regions,
+        const auto steps = iterative_matching(widened(words), word_mask.to(float_options.dtype()), regions,
                                               images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
                                               model.text_memory(), config, path, nullptr, region_halves_for(nc * block_len),
                                               captions_own(captions.text_halves))
@@ -171,7 +174,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
         if (keep_steps) steps_t2i.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
       if (config.uses_image_direction()) {
-        const auto steps = iterative_matching(regions, region_mask.to(float_options.dtype()), words,
+        const auto steps = iterative_matching(region_queries, region_mask.to(float_options.dtype()), words,
                                               word_mask.logical_not(), model.image_memory(), config, path,
                                               nullptr, captions_own(captions.image_halves), region_query_halves);
         block_total.add_(steps.sum(0));

@@ -120,18 +120,20 @@ class MappedStore final : public ItemStore {
 
   bool keeps_memory_halves() const override { return m_.memory_halves > 0; }
 
-  EncodedImages images(const std::vector<std::int64_t>& ids, bool memory_halves) const override {
+  EncodedImages images(const std::vector<std::int64_t>& ids, bool memory_halves, bool as_stored) const override {
     check_item_ids(ids, m_.images, "image");
+    const auto type = as_stored ? scalar_type(m_.store) : torch::kFloat32;
     EncodedImages out;
-    out.regions = gather_images(regions_.data(), ids, m_.embed_size);
+    out.regions = gather_images(regions_.data(), ids, m_.embed_size, type);
     if (memory_halves && keeps_memory_halves())
       std::tie(out.text_halves, out.image_halves) =
-          model_->split_memory_halves(gather_images(region_halves_->data(), ids, m_.memory_halves));
+          model_->split_memory_halves(gather_images(region_halves_->data(), ids, m_.memory_halves, type));
     return out;
   }
 
-  EncodedCaptions captions(const std::vector<std::int64_t>& ids, bool memory_halves) const override {
+  EncodedCaptions captions(const std::vector<std::int64_t>& ids, bool memory_halves, bool as_stored) const override {
     check_item_ids(ids, m_.captions, "caption");
+    const auto type = as_stored ? scalar_type(m_.store) : torch::kFloat32;
     EncodedCaptions out;
     out.lengths = torch::empty({std::int64_t(ids.size())}, torch::kInt64);
     std::int64_t longest = 1;
@@ -140,10 +142,10 @@ class MappedStore final : public ItemStore {
       out.lengths[std::int64_t(i)] = length;
       longest = std::max(longest, length);
     }
-    out.words = gather_captions(words_.data(), ids, longest, m_.embed_size);
+    out.words = gather_captions(words_.data(), ids, longest, m_.embed_size, type);
     if (memory_halves && keeps_memory_halves())
       std::tie(out.text_halves, out.image_halves) =
-          model_->split_memory_halves(gather_captions(word_halves_->data(), ids, longest, m_.memory_halves));
+          model_->split_memory_halves(gather_captions(word_halves_->data(), ids, longest, m_.memory_halves, type));
     return out;
   }
 
@@ -155,11 +157,13 @@ class MappedStore final : public ItemStore {
     return torch::from_blob(const_cast<char*>(file) + bytes, {rows, width}, torch::dtype(scalar_type(m_.store)));
   }
 
-  // Rows of `width` values per region of the images `ids`, as float32: widened straight from the
-  // mapped file, the items split over threads (one pass over the bytes; a re-rank's hundred
-  // candidates with memory halves are 22 MB at d = 1024).
-  torch::Tensor gather_images(const char* file, const std::vector<std::int64_t>& ids, std::int64_t width) const {
-    auto out = torch::empty({std::int64_t(ids.size()), m_.regions, width}, torch::kFloat32);
+  // Rows of `width` values per region of the images `ids`, as `type`: copied (widened where the
+  // store is float16 and `type` is not) straight from the mapped file, the items split over
+  // threads (one pass over the bytes; a re-rank's hundred candidates with memory halves are 22 MB
+  // at d = 1024 in float16).
+  torch::Tensor gather_images(const char* file, const std::vector<std::int64_t>& ids, std::int64_t width,
+                              torch::ScalarType type) const {
+    auto out = torch::empty({std::int64_t(ids.size()), m_.regions, width}, type);
     at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i)
         out[i].copy_(stored_rows(file, ids[std::size_t(i)] * m_.regions, m_.regions, width));
@@ -167,10 +171,10 @@ class MappedStore final : public ItemStore {
     return out;
   }
 
-  // Rows of `width` values per word of the captions `ids`, zero-padded to `longest`, as float32.
+  // Rows of `width` values per word of the captions `ids`, zero-padded to `longest`, as `type`.
   torch::Tensor gather_captions(const char* file, const std::vector<std::int64_t>& ids, std::int64_t longest,
-                                std::int64_t width) const {
-    auto out = torch::zeros({std::int64_t(ids.size()), longest, width}, torch::kFloat32);
+                                std::int64_t width, torch::ScalarType type) const {
+    auto out = torch::zeros({std::int64_t(ids.size()), longest, width}, type);
     at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin_item, std::int64_t end_item) {
       for (std::int64_t i = begin_item; i < end_item; ++i) {
         const auto begin = offsets_[std::size_t(ids[std::size_t(i)])], end = offsets_[std::size_t(ids[std::size_t(i)]) + 1];
@@ -358,7 +362,7 @@ EncodedQuery GalleryIndex::image_query(std::int64_t image) const {
                 " images");
   EncodedQuery query;
   const auto device = impl_->model.net->parameters().front().device();
-  query.image = impl_->store->images({image}, false);
+  query.image = impl_->store->images({image}, false, false);
   query.image.regions = query.image.regions.to(device);
   if (impl_->image_globals) query.global = image_globals()[image].clone();
   return query;

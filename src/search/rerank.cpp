@@ -116,6 +116,8 @@ std::vector<std::vector<Hit>> ImramRefiner::refine(const std::vector<EncodedQuer
   std::vector<std::vector<double>> scores(queries.size());
   EnginePath ran = options.path;
   const bool halves = (steps_ == 0 || steps_ > 1) && model.memory_halves_width() > 0;
+  // On the CPU the engine reads a float16 store's items as they are, without a widened copy.
+  const bool as_stored = device.is_cpu();
   const auto to_device = [&](torch::Tensor& t) {
     if (t.defined()) t = t.to(device);
   };
@@ -125,12 +127,12 @@ std::vector<std::vector<Hit>> ImramRefiner::refine(const std::vector<EncodedQuer
     PairScores pairs;
     torch::Tensor total;  // (queries, part)
     if (side_ == GallerySide::Images) {
-      auto images = store_->images(part, halves);
+      auto images = store_->images(part, halves, as_stored);
       for (auto* t : {&images.regions, &images.region_mask, &images.text_halves, &images.image_halves}) to_device(*t);
       pairs = score_pairs(model, images, together.caption, options);
       total = pairs.total.t();
     } else {
-      auto captions = store_->captions(part, halves);
+      auto captions = store_->captions(part, halves, as_stored);
       for (auto* t : {&captions.words, &captions.text_halves, &captions.image_halves}) to_device(*t);
       pairs = score_pairs(model, together.image, captions, options);
       total = pairs.total;

@@ -240,3 +240,71 @@ TEST(EngineOracle, TrainingGradientsAgreeWithTheOracle) {
 }
 
 }  // namespace
+
+namespace {
+
+// Items and their memory halves as a float16 store keeps them and hands them to the engine (the
+// halves joined, rounded, split again), and the same values widened to float32.
+template <typename Items>
+std::pair<Items, Items> as_float16_store(const imram::ImramModel& model, Items items) {
+  model->attach_memory_halves(items);
+  Items stored = items, widened = items;
+  const auto fragments = [](Items& i) -> torch::Tensor& {
+    if constexpr (std::is_same_v<Items, imram::EncodedImages>) return i.regions;
+    else return i.words;
+  };
+  fragments(stored) = fragments(items).to(torch::kHalf);
+  fragments(widened) = fragments(stored).to(torch::kFloat32);
+  if (model->memory_halves_width() == 0) return {stored, widened};  // K = 1
+  const auto joined = model->joined_memory_halves(items.text_halves, items.image_halves).to(torch::kHalf);
+  std::tie(stored.text_halves, stored.image_halves) = model->split_memory_halves(joined);
+  std::tie(widened.text_halves, widened.image_halves) = model->split_memory_halves(joined.to(torch::kFloat32));
+  return {stored, widened};
+}
+
+}  // namespace
+
+// One query against float16 items, as search re-ranks a float16 store's shortlist: the fragment
+// kernels read them as they are and give the bits of their float32 widening, within 1e-5 of the
+// tensor path given the same items (their halves rounded as the store keeps them); the embedding
+// (44) exercises the kernels' sixteen-lane blocks and their tails.
+TEST(EngineOracle, Float16ItemsScoreAsTheirWidenedCopies) {
+  torch::NoGradGuard no_grad;
+  std::uint64_t seed = 700;
+  for (auto mode : {ImramMode::Text, ImramMode::Image, ImramMode::Full})
+    for (int steps : {1, 3}) {
+      torch::manual_seed(seed++);
+      auto config = small_config({mode, steps, RawFeatureNorm::ClippedL2Norm, true});
+      config.embed_size = 44;
+      imram::ImramModel model(config);
+      const auto images = model->encode_images(torch::rand({6, 7, 10}));
+      const auto captions = model->encode_captions(torch::randint(4, 40, {5, 9}, torch::kInt64),
+                                                   torch::tensor({9, 3, 6, 1, 8}, torch::kInt64));
+      const auto [stored_images, widened_images] = as_float16_store(model, images);
+      const auto [stored_captions, widened_captions] = as_float16_store(model, captions);
+      imram::ScoreOptions fused, tensor;
+      fused.path = imram::EnginePath::FusedCpu;
+      tensor.path = imram::EnginePath::Tensor;
+      const auto check = [&](const auto& stored_scores, const auto& widened_scores, const auto& tensor_scores,
+                             const std::string& what) {
+        EXPECT_TRUE(stored_scores.equal(widened_scores)) << imram::to_string(mode) << " K=" << steps << " " << what;
+        EXPECT_LE((stored_scores - tensor_scores).abs().max().template item<double>(), 1e-5)
+            << imram::to_string(mode) << " K=" << steps << " " << what;
+      };
+      for (std::int64_t j = 0; j < 5; ++j) {  // each caption against the images
+        const imram::EncodedCaptions one{captions.words.narrow(0, j, 1), captions.lengths.narrow(0, j, 1), {}, {}};
+        check(imram::score_pairs(*model, stored_images, one, fused).total,
+              imram::score_pairs(*model, widened_images, one, fused).total,
+              imram::score_pairs(*model, widened_images, one, tensor).total, "caption " + std::to_string(j));
+      }
+      const imram::EncodedImages one_image{images.regions.narrow(0, 2, 1), {}, {}, {}};
+      check(imram::score_pairs(*model, one_image, stored_captions, fused).total,
+            imram::score_pairs(*model, one_image, widened_captions, fused).total,
+            imram::score_pairs(*model, one_image, widened_captions, tensor).total, "image query");
+      // Elsewhere the engine widens them first.
+      EXPECT_TRUE(imram::score_pairs(*model, stored_images, stored_captions, tensor)
+                      .total.equal(imram::score_pairs(*model, widened_images, widened_captions, tensor).total));
+      EXPECT_TRUE(imram::score_pairs(*model, stored_images, stored_captions, fused)
+                      .total.equal(imram::score_pairs(*model, widened_images, widened_captions, fused).total));
+    }
+}

@@ -78,28 +78,32 @@ torch::Tensor exhaustive_scores(imram::Model model, const imram::PrecompSplit& s
   return imram::score_pairs(*model.net, images, captions).total.to(torch::kFloat64);
 }
 
+// Also for a float16 store with memory halves, whose items the engine reads as stored.
 TEST(Index, ShortlistCoveringTheGalleryEqualsExhaustiveSearch) {
   World world;
-  const auto index = imram::GalleryIndex::open(world.build("index"));
-  ASSERT_TRUE(index->has_shortlist());
-  EXPECT_EQ(index->faiss_factory(), "Flat");
-  const auto exhaustive = index->searcher(imram::GallerySide::Images, 0);
-  const auto two_stage = index->searcher(imram::GallerySide::Images, 1000);  // more than the 12 images
-  for (const std::string text : {"a red circle left of a blue square", "small green star"}) {
-    const auto query = index->text_query(text);
-    const auto a = exhaustive->search(query, 12, nullptr), b = two_stage->search(query, 12, nullptr);
-    ASSERT_EQ(a.size(), 12u);
-    ASSERT_EQ(b.size(), 12u);
-    for (std::size_t r = 0; r < a.size(); ++r) {
-      EXPECT_EQ(a[r].index, b[r].index);
-      EXPECT_DOUBLE_EQ(a[r].score, b[r].score);
-      EXPECT_TRUE(b[r].stage1.has_value());
+  for (const bool float16 : {false, true}) {
+    const auto index = imram::GalleryIndex::open(float16 ? world.build("index16", "float16", "test", "", true)
+                                                         : world.build("index"));
+    ASSERT_TRUE(index->has_shortlist());
+    EXPECT_EQ(index->faiss_factory(), "Flat");
+    const auto exhaustive = index->searcher(imram::GallerySide::Images, 0);
+    const auto two_stage = index->searcher(imram::GallerySide::Images, 1000);  // more than the 12 images
+    for (const std::string text : {"a red circle left of a blue square", "small green star"}) {
+      const auto query = index->text_query(text);
+      const auto a = exhaustive->search(query, 12, nullptr), b = two_stage->search(query, 12, nullptr);
+      ASSERT_EQ(a.size(), 12u);
+      ASSERT_EQ(b.size(), 12u);
+      for (std::size_t r = 0; r < a.size(); ++r) {
+        EXPECT_EQ(a[r].index, b[r].index);
+        EXPECT_DOUBLE_EQ(a[r].score, b[r].score);
+        EXPECT_TRUE(b[r].stage1.has_value());
+      }
     }
+    const auto by_image = index->searcher(imram::GallerySide::Captions, 1000)->search(index->image_query(3), 60, nullptr);
+    const auto by_image_all = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(3), 60, nullptr);
+    ASSERT_EQ(by_image.size(), 60u);
+    for (std::size_t r = 0; r < by_image.size(); ++r) EXPECT_EQ(by_image[r].index, by_image_all[r].index);
   }
-  const auto by_image = index->searcher(imram::GallerySide::Captions, 1000)->search(index->image_query(3), 60, nullptr);
-  const auto by_image_all = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(3), 60, nullptr);
-  ASSERT_EQ(by_image.size(), 60u);
-  for (std::size_t r = 0; r < by_image.size(); ++r) EXPECT_EQ(by_image[r].index, by_image_all[r].index);
 }
 
 // An item's refined score depends on the set of candidates, not on the order a shortlist

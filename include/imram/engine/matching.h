@@ -44,6 +44,9 @@ struct MatchingTrace {
 // the query rows are fewer than the context fragments, as for one caption against images.
 bool projects_attended_context(std::int64_t query_rows, std::int64_t context_fragments, int steps);
 
+// float16 items (a store's, as stored) as float32; anything else as it is.
+torch::Tensor widened(const torch::Tensor& items);
+
 // The query side of a direction, prepared once and shared by every context item it meets.
 struct MatchingQueries {
   // `cached_halves`: memory.query_half(query) when the caller has it (a store's memory halves).
@@ -59,7 +62,9 @@ struct MatchingQueries {
 };
 
 // One direction: query items (A, n_q, d) with query_mask (A, n_q) float 0/1 attend over context
-// items (B, n_c, d) with context_padding (B, n_c) bool (or undefined). Returns the K step
+// items (B, n_c, d) with context_padding (B, n_c) bool (or undefined). The items and the halves
+// may be float16 (as a store keeps them): the fused path reads few query rows' context as it is,
+// everything else is widened first. Returns the K step
 // similarities (K, A, B); fills `trace` when given. `path` is resolved here; `context_halves` may
 // bring memory.context_half(context) and `query_halves` memory.query_half(query) when the caller
 // has them (reused across blocks, or read from a store).

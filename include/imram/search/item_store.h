@@ -18,11 +18,15 @@ class ItemStore {
   virtual std::int64_t num_captions() const = 0;
   virtual std::int64_t regions_per_image() const = 0;
   virtual std::int64_t caption_length(std::int64_t id) const = 0;  // words of caption `id`
-  // Encoded items as float32 on the CPU, in the order of `ids` (each checked to be in range).
-  // Captions come padded to the longest one asked for. `memory_halves`: with the items' memory
-  // halves (model/imram.h) where the store keeps them; without, the engine computes them.
-  virtual EncodedImages images(const std::vector<std::int64_t>& ids, bool memory_halves = false) const = 0;
-  virtual EncodedCaptions captions(const std::vector<std::int64_t>& ids, bool memory_halves = false) const = 0;
+  // Encoded items on the CPU, in the order of `ids` (each checked to be in range), as float32,
+  // or with `as_stored` in the store's own type (float16 or float32), which the engine's fused
+  // path reads without widening (engine/matching.h). Captions come padded to the longest one
+  // asked for. `memory_halves`: with the items' memory halves (model/imram.h) where the store
+  // keeps them; without, the engine computes them.
+  virtual EncodedImages images(const std::vector<std::int64_t>& ids, bool memory_halves = false,
+                               bool as_stored = false) const = 0;
+  virtual EncodedCaptions captions(const std::vector<std::int64_t>& ids, bool memory_halves = false,
+                                   bool as_stored = false) const = 0;
   // Whether the store keeps memory halves: a search that asks for them reads them, not computes.
   virtual bool keeps_memory_halves() const = 0;
 };

@@ -1,0 +1,29 @@
+#pragma once
+// The small per-item products of the engine's few-query-rows route (engine/matching.h: one query
+// against a shortlist), with each item's fragments read as stored, float32 or float16. Per item
+// they are slivers of a GEMM (a 14-word caption against 36 regions); BLAS packs both operands
+// for each of them and ran them at a third of the machine's rate, and a float16 store had to be
+// widened first, which wrote and read the candidates twice over (docs/engine.md).
+//
+// Every output is summed in one fixed order whatever the blocking, the thread split or the
+// instruction set (engine/simd.h), so an item's products do not depend on the other items of
+// the call.
+#include <torch/types.h>
+
+namespace imram {
+
+// out[b] = lhs[b] rhs[b]^T: lhs (B, m, d) or (1, m, d) for one lhs against every item, rhs
+// (B, n, d); each float32 or float16 with its last dimension contiguous. out: (B, m, n) float32,
+// rows contiguous.
+void fragment_dots(const torch::Tensor& lhs, const torch::Tensor& rhs, torch::Tensor& out);
+
+// out[b] = fragments[b] fragments[b]^T, each pair's dot product computed once: (B, n, n).
+void fragment_grams(const torch::Tensor& fragments, torch::Tensor& out);
+
+// out[b] = weights[b] values[b] (+ out[b] when accumulating): weights (B, m, n) float32, values
+// (B, n, w) float32 or float16 with its last dimension contiguous, out (B, m, w) float32 with
+// rows contiguous.
+void weighted_fragments(const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor& out,
+                        bool accumulate);
+
+}  // namespace imram

@@ -1,0 +1,104 @@
+#pragma once
+// What the engine's hand-written kernels (fused_gate.cpp, fragment_products.cpp) share: sixteen
+// floats as one value, and the choice of the instruction set they are compiled for.
+//
+// Each kernel is one inline body compiled three times on x86-64 (AVX-512F, AVX2, SSE2) and the
+// best the CPU has runs, unless IMRAM_SIMD names a narrower one (so that one machine can test
+// what another runs). The files of these kernels are compiled with -ffp-contract=off (GCC would
+// otherwise fuse multiplies and adds into FMAs where the target has them, AVX-512 here), so
+// every lane does the same IEEE operations and every instruction set computes the same bits.
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define IMRAM_X86_DISPATCH 1
+#endif
+
+#define IMRAM_INLINE inline __attribute__((always_inline))
+
+// Floats16 passes by value only between inlined helpers, so the ABI note about AVX-512 vector
+// arguments does not concern any call that exists in the binary.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace imram::simd {
+
+// Sixteen floats in one value: GCC's vector extension, lowered to one AVX-512 register, two AVX2
+// registers or four SSE registers by the instruction set of the function it is inlined into.
+typedef float Floats16 __attribute__((vector_size(64)));
+typedef std::int32_t Ints16 __attribute__((vector_size(64)));
+typedef std::uint16_t Halves16 __attribute__((vector_size(32)));
+
+IMRAM_INLINE Floats16 load16(const float* p) {
+  Floats16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+IMRAM_INLINE void store16(float* p, Floats16 v) { std::memcpy(p, &v, sizeof v); }
+
+// IEEE half to float, exactly, without arithmetic on subnormal floats (x86 takes a microcode
+// assist for each vector that holds one): normal halves by moving their bits and rebasing the
+// exponent, subnormal ones as their integer mantissa times 2^-24 (a normal float product, exact),
+// infinities and NaNs with the float's all-ones exponent.
+IMRAM_INLINE float half_to_float(std::uint16_t h) {
+  const std::uint32_t magnitude = h & 0x7fffu, sign = std::uint32_t(h & 0x8000u) << 16;
+  const std::uint32_t exponent = magnitude >> 10;
+  std::uint32_t bits;
+  if (exponent == 0) {
+    const float subnormal = float(magnitude) * 0x1p-24f;
+    std::memcpy(&bits, &subnormal, sizeof bits);
+  } else {
+    bits = exponent == 31 ? ((magnitude << 13) | 0x7f800000u) : ((magnitude << 13) + (112u << 23));
+  }
+  bits |= sign;
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+IMRAM_INLINE Floats16 load16(const std::uint16_t* p) {
+  Halves16 h;
+  std::memcpy(&h, p, sizeof h);
+  const Ints16 wide = __builtin_convertvector(h, Ints16);
+  const Ints16 magnitude = wide & 0x7fff, sign = (wide & 0x8000) << 16, exponent = magnitude >> 10;
+  const Floats16 subnormal = __builtin_convertvector(magnitude, Floats16) * 0x1p-24f;
+  Ints16 subnormal_bits;
+  std::memcpy(&subnormal_bits, &subnormal, sizeof subnormal_bits);
+  Ints16 bits = exponent == 31 ? ((magnitude << 13) | 0x7f800000) : ((magnitude << 13) + (112 << 23));
+  bits = exponent == 0 ? subnormal_bits : bits;
+  bits |= sign;
+  Floats16 value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+#ifdef IMRAM_X86_DISPATCH
+// AVX-512F's own conversion (vcvtph2ps): the same values in one instruction. Not forced inline:
+// GCC refuses that through the plain inline templates between it and the AVX-512 kernel, and
+// inlines it once they are inlined into the kernel.
+__attribute__((target("avx512f"))) inline Floats16 load16_avx512(const std::uint16_t* p) {
+  __m256i h;
+  std::memcpy(&h, p, sizeof h);
+  const __m512 wide = _mm512_cvtph_ps(h);
+  Floats16 value;
+  std::memcpy(&value, &wide, sizeof value);
+  return value;
+}
+#endif
+
+IMRAM_INLINE float load1(const float* p) { return *p; }
+IMRAM_INLINE float load1(const std::uint16_t* p) { return half_to_float(*p); }
+
+enum class InstructionSet { Avx512f, Avx2, Sse2, Generic };
+
+// The instruction set the kernels run with (read once; an IMRAM_SIMD the CPU lacks, or an
+// unknown one, is an error).
+InstructionSet instruction_set();
+std::string to_string(InstructionSet set);
+
+}  // namespace imram::simd
