@@ -128,33 +128,6 @@ struct WeightedItem {
   }
 };
 
-#ifdef IMRAM_X86_DISPATCH
-template <typename Item>
-__attribute__((target("avx512f"))) void run_avx512(const Item& item) {
-  item.template run<true>();
-}
-template <typename Item>
-__attribute__((target("avx2"))) void run_avx2(const Item& item) {
-  item.template run<false>();
-}
-#endif
-
-template <typename Item>
-void run_plain(const Item& item) {
-  item.template run<false>();
-}
-
-template <typename Item>
-void run_item(const Item& item) {
-  switch (simd::instruction_set()) {
-#ifdef IMRAM_X86_DISPATCH
-    case simd::InstructionSet::Avx512f: return run_avx512(item);
-    case simd::InstructionSet::Avx2: return run_avx2(item);
-#endif
-    default: return run_plain(item);
-  }
-}
-
 // A float32 or float16 tensor's elements as the kernels read them.
 template <typename T>
 const T* elements(const torch::Tensor& t) {
@@ -190,7 +163,7 @@ void dots(const torch::Tensor& lhs, const torch::Tensor& rhs, torch::Tensor& out
                                rhs.stride(1), int(rhs.size(1)), rhs.size(2), out_data + b * out.stride(0),
                                out.stride(1)};
       if (!symmetric) {
-        run_item(item);
+        simd::run(item);
         continue;
       }
       // A Gram matrix: the rows below the diagonal by blocks of rows, then mirrored (the same
@@ -201,7 +174,7 @@ void dots(const torch::Tensor& lhs, const torch::Tensor& rhs, torch::Tensor& out
         rows.m = std::min(4, item.n - i0);
         rows.n = std::min(item.n, i0 + rows.m);
         rows.out = item.out + i0 * item.out_lead;
-        run_item(rows);
+        simd::run(rows);
       }
       for (int i = 0; i < item.n; ++i)
         for (int j = i + 1; j < item.n; ++j) item.out[i * item.out_lead + j] = item.out[j * item.out_lead + i];
@@ -216,7 +189,7 @@ void weighted(const torch::Tensor& weights, const torch::Tensor& values, torch::
   float* out_data = out.data_ptr<float>();
   at::parallel_for(0, weights.size(0), 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t b = begin; b < end; ++b)
-      run_item(WeightedItem<V>{weight_data + b * weights.stride(0), weights.stride(1), int(weights.size(1)),
+      simd::run(WeightedItem<V>{weight_data + b * weights.stride(0), weights.stride(1), int(weights.size(1)),
                                int(weights.size(2)), value_data + b * values.stride(0), values.stride(1),
                                values.size(2), out_data + b * out.stride(0), out.stride(1), accumulate});
   });

@@ -97,21 +97,14 @@ IMRAM_INLINE void gated_update_rows(const GateRows& a) {
   }
 }
 
-#ifdef IMRAM_X86_DISPATCH
-__attribute__((target("avx512f"))) void gated_update_avx512(const GateRows& a) { gated_update_rows(a); }
-__attribute__((target("avx2"))) void gated_update_avx2(const GateRows& a) { gated_update_rows(a); }
-#endif
-void gated_update_plain(const GateRows& a) { gated_update_rows(a); }
-
-void run_gated_update(const GateRows& a) {
-  switch (simd::instruction_set()) {
-#ifdef IMRAM_X86_DISPATCH
-    case simd::InstructionSet::Avx512f: return gated_update_avx512(a);
-    case simd::InstructionSet::Avx2: return gated_update_avx2(a);
-#endif
-    default: return gated_update_plain(a);
+// The pass as simd::run wants it (it has no AVX-512-only instruction).
+struct GateKernel {
+  const GateRows& rows;
+  template <bool Avx512>
+  IMRAM_INLINE void run() const {
+    gated_update_rows(rows);
   }
-}
+};
 
 }  // namespace
 
@@ -125,7 +118,7 @@ void fused_gated_update(const torch::Tensor& preactivation, const torch::Tensor&
                       preactivation.numel() / preactivation.size(-1),
                       previous.size(-1),
                       normalize};
-  run_gated_update(rows);
+  simd::run(GateKernel{rows});
 }
 
 std::string fused_gate_instruction_set() { return simd::to_string(simd::instruction_set()); }

@@ -13,9 +13,6 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #include <immintrin.h>
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define IMRAM_X86_DISPATCH 1
 #endif
 
@@ -102,5 +99,34 @@ enum class InstructionSet { Avx512f, Avx2, Sse2, Generic };
 // unknown one, is an error).
 InstructionSet instruction_set();
 std::string to_string(InstructionSet set);
+
+// Runs `kernel.run<Avx512>()` compiled for the instruction set chosen above: a kernel is a struct
+// whose IMRAM_INLINE member template `run<bool Avx512>()` holds the body, and `Avx512` tells it
+// that AVX-512-only instructions (load16_avx512) may be used.
+#ifdef IMRAM_X86_DISPATCH
+template <typename Kernel>
+__attribute__((target("avx512f"))) void run_avx512(const Kernel& kernel) {
+  kernel.template run<true>();
+}
+template <typename Kernel>
+__attribute__((target("avx2"))) void run_avx2(const Kernel& kernel) {
+  kernel.template run<false>();
+}
+#endif
+template <typename Kernel>
+void run_plain(const Kernel& kernel) {
+  kernel.template run<false>();
+}
+
+template <typename Kernel>
+void run(const Kernel& kernel) {
+  switch (instruction_set()) {
+#ifdef IMRAM_X86_DISPATCH
+    case InstructionSet::Avx512f: return run_avx512(kernel);
+    case InstructionSet::Avx2: return run_avx2(kernel);
+#endif
+    default: return run_plain(kernel);
+  }
+}
 
 }  // namespace imram::simd

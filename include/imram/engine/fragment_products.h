@@ -2,7 +2,7 @@
 // The small per-item products of the engine's few-query-rows route (engine/matching.h: one query
 // against a shortlist), with each item's fragments read as stored, float32 or float16. Per item
 // they are slivers of a GEMM (a 14-word caption against 36 regions); BLAS packs both operands
-// for each of them and ran them at a third of the machine's rate, and a float16 store had to be
+// for each of them and ran them at a quarter to a third of the machine's rate, and a float16 store had to be
 // widened first, which wrote and read the candidates twice over (docs/engine.md).
 //
 // Every output is summed in one fixed order whatever the blocking, the thread split or the
