@@ -56,7 +56,6 @@ MatchingQueries::MatchingQueries(const torch::Tensor& query_in, const torch::Ten
   if (config.iteration_steps > 1) {
     halves = cached_halves.defined() ? widened(cached_halves).reshape({-1, 2 * query.size(2)}).contiguous()
                                      : memory.query_half(query.view({-1, query.size(2)})).contiguous();
-    weight_t = memory.query_weight().t();
     bias = memory.query_bias().contiguous();
   }
 }
@@ -145,7 +144,7 @@ enum class Products { Tensor, ItemwiseBlas, FragmentKernels };
 // the gate is one pass (engine/fused_gate.h) instead of LibTorch's separate ops.
 torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& context,
                           const torch::Tensor& context_padding, const torch::Tensor& context_halves,
-                          const torch::Tensor& context_weight_t, const MemoryDistillation& memory,
+                          bool project_attended, const MemoryDistillation& memory,
                           const ModelConfig& config, Products products, MatchingTrace* trace) {
   const auto A = queries.query.size(0), nq = queries.query.size(1), d = queries.query.size(2);
   const auto B = context.size(0), nc = context.size(1);
@@ -181,9 +180,8 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
   // layout and the result needed a transposed copy (step 1 of one query against 5,000 candidates
   // at d = 128 went from 50-60 to 18-19 ms, alternating runs; docs/search.md).
   const auto raw_original = against_context(query_rows.unsqueeze(0)).view({B, A, nq, nc});
-  // Projecting the attended context (fused path, `context_weight_t` given) needs each pair's
-  // attended vectors anyway, and their norms come from them; otherwise from the Gram matrices.
-  const bool project_attended = context_weight_t.defined();
+  // Projecting the attended context (fused path only) needs each pair's attended vectors anyway,
+  // and their norms come from them; otherwise from the Gram matrices.
   torch::Tensor gram;  // (B, n_c, n_c)
   if (!project_attended) {
     if (kernels) {
@@ -219,8 +217,13 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
       // iterative_matching, which is parallel already).
       const auto attended_rows = project_attended ? attended.view({B * A * nq, d}) : torch::Tensor();
       if (k == 1) {
-        preactivation = project_attended ? torch::mm(attended_rows, context_weight_t).view({B, A * nq, 2 * d})
-                                         : weighted(alpha_rows, context_halves, {}, false);
+        preactivation = rows_of(2 * d);
+        if (project_attended) {
+          auto preactivation_rows = preactivation.view({B * A * nq, 2 * d});
+          memory.products_into(MemoryColumns::Context, attended_rows, preactivation_rows, false);
+        } else {
+          weighted(alpha_rows, context_halves, preactivation, false);
+        }
         current = torch::empty({B, A * nq, d}, query_rows.options());
         at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
           for (std::int64_t b = begin; b < end; ++b) {
@@ -230,9 +233,9 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
         });
       } else {
         auto preactivation_rows = preactivation.view({B * A * nq, 2 * d});
-        torch::mm_out(preactivation_rows, current.view({B * A * nq, d}), queries.weight_t);
+        memory.products_into(MemoryColumns::Query, current.view({B * A * nq, d}), preactivation_rows, false);
         if (project_attended)
-          preactivation_rows.addmm_(attended_rows, context_weight_t);
+          memory.products_into(MemoryColumns::Context, attended_rows, preactivation_rows, true);
         else
           weighted(alpha_rows, context_halves, preactivation, true);
         at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -275,14 +278,13 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
   const bool project_attended = resolved == EnginePath::FusedCpu && memory_steps && !context_halves.defined() &&
                                 projects_attended_context(query.size(0) * query.size(1), context.size(1),
                                                           config.iteration_steps);
-  const auto context_weight_t = project_attended ? memory.context_weight().t() : torch::Tensor();
   if (memory_steps && !context_halves.defined() && !project_attended)
     context_halves = memory.context_half(widened(context)).contiguous();
   if (resolved == EnginePath::Tensor)
-    return match_block(queries, context, context_padding, context_halves, {}, memory, config, Products::Tensor, trace);
+    return match_block(queries, context, context_padding, context_halves, false, memory, config, Products::Tensor, trace);
   if (trace) throw Error("the fused_cpu engine path keeps no trace: explain with the tensor path");
   if (few_rows)
-    return match_block(queries, context, context_padding, context_halves, context_weight_t, memory, config,
+    return match_block(queries, context, context_padding, context_halves, project_attended, memory, config,
                        Products::FragmentKernels, nullptr);
 
   // Otherwise one context item per thread at a time: its (query rows x 2d) gate pre-activations
@@ -294,7 +296,7 @@ torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor
       const auto item_padding = context_padding.defined() ? context_padding.narrow(0, b, 1) : torch::Tensor();
       const auto item_halves = context_halves.defined() ? context_halves.narrow(0, b, 1) : torch::Tensor();
       steps.narrow(2, b, 1).copy_(match_block(queries, context.narrow(0, b, 1), item_padding, item_halves,
-                                              context_weight_t, memory, config, Products::ItemwiseBlas, nullptr));
+                                              project_attended, memory, config, Products::ItemwiseBlas, nullptr));
     }
   });
   return steps;

@@ -57,7 +57,6 @@ struct MatchingQueries {
   torch::Tensor squared_norms;  // (A, n_q): |q0|^2
   torch::Tensor valid;          // (A): real fragments per item
   torch::Tensor halves;         // (A n_q, 2d): memory.query_half(q0), when K > 1
-  torch::Tensor weight_t;       // (d, 2d): memory.query_weight()^T, when K > 1
   torch::Tensor bias;           // (2d): memory.query_bias(), when K > 1
 };
 

@@ -12,18 +12,25 @@
 
 namespace imram {
 
+// Which columns of W_o and W_g a product takes: those acting on the query or on the context.
+enum class MemoryColumns { Query, Context };
+
 struct MemoryDistillation {
   torch::nn::Linear linear{nullptr};  // W_o, b_o: the authors' linear_t2i / linear_i2t
   torch::nn::Linear gate{nullptr};    // W_g, b_g: the authors' gate_t2i / gate_i2t
 
   // [W_o,q q + b_o ; W_g,q q + b_g]: (..., d) -> (..., 2d)
   torch::Tensor query_half(const torch::Tensor& query) const;
-  // query_half(q) = q query_weight()^T + query_bias(): [W_o,q ; W_g,q] (2d, d), [b_o ; b_g] (2d).
-  torch::Tensor query_weight() const;
+  // [b_o ; b_g] (2d): the bias of the query half.
   torch::Tensor query_bias() const;
-  // [W_o,c c ; W_g,c c]: (..., d) -> (..., 2d), no bias; context_half(c) = c context_weight()^T.
+  // [W_o,c c ; W_g,c c]: (..., d) -> (..., 2d), no bias.
   torch::Tensor context_half(const torch::Tensor& context) const;
-  torch::Tensor context_weight() const;
+  // Without gradients: out (rows, 2d) = [rows W_o,x^T | rows W_g,x^T] for x the query or the
+  // context columns, or out += that when accumulating, both halves written in place from views
+  // of the weights (out may be a view with rows 2d apart). Stacking the two layers' columns into
+  // one (2d, d) matrix first would copy 8 MB at d = 1024 per call: more than a re-rank query's
+  // own product with them.
+  void products_into(MemoryColumns columns, const torch::Tensor& rows, torch::Tensor& out, bool accumulate) const;
   // g from the summed pre-activations [o_pre ; g_pre] (..., 2d): (..., d).
   torch::Tensor gate_values(const torch::Tensor& preactivation) const;
   // q' from q and the summed pre-activations [o_pre ; g_pre] (..., 2d):

@@ -1,0 +1,58 @@
+// The memory unit's split products (model/memory.h) against the unit as the authors write it:
+// one linear layer over the concatenation [q; c].
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "imram/model/memory.h"
+
+namespace {
+
+imram::MemoryDistillation random_memory(std::int64_t d) {
+  return {torch::nn::Linear(2 * d, d), torch::nn::Linear(2 * d, d)};
+}
+
+// [W_o [q; c] + b_o ; W_g [q; c] + b_g] in double precision: the whole layers on the concatenation.
+torch::Tensor whole_layers(const imram::MemoryDistillation& memory, const torch::Tensor& query, const torch::Tensor& context) {
+  const auto joined = torch::cat({query, context}, -1).to(torch::kFloat64);
+  std::vector<torch::Tensor> halves;
+  for (const auto* layer : {&memory.linear, &memory.gate})
+    halves.push_back(torch::nn::functional::linear(joined, (*layer)->weight.to(torch::kFloat64), (*layer)->bias.to(torch::kFloat64)));
+  return torch::cat(halves, -1);
+}
+
+double max_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+TEST(MemoryDistillation, HalvesAddUpToTheLayersOnTheConcatenation) {
+  torch::manual_seed(5);
+  const std::int64_t d = 37, rows = 11;
+  auto memory = random_memory(d);
+  const auto query = torch::randn({rows, d}), context = torch::randn({rows, d});
+  const auto want = whole_layers(memory, query, context);
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_LE(max_difference(memory.query_half(query) + memory.context_half(context), want), 1e-5);
+    // Into rows 3d apart (a wider tensor's part), the context's products accumulated on the query's.
+    auto wide = torch::full({rows, 3 * d}, 7.0f);
+    auto out = wide.narrow(1, d, 2 * d);
+    memory.products_into(imram::MemoryColumns::Query, query, out, false);
+    memory.products_into(imram::MemoryColumns::Context, context, out, true);
+    out.add_(memory.query_bias());
+    EXPECT_LE(max_difference(out, want), 1e-5);
+    EXPECT_TRUE(wide.narrow(1, 0, d).eq(7.0f).all().item<bool>()) << "wrote outside its rows";
+    // Leading dimensions are kept.
+    EXPECT_EQ(memory.query_half(query.view({1, rows, d})).sizes(), (std::vector<std::int64_t>{1, rows, 2 * d}));
+  }
+  // With gradients: the same values, and the gradients of the whole layers.
+  const auto split = memory.query_half(query) + memory.context_half(context);
+  EXPECT_LE(max_difference(split, want), 1e-5);
+  split.pow(2).sum().backward();
+  const auto split_grads = memory.linear->weight.grad().clone();
+  memory.linear->weight.mutable_grad().zero_();
+  const auto joined = torch::cat({query, context}, -1);
+  torch::cat({memory.linear(joined), memory.gate(joined)}, -1).pow(2).sum().backward();
+  EXPECT_LE(max_difference(split_grads, memory.linear->weight.grad()), 1e-3);
+}
+
+}  // namespace
