@@ -17,6 +17,7 @@
 #include "imram/search/rerank.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/progress.h"
+#include "imram/util/stopwatch.h"
 
 namespace fs = std::filesystem;
 
@@ -25,8 +26,6 @@ namespace imram {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 constexpr std::int64_t kWords = 996;  // plus the four special tokens: the bench's vocabulary
 

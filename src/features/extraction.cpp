@@ -202,7 +202,7 @@ void write_lines(const fs::path& path, const std::vector<std::string>& lines) {
   });
 }
 
-std::string one_line(std::string text) {
+std::string without_line_breaks(std::string text) {
   std::replace(text.begin(), text.end(), '\n', ' ');
   std::replace(text.begin(), text.end(), '\t', ' ');
   return text;
@@ -228,7 +228,7 @@ std::vector<std::string> list_pictures(const std::string& folder_or_list, const 
   for (const auto& path : listed) {
     const auto absolute = fs::absolute(path).lexically_normal().string();
     if (absolute.find('\n') != std::string::npos) {
-      warn(one_line(path) + ": skipped (a file name with a line break cannot be listed in {split}_images.txt)");
+      warn(without_line_breaks(path) + ": skipped (a file name with a line break cannot be listed in {split}_images.txt)");
     } else if (!seen.insert(absolute).second) {
       warn(path + ": listed twice; kept once");
     } else {
@@ -282,7 +282,7 @@ FeatureSummary extract_features(const std::vector<std::string>& pictures, const 
   std::vector<std::string> skipped;
   const auto skip = [&](const std::string& source, const std::string& why) {
     warn("skipped " + why);
-    skipped.push_back(source + "\t" + one_line(why));
+    skipped.push_back(source + "\t" + without_line_breaks(why));
   };
 
   const auto& pre = options.preprocessing;

@@ -191,7 +191,7 @@ Checkpoint convert(const PickleDocument& doc, PickleRef root, const std::map<std
   return checkpoint;
 }
 
-std::string one_line(const std::string& text) {
+std::string first_line(const std::string& text) {
   const auto end = text.find('\n');
   return end == std::string::npos ? text : text.substr(0, end);
 }
@@ -324,7 +324,7 @@ class ZipRecords {
       reader_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(
           std::make_shared<MemoryReadAdapter>(data, size));
     } catch (const c10::Error& e) {
-      throw Error(source + ": not a readable torch.save zip archive: " + one_line(e.what_without_backtrace()));
+      throw Error(source + ": not a readable torch.save zip archive: " + first_line(e.what_without_backtrace()));
     }
   }
   bool has(const std::string& name) {
@@ -345,7 +345,7 @@ class ZipRecords {
 
  private:
   Error damaged(const c10::Error& e) const {
-    return Error(source_ + ": damaged zip archive: " + one_line(e.what_without_backtrace()));
+    return Error(source_ + ": damaged zip archive: " + first_line(e.what_without_backtrace()));
   }
   std::string source_;
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader_;

@@ -16,14 +16,11 @@
 #include "imram/train/loss.h"
 #include "imram/train/trainer.h"
 #include "imram/util/progress.h"
+#include "imram/util/stopwatch.h"
 
 namespace imram {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // Every training item's encoded fragments, computed once: the encoders are frozen, so an epoch
 // needs only the head. float16 halves the memory (Flickr30K at d = 1024: about 6 GB) and the
