@@ -48,11 +48,11 @@ TEST(MemoryDistillation, HalvesAddUpToTheLayersOnTheConcatenation) {
   const auto split = memory.query_half(query) + memory.context_half(context);
   EXPECT_LE(max_difference(split, want), 1e-5);
   split.pow(2).sum().backward();
-  const auto split_grads = memory.linear->weight.grad().clone();
-  memory.linear->weight.mutable_grad().zero_();
+  const auto split_grads = torch::cat({memory.linear->weight.grad(), memory.gate->weight.grad()}).clone();
+  for (auto* layer : {&memory.linear, &memory.gate}) (*layer)->weight.mutable_grad().zero_();
   const auto joined = torch::cat({query, context}, -1);
   torch::cat({memory.linear(joined), memory.gate(joined)}, -1).pow(2).sum().backward();
-  EXPECT_LE(max_difference(split_grads, memory.linear->weight.grad()), 1e-3);
+  EXPECT_LE(max_difference(split_grads, torch::cat({memory.linear->weight.grad(), memory.gate->weight.grad()})), 1e-3);
 }
 
 }  // namespace
