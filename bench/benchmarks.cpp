@@ -62,6 +62,12 @@ EncodedCaptions random_captions(ImramModelImpl& model, const std::vector<std::in
   return model.encode_captions(ids, lengths_tensor);
 }
 
+nlohmann::ordered_json route_calls(const std::vector<std::pair<std::string, std::int64_t>>& routes) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const auto& [route, calls] : routes) out[route] = calls;
+  return out;
+}
+
 }  // namespace
 
 double peak_rss_mb() {
@@ -124,6 +130,7 @@ ScoreBenchResult bench_score(const ScoreBenchOptions& options) {
   score_options.caption_block = options.caption_block;
   score_options.path = parse_engine_path(options.engine_path);
   wait_for(device);
+  const auto routes_before = engine_route_counts();
   const double start = now_seconds();
   const auto scored = score_pairs(*model, images, captions, score_options);
   const auto& scores = scored.total;
@@ -131,6 +138,10 @@ ScoreBenchResult bench_score(const ScoreBenchOptions& options) {
   result.instruction_set = scored.path == EnginePath::FusedCpu ? fused_gate_instruction_set() : "";
   wait_for(device);
   result.seconds = now_seconds() - start;
+  const auto routes_after = engine_route_counts();
+  for (std::size_t r = 0; r < routes_after.size(); ++r)
+    if (routes_after[r].second > routes_before[r].second)
+      result.routes.emplace_back(to_string(routes_after[r].first), routes_after[r].second - routes_before[r].second);
   result.pairs_per_s = double(N * M) / result.seconds;
   double mean_words = 0;
   for (auto l : lengths) mean_words += double(l) / double(M);
@@ -206,7 +217,7 @@ std::string to_json(const ScoreBenchResult& r, const ScoreBenchOptions& o) {
   return nlohmann::ordered_json{
       {"bench", "score"}, {"mode", to_string(o.model.mode)}, {"steps", o.model.iteration_steps},
       {"embed", o.model.embed_size}, {"regions", o.regions}, {"images", o.images},
-      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads}, {"device", r.device}, {"engine_path", r.path}, {"simd", r.instruction_set},
+      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads}, {"device", r.device}, {"engine_path", r.path}, {"routes", route_calls(r.routes)}, {"simd", r.instruction_set},
       {"seconds", r.seconds}, {"pairs_per_s", r.pairs_per_s}, {"gflops", r.gflops},
       {"flops_per_pair", r.flops_per_pair}, {"baseline_pairs_per_s", r.baseline_pairs_per_s},
       {"speedup_vs_baseline", r.speedup}, {"max_abs_diff_vs_baseline", r.max_abs_diff_vs_baseline},

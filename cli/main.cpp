@@ -1,10 +1,16 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <new>
 #include <thread>
 #include <vector>
 
 #include "command.h"
+#include "imram/engine/matching.h"
 #include "imram/error.h"
 #include "imram/runtime/openmp_waiting.h"
 #include "imram/runtime/runtime.h"
@@ -28,6 +34,25 @@ bool register_command(CommandSetup setup) {
 namespace {
 // Library messages (LibTorch's especially) can span lines; the convention is one line.
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
+
+// IMRAM_ENGINE_ROUTES=FILE appends one JSON line per run: the command and how many engine calls
+// took each route (docs/engine.md#routes). One write of one line, so that concurrent runs (the
+// ranks of a world) append whole lines.
+void report_engine_routes(int argc, char** argv) {
+  const char* path = std::getenv("IMRAM_ENGINE_ROUTES");
+  if (!path || !*path) return;
+  nlohmann::ordered_json routes = nlohmann::ordered_json::object();
+  for (const auto& [route, calls] : imram::engine_route_counts())
+    if (calls > 0) routes[imram::to_string(route)] = calls;
+  std::string command;
+  for (int i = 1; i < argc; ++i) command += (i > 1 ? " " : "") + std::string(argv[i]);
+  const auto line = nlohmann::ordered_json{{"command", command}, {"routes", routes}}.dump(-1, ' ', false,
+                                                                                       nlohmann::json::error_handler_t::replace) + "\n";
+  const int fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 || ::write(fd, line.data(), line.size()) != ssize_t(line.size()))
+    std::cerr << "imram: warning: IMRAM_ENGINE_ROUTES: cannot append to " << path << "\n";
+  if (fd >= 0) ::close(fd);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,10 +87,11 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (!invocation.brief) imram::reexec_with_default_openmp_waiting(argv);
+  int status = kExitError;
   try {
     imram::set_thread_count(invocation.globals.threads);
     imram::parse_device(invocation.globals.device);
-    return invocation.run ? invocation.run() : 0;
+    status = invocation.run ? invocation.run() : 0;
   } catch (const imram::Error& e) {
     std::cerr << "imram: error: " << e.what() << "\n";
   } catch (const c10::Error& e) {
@@ -78,5 +104,6 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "imram: error: " << first_line(e.what()) << "\n";
   }
-  return kExitError;
+  report_engine_routes(argc, argv);
+  return status;
 }

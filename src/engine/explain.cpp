@@ -20,7 +20,10 @@ ExplainDirection trace_direction(const std::string& name, const torch::Tensor& q
                                  const MemoryDistillation& memory, const ModelConfig& config) {
   MatchingTrace trace;
   const auto query_mask = torch::ones({1, query.size(1)}, query.options());
-  const auto steps = iterative_matching(query, query_mask, context, torch::Tensor(), memory, config, EnginePath::Tensor, &trace);
+  MatchingOptions options;
+  options.path = EnginePath::Tensor;
+  options.trace = &trace;
+  const auto steps = iterative_matching(query, query_mask, context, torch::Tensor(), memory, config, options);
   ExplainDirection direction;
   direction.name = name;
   direction.query = name == "text" ? "words" : "regions";

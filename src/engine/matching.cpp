@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <array>
+#include <atomic>
 #include <optional>
 
 #include "imram/engine/fragment_products.h"
@@ -10,6 +12,7 @@
 #include "imram/error.h"
 #include "imram/model/attention.h"
 #include "imram/model/image_encoder.h"
+#include "imram/runtime/parallel.h"
 #include "../util/blas.h"
 
 
@@ -43,6 +46,64 @@ EnginePath resolve_engine_path(EnginePath requested, const torch::Tensor& sample
   return requested;
 }
 
+std::string to_string(EngineRoute route) {
+  const char* products = route.products == BlockProducts::Tensor         ? "tensor"
+                         : route.products == BlockProducts::ItemwiseBlas ? "itemwise"
+                                                                         : "fragments";
+  const char* context = route.context == ContextTerm::None            ? "no_memory"
+                        : route.context == ContextTerm::ContextHalves ? "context_halves"
+                                                                      : "projected";
+  return std::string(products) + "/" + context;
+}
+
+std::vector<EngineRoute> all_engine_routes() {
+  std::vector<EngineRoute> routes;
+  for (const auto products : {BlockProducts::Tensor, BlockProducts::ItemwiseBlas, BlockProducts::FragmentKernels})
+    for (const auto context : {ContextTerm::None, ContextTerm::ContextHalves, ContextTerm::ProjectedAttended})
+      if (products != BlockProducts::Tensor || context != ContextTerm::ProjectedAttended) routes.push_back({products, context});
+  return routes;
+}
+
+namespace {
+
+// Query rows (query items x fragments) up to which the fused path runs a block's products over all
+// its pairs at once: one caption or image against many items.
+constexpr std::int64_t kFewQueryRows = 64;
+
+// Blocks per route since the process started, indexed by products x context term.
+std::array<std::atomic<std::int64_t>, 9> route_tally{};
+
+std::size_t tally_slot(EngineRoute route) { return std::size_t(route.products) * 3 + std::size_t(route.context); }
+
+}  // namespace
+
+EngineRoute choose_route(EnginePath resolved, std::int64_t query_rows, std::int64_t context_fragments, int steps,
+                         bool context_halves_given, const std::optional<EngineRoute>& forced) {
+  const bool memory_steps = steps > 1;
+  if (forced) {
+    const auto name = to_string(*forced);
+    if ((forced->products == BlockProducts::Tensor) != (resolved == EnginePath::Tensor))
+      throw Error("engine route " + name + " is not on the " + to_string(resolved) + " engine path");
+    if ((forced->context == ContextTerm::None) == memory_steps)
+      throw Error("engine route " + name + (memory_steps ? " updates no memory, and K > 1" : " needs K > 1"));
+    if (forced->context == ContextTerm::ProjectedAttended && context_halves_given)
+      throw Error("engine route " + name + " computes the context term itself, and the context halves are given");
+    return *forced;
+  }
+  if (resolved == EnginePath::Tensor)
+    return {BlockProducts::Tensor, memory_steps ? ContextTerm::ContextHalves : ContextTerm::None};
+  const auto products = query_rows <= kFewQueryRows ? BlockProducts::FragmentKernels : BlockProducts::ItemwiseBlas;
+  if (!memory_steps) return {products, ContextTerm::None};
+  const bool project = !context_halves_given && projects_attended_context(query_rows, context_fragments, steps);
+  return {products, project ? ContextTerm::ProjectedAttended : ContextTerm::ContextHalves};
+}
+
+std::vector<std::pair<EngineRoute, std::int64_t>> engine_route_counts() {
+  std::vector<std::pair<EngineRoute, std::int64_t>> counts;
+  for (const auto route : all_engine_routes()) counts.emplace_back(route, route_tally[tally_slot(route)].load());
+  return counts;
+}
+
 torch::Tensor widened(const torch::Tensor& items) {
   return items.defined() && items.scalar_type() == torch::kHalf ? items.to(torch::kFloat32) : items;
 }
@@ -65,10 +126,6 @@ bool projects_attended_context(std::int64_t query_rows, std::int64_t context_fra
 }
 
 namespace {
-
-// Query rows (query items x fragments) up to which the fused path runs a block's products over all
-// its pairs at once: one caption or image against many items.
-constexpr std::int64_t kFewQueryRows = 64;
 
 // One item's matrix as BLAS reads it: rows or columns contiguous, `lead` apart.
 struct BlasMatrix {
@@ -112,6 +169,7 @@ void itemwise_products(torch::Tensor& out, const torch::Tensor& lhs_in, const to
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   // BLAS is column-major: the row-major out = lhs rhs is out^T = rhs^T lhs^T to it.
   const char rhs_op = rhs_layout->column_major ? 'T' : 'N', lhs_op = lhs_layout->column_major ? 'T' : 'N';
+  // Raw BLAS on raw pointers: no autograd state to carry into the workers.
   at::parallel_for(0, lhs.size(0), 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t b = begin; b < end; ++b)
       sgemm_(&rhs_op, &lhs_op, &n, &m, &k, &one, rhs_layout->data + b * rhs_step, &rhs_layout->lead,
@@ -124,12 +182,6 @@ torch::Tensor itemwise_products(const torch::Tensor& lhs, const torch::Tensor& r
   itemwise_products(out, lhs, rhs, false);
   return out;
 }
-
-// How a block's products run: LibTorch's (the tensor path), one BLAS call per item (the fused
-// path's many query rows against each context item), or the fragment kernels
-// (engine/fragment_products.h: the fused path's few query rows against every item at once, the
-// context items read as stored, float32 or float16).
-enum class Products { Tensor, ItemwiseBlas, FragmentKernels };
 
 // Steps of one block of context items, in the engine's layout [b, a, q, c]: context item b,
 // query item a, query fragment q, context fragment c, so that every product is one batched GEMM
@@ -144,12 +196,14 @@ enum class Products { Tensor, ItemwiseBlas, FragmentKernels };
 // the gate is one pass (engine/fused_gate.h) instead of LibTorch's separate ops.
 torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& context,
                           const torch::Tensor& context_padding, const torch::Tensor& context_halves,
-                          bool project_attended, const MemoryDistillation& memory,
-                          const ModelConfig& config, Products products, MatchingTrace* trace) {
+                          const EngineRoute& route, const MemoryDistillation& memory,
+                          const ModelConfig& config, MatchingTrace* trace) {
   const auto A = queries.query.size(0), nq = queries.query.size(1), d = queries.query.size(2);
   const auto B = context.size(0), nc = context.size(1);
   const int K = config.iteration_steps;
-  const bool fused = products != Products::Tensor, kernels = products == Products::FragmentKernels;
+  const auto products = route.products;
+  const bool project_attended = route.context == ContextTerm::ProjectedAttended;
+  const bool fused = products != BlockProducts::Tensor, kernels = products == BlockProducts::FragmentKernels;
   const auto mask = queries.mask.view({1, A, nq, 1});
   const auto padding = context_padding.defined() ? context_padding.view({B, 1, 1, nc}) : torch::Tensor();
   const auto query_rows = queries.query.view({A * nq, d});
@@ -158,8 +212,8 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
 
   // lhs (B, A n_q, d) against the context fragments: (B, A n_q, n_c).
   const auto against_context = [&](const torch::Tensor& lhs) {
-    if (products == Products::Tensor) return torch::matmul(lhs, context_t);
-    if (products == Products::ItemwiseBlas) return itemwise_products(lhs.expand({B, A * nq, d}), context_t);
+    if (products == BlockProducts::Tensor) return torch::matmul(lhs, context_t);
+    if (products == BlockProducts::ItemwiseBlas) return itemwise_products(lhs.expand({B, A * nq, d}), context_t);
     auto out = rows_of(nc);
     fragment_dots(lhs, context, out);
     return out;
@@ -167,7 +221,7 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
   // weights (B, A n_q, n_c) times per-item values (B, n_c, w), into `out` or a new tensor.
   const auto weighted = [&](const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor out,
                             bool accumulate) {
-    if (products == Products::Tensor) return accumulate ? out.baddbmm_(weights, values) : torch::bmm(weights, values);
+    if (products == BlockProducts::Tensor) return accumulate ? out.baddbmm_(weights, values) : torch::bmm(weights, values);
     if (!out.defined()) out = rows_of(values.size(2));
     if (kernels)
       weighted_fragments(weights, values, out, accumulate);
@@ -225,7 +279,7 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
           weighted(alpha_rows, context_halves, preactivation, false);
         }
         current = torch::empty({B, A * nq, d}, query_rows.options());
-        at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
+        parallel_for_in_callers_mode(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
           for (std::int64_t b = begin; b < end; ++b) {
             auto out = current[b];
             fused_gated_update(preactivation[b], queries.halves, query_rows, out, config.imram_norm);
@@ -238,7 +292,7 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
           memory.products_into(MemoryColumns::Context, attended_rows, preactivation_rows, true);
         else
           weighted(alpha_rows, context_halves, preactivation, true);
-        at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
+        parallel_for_in_callers_mode(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
           auto rows = current.narrow(0, begin, end - begin);
           fused_gated_update(preactivation.narrow(0, begin, end - begin), queries.bias, rows, rows, config.imram_norm);
         });
@@ -258,45 +312,43 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
 
 torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
                                  const torch::Tensor& context_in, const torch::Tensor& context_padding,
-                                 const MemoryDistillation& memory, const ModelConfig& config, EnginePath path,
-                                 MatchingTrace* trace, const torch::Tensor& cached_context_halves,
-                                 const torch::Tensor& cached_query_halves) {
-  const MatchingQueries queries(query, query_mask, memory, config, cached_query_halves);
-  const auto resolved = resolve_engine_path(path, queries.query);
+                                 const MemoryDistillation& memory, const ModelConfig& config,
+                                 const MatchingOptions& options) {
+  const MatchingQueries queries(query, query_mask, memory, config, options.query_halves);
+  const auto resolved = resolve_engine_path(options.path, queries.query);
   const bool memory_steps = config.iteration_steps > 1;
+  const auto route = choose_route(resolved, query.size(0) * query.size(1), context_in.size(1), config.iteration_steps,
+                                  memory_steps && options.context_halves.defined(), options.route);
+  ++route_tally[tally_slot(route)];
   // Few query rows (one query against a shortlist): per item, the products would be slivers of a
   // GEMM, so the whole block goes through each product at once, in the fragment kernels, which
   // read the context items as they are stored; only the gate pass is per item.
-  const bool few_rows = resolved == EnginePath::FusedCpu && queries.query.size(0) * queries.query.size(1) <= kFewQueryRows;
-  const auto as_read = [few_rows](const torch::Tensor& items) {
+  const bool as_stored = route.products == BlockProducts::FragmentKernels;
+  const auto as_read = [as_stored](const torch::Tensor& items) {
     if (!items.defined()) return items;
-    if (few_rows) return items.size(2) <= 1 || items.stride(2) == 1 ? items : items.contiguous();
+    if (as_stored) return items.size(2) <= 1 || items.stride(2) == 1 ? items : items.contiguous();
     return widened(items).contiguous();
   };
   const auto context = as_read(context_in);
-  auto context_halves = as_read(cached_context_halves);
-  const bool project_attended = resolved == EnginePath::FusedCpu && memory_steps && !context_halves.defined() &&
-                                projects_attended_context(query.size(0) * query.size(1), context.size(1),
-                                                          config.iteration_steps);
-  if (memory_steps && !context_halves.defined() && !project_attended)
+  auto context_halves = memory_steps ? as_read(options.context_halves) : torch::Tensor();
+  if (route.context == ContextTerm::ContextHalves && !context_halves.defined())
     context_halves = memory.context_half(widened(context)).contiguous();
-  if (resolved == EnginePath::Tensor)
-    return match_block(queries, context, context_padding, context_halves, false, memory, config, Products::Tensor, trace);
-  if (trace) throw Error("the fused_cpu engine path keeps no trace: explain with the tensor path");
-  if (few_rows)
-    return match_block(queries, context, context_padding, context_halves, project_attended, memory, config,
-                       Products::FragmentKernels, nullptr);
+  if (route.products == BlockProducts::Tensor)
+    return match_block(queries, context, context_padding, context_halves, route, memory, config, options.trace);
+  if (options.trace) throw Error("the fused_cpu engine path keeps no trace: explain with the tensor path");
+  if (route.products == BlockProducts::FragmentKernels)
+    return match_block(queries, context, context_padding, context_halves, route, memory, config, nullptr);
 
   // Otherwise one context item per thread at a time: its (query rows x 2d) gate pre-activations
   // stay in cache from the product that makes them to the pass that consumes them.
   const auto B = context.size(0);
   auto steps = torch::empty({config.iteration_steps, query.size(0), B}, query.options());
-  at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
+  parallel_for_in_callers_mode(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t b = begin; b < end; ++b) {
       const auto item_padding = context_padding.defined() ? context_padding.narrow(0, b, 1) : torch::Tensor();
       const auto item_halves = context_halves.defined() ? context_halves.narrow(0, b, 1) : torch::Tensor();
-      steps.narrow(2, b, 1).copy_(match_block(queries, context.narrow(0, b, 1), item_padding, item_halves,
-                                              project_attended, memory, config, Products::ItemwiseBlas, nullptr));
+      steps.narrow(2, b, 1).copy_(
+          match_block(queries, context.narrow(0, b, 1), item_padding, item_halves, route, memory, config, nullptr));
     }
   });
   return steps;

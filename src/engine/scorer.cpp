@@ -146,7 +146,9 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
     torch::Tensor computed_region_halves;
     const auto region_halves_for = [&](std::int64_t query_rows) {
       if (attached_region_halves.defined() || !cpu_path || !memory_steps) return attached_region_halves;
-      if (projects_attended_context(query_rows, R, config.iteration_steps)) return torch::Tensor();
+      if (choose_route(path, query_rows, R, config.iteration_steps, false, options.route).context ==
+          ContextTerm::ProjectedAttended)
+        return torch::Tensor();
       if (!computed_region_halves.defined())
         computed_region_halves = model.text_memory().context_half(widened(regions)).contiguous();
       return computed_region_halves;
@@ -165,18 +167,26 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
         return memory_steps && halves.defined() ? halves.narrow(0, j0, nc).narrow(1, 0, block_len) : torch::Tensor();
       };
       if (config.uses_text_direction()) {
+        MatchingOptions matching;
+        matching.path = path;
+        matching.route = options.route;
+        matching.context_halves = region_halves_for(nc * block_len);
+        matching.query_halves = captions_own(captions.text_halves);
         const auto steps = iterative_matching(widened(words), word_mask.to(float_options.dtype()), regions,
                                               images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
-                                              model.text_memory(), config, path, nullptr, region_halves_for(nc * block_len),
-                                              captions_own(captions.text_halves))
+                                              model.text_memory(), config, matching)
                                .transpose(1, 2);
         block_total.add_(steps.sum(0));
         if (keep_steps) steps_t2i.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
       if (config.uses_image_direction()) {
+        MatchingOptions matching;
+        matching.path = path;
+        matching.route = options.route;
+        matching.context_halves = captions_own(captions.image_halves);
+        matching.query_halves = region_query_halves;
         const auto steps = iterative_matching(region_queries, region_mask.to(float_options.dtype()), words,
-                                              word_mask.logical_not(), model.image_memory(), config, path,
-                                              nullptr, captions_own(captions.image_halves), region_query_halves);
+                                              word_mask.logical_not(), model.image_memory(), config, matching);
         block_total.add_(steps.sum(0));
         if (keep_steps) steps_i2t.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
@@ -196,6 +206,8 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
 
 PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images,
                        const EncodedCaptions& captions, const ScoreOptions& options) {
+  // Whatever the caller's mode: gradients are asked for, never inherited (engine/scorer.h).
+  const torch::AutoGradMode grad_mode(options.gradients);
   // Captions of similar length share a block, so that blocks pad little (text queries are padded
   // to the longest caption of their block); the columns are put back in the caller's order.
   const auto lengths = captions.lengths.to(torch::kCPU, torch::kInt64);

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "imram/error.h"
+
 namespace imram {
 
 namespace {
@@ -44,6 +46,11 @@ torch::Tensor MemoryDistillation::context_half(const torch::Tensor& context) con
 
 void MemoryDistillation::products_into(MemoryColumns columns, const torch::Tensor& rows, torch::Tensor& out,
                                        bool accumulate) const {
+  // LibTorch cannot record a product written into existing rows; failing inside it would name
+  // mm() and nothing of ours (docs/engine.md#grad-mode).
+  if (torch::GradMode::is_enabled())
+    throw Error("the memory products written in place (MemoryDistillation::products_into) take no gradients: "
+                "call them without autograd, or use query_half/context_half");
   const auto d = linear->weight.size(0);
   std::int64_t first = 0;
   for (const auto* layer : {&linear, &gate}) {

@@ -125,6 +125,7 @@ StepResult distributed_train_step(ImramModelImpl& model, torch::optim::Adam& opt
     batch_images.region_mask = world.all_gather_rows(images.region_mask.to(torch::kUInt8).contiguous(), counts)
                                    .to(torch::kBool);
   ScoreOptions score_options;
+  score_options.gradients = true;
   score_options.image_block = total;
   score_options.caption_block = captions.words.size(0);
   const auto scores = score_pairs(model, batch_images, captions, score_options).total;

@@ -1,6 +1,5 @@
 #include "imram/train/global_fit.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include "imram/engine/encoding.h"
 #include "imram/engine/scorer.h"
 #include "imram/error.h"
+#include "imram/runtime/parallel.h"
 #include "imram/model/global_head.h"
 #include "imram/model/image_encoder.h"
 #include "imram/train/loss.h"
@@ -153,8 +153,7 @@ TeacherLists teacher_lists(const ImramModelImpl& net, const FrozenFragments& fra
   auto score_lists = [&](std::int64_t count, std::int64_t done_before, const std::function<void(std::int64_t)>& score_one) {
     constexpr std::int64_t kChunk = 512;
     for (std::int64_t begin = 0; begin < count; begin += kChunk) {
-      at::parallel_for(begin, std::min(count, begin + kChunk), 1, [&](std::int64_t first, std::int64_t last) {
-        torch::NoGradGuard no_grad_here;  // grad mode is per thread
+      parallel_for_in_callers_mode(begin, std::min(count, begin + kChunk), 1, [&](std::int64_t first, std::int64_t last) {
         for (std::int64_t item = first; item < last; ++item) score_one(item);
       });
       bar.update(done_before + std::min(count, begin + kChunk));

@@ -39,6 +39,7 @@ StepResult train_step(ImramModelImpl& model, torch::optim::Adam& optimizer, cons
   const auto images = model.encode_images(batch.features);
   const auto captions = model.encode_captions(batch.caption_ids, batch.lengths);
   ScoreOptions score_options;
+  score_options.gradients = true;
   score_options.image_block = images.regions.size(0);
   score_options.caption_block = captions.words.size(0);
   const auto scores = score_pairs(model, images, captions, score_options).total;

@@ -62,10 +62,11 @@ double max_diff(const Case& c, std::int64_t image_block, std::int64_t caption_bl
   const auto oracle = imram::reference_score_pairs(*model, images, captions).total;
   double worst = 0;
   auto check = [&](imram::EnginePath path, bool gradients) {
-    torch::AutoGradMode grad_mode(gradients);
+    options.gradients = gradients;
     options.path = path;
     const auto scored = imram::score_pairs(*model, images, captions, options);
     EXPECT_EQ(scored.path, path);
+    EXPECT_EQ(scored.total.requires_grad(), gradients && c.steps > 1);  // the items are encoded without gradients
     worst = std::max(worst, (scored.total.detach() - oracle).abs().max().cpu().item<double>());
   };
   if (images.regions.device().is_cpu()) check(imram::EnginePath::FusedCpu, false);
@@ -76,6 +77,7 @@ double max_diff(const Case& c, std::int64_t image_block, std::int64_t caption_bl
   auto captions_with_halves = captions;
   model->attach_memory_halves(images_with_halves);
   model->attach_memory_halves(captions_with_halves);
+  options.gradients = false;
   for (const auto path : {imram::EnginePath::FusedCpu, imram::EnginePath::Tensor}) {
     if (path == imram::EnginePath::FusedCpu && !images.regions.device().is_cpu()) continue;
     options.path = path;
@@ -167,11 +169,10 @@ TEST(EngineOracle, AutomaticChoosesThePathAndTheFusedPathRefusesGradients) {
   const auto images = model->encode_images(torch::rand({2, 4, 10}));
   const auto captions = model->encode_captions(torch::randint(4, 40, {3, 5}, torch::kInt64), torch::full({3}, 5, torch::kInt64));
   imram::ScoreOptions options;
-  EXPECT_EQ(imram::score_pairs(*model, images, captions, options).path, imram::EnginePath::Tensor);  // gradients on
-  {
-    torch::NoGradGuard no_grad;
-    EXPECT_EQ(imram::score_pairs(*model, images, captions, options).path, imram::EnginePath::FusedCpu);
-  }
+  // The caller's mode (gradients on here) is not what decides: the options are.
+  EXPECT_EQ(imram::score_pairs(*model, images, captions, options).path, imram::EnginePath::FusedCpu);
+  options.gradients = true;
+  EXPECT_EQ(imram::score_pairs(*model, images, captions, options).path, imram::EnginePath::Tensor);
   options.path = imram::EnginePath::FusedCpu;
   try {
     imram::score_pairs(*model, images, captions, options);
@@ -227,8 +228,10 @@ TEST(EngineOracle, TrainingGradientsAgreeWithTheOracle) {
     model->zero_grad();
     const auto images = model->encode_images(features);
     const auto captions = model->encode_captions(ids, lengths_tensor);
+    imram::ScoreOptions options;
+    options.gradients = true;
     const auto scores = oracle ? imram::reference_score_pairs(*model, images, captions).total
-                               : imram::score_pairs(*model, images, captions).total;
+                               : imram::score_pairs(*model, images, captions, options).total;
     (scores * torch::arange(9, scores.options()).view({3, 3})).sum().backward();
     std::vector<torch::Tensor> grads;
     for (const auto& p : model->parameters()) grads.push_back(p.grad().cpu());

@@ -4,6 +4,7 @@
 // transcription of the authors' algorithm, engine/reference_scorer.h).
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "imram/model/config.h"
@@ -37,6 +38,7 @@ struct ScoreBenchResult {
   std::string device;
   std::string path;             // the engine path that ran
   std::string instruction_set;  // of the fused gate kernel, when that path ran
+  std::vector<std::pair<std::string, std::int64_t>> routes;  // engine calls per route (engine/matching.h)
 };
 
 struct TrainBenchOptions {

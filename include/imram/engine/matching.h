@@ -6,7 +6,9 @@
 // literal transcription that tests hold this against.
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "imram/model/config.h"
@@ -28,6 +30,38 @@ EnginePath parse_engine_path(const std::string& name);  // "auto", "fused_cpu", 
 // Asking for FusedCpu where it cannot run (autograd on, another device, another dtype) is an
 // error, never a silent switch to another algorithm.
 EnginePath resolve_engine_path(EnginePath requested, const torch::Tensor& sample);
+
+// The routes a block of pairs can take through the engine: how its products run, and where the
+// memory update's context term W_c a comes from. The path decides the first part, the block's
+// shape the rest (choose_route); each route is a different sequence of kernels, so each is tested
+// by name (tests/engine/test_engine_routes.cpp) and the command sweep reports which it reached.
+enum class BlockProducts {
+  Tensor,          // LibTorch's batched products over the whole block (the tensor path)
+  ItemwiseBlas,    // one BLAS call per context item, items over threads (many query rows)
+  FragmentKernels  // engine/fragment_products.h over every item at once, read as stored (few rows)
+};
+enum class ContextTerm {
+  None,              // K = 1: no memory update
+  ContextHalves,     // alpha (W_c C): the context items' halves, given or computed once per item
+  ProjectedAttended  // W_c a: each pair's attended context projected at each memory step
+};
+struct EngineRoute {
+  BlockProducts products;
+  ContextTerm context;
+  bool operator==(const EngineRoute& other) const { return products == other.products && context == other.context; }
+};
+std::string to_string(EngineRoute route);  // e.g. "itemwise/context_halves"
+std::vector<EngineRoute> all_engine_routes();
+
+// The route of a block of `query_rows` query rows (items x fragments) against context items of
+// `context_fragments` fragments on the `resolved` path; `forced` (tests, benchmarks) is taken
+// as it is where it can run, and is an error where it cannot.
+EngineRoute choose_route(EnginePath resolved, std::int64_t query_rows, std::int64_t context_fragments, int steps,
+                         bool context_halves_given, const std::optional<EngineRoute>& forced = std::nullopt);
+
+// How many calls of iterative_matching took each route since the process started (what
+// IMRAM_ENGINE_ROUTES reports, docs/engine.md#routes).
+std::vector<std::pair<EngineRoute, std::int64_t>> engine_route_counts();
 
 // What iterative_matching computed on its way, for showing it (engine/explain.h): step k's
 // attention weights (B, A, n_q, n_c) and, for the steps that update the memory (all but the
@@ -60,17 +94,23 @@ struct MatchingQueries {
   torch::Tensor bias;           // (2d): memory.query_bias(), when K > 1
 };
 
+// What iterative_matching may be given beyond the items themselves.
+struct MatchingOptions {
+  EnginePath path = EnginePath::Automatic;  // resolved here (resolve_engine_path)
+  std::optional<EngineRoute> route;         // force a route (choose_route)
+  MatchingTrace* trace = nullptr;           // filled when given (tensor path only)
+  torch::Tensor context_halves;             // memory.context_half(context), when the caller has it
+  torch::Tensor query_halves;               // memory.query_half(query), likewise
+};
+
 // One direction: query items (A, n_q, d) with query_mask (A, n_q) float 0/1 attend over context
 // items (B, n_c, d) with context_padding (B, n_c) bool (or undefined). The items and the halves
-// may be float16 (as a store keeps them): the fused path reads few query rows' context as it is,
-// everything else is widened first. Returns the K step
-// similarities (K, A, B); fills `trace` when given. `path` is resolved here; `context_halves` may
-// bring memory.context_half(context) and `query_halves` memory.query_half(query) when the caller
-// has them (reused across blocks, or read from a store).
+// may be float16 (as a store keeps them): the fragment kernels read them as they are, every other
+// route widens them first. Returns the K step similarities (K, A, B). The halves are reused
+// across blocks or read from a store; a route that needs absent ones computes them.
 torch::Tensor iterative_matching(const torch::Tensor& query, const torch::Tensor& query_mask,
                                  const torch::Tensor& context, const torch::Tensor& context_padding,
                                  const MemoryDistillation& memory, const ModelConfig& config,
-                                 EnginePath path = EnginePath::Automatic, MatchingTrace* trace = nullptr,
-                                 const torch::Tensor& context_halves = {}, const torch::Tensor& query_halves = {});
+                                 const MatchingOptions& options = {});
 
 }  // namespace imram

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "imram/engine/matching.h"
@@ -20,9 +21,15 @@ struct ScoreOptions {
   std::size_t memory_budget = std::size_t(1) << 30;  // bytes of per-block intermediates
   bool keep_steps = false;         // also return every step's similarity
   int steps = 0;                   // score only the first `steps` steps (0: all K of the model)
+  // Record gradients of the scores (training). Scoring runs in this mode whatever the caller's
+  // own: a caller that forgets a NoGradGuard gets the fused path, not an autograd graph, and one
+  // that wants gradients says so here. The fused path refuses them.
+  bool gradients = false;
   // Automatic: the fused CPU path for float32 CPU tensors without gradients, else the tensor
   // path (engine/matching.h).
   EnginePath path = EnginePath::Automatic;
+  // Force one route of the path on every block (tests and benchmarks; engine/matching.h).
+  std::optional<EngineRoute> route;
   // Called after each block with (pairs done, pairs total).
   std::function<void(std::int64_t, std::int64_t)> progress;
 };

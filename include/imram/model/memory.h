@@ -25,7 +25,8 @@ struct MemoryDistillation {
   torch::Tensor query_bias() const;
   // [W_o,c c ; W_g,c c]: (..., d) -> (..., 2d), no bias.
   torch::Tensor context_half(const torch::Tensor& context) const;
-  // Without gradients: out (rows, 2d) = [rows W_o,x^T | rows W_g,x^T] for x the query or the
+  // Without gradients (with them it throws: LibTorch cannot record a product written into
+  // existing rows): out (rows, 2d) = [rows W_o,x^T | rows W_g,x^T] for x the query or the
   // context columns, or out += that when accumulating, both halves written in place from views
   // of the weights (out may be a view with rows 2d apart). Stacking the two layers' columns into
   // one (2d, d) matrix first would copy 8 MB at d = 1024 per call: more than a re-rank query's
