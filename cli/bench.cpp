@@ -18,7 +18,7 @@ void add_model_options(CLI::App* sub, imram::ModelConfig& model, std::string& mo
 
 }  // namespace
 
-IMRAM_COMMAND {
+void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   auto* bench = root.add_subcommand("bench", "benchmarks (engine vs the authors' algorithm, same run)");
   bench->require_subcommand(1);
 

@@ -1,5 +1,5 @@
 #pragma once
-// Each subcommand lives in its own cli/<name>.cpp and registers itself with IMRAM_COMMAND.
+// Each subcommand lives in its own cli/<name>.cpp as add_<name>_command, listed in kCommands.
 // A subcommand's CLI11 callback only records what to run; main() applies the global options
 // (threads, device) first and then runs it, so every command sees the same runtime set-up.
 #include <CLI/CLI.hpp>
@@ -91,19 +91,32 @@ struct Invocation {
   bool brief = false;
 };
 
-using CommandSetup = std::function<void(CLI::App& root, Invocation& invocation)>;
+// One function per subcommand, defined in its cli/<name>.cpp, adding it (its options and what
+// it runs) to the command line; kCommands lists them all, in --help's order.
+void add_bench_command(CLI::App& root, Invocation& invocation);
+void add_doctor_command(CLI::App& root, Invocation& invocation);
+void add_eval_command(CLI::App& root, Invocation& invocation);
+void add_explain_command(CLI::App& root, Invocation& invocation);
+void add_features_command(CLI::App& root, Invocation& invocation);
+void add_import_command(CLI::App& root, Invocation& invocation);
+void add_export_command(CLI::App& root, Invocation& invocation);
+void add_index_command(CLI::App& root, Invocation& invocation);
+void add_metrics_command(CLI::App& root, Invocation& invocation);
+void add_score_command(CLI::App& root, Invocation& invocation);
+void add_search_command(CLI::App& root, Invocation& invocation);
+void add_serve_command(CLI::App& root, Invocation& invocation);
+void add_synth_command(CLI::App& root, Invocation& invocation);
+void add_tokenize_command(CLI::App& root, Invocation& invocation);
+void add_train_command(CLI::App& root, Invocation& invocation);
+void add_train_global_command(CLI::App& root, Invocation& invocation);
+void add_vocab_command(CLI::App& root, Invocation& invocation);
 
-bool register_command(CommandSetup setup);
+using CommandSetup = void (*)(CLI::App& root, Invocation& invocation);
+inline constexpr CommandSetup kCommands[] = {
+    add_bench_command,  add_doctor_command, add_eval_command,    add_explain_command, add_features_command,
+    add_import_command, add_export_command, add_index_command,   add_metrics_command, add_score_command,
+    add_search_command, add_serve_command,  add_synth_command,   add_tokenize_command, add_train_command,
+    add_train_global_command, add_vocab_command,
+};
 
 }  // namespace imram::cli
-
-#define IMRAM_CONCAT_INNER(a, b) a##b
-#define IMRAM_CONCAT(a, b) IMRAM_CONCAT_INNER(a, b)
-// Usage: IMRAM_COMMAND { auto* sub = root.add_subcommand(...); ... }
-#define IMRAM_COMMAND                                                                        \
-  static void IMRAM_CONCAT(imram_command_setup_, __LINE__)(CLI::App & root,                 \
-                                                           ::imram::cli::Invocation & invocation); \
-  static const bool IMRAM_CONCAT(imram_command_registered_, __LINE__) =                     \
-      ::imram::cli::register_command(IMRAM_CONCAT(imram_command_setup_, __LINE__));         \
-  static void IMRAM_CONCAT(imram_command_setup_, __LINE__)(                                 \
-      CLI::App & root, [[maybe_unused]] ::imram::cli::Invocation & invocation)

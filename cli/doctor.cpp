@@ -3,7 +3,7 @@
 #include "command.h"
 #include "imram/runtime/doctor.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_doctor_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   auto* sub = root.add_subcommand("doctor", "LibTorch version, BLAS, threads, devices, GFLOP/s");
   auto json = std::make_shared<bool>(false);
   sub->add_flag("--json", *json, "print one JSON line");

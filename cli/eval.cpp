@@ -11,7 +11,7 @@
 #include "imram/search/evaluation.h"
 #include "imram/util/atomic_file.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string model, data, split = "test", save_sims, save_json, index;
     bool fold5 = false, json = false, skip_exhaustive = false;

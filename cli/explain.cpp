@@ -49,7 +49,7 @@ void print_explanation(const imram::Explanation& explanation) {
 
 }  // namespace
 
-IMRAM_COMMAND {
+void imram::cli::add_explain_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string model, data, split = "test", text;
     std::int64_t image = -1, caption = -1;

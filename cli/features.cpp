@@ -11,7 +11,7 @@
 #include "imram/model/config.h"
 #include "imram/runtime/runtime.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string backbone, images, out, split, contract = "grid", size = "224", model;
     std::vector<float> mean{0.485f, 0.456f, 0.406f}, std{0.229f, 0.224f, 0.225f};

@@ -5,7 +5,7 @@
 #include "imram/model/checkpoint.h"
 #include "imram/model/model_dir.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_import_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string source, vocab, out;
   };
@@ -48,7 +48,7 @@ IMRAM_COMMAND {
   });
 }
 
-IMRAM_COMMAND {
+void imram::cli::add_export_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string model, out;
   };

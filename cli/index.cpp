@@ -21,7 +21,7 @@ void print_summary(const std::string& verb, const imram::GalleryIndex& index) {
 
 }  // namespace
 
-IMRAM_COMMAND {
+void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   auto* index = root.add_subcommand("index", "two-stage search indexes: build, add, verify");
   index->require_subcommand(1);
 

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 #include <new>
 #include <thread>
-#include <vector>
 
 #include "command.h"
 #include "imram/engine/matching.h"
@@ -15,28 +14,12 @@
 #include "imram/runtime/openmp_waiting.h"
 #include "imram/runtime/runtime.h"
 
-namespace imram::cli {
-
-namespace {
-std::vector<CommandSetup>& registry() {
-  static std::vector<CommandSetup> commands;
-  return commands;
-}
-}  // namespace
-
-bool register_command(CommandSetup setup) {
-  registry().push_back(std::move(setup));
-  return true;
-}
-
-}  // namespace imram::cli
-
 namespace {
 // Library messages (LibTorch's especially) can span lines; the convention is one line.
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
 
 // IMRAM_ENGINE_ROUTES=FILE appends one JSON line per run: the command and how many engine calls
-// took each route (docs/engine.md#routes). One write of one line, so that concurrent runs (the
+// took each route (docs/engine.md#8-routes-and-how-they-are-tested). One write of one line, so that concurrent runs (the
 // ranks of a world) append whole lines.
 void report_engine_routes(int argc, char** argv) {
   const char* path = std::getenv("IMRAM_ENGINE_ROUTES");
@@ -69,7 +52,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, cores, "0 (all cores) to " + std::to_string(cores)));
   app.add_option("--device", invocation.globals.device, "cpu, cuda or cuda:N")
       ->capture_default_str();
-  for (auto& setup : registry()) setup(app, invocation);
+  for (const auto add_command : kCommands) add_command(app, invocation);
   // Global options go before the subcommand; each subcommand's --help names them.
   for (auto* sub : app.get_subcommands({}))
     sub->footer("Global options (before or after the command): --threads N (0: all " + std::to_string(cores) +

@@ -5,7 +5,7 @@
 #include "imram/eval/recall.h"
 #include "imram/runtime/runtime.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_metrics_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string sims;
     bool fold5 = false;

@@ -12,7 +12,7 @@
 #include "imram/runtime/runtime.h"
 #include "imram/util/progress.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_score_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string model, images, caption_ids, lengths, captions, out, dtype = "float64";
     std::size_t memory_budget_mb = 1024;

@@ -10,7 +10,7 @@
 #include "imram/search/results.h"
 #include "imram/util/stopwatch.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_search_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string index, model, data, split = "test", query, cache = imram::default_cache_dir();
     std::int64_t image = -1, top = 5, mark = -1, shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter;

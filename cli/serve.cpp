@@ -10,7 +10,7 @@
 #include "imram/search/gallery.h"
 #include "imram/serve/server.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string index, model, data, split = "test", host = "127.0.0.1", images_list,
                                      cache = imram::default_cache_dir();

@@ -18,7 +18,7 @@ struct SynthArguments {
 };
 }  // namespace
 
-IMRAM_COMMAND {
+void imram::cli::add_synth_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   auto args = std::make_shared<SynthArguments>();
   auto& o = args->options;
   // The defaults are the real datasets' feature size, on which a one-epoch model scores at chance.

@@ -8,7 +8,7 @@
 #include "imram/data/tokenizer.h"
 #include "imram/error.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_tokenize_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   auto* sub = root.add_subcommand(
       "tokenize", "print NLTK-compatible tokens of each caption read on stdin");
   sub->callback([&invocation] {

@@ -15,7 +15,7 @@ std::string best_rsum_text(const imram::TrainSummary& summary) {
 }
 }  // namespace
 
-IMRAM_COMMAND {
+void imram::cli::add_train_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     imram::TrainOptions train;
     std::string mode = "full", raw_feature_norm = "clipped_l2norm", resume;

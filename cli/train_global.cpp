@@ -6,7 +6,7 @@
 #include "imram/runtime/runtime.h"
 #include "imram/train/global_fit.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_train_global_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string model, data, out, val_split = "dev";
     imram::GlobalFitOptions fit;

@@ -5,7 +5,7 @@
 #include "imram/data/vocabulary.h"
 #include "imram/error.h"
 
-IMRAM_COMMAND {
+void imram::cli::add_vocab_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string data;
     std::string splits = "train,dev";

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <functional>
 #include <string>
 
@@ -43,6 +45,16 @@ inline std::string error_of(const std::function<void()>& action) {
     return e.what();
   }
   return "";
+}
+
+// A whole file as bytes ("" when it cannot be read), and bytes written over a file.
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
 }
 
 inline std::string testdata(const std::string& relative) {

@@ -20,15 +20,8 @@ namespace fs = std::filesystem;
 using imram::test::CommandResult;
 using imram::test::imram_cli;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
-}
-
+using imram::test::read_text;
+using imram::test::write_text;
 void expect_error(const CommandResult& result, const std::string& mention) {
   EXPECT_NE(result.status, 0) << result.output;
   EXPECT_NE(result.output.find("imram: error: "), std::string::npos) << result.output;

@@ -618,11 +618,7 @@ TEST(GlobalHead, TrainGlobalFitsOnlyTheHead) {
   EXPECT_EQ(imram::load_model(world.dir.file("fitted")).config().global_head, 5);
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
+using imram::test::read_text;
 // The gpo pooling reads sorted values: the order of an item's fragments and whatever its padding
 // holds must not matter, and it must not be the plain mean (or the learned weights do nothing).
 TEST(GlobalHead, GpoPoolingIgnoresFragmentOrderAndPadding) {
@@ -763,10 +759,7 @@ TEST(FaissShortlist, FlatListsScannedWithBlasFindWhatFaissFinds) {
 
 // Issue 21: what an attacker or an unlucky user did to an index.
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
-
+using imram::test::write_text;
 void expect_cli_error(const imram::test::CommandResult& result, const std::string& mention) {
   EXPECT_EQ(result.status, 1) << result.output;
   EXPECT_EQ(result.output.rfind("imram: error: ", 0), 0u) << result.output;

@@ -31,11 +31,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
+using imram::test::read_text;
 void save_small_model(const std::string& dir, const std::string& vocab, std::int64_t img_dim) {
   imram::ModelConfig config;
   config.embed_size = 8;

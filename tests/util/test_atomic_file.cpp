@@ -17,13 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
+using imram::test::write_text;
+using imram::test::read_text;
 TEST(AtomicDirectory, ReplacesTheOldContentAndLeavesNothingBeside) {
   imram::test::TempDir dir;
   const auto model = dir.file("model");

@@ -60,7 +60,7 @@ EngineRoute choose_route(EnginePath resolved, std::int64_t query_rows, std::int6
                          bool context_halves_given, const std::optional<EngineRoute>& forced = std::nullopt);
 
 // How many calls of iterative_matching took each route since the process started (what
-// IMRAM_ENGINE_ROUTES reports, docs/engine.md#routes).
+// IMRAM_ENGINE_ROUTES reports, docs/engine.md#8-routes-and-how-they-are-tested).
 std::vector<std::pair<EngineRoute, std::int64_t>> engine_route_counts();
 
 // What iterative_matching computed on its way, for showing it (engine/explain.h): step k's
