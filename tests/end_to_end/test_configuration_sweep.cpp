@@ -218,6 +218,20 @@ void write_lines(const std::string& path, const std::vector<std::string>& lines)
   for (const auto& line : lines) out << line << "\n";
 }
 
+// Whether two scores of one row or one column (what a ranking compares) lie within the
+// tolerance: there the engine's rounding, which differs between instruction sets, may order them
+// either way, and a rank-based metric of the oracle's matrix need not be the command's.
+bool has_near_tie(const torch::Tensor& scores) {
+  for (const auto& lines : {scores, scores.t()}) {
+    const auto sorted = std::get<0>(lines.sort(1));
+    if (sorted.size(1) > 1 && (sorted.narrow(1, 1, sorted.size(1) - 1) - sorted.narrow(1, 0, sorted.size(1) - 1))
+                                      .min()
+                                      .item<double>() < 2 * kTolerance)
+      return true;
+  }
+  return false;
+}
+
 nlohmann::json json_of(const std::string& output) {
   // The JSON line is the last line; progress and notes may come before it.
   const auto end = output.find_last_not_of('\n');
@@ -297,9 +311,10 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
     const auto sims = sweep.dir("sims.npy");
     const auto evaluated = sweep.run("eval --model " + model_dir + dataset + " --json --save-sims " + sims, cell);
     if (evaluated.error.empty()) {
-      EXPECT_LE(max_difference(imram::load_npy_tensor(sims), oracle), kTolerance) << cell.name() << ", eval";
-      const auto oracle64 = oracle.contiguous();
-      const auto expected = imram::compute_metrics(oracle64.data_ptr<double>(), oracle.size(0), oracle.size(1),
+      // The matrix against the oracle; the metrics it prints are those of the matrix it wrote.
+      const auto saved = imram::load_npy_tensor(sims).to(torch::kFloat64).contiguous();
+      EXPECT_LE(max_difference(saved, oracle), kTolerance) << cell.name() << ", eval";
+      const auto expected = imram::compute_metrics(saved.data_ptr<double>(), saved.size(0), saved.size(1),
                                                    test.captions_per_image(), 1);
       EXPECT_DOUBLE_EQ(json_of(evaluated.output).at("rsum").get<double>(), expected.rsum) << cell.name() << ", eval";
     } else {
@@ -397,7 +412,10 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
       if (parsed.value("type", "") == "val") logged = parsed.at("rsum").get<double>();
     }
     ASSERT_TRUE(logged.has_value()) << cell.name() << ": no validation line in metrics.jsonl";
-    EXPECT_DOUBLE_EQ(*logged, expected.rsum) << cell.name() << ", train validation";
+    if (has_near_tie(validation))
+      std::cout << "[ sweep ] " << cell.name() << ": validation rsum not compared (two scores within 2e-5)\n";
+    else
+      EXPECT_DOUBLE_EQ(*logged, expected.rsum) << cell.name() << ", train validation";
   }
 
   std::ostringstream failed;
