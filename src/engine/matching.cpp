@@ -70,7 +70,7 @@ namespace {
 // its pairs at once: one caption or image against many items.
 constexpr std::int64_t kFewQueryRows = 64;
 
-// Blocks per route since the process started, indexed by products x context term.
+// Calls of iterative_matching per route since the process started, indexed by products x context term.
 std::array<std::atomic<std::int64_t>, 9> route_tally{};
 
 std::size_t tally_slot(EngineRoute route) { return std::size_t(route.products) * 3 + std::size_t(route.context); }
