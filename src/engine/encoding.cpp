@@ -5,6 +5,7 @@
 #include "imram/data/tokenizer.h"
 #include "imram/error.h"
 #include "imram/model/tensor_io.h"
+#include "imram/util/interruption.h"
 
 namespace imram {
 
@@ -31,22 +32,27 @@ TokenIds read_caption_ids(const std::string& ids_path, const std::string& length
   ids_array.require_ndim(2);
   const auto lengths_array = NpyArray::open(lengths_path);
   lengths_array.require_ndim(1);
-  const auto ids = to_int64(ids_array);
-  const auto lengths = to_int64(lengths_array);
-  const auto M = ids_array.dim(0), L = ids_array.dim(1);
-  if (lengths_array.dim(0) != M)
-    throw Error(lengths_path + ": " + std::to_string(lengths_array.dim(0)) + " lengths for " +
-                std::to_string(M) + " captions in " + ids_path);
+  return caption_ids_from_arrays(to_int64(ids_array).data(), ids_array.dim(0), ids_array.dim(1),
+                                 to_int64(lengths_array).data(), lengths_array.dim(0), vocab_size, ids_path,
+                                 lengths_path);
+}
+
+TokenIds caption_ids_from_arrays(const std::int64_t* ids, std::int64_t M, std::int64_t L, const std::int64_t* lengths,
+                                 std::int64_t num_lengths, std::int64_t vocab_size, const std::string& ids_source,
+                                 const std::string& lengths_source) {
+  if (num_lengths != M)
+    throw Error(lengths_source + ": " + std::to_string(num_lengths) + " lengths for " + std::to_string(M) +
+                " captions in " + ids_source);
   TokenIds captions(static_cast<std::size_t>(M));
   for (std::int64_t j = 0; j < M; ++j) {
-    const auto length = lengths[std::size_t(j)];
+    const auto length = lengths[j];
     if (length < 1 || length > L)
-      throw Error(lengths_path + ": caption " + std::to_string(j) + " has length " +
-                  std::to_string(length) + ", outside 1.." + std::to_string(L));
+      throw Error(lengths_source + ": caption " + std::to_string(j) + " has length " + std::to_string(length) +
+                  ", outside 1.." + std::to_string(L));
     for (std::int64_t t = 0; t < length; ++t) {
-      const auto id = ids[std::size_t(j * L + t)];
+      const auto id = ids[j * L + t];
       if (id < 0 || id >= vocab_size)
-        throw Error(ids_path + ": caption " + std::to_string(j) + " holds id " + std::to_string(id) +
+        throw Error(ids_source + ": caption " + std::to_string(j) + " holds id " + std::to_string(id) +
                     ", outside the vocabulary of " + std::to_string(vocab_size));
       captions[std::size_t(j)].push_back(id);
     }
@@ -82,22 +88,33 @@ EncodedImages encode_image_file(ImramModelImpl& model, const NpyArray& features,
                                 std::int64_t count, std::int64_t batch, const Progress& progress) {
   features.require_ndim(3);
   features.require_dtype(DType::Float32);
-  if (features.dim(2) != model.config.img_dim)
-    throw Error(features.path() + ": regions have " + std::to_string(features.dim(2)) +
-                " features but the model expects img_dim " + std::to_string(model.config.img_dim));
-  torch::NoGradGuard no_grad;
   const auto all = tensor_view(features);
   const auto N = count < 0 ? features.dim(0) : std::min(count, features.dim(0));
+  return encode_image_tensor(model, all.narrow(0, 0, N), features.path(), batch, progress);
+}
+
+EncodedImages encode_image_tensor(ImramModelImpl& model, const torch::Tensor& features, const std::string& source,
+                                  std::int64_t batch, const Progress& progress) {
+  if (features.dim() != 3)
+    throw Error(source + ": expected (images, regions, features), got " + std::to_string(features.dim()) +
+                " dimensions");
+  if (features.scalar_type() != torch::kFloat32) throw Error(source + ": expected float32 features");
+  if (features.size(2) != model.config.img_dim)
+    throw Error(source + ": regions have " + std::to_string(features.size(2)) +
+                " features but the model expects img_dim " + std::to_string(model.config.img_dim));
+  torch::NoGradGuard no_grad;
+  const auto N = features.size(0);
   std::vector<torch::Tensor> blocks;
   for (std::int64_t i = 0; i < N; i += batch) {
     const auto n = std::min(batch, N - i);
-    const auto block = all.narrow(0, i, n);
-    check_finite_features(block, i, features.path());
+    const auto block = features.narrow(0, i, n);
+    check_finite_features(block, i, source);
     blocks.push_back(model.encode_images(block).regions);
     if (progress) progress(i + n, N);
+    throw_if_interrupted();
   }
   EncodedImages encoded;
-  encoded.regions = N ? torch::cat(blocks) : torch::empty({0, features.dim(1), model.config.embed_size});
+  encoded.regions = N ? torch::cat(blocks) : torch::empty({0, features.size(1), model.config.embed_size});
   return encoded;
 }
 
@@ -117,6 +134,7 @@ EncodedCaptions encode_caption_ids(ImramModelImpl& model, const TokenIds& captio
     blocks.push_back(words);
     lengths.push_back(padded.lengths);
     if (progress) progress(j + n, M);
+    throw_if_interrupted();
   }
   if (blocks.empty()) return {torch::empty({0, 1, model.config.embed_size}), torch::empty({0}, torch::kInt64)};
   return {torch::cat(blocks), torch::cat(lengths)};

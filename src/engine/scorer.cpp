@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "imram/util/interruption.h"
 
 namespace imram {
 
@@ -192,6 +193,7 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
       }
       done += ni * nc;
       if (options.progress) options.progress(done, N * M);
+      throw_if_interrupted();
     }
   }
   PairScores result;

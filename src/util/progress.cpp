@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "imram/util/interruption.h"
+
 namespace imram {
 
 std::string format_duration(double seconds) {
@@ -43,6 +45,8 @@ double ProgressBar::eta_seconds() const {
 }
 
 void ProgressBar::update(std::int64_t done, const std::string& status) {
+  // Every long loop reports its progress: the one place that sees them all between blocks.
+  throw_if_interrupted();
   done_ = done;
   status_ = status;
   const auto now = std::chrono::steady_clock::now();

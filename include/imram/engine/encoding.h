@@ -27,6 +27,11 @@ TokenIds encode_caption_texts(const Vocabulary& vocabulary, const std::vector<st
 TokenIds read_caption_ids(const std::string& ids_path, const std::string& lengths_path,
                           std::int64_t vocab_size);
 
+// The same checks on arrays in memory: ids (M, L) row-major, `num_lengths` lengths (must be M);
+// the sources name the two arrays in errors.
+TokenIds caption_ids_from_arrays(const std::int64_t* ids, std::int64_t M, std::int64_t L, const std::int64_t* lengths,
+                                 std::int64_t num_lengths, std::int64_t vocab_size, const std::string& ids_source,
+                                 const std::string& lengths_source);
 struct CaptionTensors {
   torch::Tensor ids;      // (M, L) int64, zero-padded to the longest caption
   torch::Tensor lengths;  // (M) int64
@@ -44,6 +49,9 @@ using Progress = std::function<void(std::int64_t done, std::int64_t total)>;
 EncodedImages encode_image_file(ImramModelImpl& model, const NpyArray& features,
                                 std::int64_t count = -1, std::int64_t batch = 128,
                                 const Progress& progress = {});
+// The same from a (N, R, D) float32 tensor already in memory; `source` names it in errors.
+EncodedImages encode_image_tensor(ImramModelImpl& model, const torch::Tensor& features, const std::string& source,
+                                  std::int64_t batch = 128, const Progress& progress = {});
 EncodedCaptions encode_caption_ids(ImramModelImpl& model, const TokenIds& captions,
                                    std::int64_t batch = 512, const Progress& progress = {});
 
