@@ -33,6 +33,9 @@ def set_threads(threads: int) -> None:
 def threads() -> int:
     """Threads computations use."""
 
+def release_memory() -> int:
+    """Returns the memory kept from freed tensors for reuse to the system; the bytes released."""
+
 def metrics(sims: FloatArray, fold5: bool = False) -> dict[str, Any]:
     """R@K, medr, meanr and rsum of an (images x captions) score matrix: `imram metrics --json`."""
 

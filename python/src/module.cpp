@@ -8,7 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -30,6 +33,7 @@
 #include "imram/model/config.h"
 #include "imram/model/model_dir.h"
 #include "imram/runtime/runtime.h"
+#include "imram/runtime/tensor_memory.h"
 #include "imram/search/index_dir.h"
 #include "imram/search/results.h"
 #include "imram/search/search_params.h"
@@ -75,6 +79,18 @@ class LibraryCall {
   imram::ScopedInterruptCheck check_;
   py::gil_scoped_release release_;
 };
+
+// As the command line keeps freed memory for reuse (cli/allocator.cpp, with jemalloc), so does
+// LibTorch in a process that imported the module (runtime/tensor_memory.h): with the interpreter's
+// malloc a score was 7-20 % slower than `imram score` (docs/python.md). Up to a quarter of the
+// machine's memory is kept; IMRAM_KEEP_FREED_MEMORY=0 leaves LibTorch's allocator alone.
+void keep_freed_memory() {
+  const char* setting = std::getenv("IMRAM_KEEP_FREED_MEMORY");
+  if (setting && std::string(setting) == "0") return;
+  const auto pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  const std::size_t physical = pages > 0 && page_size > 0 ? std::size_t(pages) * std::size_t(page_size) : 0;
+  imram::keep_freed_tensor_memory(physical ? physical / 4 : std::size_t(1) << 30);
+}
 
 py::object json_to_python(const std::string& text) { return py::module_::import("json").attr("loads")(text); }
 
@@ -386,6 +402,7 @@ PYBIND11_MODULE(_imram, module) {
   module.attr("__version__") = IMRAM_VERSION;
   // LibTorch starts with one thread here; the command line's default is every core.
   imram::set_thread_count(0);
+  keep_freed_memory();
 
   error_type = new_exception(module, "Error", py::make_tuple(py::handle(PyExc_Exception)),
                              "Base of every error the imram library raises.");
@@ -413,6 +430,8 @@ PYBIND11_MODULE(_imram, module) {
   module.def("set_threads", &imram::set_thread_count, py::arg("threads"),
              "Threads for every computation of this process (0: all cores).");
   module.def("threads", &imram::thread_count, "Threads computations use.");
+  module.def("release_memory", &imram::release_kept_tensor_memory,
+             "Returns the memory kept from freed tensors for reuse to the system; the bytes released.");
   module.def("metrics", &metrics, py::arg("sims"), py::arg("fold5") = false,
              "R@1/5/10, median and mean rank of both directions and rsum of an (images x captions) score "
              "matrix whose caption j belongs to image j // (captions / images): the dict of `imram metrics "

@@ -91,3 +91,19 @@ def test_ctrl_c_stops_a_long_score(world, tmp_path):
     print(f"KeyboardInterrupt {latency:.3f} s after SIGINT, in a score of about {expected:.0f} s")
     # Not a timing test: a score that ignored Ctrl-C would run its whole course before raising.
     assert latency < expected / 4
+
+
+def test_freed_tensor_memory_is_kept_for_the_next_call(world):
+    model = imram.Model(str(world.model))
+    features, texts = random_inputs(world, 200, 1000)
+    first = model.score(features, texts)
+    kept = imram.release_memory()
+    assert kept >= 1 << 20
+    assert imram.release_memory() == 0
+    np.testing.assert_array_equal(model.score(features, texts), first)
+    unset = subprocess.run(
+        [sys.executable, "-c", "import numpy as np, imram, sys; m = imram.Model(sys.argv[1]);"
+         " m.score(np.random.rand(200, 8, 16).astype('float32'), ['a red circle'] * 1000);"
+         " print(imram.release_memory())", str(world.model)],
+        capture_output=True, text=True, env=dict(os.environ, IMRAM_KEEP_FREED_MEMORY="0"), check=True)
+    assert unset.stdout.strip() == "0"
