@@ -11,6 +11,8 @@
 
 #include "cli/cli_runner.h"
 #include "imram/data/npy.h"
+#include "imram/data/precomp_dataset.h"
+#include "imram/error.h"
 #include "imram/model/model_dir.h"
 #include "test_util.h"
 
@@ -356,3 +358,43 @@ TEST_F(Hardening, NewcomersAreToldWhatIsHappening) {
 }
 
 }  // namespace
+
+// Round 3, defect 9: --split was a path. `features --split ../../escaped` wrote outside --out,
+// `--split ""` wrote `_ims.npy`, `--split a/b` made a subfolder. A split is a plain name, in
+// every command that takes one; refused as a usage error before anything is read or written.
+TEST_F(Hardening, ASplitIsAPlainNameInEveryCommand) {
+  const auto pictures = file("pictures");
+  fs::create_directories(pictures);
+  fs::copy_file(imram::test::testdata("backbones/known_96x64.png"), pictures + "/a.png");
+  const auto out = file("deep/er/features");
+  const auto backbone = imram::test::testdata("backbones/grid_d256_g4.pt");
+  for (const std::string split : {"../../escaped", "''", "a/b", ".", "..", "/abs", "tab\tname"}) {
+    const auto quoted = split == "''" ? split : "'" + split + "'";
+    for (const auto& command :
+         {"features --backbone " + backbone + " --images " + pictures + " --out " + out + " --split " + quoted,
+          "eval --model " + model() + " --data " + data() + " --split " + quoted,
+          "index build --model " + model() + " --data " + data() + " --out " + file("index") + " --split " + quoted,
+          "search --model " + model() + " --data " + data() + " --query red --split " + quoted,
+          "explain --model " + model() + " --data " + data() + " --image 0 --caption 0 --split " + quoted,
+          "train --data " + data() + " --out " + file("run2") + " --val-split " + quoted,
+          "vocab build --data " + data() + " --splits train," + quoted + " --out " + file("v.json")}) {
+      const auto result = imram_cli(command);
+      EXPECT_EQ(result.status, 2) << command << "\n" << result.output;
+      EXPECT_NE(result.output.find("a split is a plain name"), std::string::npos) << command << "\n" << result.output;
+    }
+  }
+  EXPECT_FALSE(fs::exists(file("escaped_ims.npy")));
+  EXPECT_FALSE(fs::exists(file("deep/escaped_ims.npy")));
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(file("index")));
+  EXPECT_FALSE(fs::exists(file("run2")));
+}
+
+TEST(HardeningCli, SplitNamesAreCheckedByTheLibraryToo) {
+  EXPECT_NO_THROW(imram::require_split_name("test"));
+  EXPECT_NO_THROW(imram::require_split_name("testall-5k_v2.1"));
+  for (const std::string bad : {"", ".", "..", "../x", "a/b", "/x", "a\\b", "x y", std::string("a\0b", 3), ".hidden"})
+    EXPECT_THROW(imram::require_split_name(bad), imram::Error) << bad;
+  imram::test::TempDir dir;
+  EXPECT_THROW(imram::PrecompSplit::open(dir.path(), "../x"), imram::Error);
+}
