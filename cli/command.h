@@ -8,6 +8,8 @@
 #include <functional>
 #include <string>
 
+#include "imram/data/precomp_dataset.h"
+#include "imram/error.h"
 #include "imram/search/search_params.h"
 #include "imram/train/launch.h"
 
@@ -38,6 +40,30 @@ inline CLI::Validator at_least(double minimum, const std::string& description) {
       description);
 }
 inline const CLI::Validator kNonNegative = at_least(0, "NUMBER >= 0");
+
+// --split and its kin: a plain name (data/precomp_dataset.h), refused as a usage error before
+// anything is read or written. kSplitNames: a comma-separated list of them.
+inline std::string split_name_problem(const std::string& split) {
+  try {
+    imram::require_split_name(split);
+    return {};
+  } catch (const imram::Error& error) {
+    return error.what();
+  }
+}
+inline const CLI::Validator kSplitName([](std::string& value) { return split_name_problem(value); }, "NAME");
+inline const CLI::Validator kSplitNames(
+    [](std::string& value) {
+      std::string::size_type begin = 0;
+      while (begin <= value.size()) {
+        const auto end = std::min(value.find(',', begin), value.size());
+        if (end > begin)
+          if (auto problem = split_name_problem(value.substr(begin, end - begin)); !problem.empty()) return problem;
+        begin = end + 1;
+      }
+      return std::string();
+    },
+    "NAME,...");
 inline const CLI::Validator kAtLeastOne = at_least(1, "N >= 1");
 
 // A number of items (>= 0), or "auto": the default, which grows with the gallery. A transform,

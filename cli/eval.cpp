@@ -46,7 +46,7 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
       ->check(imram::cli::kNonNegative);
   sub->add_option("--seed", options->seed, "with --queries: which queries are sampled")->capture_default_str();
   sub->add_flag("--skip-exhaustive", options->skip_exhaustive, "with --index: do not score every pair");
-  sub->add_option("--split", options->split, "split name (not with --index: it holds its own gallery)")
+  sub->add_option("--split", options->split, "split name (not with --index: it holds its own gallery)")->check(imram::cli::kSplitName)
       ->capture_default_str()->excludes(index);
   sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: five 1000-image folds, averaged");
   sub->add_option("--save-sims", options->save_sims, "write the score matrix (float64 .npy)");

@@ -59,7 +59,7 @@ void imram::cli::add_explain_command(CLI::App& root, [[maybe_unused]] Invocation
   auto* sub = root.add_subcommand("explain", "show the attention, step similarities and gates behind one pair's score");
   sub->add_option("--model", o->model, "model directory")->required();
   sub->add_option("--data", o->data, "dataset directory")->required();
-  sub->add_option("--split", o->split, "split of the image (and caption)")->capture_default_str();
+  sub->add_option("--split", o->split, "split of the image (and caption)")->check(imram::cli::kSplitName)->capture_default_str();
   sub->add_option("--image", o->image, "image index")->required();
   auto* caption = sub->add_option("--caption", o->caption, "caption index of the split");
   auto* text = sub->add_option("--text", o->text, "caption text");

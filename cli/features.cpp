@@ -26,7 +26,7 @@ void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocatio
   sub->add_option("--backbone", o->backbone, "TorchScript module (docs/features.md: exporting one)")->required();
   sub->add_option("--images", o->images, "folder of pictures (searched recursively) or a file listing them")->required();
   sub->add_option("--out", o->out, "dataset directory to write into")->required();
-  sub->add_option("--split", o->split, "split name: the files are {split}_ims.npy, ...")->required();
+  sub->add_option("--split", o->split, "split name: the files are {split}_ims.npy, ...")->check(imram::cli::kSplitName)->required();
   sub->add_option("--contract", o->contract, "grid: images -> feature map; detector: image -> (boxes, features, scores)")
       ->check(CLI::IsMember({"grid", "detector"}))->capture_default_str();
   sub->add_option("--regions", o->features.regions, "a detector's regions per picture (top by score)")

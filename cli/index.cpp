@@ -33,7 +33,7 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
   auto* build = index->add_subcommand("build", "encode a split into a new index directory");
   build->add_option("--model", b->model, "model directory (with a global head for a shortlist)")->required();
   build->add_option("--data", b->data, "dataset directory")->required();
-  build->add_option("--split", b->split, "split to index")->capture_default_str();
+  build->add_option("--split", b->split, "split to index")->check(imram::cli::kSplitName)->capture_default_str();
   build->add_option("--out", b->out, "index directory to write (replaced only if it is an index)")->required();
   build->add_option("--faiss", b->faiss, "FAISS factory string (default: Flat while images x global dimensions <= 2^24, else IVF<n>,Flat)");
   build->add_option("--store", b->store, "dtype of the stored encoded items")
@@ -69,7 +69,7 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
       "add", "append a split's images and captions to an index, or a folder of pictures (--images, no captions)");
   add->add_option("INDEX", a->index, "index directory")->required();
   auto* data = add->add_option("--data", a->data, "dataset directory");
-  auto* split = add->add_option("--split", a->split, "split to add");
+  auto* split = add->add_option("--split", a->split, "split to add")->check(imram::cli::kSplitName);
   add->add_option("--model", a->model, "refuse unless the index was built with this model");
   auto* images = add->add_option("--images", a->images,
                                  "folder of pictures (searched recursively) or a file listing them: their features by "

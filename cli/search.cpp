@@ -23,7 +23,7 @@ void imram::cli::add_search_command(CLI::App& root, [[maybe_unused]] Invocation&
   auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
   sub->add_option("--model", o->model, "model directory (with --data: search a split; with --index: check it is the index's)");
   sub->add_option("--data", o->data, "dataset directory: search one of its splits, encoded on first use")->excludes(index);
-  sub->add_option("--split", o->split, "split to search (with --data)")->capture_default_str();
+  sub->add_option("--split", o->split, "split to search (with --data)")->check(imram::cli::kSplitName)->capture_default_str();
   auto* query = sub->add_option("--query", o->query, "text query: rank the images");
   auto* image = sub->add_option("--image", o->image, "image index: rank the captions");
   query->excludes(image);

@@ -30,7 +30,7 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
                   "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
   auto* model = sub->add_option("--model", o->model, "model directory");
   auto* data = sub->add_option("--data", o->data, "dataset directory");
-  sub->add_option("--split", o->split, "split to search")->capture_default_str();
+  sub->add_option("--split", o->split, "split to search")->check(imram::cli::kSplitName)->capture_default_str();
   index->excludes(model)->excludes(data);
   sub->add_option("--host", o->host, "address to listen on")->capture_default_str();
   sub->add_option("--port", o->port, "port (0: any free one, printed)")->capture_default_str()->check(CLI::Range(0, 65535));

@@ -1,5 +1,6 @@
 // imram synth: writes the synthetic shapes-world dataset in the precomputed layout, so that
 // train, eval, search and the demo run on it exactly as on Flickr30K/COCO features.
+#include <functional>
 #include <iostream>
 #include <memory>
 
@@ -49,15 +50,16 @@ void imram::cli::add_synth_command(CLI::App& root, [[maybe_unused]] Invocation& 
   sub->callback([&invocation, args] {
     invocation.run = [&invocation, args] {
       args->options.threads = invocation.globals.threads;
-      imram::write_synthetic_dataset(args->out, args->options,
-                                     [](const std::string& line) { std::cout << line << std::endl; });
-      if (args->render) {
+      const auto render = [&](const std::string& dataset) {
         for (const char* split : {"train", "dev", "test"}) {
-          const auto count = imram::render_split_pictures(args->out, split, args->render_size, args->render_format,
+          const auto count = imram::render_split_pictures(dataset, split, args->render_size, args->render_format,
                                                           imram::thread_count());
           std::cout << split << ": " << count << " pictures in " << args->out << "/pictures/" << split << std::endl;
         }
-      }
+      };
+      imram::write_synthetic_dataset(
+          args->out, args->options, [](const std::string& line) { std::cout << line << std::endl; },
+          args->render ? std::function<void(const std::string&)>(render) : nullptr);
       return 0;
     };
   });

@@ -66,7 +66,7 @@ void imram::cli::add_train_command(CLI::App& root, [[maybe_unused]] Invocation& 
   sub->add_option("--max-steps", t.max_steps, "stop after this many steps in total");
   sub->add_flag("--no-shuffle", o->no_shuffle, "batches are consecutive captions in file order");
   sub->add_option("--seed", t.seed, "initialisation and data order")->capture_default_str();
-  sub->add_option("--val-split", t.val_split, "dev | any split | none")->capture_default_str();
+  sub->add_option("--val-split", t.val_split, "dev | any split | none")->check(imram::cli::kSplitName)->capture_default_str();
   sub->add_option("--val-images", t.val_images, "validate on the first N images of the split")->capture_default_str();
   sub->add_option("--log-every", t.log_every, "steps between metrics.jsonl lines")->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "no progress output");

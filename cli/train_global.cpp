@@ -36,7 +36,7 @@ void imram::cli::add_train_global_command(CLI::App& root, [[maybe_unused]] Invoc
       ->capture_default_str()
       ->check(CLI::Range(2, 1024));
   sub->add_option("--seed", o->fit.seed, "initialisation and data order")->capture_default_str();
-  sub->add_option("--val-split", o->val_split, "split to report stage-1 R@K on afterwards (none: skip)")->capture_default_str();
+  sub->add_option("--val-split", o->val_split, "split to report stage-1 R@K on afterwards (none: skip)")->check(imram::cli::kSplitName)->capture_default_str();
   sub->add_option("--val-images", o->val_images, "first N images of it")->capture_default_str()->check(imram::cli::kAtLeastOne);
   sub->add_flag("--quiet", o->quiet, "no progress output");
   sub->callback([&invocation, o] {

@@ -1,5 +1,8 @@
 #include "imram/data/precomp_dataset.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <filesystem>
 
 #include "imram/data/captions.h"
@@ -8,6 +11,25 @@
 namespace fs = std::filesystem;
 
 namespace imram {
+
+namespace {
+
+// A name as one line of an error message: control bytes (a tab, a line break, a NUL) as \xNN.
+std::string printable(const std::string& name) {
+  std::string out;
+  for (const char c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned char>(c));
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string find_features_file(const std::string& dir, const std::string& split) {
   const std::string ims = (fs::path(dir) / (split + "_ims.npy")).string();
@@ -18,7 +40,18 @@ std::string find_features_file(const std::string& dir, const std::string& split)
               "_ims.npy and " + split + "_feat.npy)");
 }
 
+void require_split_name(const std::string& split) {
+  const bool plain = !split.empty() && split.size() <= 100 && split.front() != '.' &&
+                     std::all_of(split.begin(), split.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+                     });
+  if (!plain)
+    throw Error("split '" + printable(split) + "': a split is a plain name (letters, digits, '_', '-' and '.', not "
+                "first; at most 100 characters)");
+}
+
 PrecompSplit PrecompSplit::open(const std::string& dir, const std::string& split) {
+  require_split_name(split);
   if (!fs::is_directory(dir)) throw Error(dir + ": dataset directory does not exist");
   PrecompSplit result;
   result.split_ = split;

@@ -1025,12 +1025,14 @@ std::vector<int> SyntheticWorld::region_objects(const std::string& split, std::i
 
 // ---------------------------------------------------------------------------------------------
 
-void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& options,
-                             const std::function<void(const std::string&)>& report) {
+namespace {
+
+// The files of every split into `dir`; `shown_dir` is the directory the report names (where the
+// files will be once the temporary directory they are written into takes its place).
+void write_dataset_files(const std::string& dir, const std::string& shown_dir, const SyntheticOptions& options,
+                         const std::function<void(const std::string&)>& report) {
   const SyntheticWorld world(options);
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) throw IoError(dir + ": cannot create the dataset directory");
   // The limits of validate() keep this product far below 2^63.
   const std::int64_t feature_bytes = (options.train + options.dev + options.test) * options.regions *
                                      options.feature_dim * std::int64_t(sizeof(float));
@@ -1087,8 +1089,27 @@ void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& opt
     if (report)
       report(name + ": " + std::to_string(images) + " images (" + std::to_string(options.regions) +
              " regions x " + std::to_string(options.feature_dim) + " features), " +
-             std::to_string(data.captions.size()) + " captions -> " + path("_ims.npy"));
+             std::to_string(data.captions.size()) + " captions -> " +
+             (fs::path(shown_dir) / (name + "_ims.npy")).string());
   }
+}
+
+}  // namespace
+
+const std::vector<std::string>& synthetic_dataset_signature() {
+  static const std::vector<std::string> files = {"vocab.json", "train_scenes.jsonl", "dev_scenes.jsonl",
+                                                 "test_scenes.jsonl"};
+  return files;
+}
+
+void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& options,
+                             const std::function<void(const std::string&)>& report,
+                             const std::function<void(const std::string&)>& also) {
+  require_own_directory(dir, "dataset written by imram synth", synthetic_dataset_signature());
+  write_directory_atomically(dir, [&](const std::string& tmp) {
+    write_dataset_files(tmp, dir, options, report);
+    if (also) also(tmp);
+  });
 }
 
 }  // namespace imram

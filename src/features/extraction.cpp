@@ -12,6 +12,7 @@
 
 #include "imram/data/image_info.h"
 #include "imram/data/npy.h"
+#include "imram/data/precomp_dataset.h"
 #include "imram/error.h"
 #include "imram/features/picture_queue.h"
 #include "imram/util/atomic_file.h"
@@ -19,6 +20,7 @@
 #include "imram/util/json_file.h"
 #include "imram/util/progress.h"
 #include "imram/util/stopwatch.h"
+#include "imram/util/writer_lock.h"
 
 namespace fs = std::filesystem;
 
@@ -241,10 +243,14 @@ std::vector<std::string> list_pictures(const std::string& folder_or_list, const 
 
 FeatureSummary extract_features(const std::vector<std::string>& pictures, const std::string& out_dir,
                                 const std::string& split, const FeatureOptions& options, const FeatureLog& warn) {
+  require_split_name(split);
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1");
   if (!fs::is_regular_file(options.backbone)) throw Error(options.backbone + ": no such backbone file");
   Backbone backbone(options.backbone, options.contract, options.device, options.regions, options.feature_dim);
   require_writable_directory(out_dir);
+  // One run per split and directory: a second would redo all of the first's work and then fail.
+  const WriterLock lock((fs::path(out_dir) / (split + "_features.lock")).string(),
+                        "split " + split + " of " + out_dir);
   const Stopwatch clock;
   const fs::path out(out_dir);
   Partial partial;

@@ -1,15 +1,9 @@
 #include "imram/search/index_dir.h"
 
-#include <fcntl.h>
 #include <stdio.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -29,6 +23,7 @@
 #include "imram/util/counted_file.h"
 #include "imram/util/json_file.h"
 #include "imram/util/progress.h"
+#include "imram/util/writer_lock.h"
 #include "index_detail.h"
 
 namespace fs = std::filesystem;
@@ -36,53 +31,6 @@ namespace fs = std::filesystem;
 namespace imram {
 
 using index_detail::scalar_type;
-
-namespace {
-
-// One writer at a time per index directory: an advisory lock on DIR/writer.lock, held from the
-// writer's opening to its commit (released by the kernel when a writer dies). The file holds
-// the holder's pid, for the error of a writer that comes second.
-class WriterLock {
- public:
-  explicit WriterLock(const std::string& dir) {
-    const auto path = dir + "/writer.lock";
-    for (;;) {
-      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-      if (fd_ < 0) throw Error(path + ": cannot open the index's lock (" + std::strerror(errno) + ")");
-      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-        const int error = errno;
-        char holder[32] = {};
-        const auto got = ::pread(fd_, holder, sizeof holder - 1, 0);
-        ::close(fd_);
-        fd_ = -1;
-        if (error != EWOULDBLOCK) throw Error(path + ": cannot lock (" + std::strerror(error) + ")");
-        const std::string pid(holder, got > 0 ? std::strcspn(holder, "\n") : 0);
-        throw Error("index " + dir + " is being written by " + (pid.empty() ? "another process" : "pid " + pid) +
-                    "; try again when it is done");
-      }
-      // A build may have exchanged the directory while this waited on the old one's lock.
-      struct stat locked {}, current {};
-      if (::fstat(fd_, &locked) == 0 && ::stat(path.c_str(), &current) == 0 && locked.st_ino == current.st_ino &&
-          locked.st_dev == current.st_dev)
-        break;
-      ::close(fd_);
-    }
-    // Not truncated first (a second writer in between would read no pid): it reads up to "\n".
-    // Best effort: without the pid, the second writer's error says "another process".
-    const auto pid = std::to_string(::getpid()) + "\n";
-    [[maybe_unused]] const auto written = ::pwrite(fd_, pid.data(), pid.size(), 0);
-  }
-  ~WriterLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  WriterLock(const WriterLock&) = delete;
-  WriterLock& operator=(const WriterLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
-
-}  // namespace
 
 struct IndexWriter::State {
   std::string dir;       // where the index lives (after commit)
@@ -189,7 +137,7 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
   auto state = std::make_unique<State>();
   state->dir = dir;
   // The index replaced at commit must not be one that an `add` is writing.
-  if (fs::exists(dir, ec)) state->lock = std::make_unique<WriterLock>(dir);
+  if (fs::exists(dir, ec)) state->lock = std::make_unique<WriterLock>(dir + "/writer.lock", "index " + dir);
   state->creating = true;
   state->show_progress = options.show_progress;
   state->model = load_model(model_dir, parse_device(options.device));
@@ -219,7 +167,7 @@ IndexWriter IndexWriter::append(const std::string& dir, bool show_progress, cons
   state->work_dir = dir;
   state->show_progress = show_progress;
   if (!fs::is_directory(dir)) throw Error(dir + ": index directory does not exist");
-  state->lock = std::make_unique<WriterLock>(dir);
+  state->lock = std::make_unique<WriterLock>(dir + "/writer.lock", "index " + dir);
   state->manifest = read_manifest(dir);
   state->model = load_model(dir + "/model", parse_device(device));
   if (model_fingerprint(dir + "/model") != state->manifest.model_fingerprint)

@@ -2,6 +2,7 @@
 // the command line: a clear one-line error and a non-zero exit, or a correct result, and never
 // a user's file lost, a crash, or nonsense reported as success.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "imram/data/precomp_dataset.h"
 #include "imram/error.h"
 #include "imram/model/model_dir.h"
+#include "imram/util/writer_lock.h"
 #include "test_util.h"
 
 namespace {
@@ -377,7 +379,9 @@ TEST_F(Hardening, ASplitIsAPlainNameInEveryCommand) {
           "search --model " + model() + " --data " + data() + " --query red --split " + quoted,
           "explain --model " + model() + " --data " + data() + " --image 0 --caption 0 --split " + quoted,
           "train --data " + data() + " --out " + file("run2") + " --val-split " + quoted,
-          "vocab build --data " + data() + " --splits train," + quoted + " --out " + file("v.json")}) {
+          // A list's empty entries are skipped (a trailing comma); its others are names.
+          "vocab build --data " + data() + " --splits train," + (split == "''" ? "'..'" : quoted) + " --out " +
+              file("v.json")}) {
       const auto result = imram_cli(command);
       EXPECT_EQ(result.status, 2) << command << "\n" << result.output;
       EXPECT_NE(result.output.find("a split is a plain name"), std::string::npos) << command << "\n" << result.output;
@@ -393,8 +397,64 @@ TEST_F(Hardening, ASplitIsAPlainNameInEveryCommand) {
 TEST(HardeningCli, SplitNamesAreCheckedByTheLibraryToo) {
   EXPECT_NO_THROW(imram::require_split_name("test"));
   EXPECT_NO_THROW(imram::require_split_name("testall-5k_v2.1"));
-  for (const std::string bad : {"", ".", "..", "../x", "a/b", "/x", "a\\b", "x y", std::string("a\0b", 3), ".hidden"})
+  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "../x", "a/b", "/x", "a\\b", "x y", std::string("a\0b", 3), ".hidden"})
     EXPECT_THROW(imram::require_split_name(bad), imram::Error) << bad;
   imram::test::TempDir dir;
   EXPECT_THROW(imram::PrecompSplit::open(dir.path(), "../x"), imram::Error);
+}
+
+// Round 3, defect 8: `synth --out` over an existing directory replaced a dataset silently, kept the
+// old run's pictures beside the new ones, and wrote into a folder that was not a dataset.
+TEST(HardeningCli, SynthReplacesOnlyItsOwnDatasetAndReplacesItWhole) {
+  imram::test::TempDir dir;
+  const auto user = dir.file("mine");
+  fs::create_directories(user);
+  write_text(user + "/notes.txt", "mine");
+  const std::string small = " --seed 2 --train 2 --dev 2 --regions 6 --feat-dim 8";
+  expect_error(imram_cli("synth --out " + user + small + " --test 2"), user + ": exists and is not a");
+  EXPECT_EQ(read_text(user + "/notes.txt"), "mine");
+  EXPECT_FALSE(fs::exists(user + "/vocab.json"));
+
+  const auto data = dir.file("data");
+  const auto count_pictures = [&] {
+    std::size_t pictures = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator(data + "/pictures/test")) ++pictures;
+    return pictures;
+  };
+  auto made = imram_cli("synth --out " + data + small + " --test 6 --render --render-size 32");
+  ASSERT_EQ(made.status, 0) << made.output;
+  EXPECT_EQ(count_pictures(), 6u);
+  made = imram_cli("synth --out " + data + small + " --test 2 --render --render-size 32");
+  ASSERT_EQ(made.status, 0) << made.output;
+  EXPECT_EQ(count_pictures(), 2u);
+  EXPECT_EQ(imram::NpyArray::open(data + "/test_ims.npy").dim(0), 2);
+  made = imram_cli("synth --out " + data + small + " --test 2");
+  ASSERT_EQ(made.status, 0) << made.output;
+  EXPECT_FALSE(fs::exists(data + "/pictures"));
+  for (const auto& entry : fs::directory_iterator(dir.path()))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+}
+
+// Round 3, defect 11: two `features` runs into one --out had no lock; the second failed after all
+// its work. Now the second is refused before it reads a picture, naming the first's pid.
+TEST(HardeningCli, FeaturesRefusesASecondWriterOfASplitUpFront) {
+  imram::test::TempDir dir;
+  const auto pictures = dir.file("pictures"), out = dir.file("out");
+  fs::create_directories(pictures);
+  fs::create_directories(out);
+  fs::copy_file(imram::test::testdata("backbones/known_96x64.png"), pictures + "/a.png");
+  const auto command = "features --backbone " + imram::test::testdata("backbones/grid_d256_g4.pt") + " --images " +
+                       pictures + " --out " + out + " --split ";
+  {
+    const imram::WriterLock first(out + "/gallery_features.lock", "the test's run");
+    expect_error(imram_cli(command + "gallery"),
+                 "split gallery of " + out + " is being written by pid " + std::to_string(::getpid()));
+    EXPECT_FALSE(fs::exists(out + "/gallery_ims.npy"));
+    EXPECT_FALSE(fs::exists(out + "/gallery_features.partial"));
+    const auto other = imram_cli(command + "other");
+    EXPECT_EQ(other.status, 0) << other.output;
+  }
+  const auto after = imram_cli(command + "gallery");
+  EXPECT_EQ(after.status, 0) << after.output;
+  EXPECT_TRUE(fs::exists(out + "/gallery_ims.npy"));
 }

@@ -10,6 +10,11 @@
 
 namespace imram {
 
+// A split is a plain name, the prefix of its files in the dataset directory ({split}_ims.npy,
+// ...): letters, digits, '_', '-' and '.', not first, at most 100 characters. Anything else
+// (a path, an empty name) would read or write outside the directory; throws Error naming it.
+void require_split_name(const std::string& split);
+
 class PrecompSplit {
  public:
   static PrecompSplit open(const std::string& dir, const std::string& split);

@@ -68,9 +68,15 @@ class SyntheticWorld {
 };
 
 // Writes train/dev/test ({split}_ims.npy, {split}_caps.txt, {split}_scenes.jsonl) and vocab.json
-// into `dir` (created if needed), each file atomically. `report` receives one line per split.
+// as the directory `dir`, whole: into a temporary sibling, then swapped in place of `dir`, so that
+// nothing of an earlier dataset there survives. `also(new_dir)` may add files before the swap
+// (the rendered pictures). Refuses a `dir` that is neither absent, empty nor such a dataset
+// (synthetic_dataset_signature()). `report` receives one line per split.
 void write_synthetic_dataset(const std::string& dir, const SyntheticOptions& options,
-                             const std::function<void(const std::string&)>& report = {});
+                             const std::function<void(const std::string&)>& report = {},
+                             const std::function<void(const std::string&)>& also = {});
+// The files that mark a directory as a dataset of write_synthetic_dataset.
+const std::vector<std::string>& synthetic_dataset_signature();
 
 // What a caption of the shapes-world language asserts. -1 marks what it leaves unsaid.
 struct CaptionMention {
