@@ -82,7 +82,7 @@ class LibraryCall {
 
 // As the command line keeps freed memory for reuse (cli/allocator.cpp, with jemalloc), so does
 // LibTorch in a process that imported the module (runtime/tensor_memory.h): with the interpreter's
-// malloc a score was 7-20 % slower than `imram score` (docs/python.md). Up to a quarter of the
+// malloc a score was 7 % slower than `imram score` (docs/python.md#speed). Up to a quarter of the
 // machine's memory is kept; IMRAM_KEEP_FREED_MEMORY=0 leaves LibTorch's allocator alone.
 void keep_freed_memory() {
   const char* setting = std::getenv("IMRAM_KEEP_FREED_MEMORY");
