@@ -38,7 +38,7 @@ PicturesAdded add_pictures_to_index(const std::string& index_dir, const std::str
   if (!index.has_filename()) index = index.parent_path();
   auto writer = IndexWriter::append(index.string(), options.show_progress, device);
   writer.on_warning(warn);
-  const nlohmann::ordered_json source{{"pictures", fs::absolute(pictures).lexically_normal().string()}};
+  const nlohmann::ordered_json source{{"pictures", source_path(pictures)}};
   writer.refuse_held_source(source);
   options.device = parse_device(device);
   options.feature_dim = writer.model_config().img_dim;

@@ -258,7 +258,7 @@ void IndexWriter::add_split(const PrecompSplit& split) {
     throw Error(split.captions_path() + ": " + std::to_string(split.captions_per_image()) +
                 " captions per image, the index holds " + std::to_string(m.captions_per_image));
   const auto data_dir = fs::path(split.features_path()).parent_path().string();
-  const nlohmann::ordered_json source{{"data", fs::absolute(data_dir).string()}, {"split", split.name()}};
+  const nlohmann::ordered_json source{{"data", source_path(data_dir)}, {"split", split.name()}};
   refuse_held_source(source);
   const auto infos = m.described == m.images ? dataset_image_info(data_dir, split.name(), split.num_images())
                                               : std::vector<ImageInfo>();
@@ -313,10 +313,27 @@ void IndexWriter::add_uncaptioned_images(const NpyArray& features, const std::ve
   m.sources.push_back(record);
 }
 
+std::string source_path(const std::string& path) {
+  std::error_code error;
+  auto canonical = fs::weakly_canonical(fs::absolute(path), error);
+  if (error) return fs::absolute(path).lexically_normal().string();
+  auto text = canonical.string();
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  return text;
+}
+
 void IndexWriter::refuse_held_source(const nlohmann::ordered_json& source) const {
+  // Paths compare by what they name: an older manifest may hold another spelling of the same one.
+  const auto same_value = [](const std::string& key, const nlohmann::ordered_json& held,
+                             const nlohmann::ordered_json& value) {
+    if ((key == "data" || key == "pictures") && held.is_string() && value.is_string())
+      return source_path(held.get<std::string>()) == source_path(value.get<std::string>());
+    return held == value;
+  };
   for (const auto& held : state_->manifest.sources) {
     bool same = true;
-    for (const auto& field : source.items()) same = same && held.contains(field.key()) && held.at(field.key()) == field.value();
+    for (const auto& field : source.items())
+      same = same && held.contains(field.key()) && same_value(field.key(), held.at(field.key()), field.value());
     if (!same) continue;
     const auto what = source.contains("split") ? "the " + source.value("split", "") + " split of " + source.value("data", "")
                                                : "the pictures of " + source.value("pictures", "");

@@ -800,6 +800,11 @@ TEST(IndexWriters, AddingASplitTheIndexHoldsIsRefused) {
   const auto manifest = read_text(dir + "/manifest.json");
   expect_cli_error(imram::test::imram_cli("index add " + dir + " --data " + world.dir.file("data") + " --split test --quiet"),
                    "already holds the test split of " + fs::absolute(world.dir.file("data")).string());
+  // Round 3, defect 2: another spelling of the same directory (a trailing slash, a link to it).
+  fs::create_directory_symlink(world.dir.file("data"), world.dir.file("data_link"));
+  for (const auto& spelling : {world.dir.file("data/"), world.dir.file("data_link")})
+    expect_cli_error(imram::test::imram_cli("index add " + dir + " --data " + spelling + " --split test --quiet"),
+                     "already holds the test split of");
   EXPECT_EQ(read_text(dir + "/manifest.json"), manifest);
 }
 

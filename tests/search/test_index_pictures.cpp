@@ -267,6 +267,16 @@ TEST(IndexPictures, AFolderOfPicturesGoesStraightIntoAnIndex) {
   EXPECT_NE(again.output.find("already holds the pictures of " + fs::absolute(dir.file("photos")).string()),
             std::string::npos)
       << again.output;
+  // Round 3, defect 2: other spellings of the same folder were added again (a trailing slash, a
+  // relative path, a link to it).
+  fs::create_directory_symlink(dir.file("photos"), dir.file("photos_link"));
+  const auto backbone = " --backbone " + imram::test::testdata("backbones/grid_d256_g6.pt") + " --size 64 --quiet";
+  for (const auto& [spelling, prefix] : std::vector<std::pair<std::string, std::string>>{
+           {dir.file("photos/"), ""}, {"./photos", "cd " + dir.path() + " &&"}, {dir.file("photos_link"), ""}}) {
+    const auto other = imram::test::imram_cli("--threads 1 index add " + index_dir + " --images " + spelling + backbone, prefix);
+    EXPECT_EQ(other.status, 1) << spelling << ": " << other.output;
+    EXPECT_NE(other.output.find("already holds the pictures of"), std::string::npos) << spelling << ": " << other.output;
+  }
   const auto split = imram::test::imram_cli("index add " + index_dir + " --data " + dir.file("data") + " --split dev --quiet");
   EXPECT_EQ(split.status, 1) << split.output;
   EXPECT_NE(split.output.find("its captions are not tied to its images"), std::string::npos) << split.output;

@@ -46,6 +46,11 @@ struct IndexOptions {
   std::string device = "cpu";                // where items are encoded: cpu, cuda, cuda:N
 };
 
+// How an index's manifest records where its items came from (a dataset directory, a folder or
+// list of pictures): absolute, links resolved, no trailing separator, so that two spellings of
+// one place ("pics", "./pics/", a link to it) are the same source.
+std::string source_path(const std::string& path);
+
 // Whether `dir` holds an index (its manifest names the format): what a build may replace.
 bool is_index_dir(const std::string& dir);
 
