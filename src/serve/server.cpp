@@ -409,9 +409,28 @@ struct Server::Impl {
     known_routes.push_back({std::regex(pattern), {"GET", "HEAD"}});
   }
 
+  // Where a request's body ends, when its head says it two ways: a proxy in front may have taken
+  // the other, and the rest of the body would be read here as a request of its own (request
+  // smuggling). Such a request is refused and its connection closed. Empty: unambiguous.
+  static std::string ambiguous_framing(const httplib::Request& request) {
+    const auto lengths = request.get_header_value_count("Content-Length");
+    for (std::size_t i = 1; i < lengths; ++i)
+      if (request.get_header_value("Content-Length", i) != request.get_header_value("Content-Length", 0))
+        return "the request has Content-Length headers that disagree";
+    if (lengths > 0 && request.has_header("Transfer-Encoding"))
+      return "the request has both Content-Length and Transfer-Encoding";
+    return {};
+  }
+
   // Before httplib reads any body: a request no route takes is answered with its body unread,
   // and the connection closed, since the unread body would be read as the next request.
   httplib::Server::HandlerResponse refuse_early(const httplib::Request& request, httplib::Response& response) const {
+    if (const auto framing = ambiguous_framing(request); !framing.empty()) {
+      response.status = 400;
+      response.set_header("Connection", "close");
+      response.set_content(Json{{"error", framing}}.dump(), "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const Route* route = nullptr;
     for (const auto& known : known_routes)
       if (std::regex_match(request.path, known.pattern)) route = &known;

@@ -784,6 +784,38 @@ TEST_F(Serve, KeptAliveAndPipelinedRequestsAreAnswered) {
   EXPECT_TRUE(connection.ended_by_server());  // the last said Connection: close
 }
 
+// Hardening round 3, defect 6: two different Content-Length headers were accepted (the first
+// won). Behind a proxy that takes the other, the rest of the body is a second, smuggled request.
+// Refused with 400 and the connection closed, before any of the body is read as a request.
+TEST_F(Serve, TwoDifferentContentLengthsAreRefusedAndTheConnectionClosed) {
+  HttpConnection connection(port_);
+  const std::string smuggled = "GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string body = R"({"text": "a red circle"})";
+  connection.send("POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  "Content-Length: " + std::to_string(body.size()) + "\r\nContent-Length: " +
+                  std::to_string(body.size() + smuggled.size()) + "\r\n\r\n" + body + smuggled);
+  const auto answer = connection.receive_one();
+  EXPECT_EQ(answer.status, 400) << answer.headers;
+  EXPECT_NE(answer.body.find("Content-Length"), std::string::npos) << answer.body;
+  EXPECT_TRUE(connection.ended_by_server());
+  EXPECT_EQ(connection.receive().status, 0);  // nothing answered the smuggled request
+  char chunk_size[16];
+  std::snprintf(chunk_size, sizeof chunk_size, "%zx", body.size());
+  HttpConnection both(port_);
+  both.send("POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 4\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n" + std::string(chunk_size) + "\r\n" + body + "\r\n0\r\n\r\n" +
+            smuggled);
+  EXPECT_EQ(both.receive_one().status, 400);
+  EXPECT_TRUE(both.ended_by_server());
+  EXPECT_EQ(both.receive().status, 0);
+  // The same length twice is one length (RFC 9112 allows either); the request is answered.
+  HttpConnection same(port_);
+  same.send("POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            "Content-Length: " + std::to_string(body.size()) + "\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\n\r\n" + body);
+  EXPECT_EQ(same.receive().status, 200);
+}
+
 // Issue 19: `nprobe` and `ef_search` reach the shortlist, as imram search's options do.
 TEST(ServeIndex, SearchParametersReachTheShortlist) {
   imram::test::TempDir dir;
