@@ -473,7 +473,12 @@ struct Server::Impl {
       // httplib also refuses form-encoded bodies over 8 KB; the API reads JSON only.
       if (response.status == 413) message = too_large_message();
       if (response.status == 404) message = "no such route";
-      if (response.status == 400) message = "malformed request";
+      if (response.status == 400) {
+        // httplib's own 400: the request could not be parsed, so where the next one would start
+        // is unknown. Answered once; the rest of what the client sent is not read as requests.
+        message = "malformed request";
+        response.set_header("Connection", "close");
+      }
       response.set_content(Json{{"error", message}}.dump(), "application/json");
     });
     get("/", [](const httplib::Request&, httplib::Response& response) {

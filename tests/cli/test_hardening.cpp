@@ -370,7 +370,8 @@ TEST_F(Hardening, ASplitIsAPlainNameInEveryCommand) {
   fs::copy_file(imram::test::testdata("backbones/known_96x64.png"), pictures + "/a.png");
   const auto out = file("deep/er/features");
   const auto backbone = imram::test::testdata("backbones/grid_d256_g4.pt");
-  for (const std::string split : {"../../escaped", "''", "a/b", ".", "..", "/abs", "tab\tname"}) {
+  // Every command with each of four spellings; the library's check is tested with more below.
+  for (const std::string split : {"../../escaped", "''", "a/b", ".."}) {
     const auto quoted = split == "''" ? split : "'" + split + "'";
     for (const auto& command :
          {"features --backbone " + backbone + " --images " + pictures + " --out " + out + " --split " + quoted,

@@ -784,6 +784,23 @@ TEST_F(Serve, KeptAliveAndPipelinedRequestsAreAnswered) {
   EXPECT_TRUE(connection.ended_by_server());  // the last said Connection: close
 }
 
+// Hardening round 3, defect 5: after a request that could not be parsed (a junk request line, a
+// NUL in the target, a header line over httplib's 8 KB), the server answered 400 and then parsed
+// the rest of the bytes as new requests. It answers once and closes.
+TEST_F(Serve, AnUnparseableRequestIsAnsweredOnceAndItsConnectionClosed) {
+  const std::string next = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  for (const auto& bad : {std::string("GARBAGE\r\n\r\n"), std::string("GET /heal\0thz HTTP/1.1\r\nHost: x\r\n\r\n", 35),
+                          "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + std::string(10000, 'a') + "\r\n\r\n"}) {
+    HttpConnection connection(port_);
+    connection.send(bad + next + next);
+    const auto answer = connection.receive_one();
+    EXPECT_EQ(answer.status, 400) << answer.headers;
+    EXPECT_NE(answer.headers.find("Connection: close"), std::string::npos) << answer.headers;
+    EXPECT_TRUE(connection.ended_by_server());
+    EXPECT_EQ(connection.receive().status, 0) << "the bytes after the bad request were answered";
+  }
+}
+
 // Hardening round 3, defect 6: two different Content-Length headers were accepted (the first
 // won). Behind a proxy that takes the other, the rest of the body is a second, smuggled request.
 // Refused with 400 and the connection closed, before any of the body is read as a request.
