@@ -58,7 +58,7 @@ void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocatio
       }
       if (!o->model.empty())
         options.feature_dim = imram::load_model_config((std::filesystem::path(o->model) / "config.json").string()).img_dim;
-      const auto warn = [](const std::string& line) { std::cerr << "warning: " << line << std::endl; };
+      const auto warn = [](const std::string& line) { std::cerr << "imram: warning: " << line << std::endl; };
       const auto pictures = imram::list_pictures(o->images, warn);
       const auto s = imram::extract_features(pictures, o->out, o->split, options, warn);
       if (o->json) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_runner.h"
@@ -458,4 +459,25 @@ TEST(HardeningCli, FeaturesRefusesASecondWriterOfASplitUpFront) {
   const auto after = imram_cli(command + "gallery");
   EXPECT_EQ(after.status, 0) << after.output;
   EXPECT_TRUE(fs::exists(out + "/gallery_ims.npy"));
+}
+
+// Round 3, rough edge: `features` printed `warning:` where every other command prints
+// `imram: warning:`.
+TEST(HardeningCli, FeaturesWarnsAsEveryCommandDoes) {
+  imram::test::TempDir dir;
+  const auto pictures = dir.file("pictures");
+  fs::create_directories(pictures);
+  fs::copy_file(imram::test::testdata("backbones/known_96x64.png"), pictures + "/a.png");
+  write_text(pictures + "/broken.jpg", "not a picture");
+  const auto result = imram_cli("features --backbone " + imram::test::testdata("backbones/grid_d256_g4.pt") +
+                                " --images " + pictures + " --out " + dir.file("out") + " --split gallery");
+  ASSERT_EQ(result.status, 0) << result.output;
+  bool warned = false;
+  std::istringstream lines(result.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("broken.jpg") == std::string::npos || line.find("skipped") == std::string::npos) continue;
+    EXPECT_EQ(line.rfind("imram: warning: ", 0), 0u) << line;
+    warned = true;
+  }
+  EXPECT_TRUE(warned) << result.output;
 }
