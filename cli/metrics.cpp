@@ -24,13 +24,8 @@ void imram::cli::add_metrics_command(CLI::App& root, [[maybe_unused]] Invocation
       array.require_ndim(2);
       const auto images = array.dim(0), captions = array.dim(1);
       const auto sims = imram::to_double(array);
-      const int per_image = imram::captions_per_image_for(images, captions, options->sims);
-      imram::require_finite_scores(sims.data(), images, captions, options->sims);
-      const int threads = imram::thread_count();
       const auto metrics =
-          options->fold5
-              ? imram::compute_metrics_fold5(sims.data(), images, captions, per_image, threads)
-              : imram::compute_metrics(sims.data(), images, captions, per_image, threads);
+          imram::metrics_of_matrix(sims.data(), images, captions, options->fold5, options->sims, imram::thread_count());
       std::cout << (options->json ? imram::metrics_json(metrics) + "\n" : imram::metrics_table(metrics));
       return 0;
     };

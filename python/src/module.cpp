@@ -237,13 +237,8 @@ py::object metrics(const py::object& sims, bool fold5) {
   {
     LibraryCall call;
     const auto values = scores.tensor.to(torch::kFloat64).contiguous();
-    const auto images = values.size(0), captions = values.size(1);
-    const int per_image = imram::captions_per_image_for(images, captions, "sims");
-    imram::require_finite_scores(values.data_ptr<double>(), images, captions, "sims");
-    const int threads = imram::thread_count();
-    json = imram::metrics_json(
-        fold5 ? imram::compute_metrics_fold5(values.data_ptr<double>(), images, captions, per_image, threads)
-              : imram::compute_metrics(values.data_ptr<double>(), images, captions, per_image, threads));
+    json = imram::metrics_json(imram::metrics_of_matrix(values.data_ptr<double>(), values.size(0), values.size(1),
+                                                        fold5, "sims", imram::thread_count()));
   }
   return json_to_python(json);
 }
@@ -339,13 +334,15 @@ class PyIndex {
     auto ids = torch::empty({rows, columns}, torch::kInt64);
     auto scores = torch::empty({rows, columns});
     auto stage1 = torch::full({rows, columns}, std::numeric_limits<float>::quiet_NaN());
+    auto ids_of = ids.accessor<std::int64_t, 2>();
+    auto scores_of = scores.accessor<float, 2>(), stage1_of = stage1.accessor<float, 2>();
     SearchResults results;
     for (std::int64_t q = 0; q < rows; ++q) {
       for (std::int64_t r = 0; r < columns; ++r) {
         const auto& hit = hits[q][r];
-        ids[q][r] = hit.index;
-        scores[q][r] = hit.score;
-        if (hit.stage1) stage1[q][r] = *hit.stage1;
+        ids_of[q][r] = hit.index;
+        scores_of[q][r] = float(hit.score);
+        if (hit.stage1) stage1_of[q][r] = float(*hit.stage1);
       }
       imram::SearchAnswer answer;
       answer.hits = hits[q];

@@ -217,4 +217,12 @@ std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int6
   return buffer;
 }
 
+RetrievalMetrics metrics_of_matrix(const double* sims, std::int64_t images, std::int64_t captions, bool fold5,
+                                   const std::string& source, int threads) {
+  const int per_image = captions_per_image_for(images, captions, source);
+  require_finite_scores(sims, images, captions, source);
+  return fold5 ? compute_metrics_fold5(sims, images, captions, per_image, threads)
+               : compute_metrics(sims, images, captions, per_image, threads);
+}
+
 }  // namespace imram

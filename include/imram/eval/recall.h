@@ -34,6 +34,10 @@ RetrievalMetrics compute_metrics(const double* sims, std::int64_t images, std::i
 RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images,
                                        std::int64_t captions, int captions_per_image,
                                        int threads = 0);
+// `imram metrics` of a whole matrix: the captions per image from its shape, every score finite
+// (both checked, naming `source`), then the protocol (fold5: COCO 1K).
+RetrievalMetrics metrics_of_matrix(const double* sims, std::int64_t images, std::int64_t captions, bool fold5,
+                                   const std::string& source, int threads = 0);
 
 // The JSON of `imram metrics --json` and `imram eval --json`, one line.
 std::string metrics_json(const RetrievalMetrics& metrics);
