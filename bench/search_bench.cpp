@@ -79,13 +79,16 @@ double rerank_floor_ms(const ModelConfig& config, std::int64_t candidates, doubl
 }  // namespace
 
 std::string bench_search(const SearchBenchOptions& o) {
-  if (o.images < 1 || o.queries < 1 || o.shortlist < 0 || o.prefilter < 0 || o.captions < 1) throw Error("bench search: sizes must be positive");
+  if (o.images < 1 || o.queries < 1 || o.captions < 1) throw Error("bench search: sizes must be positive");
+  if (o.reuse && o.dir.empty()) throw Error("bench search --reuse: give --dir, the directory of the earlier run");
   std::mt19937_64 rng(o.seed);
   torch::manual_seed(std::int64_t(o.seed));
   const bool temporary = o.dir.empty();
   const std::string root = temporary ? (fs::temp_directory_path() / ("imram-bench-search." + std::to_string(::getpid()))).string() : o.dir;
-  remove_tree(root);
-  fs::create_directories(root);
+  if (!o.reuse) {
+    remove_tree(root);
+    fs::create_directories(root);
+  }
   struct Cleanup {
     std::string dir;
     bool active;
@@ -103,61 +106,67 @@ std::string bench_search(const SearchBenchOptions& o) {
   config.img_dim = o.feature_dim;
   config.global_head = config.embed_size;
   model.net = ImramModel(config);
-  model.net->eval();
-  save_model(root + "/model", model);
-
-  // Random region features from a pool: each image mixes two pool images with random weights,
-  // so that a million distinct images cost memory bandwidth, not a million draws.
-  constexpr std::int64_t kPool = 512, kBatch = 256;
-  const auto pool = torch::randn({kPool, o.regions, o.feature_dim});
-  IndexOptions index_options;
-  index_options.faiss_factory = o.faiss;
-  index_options.store = parse_store_dtype(o.store);
-  index_options.memory_halves = o.memory_halves;
-  index_options.show_progress = false;
-  index_options.device = o.device;
   const std::string index_dir = root + "/index";
-  const auto build_start = Clock::now();
-  double generate_s = 0, images_s = 0;
-  auto writer = IndexWriter::create(index_dir, root + "/model", index_options);
-  {
-    ProgressBar bar("indexing random images", o.images, "images", o.show_progress);
-    for (std::int64_t i = 0; i < o.images; i += kBatch) {
-      const auto n = std::min(kBatch, o.images - i);
-      auto start = Clock::now();
-      const auto first = torch::randint(kPool, {n}, torch::kInt64), second = torch::randint(kPool, {n}, torch::kInt64);
-      const auto weights = torch::randn({n, 2, 1, 1});
-      const auto features = pool.index_select(0, first) * weights.select(1, 0) + pool.index_select(0, second) * weights.select(1, 1);
-      generate_s += seconds_since(start);
-      start = Clock::now();
-      writer.add_images(features);
-      images_s += seconds_since(start);
-      bar.update(i + n);
+  double generate_s = 0, images_s = 0, faiss_s = 0, build_s = 0;
+  if (!o.reuse) {
+    model.net->eval();
+    save_model(root + "/model", model);
+
+    // Random region features from a pool: each image mixes two pool images with random weights,
+    // so that a million distinct images cost memory bandwidth, not a million draws.
+    constexpr std::int64_t kPool = 512, kBatch = 256;
+    const auto pool = torch::randn({kPool, o.regions, o.feature_dim});
+    IndexOptions index_options;
+    index_options.faiss_factory = o.faiss;
+    index_options.store = parse_store_dtype(o.store);
+    index_options.memory_halves = o.memory_halves;
+    index_options.codes = o.codes;
+    index_options.codebook_size = o.codebook_size;
+    index_options.show_progress = false;
+    index_options.device = o.device;
+    const auto build_start = Clock::now();
+    auto writer = IndexWriter::create(index_dir, root + "/model", index_options);
+    {
+      ProgressBar bar("indexing random images", o.images, "images", o.show_progress);
+      for (std::int64_t i = 0; i < o.images; i += kBatch) {
+        const auto n = std::min(kBatch, o.images - i);
+        auto start = Clock::now();
+        const auto first = torch::randint(kPool, {n}, torch::kInt64), second = torch::randint(kPool, {n}, torch::kInt64);
+        const auto weights = torch::randn({n, 2, 1, 1});
+        const auto features = pool.index_select(0, first) * weights.select(1, 0) + pool.index_select(0, second) * weights.select(1, 1);
+        generate_s += seconds_since(start);
+        start = Clock::now();
+        writer.add_images(features);
+        images_s += seconds_since(start);
+        bar.update(i + n);
+      }
+      bar.finish();
     }
-    bar.finish();
+    TokenIds caption_ids;
+    std::vector<std::string> caption_texts;
+    for (std::int64_t j = 0; j < o.captions; ++j) {
+      caption_texts.push_back(random_text(rng));
+      caption_ids.push_back(model.vocabulary->encode(caption_texts.back()));
+    }
+    writer.add_captions(caption_ids, caption_texts);
+    const auto commit_start = Clock::now();
+    writer.commit();
+    faiss_s = seconds_since(commit_start);
+    build_s = seconds_since(build_start) - generate_s;
   }
-  TokenIds caption_ids;
-  std::vector<std::string> caption_texts;
-  for (std::int64_t j = 0; j < o.captions; ++j) {
-    caption_texts.push_back(random_text(rng));
-    caption_ids.push_back(model.vocabulary->encode(caption_texts.back()));
-  }
-  writer.add_captions(caption_ids, caption_texts);
-  const auto commit_start = Clock::now();
-  writer.commit();
-  const double faiss_s = seconds_since(commit_start);
-  const double build_s = seconds_since(build_start) - generate_s;
 
   const auto open_start = Clock::now();
   const auto index = GalleryIndex::open(index_dir, parse_device(o.device));
+  const auto& used = index->model().config();  // with --reuse, the earlier run's model
   const double open_ms = seconds_since(open_start) * 1e3;
-  const auto shortlist = std::min(o.shortlist, index->num_images());
-  const auto searcher = index->searcher(GallerySide::Images, shortlist, o.prefilter);
+  const auto shortlist = scored_shortlist(o.shortlist, index->num_images());
+  const auto searcher = index->searcher(GallerySide::Images, shortlist, o.prefilter, o.step1);
+  const auto* rerank = dynamic_cast<const RerankSearcher*>(searcher.get());
   std::vector<std::string> queries;
   for (std::int64_t q = 0; q < o.queries; ++q) queries.push_back(random_text(rng));
   std::vector<double> latencies;
   std::vector<std::vector<Hit>> answers;
-  double stage1_ms = 0, stage2_ms = 0;
+  double stage1_ms = 0, stage2_ms = 0, coded_ms = 0, exact_step1_ms = 0;
   std::int64_t query_words = 0;
   double encode_ms = 0;
   const auto queries_start = Clock::now();
@@ -171,10 +180,12 @@ std::string bench_search(const SearchBenchOptions& o) {
     latencies.push_back(seconds_since(start) * 1e3);
     stage1_ms += stats.stage1_ms;
     stage2_ms += stats.stage2_ms;
+    coded_ms += stats.coded_ms;
+    exact_step1_ms += stats.exact_step1_ms;
   }
   const double queries_s = seconds_since(queries_start);
 
-  const auto floor_ms = rerank_floor_ms(config, shortlist, double(query_words) / double(o.queries));
+  const auto floor_ms = rerank_floor_ms(used, shortlist, double(query_words) / double(o.queries));
   const double stage2_mean_ms = stage2_ms / double(o.queries);
 
   nlohmann::ordered_json exhaustive_ms = nullptr, overlap = nullptr;
@@ -219,19 +230,23 @@ std::string bench_search(const SearchBenchOptions& o) {
              {"speedup", sequential_ms / together_ms}, {"max_abs_diff", max_diff}, {"same_top10", same_order}};
   }
   nlohmann::ordered_json json{
-      {"bench", "search"}, {"images", o.images}, {"embed", config.embed_size}, {"regions", o.regions},
-      {"feature_dim", o.feature_dim}, {"mode", to_string(config.mode)}, {"steps", config.iteration_steps},
-      {"captions", o.captions}, {"shortlist", shortlist}, {"prefilter", o.prefilter}, {"faiss", index->faiss_factory()}, {"store", o.store},
+      {"bench", "search"}, {"images", index->num_images()}, {"embed", used.embed_size}, {"regions", o.regions},
+      {"feature_dim", o.feature_dim}, {"mode", to_string(used.mode)}, {"steps", used.iteration_steps},
+      {"captions", o.captions}, {"shortlist", shortlist},
+      {"prefilter", rerank ? rerank->prefilter() : 0}, {"step1", rerank ? rerank->step1() : 0},
+      {"codes", index->has_codes(GallerySide::Images)}, {"faiss", index->faiss_factory()}, {"store", o.store},
       {"memory_halves", o.memory_halves},
       {"threads", thread_count()}, {"device", o.device},
       {"build_s", build_s}, {"generate_s", generate_s}, {"images_per_s", double(o.images) / images_s},
       {"faiss_build_s", faiss_s},
       {"index_bytes", bytes_of(index_dir, {".faiss", "_globals.bin"})},
+      {"codes_bytes", bytes_of(index_dir, {"_codes.bin", "_grams.bin", "_codebook.bin"})},
       {"store_bytes", bytes_of(index_dir, {"regions.bin", "words.bin", "word_offsets.bin", "_halves.bin"})},
       {"open_ms", open_ms}, {"first_query_ms", latencies.front()},
       {"p50_ms", percentile(latencies, 0.5)}, {"p95_ms", percentile(latencies, 0.95)},
       {"p99_ms", percentile(latencies, 0.99)}, {"encode_ms_mean", encode_ms / double(o.queries)},
       {"stage1_ms_mean", stage1_ms / double(o.queries)},
+      {"coded_ms_mean", coded_ms / double(o.queries)}, {"exact_step1_ms_mean", exact_step1_ms / double(o.queries)},
       {"stage2_ms_mean", stage2_mean_ms}, {"stage2_floor_ms", floor_ms},
       {"stage2_vs_floor", floor_ms > 0 ? nlohmann::ordered_json(stage2_mean_ms / floor_ms) : nlohmann::ordered_json()},
       {"queries", o.queries},

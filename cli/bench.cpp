@@ -82,11 +82,14 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
   search->add_option("--images", q->options.images, "gallery images")->capture_default_str()->check(imram::cli::kAtLeastOne);
   search->add_option("--feat-dim", q->options.feature_dim, "D, region feature size")->capture_default_str();
   search->add_option("--captions", q->options.captions, "stored captions")->capture_default_str()->check(imram::cli::kAtLeastOne);
-  search->add_option("--shortlist", q->options.shortlist, "N candidates re-ranked")->capture_default_str()->check(imram::cli::kNonNegative);
-  search->add_option("--prefilter", q->options.prefilter,
-                     "a cascade: FAISS proposes this many, IMRAM's first step keeps --shortlist of them (0: none)")
-      ->capture_default_str()
+  imram::cli::add_shortlist_option(search, q->options.shortlist, "N candidates all K steps score (as imram search)");
+  imram::cli::add_prefilter_option(search, q->options.prefilter,
+                                   "a cascade: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
+  imram::cli::add_step1_option(search, q->options.step1);
+  search->add_flag("!--no-codes", q->options.codes, "build the index without codes (index build --no-codes)");
+  search->add_option("--codebook", q->options.codebook_size, "centroids of each codebook (index build --codebook)")
       ->check(imram::cli::kNonNegative);
+  search->add_flag("--reuse", q->options.reuse, "search the index an earlier run left in --dir (same model options), build nothing");
   search->add_option("--queries", q->options.queries, "timed text queries")->capture_default_str()->check(imram::cli::kAtLeastOne);
   search->add_option("--exhaustive-queries", q->options.exhaustive_queries, "of them, also scored exhaustively")->capture_default_str();
   search->add_option("--batch", q->options.batch, "also time this many exhaustive queries one by one and together")

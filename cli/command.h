@@ -100,6 +100,14 @@ CLI::Option* add_prefilter_option(CLI::App* sub, Items& prefilter, const std::st
                                         "1,000 to 20,000)");
 }
 
+// --step1: the items exact step 1 scores after the coded first step (imram::auto_step1).
+template <typename Items>
+CLI::Option* add_step1_option(CLI::App* sub, Items& step1) {
+  return add_items_option(sub, "--step1", step1,
+                          "where the index keeps codes, step 1 from the codes ranks the --prefilter list and keeps "
+                          "this many for exact step 1 (0: no coded step; auto: 4 x --shortlist, at least 2,000)");
+}
+
 // For long-running commands (serve): freed memory returns to the system after about `seconds`
 // unused (< 0: never, the setting that suits training and evaluation; cli/allocator.cpp).
 void return_freed_memory_after(double seconds);

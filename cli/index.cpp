@@ -13,7 +13,9 @@ namespace {
 void print_summary(const std::string& verb, const imram::GalleryIndex& index) {
   std::cout << verb << " " << index.dir() << ": " << index.num_images() << " images, " << index.num_captions()
             << " captions, store " << index.store_dtype()
-            << (index.store()->keeps_memory_halves() ? " with memory halves" : "") << ", "
+            << (index.store()->keeps_memory_halves() ? " with memory halves" : "")
+            << (index.has_codes(imram::GallerySide::Images) ? (index.store()->keeps_memory_halves() ? " and codes" : " with codes") : "")
+            << ", "
             << (index.has_shortlist() ? "FAISS " + index.faiss_factory() + " shortlist"
                                       : std::string("no shortlist (the model has no global head)"))
             << "\n";
@@ -27,7 +29,8 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
 
   struct BuildOptions {
     std::string model, data, split = "test", out, faiss, store = "float16";
-    bool memory_halves = false, quiet = false;
+    bool memory_halves = false, codes = true, quiet = false;
+    std::int64_t codebook = 0;
   };
   auto b = std::make_shared<BuildOptions>();
   auto* build = index->add_subcommand("build", "encode a split into a new index directory");
@@ -41,6 +44,12 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
   build->add_flag("--memory-halves", b->memory_halves,
                   "also store each item's products with the memory weights: faster re-ranking for 2d floats more per "
                   "region and word and direction (docs/index.md)");
+  build->add_flag("!--no-codes", b->codes,
+                  "keep no codes of the fragments: the cascade's first step then reads every candidate from the store "
+                  "(docs/index.md#codes)");
+  build->add_option("--codebook", b->codebook,
+                    "centroids of each side's codebook (0: auto, about 4 per square root of the fragments, 16 to 1,024)")
+      ->check(imram::cli::kNonNegative)->capture_default_str();
   build->add_flag("--quiet", b->quiet, "no progress output");
   build->callback([&invocation, b] {
     invocation.run = [b, device = invocation.globals.device] {
@@ -49,6 +58,8 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
       options.faiss_factory = b->faiss;
       options.store = imram::parse_store_dtype(b->store);
       options.memory_halves = b->memory_halves;
+      options.codes = b->codes;
+      options.codebook_size = b->codebook;
       options.show_progress = !b->quiet;
       options.device = device;
       auto writer = imram::IndexWriter::create(b->out, b->model, options);

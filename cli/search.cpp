@@ -13,7 +13,8 @@
 void imram::cli::add_search_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
     std::string index, model, data, split = "test", query, cache = imram::default_cache_dir();
-    std::int64_t image = -1, top = 5, mark = -1, shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter;
+    std::int64_t image = -1, top = 5, mark = -1, shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter,
+                 step1 = imram::kDefaultStep1;
     std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
     imram::SearchParams params;
     bool json = false;
@@ -34,6 +35,7 @@ void imram::cli::add_search_command(CLI::App& root, [[maybe_unused]] Invocation&
   imram::cli::add_prefilter_option(sub, o->prefilter,
                   "FAISS proposes this many, IMRAM's first step alone keeps --shortlist of them for the full "
                   "K steps");
+  imram::cli::add_step1_option(sub, o->step1);
   imram::cli::add_search_params_options(sub, o->params);
   sub->add_option("--mark", o->mark, "flag this result index as the expected one");
   sub->add_option("--cache", o->cache, "directory of encoded galleries for --data (empty: none)")->capture_default_str();
@@ -66,7 +68,7 @@ void imram::cli::add_search_command(CLI::App& root, [[maybe_unused]] Invocation&
                     << " items; scoring all of them\n";
         shortlist = gallery_size;
       }
-      const auto searcher = index->searcher(side, shortlist, o->prefilter);
+      const auto searcher = index->searcher(side, shortlist, o->prefilter, o->step1);
       const imram::Stopwatch encoding;
       const auto encoded = by_text ? index->text_query(o->query) : index->image_query(o->image);
       const auto answer = imram::run_search(*searcher, encoded, o->top, shortlist, encoding.milliseconds(), o->params);

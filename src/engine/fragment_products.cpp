@@ -3,8 +3,11 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "simd.h"
 
@@ -195,6 +198,130 @@ void weighted(const torch::Tensor& weights, const torch::Tensor& values, torch::
   });
 }
 
+
+// IMRAM's first step of a range of (context item, query item) pairs from their raw scores and the
+// context items' Gram matrices, each pair in cache from its raw scores to its similarity: the
+// fused form of first_step_from_products' tensor ops (engine/matching.h), which tests hold it to.
+template <typename G>
+struct FirstStepPairs {
+  const float* raw;            // (B, A, n_q, n_c)
+  const G* gram;               // (B, n_c, n_c)
+  const float* query_mask;     // (A, n_q)
+  const float* query_squared;  // (A, n_q)
+  const bool* padding;         // (B, n_c), or null
+  RawFeatureNorm norm;
+  float lambda;
+  std::int64_t A;
+  int nq, nc;
+  std::int64_t begin, end;
+  float* out;  // (B A)
+
+  // x <- e^x over n values, sixteen at a time.
+  template <bool Avx512>
+  IMRAM_INLINE static void exp_in_place(float* x, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) simd::store16(x + i, simd::exp_approx<Floats16, simd::Ints16>(simd::load16(x + i)));
+    for (; i < n; ++i) x[i] = simd::exp_approx<float, std::int32_t>(x[i]);
+  }
+
+  template <bool Avx512>
+  IMRAM_INLINE void run() const {
+    const auto cells = std::size_t(nq) * std::size_t(nc);
+    // The Gram matrix as float32 rows padded to whole sixteens: the weighted pass below then has
+    // no scalar tail (which, converting a float16 value per product, took most of its time).
+    const int padded = (nc + 15) / 16 * 16;
+    const auto padded_cells = std::size_t(std::max(nq, nc)) * std::size_t(padded);
+    std::vector<float> scratch(2 * cells + 2 * padded_cells + std::size_t(nc));
+    float* normed = scratch.data();
+    float* alpha = normed + cells;
+    float* weighted = alpha + cells;
+    float* wide_gram = weighted + padded_cells;
+    float* column = wide_gram + padded_cells;
+    std::int64_t loaded = -1;  // the context item whose Gram matrix wide_gram holds
+    for (std::int64_t pair = begin; pair < end; ++pair) {
+      const auto b = pair / A, a = pair % A;
+      const float* x = raw + pair * nq * nc;
+      const float* mask = query_mask + a * nq;
+      const float* squared = query_squared + a * nq;
+      const bool* pad = padding ? padding + b * nc : nullptr;
+      // Step 2: across the queries, for each context fragment.
+      const bool clip = norm == RawFeatureNorm::ClippedL2Norm || norm == RawFeatureNorm::Clipped;
+      if (norm == RawFeatureNorm::Softmax) {
+        for (int c = 0; c < nc; ++c) column[c] = -INFINITY;
+        for (int j = 0; j < nq; ++j)
+          if (mask[j] != 0)
+            for (int c = 0; c < nc; ++c) column[c] = std::max(column[c], x[j * nc + c]);
+        for (int j = 0; j < nq; ++j)
+          for (int c = 0; c < nc; ++c) normed[j * nc + c] = x[j * nc + c] - column[c];
+        exp_in_place<Avx512>(normed, int(cells));
+        for (int c = 0; c < nc; ++c) column[c] = 0;
+        for (int j = 0; j < nq; ++j)
+          for (int c = 0; c < nc; ++c) {
+            if (mask[j] == 0) normed[j * nc + c] = 0;
+            column[c] += normed[j * nc + c];
+          }
+        for (int j = 0; j < nq; ++j)
+          for (int c = 0; c < nc; ++c) normed[j * nc + c] /= column[c];
+      } else {
+        for (int c = 0; c < nc; ++c) column[c] = 0;
+        for (int j = 0; j < nq; ++j)
+          for (int c = 0; c < nc; ++c) {
+            float v = x[j * nc + c];
+            if (clip) v = v < 0 ? 0.1f * v : v;
+            v *= mask[j];
+            normed[j * nc + c] = v;
+            column[c] += v * v;
+          }
+        if (norm == RawFeatureNorm::ClippedL2Norm || norm == RawFeatureNorm::L2Norm) {
+          for (int c = 0; c < nc; ++c) column[c] = 1.0f / (std::sqrt(std::max(column[c], 1e-30f)) + 1e-8f);
+          for (int j = 0; j < nq; ++j)
+            for (int c = 0; c < nc; ++c) normed[j * nc + c] *= column[c];
+        }
+      }
+      // Step 3: softmax over the context of lambda times that, padding excluded; the rows of the
+      // query's padding are computed and left out of the mean.
+      for (int j = 0; j < nq; ++j) {
+        float top = -INFINITY;
+        for (int c = 0; c < nc; ++c)
+          if (!pad || !pad[c]) top = std::max(top, lambda * normed[j * nc + c]);
+        for (int c = 0; c < nc; ++c) alpha[j * nc + c] = lambda * normed[j * nc + c] - top;
+      }
+      exp_in_place<Avx512>(alpha, int(cells));
+      float total = 0, valid = 0;
+      for (int j = 0; j < nq; ++j) {
+        float* row = alpha + j * nc;
+        float sum = 0;
+        for (int c = 0; c < nc; ++c) {
+          if (pad && pad[c]) row[c] = 0;
+          sum += row[c];
+        }
+        for (int c = 0; c < nc; ++c) row[c] /= sum;
+      }
+      // |a|^2 = alpha^T G alpha: every query row's alpha G in one register-blocked pass.
+      const G* item_gram = gram + b * nc * nc;
+      for (int c = 0; b != loaded && c < nc; ++c) {
+        int i = 0;
+        for (; i + 16 <= nc; i += 16) simd::store16(wide_gram + c * padded + i, load16<Avx512>(item_gram + c * nc + i));
+        for (; i < nc; ++i) wide_gram[c * padded + i] = load1(item_gram + c * nc + i);
+        for (; i < padded; ++i) wide_gram[c * padded + i] = 0;
+      }
+      loaded = b;
+      WeightedItem<float>{alpha, nc, nq, nc, wide_gram, padded, padded, weighted, padded, false}.template run<Avx512>();
+      for (int j = 0; j < nq; ++j) {
+        valid += mask[j];
+        if (mask[j] == 0) continue;
+        float dots = 0, attended = 0;
+        for (int c = 0; c < nc; ++c) {
+          dots += alpha[j * nc + c] * x[j * nc + c];
+          attended += alpha[j * nc + c] * weighted[j * padded + c];
+        }
+        total += dots / std::sqrt(std::max(squared[j] * attended, 1e-16f)) * mask[j];
+      }
+      out[pair] = total / valid;
+    }
+  }
+};
+
 }  // namespace
 
 void fragment_dots(const torch::Tensor& lhs, const torch::Tensor& rhs, torch::Tensor& out) {
@@ -215,6 +342,40 @@ void fragment_grams(const torch::Tensor& fragments, torch::Tensor& out) {
   check_out(out, fragments.size(0), fragments.size(1), fragments.size(1));
   if (fragments.scalar_type() == torch::kHalf) return dots<std::uint16_t, std::uint16_t>(fragments, fragments, out, true);
   dots<float, float>(fragments, fragments, out, true);
+}
+
+void first_step_pairs(const torch::Tensor& raw, const torch::Tensor& gram, const torch::Tensor& query_mask,
+                      const torch::Tensor& query_squared_norms, const torch::Tensor& context_padding,
+                      RawFeatureNorm norm, double lambda, torch::Tensor& out) {
+  TORCH_CHECK(raw.dim() == 4 && raw.scalar_type() == torch::kFloat32 && raw.is_contiguous() && raw.device().is_cpu(),
+              "first_step_pairs: raw scores must be float32 (B, A, n_q, n_c), contiguous, on the CPU");
+  const auto B = raw.size(0), A = raw.size(1);
+  const int nq = int(raw.size(2)), nc = int(raw.size(3));
+  TORCH_CHECK(gram.dim() == 3 && gram.size(0) == B && gram.size(1) == nc && gram.size(2) == nc && gram.is_contiguous() &&
+                  (gram.scalar_type() == torch::kFloat32 || gram.scalar_type() == torch::kHalf),
+              "first_step_pairs: the Gram matrices must be (B, n_c, n_c) float32 or float16, contiguous");
+  TORCH_CHECK(query_mask.scalar_type() == torch::kFloat32 && query_mask.is_contiguous() && query_mask.numel() == A * nq &&
+                  query_squared_norms.scalar_type() == torch::kFloat32 && query_squared_norms.is_contiguous() &&
+                  query_squared_norms.numel() == A * nq,
+              "first_step_pairs: the query mask and squared norms must be float32 (A, n_q), contiguous");
+  TORCH_CHECK(!context_padding.defined() || (context_padding.scalar_type() == torch::kBool && context_padding.is_contiguous() &&
+                                              context_padding.numel() == B * nc),
+              "first_step_pairs: the context padding must be bool (B, n_c), contiguous");
+  TORCH_CHECK(out.scalar_type() == torch::kFloat32 && out.is_contiguous() && out.numel() == B * A,
+              "first_step_pairs: out must be float32 (B, A), contiguous");
+  const auto run_pairs = [&](auto gram_data) {
+    using G = std::remove_const_t<std::remove_pointer_t<decltype(gram_data)>>;
+    at::parallel_for(0, B * A, 64, [&](std::int64_t begin, std::int64_t end) {
+      simd::run(FirstStepPairs<G>{raw.data_ptr<float>(), gram_data, query_mask.data_ptr<float>(),
+                                  query_squared_norms.data_ptr<float>(),
+                                  context_padding.defined() ? context_padding.data_ptr<bool>() : nullptr, norm,
+                                  float(lambda), A, nq, nc, begin, end, out.data_ptr<float>()});
+    });
+  };
+  if (gram.scalar_type() == torch::kHalf)
+    run_pairs(static_cast<const std::uint16_t*>(gram.data_ptr()));
+  else
+    run_pairs(static_cast<const float*>(gram.data_ptr<float>()));
 }
 
 void weighted_fragments(const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor& out,

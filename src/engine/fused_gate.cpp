@@ -17,41 +17,10 @@ using simd::Floats16;
 using simd::Ints16;
 using simd::load16;
 
-// e^x within 2 ulp for |x| <= 88, clamped beyond (Cephes' expf: x = n ln2 + r, a degree-6
-// polynomial in r, 2^n through the exponent bits). Plain arithmetic without branches or calls,
-// for scalars and Floats16 alike; every instruction set computes the same bits.
-template <typename Value, typename Integer>
-IMRAM_INLINE Value exp_approx(Value x) {
-  x = x < -88.0f ? Value{} - 88.0f : x;
-  x = x > 88.0f ? Value{} + 88.0f : x;
-  // Adding and removing 1.5 * 2^23 rounds to the nearest integer (|x log2 e| < 2^22 here).
-  const Value n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const Value r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  Value p = Value{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  // A NaN input must not reach the integer conversion (undefined, and INT_MIN on x86, whose
-  // shift is undefined too); p is NaN already, so any finite exponent keeps the result NaN.
-  const Value finite_n = n == n ? n : Value{};
-  Integer bits;
-  if constexpr (std::is_same_v<Value, float>) {
-    bits = (static_cast<std::int32_t>(finite_n) + 127) << 23;
-  } else {
-    bits = (__builtin_convertvector(finite_n, Integer) + 127) << 23;
-  }
-  Value scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
 template <typename Value, typename Integer>
 IMRAM_INLINE Value refined_value(Value o_pre, Value g_pre, Value q) {
-  const Value o = 2.0f / (1.0f + exp_approx<Value, Integer>(-2.0f * o_pre)) - 1.0f;
-  const Value g = 1.0f / (1.0f + exp_approx<Value, Integer>(-g_pre));
+  const Value o = 2.0f / (1.0f + simd::exp_approx<Value, Integer>(-2.0f * o_pre)) - 1.0f;
+  const Value g = 1.0f / (1.0f + simd::exp_approx<Value, Integer>(-g_pre));
   return g * q + (1.0f - g) * o;
 }
 

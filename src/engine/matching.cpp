@@ -183,6 +183,38 @@ torch::Tensor itemwise_products(const torch::Tensor& lhs, const torch::Tensor& r
   return out;
 }
 
+}  // namespace
+
+torch::Tensor step_similarity(const torch::Tensor& alpha, const torch::Tensor& raw_original,
+                              const torch::Tensor& attended_sq, const torch::Tensor& query_squared_norms,
+                              const torch::Tensor& query_mask, const torch::Tensor& query_valid) {
+  const auto A = query_mask.size(0), nq = query_mask.size(1);
+  const auto dots = (alpha * raw_original).sum(-1);  // q0 . a
+  const auto cosines = dots / (query_squared_norms.view({1, A, nq}) * attended_sq).clamp_min(1e-16).sqrt();
+  return (cosines * query_mask.view({1, A, nq})).sum(-1) / query_valid.view({1, A});
+}
+
+torch::Tensor first_step_from_products(const torch::Tensor& raw, const torch::Tensor& gram,
+                                       const torch::Tensor& query_mask, const torch::Tensor& query_squared_norms,
+                                       const torch::Tensor& context_padding, const ModelConfig& config,
+                                       EnginePath path) {
+  const auto B = raw.size(0), A = raw.size(1), nq = raw.size(2), nc = raw.size(3);
+  if (resolve_engine_path(path, raw) == EnginePath::FusedCpu) {
+    auto out = torch::empty({B, A}, raw.options());
+    first_step_pairs(raw.contiguous(), gram.contiguous(), query_mask.contiguous(), query_squared_norms.contiguous(),
+                     context_padding.defined() ? context_padding.contiguous() : context_padding, config.raw_feature_norm,
+                     config.lambda_softmax, out);
+    return out;
+  }
+  const auto padding = context_padding.defined() ? context_padding.view({B, 1, 1, nc}) : torch::Tensor();
+  const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, query_mask.view({1, A, nq, 1})),
+                                       config.lambda_softmax, padding);
+  const auto attended_sq = (torch::bmm(alpha.reshape({B, A * nq, nc}), widened(gram)).view({B, A, nq, nc}) * alpha).sum(-1);
+  return step_similarity(alpha, raw, attended_sq, query_squared_norms, query_mask, query_mask.sum(1));
+}
+
+namespace {
+
 // Steps of one block of context items, in the engine's layout [b, a, q, c]: context item b,
 // query item a, query fragment q, context fragment c, so that every product is one batched GEMM
 // over b. The shortcuts (docs/engine.md), all exact:
@@ -245,8 +277,6 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
       gram = fused ? itemwise_products(context, context_t) : torch::bmm(context, context_t);
     }
   }
-  const auto squared_norms = queries.squared_norms.view({1, A, nq});
-  const auto valid = queries.valid.view({1, A});
 
   torch::Tensor current;  // q^{k-1} per pair, (B, A n_q, d), from step 2 on
   torch::Tensor preactivation;
@@ -257,12 +287,10 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
                                          config.lambda_softmax, padding);
     const auto alpha_rows = alpha.view({B, A * nq, nc});
     if (trace) trace->attention.push_back(alpha);
-    const auto dots = (alpha * raw_original).sum(-1);  // q0 . c
     const auto attended = project_attended ? weighted(alpha_rows, context, {}, false) : torch::Tensor();  // c, (B, A n_q, d)
     const auto attended_sq = project_attended ? attended.pow(2).sum(-1).view({B, A, nq})
                                               : (weighted(alpha_rows, gram, {}, false).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
-    const auto cosines = dots / (squared_norms * attended_sq).clamp_min(1e-16).sqrt();
-    steps.push_back((cosines * mask.view({1, A, nq})).sum(-1) / valid);  // (B, A)
+    steps.push_back(step_similarity(alpha, raw_original, attended_sq, queries.squared_norms, queries.mask, queries.valid));
     if (k == K) break;
 
     // The memory update: [o_pre ; g_pre] = W_c c + W_q q (+ biases), then the gate.

@@ -109,6 +109,7 @@ class MappedStore final : public ItemStore {
     for (std::size_t j = 0; j + 1 < offsets_.size(); ++j)
       if (offsets_[j + 1] <= offsets_[j] || offsets_[j + 1] > m.words)
         throw Error(offsets_path + ": caption " + std::to_string(j) + " has a bad word range");
+    if (m.codes) open_codes(dir);
   }
   std::int64_t num_images() const override { return m_.images; }
   std::int64_t num_captions() const override { return m_.captions; }
@@ -119,6 +120,61 @@ class MappedStore final : public ItemStore {
   }
 
   bool keeps_memory_halves() const override { return m_.memory_halves > 0; }
+
+  bool keeps_codes(bool images) const override {
+    return m_.codes && (images ? m_.region_centroids > 0 : m_.word_centroids > 0);
+  }
+
+  torch::Tensor codebook(bool images) const override {
+    if (!keeps_codes(images)) ItemStore::codebook(images);
+    return images ? region_codebook_ : word_codebook_;
+  }
+
+  CodedItems coded_images(const std::vector<std::int64_t>& ids) const override {
+    if (!keeps_codes(true)) ItemStore::coded_images(ids);
+    check_item_ids(ids, m_.images, "image");
+    const auto n = std::int64_t(ids.size()), R = m_.regions;
+    CodedItems out;
+    out.codes = torch::empty({n, R}, torch::kInt64);
+    out.grams = torch::empty({n, R, R}, scalar_type(m_.store));
+    out.lengths = torch::full({n}, R, torch::kInt64);
+    const auto* codes = reinterpret_cast<const std::int32_t*>(region_codes_->data());
+    auto* code_out = out.codes.data_ptr<std::int64_t>();
+    at::parallel_for(0, n, 64, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const auto id = ids[std::size_t(i)];
+        std::copy(codes + id * R, codes + (id + 1) * R, code_out + i * R);
+        copy_rows(region_grams_->data(), id * R, R, R, out.grams[i]);
+      }
+    });
+    return out;
+  }
+
+  CodedItems coded_captions(const std::vector<std::int64_t>& ids) const override {
+    if (!keeps_codes(false)) ItemStore::coded_captions(ids);
+    check_item_ids(ids, m_.captions, "caption");
+    const auto n = std::int64_t(ids.size());
+    std::int64_t longest = 1;
+    for (const auto id : ids) longest = std::max(longest, offsets_[std::size_t(id) + 1] - offsets_[std::size_t(id)]);
+    CodedItems out;
+    out.codes = torch::zeros({n, longest}, torch::kInt64);
+    out.grams = torch::zeros({n, longest, longest}, scalar_type(m_.store));
+    out.lengths = torch::empty({n}, torch::kInt64);
+    const auto* codes = reinterpret_cast<const std::int32_t*>(word_codes_->data());
+    auto* code_out = out.codes.data_ptr<std::int64_t>();
+    auto* length_out = out.lengths.data_ptr<std::int64_t>();
+    at::parallel_for(0, n, 64, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const auto id = std::size_t(ids[std::size_t(i)]);
+        const auto first = offsets_[id], length = offsets_[id + 1] - first;
+        length_out[i] = length;
+        std::copy(codes + first, codes + first + length, code_out + i * longest);
+              out.grams[i].narrow(0, 0, length).narrow(1, 0, length).copy_(
+            stored_values(word_grams_->data(), word_gram_offsets_[id], length, length));
+      }
+    });
+    return out;
+  }
 
   EncodedImages images(const std::vector<std::int64_t>& ids, bool memory_halves, bool as_stored) const override {
     check_item_ids(ids, m_.images, "image");
@@ -153,7 +209,10 @@ class MappedStore final : public ItemStore {
   // The stored rows at `file` + `first_row`, `rows` x `width` values, as a tensor of the store's
   // type (read, never written).
   torch::Tensor stored_rows(const char* file, std::int64_t first_row, std::int64_t rows, std::int64_t width) const {
-    const auto bytes = std::size_t(first_row * width) * element_size(m_.store);
+    return stored_values(file, first_row * width, rows, width);
+  }
+  torch::Tensor stored_values(const char* file, std::int64_t first_value, std::int64_t rows, std::int64_t width) const {
+    const auto bytes = std::size_t(first_value) * element_size(m_.store);
     return torch::from_blob(const_cast<char*>(file) + bytes, {rows, width}, torch::dtype(scalar_type(m_.store)));
   }
 
@@ -163,7 +222,7 @@ class MappedStore final : public ItemStore {
   // ms against 0.9-1.2 ms, docs/search.md).
   void copy_rows(const char* file, std::int64_t first_row, std::int64_t rows, std::int64_t width, torch::Tensor out) const {
     const auto stored = stored_rows(file, first_row, rows, width);
-    if (out.scalar_type() == stored.scalar_type())
+    if (out.scalar_type() == stored.scalar_type() && out.is_contiguous())
       std::memcpy(out.data_ptr(), stored.data_ptr(), std::size_t(stored.numel()) * element_size(m_.store));
     else
       out.copy_(stored);
@@ -195,9 +254,51 @@ class MappedStore final : public ItemStore {
     return out;
   }
 
+  // The codes' files, checked against the counts (word_grams.bin against the captions' lengths).
+  void open_codes(const std::string& dir) {
+    const auto& m = m_;
+    const auto mapped = [&](const char* name) {
+      return std::make_unique<MappedFile>(dir + "/" + name, m.files.at(name).bytes);
+    };
+    word_gram_offsets_.resize(offsets_.size());
+    for (std::size_t j = 0; j + 1 < offsets_.size(); ++j) {
+      const auto length = offsets_[j + 1] - offsets_[j];
+      word_gram_offsets_[j + 1] = word_gram_offsets_[j] + length * length;
+    }
+    const auto gram_values = word_gram_offsets_.empty() ? 0 : word_gram_offsets_.back();
+    if (m.files.at("word_grams.bin").bytes != std::uint64_t(gram_values) * element_size(m.store))
+      throw Error(dir + "/manifest.json: bad index manifest (word_grams.bin holds " +
+                  std::to_string(m.files.at("word_grams.bin").bytes) + " bytes, the captions' lengths need " +
+                  std::to_string(std::uint64_t(gram_values) * element_size(m.store)) + ")");
+    region_codes_ = mapped("region_codes.bin");
+    region_grams_ = mapped("region_grams.bin");
+    word_codes_ = mapped("word_codes.bin");
+    word_grams_ = mapped("word_grams.bin");
+    const auto codebook = [&](const char* name, std::int64_t centroids) {
+      const MappedFile file(dir + "/" + name, m.files.at(name).bytes);
+      return centroids == 0 ? torch::Tensor()
+                            : torch::from_blob(const_cast<char*>(file.data()), {centroids, m.embed_size}, torch::kFloat32).clone();
+    };
+    region_codebook_ = codebook("region_codebook.bin", m.region_centroids);
+    word_codebook_ = codebook("word_codebook.bin", m.word_centroids);
+    // A code outside its codebook would read past the query's table: checked once, here.
+    const auto check_codes = [&](const MappedFile& file, std::int64_t count, std::int64_t centroids, const char* name) {
+      const auto* codes = reinterpret_cast<const std::int32_t*>(file.data());
+      for (std::int64_t i = 0; i < count; ++i)
+        if (codes[i] < 0 || codes[i] >= centroids)
+          throw Error(dir + "/" + name + ": fragment " + std::to_string(i) + " has code " + std::to_string(codes[i]) +
+                      ", the codebook holds " + std::to_string(centroids) + " centroids");
+    };
+    check_codes(*region_codes_, m.images * m.regions, m.region_centroids, "region_codes.bin");
+    check_codes(*word_codes_, m.words, m.word_centroids, "word_codes.bin");
+  }
+
   Manifest m_;
   ImramModel model_;
   MappedFile regions_, words_;
+  std::unique_ptr<MappedFile> region_codes_, region_grams_, word_codes_, word_grams_;
+  torch::Tensor region_codebook_, word_codebook_;
+  std::vector<std::int64_t> word_gram_offsets_;
   std::optional<MappedFile> region_halves_, word_halves_;
   std::vector<std::int64_t> offsets_;
 };
@@ -359,10 +460,13 @@ std::shared_ptr<const Searcher> GalleryIndex::stage1(GallerySide side) const {
   return std::make_shared<FaissShortlist>(side == GallerySide::Images ? impl_->image_faiss : impl_->caption_faiss, side);
 }
 
-std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::int64_t shortlist,
-                                                       std::int64_t prefilter) const {
+bool GalleryIndex::has_codes(GallerySide side) const { return impl_->store->keeps_codes(side == GallerySide::Images); }
+
+std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter,
+                                                       std::int64_t step1) const {
   if (shortlist == 0) return std::make_shared<ExhaustiveSearcher>(impl_->model.net, impl_->store, side);
-  return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store, prefilter);
+  const auto coded = has_codes(side) ? std::make_shared<CodedFirstStep>(impl_->model.net, impl_->store, side) : nullptr;
+  return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store, prefilter, coded, step1);
 }
 
 EncodedQuery GalleryIndex::text_query(const std::string& text) const { return encode_text_query(impl_->model, text); }

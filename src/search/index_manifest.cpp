@@ -60,6 +60,26 @@ void check_counts(const Manifest& m, const std::string& path) {
         throw Error(path + ": bad index manifest (" + name + " holds " + std::to_string(m.files.at(name).bytes) +
                     " bytes, its counts need " + std::to_string(bytes) + ")");
     }
+  if (m.codes) {
+    const auto d4 = d * 4;
+    const std::pair<const char*, std::uint64_t> code_sizes[] = {
+        {"region_codes.bin", expected_bytes(path, "region_codes.bin", {images, regions, 4})},
+        {"region_grams.bin", expected_bytes(path, "region_grams.bin", {images, regions, regions, element})},
+        {"word_codes.bin", expected_bytes(path, "word_codes.bin", {words, 4})},
+        {"region_codebook.bin", expected_bytes(path, "region_codebook.bin", {std::uint64_t(m.region_centroids), d4})},
+        {"word_codebook.bin", expected_bytes(path, "word_codebook.bin", {std::uint64_t(m.word_centroids), d4})},
+    };
+    for (const auto& [name, bytes] : code_sizes) {
+      if (!m.files.count(name)) throw Error(path + ": bad index manifest (no entry for " + std::string(name) + ")");
+      if (m.files.at(name).bytes != bytes)
+        throw Error(path + ": bad index manifest (" + name + " holds " + std::to_string(m.files.at(name).bytes) +
+                    " bytes, its counts need " + std::to_string(bytes) + ")");
+    }
+    // A caption's Gram matrix is its length squared: checked against the offsets once they are read.
+    if (!m.files.count("word_grams.bin")) throw Error(path + ": bad index manifest (no entry for word_grams.bin)");
+    if ((m.images > 0 && m.region_centroids == 0) || (m.words > 0 && m.word_centroids == 0))
+      throw Error(path + ": bad index manifest (codes without a codebook)");
+  }
   for (const auto& [name, bytes] : sizes)
     if (m.files.at(name).bytes != bytes)
       throw Error(path + ": bad index manifest (" + name + " holds " + std::to_string(m.files.at(name).bytes) +
@@ -117,6 +137,7 @@ nlohmann::ordered_json manifest_json(const Manifest& m) {
           {"sources", m.sources}, {"files", files}};
   // Written only when stored, so that indexes without halves keep the manifest they had.
   if (m.memory_halves > 0) json["memory_halves"] = m.memory_halves;
+  if (m.codes) json["codes"] = {{"region_centroids", m.region_centroids}, {"word_centroids", m.word_centroids}};
   return json;
 }
 
@@ -152,6 +173,13 @@ Manifest read_manifest(const std::string& dir) {
     m.store = parse_store_dtype(store);
     m.generation = read_count(json, "generation", path);
     if (json.contains("memory_halves")) m.memory_halves = read_count(json, "memory_halves", path);
+    if (json.contains("codes")) {
+      const auto& codes = json.at("codes");
+      if (!codes.is_object()) throw Error(path + ": bad index manifest (\"codes\" must be an object)");
+      m.codes = true;
+      m.region_centroids = read_count(codes, "region_centroids", path);
+      m.word_centroids = read_count(codes, "word_centroids", path);
+    }
     m.sources = json.at("sources");
     if (!m.sources.is_array()) throw Error(path + ": bad index manifest (\"sources\" must be an array)");
     for (const auto& source : m.sources)

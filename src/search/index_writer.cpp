@@ -19,6 +19,8 @@
 #include "imram/model/tensor_io.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/faiss_shortlist.h"
+#include "imram/engine/fragment_products.h"
+#include "imram/search/fragment_codes.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/counted_file.h"
 #include "imram/util/json_file.h"
@@ -39,7 +41,8 @@ struct IndexWriter::State {
   bool show_progress = true;
   Model model;
   Manifest manifest;
-  std::int64_t committed_images = 0, committed_captions = 0;
+  std::int64_t committed_images = 0, committed_captions = 0, committed_words = 0;
+  std::int64_t codebook_size = 0;  // 0: auto_codebook_size
   std::map<std::string, AppendFile> files;
   // The existing index's (create: when it replaces one); none for a new directory.
   std::unique_ptr<WriterLock> lock;
@@ -52,6 +55,10 @@ struct IndexWriter::State {
   void open_files() {
     std::vector<const char*> names(std::begin(kStoreFiles), std::end(kStoreFiles));
     if (manifest.memory_halves > 0) names.insert(names.end(), std::begin(kMemoryHalvesFiles), std::end(kMemoryHalvesFiles));
+    if (manifest.codes) {
+      names.insert(names.end(), std::begin(kCodesFiles), std::end(kCodesFiles));
+      names.insert(names.end(), std::begin(kCodebookFiles), std::end(kCodebookFiles));
+    }
     for (const auto* name : names) {
       const auto& entry = manifest.files[name];
       files[name] = AppendFile(work_dir + "/" + name, entry.bytes, entry.hash);
@@ -61,6 +68,55 @@ struct IndexWriter::State {
   // The store's element type, (n, fragments, width) rows of `values`, on the CPU and contiguous.
   torch::Tensor stored(const torch::Tensor& values) const {
     return values.to(torch::kCPU, index_detail::scalar_type(manifest.store)).contiguous();
+  }
+
+  // The Gram matrices of stored fragments (n, f, d), as the engine computes them, in the store's type.
+  torch::Tensor grams_of(const torch::Tensor& stored_fragments) const {
+    auto grams = torch::empty({stored_fragments.size(0), stored_fragments.size(1), stored_fragments.size(1)});
+    fragment_grams(stored_fragments, grams);
+    return stored(grams);
+  }
+
+  // The codes of the fragments stored since the last commit: a side's codebook is learned once,
+  // from a sample of the first fragments it holds, and kept by every later addition.
+  void code_new_fragments() {
+    const auto d = manifest.embed_size;
+    const auto code_side = [&](const char* store_name, const char* codes_name, const char* codebook_name,
+                               std::int64_t& centroids, std::int64_t from, std::int64_t to) {
+      if (to == from) return;
+      file(store_name).sync();
+      const MappedFile mapped(work_dir + "/" + store_name, std::uint64_t(to * d) * element_size(manifest.store));
+      const auto all = torch::from_blob(const_cast<char*>(mapped.data()), {to, d},
+                                        torch::dtype(index_detail::scalar_type(manifest.store)));
+      torch::Tensor codebook;
+      if (centroids == 0) {
+        centroids = codebook_size > 0 ? std::min(codebook_size, to) : auto_codebook_size(to);
+        // About 64 fragments per centroid, spread over all of them, are enough for k-means.
+        const auto sample_size = std::min(to, centroids * 64);
+        const auto picks = torch::linspace(0, double(to - 1), sample_size, torch::kFloat64).round().to(torch::kInt64);
+        if (show_progress)
+          std::cerr << "learning a codebook of " << centroids << " centroids for " << to << " " << codes_name << " fragments"
+                    << std::endl;
+        codebook = train_codebook(all.index_select(0, picks).to(torch::kFloat32), centroids);
+        file(codebook_name).write(codebook.data_ptr<float>(), std::size_t(codebook.numel()) * 4);
+      } else {
+        const MappedFile kept(work_dir + "/" + codebook_name, std::uint64_t(centroids * d) * 4);
+        codebook = torch::from_blob(const_cast<char*>(kept.data()), {centroids, d}, torch::kFloat32).clone();
+      }
+      constexpr std::int64_t kBlock = 1 << 16;
+      ProgressBar bar(std::string("coding ") + codes_name, to - from, "fragments", show_progress);
+      for (std::int64_t begin = from; begin < to; begin += kBlock) {
+        const auto n = std::min(kBlock, to - begin);
+        const auto codes = nearest_centroids(codebook, all.narrow(0, begin, n));
+        file(codes_name).write(codes.data_ptr<std::int32_t>(), std::size_t(n) * 4);
+        bar.update(begin + n - from);
+      }
+      bar.finish();
+    };
+    auto& m = manifest;
+    code_side("regions.bin", "region_codes.bin", "region_codebook.bin", m.region_centroids, committed_images * m.regions,
+              m.images * m.regions);
+    code_side("words.bin", "word_codes.bin", "word_codebook.bin", m.word_centroids, committed_words, m.words);
   }
 
   void write_globals(const char* name, const torch::Tensor& globals) {
@@ -152,6 +208,8 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
     m.store = options.store;
     // A model with K = 1 updates no memory: it has no halves to keep.
     m.memory_halves = options.memory_halves ? state->model.net->memory_halves_width() : 0;
+    m.codes = options.codes;
+    state->codebook_size = options.codebook_size;
     state->open_files();
   } catch (...) {
     state->files.clear();
@@ -174,6 +232,7 @@ IndexWriter IndexWriter::append(const std::string& dir, bool show_progress, cons
     throw Error(dir + "/model: differs from the model the index was built with (fingerprint mismatch)");
   state->committed_images = state->manifest.images;
   state->committed_captions = state->manifest.captions;
+  state->committed_words = state->manifest.words;
   state->open_files();
   return IndexWriter(std::move(state));
 }
@@ -192,6 +251,10 @@ void IndexWriter::add_images(const torch::Tensor& features) {
   auto encoded = s.model.net->encode_images(features);
   const auto regions = s.stored(encoded.regions);
   s.file("regions.bin").write(regions.data_ptr(), std::size_t(regions.numel()) * element_size(m.store));
+  if (m.codes) {
+    const auto grams = s.grams_of(regions);
+    s.file("region_grams.bin").write(grams.data_ptr(), std::size_t(grams.numel()) * element_size(m.store));
+  }
   if (m.memory_halves > 0) {
     s.model.net->attach_memory_halves(encoded);
     const auto halves = s.stored(s.model.net->joined_memory_halves(encoded.text_halves, encoded.image_halves));
@@ -231,6 +294,7 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
       halves = s.stored(s.model.net->joined_memory_halves(encoded.text_halves, encoded.image_halves));
     }
     const auto halves_row_bytes = std::size_t(m.memory_halves) * element_size(m.store);
+    const auto grams = m.codes ? s.grams_of(words) : torch::Tensor();
     for (std::int64_t j = 0; j < n; ++j) {
       const auto length = std::int64_t(ids[std::size_t(begin + j)].size());
       s.file("words.bin").write(rows + std::size_t(j) * caption_bytes, std::size_t(length) * row_bytes);
@@ -238,6 +302,10 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
         s.file("word_halves.bin")
             .write(static_cast<const char*>(halves.data_ptr()) + std::size_t(j * halves.size(1)) * halves_row_bytes,
                    std::size_t(length) * halves_row_bytes);
+      if (grams.defined()) {
+        const auto gram = grams[j].narrow(0, 0, length).narrow(1, 0, length).contiguous();
+        s.file("word_grams.bin").write(gram.data_ptr(), std::size_t(gram.numel()) * element_size(m.store));
+      }
       m.words += length;
       s.file("word_offsets.bin").write(&m.words, sizeof m.words);
       const auto& text = texts[std::size_t(begin + j)];
@@ -348,6 +416,7 @@ std::int64_t IndexWriter::regions_per_image() const { return state_->manifest.re
 void IndexWriter::commit() {
   auto& s = *state_;
   auto& m = s.manifest;
+  if (m.codes) s.code_new_fragments();
   for (auto& [name, file] : s.files) {
     file.sync();
     m.files[name] = {file.bytes(), file.hash()};
@@ -392,6 +461,7 @@ void IndexWriter::commit() {
   }
   s.committed_images = m.images;
   s.committed_captions = m.captions;
+  s.committed_words = m.words;
 }
 
 

@@ -191,15 +191,20 @@ std::vector<std::vector<Hit>> ExhaustiveSearcher::search_many(const std::vector<
 }
 
 RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates,
-                               ImramModel model, std::shared_ptr<const ItemStore> store, std::int64_t prefilter)
+                               ImramModel model, std::shared_ptr<const ItemStore> store, std::int64_t prefilter,
+                               std::shared_ptr<const CodedFirstStep> coded, std::int64_t step1)
     : shortlist_(std::move(shortlist)),
       candidates_(resolve_shortlist(candidates, shortlist_->size())),
       prefilter_(resolve_prefilter(prefilter, shortlist_->size())),
+      step1_(resolve_step1(step1, prefilter_, candidates_)),
       refiner_(model, store, shortlist_->side()),
-      first_step_(model, store, shortlist_->side(), /*steps=*/1) {
+      first_step_(model, store, shortlist_->side(), /*steps=*/1),
+      coded_(step1_ == 0 ? nullptr : std::move(coded)) {
   if (candidates_ < 1)
     throw Error("a re-rank stage needs a shortlist of at least 1 item, or an automatic one; not " + std::to_string(candidates));
   if (prefilter_ < 0) throw Error("a prefilter is a number of items, or automatic; not " + std::to_string(prefilter));
+  if (step1_ < 0) throw Error("the coded first step's list is a number of items, or automatic; not " + std::to_string(step1));
+  if (coded_ && coded_->side() != shortlist_->side()) throw Error("the coded first step ranks the other side");
 }
 
 std::vector<std::vector<Hit>> RerankSearcher::search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
@@ -217,8 +222,17 @@ std::vector<std::vector<Hit>> RerankSearcher::search_many(const std::vector<Enco
       ids.push_back(hit.index);
       stage1.emplace(hit.index, hit.stage1 ? *hit.stage1 : hit.score);
     }
+    // Step 1 from the codes keeps at least what exact step 1 is to choose from.
+    const auto coded_keeps = std::max(kept, step1_);
+    if (coded_ && std::int64_t(ids.size()) > coded_keeps) {
+      const auto best = coded_->best(queries[q], ids, coded_keeps, stats);
+      ids.clear();
+      for (const auto& hit : best) ids.push_back(hit.index);
+    }
     if (std::int64_t(ids.size()) > kept) {
+      const Stopwatch step1_watch;
       const auto best = first_step_.refine({queries[q]}, std::move(ids), kept, stats);
+      if (stats) stats->exact_step1_ms += step1_watch.milliseconds();
       ids.clear();
       for (const auto& hit : best.front()) ids.push_back(hit.index);
     }

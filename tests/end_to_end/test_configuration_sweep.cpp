@@ -367,6 +367,26 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
         expect_search_matches(json_of(image.output), image_query.select(0, query_image), "caption", 20, what + ", by image");
       else
         ADD_FAILURE() << what << ", by image: " << image.error;
+      // The default cascade with its coded first step (the index's codes, a codebook coarser than
+      // the fragments): whichever items it keeps, their scores are the oracle's.
+      const auto images = std::to_string(test.num_images()), captions = std::to_string(test.num_captions());
+      const auto coded_text = sweep.run("search --index " + index_dir + " --shortlist 2 --prefilter " + images +
+                                            " --step1 " + std::to_string(test.num_images() / 2) + " --top 2 --json" + query,
+                                        cell);
+      if (coded_text.error.empty())
+        expect_search_matches(json_of(coded_text.output), text_query.select(1, query_caption), "image", 2,
+                              what + ", coded cascade by text");
+      else
+        ADD_FAILURE() << what << ", coded cascade by text: " << coded_text.error;
+      const auto coded_image = sweep.run("search --index " + index_dir + " --shortlist 5 --prefilter " + captions +
+                                             " --step1 " + std::to_string(test.num_captions() / 2) +
+                                             " --top 5 --json --image " + std::to_string(query_image),
+                                         cell);
+      if (coded_image.error.empty())
+        expect_search_matches(json_of(coded_image.output), image_query.select(0, query_image), "caption", 5,
+                              what + ", coded cascade by image");
+      else
+        ADD_FAILURE() << what << ", coded cascade by image: " << coded_image.error;
     }
 
     // One validated training epoch: it must finish, and its validation must be the oracle's.

@@ -19,6 +19,7 @@
 #include "imram/model/tensor_io.h"
 #include "imram/search/evaluation.h"
 #include "imram/search/faiss_shortlist.h"
+#include "imram/search/fragment_codes.h"
 #include "imram/search/gallery.h"
 #include "imram/search/index_dir.h"
 #include "../../src/search/index_detail.h"
@@ -332,11 +333,20 @@ TEST(Index, AddingInTwoPartsEqualsOneBuild) {
     writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "dev"));
     writer.commit();
   }
+  const auto codebook_of = [&](const std::string& index) {
+    std::ifstream in(world.dir.file(index + "/region_codebook.bin"), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto first_codebook = codebook_of("two");
+  ASSERT_FALSE(first_codebook.empty());
   {
     auto writer = imram::IndexWriter::append(world.dir.file("two"), false);
     writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
     writer.commit();
   }
+  // An addition codes its fragments with the codebook the index has: learned once, from the first.
+  EXPECT_EQ(codebook_of("two"), first_codebook);
+  EXPECT_NE(codebook_of("one"), first_codebook);
   const auto one = imram::GalleryIndex::open(world.dir.file("one")), two = imram::GalleryIndex::open(world.dir.file("two"));
   EXPECT_EQ(two->num_images(), 18);
   EXPECT_EQ(two->num_captions(), 90);
@@ -349,9 +359,11 @@ TEST(Index, AddingInTwoPartsEqualsOneBuild) {
   two->verify();
   const auto manifest_one = nlohmann::json::parse(std::ifstream(world.dir.file("one/manifest.json")));
   const auto manifest_two = nlohmann::json::parse(std::ifstream(world.dir.file("two/manifest.json")));
-  // Same bytes, same checksums; the FAISS files are named by their generation (1 and 2).
+  // Same bytes, same checksums; the FAISS files are named by their generation (1 and 2), and the
+  // codes follow each index's own codebook (the Gram matrices are the items' own).
   auto store_files = [](nlohmann::json files) {
-    for (const auto* name : {"images.1.faiss", "captions.1.faiss", "images.2.faiss", "captions.2.faiss"})
+    for (const auto* name : {"images.1.faiss", "captions.1.faiss", "images.2.faiss", "captions.2.faiss", "region_codes.bin",
+                             "word_codes.bin", "region_codebook.bin", "word_codebook.bin"})
       files.erase(name);
     return files;
   };
@@ -553,6 +565,130 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   const auto table = imram::sampled_table(swept);
   EXPECT_NE(table.find("cascade 1000 -> 1\n"), std::string::npos) << table;
   EXPECT_NE(table.find("two-stage, N=12\n"), std::string::npos) << table;
+}
+
+// Step 1 from the codes is exact step 1 when every fragment is its own centroid (a codebook as
+// large as the fragments): text queries against images and image queries against captions (whose
+// lengths differ: padded codes and Gram matrices), in each mode.
+TEST(Codes, StepOneFromCodesIsExactStepOneWhenEveryFragmentIsItsOwnCentroid) {
+  for (const auto mode : {imram::ImramMode::Text, imram::ImramMode::Image, imram::ImramMode::Full}) {
+    World world;
+    imram::save_model(world.dir.file("model_" + imram::to_string(mode)), small_model(world.dir.file("data/vocab.json"), 6, 3, mode));
+    imram::IndexOptions options;
+    options.store = imram::StoreDType::Float32;
+    options.codebook_size = std::int64_t(1) << 40;  // at most the fragments: every one its own centroid
+    options.show_progress = false;
+    {
+      auto writer = imram::IndexWriter::create(world.dir.file("index"), world.dir.file("model_" + imram::to_string(mode)), options);
+      writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
+      writer.commit();
+    }
+    const auto index = imram::GalleryIndex::open(world.dir.file("index"));
+    ASSERT_TRUE(index->has_codes(imram::GallerySide::Images));
+    ASSERT_TRUE(index->has_codes(imram::GallerySide::Captions));
+    for (const auto side : {imram::GallerySide::Images, imram::GallerySide::Captions}) {
+      const bool images = side == imram::GallerySide::Images;
+      const auto query = images ? index->text_query("a red circle left of a blue square") : index->image_query(4);
+      const auto count = images ? index->num_images() : index->num_captions();
+      std::vector<std::int64_t> ids;
+      for (std::int64_t i = count - 1; i >= 0; --i) ids.push_back(i);  // any order: answered in it
+      const imram::CodedFirstStep coded(index->model().net, index->store(), side);
+      const auto got = coded.scores(query, ids);
+      const imram::ImramRefiner exact(index->model().net, index->store(), side, 1);
+      const auto expected = exact.refine({query}, ids, count, nullptr).front();
+      ASSERT_EQ(got.size(), ids.size());
+      for (const auto& hit : expected)
+        EXPECT_NEAR(got[std::size_t(count - 1 - hit.index)], hit.score, 1e-5)
+            << imram::to_string(mode) << (images ? ", image " : ", caption ") << hit.index;
+    }
+  }
+}
+
+// With a coarse codebook (the automatic one), the cascade's coded step keeps `step1` of FAISS's
+// list, exact step 1 the best of those, and the final scores are IMRAM's own; where no list
+// leaves anything out it is exhaustive search, bit for bit.
+TEST(Codes, TheCodedCascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
+  World world;
+  const auto index = imram::GalleryIndex::open(world.build("index", "float16"));
+  ASSERT_TRUE(index->has_codes(imram::GallerySide::Images));
+  const auto exhaustive = index->searcher(imram::GallerySide::Images, 0);
+  const auto everything = index->searcher(imram::GallerySide::Images, 12, 12, 12);
+  const auto cascade = index->searcher(imram::GallerySide::Images, 3, 12, 6);
+  const auto* rerank = dynamic_cast<const imram::RerankSearcher*>(cascade.get());
+  ASSERT_NE(rerank, nullptr);
+  EXPECT_EQ(rerank->step1(), 6);
+  const imram::CodedFirstStep coded(index->model().net, index->store(), imram::GallerySide::Images);
+  std::vector<std::int64_t> all(12);
+  for (std::int64_t i = 0; i < 12; ++i) all[std::size_t(i)] = i;
+  for (const std::string text : {"a red circle left of a blue square", "small green star", "two blue hearts"}) {
+    const auto query = index->text_query(text);
+    const auto expected = exhaustive->search(query, 12, nullptr), kept_all = everything->search(query, 12, nullptr);
+    ASSERT_EQ(kept_all.size(), 12u);
+    for (std::size_t r = 0; r < expected.size(); ++r) {
+      EXPECT_EQ(expected[r].index, kept_all[r].index);
+      EXPECT_EQ(expected[r].score, kept_all[r].score);
+    }
+    imram::SearchStats stats;
+    const auto hits = cascade->search(query, 3, &stats);
+    ASSERT_EQ(hits.size(), 3u);
+    EXPECT_GT(stats.coded_ms, 0);
+    std::vector<std::int64_t> coded_best;
+    for (const auto& hit : coded.best(query, all, 6, nullptr)) coded_best.push_back(hit.index);
+    for (const auto& hit : hits) {
+      EXPECT_NE(std::find(coded_best.begin(), coded_best.end(), hit.index), coded_best.end()) << "not kept by the coded step";
+      const auto same = std::find_if(expected.begin(), expected.end(), [&](const auto& e) { return e.index == hit.index; });
+      ASSERT_NE(same, expected.end());
+      EXPECT_NEAR(hit.score, same->score, 1e-6) << "image " << hit.index;
+    }
+  }
+}
+
+// An index built without codes (or before they existed) searches as it did: the cascade's first
+// step reads its candidates from the store; `step1 0` does the same on an index with codes.
+TEST(Codes, AnIndexWithoutCodesSearchesAsBefore) {
+  World world;
+  imram::IndexOptions options;
+  options.store = imram::StoreDType::Float32;
+  options.codes = false;
+  options.show_progress = false;
+  {
+    auto writer = imram::IndexWriter::create(world.dir.file("plain"), world.dir.file("model"), options);
+    writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
+    writer.commit();
+  }
+  const auto plain = imram::GalleryIndex::open(world.dir.file("plain"));
+  EXPECT_FALSE(plain->has_codes(imram::GallerySide::Images));
+  EXPECT_FALSE(fs::exists(world.dir.file("plain/region_codes.bin")));
+  EXPECT_FALSE(nlohmann::json::parse(std::ifstream(world.dir.file("plain/manifest.json"))).contains("codes"));
+  const auto coded = imram::GalleryIndex::open(world.build("coded"));
+  for (const std::string text : {"a red circle", "two blue hearts"}) {
+    const auto a = plain->searcher(imram::GallerySide::Images, 3, 10)->search(plain->text_query(text), 3, nullptr);
+    const auto b = coded->searcher(imram::GallerySide::Images, 3, 10, 0)->search(coded->text_query(text), 3, nullptr);
+    ASSERT_EQ(a.size(), b.size());
+    for (std::size_t r = 0; r < a.size(); ++r) {
+      EXPECT_EQ(a[r].index, b[r].index);
+      EXPECT_EQ(a[r].score, b[r].score);
+    }
+  }
+  EXPECT_THROW(imram::CodedFirstStep(plain->model().net, plain->store(), imram::GallerySide::Images), imram::Error);
+}
+
+// A code outside its codebook would read past the query's table: refused on opening, by file.
+TEST(Codes, ACodeOutsideTheCodebookIsRefusedNamingTheFile) {
+  World world;
+  const auto dir = world.build("index");
+  {
+    std::fstream file(dir + "/word_codes.bin", std::ios::in | std::ios::out | std::ios::binary);
+    const std::int32_t bad = 1 << 20;
+    file.seekp(8);
+    file.write(reinterpret_cast<const char*>(&bad), sizeof bad);
+  }
+  try {
+    imram::GalleryIndex::open(dir);
+    FAIL() << "opened";
+  } catch (const imram::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("word_codes.bin: fragment 2 has code 1048576"), std::string::npos) << e.what();
+  }
 }
 
 TEST(GlobalHead, OptionalInTheModelDirectoryAndLeftOutOfExports) {

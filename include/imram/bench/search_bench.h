@@ -6,6 +6,7 @@
 #include <string>
 
 #include "imram/model/config.h"
+#include "imram/search/search_params.h"
 
 namespace imram {
 
@@ -15,8 +16,13 @@ struct SearchBenchOptions {
   std::int64_t regions = 36;
   std::int64_t feature_dim = 2048;
   std::int64_t captions = 1000;     // stored captions (the image -> text side)
-  std::int64_t shortlist = 100;
-  std::int64_t prefilter = 0;       // > shortlist: a cascade (step 1 keeps `shortlist` of this many)
+  // The lists of the default search (search/search_params.h), what users get: auto (-1) or a number.
+  std::int64_t shortlist = kAutoShortlist;
+  std::int64_t prefilter = kAutoPrefilter;  // > shortlist: a cascade (step 1 keeps `shortlist` of this many)
+  std::int64_t step1 = kAutoStep1;          // the coded first step keeps this many for exact step 1 (0: none)
+  bool codes = true;                        // keep the fragments' codes (index build --codes)
+  std::int64_t codebook_size = 0;           // 0: automatic
+  bool reuse = false;                       // `dir` holds the index of an earlier run: search it, build nothing
   std::int64_t queries = 200;       // timed text queries
   std::int64_t exhaustive_queries = 3;
   std::int64_t exhaustive_max_images = 100000;  // above: exhaustive time not measured

@@ -10,6 +10,8 @@
 // the call.
 #include <torch/types.h>
 
+#include "imram/model/config.h"
+
 namespace imram {
 
 // out[b] = lhs[b] rhs[b]^T: lhs (B, m, d) or (1, m, d) for one lhs against every item, rhs
@@ -25,5 +27,14 @@ void fragment_grams(const torch::Tensor& fragments, torch::Tensor& out);
 // rows contiguous.
 void weighted_fragments(const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor& out,
                         bool accumulate);
+
+// IMRAM's first step of every (context item b, query item a) pair from its raw scores and the
+// context item's Gram matrix, one pair at a time in cache (the fused form of
+// first_step_from_products, engine/matching.h): raw (B, A, n_q, n_c) float32, gram (B, n_c, n_c)
+// float32 or float16, query_mask and query_squared_norms (A, n_q) float32, context_padding (B, n_c)
+// bool or undefined, all contiguous; out (B, A) float32. Its exponentials are simd.h's (2 ulp).
+void first_step_pairs(const torch::Tensor& raw, const torch::Tensor& gram, const torch::Tensor& query_mask,
+                      const torch::Tensor& query_squared_norms, const torch::Tensor& context_padding,
+                      RawFeatureNorm norm, double lambda, torch::Tensor& out);
 
 }  // namespace imram

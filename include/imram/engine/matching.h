@@ -94,6 +94,27 @@ struct MatchingQueries {
   torch::Tensor bias;           // (2d): memory.query_bias(), when K > 1
 };
 
+// Step k's similarity F_k of each pair, (B, A), from its attention weights alpha (B, A, n_q, n_c),
+// the step-1 raw scores q0 . C (B, A, n_q, n_c) and |a|^2 of the attended contexts (B, A, n_q),
+// with the query items' |q0|^2 (A, n_q), mask (A, n_q) float 0/1 and real fragments (A): the
+// shortcut of docs/engine.md section 2, q0 . a = sum_c alpha_c (q0 . C_c), no attended vector.
+torch::Tensor step_similarity(const torch::Tensor& alpha, const torch::Tensor& raw_original,
+                              const torch::Tensor& attended_sq, const torch::Tensor& query_squared_norms,
+                              const torch::Tensor& query_mask, const torch::Tensor& query_valid);
+
+// One direction's first step, (B, A), from the pairs' raw scores alone: raw (B, A, n_q, n_c) =
+// q0 . C, the context items' Gram matrices gram (B, n_c, n_c) = C C^T (float32 or float16, as a
+// store keeps them), the query items' mask
+// (A, n_q) float 0/1 and |q0|^2 (A, n_q), context_padding (B, n_c) bool or undefined. Step 1 needs
+// nothing else of the fragments, which is what lets an index's codes (search/fragment_codes.h)
+// give it for many candidates without reading them: exact when raw and gram are. The fused CPU
+// path runs it one pair at a time in cache (engine/fragment_products.h), the tensor path as
+// LibTorch ops over the whole block.
+torch::Tensor first_step_from_products(const torch::Tensor& raw, const torch::Tensor& gram,
+                                       const torch::Tensor& query_mask, const torch::Tensor& query_squared_norms,
+                                       const torch::Tensor& context_padding, const ModelConfig& config,
+                                       EnginePath path = EnginePath::Automatic);
+
 // What iterative_matching may be given beyond the items themselves.
 struct MatchingOptions {
   EnginePath path = EnginePath::Automatic;  // resolved here (resolve_engine_path)

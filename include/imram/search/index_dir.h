@@ -9,6 +9,8 @@
 //   word_offsets.bin         int64, captions + 1 offsets into words.bin
 //   image_globals.bin        float32 images x g global embeddings (with a global head only)
 //   caption_globals.bin      float32 captions x g
+//   region_codes.bin, word_codes.bin, region_grams.bin, word_grams.bin, region_codebook.bin,
+//   word_codebook.bin        the fragments' codes (search/fragment_codes.h), when kept
 //   gallery_images.jsonl     what is known of each image beyond its features (ImageInfo), one line each
 //   thumbnails.bin           a small JPEG of each described image that has a picture, concatenated
 //   thumbnail_offsets.bin    int64, described + 1 offsets into thumbnails.bin
@@ -42,6 +44,10 @@ struct IndexOptions {
   // Also store the items' memory halves (docs/index.md): a re-rank then skips their products with
   // the memory weights, for (2d per direction) more floats per region and word on disk.
   bool memory_halves = false;
+  // Keep codes of the fragments (docs/index.md#codes): the cascade's first step then reads no
+  // fragment of its many candidates. `codebook_size` 0: auto_codebook_size of each side.
+  bool codes = true;
+  std::int64_t codebook_size = 0;
   bool show_progress = true;
   std::string device = "cpu";                // where items are encoded: cpu, cuda, cuda:N
 };
@@ -128,7 +134,11 @@ class GalleryIndex {
   // side's gallery size); 0: IMRAM over the whole gallery. A shortlist larger than the gallery is
   // clamped. prefilter > shortlist: FAISS gives that many, IMRAM's first step keeps `shortlist`
   // of them (RerankSearcher).
-  std::shared_ptr<const Searcher> searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter = 0) const;
+  // step1: the coded first step's list (RerankSearcher), where the index keeps codes of the side.
+  std::shared_ptr<const Searcher> searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter = 0,
+                                           std::int64_t step1 = kAutoStep1) const;
+  // Whether the index keeps codes of this side's fragments (docs/index.md#codes).
+  bool has_codes(GallerySide side) const;
   std::shared_ptr<const Searcher> stage1(GallerySide side) const;  // FAISS alone
 
   EncodedQuery text_query(const std::string& text) const;

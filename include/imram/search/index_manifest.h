@@ -17,6 +17,13 @@ inline constexpr const char* kStoreFiles[] = {"regions.bin",         "words.bin"
                                                "image_globals.bin",   "caption_globals.bin", "captions.txt",
                                                "gallery_images.jsonl", "thumbnails.bin",     "thumbnail_offsets.bin"};
 
+// The store files of codes (search/fragment_codes.h, docs/index.md#codes), present only when the
+// manifest has a "codes" entry: each fragment's centroid id (int32), each item's Gram matrix of its
+// fragments (the store's type; a caption's is its length squared), and the two codebooks
+// (float32, centroids x d, written whole when trained).
+inline constexpr const char* kCodesFiles[] = {"region_codes.bin", "region_grams.bin", "word_codes.bin", "word_grams.bin"};
+inline constexpr const char* kCodebookFiles[] = {"region_codebook.bin", "word_codebook.bin"};
+
 // The store files of memory halves (docs/index.md), present only when the manifest counts them.
 inline constexpr const char* kMemoryHalvesFiles[] = {"region_halves.bin", "word_halves.bin"};
 
@@ -42,6 +49,10 @@ struct Manifest {
   StoreDType store = StoreDType::Float16;
   // Floats per region and per word of stored memory halves (model/imram.h); 0: none stored.
   std::int64_t memory_halves = 0;
+  // Codes of the fragments (kCodesFiles): kept when `codes`; each codebook's centroids, 0 until
+  // its side holds a fragment (then every fragment of the side has its code).
+  bool codes = false;
+  std::int64_t region_centroids = 0, word_centroids = 0;
   std::int64_t generation = 0;
   nlohmann::ordered_json sources = nlohmann::ordered_json::array();
   std::map<std::string, FileEntry> files;

@@ -11,6 +11,15 @@
 
 namespace imram {
 
+// What the coded first step reads of some items (search/fragment_codes.h): each fragment's
+// centroid id and each item's Gram matrix of its fragments. Captions come padded to the longest
+// one asked for (code 0, Gram rows and columns 0).
+struct CodedItems {
+  torch::Tensor codes;    // (n, f) int64
+  torch::Tensor grams;    // (n, f, f) in the store's type (float16 or float32)
+  torch::Tensor lengths;  // (n) int64: real fragments of each item
+};
+
 class ItemStore {
  public:
   virtual ~ItemStore() = default;
@@ -29,6 +38,14 @@ class ItemStore {
                                    bool as_stored = false) const = 0;
   // Whether the store keeps memory halves: a search that asks for them reads them, not computes.
   virtual bool keeps_memory_halves() const = 0;
+
+  // Whether the store keeps codes of this side's fragments (docs/index.md#codes); the three
+  // below throw when it does not.
+  virtual bool keeps_codes(bool images) const;
+  // The codebook of this side's fragments, (centroids, d) float32.
+  virtual torch::Tensor codebook(bool images) const;
+  virtual CodedItems coded_images(const std::vector<std::int64_t>& ids) const;
+  virtual CodedItems coded_captions(const std::vector<std::int64_t>& ids) const;
 };
 
 // Throws "<what> <id>: out of range, the gallery holds <count>" for the first bad id.

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "imram/engine/scorer.h"
+#include "imram/search/fragment_codes.h"
 #include "imram/search/item_store.h"
 #include "imram/search/searcher.h"
 
@@ -52,21 +53,29 @@ class ExhaustiveSearcher final : public Searcher {
 // the shortlist gives P items, IMRAM's first step alone (exact and cheap: no memory update)
 // keeps the best `candidates` of them, and those get the full K steps: the final scores are
 // IMRAM's own.
+//
+// With `coded` (the store's codes, search/fragment_codes.h) and a first list longer than `step1`,
+// step 1 from the codes ranks the whole first list and keeps `step1` items for exact step 1
+// (kAutoStep1: auto_step1; 0: no coded step).
 class RerankSearcher final : public Searcher {
  public:
   RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates, ImramModel model,
-                 std::shared_ptr<const ItemStore> store, std::int64_t prefilter = 0);
+                 std::shared_ptr<const ItemStore> store, std::int64_t prefilter = 0,
+                 std::shared_ptr<const CodedFirstStep> coded = nullptr, std::int64_t step1 = kAutoStep1);
   GallerySide side() const override { return shortlist_->side(); }
   std::int64_t size() const override { return shortlist_->size(); }
   std::int64_t candidates() const { return candidates_; }
   std::int64_t prefilter() const { return prefilter_; }
+  // Items that exact step 1 scores after the coded step; 0 without one.
+  std::int64_t step1() const { return coded_ ? step1_ : 0; }
   std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
                                             SearchStats* stats, const SearchParams& params) const override;
 
  private:
   std::shared_ptr<const Searcher> shortlist_;
-  std::int64_t candidates_, prefilter_;
+  std::int64_t candidates_, prefilter_, step1_;
   ImramRefiner refiner_, first_step_;
+  std::shared_ptr<const CodedFirstStep> coded_;
 };
 
 // The k best of `scores` (index = position), best first; ties by lower index.

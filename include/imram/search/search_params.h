@@ -34,6 +34,17 @@ inline std::int64_t auto_shortlist(std::int64_t gallery_items) {
   return std::clamp<std::int64_t>(gallery_items / 300, 100, 1000);
 }
 
+// The automatic list of the coded first step (docs/search.md): where the index keeps codes, step 1
+// from the codes ranks the whole first list and keeps this many for exact step 1.
+inline constexpr std::int64_t kAutoStep1 = -1;
+inline constexpr std::int64_t kDefaultStep1 = kAutoStep1;
+inline std::int64_t auto_step1(std::int64_t prefilter, std::int64_t shortlist) {
+  return std::max(std::min<std::int64_t>(prefilter, 2000), std::min(prefilter, 4 * shortlist));
+}
+inline std::int64_t resolve_step1(std::int64_t step1, std::int64_t prefilter, std::int64_t shortlist) {
+  return step1 == kAutoStep1 ? auto_step1(prefilter, shortlist) : step1;
+}
+
 // `prefilter` and `shortlist` as given, or the automatic ones for a gallery of this size.
 inline std::int64_t resolve_prefilter(std::int64_t prefilter, std::int64_t gallery_items) {
   return prefilter == kAutoPrefilter ? auto_prefilter(gallery_items) : prefilter;
