@@ -105,7 +105,8 @@ template <typename Items>
 CLI::Option* add_step1_option(CLI::App* sub, Items& step1) {
   return add_items_option(sub, "--step1", step1,
                           "where the index keeps codes, step 1 from the codes ranks the --prefilter list and keeps "
-                          "this many for exact step 1 (0: no coded step; auto: 4 x --shortlist, at least 2,000)");
+                          "this many for exact step 1 (0: no coded step; auto: what exact step 1 reads in 2,000 "
+                          "images of 36 regions at d = 1,024, at least 4 x --shortlist)");
 }
 
 // For long-running commands (serve): freed memory returns to the system after about `seconds`

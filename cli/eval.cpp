@@ -16,7 +16,8 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
     std::string model, data, split = "test", save_sims, save_json, index;
     bool fold5 = false, json = false, skip_exhaustive = false;
     // Several values (with --queries): every pair of them is measured on the same sample.
-    std::vector<std::int64_t> shortlists{imram::kDefaultShortlist}, prefilters{imram::kDefaultPrefilter};
+    std::vector<std::int64_t> shortlists{imram::kDefaultShortlist}, prefilters{imram::kDefaultPrefilter},
+        step1s{imram::kDefaultStep1};
     std::int64_t queries = 0, image_queries = -1;
     std::uint64_t seed = 1;
     std::size_t memory_budget_mb = 1024;
@@ -35,6 +36,7 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
                                    "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of "
                                    "them (with --queries, a list)")
       ->delimiter(',');
+  imram::cli::add_step1_option(sub, options->step1s)->delimiter(',');
   imram::cli::add_search_params_options(sub, options->params);
   sub->add_option("--queries", options->queries,
                   "with --index: a sample of this many queries per direction, each held to exhaustive IMRAM "
@@ -73,19 +75,21 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
           sampled.image_queries = options->image_queries;
           sampled.settings.clear();
           for (const auto shortlist : options->shortlists)
-            for (const auto prefilter : options->prefilters) sampled.settings.push_back({shortlist, prefilter});
+            for (const auto prefilter : options->prefilters)
+              for (const auto step1 : options->step1s) sampled.settings.push_back({shortlist, prefilter, step1});
           sampled.seed = options->seed;
           sampled.params = options->params;
           sampled.show_progress = !options->json;
           const auto result = imram::evaluate_index_sampled(*opened, sampled);
           return report(imram::sampled_json(result), imram::sampled_table(result));
         }
-        if (options->shortlists.size() != 1 || options->prefilters.size() != 1)
-          throw imram::Error("eval --index: several --shortlist or --prefilter values need --queries (a sampled "
-                             "evaluation compares them on one sample)");
+        if (options->shortlists.size() != 1 || options->prefilters.size() != 1 || options->step1s.size() != 1)
+          throw imram::Error("eval --index: several --shortlist, --prefilter or --step1 values need --queries (a "
+                             "sampled evaluation compares them on one sample)");
         imram::TwoStageEvalOptions eval_options;
         eval_options.shortlist = options->shortlists.front();
         eval_options.prefilter = options->prefilters.front();
+        eval_options.step1 = options->step1s.front();
         eval_options.exhaustive = !options->skip_exhaustive || eval_options.shortlist == 0;
         eval_options.params = options->params;
         const auto result = imram::evaluate_index(*opened, eval_options);

@@ -204,7 +204,10 @@ void weighted(const torch::Tensor& weights, const torch::Tensor& values, torch::
 // fused form of first_step_from_products' tensor ops (engine/matching.h), which tests hold it to.
 template <typename G>
 struct FirstStepPairs {
-  const float* raw;            // (B, A, n_q, n_c)
+  const float* raw;            // (B, A, n_q, n_c), or null when looked up:
+  const float* table;          //   rows of a table (K, n_q) or (K, n_c)
+  const std::int64_t* codes;   //   by the context items' codes (B, n_c) or the query items' (A, n_q)
+  bool codes_of_context;
   const G* gram;               // (B, n_c, n_c)
   const float* query_mask;     // (A, n_q)
   const float* query_squared;  // (A, n_q)
@@ -238,9 +241,23 @@ struct FirstStepPairs {
     float* wide_gram = weighted + padded_cells;
     float* column = wide_gram + padded_cells;
     std::int64_t loaded = -1;  // the context item whose Gram matrix wide_gram holds
+    std::vector<float> looked_up(raw ? 0 : cells);
     for (std::int64_t pair = begin; pair < end; ++pair) {
       const auto b = pair / A, a = pair % A;
-      const float* x = raw + pair * nq * nc;
+      const float* x = raw ? raw + pair * nq * nc : looked_up.data();
+      if (!raw) {
+        // Looked up where the pair needs them, in cache, rather than gathered for every pair first.
+        if (codes_of_context) {
+          const auto* item_codes = codes + b * nc;
+          for (int c = 0; c < nc; ++c) {
+            const float* row = table + item_codes[c] * nq;
+            for (int j = 0; j < nq; ++j) looked_up[std::size_t(j * nc + c)] = row[j];
+          }
+        } else {
+          const auto* item_codes = codes + a * nq;
+          for (int j = 0; j < nq; ++j) std::copy(table + item_codes[j] * nc, table + (item_codes[j] + 1) * nc, looked_up.data() + j * nc);
+        }
+      }
       const float* mask = query_mask + a * nq;
       const float* squared = query_squared + a * nq;
       const bool* pad = padding ? padding + b * nc : nullptr;
@@ -344,13 +361,27 @@ void fragment_grams(const torch::Tensor& fragments, torch::Tensor& out) {
   dots<float, float>(fragments, fragments, out, true);
 }
 
-void first_step_pairs(const torch::Tensor& raw, const torch::Tensor& gram, const torch::Tensor& query_mask,
+void first_step_pairs(const FirstStepRaw& raw, const torch::Tensor& gram, const torch::Tensor& query_mask,
                       const torch::Tensor& query_squared_norms, const torch::Tensor& context_padding,
                       RawFeatureNorm norm, double lambda, torch::Tensor& out) {
-  TORCH_CHECK(raw.dim() == 4 && raw.scalar_type() == torch::kFloat32 && raw.is_contiguous() && raw.device().is_cpu(),
-              "first_step_pairs: raw scores must be float32 (B, A, n_q, n_c), contiguous, on the CPU");
-  const auto B = raw.size(0), A = raw.size(1);
-  const int nq = int(raw.size(2)), nc = int(raw.size(3));
+  const bool dense = raw.scores.defined();
+  std::int64_t B = 0, A = 0;
+  int nq = 0, nc = 0;
+  if (dense) {
+    TORCH_CHECK(raw.scores.dim() == 4 && raw.scores.scalar_type() == torch::kFloat32 && raw.scores.is_contiguous() &&
+                    raw.scores.device().is_cpu(),
+                "first_step_pairs: raw scores must be float32 (B, A, n_q, n_c), contiguous, on the CPU");
+    B = raw.scores.size(0), A = raw.scores.size(1), nq = int(raw.scores.size(2)), nc = int(raw.scores.size(3));
+  } else {
+    TORCH_CHECK(raw.table.dim() == 2 && raw.table.scalar_type() == torch::kFloat32 && raw.table.is_contiguous() &&
+                    raw.codes.dim() == 2 && raw.codes.scalar_type() == torch::kInt64 && raw.codes.is_contiguous(),
+                "first_step_pairs: a table must be float32 (K, width) and its codes int64 (items, fragments), contiguous");
+    if (raw.codes_of_context) {
+      B = raw.codes.size(0), A = 1, nc = int(raw.codes.size(1)), nq = int(raw.table.size(1));
+    } else {
+      B = 1, A = raw.codes.size(0), nq = int(raw.codes.size(1)), nc = int(raw.table.size(1));
+    }
+  }
   TORCH_CHECK(gram.dim() == 3 && gram.size(0) == B && gram.size(1) == nc && gram.size(2) == nc && gram.is_contiguous() &&
                   (gram.scalar_type() == torch::kFloat32 || gram.scalar_type() == torch::kHalf),
               "first_step_pairs: the Gram matrices must be (B, n_c, n_c) float32 or float16, contiguous");
@@ -366,7 +397,10 @@ void first_step_pairs(const torch::Tensor& raw, const torch::Tensor& gram, const
   const auto run_pairs = [&](auto gram_data) {
     using G = std::remove_const_t<std::remove_pointer_t<decltype(gram_data)>>;
     at::parallel_for(0, B * A, 64, [&](std::int64_t begin, std::int64_t end) {
-      simd::run(FirstStepPairs<G>{raw.data_ptr<float>(), gram_data, query_mask.data_ptr<float>(),
+      simd::run(FirstStepPairs<G>{dense ? raw.scores.data_ptr<float>() : nullptr,
+                                  dense ? nullptr : raw.table.data_ptr<float>(),
+                                  dense ? nullptr : raw.codes.data_ptr<std::int64_t>(), raw.codes_of_context, gram_data,
+                                  query_mask.data_ptr<float>(),
                                   query_squared_norms.data_ptr<float>(),
                                   context_padding.defined() ? context_padding.data_ptr<bool>() : nullptr, norm,
                                   float(lambda), A, nq, nc, begin, end, out.data_ptr<float>()});

@@ -194,18 +194,31 @@ torch::Tensor step_similarity(const torch::Tensor& alpha, const torch::Tensor& r
   return (cosines * query_mask.view({1, A, nq})).sum(-1) / query_valid.view({1, A});
 }
 
-torch::Tensor first_step_from_products(const torch::Tensor& raw, const torch::Tensor& gram,
+torch::Tensor first_step_from_products(const FirstStepRaw& given, const torch::Tensor& gram,
                                        const torch::Tensor& query_mask, const torch::Tensor& query_squared_norms,
                                        const torch::Tensor& context_padding, const ModelConfig& config,
                                        EnginePath path) {
-  const auto B = raw.size(0), A = raw.size(1), nq = raw.size(2), nc = raw.size(3);
-  if (resolve_engine_path(path, raw) == EnginePath::FusedCpu) {
-    auto out = torch::empty({B, A}, raw.options());
-    first_step_pairs(raw.contiguous(), gram.contiguous(), query_mask.contiguous(), query_squared_norms.contiguous(),
+  const auto sample = given.scores.defined() ? given.scores : given.table;
+  if (resolve_engine_path(path, sample) == EnginePath::FusedCpu) {
+    FirstStepRaw raw = given;
+    for (auto* t : {&raw.scores, &raw.table, &raw.codes})
+      if (t->defined()) *t = t->contiguous();
+    const auto pairs = raw.scores.defined() ? raw.scores.size(0) * raw.scores.size(1) : raw.codes.size(0);
+    auto out = torch::empty({pairs}, sample.options());
+    first_step_pairs(raw, gram.contiguous(), query_mask.contiguous(), query_squared_norms.contiguous(),
                      context_padding.defined() ? context_padding.contiguous() : context_padding, config.raw_feature_norm,
                      config.lambda_softmax, out);
-    return out;
+    if (raw.scores.defined()) return out.view({raw.scores.size(0), raw.scores.size(1)});
+    return raw.codes_of_context ? out.view({pairs, 1}) : out.view({1, pairs});
   }
+  // The tensor path looks the raw scores up for every pair at once.
+  torch::Tensor raw = given.scores;
+  if (!raw.defined()) {
+    const auto items = given.codes.size(0), fragments = given.codes.size(1), width = given.table.size(1);
+    const auto rows = given.table.index_select(0, given.codes.reshape({-1})).view({items, fragments, width});
+    raw = given.codes_of_context ? rows.transpose(1, 2).unsqueeze(1) : rows.unsqueeze(0);
+  }
+  const auto B = raw.size(0), A = raw.size(1), nq = raw.size(2), nc = raw.size(3);
   const auto padding = context_padding.defined() ? context_padding.view({B, 1, 1, nc}) : torch::Tensor();
   const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, query_mask.view({1, A, nq, 1})),
                                        config.lambda_softmax, padding);

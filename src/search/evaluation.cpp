@@ -113,7 +113,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   auto one_t2i_a = one_t2i.accessor<double, 2>(), one_i2t_a = one_i2t.accessor<double, 2>();
   MethodResult two, one;
   {
-    const auto searcher = index.searcher(GallerySide::Images, Ni, options.prefilter);
+    const auto searcher = index.searcher(GallerySide::Images, Ni, options.prefilter, options.step1);
     ProgressBar bar("two-stage text->image", M, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t j = 0; j < M; ++j) {
@@ -128,7 +128,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     one.ms_per_text_query = stats.stage1_ms / double(M);
   }
   {
-    const auto searcher = index.searcher(GallerySide::Captions, Nc, options.prefilter);
+    const auto searcher = index.searcher(GallerySide::Captions, Nc, options.prefilter, options.step1);
     ProgressBar bar("two-stage image->text", N, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t i = 0; i < N; ++i) {
@@ -176,9 +176,12 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
   for (std::size_t s = 0; s < results.size(); ++s) {
     const auto& setting = options.settings[s];
     auto& result = results[s];
-    searchers.push_back(index.searcher(side, setting.shortlist, setting.prefilter));
+    searchers.push_back(index.searcher(side, setting.shortlist, setting.prefilter, setting.step1));
     result.shortlist = scored_shortlist(setting.shortlist, gallery);
     if (const auto p = resolve_prefilter(setting.prefilter, gallery); p > result.shortlist) result.prefilter = p;
+    if (const auto* rerank = dynamic_cast<const RerankSearcher*>(searchers.back().get());
+        rerank && rerank->step1() > 0 && rerank->step1() < result.prefilter)
+      result.step1 = rerank->step1();
     result.results = std::min(result.shortlist, options.results);
   }
   std::vector<std::int64_t> all(static_cast<std::size_t>(gallery));
@@ -274,6 +277,7 @@ nlohmann::ordered_json direction_json(const SampledDirection& d) {
   return {{"queries", d.queries},
           {"shortlist", d.shortlist},
           {"prefilter", d.prefilter},
+          {"step1", d.step1},
           {"results", d.results},
           {"exhaustive", {{"r1", d.exhaustive_r1}, {"r5", d.exhaustive_r5}, {"r10", d.exhaustive_r10}, {"ms_per_query", d.exhaustive_ms}}},
           {"two_stage", {{"r1", d.two_stage_r1}, {"r5", d.two_stage_r5}, {"r10", d.two_stage_r10}, {"ms_per_query", d.two_stage_ms}}},
@@ -329,8 +333,9 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
 namespace {
 
 std::string method_name(const SampledDirection& d) {
-  return d.prefilter ? "cascade " + std::to_string(d.prefilter) + " -> " + std::to_string(d.shortlist)
-                     : "two-stage, N=" + std::to_string(d.shortlist);
+  if (!d.prefilter) return "two-stage, N=" + std::to_string(d.shortlist);
+  return "cascade " + std::to_string(d.prefilter) + (d.step1 ? " -> codes " + std::to_string(d.step1) : "") + " -> " +
+         std::to_string(d.shortlist);
 }
 
 // The setting as each side resolved it, e.g. "cascade 20000 -> 333 (image queries: cascade 20000 -> 1000)".
@@ -344,6 +349,7 @@ std::string point_name(const SampledPoint& point) {
 nlohmann::ordered_json point_json(const SampledPoint& point) {
   return {{"shortlist", point.text_to_image.shortlist},
           {"prefilter", point.text_to_image.prefilter},
+          {"step1", point.text_to_image.step1},
           {"t2i", direction_json(point.text_to_image)},
           {"i2t", direction_json(point.image_to_text)}};
 }

@@ -91,6 +91,9 @@ std::vector<double> CodedFirstStep::scores(const EncodedQuery& query, const std:
   const auto fragments = (images ? query.caption.words : query.image.regions).to(torch::kCPU, torch::kFloat32);
   auto own = fragments[0];
   if (images) own = own.narrow(0, 0, query.caption.lengths[0].item<std::int64_t>());
+  // An image's padding regions take no part in a match, on either side of it: left out.
+  if (!images && query.image.region_mask.defined())
+    own = own.index_select(0, query.image.region_mask[0].to(torch::kCPU).nonzero().squeeze(1));
   own = own.contiguous();
   const auto n_own = own.size(0);
   const auto own_gram = torch::mm(own, own.t()).unsqueeze(0);      // (1, f, f)
@@ -108,30 +111,27 @@ std::vector<double> CodedFirstStep::scores(const EncodedQuery& query, const std:
                                          ids.begin() + std::ptrdiff_t(std::min(ids.size(), begin + std::size_t(pass))));
     const auto items = images ? store_->coded_images(part) : store_->coded_captions(part);
     const auto n = items.codes.size(0), f = items.codes.size(1);
-    // looked[i, c, q]: the query's fragment q against candidate i's fragment c, through its centroid.
-    const auto looked = table.index_select(0, items.codes.reshape({-1})).view({n, f, n_own});
     const auto positions = torch::arange(f, torch::kInt64).unsqueeze(0);
-    const auto real = positions < items.lengths.unsqueeze(1);           // (n, f)
+    const auto real = positions < items.lengths.unsqueeze(1);              // (n, f)
     const auto item_mask = real.to(torch::kFloat32);
     const auto item_squared = items.grams.diagonal(0, 1, 2).to(torch::kFloat32);  // (n, f): |fragment|^2
+    // The query's fragment q against candidate i's fragment c is table[codes[i, c], q]: the
+    // candidates' codes index the context of a match they are the context of, else its queries.
+    const FirstStepRaw as_context{{}, table, items.codes, true}, as_queries{{}, table, items.codes, false};
     auto total = torch::zeros({n}, torch::kFloat32);
     // Text-IMRAM: the caption's words attend over the image's regions; image-IMRAM the reverse.
-    // In each, the query side of the match is the caption or the image, whichever plays it.
     const bool caption_is_query = images;  // the query is a caption when the gallery holds images
     if (config.uses_text_direction()) {
-      if (caption_is_query)  // words (the query) over each candidate's regions: B = n, A = 1
-        total += first_step_from_products(looked.transpose(1, 2).unsqueeze(1), items.grams, own_mask, own_squared, {},
-                                          config)
-                     .select(1, 0);
+      if (caption_is_query)  // the query's words over each candidate's regions: B = n, A = 1
+        total += first_step_from_products(as_context, items.grams, own_mask, own_squared, {}, config).select(1, 0);
       else  // each candidate's words over the query image's regions: B = 1, A = n
-        total += first_step_from_products(looked.unsqueeze(0), own_gram, item_mask, item_squared, {}, config).select(0, 0);
+        total += first_step_from_products(as_queries, own_gram, item_mask, item_squared, {}, config).select(0, 0);
     }
     if (config.uses_image_direction()) {
       if (caption_is_query)  // each candidate's regions over the query's words: B = 1, A = n
-        total += first_step_from_products(looked.unsqueeze(0), own_gram, item_mask, item_squared, {}, config).select(0, 0);
+        total += first_step_from_products(as_queries, own_gram, item_mask, item_squared, {}, config).select(0, 0);
       else  // the query image's regions over each candidate's words: B = n, A = 1
-        total += first_step_from_products(looked.transpose(1, 2).unsqueeze(1), items.grams, own_mask, own_squared,
-                                          real.logical_not(), config)
+        total += first_step_from_products(as_context, items.grams, own_mask, own_squared, real.logical_not(), config)
                      .select(1, 0);
     }
     const auto values = total.to(torch::kFloat64).contiguous();

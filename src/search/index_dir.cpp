@@ -114,6 +114,7 @@ class MappedStore final : public ItemStore {
   std::int64_t num_images() const override { return m_.images; }
   std::int64_t num_captions() const override { return m_.captions; }
   std::int64_t regions_per_image() const override { return m_.regions; }
+  std::int64_t embed_size() const override { return m_.embed_size; }
   std::int64_t caption_length(std::int64_t id) const override {
     check_item_ids({id}, m_.captions, "caption");
     return offsets_[std::size_t(id) + 1] - offsets_[std::size_t(id)];

@@ -81,8 +81,8 @@ struct IndexWriter::State {
   // from a sample of the first fragments it holds, and kept by every later addition.
   void code_new_fragments() {
     const auto d = manifest.embed_size;
-    const auto code_side = [&](const char* store_name, const char* codes_name, const char* codebook_name,
-                               std::int64_t& centroids, std::int64_t from, std::int64_t to) {
+    const auto code_side = [&](const char* what, const char* store_name, const char* codes_name,
+                               const char* codebook_name, std::int64_t& centroids, std::int64_t from, std::int64_t to) {
       if (to == from) return;
       file(store_name).sync();
       const MappedFile mapped(work_dir + "/" + store_name, std::uint64_t(to * d) * element_size(manifest.store));
@@ -95,8 +95,8 @@ struct IndexWriter::State {
         const auto sample_size = std::min(to, centroids * 64);
         const auto picks = torch::linspace(0, double(to - 1), sample_size, torch::kFloat64).round().to(torch::kInt64);
         if (show_progress)
-          std::cerr << "learning a codebook of " << centroids << " centroids for " << to << " " << codes_name << " fragments"
-                    << std::endl;
+          std::cerr << "learning a codebook of " << centroids << " centroids from " << sample_size << " of " << to << " "
+                    << what << std::endl;
         codebook = train_codebook(all.index_select(0, picks).to(torch::kFloat32), centroids);
         file(codebook_name).write(codebook.data_ptr<float>(), std::size_t(codebook.numel()) * 4);
       } else {
@@ -104,7 +104,7 @@ struct IndexWriter::State {
         codebook = torch::from_blob(const_cast<char*>(kept.data()), {centroids, d}, torch::kFloat32).clone();
       }
       constexpr std::int64_t kBlock = 1 << 16;
-      ProgressBar bar(std::string("coding ") + codes_name, to - from, "fragments", show_progress);
+      ProgressBar bar(std::string("coding ") + what, to - from, what, show_progress);
       for (std::int64_t begin = from; begin < to; begin += kBlock) {
         const auto n = std::min(kBlock, to - begin);
         const auto codes = nearest_centroids(codebook, all.narrow(0, begin, n));
@@ -114,9 +114,9 @@ struct IndexWriter::State {
       bar.finish();
     };
     auto& m = manifest;
-    code_side("regions.bin", "region_codes.bin", "region_codebook.bin", m.region_centroids, committed_images * m.regions,
+    code_side("regions", "regions.bin", "region_codes.bin", "region_codebook.bin", m.region_centroids, committed_images * m.regions,
               m.images * m.regions);
-    code_side("words.bin", "word_codes.bin", "word_codebook.bin", m.word_centroids, committed_words, m.words);
+    code_side("words", "words.bin", "word_codes.bin", "word_codebook.bin", m.word_centroids, committed_words, m.words);
   }
 
   void write_globals(const char* name, const torch::Tensor& globals) {

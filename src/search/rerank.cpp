@@ -80,6 +80,19 @@ EncodedQuery stack_queries(const std::vector<EncodedQuery>& queries) {
   return together;
 }
 
+// The values exact step 1 reads of one item: its fragments (a caption's, on average) times d.
+double stored_values_per_item(const ItemStore& store, GallerySide side) {
+  const auto d = double(store.embed_size());
+  if (side == GallerySide::Images) return double(store.regions_per_image()) * d;
+  const auto captions = store.num_captions();
+  if (captions == 0) return d;
+  // The mean length of up to 1,000 captions spread over the gallery.
+  const auto step = std::max<std::int64_t>(1, captions / 1000);
+  double words = 0, counted = 0;
+  for (std::int64_t id = 0; id < captions; id += step, ++counted) words += double(store.caption_length(id));
+  return words / counted * d;
+}
+
 void check_query_side(const EncodedQuery& query, GallerySide side) {
   if (query.searches() != side)
     throw Error(side == GallerySide::Images ? "this searcher ranks images: give a text query"
@@ -196,7 +209,7 @@ RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::i
     : shortlist_(std::move(shortlist)),
       candidates_(resolve_shortlist(candidates, shortlist_->size())),
       prefilter_(resolve_prefilter(prefilter, shortlist_->size())),
-      step1_(resolve_step1(step1, prefilter_, candidates_)),
+      step1_(resolve_step1(step1, prefilter_, candidates_, stored_values_per_item(*store, shortlist_->side()))),
       refiner_(model, store, shortlist_->side()),
       first_step_(model, store, shortlist_->side(), /*steps=*/1),
       coded_(step1_ == 0 ? nullptr : std::move(coded)) {

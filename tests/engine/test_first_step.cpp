@@ -78,4 +78,38 @@ TEST(FirstStepFromProducts, IsTheEnginesFirstStepOnBothPathsForEveryNormalisatio
   }
 }
 
+// Raw scores looked up in a table by codes (what an index's codes give) are the raw scores
+// themselves: both paths, codes on either side of the match.
+TEST(FirstStepFromProducts, LookedUpRawScoresAreTheRawScores) {
+  torch::NoGradGuard no_grad;
+  imram::ModelConfig config;
+  config.embed_size = 20;
+  torch::manual_seed(9);
+  const auto centroids = torch::randn({11, 20}), query = torch::randn({5, 20});
+  const auto table = torch::mm(centroids, query.t()).contiguous();  // (K, 5)
+  const auto codes = torch::randint(11, {7, 19}, torch::kInt64);     // 7 items of 19 fragments
+  const auto items = centroids.index_select(0, codes.reshape({-1})).view({7, 19, 20});
+  const auto item_grams = torch::bmm(items, items.transpose(1, 2));
+  const auto query_gram = torch::mm(query, query.t()).unsqueeze(0);
+  const auto query_mask = torch::ones({1, 5}), item_mask = torch::ones({7, 19});
+  const auto query_squared = query.pow(2).sum(1).unsqueeze(0), item_squared = items.pow(2).sum(-1);
+  // The items as context (B = 7, A = 1) and as queries (B = 1, A = 7).
+  const auto as_context = torch::einsum("qd,bcd->bqc", {query, items}).unsqueeze(1).contiguous();
+  const auto as_queries = torch::einsum("ajd,cd->ajc", {items, query}).unsqueeze(0).contiguous();
+  for (const auto path : {EnginePath::FusedCpu, EnginePath::Tensor}) {
+    const auto context_expected =
+        imram::first_step_from_products(as_context, item_grams, query_mask, query_squared, {}, config, EnginePath::Tensor);
+    const auto context_got = imram::first_step_from_products(imram::FirstStepRaw{{}, table, codes, true}, item_grams,
+                                                             query_mask, query_squared, {}, config, path);
+    EXPECT_LE((context_got - context_expected).abs().max().item<double>(), 1e-5) << imram::to_string(path);
+    const auto queries_expected =
+        imram::first_step_from_products(as_queries, query_gram, item_mask, item_squared, {}, config, EnginePath::Tensor);
+    const auto queries_got = imram::first_step_from_products(imram::FirstStepRaw{{}, table, codes, false}, query_gram,
+                                                             item_mask, item_squared, {}, config, path);
+    EXPECT_LE((queries_got - queries_expected).abs().max().item<double>(), 1e-5) << imram::to_string(path);
+    EXPECT_EQ(context_got.sizes(), (std::vector<std::int64_t>{7, 1}));
+    EXPECT_EQ(queries_got.sizes(), (std::vector<std::int64_t>{1, 7}));
+  }
+}
+
 }  // namespace

@@ -176,6 +176,12 @@ TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
 // most 20,000 (on a gallery smaller than that, step 1 scores every item); the one all K steps
 // score is one item in 300, at least 100, at most 1,000.
 TEST(Index, AutomaticListsGrowWithTheGallery) {
+  // The coded step keeps what exact step 1 reads in 2,000 images of 36 x 1,024 values: at the
+  // demo model's size (16 x 128) that is the whole first list, no coded step.
+  EXPECT_EQ(imram::auto_step1(20000, 333, 36 * 1024), 2000);
+  EXPECT_EQ(imram::auto_step1(20000, 1000, 36 * 1024), 4000);
+  EXPECT_EQ(imram::auto_step1(20000, 333, 16 * 128), 20000);
+  EXPECT_EQ(imram::auto_step1(20000, 333, 36 * 512), 4000);
   EXPECT_EQ(imram::auto_prefilter(500), 1000);
   EXPECT_EQ(imram::auto_prefilter(8000), 4000);
   EXPECT_EQ(imram::auto_prefilter(10000000), 20000);

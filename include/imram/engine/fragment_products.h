@@ -28,12 +28,23 @@ void fragment_grams(const torch::Tensor& fragments, torch::Tensor& out);
 void weighted_fragments(const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor& out,
                         bool accumulate);
 
+// The raw scores of the first step, (B, A, n_q, n_c): given, or looked up in a table by codes
+// (an index's codes, search/fragment_codes.h): raw[b, 0, j, c] = table[codes[b, c], j] when the
+// codes are the context items' (codes (B, n_c), table (K, n_q), one query item), or raw[0, a, j, c] =
+// table[codes[a, j], c] when they are the query items' (codes (A, n_q), table (K, n_c), one context item).
+struct FirstStepRaw {
+  torch::Tensor scores;  // float32, or undefined when looked up
+  torch::Tensor table;   // float32 (K, width)
+  torch::Tensor codes;   // int64
+  bool codes_of_context = true;
+};
+
 // IMRAM's first step of every (context item b, query item a) pair from its raw scores and the
 // context item's Gram matrix, one pair at a time in cache (the fused form of
-// first_step_from_products, engine/matching.h): raw (B, A, n_q, n_c) float32, gram (B, n_c, n_c)
-// float32 or float16, query_mask and query_squared_norms (A, n_q) float32, context_padding (B, n_c)
-// bool or undefined, all contiguous; out (B, A) float32. Its exponentials are simd.h's (2 ulp).
-void first_step_pairs(const torch::Tensor& raw, const torch::Tensor& gram, const torch::Tensor& query_mask,
+// first_step_from_products, engine/matching.h): raw as above, gram (B, n_c, n_c) float32 or
+// float16, query_mask and query_squared_norms (A, n_q) float32, context_padding (B, n_c) bool or
+// undefined, all contiguous; out (B, A) float32. Its exponentials are simd.h's (2 ulp).
+void first_step_pairs(const FirstStepRaw& raw, const torch::Tensor& gram, const torch::Tensor& query_mask,
                       const torch::Tensor& query_squared_norms, const torch::Tensor& context_padding,
                       RawFeatureNorm norm, double lambda, torch::Tensor& out);
 

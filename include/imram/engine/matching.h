@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "imram/engine/fragment_products.h"
 #include "imram/model/config.h"
 #include "imram/model/memory.h"
 
@@ -103,17 +104,24 @@ torch::Tensor step_similarity(const torch::Tensor& alpha, const torch::Tensor& r
                               const torch::Tensor& query_mask, const torch::Tensor& query_valid);
 
 // One direction's first step, (B, A), from the pairs' raw scores alone: raw (B, A, n_q, n_c) =
-// q0 . C, the context items' Gram matrices gram (B, n_c, n_c) = C C^T (float32 or float16, as a
+// q0 . C, given or looked up (engine/fragment_products.h, FirstStepRaw), the context items' Gram matrices gram (B, n_c, n_c) = C C^T (float32 or float16, as a
 // store keeps them), the query items' mask
 // (A, n_q) float 0/1 and |q0|^2 (A, n_q), context_padding (B, n_c) bool or undefined. Step 1 needs
 // nothing else of the fragments, which is what lets an index's codes (search/fragment_codes.h)
 // give it for many candidates without reading them: exact when raw and gram are. The fused CPU
 // path runs it one pair at a time in cache (engine/fragment_products.h), the tensor path as
 // LibTorch ops over the whole block.
-torch::Tensor first_step_from_products(const torch::Tensor& raw, const torch::Tensor& gram,
+torch::Tensor first_step_from_products(const FirstStepRaw& raw, const torch::Tensor& gram,
                                        const torch::Tensor& query_mask, const torch::Tensor& query_squared_norms,
                                        const torch::Tensor& context_padding, const ModelConfig& config,
                                        EnginePath path = EnginePath::Automatic);
+// The raw scores given as a tensor (B, A, n_q, n_c).
+inline torch::Tensor first_step_from_products(const torch::Tensor& raw, const torch::Tensor& gram,
+                                              const torch::Tensor& query_mask, const torch::Tensor& query_squared_norms,
+                                              const torch::Tensor& context_padding, const ModelConfig& config,
+                                              EnginePath path = EnginePath::Automatic) {
+  return first_step_from_products(FirstStepRaw{raw}, gram, query_mask, query_squared_norms, context_padding, config, path);
+}
 
 // What iterative_matching may be given beyond the items themselves.
 struct MatchingOptions {

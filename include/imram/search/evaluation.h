@@ -18,6 +18,7 @@ struct TwoStageEvalOptions {
                                   // auto_shortlist of each side's gallery)
   std::int64_t prefilter = 0;     // > N: a cascade, IMRAM's first step keeps N of this many
                                   // (kAutoPrefilter: auto_prefilter of each side's gallery)
+  std::int64_t step1 = kAutoStep1;  // the coded first step's list, where the index keeps codes
   bool exhaustive = true;         // also score every pair (the reference the others are held to)
   SearchParams params;            // the FAISS shortlist's per-call knobs (nprobe, efSearch)
   bool show_progress = true;
@@ -46,6 +47,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 struct SampledSetting {
   std::int64_t shortlist = 100;   // N (or N2 of a cascade; kAutoShortlist: by gallery size)
   std::int64_t prefilter = 0;     // N1 of a cascade (0: none; kAutoPrefilter: by gallery size)
+  std::int64_t step1 = kAutoStep1;  // what the coded first step keeps of N1 (0: no coded step)
 };
 
 // `imram eval --index --queries N`: search quality at gallery scale from a sample of queries,
@@ -71,6 +73,7 @@ struct SampledDirection {
   std::int64_t queries = 0;
   std::int64_t shortlist = 0;     // N (N2 of a cascade) on this side, resolved and clamped
   std::int64_t prefilter = 0;     // N1 of the cascade on this side (0: none)
+  std::int64_t step1 = 0;         // what its coded first step keeps for exact step 1 (0: no coded step)
   std::int64_t results = 0;       // results compared per query
   // R@1, R@5, R@10 of the sample (the best-ranked own item), exhaustive and two-stage.
   double exhaustive_r1 = 0, exhaustive_r5 = 0, exhaustive_r10 = 0;

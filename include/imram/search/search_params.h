@@ -34,15 +34,22 @@ inline std::int64_t auto_shortlist(std::int64_t gallery_items) {
   return std::clamp<std::int64_t>(gallery_items / 300, 100, 1000);
 }
 
-// The automatic list of the coded first step (docs/search.md): where the index keeps codes, step 1
-// from the codes ranks the whole first list and keeps this many for exact step 1.
+// The automatic list of the coded first step (docs/search.md#codes-for-step-1): where the index
+// keeps codes, step 1 from the codes ranks the whole first list and keeps this many for exact
+// step 1: as many as exact step 1 reads in kExactStep1Values stored values (2,000 images of 36
+// regions at d = 1,024, about 60 ms here), at least 4 x the shortlist, at most the first list.
+// On the demo's model (16 regions, d = 128) that is the whole first list of 20,000 and no coded
+// step: among 100,000 images the coded step cost its ranks more than it saved (docs/search.md).
 inline constexpr std::int64_t kAutoStep1 = -1;
 inline constexpr std::int64_t kDefaultStep1 = kAutoStep1;
-inline std::int64_t auto_step1(std::int64_t prefilter, std::int64_t shortlist) {
-  return std::max(std::min<std::int64_t>(prefilter, 2000), std::min(prefilter, 4 * shortlist));
+inline constexpr double kExactStep1Values = 2000.0 * 36 * 1024;
+inline std::int64_t auto_step1(std::int64_t prefilter, std::int64_t shortlist, double values_per_item) {
+  const auto affordable = std::int64_t(kExactStep1Values / std::max(1.0, values_per_item));
+  return std::min(prefilter, std::max(affordable, 4 * shortlist));
 }
-inline std::int64_t resolve_step1(std::int64_t step1, std::int64_t prefilter, std::int64_t shortlist) {
-  return step1 == kAutoStep1 ? auto_step1(prefilter, shortlist) : step1;
+inline std::int64_t resolve_step1(std::int64_t step1, std::int64_t prefilter, std::int64_t shortlist,
+                                  double values_per_item) {
+  return step1 == kAutoStep1 ? auto_step1(prefilter, shortlist, values_per_item) : step1;
 }
 
 // `prefilter` and `shortlist` as given, or the automatic ones for a gallery of this size.
