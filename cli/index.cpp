@@ -48,7 +48,7 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
                   "keep no codes of the fragments: the cascade's first step then reads every candidate from the store "
                   "(docs/index.md#codes)");
   build->add_option("--codebook", b->codebook,
-                    "centroids of each side's codebook (0: auto, about 4 per square root of the fragments, 16 to 1,024)")
+                    "centroids of each side's codebook (0: auto, about 8 per square root of the fragments, 16 to 8,192)")
       ->check(imram::cli::kNonNegative)->capture_default_str();
   build->add_flag("--quiet", b->quiet, "no progress output");
   build->callback([&invocation, b] {

@@ -18,9 +18,9 @@ namespace imram {
 
 std::int64_t auto_codebook_size(std::int64_t fragments) {
   if (fragments <= 0) return 0;
-  const auto wanted = 4.0 * std::sqrt(double(fragments));
+  const auto wanted = 8.0 * std::sqrt(double(fragments));
   std::int64_t size = 16;
-  while (size * 2 <= wanted && size < 1024) size *= 2;
+  while (size * 2 <= wanted && size < 8192) size *= 2;
   return std::min(size, fragments);
 }
 

@@ -178,6 +178,11 @@ TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
 TEST(Index, AutomaticListsGrowWithTheGallery) {
   // The coded step keeps what exact step 1 reads in 2,000 images of 36 x 1,024 values: at the
   // demo model's size (16 x 128) that is the whole first list, no coded step.
+  // Codebooks: about 8 centroids per square root of the fragments, a power of two, 16 to 8,192.
+  EXPECT_EQ(imram::auto_codebook_size(8000), 512);
+  EXPECT_EQ(imram::auto_codebook_size(1600000), 8192);
+  EXPECT_EQ(imram::auto_codebook_size(100000000), 8192);
+  EXPECT_EQ(imram::auto_codebook_size(5), 5);
   EXPECT_EQ(imram::auto_step1(20000, 333, 36 * 1024), 2000);
   EXPECT_EQ(imram::auto_step1(20000, 1000, 36 * 1024), 4000);
   EXPECT_EQ(imram::auto_step1(20000, 333, 16 * 128), 20000);
