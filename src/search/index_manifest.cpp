@@ -61,13 +61,12 @@ void check_counts(const Manifest& m, const std::string& path) {
                     " bytes, its counts need " + std::to_string(bytes) + ")");
     }
   if (m.codes) {
-    const auto d4 = d * 4;
     const std::pair<const char*, std::uint64_t> code_sizes[] = {
         {"region_codes.bin", expected_bytes(path, "region_codes.bin", {images, regions, 4})},
         {"region_grams.bin", expected_bytes(path, "region_grams.bin", {images, regions, regions, element})},
         {"word_codes.bin", expected_bytes(path, "word_codes.bin", {words, 4})},
-        {"region_codebook.bin", expected_bytes(path, "region_codebook.bin", {std::uint64_t(m.region_centroids), d4})},
-        {"word_codebook.bin", expected_bytes(path, "word_codebook.bin", {std::uint64_t(m.word_centroids), d4})},
+        {"region_codebook.bin", expected_bytes(path, "region_codebook.bin", {std::uint64_t(m.region_centroids), d, 4})},
+        {"word_codebook.bin", expected_bytes(path, "word_codebook.bin", {std::uint64_t(m.word_centroids), d, 4})},
     };
     for (const auto& [name, bytes] : code_sizes) {
       if (!m.files.count(name)) throw Error(path + ": bad index manifest (no entry for " + std::string(name) + ")");
