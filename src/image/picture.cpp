@@ -1,8 +1,14 @@
 #include "imram/image/picture.h"
 
+#include <jpeglib.h>
+#include <jerror.h>
+
 #include <cerrno>
+#include <csetjmp>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -75,6 +81,68 @@ cv::Mat to_rgb8(cv::Mat image) {
   return rgb;
 }
 
+// libjpeg's first complaint about a JPEG: its warnings are data it could not read and filled in
+// (a grey picture where the header promises more than the data holds), which OpenCV's decoder
+// only prints. The callbacks record the first message; an error ends the check through longjmp,
+// so nothing between setjmp and the end owns a destructor.
+struct JpegComplaint {
+  jpeg_error_mgr manager;
+  std::jmp_buf escape;
+  char message[JMSG_LENGTH_MAX];
+  bool found;
+};
+
+void record_complaint(j_common_ptr info) {
+  auto* complaint = reinterpret_cast<JpegComplaint*>(info->err);
+  if (!complaint->found) (*info->err->format_message)(info, complaint->message);
+  complaint->found = true;
+}
+
+[[noreturn]] void stop_on_error(j_common_ptr info) {
+  record_complaint(info);
+  std::longjmp(reinterpret_cast<JpegComplaint*>(info->err)->escape, 1);
+}
+
+void note_warning(j_common_ptr info, int level) {
+  // Levels >= 0 are trace messages. Stray bytes before a marker lose no picture data (some
+  // cameras write them): the one warning that is not damage.
+  if (level < 0 && info->err->msg_code != JWRN_EXTRANEOUS_DATA) record_complaint(info);
+}
+
+// Every block entropy-decoded, at an eighth of the size: no full-size inverse DCT, colour
+// conversion or image (one row of the reduced picture at a time). Empty when libjpeg has nothing
+// to say. The state
+// libjpeg changes lives on the heap: automatic objects changed between setjmp and longjmp would
+// have indeterminate values after it.
+std::string jpeg_complaint(const unsigned char* data, std::size_t size) {
+  struct Check {
+    JpegComplaint complaint;
+    jpeg_decompress_struct info;
+  };
+  const auto check = std::make_unique<Check>();
+  auto& complaint = check->complaint;
+  auto& info = check->info;
+  info.err = jpeg_std_error(&complaint.manager);
+  complaint.manager.error_exit = stop_on_error;
+  complaint.manager.emit_message = note_warning;
+  if (setjmp(complaint.escape) == 0) {
+    jpeg_create_decompress(&info);
+    jpeg_mem_src(&info, data, static_cast<unsigned long>(size));
+    jpeg_read_header(&info, TRUE);
+    info.scale_num = 1;
+    info.scale_denom = 8;
+    info.dct_method = JDCT_IFAST;
+    info.do_fancy_upsampling = FALSE;
+    jpeg_start_decompress(&info);
+    JSAMPARRAY row = (*info.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&info), JPOOL_IMAGE,
+                                               info.output_width * JDIMENSION(info.output_components), 1);
+    while (!complaint.found && info.output_scanline < info.output_height) jpeg_read_scanlines(&info, row, 1);
+    if (!complaint.found) jpeg_finish_decompress(&info);
+  }
+  jpeg_destroy_decompress(&info);
+  return complaint.found ? complaint.message : "";
+}
+
 }  // namespace
 
 cv::Mat decode_picture(const std::vector<unsigned char>& bytes, const std::string& name,
@@ -91,6 +159,9 @@ cv::Mat decode_picture(const std::vector<unsigned char>& bytes, const std::strin
                 " (--max-pixels)");
   if (header.format == ImageFormat::Jpeg && !jpeg_is_complete(bytes.data(), bytes.size()))
     throw Error(name + ": truncated JPEG (its image data has no end marker)");
+  if (header.format == ImageFormat::Jpeg)
+    if (const auto complaint = jpeg_complaint(bytes.data(), bytes.size()); !complaint.empty())
+      throw Error(name + ": damaged JPEG (" + complaint + ")");
   // Pictures with transparency keep their alpha channel, to be put over white rather than
   // dropped (a transparent pixel's colour is often black). JPEGs have none but carry the EXIF
   // orientation, which OpenCV applies to every mode except "unchanged".

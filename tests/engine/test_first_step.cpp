@@ -59,7 +59,12 @@ TEST(FirstStepFromProducts, IsTheEnginesFirstStepOnBothPathsForEveryNormalisatio
       words *= (torch::arange(7).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2).to(torch::kFloat32);
       imram::ScoreOptions options;
       options.steps = 1;
-      const auto expected = imram::score_pairs(*model, {regions}, {words, lengths}, options).total;
+      imram::EncodedImages images;
+      images.regions = regions;
+      imram::EncodedCaptions captions;
+      captions.words = words;
+      captions.lengths = lengths;
+      const auto expected = imram::score_pairs(*model, images, captions, options).total;
       for (const auto path : {EnginePath::FusedCpu, EnginePath::Tensor}) {
         const auto got = first_step(config, regions, words, lengths, path);
         EXPECT_LE((got - expected).abs().max().item<double>(), 1e-5)

@@ -177,6 +177,16 @@ TEST(Features, OddPicturesAreReadAndBrokenOnesSkippedNamingTheProblem) {
   auto truncated = red_blue_jpeg(64, 64);
   truncated.resize(truncated.size() * 2 / 3);
   write_bytes(folder + "/f_truncated.jpg", truncated);
+  // Whole, end marker included, but its frame header claims 4000 x 4000 pixels of 64 x 64's data:
+  // decoders fill the rest with grey and only print a warning.
+  auto damaged = red_blue_jpeg(64, 64);
+  for (std::size_t i = 0; i + 8 < damaged.size(); ++i)
+    if (damaged[i] == 0xFF && damaged[i + 1] == 0xC0) {
+      damaged[i + 5] = damaged[i + 7] = 4000 >> 8;
+      damaged[i + 6] = damaged[i + 8] = 4000 & 0xFF;
+      break;
+    }
+  write_bytes(folder + "/f_damaged.jpg", damaged);
   write_bytes(folder + "/g_bad_crc.png", imram::test::png_file(8, 8, 2, 8, {1, 2, 3}, false));
   std::ofstream(folder + "/h_text.jpg") << "hello, I am not a picture\n";
   write_bytes(folder + "/i_bomb.png", imram::test::png_declaring(20000, 20000));
@@ -187,7 +197,7 @@ TEST(Features, OddPicturesAreReadAndBrokenOnesSkippedNamingTheProblem) {
 
   std::vector<std::string> listing_warnings;
   const auto pictures = imram::list_pictures(folder, [&](const std::string& line) { listing_warnings.push_back(line); });
-  EXPECT_EQ(pictures.size(), 9u);
+  EXPECT_EQ(pictures.size(), 10u);
   std::string all_warnings;
   for (const auto& line : listing_warnings) all_warnings += line + "\n";
   EXPECT_NE(all_warnings.find("self.png: skipped"), std::string::npos) << all_warnings;
@@ -197,11 +207,12 @@ TEST(Features, OddPicturesAreReadAndBrokenOnesSkippedNamingTheProblem) {
   options.limits.max_pixels = 100'000'000;
   const auto run = extract(pictures, dir.file("out"), options);
   EXPECT_EQ(run.summary.rows, 5);
-  EXPECT_EQ(run.summary.skipped, 4);
-  EXPECT_EQ(run.warnings.size(), 4u);
+  EXPECT_EQ(run.summary.skipped, 5);
+  EXPECT_EQ(run.warnings.size(), 5u);
   const auto skipped = lines_of(dir.file("out/test_skipped.txt"));
-  ASSERT_EQ(skipped.size(), 4u);
+  ASSERT_EQ(skipped.size(), 5u);
   const std::vector<std::pair<std::string, std::string>> expected = {
+      {"f_damaged.jpg", "damaged JPEG (Corrupt JPEG data"},
       {"f_truncated.jpg", "truncated JPEG"},
       {"g_bad_crc.png", "cannot decode this PNG 8x8 picture"},
       {"h_text.jpg", "not a JPEG, PNG, WebP or BMP file"},

@@ -120,7 +120,9 @@ inline torch::Tensor first_step_from_products(const torch::Tensor& raw, const to
                                               const torch::Tensor& query_mask, const torch::Tensor& query_squared_norms,
                                               const torch::Tensor& context_padding, const ModelConfig& config,
                                               EnginePath path = EnginePath::Automatic) {
-  return first_step_from_products(FirstStepRaw{raw}, gram, query_mask, query_squared_norms, context_padding, config, path);
+  FirstStepRaw given;
+  given.scores = raw;
+  return first_step_from_products(given, gram, query_mask, query_squared_norms, context_padding, config, path);
 }
 
 // What iterative_matching may be given beyond the items themselves.
