@@ -30,7 +30,7 @@ void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocatio
   sub->add_option("--contract", o->contract, "grid: images -> feature map; detector: image -> (boxes, features, scores)")
       ->check(CLI::IsMember({"grid", "detector"}))->capture_default_str();
   sub->add_option("--regions", o->features.regions, "a detector's regions per picture (top by score)")
-      ->capture_default_str()->check(CLI::Range(1, 1000));
+      ->capture_default_str()->check(CLI::Range(1, imram::kMaxRegions));
   sub->add_option("--size", o->size, "input size: N (square) or WxH; pictures are stretched to it")->capture_default_str();
   sub->add_option("--mean", o->mean, "per-channel mean (RGB, after scaling to [0, 1])")->expected(3)->capture_default_str();
   sub->add_option("--std", o->std, "per-channel standard deviation")->expected(3)->capture_default_str();

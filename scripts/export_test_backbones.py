@@ -107,6 +107,13 @@ class WrongShape(nn.Module):
         return images.mean(dim=[2, 3]).repeat(1, 3)[:, :8]
 
 
+class TooManyCells(nn.Module):
+    """Keeps the grid contract's shape but not its bound: 40 x 40 = 1,600 cells a picture."""
+
+    def forward(self, images):
+        return F.adaptive_avg_pool2d(images, 40)
+
+
 class WrongDtype(nn.Module):
     """Breaks the grid contract: an integer feature map."""
 
@@ -160,7 +167,7 @@ def main(out):
     detector = BoxDetector(dim=32).eval()
     torch.jit.script(detector).save(os.path.join(out, "detector_d32.pt"))
     for name, module in [("wrong_shape.pt", WrongShape()), ("wrong_dtype.pt", WrongDtype()),
-                         ("dark_is_not_finite.pt", DarkIsNotFinite())]:
+                         ("dark_is_not_finite.pt", DarkIsNotFinite()), ("too_many_cells.pt", TooManyCells())]:
         torch.jit.script(module).save(os.path.join(out, name))
 
     # The known picture at exactly the input size of the test (96 x 64), so that no resizing

@@ -104,6 +104,10 @@ std::vector<PictureRegions> Backbone::run_grid(const torch::Tensor& images) {
   if (feature_dim_ > 0 && dim != feature_dim_)
     broken("gives " + std::to_string(dim) + " features a region; the model expects " + std::to_string(feature_dim_));
   if (rows * cols == 0) broken("returned an empty feature map " + shape_text(map));
+  if (rows * cols > kMaxRegions)
+    broken("returned " + std::to_string(rows * cols) + " regions a picture (" + std::to_string(rows) + " x " +
+           std::to_string(cols) + " cells), more than the " + std::to_string(kMaxRegions) +
+           " a picture may have: pool its map smaller, or give a smaller --size");
   // [B, D, h, w] -> [B, h*w, D]: regions in reading order, as the boxes below.
   const auto regions = map.to(torch::kCPU, torch::kFloat32).flatten(2).transpose(1, 2).contiguous();
   std::vector<Box> boxes;

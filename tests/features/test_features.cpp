@@ -140,6 +140,8 @@ TEST(Features, BrokenBackbonesAreOneClearErrorAndWriteNothing) {
       {not_torchscript, imram::BackboneContract::Grid, 0, "notes.pt: not a TorchScript module"},
       {backbone("wrong_shape.pt"), imram::BackboneContract::Grid, 0, "the grid contract is [B, D, h, w]"},
       {backbone("wrong_dtype.pt"), imram::BackboneContract::Grid, 0, "features must be floating point"},
+      {backbone("too_many_cells.pt"), imram::BackboneContract::Grid, 0,
+       "returned 1600 regions a picture (40 x 40 cells), more than the 1000 a picture may have"},
       {backbone("grid_d256_g6.pt"), imram::BackboneContract::Detector, 0,
        "failed on its input (one image [3,64,96]; a grid? --contract grid): RuntimeError: Dimension out of range"},
       {backbone("detector_d32.pt"), imram::BackboneContract::Grid, 0,

@@ -23,6 +23,11 @@ struct Module;
 
 namespace imram {
 
+// The most regions a picture may have: a detector's --regions, a grid's h x w cells. A backbone
+// that returns more is refused at its first batch, before its rows are kept (a 1,000 x 1,000 map
+// of six pictures took 17 GB before it was stopped).
+inline constexpr int kMaxRegions = 1000;
+
 enum class BackboneContract { Grid, Detector };
 BackboneContract parse_backbone_contract(const std::string& name);  // "grid" | "detector"
 const char* backbone_contract_name(BackboneContract contract);
