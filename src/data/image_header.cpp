@@ -119,11 +119,33 @@ const char* image_format_name(ImageFormat format) {
   return "image";
 }
 
+std::optional<ImageFormat> image_format_of(const unsigned char* data, std::size_t size) {
+  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return ImageFormat::Jpeg;
+  if (starts_with(data, size, "\x89PNG\r\n\x1a\n")) return ImageFormat::Png;
+  if (starts_with(data, size, "RIFF") && starts_with(data, size, "WEBP", 8)) return ImageFormat::WebP;
+  if (starts_with(data, size, "BM")) return ImageFormat::Bmp;
+  return std::nullopt;
+}
+
+const char* image_media_type(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::Jpeg: return "image/jpeg";
+    case ImageFormat::Png: return "image/png";
+    case ImageFormat::WebP: return "image/webp";
+    case ImageFormat::Bmp: return "image/bmp";
+  }
+  return "application/octet-stream";
+}
+
 ImageHeader read_image_header(const unsigned char* data, std::size_t size) {
-  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return jpeg_header(data, size);
-  if (starts_with(data, size, "\x89PNG\r\n\x1a\n")) return png_header(data, size);
-  if (starts_with(data, size, "RIFF") && starts_with(data, size, "WEBP", 8)) return webp_header(data, size);
-  if (starts_with(data, size, "BM")) return bmp_header(data, size);
+  const auto format = image_format_of(data, size);
+  if (!format) throw Error("not a JPEG, PNG, WebP or BMP file");
+  switch (*format) {
+    case ImageFormat::Jpeg: return jpeg_header(data, size);
+    case ImageFormat::Png: return png_header(data, size);
+    case ImageFormat::WebP: return webp_header(data, size);
+    case ImageFormat::Bmp: return bmp_header(data, size);
+  }
   throw Error("not a JPEG, PNG, WebP or BMP file");
 }
 

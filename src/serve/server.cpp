@@ -23,6 +23,7 @@
 
 #include "connections.h"
 #include "embedded.h"
+#include "imram/data/image_header.h"
 #include "imram/data/tokenizer.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
@@ -221,6 +222,17 @@ struct Server::Impl {
       if (std::int64_t(images_list.size()) < backend.num_images())
         throw Error(options.images_list + ": names " + std::to_string(images_list.size()) + " pictures, the " +
                     backend.split_name() + " split has " + std::to_string(backend.num_images()) + " images");
+      // Only pictures are served: a line naming anything else is refused now, not when asked for.
+      // A file that does not exist yet (or an empty line) is a missing picture, answered 404.
+      for (std::size_t line = 0; line < std::size_t(backend.num_images()); ++line) {
+        std::error_code error;
+        if (images_list[line].empty() || !std::filesystem::exists(images_list[line], error)) continue;
+        try {
+          check_picture_file(images_list[line], kMaxPictureFileBytes);
+        } catch (const Error& e) {
+          throw Error(options.images_list + ":" + std::to_string(line + 1) + ": " + e.what());
+        }
+      }
     }
     routes();
   }
@@ -358,11 +370,13 @@ struct Server::Impl {
     if (!thumbnail.empty()) {
       response.set_content(thumbnail, "image/jpeg");
     } else if (!file.empty()) {
-      std::ifstream in(file, std::ios::binary);
-      if (!in) throw HttpError{404, "picture " + std::to_string(image) + ": cannot read " + file};
-      std::ostringstream bytes;
-      bytes << in.rdbuf();
-      response.set_content(bytes.str(), content_type_of(file).c_str());
+      PictureFile picture;
+      try {
+        picture = read_picture_file(file, kMaxPictureFileBytes);
+      } catch (const Error& e) {
+        throw HttpError{404, "picture " + std::to_string(image) + ": " + e.what()};
+      }
+      response.set_content(picture.bytes, picture.media_type.c_str());
     } else if (!info.drawing.empty()) {
       response.set_content(info.drawing, "image/svg+xml");
     } else {

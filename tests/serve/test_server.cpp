@@ -3,6 +3,7 @@
 // its status and a JSON error, SIGTERM lets a request in flight finish, and slow clients take
 // neither the workers nor the shutdown.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <torch/torch.h>
 
@@ -255,7 +256,7 @@ TEST_F(Serve, PicturesComeFromTheImagesListOrAPlaceholder) {
   imram::test::TempDir pictures;
   std::ofstream list(pictures.file("list.txt"));
   for (int i = 0; i < 8; ++i) {
-    if (i != 4) std::ofstream(pictures.file(std::to_string(i) + ".png"), std::ios::binary) << "png bytes " << i;
+    if (i != 4) std::ofstream(pictures.file(std::to_string(i) + ".png"), std::ios::binary) << "\x89PNG\r\n\x1a\n bytes " << i;
     list << pictures.file(std::to_string(i) + ".png") << "\n";
   }
   list.close();
@@ -267,11 +268,43 @@ TEST_F(Serve, PicturesComeFromTheImagesListOrAPlaceholder) {
   std::thread serving([&] { listed.serve(); });
   const auto picture = http(port, "GET", "/api/images/6");
   EXPECT_EQ(picture.status, 200);
-  EXPECT_EQ(picture.body, "png bytes 6");
+  EXPECT_EQ(picture.body, "\x89PNG\r\n\x1a\n bytes 6");
   EXPECT_NE(picture.headers.find("image/png"), std::string::npos);
   EXPECT_EQ(http(port, "GET", "/api/images/4").status, 404);  // listed, but the file is missing
+  // A FIFO that appears where a picture was listed: answered at once, never read (it would block).
+  ASSERT_EQ(::mkfifo(pictures.file("4.png").c_str(), 0600), 0);
+  const auto fifo = http(port, "GET", "/api/images/4");
+  EXPECT_EQ(fifo.status, 404);
+  EXPECT_NE(fifo.body.find("not a regular file"), std::string::npos) << fifo.body;
   listed.stop();
   serving.join();
+
+  // A list naming anything but a picture file is refused at start, with its line: a device, a
+  // folder, a text file, a file over the picture size limit (sparse: no disk used).
+  std::ofstream(pictures.file("notes.txt")) << "not a picture\n";
+  {
+    std::ofstream big(pictures.file("big.png"), std::ios::binary);
+    big << "\x89PNG\r\n\x1a\n";
+  }
+  std::filesystem::resize_file(pictures.file("big.png"), std::uintmax_t(600) << 20);
+  for (const auto& [named, why] : std::vector<std::pair<std::string, std::string>>{
+           {"/dev/zero", "/dev/zero: not a regular file"},
+           {pictures.file(""), "not a regular file"},
+           {pictures.file("notes.txt"), "notes.txt: not a JPEG, PNG, WebP or BMP file"},
+           {pictures.file("big.png"), "big.png: 629145600 bytes is over the limit of 536870912"}}) {
+    std::ofstream bad(pictures.file("bad.txt"));
+    for (int i = 0; i < 8; ++i) bad << (i == 2 ? named : pictures.file("0.png")) << "\n";
+    bad.close();
+    options.images_list = pictures.file("bad.txt");
+    try {
+      imram::Server refused(*backend_, options);
+      ADD_FAILURE() << named << ": accepted";
+    } catch (const imram::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("bad.txt:3: "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  }
+  options.images_list = pictures.file("list.txt");
 
   // Data without scenes (not the synthetic world) and no images list: a placeholder.
   imram::test::TempDir plain;

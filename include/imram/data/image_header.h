@@ -4,10 +4,14 @@
 // not by running out of memory. LibTorch- and OpenCV-free, so that it is fuzzed with the parsers.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace imram {
 
 enum class ImageFormat { Jpeg, Png, WebP, Bmp };
+
+// The largest picture file read whole (features, thumbnails, the server's pictures).
+inline constexpr std::int64_t kMaxPictureFileBytes = std::int64_t(512) << 20;
 
 const char* image_format_name(ImageFormat format);  // "JPEG", "PNG", ...
 
@@ -16,6 +20,12 @@ struct ImageHeader {
   std::int64_t width = 0;
   std::int64_t height = 0;
 };
+
+// The format its first bytes (at least 12) name, or none.
+std::optional<ImageFormat> image_format_of(const unsigned char* data, std::size_t size);
+
+// The format's media type, e.g. "image/jpeg".
+const char* image_media_type(ImageFormat format);
 
 // Throws imram::Error with a phrase (no file name: the caller adds it), e.g. "not a JPEG, PNG,
 // WebP or BMP file" or "PNG header declares a 0x10 image".

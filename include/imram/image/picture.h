@@ -10,12 +10,14 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include "imram/data/image_header.h"
+
 namespace imram {
 
 struct PictureLimits {
   // 128 megapixels (a 108 MP phone photo passes); decoded RGB needs 3 bytes a pixel.
   std::int64_t max_pixels = 128'000'000;
-  std::int64_t max_file_bytes = std::int64_t(512) << 20;
+  std::int64_t max_file_bytes = kMaxPictureFileBytes;
 };
 
 // `min_side`: the smallest side the caller will resize to; a JPEG much larger than that is decoded
