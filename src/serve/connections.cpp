@@ -60,6 +60,22 @@ bool wait_until(int fd, short events, Clock::time_point deadline) {
 struct Connection {
   explicit Connection(int socket) : fd(socket) {}
   ~Connection() {
+    if (drain_before_close) {
+      // A lingering close: closing a socket with input unread makes the kernel reset the
+      // connection, and a reset can destroy answers still in flight to the client (100 pipelined
+      // answers arrived as 17). So: the answers first, then our end of the stream, then whatever
+      // the client still sends, discarded, until it closes too (bounded in time and bytes).
+      ::shutdown(fd, SHUT_WR);
+      const auto deadline = Clock::now() + kLingerTime;
+      std::size_t drained = 0;
+      char discard[16384];
+      while (drained < kLingerBytes && wait_until(fd, POLLIN, deadline)) {
+        const auto got = ::recv(fd, discard, sizeof discard, MSG_DONTWAIT);
+        if (got < 0 && interrupted_or_would_block()) continue;
+        if (got <= 0) break;
+        drained += std::size_t(got);
+      }
+    }
     ::shutdown(fd, SHUT_RDWR);
     ::close(fd);
   }
@@ -81,10 +97,14 @@ struct Connection {
     return got;
   }
 
+  static constexpr auto kLingerTime = std::chrono::seconds(1);
+  static constexpr std::size_t kLingerBytes = 1 << 20;
+
   int fd;
   std::string buffer;
   std::size_t offset = 0;  // buffer[offset, size) is unread
   std::size_t requests = 0;
+  bool drain_before_close = false;  // closed after an answer that said so: linger (above)
   Clock::time_point parked, deadline;
 };
 
@@ -341,7 +361,11 @@ class GuardedServer::Connections final : public httplib::TaskQueue {
       bool closed = false;
       const bool answered = server_.process_request(stream, last, closed, nullptr);
       ++connection->requests;
-      if (!answered || closed || last || answer_closes || stream.failed()) return;
+      if (!answered || closed || last || answer_closes || stream.failed()) {
+        // Answered, and told the client so: the answers must reach it whatever it sent after.
+        connection->drain_before_close = answered && !stream.failed() && !stopping_.load();
+        return;
+      }
     } while (connection->head_complete());
     park(std::move(connection));
   }

@@ -3,6 +3,8 @@
 // its status and a JSON error, SIGTERM lets a request in flight finish, and slow clients take
 // neither the workers nor the shutdown.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <torch/torch.h>
@@ -619,6 +621,43 @@ imram::test::HttpResponse send_raw(int port, const std::string& request) {
   HttpConnection connection(port);
   connection.send(request);
   return connection.receive();
+}
+
+// Hardening round 3, defect 7: requests pipelined past the per-connection limit (100) made the
+// close reset the connection, destroying answers in flight (17 of 100 arrived). Every answered
+// request's answer arrives, the last says the connection closes, and then it does.
+TEST_F(Serve, PipeliningPastTheLimitLosesNoAnswer) {
+  // A client that reads slowly through a small receive buffer: the last answers are still in the
+  // server's send queue when it closes, where a reset would destroy them.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  const int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  const timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(std::uint16_t(port_));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  std::string requests;
+  // More than the server reads ahead: past the 100th, requests are still in the kernel's queue.
+  for (int i = 0; i < 1000; ++i) requests += "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  ASSERT_EQ(::send(fd, requests.data(), requests.size(), MSG_NOSIGNAL), ssize_t(requests.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string received;
+  char buffer[1024];
+  for (;;) {
+    const auto got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0) break;
+    received.append(buffer, std::size_t(got));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::close(fd);
+  std::size_t answers = 0;
+  for (auto at = received.find("HTTP/1.1 200"); at != std::string::npos; at = received.find("HTTP/1.1 200", at + 1)) ++answers;
+  EXPECT_EQ(answers, 100u);
+  EXPECT_NE(received.rfind("Connection: close"), std::string::npos);
 }
 
 // Issue 21 item 3: a chunked body was read whole, past the 64 KB limit (200 MB: 1 GB of RSS).
