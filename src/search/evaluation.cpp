@@ -105,8 +105,9 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   const auto Ni = scored_shortlist(options.shortlist, N), Nc = scored_shortlist(options.shortlist, M);
   result.shortlist_images = Ni;
   result.shortlist_captions = Nc;
-  if (const auto p = resolve_prefilter(options.prefilter, N); p > Ni) result.prefilter = p;
-  if (const auto p = resolve_prefilter(options.prefilter, M); p > Nc) result.prefilter_captions = p;
+  // The lists as they run on this gallery: FAISS cannot propose more items than it holds.
+  if (const auto p = std::min(resolve_prefilter(options.prefilter, N), N); p > Ni) result.prefilter = p;
+  if (const auto p = std::min(resolve_prefilter(options.prefilter, M), M); p > Nc) result.prefilter_captions = p;
   auto two_t2i = stage1_sims.clone(), two_i2t = stage1_sims.clone();
   auto one_t2i = stage1_sims.clone(), one_i2t = stage1_sims.clone();
   auto two_t2i_a = two_t2i.accessor<double, 2>(), two_i2t_a = two_i2t.accessor<double, 2>();
@@ -178,7 +179,8 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
     auto& result = results[s];
     searchers.push_back(index.searcher(side, setting.shortlist, setting.prefilter, setting.step1));
     result.shortlist = scored_shortlist(setting.shortlist, gallery);
-    if (const auto p = resolve_prefilter(setting.prefilter, gallery); p > result.shortlist) result.prefilter = p;
+    if (const auto p = std::min(resolve_prefilter(setting.prefilter, gallery), gallery); p > result.shortlist)
+      result.prefilter = p;
     if (const auto* rerank = dynamic_cast<const RerankSearcher*>(searchers.back().get());
         rerank && rerank->step1() > 0 && rerank->step1() < result.prefilter)
       result.step1 = rerank->step1();

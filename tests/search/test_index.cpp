@@ -530,20 +530,20 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   }
   options.queries = 20;
   options.image_queries = 0;  // text queries only
-  // 1,000 on so small a gallery: step 1 scores it all.
+  // 1,000 on so small a gallery: step 1 scores it all, and the lists are named as they ran.
   options.settings = {{1, imram::kAutoPrefilter}};
   const auto narrow_result = imram::evaluate_index_sampled(*index, options);
   const auto& narrow = narrow_result.points.front();
-  EXPECT_EQ(narrow.text_to_image.prefilter, 1000);
-  EXPECT_NE(imram::sampled_table(narrow_result).find("cascade 1000 -> 1;"), std::string::npos) << imram::sampled_table(narrow_result);
+  EXPECT_EQ(narrow.text_to_image.prefilter, 12);
+  EXPECT_NE(imram::sampled_table(narrow_result).find("cascade 12 -> 1;"), std::string::npos) << imram::sampled_table(narrow_result);
   EXPECT_EQ(narrow.text_to_image.queries, 20);
   EXPECT_EQ(narrow.image_to_text.queries, 0);
   EXPECT_DOUBLE_EQ(narrow.text_to_image.top10_in_shortlist, 0.0);  // 10 items cannot fit in 1
   EXPECT_LE(narrow.text_to_image.two_stage_r5, narrow.text_to_image.two_stage_r1);  // nothing beyond rank 1
   const auto json = nlohmann::json::parse(imram::sampled_json(narrow_result));
   EXPECT_EQ(json["shortlist"], 1);
-  EXPECT_EQ(json["prefilter"], 1000);
-  EXPECT_EQ(json["t2i"]["prefilter"], 1000);
+  EXPECT_EQ(json["prefilter"], 12);
+  EXPECT_EQ(json["t2i"]["prefilter"], 12);
   EXPECT_EQ(json["t2i"]["queries"], 20);
 
   // The automatic shortlist covers so small a gallery, and the ranks are compared within the
@@ -571,10 +571,10 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   EXPECT_EQ(swept_json["t2i"]["results"], 3);
   EXPECT_EQ(swept_json["shortlist"], index->num_images());
   ASSERT_EQ(swept_json["points"].size(), 2u);
-  EXPECT_EQ(swept_json["points"][1]["prefilter"], 1000);
+  EXPECT_EQ(swept_json["points"][1]["prefilter"], 12);
   EXPECT_EQ(swept_json["points"][1]["t2i"]["two_stage"]["r1"], alone.two_stage_r1);
   const auto table = imram::sampled_table(swept);
-  EXPECT_NE(table.find("cascade 1000 -> 1\n"), std::string::npos) << table;
+  EXPECT_NE(table.find("cascade 12 -> 1\n"), std::string::npos) << table;
   EXPECT_NE(table.find("two-stage, N=12\n"), std::string::npos) << table;
 }
 
