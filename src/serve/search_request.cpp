@@ -30,6 +30,13 @@ SearchRequest parse_search_request(const std::string& body, std::int64_t images,
   const auto request = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded()) throw HttpError{400, "the body is not valid JSON"};
   if (!request.is_object()) throw HttpError{400, "the body must be a JSON object"};
+  // A field the server does not know is refused, not ignored: {"k": 50} or {"shortlist": 0}
+  // would otherwise be answered with the defaults as if they had been taken.
+  for (const auto& field : request.items())
+    if (field.key() != "text" && field.key() != "image" && field.key() != "top" && field.key() != "nprobe" &&
+        field.key() != "ef_search")
+      throw HttpError{400, "unknown field " + nlohmann::json(field.key()).dump() +
+                               " (a search takes text or image, and top, nprobe, ef_search)"};
   SearchRequest out;
   const bool by_text = request.contains("text"), by_image = request.contains("image");
   if (by_text == by_image) throw HttpError{400, "give either \"text\" (a query) or \"image\" (an index)"};
