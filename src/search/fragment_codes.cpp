@@ -85,8 +85,7 @@ std::vector<double> CodedFirstStep::scores(const EncodedQuery& query, const std:
   const auto& model = *model_;
   const auto& config = model.config;
   const bool images = side_ == GallerySide::Images;
-  if (query.searches() != side_)
-    throw Error(images ? "this searcher ranks images: give a text query" : "this searcher ranks captions: give an image query");
+  check_query_side(query, side_);
   // The query's fragments, as the engine sees them: a caption's real words, or an image's regions.
   const auto fragments = (images ? query.caption.words : query.image.regions).to(torch::kCPU, torch::kFloat32);
   auto own = fragments[0];
@@ -158,8 +157,9 @@ std::vector<Hit> CodedFirstStep::best(const EncodedQuery& query, const std::vect
   auto hits = top_hits(sorted_values, k);
   for (auto& hit : hits) hit.index = ids[order[std::size_t(hit.index)]];
   if (stats) {
-    stats->stage2_ms += watch.milliseconds();
-    stats->coded_ms += watch.milliseconds();
+    const auto ms = watch.milliseconds();
+    stats->stage2_ms += ms;
+    stats->coded_ms += ms;
   }
   return hits;
 }

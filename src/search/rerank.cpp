@@ -93,13 +93,13 @@ double stored_values_per_item(const ItemStore& store, GallerySide side) {
   return words / counted * d;
 }
 
+}  // namespace
+
 void check_query_side(const EncodedQuery& query, GallerySide side) {
   if (query.searches() != side)
     throw Error(side == GallerySide::Images ? "this searcher ranks images: give a text query"
                                             : "this searcher ranks captions: give an image query");
 }
-
-}  // namespace
 
 ImramRefiner::ImramRefiner(ImramModel model, std::shared_ptr<const ItemStore> store, GallerySide side, int steps)
     : model_(std::move(model)), store_(std::move(store)), side_(side), steps_(steps) {}

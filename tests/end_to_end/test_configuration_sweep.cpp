@@ -355,38 +355,29 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
       const auto gallery = split_features(test, test.num_images());
       const auto text_query = half ? oracle_scores(model, gallery, test.captions(), {true, false}) : oracle;
       const auto image_query = half ? oracle_scores(model, gallery, test.captions(), {true, true}) : oracle;
-      const auto text = sweep.run("search --index " + index_dir + " --shortlist 4 --prefilter 0 --top 4 --json" + query, cell);
-      if (text.error.empty())
-        expect_search_matches(json_of(text.output), text_query.select(1, query_caption), "image", 4, what + ", by text");
-      else
-        ADD_FAILURE() << what << ", by text: " << text.error;
-      const auto image = sweep.run("search --index " + index_dir + " --shortlist 20 --prefilter 0 --top 20 --json --image " +
-                                       std::to_string(query_image),
-                                   cell);
-      if (image.error.empty())
-        expect_search_matches(json_of(image.output), image_query.select(0, query_image), "caption", 20, what + ", by image");
-      else
-        ADD_FAILURE() << what << ", by image: " << image.error;
+      // `imram search --index` with `options`: its `top` results, each scored as the oracle does.
+      const auto search_matches = [&](const std::string& options, const torch::Tensor& oracle_line, const char* key,
+                                      std::size_t top, const std::string& label) {
+        const auto searched = sweep.run("search --index " + index_dir + " " + options + " --top " + std::to_string(top) +
+                                            " --json",
+                                        cell);
+        if (searched.error.empty())
+          expect_search_matches(json_of(searched.output), oracle_line, key, top, what + ", " + label);
+        else
+          ADD_FAILURE() << what << ", " << label << ": " << searched.error;
+      };
+      const auto image_option = " --image " + std::to_string(query_image);
+      search_matches("--shortlist 4 --prefilter 0" + query, text_query.select(1, query_caption), "image", 4, "by text");
+      search_matches("--shortlist 20 --prefilter 0" + image_option, image_query.select(0, query_image), "caption", 20,
+                     "by image");
       // The default cascade with its coded first step (the index's codes, a codebook coarser than
       // the fragments): whichever items it keeps, their scores are the oracle's.
-      const auto images = std::to_string(test.num_images()), captions = std::to_string(test.num_captions());
-      const auto coded_text = sweep.run("search --index " + index_dir + " --shortlist 2 --prefilter " + images +
-                                            " --step1 " + std::to_string(test.num_images() / 2) + " --top 2 --json" + query,
-                                        cell);
-      if (coded_text.error.empty())
-        expect_search_matches(json_of(coded_text.output), text_query.select(1, query_caption), "image", 2,
-                              what + ", coded cascade by text");
-      else
-        ADD_FAILURE() << what << ", coded cascade by text: " << coded_text.error;
-      const auto coded_image = sweep.run("search --index " + index_dir + " --shortlist 5 --prefilter " + captions +
-                                             " --step1 " + std::to_string(test.num_captions() / 2) +
-                                             " --top 5 --json --image " + std::to_string(query_image),
-                                         cell);
-      if (coded_image.error.empty())
-        expect_search_matches(json_of(coded_image.output), image_query.select(0, query_image), "caption", 5,
-                              what + ", coded cascade by image");
-      else
-        ADD_FAILURE() << what << ", coded cascade by image: " << coded_image.error;
+      search_matches("--shortlist 2 --prefilter " + std::to_string(test.num_images()) + " --step1 " +
+                         std::to_string(test.num_images() / 2) + query,
+                     text_query.select(1, query_caption), "image", 2, "coded cascade by text");
+      search_matches("--shortlist 5 --prefilter " + std::to_string(test.num_captions()) + " --step1 " +
+                         std::to_string(test.num_captions() / 2) + image_option,
+                     image_query.select(0, query_image), "caption", 5, "coded cascade by image");
     }
 
     // One validated training epoch: it must finish, and its validation must be the oracle's.

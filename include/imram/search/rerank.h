@@ -78,6 +78,9 @@ class RerankSearcher final : public Searcher {
   std::shared_ptr<const CodedFirstStep> coded_;
 };
 
+// Throws for a query of the other side ("this searcher ranks images: give a text query").
+void check_query_side(const EncodedQuery& query, GallerySide side);
+
 // The k best of `scores` (index = position), best first; ties by lower index.
 std::vector<Hit> top_hits(const std::vector<double>& scores, std::int64_t k);
 

@@ -37,7 +37,7 @@ inline std::int64_t auto_shortlist(std::int64_t gallery_items) {
 // The automatic list of the coded first step (docs/search.md#codes-for-step-1): where the index
 // keeps codes, step 1 from the codes ranks the whole first list and keeps this many for exact
 // step 1: as many as exact step 1 reads in kExactStep1Values stored values (2,000 images of 36
-// regions at d = 1,024, about 60 ms here), at least 4 x the shortlist, at most the first list.
+// regions at d = 1,024: 76-79 ms here, docs/search.md), at least 4 x the shortlist, at most the first list.
 // On the demo's model (16 regions, d = 128) that is the whole first list of 20,000 and no coded
 // step: among 100,000 images the coded step cost its ranks more than it saved (docs/search.md).
 inline constexpr std::int64_t kAutoStep1 = -1;
