@@ -6,7 +6,7 @@
 #include "imram/runtime/runtime.h"
 #include "imram/search/index_dir.h"
 #include "imram/search/index_pictures.h"
-#include "picture_size.h"
+#include "picture_options.h"
 
 namespace {
 
@@ -71,8 +71,8 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
   });
 
   struct AddOptions {
-    std::string index, data, split, model, images, backbone, contract = "grid", size = "224";
-    int regions = 0;
+    std::string index, data, split, model, images;
+    imram::cli::PictureOptions pictures;
     bool quiet = false;
   };
   auto a = std::make_shared<AddOptions>();
@@ -85,15 +85,9 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
   auto* images = add->add_option("--images", a->images,
                                  "folder of pictures (searched recursively) or a file listing them: their features by "
                                  "--backbone, their boxes and thumbnails go into the index (docs/features.md)");
-  auto* backbone = add->add_option("--backbone", a->backbone, "with --images: TorchScript module giving the features "
-                                                              "the index's model was trained on");
-  auto* contract = add->add_option("--contract", a->contract, "grid: images -> feature map; detector: image -> (boxes, features, scores)")
-      ->check(CLI::IsMember({"grid", "detector"}))->capture_default_str();
-  auto* size = add->add_option("--size", a->size, "backbone input size: N (square) or WxH")->capture_default_str();
-  auto* regions = add->add_option("--regions", a->regions, "a detector's regions per picture (default: the index's)")
-      ->check(CLI::Range(1, 1000));
-  images->excludes(data)->excludes(split)->needs(backbone);
-  for (auto* option : {backbone, contract, size, regions}) option->needs(images);
+  const auto picture_options = imram::cli::add_picture_options(add, a->pictures, "the index's");
+  images->excludes(data)->excludes(split)->needs(picture_options.front());
+  for (auto* option : picture_options) option->needs(images);
   add->add_flag("--quiet", a->quiet, "no progress output");
   add->callback([&invocation, a] {
     if (a->images.empty() && (a->data.empty() || a->split.empty()))
@@ -101,12 +95,9 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
     invocation.run = [a, device = invocation.globals.device] {
       if (!a->model.empty()) imram::GalleryIndex::open(a->index, imram::parse_device(device), a->model);
       if (!a->images.empty()) {
-        imram::FeatureOptions options;
-        options.backbone = a->backbone;
-        options.contract = imram::parse_backbone_contract(a->contract);
-        options.regions = a->regions;
+        auto options = a->pictures.feature_options();
+        options.regions = a->pictures.regions;  // 0: the index's
         options.show_progress = !a->quiet;
-        imram::cli::parse_picture_size(a->size, options.preprocessing.width, options.preprocessing.height);
         const auto warn = [](const std::string& line) { std::cerr << "imram: warning: " << line << std::endl; };
         const auto added = imram::add_pictures_to_index(a->index, a->images, options, device, warn);
         std::cout << "added " << added.images << " pictures (" << added.skipped << " skipped)\n";

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <new>
@@ -54,9 +55,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   for (const auto add_command : kCommands) add_command(app, invocation);
   // Global options go before the subcommand; each subcommand's --help names them.
-  for (auto* sub : app.get_subcommands({}))
-    sub->footer("Global options (before or after the command): --threads N (0: all " + std::to_string(cores) +
-                " cores, at most " + std::to_string(cores) + "), --device cpu|cuda|cuda:N");
+  const auto footer = "Global options (before or after the command): --threads N (0: all " + std::to_string(cores) +
+                      " cores, at most " + std::to_string(cores) + "), --device cpu|cuda|cuda:N";
+  std::function<void(CLI::App*)> add_footer = [&](CLI::App* command) {
+    for (auto* sub : command->get_subcommands({})) {
+      sub->footer(footer);
+      add_footer(sub);  // index build, bench search, ...: their --help is what users read
+    }
+  };
+  add_footer(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

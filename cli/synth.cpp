@@ -48,6 +48,11 @@ void imram::cli::add_synth_command(CLI::App& root, [[maybe_unused]] Invocation& 
   sub->add_option("--render-format", args->render_format, "png or jpg")
       ->check(CLI::IsMember({"png", "jpg"}))->capture_default_str();
   sub->callback([&invocation, args] {
+    try {
+      imram::validate_synthetic_options(args->options);
+    } catch (const imram::Error& e) {
+      throw CLI::ValidationError("synth", e.what());
+    }
     invocation.run = [&invocation, args] {
       args->options.threads = invocation.globals.threads;
       const auto render = [&](const std::string& dataset) {

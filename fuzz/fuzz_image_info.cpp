@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& info : imram::dataset_image_info(imram::fuzz::scratch_dir(), "fuzz", lines)) {
       const auto again = imram::parse_image_info(imram::image_info_json(info), "round trip", lines);
       if (again.description != info.description || again.twin != info.twin || again.picture != info.picture ||
-          again.drawing != info.drawing || again.regions != info.regions)
+          again.drawing != info.drawing || again.picture_stamp != info.picture_stamp || again.regions != info.regions)
         std::abort();
     }
   } catch (const imram::Error&) {

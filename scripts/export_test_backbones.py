@@ -13,6 +13,7 @@ The outputs are checked in, so that building and testing imram needs no Python.
 import os
 import struct
 import sys
+import zipfile
 import zlib
 
 import numpy as np
@@ -154,6 +155,16 @@ def known_picture(width, height):
     return rgb.astype(np.uint8)
 
 
+def with_broken_code(source, target):
+    """A TorchScript file whose code does not parse (its main source cut in half): the error must name the file."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("/code/__torch__.py"):
+                data = data[: len(data) // 2]
+            zout.writestr(item, data)
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
@@ -169,6 +180,7 @@ def main(out):
     for name, module in [("wrong_shape.pt", WrongShape()), ("wrong_dtype.pt", WrongDtype()),
                          ("dark_is_not_finite.pt", DarkIsNotFinite()), ("too_many_cells.pt", TooManyCells())]:
         torch.jit.script(module).save(os.path.join(out, name))
+    with_broken_code(os.path.join(out, "wrong_shape.pt"), os.path.join(out, "broken_code.pt"))
 
     # The known picture at exactly the input size of the test (96 x 64), so that no resizing
     # (which differs between libraries) stands between the pixels and the features.

@@ -1,5 +1,10 @@
 #include "imram/data/image_header.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -163,6 +168,50 @@ bool jpeg_is_complete(const unsigned char* data, std::size_t size) {
   for (std::size_t at = last_scan + 1; at + 1 < size; ++at)
     if (data[at] == 0xFF && data[at + 1] == 0xD9) return true;
   return false;
+}
+
+namespace {
+
+// The file's bytes (the first 16 when `whole` is false), after every check.
+PictureFile open_picture_file(const std::string& path, std::int64_t max_bytes, bool whole) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw Error(path + ": cannot read (" + std::strerror(errno) + ")");
+  if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
+  if (st.st_size > max_bytes)
+    throw Error(path + ": " + std::to_string(st.st_size) + " bytes is over the limit of " + std::to_string(max_bytes) +
+                " for a picture file");
+  const auto read_up_to = [&](std::string& bytes, std::size_t size) {
+    std::size_t done = bytes.size();
+    bytes.resize(size);
+    while (done < size) {
+      const auto got = ::read(fd, bytes.data() + done, size - done);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) throw Error(path + ": cannot read (" + std::strerror(errno) + ")");
+      if (got == 0) break;  // shorter than it was a moment ago
+      done += std::size_t(got);
+    }
+    bytes.resize(done);
+  };
+  std::string bytes;
+  read_up_to(bytes, std::min<std::size_t>(16, std::size_t(st.st_size)));
+  const auto format = image_format_of(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  if (!format) throw Error(path + ": not a JPEG, PNG, WebP or BMP file");
+  if (whole) read_up_to(bytes, std::size_t(st.st_size));
+  return {std::move(bytes), image_media_type(*format)};
+}
+
+}  // namespace
+
+void check_picture_file(const std::string& path, std::int64_t max_bytes) { open_picture_file(path, max_bytes, false); }
+
+PictureFile read_picture_file(const std::string& path, std::int64_t max_bytes) {
+  return open_picture_file(path, max_bytes, true);
 }
 
 }  // namespace imram

@@ -1,5 +1,7 @@
 #include "imram/data/image_info.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -13,11 +15,25 @@ namespace fs = std::filesystem;
 
 namespace imram {
 
+std::optional<PictureStamp> picture_stamp(const std::string& path) {
+  struct stat status {};
+  if (::stat(path.c_str(), &status) != 0) return std::nullopt;
+  PictureStamp stamp;
+  stamp.bytes = std::uint64_t(status.st_size);
+  stamp.modified_ns = std::int64_t(status.st_mtim.tv_sec) * 1000000000 + status.st_mtim.tv_nsec;
+  stamp.inode = std::uint64_t(status.st_ino);
+  return stamp;
+}
+
 std::string image_info_json(const ImageInfo& info) {
   nlohmann::ordered_json json = nlohmann::ordered_json::object();
   if (!info.description.empty()) json["description"] = info.description;
   if (info.twin >= 0) json["twin"] = info.twin;
   if (!info.picture.empty()) json["picture"] = info.picture;
+  if (info.picture_stamp)
+    json["picture_stamp"] = {{"bytes", info.picture_stamp->bytes},
+                             {"modified_ns", info.picture_stamp->modified_ns},
+                             {"inode", info.picture_stamp->inode}};
   if (!info.drawing.empty()) json["drawing"] = info.drawing;
   if (!info.regions.empty()) {
     auto& regions = json["regions"] = nlohmann::ordered_json::array();
@@ -44,6 +60,20 @@ ImageInfo parse_image_info(const std::string& line, const std::string& where, st
   text("description", info.description);
   text("picture", info.picture);
   text("drawing", info.drawing);
+  if (json.contains("picture_stamp")) {
+    const auto& stamp = json["picture_stamp"];
+    // JSON reads a non-negative whole number as unsigned: one past int64's range cannot be a time.
+    const auto whole = [&](const char* field, bool may_be_negative) {
+      if (!stamp.is_object() || !stamp.contains(field) || !stamp[field].is_number_integer()) return false;
+      if (stamp[field].is_number_unsigned())
+        return !may_be_negative || stamp[field].get<std::uint64_t>() <= std::uint64_t(INT64_MAX);
+      return may_be_negative || stamp[field].get<std::int64_t>() >= 0;
+    };
+    if (stamp.size() != 3 || !whole("bytes", false) || !whole("modified_ns", true) || !whole("inode", false))
+      fail("\"picture_stamp\" must be {\"bytes\", \"modified_ns\", \"inode\"}, each a whole number");
+    info.picture_stamp = PictureStamp{stamp["bytes"].get<std::uint64_t>(), stamp["modified_ns"].get<std::int64_t>(),
+                                      stamp["inode"].get<std::uint64_t>()};
+  }
   if (json.contains("twin")) {
     const auto& twin = json["twin"];
     if (!twin.is_number_integer() || twin.get<std::int64_t>() < 0 || twin.get<std::int64_t>() >= images)

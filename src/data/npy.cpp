@@ -342,6 +342,7 @@ std::string npy_header(const std::string& path, DType dtype,
 NpyWriter::NpyWriter(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape)
     : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())), dtype_(dtype) {
   const std::string header = npy_header(path, dtype, shape);
+  remove_abandoned_temporaries(path);  // a killed writer's gigabytes would otherwise stay
   expected_ = 1;
   for (const auto dim : shape) expected_ *= std::size_t(dim);
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -804,41 +804,6 @@ struct ConceptLayout {
   int count() const { return clutter(kClutter); }
 };
 
-void validate(const SyntheticOptions& o) {
-  const auto require = [](bool ok, const std::string& message) {
-    if (!ok) throw Error("synthetic data: " + message);
-  };
-  for (const auto& [name, images] : {std::pair<const char*, std::int64_t>{"train", o.train},
-                                     {"dev", o.dev}, {"test", o.test}})
-    require(images >= 2 && images % 2 == 0,
-            std::string(name) + " must be a positive even number of images (twin pairs), got " +
-                std::to_string(images));
-  // Captions and scenes are held in memory (about 1 KB an image): bound them before any work.
-  for (const auto& [name, images] : {std::pair<const char*, std::int64_t>{"train", o.train},
-                                     {"dev", o.dev}, {"test", o.test}})
-    require(images <= kSyntheticMaxImages, std::string(name) + " must be at most " +
-                                               std::to_string(kSyntheticMaxImages) + " images, got " +
-                                               std::to_string(images));
-  require(o.regions <= kSyntheticMaxRegions,
-          "regions must be at most " + std::to_string(kSyntheticMaxRegions) + ", got " + std::to_string(o.regions));
-  require(o.feature_dim <= kSyntheticMaxFeatureDim, "feature-dim must be at most " +
-                                                        std::to_string(kSyntheticMaxFeatureDim) + ", got " +
-                                                        std::to_string(o.feature_dim));
-  require(o.regions >= kSyntheticMaxObjects,
-          "regions must be at least " + std::to_string(kSyntheticMaxObjects) +
-              " (one per object), got " + std::to_string(o.regions));
-  require(o.feature_dim >= 1, "feature-dim must be positive, got " + std::to_string(o.feature_dim));
-  require(o.shapes >= 2 && o.shapes <= int(shape_words().size()),
-          "shapes must be in 2.." + std::to_string(shape_words().size()) + ", got " +
-              std::to_string(o.shapes));
-  require(o.colours >= 2 && o.colours <= int(colour_words().size()),
-          "colours must be in 2.." + std::to_string(colour_words().size()) + ", got " +
-              std::to_string(o.colours));
-  require(o.threads >= 0, "threads must be 0 (all cores) or positive, got " +
-                             std::to_string(o.threads));
-  require(o.position_twins >= 0 && o.position_twins <= 1,
-          "position-twins must be a fraction in [0, 1], got " + std::to_string(o.position_twins));
-}
 
 // A detector proposes several boxes per object (more for larger ones), a few that catch only
 // its colour or its outline, and fills the rest with background and clutter. Draws from `rng`
@@ -891,6 +856,42 @@ RegionPlan plan_regions(Rng& rng, const Scene& scene, int regions) {
 
 }  // namespace
 
+void validate_synthetic_options(const SyntheticOptions& o) {
+  const auto require = [](bool ok, const std::string& message) {
+    if (!ok) throw Error("synthetic data: " + message);
+  };
+  for (const auto& [name, images] : {std::pair<const char*, std::int64_t>{"train", o.train},
+                                     {"dev", o.dev}, {"test", o.test}})
+    require(images >= 2 && images % 2 == 0,
+            std::string(name) + " must be a positive even number of images (twin pairs), got " +
+                std::to_string(images));
+  // Captions and scenes are held in memory (about 1 KB an image): bound them before any work.
+  for (const auto& [name, images] : {std::pair<const char*, std::int64_t>{"train", o.train},
+                                     {"dev", o.dev}, {"test", o.test}})
+    require(images <= kSyntheticMaxImages, std::string(name) + " must be at most " +
+                                               std::to_string(kSyntheticMaxImages) + " images, got " +
+                                               std::to_string(images));
+  require(o.regions <= kSyntheticMaxRegions,
+          "regions must be at most " + std::to_string(kSyntheticMaxRegions) + ", got " + std::to_string(o.regions));
+  require(o.feature_dim <= kSyntheticMaxFeatureDim, "feature-dim must be at most " +
+                                                        std::to_string(kSyntheticMaxFeatureDim) + ", got " +
+                                                        std::to_string(o.feature_dim));
+  require(o.regions >= kSyntheticMaxObjects,
+          "regions must be at least " + std::to_string(kSyntheticMaxObjects) +
+              " (one per object), got " + std::to_string(o.regions));
+  require(o.feature_dim >= 1, "feature-dim must be positive, got " + std::to_string(o.feature_dim));
+  require(o.shapes >= 2 && o.shapes <= int(shape_words().size()),
+          "shapes must be in 2.." + std::to_string(shape_words().size()) + ", got " +
+              std::to_string(o.shapes));
+  require(o.colours >= 2 && o.colours <= int(colour_words().size()),
+          "colours must be in 2.." + std::to_string(colour_words().size()) + ", got " +
+              std::to_string(o.colours));
+  require(o.threads >= 0, "threads must be 0 (all cores) or positive, got " +
+                             std::to_string(o.threads));
+  require(o.position_twins >= 0 && o.position_twins <= 1,
+          "position-twins must be a fraction in [0, 1], got " + std::to_string(o.position_twins));
+}
+
 const std::vector<std::string>& synthetic_shapes() {
   static const auto names = canonical(shape_words());
   return names;
@@ -920,7 +921,7 @@ bool caption_consistent(const std::string& caption, const Scene& scene) {
 }
 
 SyntheticWorld::SyntheticWorld(const SyntheticOptions& options) : options_(options) {
-  validate(options_);
+  validate_synthetic_options(options_);
   const ConceptLayout layout{options_.shapes, options_.colours};
   const std::size_t dim = std::size_t(options_.feature_dim);
   concepts_.resize(std::size_t(layout.count()) * dim);

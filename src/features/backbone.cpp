@@ -57,6 +57,8 @@ Backbone::Backbone(const std::string& path, BackboneContract contract, torch::De
     module_ = std::make_unique<torch::jit::Module>(torch::jit::load(path, device));
   } catch (const c10::Error& e) {
     throw Error(path + ": not a TorchScript module (" + first_line(e.what_without_backtrace()) + ")");
+  } catch (const std::exception& e) {  // the TorchScript compiler's, for code that does not parse
+    throw Error(path + ": its TorchScript code does not compile (" + first_line(e.what()) + ")");
   }
   module_->eval();
 }

@@ -28,15 +28,33 @@ namespace imram {
 
 namespace {
 
-bool has_picture_extension(const fs::path& path) {
+std::string lowercase_extension(const fs::path& path) {
   auto extension = path.extension().string();
   std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return std::tolower(c); });
+  return extension;
+}
+
+bool has_picture_extension(const fs::path& path) {
+  const auto extension = lowercase_extension(path);
   return extension == ".jpg" || extension == ".jpeg" || extension == ".png" || extension == ".webp" ||
          extension == ".bmp";
 }
 
-std::vector<std::string> pictures_below(const fs::path& folder, const FeatureLog& warn) {
-  std::vector<std::string> found;
+// Pictures of a format imram does not read: said, not passed over in silence.
+bool has_unread_picture_extension(const fs::path& path) {
+  const auto extension = lowercase_extension(path);
+  return extension == ".tif" || extension == ".tiff" || extension == ".gif" || extension == ".heic" ||
+         extension == ".heif" || extension == ".avif" || extension == ".jxl";
+}
+
+const char* const kUnreadFormat = "a format imram does not read (it reads JPEG, PNG, WebP and BMP: convert it)";
+
+PictureListing pictures_below(const fs::path& folder, const FeatureLog& warn) {
+  PictureListing found;
+  const auto skip = [&](const fs::path& path, const std::string& reason) {
+    warn("skipped " + path.string() + ": " + reason);
+    found.skipped.push_back({path.string(), reason});
+  };
   std::set<fs::path> visited{fs::canonical(folder)};
   std::error_code error;
   fs::recursive_directory_iterator it(folder, fs::directory_options::follow_directory_symlink, error), end;
@@ -50,7 +68,11 @@ std::vector<std::string> pictures_below(const fs::path& folder, const FeatureLog
     const auto status = fs::status(path, error);
     if (!fs::is_directory(status)) it.disable_recursion_pending();  // the iterator would ask again
     if (error) {
-      warn(path.string() + ": skipped (" + error.message() + ")");
+      // A dangling link or an unreadable entry named as a picture is a picture the user lost.
+      if (has_picture_extension(path) || has_unread_picture_extension(path))
+        skip(path, "cannot read (" + error.message() + ")");
+      else
+        warn(path.string() + ": skipped (" + error.message() + ")");
       error.clear();
       continue;
     }
@@ -63,25 +85,41 @@ std::vector<std::string> pictures_below(const fs::path& folder, const FeatureLog
       }
       continue;
     }
-    if (fs::is_regular_file(status) && has_picture_extension(path)) found.push_back(path.string());
+    if (!fs::is_regular_file(status)) continue;
+    if (has_picture_extension(path))
+      found.pictures.push_back(path.string());
+    else if (has_unread_picture_extension(path))
+      skip(path, kUnreadFormat);
   }
-  std::sort(found.begin(), found.end());
+  std::sort(found.pictures.begin(), found.pictures.end());
+  std::sort(found.skipped.begin(), found.skipped.end(),
+            [](const SkippedPicture& a, const SkippedPicture& b) { return a.path < b.path; });
   return found;
 }
 
-std::vector<std::string> pictures_listed(const fs::path& list) {
+// One path a line; blank lines and lines starting with `#` are not paths.
+PictureListing pictures_listed(const fs::path& list, const FeatureLog& warn) {
   std::ifstream in(list);
   if (!in) throw Error(list.string() + ": cannot open the list of pictures");
-  std::vector<std::string> found;
+  PictureListing found;
   std::string line;
   for (std::int64_t number = 1; std::getline(in, line); ++number) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
     if (std::any_of(line.begin(), line.end(), [](unsigned char c) { return c < 0x20 && c != '\t'; }))
       throw Error(list.string() + ":" + std::to_string(number) +
                   ": not a list of picture paths (binary data; a picture's name must end in .jpg, .png, ...)");
     fs::path path(line);
-    found.push_back((path.is_relative() ? list.parent_path() / path : path).string());
+    if (path.is_relative()) path = list.parent_path() / path;
+    std::error_code error;
+    if (fs::is_directory(path, error)) {
+      const auto where = list.string() + ":" + std::to_string(number);
+      warn("skipped " + path.string() + ": a folder, not a picture (" + where + ")");
+      found.skipped.push_back({path.string(), "a folder, not a picture (" + where + ")"});
+      continue;
+    }
+    found.pictures.push_back(path.string());
   }
   return found;
 }
@@ -104,16 +142,42 @@ nlohmann::json boxes_json(const std::vector<Box>& boxes) {
   return json;
 }
 
+nlohmann::json stamp_json(const std::optional<PictureStamp>& stamp) {
+  if (!stamp) return nullptr;
+  return {{"bytes", stamp->bytes}, {"modified_ns", stamp->modified_ns}, {"inode", stamp->inode}};
+}
+
+std::optional<PictureStamp> stamp_from_json(const nlohmann::json& json) {
+  if (json.is_null()) return std::nullopt;
+  return PictureStamp{json.at("bytes").get<std::uint64_t>(), json.at("modified_ns").get<std::int64_t>(),
+                      json.at("inode").get<std::uint64_t>()};
+}
+
 // The unfinished run in {split}_features.partial/: rows of features in features.f32 and one
-// line of log.jsonl per row ({"source", "regions"}), written features first, so that a line
-// always has its row; run.json holds the settings and, after the first row, the row shape.
+// line of log.jsonl per row ({"source", "stamp", "regions"}), written features first, so that a
+// line always has its row; run.json holds the settings and, after the first row, the row shape.
+// A row whose picture has changed since (its stamp) or is no longer listed stays in the files
+// and is left out of the outputs; a changed picture gets a new row.
 struct Partial {
   fs::path dir;
   nlohmann::json run;
   std::int64_t regions = 0, feature_dim = 0;
   std::vector<std::string> sources;
+  std::vector<std::optional<PictureStamp>> stamps;
   std::vector<std::vector<Box>> boxes;
   std::uint64_t log_bytes = 0;
+
+  void add_row(const std::string& source, const std::optional<PictureStamp>& stamp, std::vector<Box> row_boxes,
+               const float* features, AppendFile& rows, AppendFile& log) {
+    rows.write(features, row_bytes());
+    const auto line =
+        nlohmann::json{{"source", source}, {"stamp", stamp_json(stamp)}, {"regions", boxes_json(row_boxes)}}.dump() +
+        "\n";
+    log.write(line.data(), line.size());
+    sources.push_back(source);
+    stamps.push_back(stamp);
+    boxes.push_back(std::move(row_boxes));
+  }
 
   std::uint64_t row_bytes() const { return std::uint64_t(regions * feature_dim) * sizeof(float); }
   fs::path features() const { return dir / "features.f32"; }
@@ -149,7 +213,9 @@ void load_partial(Partial& partial) {
       std::vector<Box> boxes;
       for (const auto& box : entry.at("regions")) boxes.push_back(box.get<Box>());
       if (std::int64_t(boxes.size()) != partial.regions) break;
+      auto stamp = stamp_from_json(entry.value("stamp", nlohmann::json()));
       partial.sources.push_back(entry.at("source").get<std::string>());
+      partial.stamps.push_back(stamp);
       partial.boxes.push_back(std::move(boxes));
     } catch (const nlohmann::json::exception&) {
       break;
@@ -160,9 +226,9 @@ void load_partial(Partial& partial) {
 }
 
 // A finished earlier run with the same settings seeds the partial one with the rows of pictures
-// still listed, so that a rerun over a grown folder computes only the new pictures.
+// still listed and unchanged, so that a rerun over a grown folder computes only the new pictures.
 void seed_from_finished(Partial& partial, const fs::path& out, const std::string& split,
-                        const std::unordered_set<std::string>& listed) {
+                        const std::unordered_map<std::string, std::optional<PictureStamp>>& listed) {
   const auto summary_path = out / (split + "_features.json");
   const auto npy_path = out / (split + "_ims.npy");
   if (!fs::exists(summary_path) || !fs::exists(npy_path)) return;
@@ -178,19 +244,20 @@ void seed_from_finished(Partial& partial, const fs::path& out, const std::string
     const auto* data = features.as<float>();
     for (std::int64_t row = 0; row < features.dim(0); ++row) {
       const auto& info = infos[std::size_t(row)];
-      if (!listed.count(info.picture) || std::int64_t(info.regions.size()) != partial.regions) continue;
+      const auto now = listed.find(info.picture);
+      if (now == listed.end() || !now->second || info.picture_stamp != now->second ||
+          std::int64_t(info.regions.size()) != partial.regions)
+        continue;
       std::vector<Box> boxes;
       for (const auto& box : info.regions) boxes.push_back(box.value_or(Box{0, 0, 1, 1}));
-      rows.write(data + row * partial.regions * partial.feature_dim, partial.row_bytes());
-      const auto line = nlohmann::json{{"source", info.picture}, {"regions", boxes_json(boxes)}}.dump() + "\n";
-      log.write(line.data(), line.size());
-      partial.sources.push_back(info.picture);
-      partial.boxes.push_back(std::move(boxes));
+      partial.add_row(info.picture, info.picture_stamp, std::move(boxes),
+                      data + row * partial.regions * partial.feature_dim, rows, log);
     }
     partial.log_bytes = log.bytes();
   } catch (const Error&) {
     // An earlier output that does not read back cleanly is recomputed, not trusted.
     partial.sources.clear();
+    partial.stamps.clear();
     partial.boxes.clear();
     partial.log_bytes = 0;
     fs::remove(partial.features());
@@ -204,6 +271,26 @@ void write_lines(const fs::path& path, const std::vector<std::string>& lines) {
   });
 }
 
+// `{split}_skipped.txt` is name, tab, reason: a name keeps its tabs and line breaks as \t, \n, \r
+// (and a backslash as \\), so that every skipped picture is one line.
+std::string escaped_name(const std::string& name) {
+  std::string out;
+  for (const char c : name) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else out += c;
+  }
+  return out;
+}
+
+// A decoder's or backbone's message starts with the picture's path, which the line already has.
+std::string reason_for(const std::string& source, const std::string& message) {
+  const auto prefix = source + ": ";
+  return message.compare(0, prefix.size(), prefix) == 0 ? message.substr(prefix.size()) : message;
+}
+
 std::string without_line_breaks(std::string text) {
   std::replace(text.begin(), text.end(), '\n', ' ');
   std::replace(text.begin(), text.end(), '\t', ' ');
@@ -212,40 +299,47 @@ std::string without_line_breaks(std::string text) {
 
 }  // namespace
 
-std::vector<std::string> list_pictures(const std::string& folder_or_list, const FeatureLog& warn) {
+PictureListing list_pictures(const std::string& folder_or_list, const FeatureLog& warn) {
   std::error_code error;
   const auto status = fs::status(folder_or_list, error);
-  std::vector<std::string> listed;
+  PictureListing listed;
   if (fs::is_directory(status)) {
     listed = pictures_below(folder_or_list, warn);
   } else if (fs::is_regular_file(status) && has_picture_extension(folder_or_list)) {
-    listed = {folder_or_list};
+    listed.pictures = {folder_or_list};
   } else if (fs::is_regular_file(status)) {
-    listed = pictures_listed(folder_or_list);
+    listed = pictures_listed(folder_or_list, warn);
   } else {
     throw Error(folder_or_list + ": no such folder or list of pictures" + (error ? " (" + error.message() + ")" : ""));
   }
-  std::vector<std::string> pictures;
+  PictureListing out;
+  out.skipped = std::move(listed.skipped);
   std::unordered_set<std::string> seen;
-  for (const auto& path : listed) {
+  for (const auto& path : listed.pictures) {
     const auto absolute = fs::absolute(path).lexically_normal().string();
     if (absolute.find('\n') != std::string::npos) {
-      warn(without_line_breaks(path) + ": skipped (a file name with a line break cannot be listed in {split}_images.txt)");
+      const std::string reason = "a file name with a line break cannot be a line of {split}_images.txt";
+      warn("skipped " + without_line_breaks(path) + ": " + reason);
+      out.skipped.push_back({absolute, reason});
     } else if (!seen.insert(absolute).second) {
       warn(path + ": listed twice; kept once");
     } else {
-      pictures.push_back(absolute);
+      out.pictures.push_back(absolute);
     }
   }
-  if (pictures.empty()) throw Error(folder_or_list + ": no pictures (.jpg, .jpeg, .png, .webp, .bmp) found");
-  return pictures;
+  if (out.pictures.empty())
+    throw Error(folder_or_list + ": no pictures (.jpg, .jpeg, .png, .webp, .bmp) found" +
+                (out.skipped.empty() ? "" : " (" + std::to_string(out.skipped.size()) + " skipped, the warnings say why)"));
+  return out;
 }
 
-FeatureSummary extract_features(const std::vector<std::string>& pictures, const std::string& out_dir,
-                                const std::string& split, const FeatureOptions& options, const FeatureLog& warn) {
+FeatureSummary extract_features(const PictureListing& listing, const std::string& out_dir, const std::string& split,
+                                const FeatureOptions& options, const FeatureLog& warn) {
   require_split_name(split);
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1");
+  if (fs::is_directory(options.backbone)) throw Error(options.backbone + ": a folder, not a backbone file");
   if (!fs::is_regular_file(options.backbone)) throw Error(options.backbone + ": no such backbone file");
+  const auto& pictures = listing.pictures;
   Backbone backbone(options.backbone, options.contract, options.device, options.regions, options.feature_dim);
   require_writable_directory(out_dir);
   // One run per split and directory: a second would redo all of the first's work and then fail.
@@ -274,21 +368,35 @@ FeatureSummary extract_features(const std::vector<std::string>& pictures, const 
     fs::create_directories(partial.dir);
     partial.run = {{"settings", settings}};
     partial.save_run();
-    seed_from_finished(partial, out, split, std::unordered_set<std::string>(pictures.begin(), pictures.end()));
   }
+  // Stamped before any picture is read: a picture that changes during the run then differs from
+  // its row's stamp on the next run, which computes it again.
+  std::unordered_map<std::string, std::optional<PictureStamp>> listed;
+  for (const auto& picture : pictures) listed.emplace(picture, picture_stamp(picture));
+  if (!resumed) seed_from_finished(partial, out, split, listed);
 
-  const std::unordered_set<std::string> done(partial.sources.begin(), partial.sources.end());
+  std::vector<bool> row_kept(partial.sources.size(), false);
+  std::unordered_set<std::string> done;
+  for (std::size_t row = 0; row < partial.sources.size(); ++row) {
+    const auto now = listed.find(partial.sources[row]);
+    const bool current = now != listed.end() && now->second && partial.stamps[row] == now->second;
+    // Two current rows of one picture hold the same features: the first is kept.
+    if (current && done.insert(partial.sources[row]).second) row_kept[row] = true;
+  }
   std::vector<std::string> todo;
   for (const auto& picture : pictures)
     if (!done.count(picture)) todo.push_back(picture);
-  const std::int64_t reused = std::int64_t(partial.sources.size());
+  const auto reused = std::int64_t(done.size());
 
   AppendFile rows(partial.features().string(), partial.sources.size() * partial.row_bytes(), 0);
   AppendFile log(partial.log().string(), partial.log_bytes, 0);
   std::vector<std::string> skipped;
-  const auto skip = [&](const std::string& source, const std::string& why) {
-    warn("skipped " + why);
-    skipped.push_back(source + "\t" + without_line_breaks(why));
+  for (const auto& picture : listing.skipped)
+    skipped.push_back(escaped_name(picture.path) + "\t" + without_line_breaks(picture.reason));
+  const auto skip = [&](const std::string& source, const std::string& message) {
+    const auto reason = reason_for(source, message);
+    warn("skipped " + source + ": " + reason);
+    skipped.push_back(escaped_name(source) + "\t" + without_line_breaks(reason));
   };
 
   const auto& pre = options.preprocessing;
@@ -321,7 +429,7 @@ FeatureSummary extract_features(const std::vector<std::string>& pictures, const 
       const auto& result = results[i];
       progress.update(++handled);
       if (!result.problem.empty()) {
-        skip(source, source + ": " + result.problem);
+        skip(source, result.problem);
         continue;
       }
       if (partial.regions == 0) partial.set_shape(result.features.size(0), result.features.size(1));
@@ -329,11 +437,8 @@ FeatureSummary extract_features(const std::vector<std::string>& pictures, const 
         throw Error(options.backbone + ": gave " + source + " " + std::to_string(result.features.size(0)) + "x" +
                     std::to_string(result.features.size(1)) + " region features where earlier pictures had " +
                     std::to_string(partial.regions) + "x" + std::to_string(partial.feature_dim));
-      rows.write(result.features.data_ptr<float>(), partial.row_bytes());
-      const auto line = nlohmann::json{{"source", source}, {"regions", boxes_json(result.boxes)}}.dump() + "\n";
-      log.write(line.data(), line.size());
-      partial.sources.push_back(source);
-      partial.boxes.push_back(result.boxes);
+      partial.add_row(source, listed.at(source), result.boxes, result.features.data_ptr<float>(), rows, log);
+      row_kept.push_back(true);
       ++computed;
     }
   }
@@ -341,37 +446,42 @@ FeatureSummary extract_features(const std::vector<std::string>& pictures, const 
 
   const auto skipped_path = out / (split + "_skipped.txt");
   write_lines(skipped_path, skipped);
-  const std::int64_t total = std::int64_t(partial.sources.size());
+  // The outputs follow the listing, as a run from scratch writes them, whatever the history.
+  std::unordered_map<std::string, std::size_t> row_of;
+  for (std::size_t row = 0; row < row_kept.size(); ++row)
+    if (row_kept[row]) row_of.emplace(partial.sources[row], row);
+  std::vector<std::size_t> output_rows;
+  for (const auto& picture : pictures) {
+    const auto found = row_of.find(picture);
+    if (found != row_of.end()) output_rows.push_back(found->second);
+  }
+  const auto total = std::int64_t(output_rows.size());
   if (total == 0)
-    throw Error("no picture could be used (" + std::to_string(skipped.size()) + " skipped, listed in " +
-                skipped_path.string() + ")");
+    throw NoUsablePicture("no picture could be used (" + std::to_string(skipped.size()) + " skipped, listed in " +
+                          skipped_path.string() + ")");
 
-  // The outputs, each written atomically; the partial run goes only after all of them are in place.
+  // Each output is written atomically; the partial run goes only after all of them are in place.
   FeatureSummary summary;
   summary.features_path = (out / (split + "_ims.npy")).string();
   {
+    const MappedFile computed_rows(partial.features().string(), row_kept.size() * partial.row_bytes());
+    const auto row_floats = std::size_t(partial.regions * partial.feature_dim);
     NpyWriter npy(summary.features_path, DType::Float32, {total, partial.regions, partial.feature_dim});
-    std::ifstream in(partial.features(), std::ios::binary);
-    std::vector<float> chunk(std::size_t(partial.regions * partial.feature_dim) * 256);
-    for (std::int64_t row = 0; row < total;) {
-      const auto count = std::min<std::int64_t>(256, total - row);
-      const auto floats = std::size_t(count * partial.regions * partial.feature_dim);
-      if (!in.read(reinterpret_cast<char*>(chunk.data()), std::streamsize(floats * sizeof(float))))
-        throw IoError(partial.features().string() + ": cannot read back the computed features");
-      npy.write(chunk.data(), floats);
-      row += count;
-    }
+    for (const auto row : output_rows)
+      npy.write(reinterpret_cast<const float*>(computed_rows.data() + row * partial.row_bytes()), row_floats);
     npy.finish();
   }
-  std::vector<std::string> info_lines;
-  for (std::size_t row = 0; row < partial.sources.size(); ++row) {
+  std::vector<std::string> sources, info_lines;
+  for (const auto row : output_rows) {
     ImageInfo info;
     info.description = fs::path(partial.sources[row]).filename().string();
     info.picture = partial.sources[row];
+    info.picture_stamp = partial.stamps[row];
     for (const auto& box : partial.boxes[row]) info.regions.push_back(box);
     info_lines.push_back(image_info_json(info));
+    sources.push_back(partial.sources[row]);
   }
-  write_lines(out / (split + "_images.txt"), partial.sources);
+  write_lines(out / (split + "_images.txt"), sources);
   write_lines(out / (split + "_images.jsonl"), info_lines);
   summary.rows = total;
   summary.computed = computed;

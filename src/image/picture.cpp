@@ -2,6 +2,7 @@
 
 #include <jpeglib.h>
 #include <jerror.h>
+#include <zlib.h>
 
 #include <cerrno>
 #include <csetjmp>
@@ -109,6 +110,27 @@ void note_warning(j_common_ptr info, int level) {
   if (level < 0 && info->err->msg_code != JWRN_EXTRANEOUS_DATA) record_complaint(info);
 }
 
+// libpng prints its complaint about a damaged chunk on stderr by itself, before OpenCV sees the
+// failure: the chunks' checksums are checked here first, so that a damaged or cut PNG is one
+// skipped picture with its reason. Empty when the chunks are whole.
+std::string png_damage(const unsigned char* data, std::size_t size) {
+  const auto big_endian = [&](std::size_t at) {
+    return std::uint32_t(data[at]) << 24 | std::uint32_t(data[at + 1]) << 16 | std::uint32_t(data[at + 2]) << 8 |
+           std::uint32_t(data[at + 3]);
+  };
+  for (std::size_t at = 8; at + 12 <= size;) {
+    const std::size_t length = big_endian(at);
+    if (length > size - at - 12) return "cut short inside a chunk";
+    const unsigned char* type = data + at + 4;
+    const auto computed = crc32(crc32(0, Z_NULL, 0), type, uInt(length + 4));
+    if (computed != big_endian(at + 8 + length))
+      return "chunk " + std::string(reinterpret_cast<const char*>(type), 4) + " has a bad checksum";
+    if (std::memcmp(type, "IEND", 4) == 0) return "";
+    at += 12 + length;
+  }
+  return "cut short (no IEND chunk)";
+}
+
 // Every block entropy-decoded, at an eighth of the size: no full-size inverse DCT, colour
 // conversion or image (one row of the reduced picture at a time). Empty when libjpeg has nothing
 // to say. The state
@@ -145,35 +167,37 @@ std::string jpeg_complaint(const unsigned char* data, std::size_t size) {
 
 }  // namespace
 
-cv::Mat decode_picture(const std::vector<unsigned char>& bytes, const std::string& name,
+cv::Mat decode_picture(const unsigned char* data, std::size_t size, const std::string& name,
                        const PictureLimits& limits, int min_side) {
   ImageHeader header;
   try {
-    header = read_image_header(bytes.data(), bytes.size());
+    header = read_image_header(data, size);
   } catch (const Error& e) {
     throw Error(name + ": " + e.what());
   }
-  const auto size = std::to_string(header.width) + "x" + std::to_string(header.height);
+  const auto dimensions = std::to_string(header.width) + "x" + std::to_string(header.height);
   if (header.width * header.height > limits.max_pixels)
-    throw Error(name + ": " + size + " pixels is over the limit of " + std::to_string(limits.max_pixels) +
+    throw Error(name + ": " + dimensions + " pixels is over the limit of " + std::to_string(limits.max_pixels) +
                 " (--max-pixels)");
-  if (header.format == ImageFormat::Jpeg && !jpeg_is_complete(bytes.data(), bytes.size()))
+  if (header.format == ImageFormat::Jpeg && !jpeg_is_complete(data, size))
     throw Error(name + ": truncated JPEG (its image data has no end marker)");
   if (header.format == ImageFormat::Jpeg)
-    if (const auto complaint = jpeg_complaint(bytes.data(), bytes.size()); !complaint.empty())
+    if (const auto complaint = jpeg_complaint(data, size); !complaint.empty())
       throw Error(name + ": damaged JPEG (" + complaint + ")");
+  if (header.format == ImageFormat::Png)
+    if (const auto damage = png_damage(data, size); !damage.empty()) throw Error(name + ": damaged PNG (" + damage + ")");
   // Pictures with transparency keep their alpha channel, to be put over white rather than
   // dropped (a transparent pixel's colour is often black). JPEGs have none but carry the EXIF
   // orientation, which OpenCV applies to every mode except "unchanged".
   const int flags = header.format == ImageFormat::Jpeg ? reduced_decoding_flag(header, min_side) : cv::IMREAD_UNCHANGED;
   cv::Mat decoded;
   try {
-    decoded = cv::imdecode(bytes, flags);
+    decoded = cv::imdecode(cv::Mat(1, int(size), CV_8U, const_cast<unsigned char*>(data)), flags);
   } catch (const cv::Exception&) {
     decoded.release();
   }
   if (decoded.empty())
-    throw Error(name + ": cannot decode this " + image_format_name(header.format) + " " + size +
+    throw Error(name + ": cannot decode this " + image_format_name(header.format) + " " + dimensions +
                 " picture (damaged or an unsupported variant)");
   try {
     return to_rgb8(decoded);
@@ -183,18 +207,9 @@ cv::Mat decode_picture(const std::vector<unsigned char>& bytes, const std::strin
 }
 
 cv::Mat read_picture(const std::string& path, const PictureLimits& limits, int min_side) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
-  const std::streamoff size = in.tellg();
-  if (size < 0) throw Error(path + ": cannot read (not a regular file?)");
-  if (size > limits.max_file_bytes)
-    throw Error(path + ": " + std::to_string(size) + " bytes is over the limit of " +
-                std::to_string(limits.max_file_bytes) + " for a picture file");
-  std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), size))
-    throw Error(path + ": cannot read (" + std::strerror(errno) + ")");
-  return decode_picture(bytes, path, limits, min_side);
+  const auto file = read_picture_file(path, limits.max_file_bytes);
+  return decode_picture(reinterpret_cast<const unsigned char*>(file.bytes.data()), file.bytes.size(), path, limits,
+                        min_side);
 }
 
 cv::Mat resize_picture(const cv::Mat& rgb, int width, int height) {

@@ -52,7 +52,12 @@ PicturesAdded add_pictures_to_index(const std::string& index_dir, const std::str
   const auto listed = list_pictures(pictures, warn);
   const TemporaryDataset data(index.string());
   const std::string split = "pictures";
-  const auto summary = extract_features(listed, data.dir(), split, options, warn);
+  FeatureSummary summary;
+  try {
+    summary = extract_features(listed, data.dir(), split, options, warn);
+  } catch (const NoUsablePicture&) {
+    throw Error(pictures + ": no picture could be used (the warnings above say why); nothing was added");
+  }
   if (regions > 0 && summary.regions != regions)
     throw Error(options.backbone + ": gives " + std::to_string(summary.regions) + " regions a picture, the index " +
                 index.string() + " holds images of " + std::to_string(regions));

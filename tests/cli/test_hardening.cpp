@@ -481,3 +481,35 @@ TEST(HardeningCli, FeaturesWarnsAsEveryCommandDoes) {
   }
   EXPECT_TRUE(warned) << result.output;
 }
+
+// Every value a picture command cannot use is a usage error (2) before any picture is read, in
+// `features` and in `index add --images` alike; a nested command's --help names the global options.
+TEST(HardeningCli, PictureOptionsAreUsageErrorsInBothCommands) {
+  imram::test::TempDir dir;
+  const auto picture = imram::test::testdata("backbones/known_96x64.png");
+  const std::string features = "features --backbone " + imram::test::testdata("backbones/grid_d256_g4.pt") +
+                               " --images " + picture + " --out " + dir.file("out") + " --split s ";
+  const std::string index_add = "index add " + dir.file("index") + " --backbone " +
+                                imram::test::testdata("backbones/grid_d256_g4.pt") + " --images " + picture + " ";
+  for (const char* bad : {"--size 0", "--size 10x", "--std 0 0 0", "--std 1 nan 1", "--mean nan 0 0",
+                                 "--mean 0 inf 0", "--max-pixels 0", "--batch-size 0", "--decode-threads 0"}) {
+    for (const auto& command : {features, index_add}) {
+      const auto result = imram_cli(command + bad);
+      EXPECT_EQ(result.status, 2) << command << bad << ": " << result.output;
+      EXPECT_EQ(result.output.rfind("imram: error: ", 0), 0u) << result.output;
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir.file("out")));
+  for (const char* bad : {"--train 3", "--test 0", "--regions 2", "--shapes 1", "--position-twins 2"}) {
+    const auto result = imram_cli("synth --out " + dir.file("synth") + " " + bad);
+    EXPECT_EQ(result.status, 2) << bad << ": " << result.output;
+    EXPECT_NE(result.output.find("synthetic data: "), std::string::npos) << result.output;
+  }
+  EXPECT_FALSE(fs::exists(dir.file("synth")));
+  for (const char* nested : {"index build --help", "index add --help", "bench search --help", "vocab build --help"}) {
+    const auto result = imram_cli(nested);
+    EXPECT_EQ(result.status, 0) << nested << ": " << result.output;
+    EXPECT_NE(result.output.find("Global options (before or after the command): --threads"), std::string::npos)
+        << nested << ": " << result.output;
+  }
+}

@@ -19,6 +19,7 @@ imram::ImageInfo full_info() {
   info.picture = "photos/harbour.jpg";
   info.drawing = "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>";
   info.regions = {imram::Box{0.25, 0.5, 0.125, 0.0625}, std::nullopt};
+  info.picture_stamp = imram::PictureStamp{123456, -1700000000123456789, 18446744073709551615ull};
   return info;
 }
 
@@ -43,6 +44,7 @@ TEST(ImageInfo, ReadsBackWhatItWrites) {
   EXPECT_EQ(again.picture, info.picture);
   EXPECT_EQ(again.drawing, info.drawing);
   EXPECT_EQ(again.regions, info.regions);
+  EXPECT_EQ(again.picture_stamp, info.picture_stamp);
   EXPECT_TRUE(imram::parse_image_info("{}", "images.jsonl:1", 3).empty());  // every field is optional
 }
 
@@ -56,7 +58,12 @@ TEST(ImageInfo, BadLinesAreRefusedNamingTheLine) {
            {R"({"regions": [[0, 0, 1]]})", "[x, y, width, height]"},
            {R"({"regions": [[0, 0, 1, "1"]]})", "[x, y, width, height]"},
            {R"({"regions": [[0, 0, 1e300, 1]]})", "far outside"},
-           {R"({"regions": {"a": 1}})", "array"}}) {
+           {R"({"regions": {"a": 1}})", "array"},
+           {R"({"picture_stamp": {"bytes": 1, "modified_ns": 2}})", "\"picture_stamp\" must be"},
+           {R"({"picture_stamp": {"bytes": -1, "modified_ns": 2, "inode": 3}})", "\"picture_stamp\" must be"},
+           {R"({"picture_stamp": {"bytes": 1, "modified_ns": 9223372036854775808, "inode": 3}})", "whole number"},
+           {R"({"picture_stamp": {"bytes": 1, "modified_ns": 2.5, "inode": 3}})", "whole number"},
+           {R"({"picture_stamp": "1:2:3"})", "whole number"}}) {
     const auto error = error_of(line);
     EXPECT_EQ(error.rfind("images.jsonl:4: ", 0), 0u) << line << " -> " << error;
     EXPECT_NE(error.find(what), std::string::npos) << line << " -> " << error;

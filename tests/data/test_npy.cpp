@@ -172,6 +172,17 @@ TEST(Npy, WritingIsAtomicAndLeavesNoTemporaryFiles) {
   EXPECT_EQ(entries, 1);
 }
 
+// A writer killed mid-file leaves `<path>.tmp.<pid>`; the next write of that path removes it
+// (no process has pid 999999999: Linux's pid_max is at most 2^22), and leaves a live one's.
+TEST(Npy, AKilledWritersTemporaryGoesWithTheNextWrite) {
+  imram::test::TempDir dir;
+  std::ofstream(dir.file("a.npy.tmp.999999999")) << "half a file";
+  std::ofstream(dir.file("a.npy.tmp.1")) << "init is alive";
+  imram::write_npy(dir.file("a.npy"), {2}, std::vector<float>{1, 2});
+  EXPECT_FALSE(fs::exists(dir.file("a.npy.tmp.999999999")));
+  EXPECT_TRUE(fs::exists(dir.file("a.npy.tmp.1")));
+}
+
 TEST(Npy, MappingOutlivesTheFirstHandle) {
   imram::test::TempDir dir;
   imram::write_npy(dir.file("a.npy"), {2}, std::vector<float>{3, 4});

@@ -51,7 +51,7 @@ struct Run {
 
 Run extract(const std::vector<std::string>& pictures, const std::string& out, const imram::FeatureOptions& options) {
   Run run;
-  run.summary = imram::extract_features(pictures, out, "test", options,
+  run.summary = imram::extract_features({pictures, {}}, out, "test", options,
                                         [&](const std::string& line) { run.warnings.push_back(line); });
   return run;
 }
@@ -148,6 +148,8 @@ TEST(Features, BrokenBackbonesAreOneClearErrorAndWriteNothing) {
        "failed on its input (a batch [1,3,64,96]; a detector? --contract detector)"},
       {backbone("grid_d256_g6.pt"), imram::BackboneContract::Grid, 2048, "gives 256 features a region; the model expects 2048"},
       {dir.file("missing.pt"), imram::BackboneContract::Grid, 0, "missing.pt: no such backbone file"},
+      {dir.path(), imram::BackboneContract::Grid, 0, dir.path() + ": a folder, not a backbone file"},
+      {backbone("broken_code.pt"), imram::BackboneContract::Grid, 0, "broken_code.pt: its TorchScript code does not compile ("},
   };
   for (const auto& c : cases) {
     auto options = grid_options();
@@ -196,36 +198,57 @@ TEST(Features, OddPicturesAreReadAndBrokenOnesSkippedNamingTheProblem) {
   std::ofstream(folder + "/notes.txt") << "ignored: not a picture's extension\n";
   fs::create_directory_symlink("..", folder + "/nested/loop");  // back to photos/: a cycle
   fs::create_symlink("self.png", folder + "/self.png");         // a link to itself
+  fs::create_symlink("gone.jpg", folder + "/j_dangling.jpg");   // a picture moved away
+  write_bytes(folder + "/k_animated.gif", Bytes{'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0, 0x3B});
+  // Names that the skipped list's layout (name, tab, reason: one line each) must survive.
+  write_bytes(folder + "/l\ttab.png", imram::test::png_file(8, 8, 2, 8, {9, 9, 9}));
+  std::ofstream(folder + "/m\tbroken.png") << "not a picture";
+  std::ofstream(folder + "/n\nline break.png") << "a name that cannot be a line";
 
   std::vector<std::string> listing_warnings;
-  const auto pictures = imram::list_pictures(folder, [&](const std::string& line) { listing_warnings.push_back(line); });
-  EXPECT_EQ(pictures.size(), 10u);
+  const auto listing = imram::list_pictures(folder, [&](const std::string& line) { listing_warnings.push_back(line); });
+  EXPECT_EQ(listing.pictures.size(), 12u);
+  EXPECT_EQ(listing.skipped.size(), 4u);
   std::string all_warnings;
   for (const auto& line : listing_warnings) all_warnings += line + "\n";
-  EXPECT_NE(all_warnings.find("self.png: skipped"), std::string::npos) << all_warnings;
+  EXPECT_NE(all_warnings.find("self.png: cannot read ("), std::string::npos) << all_warnings;
   EXPECT_NE(all_warnings.find("loop: skipped (a link to a folder already listed)"), std::string::npos) << all_warnings;
+  EXPECT_NE(all_warnings.find("k_animated.gif: a format imram does not read"), std::string::npos) << all_warnings;
+  EXPECT_EQ(all_warnings.find("notes.txt"), std::string::npos) << all_warnings;  // not a picture at all
 
   auto options = grid_options(32, 32);
   options.limits.max_pixels = 100'000'000;
-  const auto run = extract(pictures, dir.file("out"), options);
-  EXPECT_EQ(run.summary.rows, 5);
-  EXPECT_EQ(run.summary.skipped, 5);
-  EXPECT_EQ(run.warnings.size(), 5u);
+  ::Run run;
+  run.summary = imram::extract_features(listing, dir.file("out"), "test", options,
+                                        [&](const std::string& line) { run.warnings.push_back(line); });
+  EXPECT_EQ(run.summary.rows, 6);
+  EXPECT_EQ(run.summary.skipped, 10);
+  EXPECT_EQ(run.warnings.size(), 6u);  // the listing's own were said when listing
   const auto skipped = lines_of(dir.file("out/test_skipped.txt"));
-  ASSERT_EQ(skipped.size(), 5u);
+  ASSERT_EQ(skipped.size(), 10u);
   const std::vector<std::pair<std::string, std::string>> expected = {
       {"f_damaged.jpg", "damaged JPEG (Corrupt JPEG data"},
       {"f_truncated.jpg", "truncated JPEG"},
-      {"g_bad_crc.png", "cannot decode this PNG 8x8 picture"},
+      {"g_bad_crc.png", "damaged PNG (chunk IDAT has a bad checksum)"},
       {"h_text.jpg", "not a JPEG, PNG, WebP or BMP file"},
-      {"i_bomb.png", "20000x20000 pixels is over the limit of 100000000"}};
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    EXPECT_NE(skipped[i].find(expected[i].first + "\t"), std::string::npos) << skipped[i];
-    EXPECT_NE(skipped[i].find(expected[i].second), std::string::npos) << skipped[i];
+      {"i_bomb.png", "20000x20000 pixels is over the limit of 100000000"},
+      {"j_dangling.jpg", "cannot read (No such file or directory)"},
+      {"k_animated.gif", "a format imram does not read"},
+      {"m\\tbroken.png", "not a JPEG, PNG, WebP or BMP file"},
+      {"n\\nline break.png", "a file name with a line break"},
+      {"self.png", "cannot read ("}};
+  for (const auto& [name, reason] : expected) {
+    const auto line = std::find_if(skipped.begin(), skipped.end(),
+                                   [&](const std::string& l) { return l.find("/" + name + "\t") != std::string::npos; });
+    ASSERT_NE(line, skipped.end()) << name;
+    const auto tab = line->find('\t');
+    EXPECT_EQ(line->find('\t', tab + 1), std::string::npos) << *line;  // one tab: the name's are escaped
+    EXPECT_EQ(line->rfind(reason), tab + 1) << *line;                   // the reason, without the path again
   }
   const auto rows = lines_of(dir.file("out/test_images.txt"));
-  ASSERT_EQ(rows.size(), 5u);
-  EXPECT_NE(rows[4].find("nested/e_rotated.JPG"), std::string::npos);
+  ASSERT_EQ(rows.size(), 6u);
+  EXPECT_NE(rows[4].find("l\ttab.png"), std::string::npos);
+  EXPECT_NE(rows[5].find("nested/e_rotated.JPG"), std::string::npos);
 
   // What the readable ones decode to: colour, alpha over white, CMYK, orientation.
   EXPECT_EQ(rgb_at(imram::read_picture(folder + "/b_sixteen_bit.png"), 3, 3), cv::Vec3b(255, 0, 0));
@@ -265,7 +288,7 @@ TEST(Features, NonFiniteFeaturesSkipThatPictureOnly) {
   EXPECT_EQ(run.summary.rows, 1);
   const auto skipped = lines_of(dir.file("out/test_skipped.txt"));
   ASSERT_EQ(skipped.size(), 1u);
-  EXPECT_NE(skipped[0].find("dark.png: the backbone's features for it are not finite"), std::string::npos) << skipped[0];
+  EXPECT_NE(skipped[0].find("dark.png\tthe backbone's features for it are not finite"), std::string::npos) << skipped[0];
 }
 
 // Scenes of the synthetic world painted to PNGs: n different pictures.
@@ -301,6 +324,50 @@ TEST(Features, ARerunComputesOnlyNewPicturesAndKeepsTheOldRows) {
   other.preprocessing.mean = {0.5f, 0.5f, 0.5f};
   EXPECT_EQ(extract(pictures, dir.file("out"), other).summary.computed, 5);
   EXPECT_FALSE(fs::exists(dir.file("out/test_features.partial")));
+}
+
+// A row is the features of one file's content: a picture deleted since loses its row, one
+// replaced or rewritten is computed again, in an unfinished run and after a finished one alike.
+TEST(Features, ARowIsReusedOnlyForTheSamePictureFile) {
+  TempDir dir;
+  const auto photos = dir.file("photos");
+  rendered_pictures(photos, 8, 48);
+  const auto others = rendered_pictures(dir.file("others"), 10, 48);  // the first 8 are the same scenes
+  imram::test::write_bytes(photos + "/1003.png", Bytes(100, 7));
+  auto options = grid_options(48, 48);
+  options.batch_size = 1;
+  // The first run stops at the broken picture, as a killed one would, after the rows before it.
+  const auto stop = [](const std::string& line) { throw std::runtime_error("stopped at " + line); };
+  EXPECT_THROW(imram::extract_features(imram::list_pictures(photos, stop), dir.file("out"), "test", options, stop),
+               std::runtime_error);
+  ASSERT_EQ(lines_of(dir.file("out/test_features.partial/log.jsonl")).size(), 3u);
+
+  fs::remove(photos + "/1000.png");
+  fs::remove(photos + "/1001.png");
+  fs::rename(others[8], photos + "/1002.png");
+  fs::rename(photos + "/1003.png", dir.file("broken.png"));
+  fs::copy_file(others[9], photos + "/2000.png");
+  const auto ignore = [](const std::string&) {};
+  const auto fresh = [&](const std::string& name) {
+    return extract(imram::list_pictures(photos, ignore).pictures, dir.file(name), options);
+  };
+  const auto expect_as_fresh = [&](const std::string& name) {
+    EXPECT_EQ(imram::read_npy_as_double(dir.file("out/test_ims.npy")),
+              imram::read_npy_as_double(dir.file(name + "/test_ims.npy")));
+    EXPECT_EQ(lines_of(dir.file("out/test_images.txt")), lines_of(dir.file(name + "/test_images.txt")));
+  };
+  const auto resumed = extract(imram::list_pictures(photos, ignore).pictures, dir.file("out"), options);
+  EXPECT_EQ(resumed.summary.rows, 6);
+  EXPECT_EQ(resumed.summary.computed, 6);
+  EXPECT_EQ(fresh("fresh").summary.rows, 6);
+  expect_as_fresh("fresh");
+
+  fs::copy_file(others[0], photos + "/1004.png", fs::copy_options::overwrite_existing);
+  const auto rerun = extract(imram::list_pictures(photos, ignore).pictures, dir.file("out"), options);
+  EXPECT_EQ(rerun.summary.rows, 6);
+  EXPECT_EQ(rerun.summary.computed, 1);
+  fresh("fresh_after_rewrite");
+  expect_as_fresh("fresh_after_rewrite");
 }
 
 TEST(Features, AKilledRunResumesWhereItStopped) {

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace imram {
 
@@ -30,6 +31,19 @@ const char* image_media_type(ImageFormat format);
 // Throws imram::Error with a phrase (no file name: the caller adds it), e.g. "not a JPEG, PNG,
 // WebP or BMP file" or "PNG header declares a 0x10 image".
 ImageHeader read_image_header(const unsigned char* data, std::size_t size);
+
+// A picture file's bytes and media type.
+struct PictureFile {
+  std::string bytes;
+  std::string media_type;
+};
+
+// Reads `path` as a picture file: a regular file (a FIFO or a device would block or never end),
+// opened without blocking, of at most `max_bytes`, whose first bytes name a JPEG, PNG, WebP or BMP
+// (checked before the rest is read: a large file of anything else costs 16 bytes). Throws
+// imram::Error naming the path and the problem. `check_picture_file` stops after the 16 bytes.
+PictureFile read_picture_file(const std::string& path, std::int64_t max_bytes);
+void check_picture_file(const std::string& path, std::int64_t max_bytes);
 
 // Whether a JPEG's last scan is followed by the end-of-image marker. libjpeg decodes a truncated
 // file "successfully", painting the missing rows grey; such pictures must be skipped, not used.

@@ -16,13 +16,29 @@ namespace imram {
 // [x, y, width, height] as fractions of the picture's width and height.
 using Box = std::array<double, 4>;
 
+// What says a picture file still holds what its features were computed from, without reading
+// it: a file replaced by another (a new inode), rewritten in place (a new time) or cut (a new
+// size) differs in one of them.
+struct PictureStamp {
+  std::uint64_t bytes = 0;
+  std::int64_t modified_ns = 0;
+  std::uint64_t inode = 0;
+  bool operator==(const PictureStamp& other) const {
+    return bytes == other.bytes && modified_ns == other.modified_ns && inode == other.inode;
+  }
+  bool operator!=(const PictureStamp& other) const { return !(*this == other); }
+};
+// nullopt when the file cannot be looked at (gone, no permission).
+std::optional<PictureStamp> picture_stamp(const std::string& path);
+
 struct ImageInfo {
   std::string description;                  // one line, e.g. "large red circle (top left)"
   std::int64_t twin = -1;                   // index of the twin image in the same gallery, -1: none
   std::string picture;                      // a picture file's path, or empty
+  std::optional<PictureStamp> picture_stamp;  // the picture file as its features were computed
   std::string drawing;                      // an SVG document, for images drawn rather than taken
   std::vector<std::optional<Box>> regions;  // per region; nullopt: the region covers no object
-  bool empty() const { return description.empty() && twin < 0 && picture.empty() && drawing.empty() && regions.empty(); }
+  bool empty() const { return description.empty() && twin < 0 && picture.empty() && !picture_stamp && drawing.empty() && regions.empty(); }
 };
 
 std::string image_info_json(const ImageInfo& info);  // one line, without its newline

@@ -42,6 +42,9 @@ struct SyntheticOptions {
   int threads = 0;                  // feature rendering threads, 0: all cores; output is the same
 };
 
+// Throws imram::Error naming the first option out of its range ("synthetic data: ...").
+void validate_synthetic_options(const SyntheticOptions& options);
+
 struct SyntheticSplit {
   std::vector<Scene> scenes;
   std::vector<std::string> captions;  // kSyntheticCaptionsPerImage per scene, in scene order

@@ -4,7 +4,8 @@
 //   {split}_ims.npy        float32 (pictures, regions, features), one row per usable picture
 //   {split}_images.txt     the source of each row
 //   {split}_images.jsonl   each row's picture and region boxes (data/image_info.h)
-//   {split}_skipped.txt    each picture that could not be used, a tab, and why
+//   {split}_skipped.txt    each picture that could not be used, a tab, and why (a tab, line break
+//                          or backslash in its name written \t, \n, \r, \\)
 //   {split}_features.json  the backbone, contract and preprocessing the features depend on
 // Work in progress lives in {split}_features.partial/: a killed run resumes where it stopped,
 // and a rerun over a grown folder computes only the new pictures. One bad picture is a warning,
@@ -16,6 +17,7 @@
 
 #include <torch/types.h>
 
+#include "imram/error.h"
 #include "imram/features/backbone.h"
 #include "imram/features/preprocessing.h"
 #include "imram/image/picture.h"
@@ -47,16 +49,36 @@ struct FeatureSummary {
 
 using FeatureLog = std::function<void(const std::string& line)>;
 
+// A picture that was listed but cannot be used, and why (without its path).
+struct SkippedPicture {
+  std::string path;
+  std::string reason;
+};
+
+struct PictureListing {
+  std::vector<std::string> pictures;    // absolute paths, each once
+  std::vector<SkippedPicture> skipped;  // found but not readable as a picture: kept for {split}_skipped.txt
+};
+
 // The pictures to read: every file with a picture's extension below a folder (sorted by path,
 // symbolic links followed, each folder visited once), one picture file, or the lines of a list
-// file in order.
-// What cannot be listed (an unreadable folder, a link loop) is a warning through `warn`; finding
-// no picture at all is an imram::Error.
-std::vector<std::string> list_pictures(const std::string& folder_or_list, const FeatureLog& warn);
+// file in order (blank lines and `#` comments aside). A dangling link with a picture's name, a
+// TIFF/GIF/HEIC/AVIF file, a folder in a list and a name with a line break are skipped pictures
+// (a warning through `warn` and an entry in `skipped`); what cannot be listed (an unreadable
+// folder, a link loop) is a warning. Finding no picture at all is an imram::Error.
+PictureListing list_pictures(const std::string& folder_or_list, const FeatureLog& warn);
 
-// Throws imram::Error when the backbone breaks its contract or no picture was usable; a picture
-// that cannot be used is reported through `warn` and listed in {split}_skipped.txt.
-FeatureSummary extract_features(const std::vector<std::string>& pictures, const std::string& out_dir,
-                                const std::string& split, const FeatureOptions& options, const FeatureLog& warn);
+// Every listed picture was skipped: the message names {split}_skipped.txt, which a caller that
+// deletes the folder replaces with its own words.
+class NoUsablePicture : public Error {
+ public:
+  using Error::Error;
+};
+
+// Throws imram::Error when the backbone breaks its contract, NoUsablePicture when no picture was usable; a picture
+// that cannot be used is reported through `warn` and listed in {split}_skipped.txt with the
+// listing's own skipped pictures.
+FeatureSummary extract_features(const PictureListing& listing, const std::string& out_dir, const std::string& split,
+                                const FeatureOptions& options, const FeatureLog& warn);
 
 }  // namespace imram

@@ -24,7 +24,7 @@ struct PictureLimits {
 // at 1/2, 1/4 or 1/8 scale by libjpeg itself (several times faster, same picture to the eye).
 // 0 decodes at full size. The result is CV_8UC3 in RGB order.
 cv::Mat read_picture(const std::string& path, const PictureLimits& limits = {}, int min_side = 0);
-cv::Mat decode_picture(const std::vector<unsigned char>& bytes, const std::string& name,
+cv::Mat decode_picture(const unsigned char* data, std::size_t size, const std::string& name,
                        const PictureLimits& limits = {}, int min_side = 0);
 
 // Stretches to width x height: area averaging when shrinking (no aliasing), bilinear when growing.
