@@ -388,7 +388,15 @@ GuardedServer::GuardedServer(const ConnectionLimits& limits) : limits_(limits) {
   set_keep_alive_timeout(std::max<time_t>(1, time_t(limits_.head_timeout.count() / 1000)));
   set_keep_alive_max_count(limits_.max_requests);
   set_post_routing_handler([](const httplib::Request&, httplib::Response& response) {
-    if (response.get_header_value("Connection") == "close") answer_closes = true;
+    const auto connection = response.headers.equal_range("Connection");
+    if (std::none_of(connection.first, connection.second, [](const auto& header) { return header.second == "close"; }))
+      return;
+    answer_closes = true;
+    // httplib has added its own Connection: close (when the request said so) or a Keep-Alive
+    // (when it did not) beside the answer's: the answer says it once.
+    response.headers.erase("Connection");
+    response.headers.erase("Keep-Alive");
+    response.set_header("Connection", "close");
   });
   new_task_queue = [this] {
     connections_ = new Connections(*this);

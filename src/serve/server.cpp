@@ -436,13 +436,42 @@ struct Server::Impl {
     return {};
   }
 
+  // A body its head says is too large, or whose length is not a number, is refused from the head
+  // at once: httplib would first skip as many bytes as it says, waiting out the body timeout for
+  // bytes that never come. 0: the length is acceptable.
+  static int refused_length(const httplib::Request& request, std::string& message) {
+    if (!request.has_header("Content-Length")) return 0;
+    const auto length = request.get_header_value("Content-Length");
+    if (length.empty() || length.size() > 19 || length.find_first_not_of("0123456789") != std::string::npos) {
+      message = "Content-Length must be a whole number of bytes, got \"" + length.substr(0, 40) + "\"";
+      return 400;
+    }
+    if (std::stoull(length) <= kMaxRequestBody) return 0;
+    message = too_large_message();
+    return 413;
+  }
+
+  // A client that asks before sending its body (Expect: 100-continue) is told no at once.
+  int answer_expect_continue(const httplib::Request& request, httplib::Response& response) const {
+    std::string message;
+    const int status = refused_length(request, message);
+    if (status == 0) return 100;
+    response.status = status;
+    response.set_header("Connection", "close");
+    response.set_content(Json{{"error", message}}.dump(), "application/json");
+    return status;
+  }
+
   // Before httplib reads any body: a request no route takes is answered with its body unread,
   // and the connection closed, since the unread body would be read as the next request.
   httplib::Server::HandlerResponse refuse_early(const httplib::Request& request, httplib::Response& response) const {
-    if (const auto framing = ambiguous_framing(request); !framing.empty()) {
-      response.status = 400;
+    std::string length_problem;
+    const int length_status = refused_length(request, length_problem);
+    auto framing = ambiguous_framing(request);
+    if (!framing.empty() || length_status != 0) {
+      response.status = framing.empty() ? length_status : 400;
       response.set_header("Connection", "close");
-      response.set_content(Json{{"error", framing}}.dump(), "application/json");
+      response.set_content(Json{{"error", framing.empty() ? length_problem : framing}}.dump(), "application/json");
       return httplib::Server::HandlerResponse::Handled;
     }
     const Route* route = nullptr;
@@ -481,6 +510,9 @@ struct Server::Impl {
     });
     http.set_pre_routing_handler(
         [this](const httplib::Request& request, httplib::Response& response) { return refuse_early(request, response); });
+    http.set_expect_100_continue_handler([this](const httplib::Request& request, httplib::Response& response) {
+      return answer_expect_continue(request, response);
+    });
     http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
       if (!response.body.empty()) return;
       std::string message = "HTTP status " + std::to_string(response.status);

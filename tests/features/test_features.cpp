@@ -259,6 +259,20 @@ TEST(Features, OddPicturesAreReadAndBrokenOnesSkippedNamingTheProblem) {
   EXPECT_LT(cmyk[2], 60);
 }
 
+TEST(Features, AListsBlankAndCommentLinesAreNotPicturesAndAFolderInItIsSkipped) {
+  TempDir dir;
+  fs::create_directories(dir.file("photos"));
+  imram::test::write_bytes(dir.file("photos/a.png"), imram::test::png_file(8, 8, 2, 8, {1, 2, 3}));
+  std::ofstream(dir.file("list.txt")) << "# my photos\n\n   \n\t\nphotos/a.png\n  # not this either\nphotos\n";
+  std::vector<std::string> warnings;
+  const auto listing = imram::list_pictures(dir.file("list.txt"), [&](const std::string& line) { warnings.push_back(line); });
+  ASSERT_EQ(listing.pictures.size(), 1u);
+  EXPECT_EQ(listing.pictures[0], dir.file("photos/a.png"));
+  ASSERT_EQ(listing.skipped.size(), 1u);
+  EXPECT_EQ(listing.skipped[0].reason, "a folder, not a picture (" + dir.file("list.txt") + ":7)");
+  ASSERT_EQ(warnings.size(), 1u);
+}
+
 TEST(Features, ExifOrientationTurnsThePictureUpright) {
   TempDir dir;
   // 32 x 16, red left and blue right, stored with orientation 6 ("rotate 90 clockwise to view"):

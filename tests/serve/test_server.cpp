@@ -908,6 +908,42 @@ TEST_F(Serve, TwoDifferentContentLengthsAreRefusedAndTheConnectionClosed) {
   EXPECT_EQ(same.receive().status, 200);
 }
 
+// Hardening round 3, rough edges: a body its head says is too large, or a length that is not a
+// number, waited out the 10 s body timeout before its 413; a client that asked first (Expect:
+// 100-continue) was told to send 70 KB and then refused; a refusal said Connection twice, or
+// Connection: close beside a Keep-Alive. Each is answered from the head, once, and closed.
+TEST_F(Serve, ABodyRefusedByItsHeadIsRefusedAtOnceAndSaysCloseOnce) {
+  const auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  const std::string head = "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+  for (const auto& [headers, status] : std::vector<std::pair<std::string, int>>{
+           {"Content-Length: 99999999\r\n", 413},
+           {"Content-Length: 99999999\r\nConnection: close\r\n", 413},
+           {"Content-Length: -5\r\n", 400},
+           {"Content-Length: 12abc\r\n", 400},
+           {"Content-Length: 70000\r\nExpect: 100-continue\r\n", 413}}) {
+    HttpConnection connection(port_, 3);  // the server waits 10 s for a body: an answer within 3 s came from the head
+    connection.send(head + headers + "\r\n");
+    const auto answer = connection.receive_one();
+    EXPECT_EQ(answer.status, status) << headers << answer.headers;
+    EXPECT_EQ(count(answer.headers, "Connection:"), 1u) << answer.headers;
+    EXPECT_NE(answer.headers.find("Connection: close"), std::string::npos) << answer.headers;
+    EXPECT_EQ(answer.headers.find("Keep-Alive"), std::string::npos) << answer.headers;
+    EXPECT_TRUE(connection.ended_by_server()) << headers;
+  }
+  // A body within the limit is still asked for, and answered.
+  const std::string body = R"({"text": "a red circle"})";
+  HttpConnection asking(port_, 3);
+  asking.send(head + "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
+              "\r\nExpect: 100-continue\r\n\r\n");
+  EXPECT_EQ(asking.receive_one().status, 100);
+  asking.send(body);
+  EXPECT_EQ(asking.receive().status, 200);
+}
+
 // Issue 19: `nprobe` and `ef_search` reach the shortlist, as imram search's options do.
 TEST(ServeIndex, SearchParametersReachTheShortlist) {
   imram::test::TempDir dir;
