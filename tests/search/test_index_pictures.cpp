@@ -299,6 +299,16 @@ TEST(IndexPictures, ABackboneOfAnotherFeatureSizeLeavesTheIndexAsItWas) {
   // Neither a split nor a folder: a usage error.
   EXPECT_EQ(imram::test::imram_cli("index add " + dir).status, 2);
   EXPECT_EQ(imram::test::imram_cli("index add " + dir + " --images " + world.dir.file("photos")).status, 2);
+  // No picture usable: the error says so without naming the temporary folder it has removed.
+  fs::create_directories(world.dir.file("broken"));
+  std::ofstream(world.dir.file("broken/a.jpg")) << "not a picture";
+  const auto none = imram::test::imram_cli("--threads 1 index add " + dir + " --images " + world.dir.file("broken") +
+                                           " --backbone " + backbone + " --size 64 --quiet");
+  EXPECT_EQ(none.status, 1) << none.output;
+  EXPECT_NE(none.output.find("imram: error: " + world.dir.file("broken") + ": no picture could be used"),
+            std::string::npos) << none.output;
+  EXPECT_EQ(none.output.find(".tmp."), std::string::npos) << none.output;
+  EXPECT_EQ(read_text(dir + "/manifest.json"), manifest);
 }
 
 }  // namespace
