@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "command.h"
+#include "nproc_option.h"
 #include "search_options.h"
 #include "imram/search/search_params.h"
 #include "imram/error.h"
@@ -9,6 +10,9 @@
 #include "imram/model/tensor_io.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/evaluation.h"
+#include "imram/train/distributed.h"
+#include "imram/train/distributed_validation.h"
+#include "imram/train/launch.h"
 #include "imram/util/atomic_file.h"
 
 void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
@@ -22,6 +26,7 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
     std::uint64_t seed = 1;
     std::size_t memory_budget_mb = 1024;
     imram::SearchParams params;
+    imram::cli::NprocOptions world;
   };
   auto options = std::make_shared<Options>();
   auto* sub = root.add_subcommand("eval", "R@K evaluation of a model on a dataset split");
@@ -56,8 +61,15 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
   sub->add_option("--save-json", options->save_json, "also write the JSON line to this file");
   sub->add_option("--memory-budget", options->memory_budget_mb, "MB for the engine's per-block work")
       ->capture_default_str()->check(imram::cli::kMemoryBudgetRange);
+  imram::cli::add_nproc_options(sub, options->world, "each scores its share of the captions; rank 0 reports");
   sub->callback([&invocation, options] {
-    invocation.run = [options, device = invocation.globals.device] {
+    imram::cli::check_nproc(options->world);
+    invocation.run = [options, device = invocation.globals.device, threads = invocation.globals.threads] {
+      if (!options->index.empty() && (options->world.nproc > 1 || imram::world_from_environment()))
+        throw imram::Error("eval --index does not run as a world of ranks yet; evaluate a split with --model and "
+                           "--data --nproc N, or run eval --index as one process");
+      if (options->world.nproc > 1)
+        return imram::run_local_world(options->world.nproc, imram::command_line_without_nproc());
       if (!options->index.empty()) {
         if (options->fold5 || !options->save_sims.empty())
           throw imram::Error("eval --index: --fold5 and --save-sims need --model and --data");
@@ -97,14 +109,22 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
       }
       if (options->model.empty() || options->data.empty())
         throw imram::Error("eval: give --model M and --data DIR, or --index INDEX");
-      auto model = imram::load_model(options->model, imram::parse_device(device));
+      // A rank of a world (--nproc, torchrun or srun) scores its share of the captions.
+      auto joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0);
+      auto model = imram::load_model(options->model, joined.device);
       if (!model.vocabulary) throw imram::Error(options->model + ": model has no vocab.json");
       const auto split = imram::PrecompSplit::open(options->data, options->split);
       imram::EvalOptions eval_options;
       eval_options.fold5 = options->fold5;
       eval_options.dataset_dir = options->data;
       eval_options.memory_budget = options->memory_budget_mb << 20;
-      const auto result = imram::evaluate(*model.net, *model.vocabulary, split, eval_options);
+      eval_options.show_progress = joined.reports();
+      const auto result =
+          joined.communicator
+              ? imram::evaluate_in_world(*model.net, *model.vocabulary, split, eval_options, *joined.communicator)
+              : imram::evaluate(*model.net, *model.vocabulary, split, eval_options);
+      if (joined.communicator) joined.communicator->close();
+      if (!joined.reports()) return 0;
       if (!options->save_sims.empty())
         imram::save_npy_tensor(options->save_sims, result.sims.to(torch::kFloat64));
       if (!options->save_json.empty())

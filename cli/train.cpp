@@ -1,8 +1,8 @@
 #include <algorithm>
 #include <iostream>
-#include <thread>
 
 #include "command.h"
+#include "nproc_option.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
 #include "imram/train/distributed.h"
@@ -22,7 +22,7 @@ void imram::cli::add_train_command(CLI::App& root, [[maybe_unused]] Invocation& 
     std::string global_pooling = "gpo";
     bool uni_gru = false, sum_violation = false, imram_norm = false, no_imram_norm = false;
     bool no_shuffle = false, quiet = false;
-    int nproc = 0, nproc_max = 0;
+    imram::cli::NprocOptions world;
   };
   auto o = std::make_shared<Options>();
   auto& t = o->train;
@@ -70,21 +70,11 @@ void imram::cli::add_train_command(CLI::App& root, [[maybe_unused]] Invocation& 
   sub->add_option("--val-images", t.val_images, "validate on the first N images of the split")->capture_default_str();
   sub->add_option("--log-every", t.log_every, "steps between metrics.jsonl lines")->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "no progress output");
-  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  sub->add_option("--nproc", o->nproc,
-                  "run as N ranks on this machine (data-parallel; --batch-size is the whole batch); at most "
-                  "the number of cores (" + std::to_string(cores) + ") unless --nproc-max says more")
-      ->check(imram::cli::kAtLeastOne);
-  sub->add_option("--nproc-max", o->nproc_max, "allow --nproc up to N (default: the number of cores)")
-      ->check(imram::cli::kAtLeastOne);
-  sub->callback([&invocation, o, sub, cores] {
-    // More ranks than cores only contend for them: 1,000 ranks on 16 cores did nothing for minutes.
-    const int most = o->nproc_max > 0 ? o->nproc_max : cores;
-    if (o->nproc > most)
-      throw CLI::ValidationError("--nproc", std::to_string(o->nproc) + " ranks is more than " + std::to_string(most) +
-                                                (o->nproc_max > 0 ? " (--nproc-max)" : " (the number of cores; raise it with --nproc-max)"));
+  imram::cli::add_nproc_options(sub, o->world, "data-parallel; --batch-size is the whole batch");
+  sub->callback([&invocation, o, sub] {
+    imram::cli::check_nproc(o->world);
     invocation.run = [o, sub, device = invocation.globals.device, threads = invocation.globals.threads] {
-      if (o->nproc > 1) return imram::run_local_world(o->nproc, imram::command_line_without_nproc());
+      if (o->world.nproc > 1) return imram::run_local_world(o->world.nproc, imram::command_line_without_nproc());
       auto joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0);
       auto& world = joined.communicator;
       const auto compute_device = joined.device;
