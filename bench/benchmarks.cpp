@@ -5,8 +5,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <random>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "imram/data/captions.h"
@@ -92,12 +92,12 @@ double engine_flops_per_pair(const ModelConfig& config, std::int64_t regions, do
   const double d = double(config.embed_size), R = double(regions), L = words;
   const int K = config.iteration_steps;
   auto direction = [&](double nq, double nc) {
-    double flops = 2 * nq * nc * d;                       // step-1 raw scores
+    double flops = 2 * nq * nc * d;  // step-1 raw scores
     for (int k = 1; k <= K; ++k) {
-      flops += 2 * nq * nc * nc + 4 * nq * nc;            // Gram norms and dot products
-      if (k > 1) flops += 2 * nq * nc * d;                // raw scores of the refined query
-      if (k < K) flops += 2 * nq * nc * 2 * d;            // mixing the cached context half
-      if (k > 1 && k < K) flops += 2 * nq * d * 2 * d;    // per-pair query half
+      flops += 2 * nq * nc * nc + 4 * nq * nc;          // Gram norms and dot products
+      if (k > 1) flops += 2 * nq * nc * d;              // raw scores of the refined query
+      if (k < K) flops += 2 * nq * nc * 2 * d;          // mixing the cached context half
+      if (k > 1 && k < K) flops += 2 * nq * d * 2 * d;  // per-pair query half
     }
     return flops;
   };
@@ -180,8 +180,7 @@ TrainBenchResult bench_train(const TrainBenchOptions& options) {
   std::int64_t longest = 1;
   for (auto l : lengths) longest = std::max(longest, l);
   Batch batch{torch::rand({B, options.regions, kBenchImageDim}),
-              torch::randint(4, kBenchVocabulary, {B, longest}, torch::kInt64),
-              torch::tensor(lengths, torch::kInt64)};
+              torch::randint(4, kBenchVocabulary, {B, longest}, torch::kInt64), torch::tensor(lengths, torch::kInt64)};
   auto optimizer = make_optimizer(*model, 2e-4);
   const LossOptions loss{0.2, true, 2.0};
   auto time_steps = [&](const std::function<void()>& step) {
@@ -214,24 +213,42 @@ TrainBenchResult bench_train(const TrainBenchOptions& options) {
 }
 
 std::string to_json(const ScoreBenchResult& r, const ScoreBenchOptions& o) {
-  return nlohmann::ordered_json{
-      {"bench", "score"}, {"mode", to_string(o.model.mode)}, {"steps", o.model.iteration_steps},
-      {"embed", o.model.embed_size}, {"regions", o.regions}, {"images", o.images},
-      {"captions", o.captions > 0 ? o.captions : 5 * o.images}, {"threads", r.threads}, {"device", r.device}, {"engine_path", r.path}, {"routes", route_calls(r.routes)}, {"simd", r.instruction_set},
-      {"seconds", r.seconds}, {"pairs_per_s", r.pairs_per_s}, {"gflops", r.gflops},
-      {"flops_per_pair", r.flops_per_pair}, {"baseline_pairs_per_s", r.baseline_pairs_per_s},
-      {"speedup_vs_baseline", r.speedup}, {"max_abs_diff_vs_baseline", r.max_abs_diff_vs_baseline},
-      {"peak_rss_mb", r.peak_rss_mb}}
+  return nlohmann::ordered_json{{"bench", "score"},
+                                {"mode", to_string(o.model.mode)},
+                                {"steps", o.model.iteration_steps},
+                                {"embed", o.model.embed_size},
+                                {"regions", o.regions},
+                                {"images", o.images},
+                                {"captions", o.captions > 0 ? o.captions : 5 * o.images},
+                                {"threads", r.threads},
+                                {"device", r.device},
+                                {"engine_path", r.path},
+                                {"routes", route_calls(r.routes)},
+                                {"simd", r.instruction_set},
+                                {"seconds", r.seconds},
+                                {"pairs_per_s", r.pairs_per_s},
+                                {"gflops", r.gflops},
+                                {"flops_per_pair", r.flops_per_pair},
+                                {"baseline_pairs_per_s", r.baseline_pairs_per_s},
+                                {"speedup_vs_baseline", r.speedup},
+                                {"max_abs_diff_vs_baseline", r.max_abs_diff_vs_baseline},
+                                {"peak_rss_mb", r.peak_rss_mb}}
       .dump();
 }
 
 std::string to_json(const TrainBenchResult& r, const TrainBenchOptions& o) {
-  return nlohmann::ordered_json{
-      {"bench", "train"}, {"mode", to_string(o.model.mode)}, {"steps", o.model.iteration_steps},
-      {"embed", o.model.embed_size}, {"regions", o.regions}, {"batch_size", o.batch_size},
-      {"threads", r.threads}, {"device", r.device}, {"seconds_per_step", r.seconds_per_step},
-      {"baseline_seconds_per_step", r.baseline_seconds_per_step}, {"speedup_vs_baseline", r.speedup},
-      {"peak_rss_mb", r.peak_rss_mb}}
+  return nlohmann::ordered_json{{"bench", "train"},
+                                {"mode", to_string(o.model.mode)},
+                                {"steps", o.model.iteration_steps},
+                                {"embed", o.model.embed_size},
+                                {"regions", o.regions},
+                                {"batch_size", o.batch_size},
+                                {"threads", r.threads},
+                                {"device", r.device},
+                                {"seconds_per_step", r.seconds_per_step},
+                                {"baseline_seconds_per_step", r.baseline_seconds_per_step},
+                                {"speedup_vs_baseline", r.speedup},
+                                {"peak_rss_mb", r.peak_rss_mb}}
       .dump();
 }
 

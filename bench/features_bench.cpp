@@ -37,13 +37,16 @@ std::vector<std::string> write_jpegs(const std::string& dir, const FeaturesBench
   std::mt19937 random(unsigned(o.seed));
   std::vector<std::string> paths;
   for (std::int64_t i = 0; i < o.pictures; ++i) {
-    cv::Mat picture = resize_picture(render_scene(scenes[std::size_t(i)], std::max(o.width, o.height)), o.width, o.height);
+    cv::Mat picture =
+        resize_picture(render_scene(scenes[std::size_t(i)], std::max(o.width, o.height)), o.width, o.height);
     cv::Mat noise(picture.size(), CV_8UC3);
     cv::randn(noise, cv::Scalar::all(0), cv::Scalar::all(12));
     picture += noise;
     const auto path = dir + "/" + std::to_string(i) + ".jpg";
     const auto bytes = encode_jpeg(picture, 90);
-    write_file_atomically(path, [&](std::ostream& out) { out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size())); });
+    write_file_atomically(path, [&](std::ostream& out) {
+      out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+    });
     paths.push_back(path);
   }
   return paths;
@@ -70,7 +73,8 @@ double full_size_rate(const std::vector<std::string>& paths, const Preprocessing
 }  // namespace
 
 std::string bench_features(const FeaturesBenchOptions& o) {
-  if (o.pictures < 1 || o.width < 1 || o.height < 1 || o.size < 1) throw Error("bench features: sizes must be positive");
+  if (o.pictures < 1 || o.width < 1 || o.height < 1 || o.size < 1)
+    throw Error("bench features: sizes must be positive");
   const auto dir = (fs::temp_directory_path() / ("imram-bench-features." + std::to_string(::getpid()))).string();
   struct Cleanup {
     std::string dir;

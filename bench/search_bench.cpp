@@ -84,7 +84,8 @@ std::string bench_search(const SearchBenchOptions& o) {
   std::mt19937_64 rng(o.seed);
   torch::manual_seed(std::int64_t(o.seed));
   const bool temporary = o.dir.empty();
-  const std::string root = temporary ? (fs::temp_directory_path() / ("imram-bench-search." + std::to_string(::getpid()))).string() : o.dir;
+  const std::string root =
+      temporary ? (fs::temp_directory_path() / ("imram-bench-search." + std::to_string(::getpid()))).string() : o.dir;
   if (!o.reuse) {
     remove_tree(root);
     fs::create_directories(root);
@@ -131,9 +132,11 @@ std::string bench_search(const SearchBenchOptions& o) {
       for (std::int64_t i = 0; i < o.images; i += kBatch) {
         const auto n = std::min(kBatch, o.images - i);
         auto start = Clock::now();
-        const auto first = torch::randint(kPool, {n}, torch::kInt64), second = torch::randint(kPool, {n}, torch::kInt64);
+        const auto first = torch::randint(kPool, {n}, torch::kInt64),
+                   second = torch::randint(kPool, {n}, torch::kInt64);
         const auto weights = torch::randn({n, 2, 1, 1});
-        const auto features = pool.index_select(0, first) * weights.select(1, 0) + pool.index_select(0, second) * weights.select(1, 1);
+        const auto features =
+            pool.index_select(0, first) * weights.select(1, 0) + pool.index_select(0, second) * weights.select(1, 1);
         generate_s += seconds_since(start);
         start = Clock::now();
         writer.add_images(features);
@@ -211,7 +214,8 @@ std::string bench_search(const SearchBenchOptions& o) {
   if (o.batch > 1 && o.images <= o.exhaustive_max_images) {
     const auto exhaustive = index->searcher(GallerySide::Images, 0);
     std::vector<EncodedQuery> encoded;
-    for (std::int64_t q = 0; q < o.batch; ++q) encoded.push_back(index->text_query(queries[std::size_t(q % o.queries)]));
+    for (std::int64_t q = 0; q < o.batch; ++q)
+      encoded.push_back(index->text_query(queries[std::size_t(q % o.queries)]));
     auto start = Clock::now();
     std::vector<std::vector<Hit>> one_by_one;
     for (const auto& query : encoded) one_by_one.push_back(exhaustive->search(query, 10, nullptr));
@@ -226,34 +230,56 @@ std::string bench_search(const SearchBenchOptions& o) {
         max_diff = std::max(max_diff, std::abs(one_by_one[q][r].score - together[q][r].score));
         same_order = same_order && one_by_one[q][r].index == together[q][r].index;
       }
-    batch = {{"queries", o.batch}, {"sequential_ms", sequential_ms}, {"together_ms", together_ms},
-             {"speedup", sequential_ms / together_ms}, {"max_abs_diff", max_diff}, {"same_top10", same_order}};
+    batch = {{"queries", o.batch},         {"sequential_ms", sequential_ms},
+             {"together_ms", together_ms}, {"speedup", sequential_ms / together_ms},
+             {"max_abs_diff", max_diff},   {"same_top10", same_order}};
   }
   nlohmann::ordered_json json{
-      {"bench", "search"}, {"images", index->num_images()}, {"embed", used.embed_size}, {"regions", o.regions},
-      {"feature_dim", o.feature_dim}, {"mode", to_string(used.mode)}, {"steps", used.iteration_steps},
-      {"captions", o.captions}, {"shortlist", shortlist},
-      {"prefilter", rerank ? rerank->prefilter() : 0}, {"step1", rerank ? rerank->step1() : 0},
-      {"codes", index->has_codes(GallerySide::Images)}, {"faiss", index->faiss_factory()}, {"store", o.store},
+      {"bench", "search"},
+      {"images", index->num_images()},
+      {"embed", used.embed_size},
+      {"regions", o.regions},
+      {"feature_dim", o.feature_dim},
+      {"mode", to_string(used.mode)},
+      {"steps", used.iteration_steps},
+      {"captions", o.captions},
+      {"shortlist", shortlist},
+      {"prefilter", rerank ? rerank->prefilter() : 0},
+      {"step1", rerank ? rerank->step1() : 0},
+      {"codes", index->has_codes(GallerySide::Images)},
+      {"faiss", index->faiss_factory()},
+      {"store", o.store},
       {"memory_halves", o.memory_halves},
-      {"threads", thread_count()}, {"device", o.device},
-      {"build_s", build_s}, {"generate_s", generate_s}, {"images_per_s", double(o.images) / images_s},
+      {"threads", thread_count()},
+      {"device", o.device},
+      {"build_s", build_s},
+      {"generate_s", generate_s},
+      {"images_per_s", double(o.images) / images_s},
       {"faiss_build_s", faiss_s},
       {"index_bytes", bytes_of(index_dir, {".faiss", "_globals.bin"})},
       {"codes_bytes", bytes_of(index_dir, {"_codes.bin", "_grams.bin", "_codebook.bin"})},
       {"store_bytes", bytes_of(index_dir, {"regions.bin", "words.bin", "word_offsets.bin", "_halves.bin"})},
-      {"open_ms", open_ms}, {"first_query_ms", latencies.front()},
-      {"p50_ms", percentile(latencies, 0.5)}, {"p95_ms", percentile(latencies, 0.95)},
-      {"p99_ms", percentile(latencies, 0.99)}, {"encode_ms_mean", encode_ms / double(o.queries)},
+      {"open_ms", open_ms},
+      {"first_query_ms", latencies.front()},
+      {"p50_ms", percentile(latencies, 0.5)},
+      {"p95_ms", percentile(latencies, 0.95)},
+      {"p99_ms", percentile(latencies, 0.99)},
+      {"encode_ms_mean", encode_ms / double(o.queries)},
       {"stage1_ms_mean", stage1_ms / double(o.queries)},
-      {"coded_ms_mean", coded_ms / double(o.queries)}, {"exact_step1_ms_mean", exact_step1_ms / double(o.queries)},
-      {"stage2_ms_mean", stage2_mean_ms}, {"stage2_floor_ms", floor_ms},
+      {"coded_ms_mean", coded_ms / double(o.queries)},
+      {"exact_step1_ms_mean", exact_step1_ms / double(o.queries)},
+      {"stage2_ms_mean", stage2_mean_ms},
+      {"stage2_floor_ms", floor_ms},
       {"stage2_vs_floor", floor_ms > 0 ? nlohmann::ordered_json(stage2_mean_ms / floor_ms) : nlohmann::ordered_json()},
       {"queries", o.queries},
-      {"qps", double(o.queries) / queries_s}, {"peak_rss_mb", peak_rss_mb()},
-      {"exhaustive_ms", exhaustive_ms}, {"exhaustive_queries", exhaustive_count}, {"top10_overlap", overlap},
+      {"qps", double(o.queries) / queries_s},
+      {"peak_rss_mb", peak_rss_mb()},
+      {"exhaustive_ms", exhaustive_ms},
+      {"exhaustive_queries", exhaustive_count},
+      {"top10_overlap", overlap},
       {"batch", batch}};
-  if (!exhaustive_ms.is_null()) json["speedup_vs_exhaustive"] = exhaustive_ms.get<double>() / json["p50_ms"].get<double>();
+  if (!exhaustive_ms.is_null())
+    json["speedup_vs_exhaustive"] = exhaustive_ms.get<double>() / json["p50_ms"].get<double>();
   return json.dump();
 }
 

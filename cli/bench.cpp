@@ -10,7 +10,8 @@ namespace {
 
 void add_model_options(CLI::App* sub, imram::ModelConfig& model, std::string& mode, std::int64_t& regions) {
   sub->add_option("--mode", mode, "text | image | full")
-      ->check(CLI::IsMember({"text", "image", "full"}))->capture_default_str();
+      ->check(CLI::IsMember({"text", "image", "full"}))
+      ->capture_default_str();
   sub->add_option("--steps", model.iteration_steps, "K")->capture_default_str();
   sub->add_option("--embed", model.embed_size, "d")->capture_default_str();
   sub->add_option("--regions", regions, "R")->capture_default_str();
@@ -37,9 +38,12 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
   score->add_option("--caption-lengths", s->lengths_file, "sample lengths from this caption file (tokens + 2)");
   score->add_option("--baseline-pairs", s->options.baseline_pairs, "pairs for the reference baseline (0: none)")
       ->capture_default_str();
-  score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")->capture_default_str()->check(imram::cli::kMemoryBudgetRange);
+  score->add_option("--memory-budget", s->memory_budget_mb, "MB per engine block")
+      ->capture_default_str()
+      ->check(imram::cli::kMemoryBudgetRange);
   score->add_option("--image-block", s->options.image_block, "images per engine block (default: from the budget)");
-  score->add_option("--caption-block", s->options.caption_block, "captions per engine block (default: from the budget)");
+  score->add_option("--caption-block", s->options.caption_block,
+                    "captions per engine block (default: from the budget)");
   score->add_option("--engine-path", s->options.engine_path, "auto, fused_cpu or tensor (engine/matching.h)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fused_cpu", "tensor"}));
@@ -59,8 +63,8 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
                     (long long)s->options.regions, (long long)s->options.images,
                     (long long)(s->options.captions > 0 ? s->options.captions : 5 * s->options.images),
                     r.device.c_str(), r.threads);
-        std::printf("engine     %10.1f pairs/s  %6.1f GFLOP/s  (%.2f MFLOP/pair)  %.1f s\n", r.pairs_per_s,
-                    r.gflops, r.flops_per_pair / 1e6, r.seconds);
+        std::printf("engine     %10.1f pairs/s  %6.1f GFLOP/s  (%.2f MFLOP/pair)  %.1f s\n", r.pairs_per_s, r.gflops,
+                    r.flops_per_pair / 1e6, r.seconds);
         if (r.baseline_pairs_per_s > 0)
           std::printf("reference  %10.1f pairs/s  -> %.2fx; max |diff| %.2g\n", r.baseline_pairs_per_s, r.speedup,
                       r.max_abs_diff_vs_baseline);
@@ -77,11 +81,16 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
   };
   auto q = std::make_shared<SearchArgs>();
   q->options.model.mode = imram::ImramMode::Text;
-  auto* search = bench->add_subcommand("search", "two-stage search over a random gallery: build, latency, vs exhaustive");
+  auto* search =
+      bench->add_subcommand("search", "two-stage search over a random gallery: build, latency, vs exhaustive");
   add_model_options(search, q->options.model, q->mode, q->options.regions);
-  search->add_option("--images", q->options.images, "gallery images")->capture_default_str()->check(imram::cli::kAtLeastOne);
+  search->add_option("--images", q->options.images, "gallery images")
+      ->capture_default_str()
+      ->check(imram::cli::kAtLeastOne);
   search->add_option("--feat-dim", q->options.feature_dim, "D, region feature size")->capture_default_str();
-  search->add_option("--captions", q->options.captions, "stored captions")->capture_default_str()->check(imram::cli::kAtLeastOne);
+  search->add_option("--captions", q->options.captions, "stored captions")
+      ->capture_default_str()
+      ->check(imram::cli::kAtLeastOne);
   imram::cli::add_shortlist_option(search, q->options.shortlist, "N candidates all K steps score (as imram search)");
   imram::cli::add_prefilter_option(search, q->options.prefilter,
                                    "a cascade: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
@@ -89,14 +98,21 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
   search->add_flag("!--no-codes", q->options.codes, "build the index without codes (index build --no-codes)");
   search->add_option("--codebook", q->options.codebook_size, "centroids of each codebook (index build --codebook)")
       ->check(imram::cli::kNonNegative);
-  search->add_flag("--reuse", q->options.reuse, "search the index an earlier run left in --dir (same model options), build nothing");
-  search->add_option("--queries", q->options.queries, "timed text queries")->capture_default_str()->check(imram::cli::kAtLeastOne);
-  search->add_option("--exhaustive-queries", q->options.exhaustive_queries, "of them, also scored exhaustively")->capture_default_str();
+  search->add_flag("--reuse", q->options.reuse,
+                   "search the index an earlier run left in --dir (same model options), build nothing");
+  search->add_option("--queries", q->options.queries, "timed text queries")
+      ->capture_default_str()
+      ->check(imram::cli::kAtLeastOne);
+  search->add_option("--exhaustive-queries", q->options.exhaustive_queries, "of them, also scored exhaustively")
+      ->capture_default_str();
   search->add_option("--batch", q->options.batch, "also time this many exhaustive queries one by one and together")
       ->check(CLI::Range(0, 4096));
   search->add_option("--faiss", q->options.faiss, "FAISS factory (default: chosen by gallery size)");
-  search->add_option("--store", q->options.store, "float16 | float32")->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
-  search->add_flag("--memory-halves", q->options.memory_halves, "store the items' memory halves (index build --memory-halves)");
+  search->add_option("--store", q->options.store, "float16 | float32")
+      ->check(CLI::IsMember({"float16", "float32"}))
+      ->capture_default_str();
+  search->add_flag("--memory-halves", q->options.memory_halves,
+                   "store the items' memory halves (index build --memory-halves)");
   search->add_option("--dir", q->options.dir, "build the index here and keep it (default: a temporary directory)");
   search->add_flag("--json", q->json, "one JSON line (the default output too)");
   search->add_flag("--quiet", q->quiet, "no progress output");
@@ -132,7 +148,8 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
         std::cout << imram::to_json(r, t->options) << "\n";
       } else {
         std::printf("engine     %.3f s/step\n", r.seconds_per_step);
-        if (t->options.baseline) std::printf("reference  %.3f s/step -> %.2fx\n", r.baseline_seconds_per_step, r.speedup);
+        if (t->options.baseline)
+          std::printf("reference  %.3f s/step -> %.2fx\n", r.baseline_seconds_per_step, r.speedup);
         std::printf("peak RSS   %.0f MB, %s, %d threads\n", r.peak_rss_mb, r.device.c_str(), r.threads);
       }
       return 0;
@@ -142,14 +159,21 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
   auto f = std::make_shared<imram::FeaturesBenchOptions>();
   auto* features = bench->add_subcommand(
       "features", "the pictures pipeline of imram features on generated JPEGs: decode + resize rate, backbone rate");
-  features->add_option("--pictures", f->pictures, "generated JPEGs")->capture_default_str()->check(CLI::Range(1, 100000));
+  features->add_option("--pictures", f->pictures, "generated JPEGs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   features->add_option("--width", f->width, "their width")->capture_default_str()->check(CLI::Range(16, 8192));
   features->add_option("--height", f->height, "their height")->capture_default_str()->check(CLI::Range(16, 8192));
-  features->add_option("--size", f->size, "the backbone's input side")->capture_default_str()->check(CLI::Range(8, 4096));
+  features->add_option("--size", f->size, "the backbone's input side")
+      ->capture_default_str()
+      ->check(CLI::Range(8, 4096));
   features->add_option("--decode-threads", f->threads, "decoding threads of the second pipeline run")
-      ->capture_default_str()->check(CLI::Range(1, 64));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   features->add_option("--backbone", f->backbone, "also time this TorchScript grid backbone");
-  features->add_option("--batch-size", f->batch_size, "pictures per backbone call")->capture_default_str()->check(CLI::Range(1, 4096));
+  features->add_option("--batch-size", f->batch_size, "pictures per backbone call")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   features->callback([&invocation, f] {
     invocation.run = [f, &invocation] {
       f->device = invocation.globals.device;

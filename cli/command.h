@@ -96,8 +96,9 @@ CLI::Option* add_shortlist_option(CLI::App* sub, Items& shortlist, const std::st
 template <typename Items>
 CLI::Option* add_prefilter_option(CLI::App* sub, Items& prefilter, const std::string& description) {
   return add_items_option(sub, "--prefilter", prefilter,
-                          description + " (0 or at most --shortlist: no middle stage; auto: half the gallery, "
-                                        "1,000 to 20,000)");
+                          description +
+                              " (0 or at most --shortlist: no middle stage; auto: half the gallery, "
+                              "1,000 to 20,000)");
 }
 
 // --step1: the items exact step 1 scores after the coded first step (imram::auto_step1).
@@ -114,8 +115,8 @@ CLI::Option* add_step1_option(CLI::App* sub, Items& step1) {
 void return_freed_memory_after(double seconds);
 
 struct GlobalOptions {
-  int threads = 0;              // 0: all cores
-  std::string device = "cpu";   // cpu | cuda | cuda:N
+  int threads = 0;             // 0: all cores
+  std::string device = "cpu";  // cpu | cuda | cuda:N
 };
 
 struct Invocation {
@@ -148,9 +149,9 @@ void add_vocab_command(CLI::App& root, Invocation& invocation);
 
 using CommandSetup = void (*)(CLI::App& root, Invocation& invocation);
 inline constexpr CommandSetup kCommands[] = {
-    add_bench_command,  add_doctor_command, add_eval_command,    add_explain_command, add_features_command,
-    add_import_command, add_export_command, add_index_command,   add_metrics_command, add_score_command,
-    add_search_command, add_serve_command,  add_synth_command,   add_tokenize_command, add_train_command,
+    add_bench_command,        add_doctor_command, add_eval_command,  add_explain_command,  add_features_command,
+    add_import_command,       add_export_command, add_index_command, add_metrics_command,  add_score_command,
+    add_search_command,       add_serve_command,  add_synth_command, add_tokenize_command, add_train_command,
     add_train_global_command, add_vocab_command,
 };
 

@@ -2,18 +2,18 @@
 #include <vector>
 
 #include "command.h"
-#include "nproc_option.h"
-#include "search_options.h"
-#include "imram/search/search_params.h"
 #include "imram/error.h"
 #include "imram/eval/evaluator.h"
 #include "imram/model/tensor_io.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/evaluation.h"
+#include "imram/search/search_params.h"
 #include "imram/train/distributed.h"
 #include "imram/train/distributed_validation.h"
 #include "imram/train/launch.h"
 #include "imram/util/atomic_file.h"
+#include "nproc_option.h"
+#include "search_options.h"
 
 void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
@@ -53,21 +53,25 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
       ->check(imram::cli::kNonNegative);
   sub->add_option("--seed", options->seed, "with --queries: which queries are sampled")->capture_default_str();
   sub->add_flag("--skip-exhaustive", options->skip_exhaustive, "with --index: do not score every pair");
-  sub->add_option("--split", options->split, "split name (not with --index: it holds its own gallery)")->check(imram::cli::kSplitName)
-      ->capture_default_str()->excludes(index);
+  sub->add_option("--split", options->split, "split name (not with --index: it holds its own gallery)")
+      ->check(imram::cli::kSplitName)
+      ->capture_default_str()
+      ->excludes(index);
   sub->add_flag("--fold5", options->fold5, "COCO 1K protocol: five 1000-image folds, averaged");
   sub->add_option("--save-sims", options->save_sims, "write the score matrix (float64 .npy)");
   sub->add_flag("--json", options->json, "print one JSON line");
   sub->add_option("--save-json", options->save_json, "also write the JSON line to this file");
   sub->add_option("--memory-budget", options->memory_budget_mb, "MB for the engine's per-block work")
-      ->capture_default_str()->check(imram::cli::kMemoryBudgetRange);
+      ->capture_default_str()
+      ->check(imram::cli::kMemoryBudgetRange);
   imram::cli::add_nproc_options(sub, options->world, "each scores its share of the captions; rank 0 reports");
   sub->callback([&invocation, options] {
     imram::cli::check_nproc(options->world);
     invocation.run = [options, device = invocation.globals.device, threads = invocation.globals.threads] {
       if (!options->index.empty() && (options->world.nproc > 1 || imram::world_from_environment()))
-        throw imram::Error("eval --index does not run as a world of ranks yet; evaluate a split with --model and "
-                           "--data --nproc N, or run eval --index as one process");
+        throw imram::Error(
+            "eval --index does not run as a world of ranks yet; evaluate a split with --model and "
+            "--data --nproc N, or run eval --index as one process");
       if (options->world.nproc > 1)
         return imram::run_local_world(options->world.nproc, imram::command_line_without_nproc());
       if (!options->index.empty()) {
@@ -96,8 +100,9 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
           return report(imram::sampled_json(result), imram::sampled_table(result));
         }
         if (options->shortlists.size() != 1 || options->prefilters.size() != 1 || options->step1s.size() != 1)
-          throw imram::Error("eval --index: several --shortlist, --prefilter or --step1 values need --queries (a "
-                             "sampled evaluation compares them on one sample)");
+          throw imram::Error(
+              "eval --index: several --shortlist, --prefilter or --step1 values need --queries (a "
+              "sampled evaluation compares them on one sample)");
         imram::TwoStageEvalOptions eval_options;
         eval_options.shortlist = options->shortlists.front();
         eval_options.prefilter = options->prefilters.front();
@@ -119,16 +124,15 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
       eval_options.dataset_dir = options->data;
       eval_options.memory_budget = options->memory_budget_mb << 20;
       eval_options.show_progress = joined.reports();
-      const auto result =
-          joined.communicator
-              ? imram::evaluate_in_world(*model.net, *model.vocabulary, split, eval_options, *joined.communicator)
-              : imram::evaluate(*model.net, *model.vocabulary, split, eval_options);
+      const auto result = joined.communicator ? imram::evaluate_in_world(*model.net, *model.vocabulary, split,
+                                                                         eval_options, *joined.communicator)
+                                              : imram::evaluate(*model.net, *model.vocabulary, split, eval_options);
       if (joined.communicator) joined.communicator->close();
       if (!joined.reports()) return 0;
-      if (!options->save_sims.empty())
-        imram::save_npy_tensor(options->save_sims, result.sims.to(torch::kFloat64));
+      if (!options->save_sims.empty()) imram::save_npy_tensor(options->save_sims, result.sims.to(torch::kFloat64));
       if (!options->save_json.empty())
-        imram::write_file_atomically(options->save_json, [&](std::ostream& out) { out << imram::eval_json(result) << "\n"; });
+        imram::write_file_atomically(options->save_json,
+                                     [&](std::ostream& out) { out << imram::eval_json(result) << "\n"; });
       if (options->json) {
         std::cout << imram::eval_json(result) << "\n";
       } else {

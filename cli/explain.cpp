@@ -23,8 +23,8 @@ void print_explanation(const imram::Explanation& explanation) {
   char line[64];
   for (const auto& direction : explanation.directions) {
     std::snprintf(line, sizeof line, "%.6f", direction.score);
-    std::cout << direction.name << "-IMRAM (" << direction.query << " attend over " << direction.context
-              << "): score " << line << "\n";
+    std::cout << direction.name << "-IMRAM (" << direction.query << " attend over " << direction.context << "): score "
+              << line << "\n";
     for (std::size_t k = 0; k < direction.steps.size(); ++k) {
       const auto& step = direction.steps[k];
       std::snprintf(line, sizeof line, "%.6f", step.similarity);
@@ -59,7 +59,9 @@ void imram::cli::add_explain_command(CLI::App& root, [[maybe_unused]] Invocation
   auto* sub = root.add_subcommand("explain", "show the attention, step similarities and gates behind one pair's score");
   sub->add_option("--model", o->model, "model directory")->required();
   sub->add_option("--data", o->data, "dataset directory")->required();
-  sub->add_option("--split", o->split, "split of the image (and caption)")->check(imram::cli::kSplitName)->capture_default_str();
+  sub->add_option("--split", o->split, "split of the image (and caption)")
+      ->check(imram::cli::kSplitName)
+      ->capture_default_str();
   sub->add_option("--image", o->image, "image index")->required();
   auto* caption = sub->add_option("--caption", o->caption, "caption index of the split");
   auto* text = sub->add_option("--text", o->text, "caption text");
@@ -68,7 +70,8 @@ void imram::cli::add_explain_command(CLI::App& root, [[maybe_unused]] Invocation
   sub->callback([&invocation, o, sub] {
     invocation.brief = true;
     invocation.run = [o, sub, device = invocation.globals.device] {
-      if (!sub->count("--caption") && !sub->count("--text")) throw imram::Error("explain: give --caption J or --text TEXT");
+      if (!sub->count("--caption") && !sub->count("--text"))
+        throw imram::Error("explain: give --caption J or --text TEXT");
       auto model = imram::load_model(o->model, imram::parse_device(device));
       const auto split = imram::PrecompSplit::open(o->data, o->split);
       split.require_feature_dim(model.config().img_dim);  // explain_pair reads img_dim floats a region

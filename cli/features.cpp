@@ -5,11 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
-#include "picture_options.h"
 #include "imram/error.h"
 #include "imram/features/extraction.h"
 #include "imram/model/config.h"
 #include "imram/runtime/runtime.h"
+#include "picture_options.h"
 
 void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
@@ -22,10 +22,15 @@ void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocatio
       "features",
       "compute region features of pictures with a TorchScript backbone: writes {split}_ims.npy, "
       "{split}_images.txt/.jsonl (sources, boxes), {split}_skipped.txt; a rerun resumes (docs/features.md)");
-  sub->add_option("--images", o->images, "folder of pictures (searched recursively) or a file listing them")->required();
+  sub->add_option("--images", o->images, "folder of pictures (searched recursively) or a file listing them")
+      ->required();
   sub->add_option("--out", o->out, "dataset directory to write into")->required();
-  sub->add_option("--split", o->split, "split name: the files are {split}_ims.npy, ...")->check(imram::cli::kSplitName)->required();
-  imram::cli::add_picture_options(sub, o->pictures, std::to_string(imram::FeatureOptions{}.regions)).front()->required();
+  sub->add_option("--split", o->split, "split name: the files are {split}_ims.npy, ...")
+      ->check(imram::cli::kSplitName)
+      ->required();
+  imram::cli::add_picture_options(sub, o->pictures, std::to_string(imram::FeatureOptions{}.regions))
+      .front()
+      ->required();
   sub->add_option("--model", o->model, "refuse a backbone whose feature size is not this model's img_dim");
   sub->add_flag("--quiet", o->quiet, "no progress output");
   sub->add_flag("--json", o->json, "print the summary as one JSON line");
@@ -35,13 +40,15 @@ void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocatio
       options.device = imram::parse_device(device);
       options.show_progress = !o->quiet;
       if (!o->model.empty())
-        options.feature_dim = imram::load_model_config((std::filesystem::path(o->model) / "config.json").string()).img_dim;
+        options.feature_dim =
+            imram::load_model_config((std::filesystem::path(o->model) / "config.json").string()).img_dim;
       const auto warn = [](const std::string& line) { std::cerr << "imram: warning: " << line << std::endl; };
       const auto pictures = imram::list_pictures(o->images, warn);
       const auto s = imram::extract_features(pictures, o->out, o->split, options, warn);
       if (o->json) {
-        std::cout << nlohmann::json{{"features", s.features_path}, {"pictures", s.rows},   {"computed", s.computed},
-                                    {"skipped", s.skipped},        {"regions", s.regions}, {"feature_dim", s.feature_dim},
+        std::cout << nlohmann::json{{"features", s.features_path}, {"pictures", s.rows},
+                                    {"computed", s.computed},      {"skipped", s.skipped},
+                                    {"regions", s.regions},        {"feature_dim", s.feature_dim},
                                     {"seconds", s.seconds}}
                          .dump()
                   << "\n";

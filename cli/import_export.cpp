@@ -29,7 +29,8 @@ void imram::cli::add_import_command(CLI::App& root, [[maybe_unused]] Invocation&
         std::cout << options->source << ": " << imported.format << " torch.save checkpoint"
                   << (imported.stripped_module_prefix ? ", 'module.' prefix stripped" : "");
         for (const char* key : {"epoch", "best_rsum"})
-          if (imported.model.metadata.contains(key)) std::cout << ", " << key << " " << imported.model.metadata[key].dump();
+          if (imported.model.metadata.contains(key))
+            std::cout << ", " << key << " " << imported.model.metadata[key].dump();
         std::cout << "\n";
         if (!imported.ignored.empty()) {
           std::cout << "ignored:";
@@ -40,9 +41,8 @@ void imram::cli::add_import_command(CLI::App& root, [[maybe_unused]] Invocation&
       }
       imram::save_model(options->out, model);
       std::cout << "imported " << options->source << " (" << imram::to_string(model.config().mode)
-                << "-IMRAM, K=" << model.config().iteration_steps << ", d=" << model.config().embed_size
-                << ") into " << options->out
-                << (model.vocabulary ? "" : " without a vocabulary (score caption ids only)") << "\n";
+                << "-IMRAM, K=" << model.config().iteration_steps << ", d=" << model.config().embed_size << ") into "
+                << options->out << (model.vocabulary ? "" : " without a vocabulary (score caption ids only)") << "\n";
       return 0;
     };
   });

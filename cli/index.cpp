@@ -14,7 +14,9 @@ void print_summary(const std::string& verb, const imram::GalleryIndex& index) {
   std::cout << verb << " " << index.dir() << ": " << index.num_images() << " images, " << index.num_captions()
             << " captions, store " << index.store_dtype()
             << (index.store()->keeps_memory_halves() ? " with memory halves" : "")
-            << (index.has_codes(imram::GallerySide::Images) ? (index.store()->keeps_memory_halves() ? " and codes" : " with codes") : "")
+            << (index.has_codes(imram::GallerySide::Images)
+                    ? (index.store()->keeps_memory_halves() ? " and codes" : " with codes")
+                    : "")
             << ", "
             << (index.has_shortlist() ? "FAISS " + index.faiss_factory() + " shortlist"
                                       : std::string("no shortlist (the model has no global head)"))
@@ -38,18 +40,22 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
   build->add_option("--data", b->data, "dataset directory")->required();
   build->add_option("--split", b->split, "split to index")->check(imram::cli::kSplitName)->capture_default_str();
   build->add_option("--out", b->out, "index directory to write (replaced only if it is an index)")->required();
-  build->add_option("--faiss", b->faiss, "FAISS factory string (default: Flat while images x global dimensions <= 2^24, else IVF<n>,Flat)");
+  build->add_option("--faiss", b->faiss,
+                    "FAISS factory string (default: Flat while images x global dimensions <= 2^24, else IVF<n>,Flat)");
   build->add_option("--store", b->store, "dtype of the stored encoded items")
-      ->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
+      ->check(CLI::IsMember({"float16", "float32"}))
+      ->capture_default_str();
   build->add_flag("--memory-halves", b->memory_halves,
                   "also store each item's products with the memory weights: faster re-ranking for 2d floats more per "
                   "region and word and direction (docs/index.md)");
   build->add_flag("!--no-codes", b->codes,
                   "keep no codes of the fragments: the cascade's first step then reads every candidate from the store "
                   "(docs/index.md#codes)");
-  build->add_option("--codebook", b->codebook,
-                    "centroids of each side's codebook (0: auto, about 8 per square root of the fragments, 16 to 8,192)")
-      ->check(imram::cli::kNonNegative)->capture_default_str();
+  build
+      ->add_option("--codebook", b->codebook,
+                   "centroids of each side's codebook (0: auto, about 8 per square root of the fragments, 16 to 8,192)")
+      ->check(imram::cli::kNonNegative)
+      ->capture_default_str();
   build->add_flag("--quiet", b->quiet, "no progress output");
   build->callback([&invocation, b] {
     invocation.run = [b, device = invocation.globals.device] {

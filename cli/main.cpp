@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <new>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "command.h"
@@ -30,8 +30,9 @@ void report_engine_routes(int argc, char** argv) {
     if (calls > 0) routes[imram::to_string(route)] = calls;
   std::string command;
   for (int i = 1; i < argc; ++i) command += (i > 1 ? " " : "") + std::string(argv[i]);
-  const auto line = nlohmann::ordered_json{{"command", command}, {"routes", routes}}.dump(-1, ' ', false,
-                                                                                       nlohmann::json::error_handler_t::replace) + "\n";
+  const auto line = nlohmann::ordered_json{{"command", command}, {"routes", routes}}.dump(
+                        -1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                    "\n";
   const int fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0 || ::write(fd, line.data(), line.size()) != ssize_t(line.size()))
     std::cerr << "imram: warning: IMRAM_ENGINE_ROUTES: cannot append to " << path << "\n";
@@ -48,11 +49,9 @@ int main(int argc, char** argv) {
   Invocation invocation;
   // More threads than cores only adds contention: 64 on 2 cores made a 0.4 s eval take 30 s.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  app.add_option("--threads", invocation.globals.threads,
-                 "compute threads (default: all cores)")
+  app.add_option("--threads", invocation.globals.threads, "compute threads (default: all cores)")
       ->check(CLI::Range(0, cores, "0 (all cores) to " + std::to_string(cores)));
-  app.add_option("--device", invocation.globals.device, "cpu, cuda or cuda:N")
-      ->capture_default_str();
+  app.add_option("--device", invocation.globals.device, "cpu, cuda or cuda:N")->capture_default_str();
   for (const auto add_command : kCommands) add_command(app, invocation);
   // Global options go before the subcommand; each subcommand's --help names them.
   const auto footer = "Global options (before or after the command): --threads N (0: all " + std::to_string(cores) +

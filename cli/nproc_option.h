@@ -32,9 +32,9 @@ inline void check_nproc(const NprocOptions& o) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const int most = o.nproc_max > 0 ? o.nproc_max : cores;
   if (o.nproc > most)
-    throw CLI::ValidationError("--nproc", std::to_string(o.nproc) + " ranks is more than " + std::to_string(most) +
-                                              (o.nproc_max > 0 ? " (--nproc-max)"
-                                                               : " (the number of cores; raise it with --nproc-max)"));
+    throw CLI::ValidationError(
+        "--nproc", std::to_string(o.nproc) + " ranks is more than " + std::to_string(most) +
+                       (o.nproc_max > 0 ? " (--nproc-max)" : " (the number of cores; raise it with --nproc-max)"));
 }
 
 }  // namespace imram::cli

@@ -55,7 +55,8 @@ struct PictureOptions {
 
 // Adds --backbone, --contract, --regions, --size, --mean, --std, --max-pixels, --batch-size and
 // --decode-threads; returns them, so that a command can tie them to another option.
-inline std::vector<CLI::Option*> add_picture_options(CLI::App* sub, PictureOptions& o, const std::string& regions_default) {
+inline std::vector<CLI::Option*> add_picture_options(CLI::App* sub, PictureOptions& o,
+                                                     const std::string& regions_default) {
   const auto finite = CLI::Validator(
       [](std::string& value) {
         std::istringstream in(value);
@@ -79,10 +80,12 @@ inline std::vector<CLI::Option*> add_picture_options(CLI::App* sub, PictureOptio
       "N|WxH");
   return {
       sub->add_option("--backbone", o.backbone, "TorchScript module giving region features (docs/features.md)"),
-      sub->add_option("--contract", o.contract, "grid: images -> feature map; detector: image -> (boxes, features, scores)")
+      sub->add_option("--contract", o.contract,
+                      "grid: images -> feature map; detector: image -> (boxes, features, scores)")
           ->check(CLI::IsMember({"grid", "detector"}))
           ->capture_default_str(),
-      sub->add_option("--regions", o.regions, "a detector's regions per picture (top by score; default: " + regions_default + ")")
+      sub->add_option("--regions", o.regions,
+                      "a detector's regions per picture (top by score; default: " + regions_default + ")")
           ->check(CLI::Range(1, int(kMaxRegions))),
       sub->add_option("--size", o.size, "input size: N (square) or WxH; pictures are stretched to it")
           ->check(size)
@@ -91,7 +94,10 @@ inline std::vector<CLI::Option*> add_picture_options(CLI::App* sub, PictureOptio
           ->expected(3)
           ->check(finite)
           ->capture_default_str(),
-      sub->add_option("--std", o.std, "per-channel standard deviation")->expected(3)->check(positive)->capture_default_str(),
+      sub->add_option("--std", o.std, "per-channel standard deviation")
+          ->expected(3)
+          ->check(positive)
+          ->capture_default_str(),
       sub->add_option("--max-pixels", o.features.limits.max_pixels, "skip pictures with more pixels than this")
           ->capture_default_str()
           ->check(kAtLeastOne),

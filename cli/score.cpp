@@ -32,7 +32,8 @@ void imram::cli::add_score_command(CLI::App& root, [[maybe_unused]] Invocation& 
       ->check(CLI::IsMember({"float32", "float64"}))
       ->capture_default_str();
   sub->add_option("--memory-budget", options->memory_budget_mb, "MB for the engine's per-block work")
-      ->capture_default_str()->check(imram::cli::kMemoryBudgetRange);
+      ->capture_default_str()
+      ->check(imram::cli::kMemoryBudgetRange);
   sub->callback([&invocation, options] {
     invocation.run = [options, device = invocation.globals.device] {
       if (options->captions.empty() && options->caption_ids.empty())
@@ -42,8 +43,8 @@ void imram::cli::add_score_command(CLI::App& root, [[maybe_unused]] Invocation& 
       if (!options->captions.empty()) {
         if (!model.vocabulary)
           throw imram::Error(options->model + ": model has no vocab.json; score --caption-ids instead");
-        captions = imram::encode_caption_texts(*model.vocabulary, imram::read_captions(options->captions),
-                                               options->captions);
+        captions =
+            imram::encode_caption_texts(*model.vocabulary, imram::read_captions(options->captions), options->captions);
       } else {
         captions = imram::read_caption_ids(options->caption_ids, options->lengths, model.config().vocab_size);
       }

@@ -5,20 +5,20 @@
 #include <thread>
 
 #include "command.h"
-#include "imram/search/search_params.h"
 #include "imram/error.h"
 #include "imram/search/gallery.h"
+#include "imram/search/search_params.h"
 #include "imram/serve/server.h"
 
 void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
-    std::string index, model, data, split = "test", host = "127.0.0.1", images_list,
-                                     cache = imram::default_cache_dir();
+    std::string index, model, data, split = "test", host = "127.0.0.1", images_list, cache = imram::default_cache_dir();
     int port = 8080;
     std::int64_t shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter;
     std::size_t max_batch = imram::ServerOptions().max_batch;
     double memory_decay_s = 30;
-    double head_timeout_s = imram::ServerOptions().head_timeout_s, body_timeout_s = imram::ServerOptions().body_timeout_s;
+    double head_timeout_s = imram::ServerOptions().head_timeout_s,
+           body_timeout_s = imram::ServerOptions().body_timeout_s;
     std::size_t max_waiting = imram::ServerOptions().max_waiting;
     std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
   };
@@ -26,31 +26,41 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
   auto* sub = root.add_subcommand("serve", "HTTP search service and web page over a split's gallery");
   auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
   imram::cli::add_shortlist_option(sub, o->shortlist, "with --index: FAISS candidates re-ranked by IMRAM (0: all)");
-  imram::cli::add_prefilter_option(sub, o->prefilter,
-                  "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
+  imram::cli::add_prefilter_option(
+      sub, o->prefilter, "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
   auto* model = sub->add_option("--model", o->model, "model directory");
   auto* data = sub->add_option("--data", o->data, "dataset directory");
   sub->add_option("--split", o->split, "split to search")->check(imram::cli::kSplitName)->capture_default_str();
   index->excludes(model)->excludes(data);
   sub->add_option("--host", o->host, "address to listen on")->capture_default_str();
-  sub->add_option("--port", o->port, "port (0: any free one, printed)")->capture_default_str()->check(CLI::Range(0, 65535));
-  sub->add_option("--max-batch", o->max_batch, "searches that wait together are run as one batch of at most this many (1: none)")
-      ->capture_default_str()->check(CLI::Range(std::size_t(1), std::size_t(1024)));
+  sub->add_option("--port", o->port, "port (0: any free one, printed)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  sub->add_option("--max-batch", o->max_batch,
+                  "searches that wait together are run as one batch of at most this many (1: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(1), std::size_t(1024)));
   sub->add_option("--memory-decay", o->memory_decay_s,
-                  "seconds after which unused freed memory goes back to the system (-1: never, as training does: RSS stays at its peak)")
-      ->capture_default_str()->check(CLI::Range(-1.0, 86400.0));
+                  "seconds after which unused freed memory goes back to the system (-1: never, as training does: RSS "
+                  "stays at its peak)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1.0, 86400.0));
   sub->add_option("--head-timeout", o->head_timeout_s,
                   "seconds a connection has to send a complete request head (from its accept or its previous answer)")
-      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   sub->add_option("--body-timeout", o->body_timeout_s, "seconds a request has to send its body, once its head is in")
-      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   sub->add_option("--max-waiting", o->max_waiting,
                   "connections waiting for a request head; beyond, the one that has waited longest is closed")
-      ->capture_default_str()->check(CLI::Range(std::size_t(1), std::size_t(100000)));
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(1), std::size_t(100000)));
   sub->add_option("--images-list", o->images_list, "file naming the picture of image I on line I+1");
   sub->add_option("--cache", o->cache, "directory of encoded galleries (empty: no cache)")->capture_default_str();
   sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")
-      ->capture_default_str()->check(imram::cli::kCacheLimitRange);
+      ->capture_default_str()
+      ->check(imram::cli::kCacheLimitRange);
   sub->callback([&invocation, o, sub] {
     invocation.run = [o, sub, device = invocation.globals.device] {
       if (o->index.empty() && (o->model.empty() || o->data.empty()))
@@ -88,8 +98,8 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
                   << ", finishing the requests in flight" << std::endl;
         server.stop();
       }).detach();
-      std::cout << "imram serve: listening on http://" << o->host << ":" << port << "/ ("
-                << backend->num_images() << " images, " << backend->captions().size() << " captions)" << std::endl;
+      std::cout << "imram serve: listening on http://" << o->host << ":" << port << "/ (" << backend->num_images()
+                << " images, " << backend->captions().size() << " captions)" << std::endl;
       server.serve();
       std::cout << "imram serve: stopped" << std::endl;
       return 0;

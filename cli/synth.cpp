@@ -29,8 +29,7 @@ void imram::cli::add_synth_command(CLI::App& root, [[maybe_unused]] Invocation& 
       "minutes: --train 4000 --dev 500 --test 500 --regions 16 --feat-dim 256. The defaults (36 regions x 2048 "
       "features, the size of Faster R-CNN features) need many epochs before retrieval beats chance");
   sub->add_option("--out", args->out, "dataset directory (created if missing)")->required();
-  sub->add_option("--seed", o.seed, "random seed; a seed always gives the same files")
-      ->capture_default_str();
+  sub->add_option("--seed", o.seed, "random seed; a seed always gives the same files")->capture_default_str();
   sub->add_option("--train", o.train, "train images (even: twin pairs)")->capture_default_str();
   sub->add_option("--dev", o.dev, "dev images (even)")->capture_default_str();
   sub->add_option("--test", o.test, "test images (even)")->capture_default_str();
@@ -42,11 +41,13 @@ void imram::cli::add_synth_command(CLI::App& root, [[maybe_unused]] Invocation& 
                   "fraction of twin pairs that differ by positions instead of colours")
       ->capture_default_str();
   sub->add_flag("--render", args->render,
-                 "also paint every scene as a picture: {out}/pictures/{split}/{image:06d}.png (for imram features)");
+                "also paint every scene as a picture: {out}/pictures/{split}/{image:06d}.png (for imram features)");
   sub->add_option("--render-size", args->render_size, "side of the rendered pictures")
-      ->capture_default_str()->check(CLI::Range(16, 4096));
+      ->capture_default_str()
+      ->check(CLI::Range(16, 4096));
   sub->add_option("--render-format", args->render_format, "png or jpg")
-      ->check(CLI::IsMember({"png", "jpg"}))->capture_default_str();
+      ->check(CLI::IsMember({"png", "jpg"}))
+      ->capture_default_str();
   sub->callback([&invocation, args] {
     try {
       imram::validate_synthetic_options(args->options);

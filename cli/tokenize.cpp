@@ -9,8 +9,7 @@
 #include "imram/error.h"
 
 void imram::cli::add_tokenize_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
-  auto* sub = root.add_subcommand(
-      "tokenize", "print NLTK-compatible tokens of each caption read on stdin");
+  auto* sub = root.add_subcommand("tokenize", "print NLTK-compatible tokens of each caption read on stdin");
   sub->callback([&invocation] {
     invocation.brief = true;
     invocation.run = [] {

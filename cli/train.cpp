@@ -2,12 +2,12 @@
 #include <iostream>
 
 #include "command.h"
-#include "nproc_option.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
 #include "imram/train/distributed.h"
 #include "imram/train/launch.h"
 #include "imram/train/trainer.h"
+#include "nproc_option.h"
 
 namespace {
 std::string best_rsum_text(const imram::TrainSummary& summary) {
@@ -29,10 +29,10 @@ void imram::cli::add_train_command(CLI::App& root, [[maybe_unused]] Invocation& 
   auto* sub = root.add_subcommand("train", "train an IMRAM model on a precomputed dataset");
   sub->add_option("--data", t.data_dir, "dataset directory (train split, and the validation split)");
   sub->add_option("--out", t.out_dir, "run directory: last/, best/, metrics.jsonl");
-  sub->add_option("--resume", o->resume, "continue the run in this directory")
-      ->excludes(sub->get_option("--data"));
+  sub->add_option("--resume", o->resume, "continue the run in this directory")->excludes(sub->get_option("--data"));
   sub->add_option("--mode", o->mode, "text | image | full")
-      ->check(CLI::IsMember({"text", "image", "full"}))->capture_default_str();
+      ->check(CLI::IsMember({"text", "image", "full"}))
+      ->capture_default_str();
   sub->add_option("--steps", t.model.iteration_steps, "K, attention steps")->capture_default_str();
   sub->add_option("--lambda", t.model.lambda_softmax, "softmax inverse temperature")->capture_default_str();
   sub->add_option("--raw-feature-norm", o->raw_feature_norm, "clipped_l2norm | l2norm | clipped | no_norm | softmax")
@@ -56,7 +56,8 @@ void imram::cli::add_train_command(CLI::App& root, [[maybe_unused]] Invocation& 
       ->check(imram::cli::kNonNegative);
   sub->add_option("--global-dim", t.model.global_head, "size of the global embedding (default: embed size)")
       ->check(imram::cli::kNonNegative);
-  sub->add_option("--global-pooling", o->global_pooling, "pooling of that head: gpo or mean (imram train-global --pooling)")
+  sub->add_option("--global-pooling", o->global_pooling,
+                  "pooling of that head: gpo or mean (imram train-global --pooling)")
       ->capture_default_str()
       ->check(CLI::IsMember({"gpo", "mean"}));
   auto* norm = sub->add_flag("--imram-norm", o->imram_norm, "l2-normalise the query after each memory update");
@@ -66,7 +67,9 @@ void imram::cli::add_train_command(CLI::App& root, [[maybe_unused]] Invocation& 
   sub->add_option("--max-steps", t.max_steps, "stop after this many steps in total");
   sub->add_flag("--no-shuffle", o->no_shuffle, "batches are consecutive captions in file order");
   sub->add_option("--seed", t.seed, "initialisation and data order")->capture_default_str();
-  sub->add_option("--val-split", t.val_split, "dev | any split | none")->check(imram::cli::kSplitName)->capture_default_str();
+  sub->add_option("--val-split", t.val_split, "dev | any split | none")
+      ->check(imram::cli::kSplitName)
+      ->capture_default_str();
   sub->add_option("--val-images", t.val_images, "validate on the first N images of the split")->capture_default_str();
   sub->add_option("--log-every", t.log_every, "steps between metrics.jsonl lines")->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "no progress output");
@@ -88,12 +91,13 @@ void imram::cli::add_train_command(CLI::App& root, [[maybe_unused]] Invocation& 
           const auto name = option->get_name();
           if (option->count() > 0 && name != "--resume" && name != "--max-steps" && name != "--epochs" &&
               name != "--quiet" && name != "--help" && name != "--nproc" && name != "--nproc-max")
-            throw imram::Error("train --resume: " + name + " cannot change a run; it continues with its "
+            throw imram::Error("train --resume: " + name +
+                               " cannot change a run; it continues with its "
                                "stored options (only --max-steps, --epochs, --nproc and --quiet apply)");
         }
-        const auto summary = imram::resume_training(
-            o->resume, sub->count("--max-steps") ? options.max_steps : 0,
-            sub->count("--epochs") ? options.epochs : 0, options.show_progress, compute_device, world.get());
+        const auto summary = imram::resume_training(o->resume, sub->count("--max-steps") ? options.max_steps : 0,
+                                                    sub->count("--epochs") ? options.epochs : 0, options.show_progress,
+                                                    compute_device, world.get());
         if (world) world->close();
         if (reports)
           std::cout << (summary.interrupted ? "interrupted" : "finished") << " at step " << summary.steps

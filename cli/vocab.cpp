@@ -17,9 +17,10 @@ void imram::cli::add_vocab_command(CLI::App& root, [[maybe_unused]] Invocation& 
   vocab->require_subcommand(1);
   auto* build = vocab->add_subcommand("build", "build a vocabulary from caption files as the authors do");
   build->add_option("--data", options->data, "dataset directory holding {split}_caps.txt")->required();
-  build->add_option("--splits", options->splits, "comma-separated splits")->check(imram::cli::kSplitNames)->capture_default_str();
-  build->add_option("--threshold", options->threshold, "keep words seen at least this often")
+  build->add_option("--splits", options->splits, "comma-separated splits")
+      ->check(imram::cli::kSplitNames)
       ->capture_default_str();
+  build->add_option("--threshold", options->threshold, "keep words seen at least this often")->capture_default_str();
   build->add_option("--out", options->out, "vocabulary JSON to write")->required();
   build->callback([&invocation, options] {
     invocation.brief = true;
@@ -35,8 +36,8 @@ void imram::cli::add_vocab_command(CLI::App& root, [[maybe_unused]] Invocation& 
       if (captions.empty()) throw imram::Error("--splits: no split given");
       const auto vocabulary = imram::Vocabulary::build(captions, options->threshold);
       vocabulary.save(options->out);
-      std::cout << "vocabulary of " << vocabulary.size() << " words from " << captions.size()
-                << " captions written to " << options->out << "\n";
+      std::cout << "vocabulary of " << vocabulary.size() << " words from " << captions.size() << " captions written to "
+                << options->out << "\n";
       return 0;
     };
   });

@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   // What was accepted is written back (as a commit does) and read as the same manifest.
-  std::ofstream(imram::fuzz::scratch_dir() + "/manifest.json", std::ios::trunc) << imram::manifest_json(manifest).dump();
+  std::ofstream(imram::fuzz::scratch_dir() + "/manifest.json", std::ios::trunc)
+      << imram::manifest_json(manifest).dump();
   const auto again = imram::read_manifest(imram::fuzz::scratch_dir());
   if (imram::manifest_json(again) != imram::manifest_json(manifest)) __builtin_trap();
   return 0;

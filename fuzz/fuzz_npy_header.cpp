@@ -12,8 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t n = std::size_t(array.numel()) * imram::dtype_size(array.dtype());
     volatile unsigned char sum = 0;
     for (std::size_t i = 0; i < n; ++i) sum = sum + bytes[i];
-    if (array.dtype() == imram::DType::Float32 || array.dtype() == imram::DType::Float64)
-      (void)imram::to_double(array);
+    if (array.dtype() == imram::DType::Float32 || array.dtype() == imram::DType::Float64) (void)imram::to_double(array);
   } catch (const imram::Error&) {
   }
   return 0;

@@ -4,9 +4,9 @@
 // with an EXIF orientation or in CMYK, and headers that declare more pixels than they hold.
 #include <zlib.h>
 
+#include <csetjmp>
 #include <cstdint>
 #include <cstdio>
-#include <csetjmp>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -109,12 +109,42 @@ Bytes jpeg_file(int width, int height, int components, Pixel pixel) {
 
 // The JPEG with an EXIF APP1 segment holding only an orientation tag (1-8) after its SOI.
 inline Bytes with_exif_orientation(const Bytes& jpeg, std::uint16_t orientation) {
-  const Bytes exif = {0xFF, 0xE1, 0x00, 34,  'E', 'x', 'i', 'f', 0, 0,            // APP1, length 34
-                      'M',  'M',  0x00, 0x2A, 0, 0, 0, 8,                          // TIFF, IFD at 8
-                      0x00, 0x01,                                                  // one entry
-                      0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1,                          // orientation, SHORT x 1
-                      static_cast<unsigned char>(orientation >> 8), static_cast<unsigned char>(orientation), 0, 0,
-                      0, 0, 0, 0};                                                 // no next IFD
+  const Bytes exif = {0xFF,
+                      0xE1,
+                      0x00,
+                      34,
+                      'E',
+                      'x',
+                      'i',
+                      'f',
+                      0,
+                      0,  // APP1, length 34
+                      'M',
+                      'M',
+                      0x00,
+                      0x2A,
+                      0,
+                      0,
+                      0,
+                      8,  // TIFF, IFD at 8
+                      0x00,
+                      0x01,  // one entry
+                      0x01,
+                      0x12,
+                      0x00,
+                      0x03,
+                      0,
+                      0,
+                      0,
+                      1,  // orientation, SHORT x 1
+                      static_cast<unsigned char>(orientation >> 8),
+                      static_cast<unsigned char>(orientation),
+                      0,
+                      0,
+                      0,
+                      0,
+                      0,
+                      0};  // no next IFD
   Bytes out = jpeg;
   out.insert(out.begin() + 2, exif.begin(), exif.end());
   return out;

@@ -87,9 +87,12 @@ class Process {
     if (output_fd_ >= 0) ::close(output_fd_);
   }
   Process(Process&& other) noexcept
-      : pid_(std::exchange(other.pid_, -1)), pidfd_(std::exchange(other.pidfd_, -1)),
-        output_fd_(std::exchange(other.output_fd_, -1)), status_(std::exchange(other.status_, 0)),
-        raw_status_(other.raw_status_), output_(std::move(other.output_)) {}
+      : pid_(std::exchange(other.pid_, -1)),
+        pidfd_(std::exchange(other.pidfd_, -1)),
+        output_fd_(std::exchange(other.output_fd_, -1)),
+        status_(std::exchange(other.status_, 0)),
+        raw_status_(other.raw_status_),
+        output_(std::move(other.output_)) {}
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
   Process& operator=(Process&&) = delete;

@@ -5,16 +5,22 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <functional>
+#include <iterator>
 #include <string>
+#include <vector>
 
+#include "imram/data/npy.h"
 #include "imram/data/synthetic.h"
 #include "imram/error.h"
 #include "imram/util/atomic_file.h"
 #include "test_paths.h"
 
 namespace imram::test {
+
+// A whole .npy file as numbers (integer ids only for the second: a float array is an error).
+inline std::vector<double> read_npy_as_double(const std::string& path) { return to_double(NpyArray::open(path)); }
+inline std::vector<std::int64_t> read_npy_as_int64(const std::string& path) { return to_int64(NpyArray::open(path)); }
 
 // A fresh directory under the system temp dir, removed with everything in it.
 class TempDir {
@@ -57,9 +63,7 @@ inline void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
 }
 
-inline std::string testdata(const std::string& relative) {
-  return std::string(IMRAM_TESTDATA_DIR) + "/" + relative;
-}
+inline std::string testdata(const std::string& relative) { return std::string(IMRAM_TESTDATA_DIR) + "/" + relative; }
 
 // A small synthetic dataset (standard layout + vocab.json) in `dir`.
 inline void write_small_world(const std::string& dir, std::int64_t train, std::int64_t dev, std::int64_t test,

@@ -28,8 +28,8 @@ py::array as_array(const py::handle& object, const std::string& name, int ndim, 
     throw py::value_error(name + ": expected " + std::to_string(ndim) + " dimensions, got " +
                           std::to_string(array.ndim()));
   for (py::ssize_t axis = 0; axis < array.ndim(); ++axis)
-    if (array.shape(axis) == 0) throw py::value_error(name + ": the array is empty (dimension " +
-                                                      std::to_string(axis) + " is 0)");
+    if (array.shape(axis) == 0)
+      throw py::value_error(name + ": the array is empty (dimension " + std::to_string(axis) + " is 0)");
   return array;
 }
 
@@ -44,7 +44,8 @@ FloatInput float_input(const py::handle& object, const std::string& name, int nd
   auto floats = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(array);
   if (!floats) throw py::error_already_set();
   FloatInput input;
-  input.tensor = torch::from_blob(const_cast<float*>(floats.data()), shape_of(floats), torch::kFloat32);  // never written
+  input.tensor =
+      torch::from_blob(const_cast<float*>(floats.data()), shape_of(floats), torch::kFloat32);  // never written
   input.keep = std::move(floats);
   return input;
 }
@@ -64,11 +65,21 @@ py::array to_numpy(torch::Tensor tensor) {
   tensor = tensor.to(torch::kCPU).contiguous();
   py::dtype dtype;
   switch (tensor.scalar_type()) {
-    case torch::kFloat32: dtype = py::dtype::of<float>(); break;
-    case torch::kFloat64: dtype = py::dtype::of<double>(); break;
-    case torch::kInt64: dtype = py::dtype::of<std::int64_t>(); break;
-    case torch::kBool: dtype = py::dtype::of<bool>(); break;
-    default: tensor = tensor.to(torch::kFloat32); dtype = py::dtype::of<float>();
+    case torch::kFloat32:
+      dtype = py::dtype::of<float>();
+      break;
+    case torch::kFloat64:
+      dtype = py::dtype::of<double>();
+      break;
+    case torch::kInt64:
+      dtype = py::dtype::of<std::int64_t>();
+      break;
+    case torch::kBool:
+      dtype = py::dtype::of<bool>();
+      break;
+    default:
+      tensor = tensor.to(torch::kFloat32);
+      dtype = py::dtype::of<float>();
   }
   std::vector<py::ssize_t> shape(tensor.sizes().begin(), tensor.sizes().end());
   std::vector<py::ssize_t> strides;

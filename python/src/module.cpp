@@ -124,9 +124,8 @@ PyModel import_checkpoint(const std::string& source, const std::optional<std::st
   if (vocab) require_path(*vocab, "vocabulary file");
   PyModel imported;
   LibraryCall call;
-  imported.model = std::filesystem::is_directory(source)
-                       ? imram::import_reference_model(source, vocab.value_or(""))
-                       : imram::import_checkpoint(source, vocab.value_or("")).model;
+  imported.model = std::filesystem::is_directory(source) ? imram::import_reference_model(source, vocab.value_or(""))
+                                                         : imram::import_checkpoint(source, vocab.value_or("")).model;
   if (out) {
     imram::save_model(*out, imported.model);
     imported.path = *out;
@@ -137,7 +136,8 @@ PyModel import_checkpoint(const std::string& source, const std::optional<std::st
 // Captions as the library takes them: a list of strings (tokenized with the model's vocabulary),
 // one string, or a pair of arrays (ids (M, L), lengths (M)).
 imram::TokenIds caption_ids(const PyModel& self, const py::object& captions) {
-  if (py::isinstance<py::tuple>(captions) && py::len(captions) == 2 && !py::isinstance<py::str>(captions[py::int_(0)])) {
+  if (py::isinstance<py::tuple>(captions) && py::len(captions) == 2 &&
+      !py::isinstance<py::str>(captions[py::int_(0)])) {
     const auto ids = int_input(captions[py::int_(0)], "caption ids", 2);
     const auto lengths = int_input(captions[py::int_(1)], "caption lengths", 1);
     return imram::caption_ids_from_arrays(ids.data, ids.shape[0], ids.shape[1], lengths.data, lengths.shape[0],
@@ -208,7 +208,8 @@ py::dict explain(PyModel& self, const py::object& image, const std::string& capt
   }
   py::list tokens, directions;
   for (const auto& token : explanation.tokens)
-    tokens.append(py::dict(py::arg("text") = token.text, py::arg("known") = token.known, py::arg("special") = token.special));
+    tokens.append(
+        py::dict(py::arg("text") = token.text, py::arg("known") = token.known, py::arg("special") = token.special));
   for (const auto& direction : explanation.directions) {
     py::list steps;
     for (const auto& step : direction.steps) {
@@ -218,8 +219,8 @@ py::dict explain(PyModel& self, const py::object& image, const std::string& capt
       for (std::int64_t q = 0; q < rows; ++q)
         std::copy(step.attention[q].begin(), step.attention[q].end(), attention[q].data_ptr<float>());
       py::dict entry(py::arg("similarity") = step.similarity, py::arg("attention") = to_numpy(attention));
-      entry["gate_mean"] = step.gate_mean.empty() ? py::object(py::none())
-                                                  : py::object(to_numpy(torch::tensor(step.gate_mean)));
+      entry["gate_mean"] =
+          step.gate_mean.empty() ? py::object(py::none()) : py::object(to_numpy(torch::tensor(step.gate_mean)));
       steps.append(entry);
     }
     directions.append(py::dict(py::arg("name") = direction.name, py::arg("query") = direction.query,
@@ -349,9 +350,9 @@ class PyIndex {
       answer.stats = stats;
       answer.encode_ms = encode_ms;
       answer.shortlist = scored_shortlist;
-      results.answers.append(json_to_python(
-          imram::search_answer_json(*index, queries[q], by_text ? -1 : images[q], answer)
-              .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+      results.answers.append(
+          json_to_python(imram::search_answer_json(*index, queries[q], by_text ? -1 : images[q], answer)
+                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
     }
     results.ids = to_numpy(ids);
     results.scores = to_numpy(scores);
@@ -403,8 +404,9 @@ PYBIND11_MODULE(_imram, module) {
 
   error_type = new_exception(module, "Error", py::make_tuple(py::handle(PyExc_Exception)),
                              "Base of every error the imram library raises.");
-  input_error_type = new_exception(module, "InputError", py::make_tuple(py::handle(error_type), py::handle(PyExc_ValueError)),
-                                   "The input is wrong (a file, array, query or option): the message names it.");
+  input_error_type =
+      new_exception(module, "InputError", py::make_tuple(py::handle(error_type), py::handle(PyExc_ValueError)),
+                    "The input is wrong (a file, array, query or option): the message names it.");
   io_error_type = new_exception(module, "IoError", py::make_tuple(py::handle(error_type), py::handle(PyExc_OSError)),
                                 "The system failed an operation that should have worked (a read, write or mapping).");
   py::register_exception_translator([](std::exception_ptr pointer) {
@@ -443,11 +445,12 @@ PYBIND11_MODULE(_imram, module) {
                   "A model from the authors' checkpoint (model_best.pth.tar, read without running pickled "
                   "code) or from a reference weight directory; vocab: the vocabulary JSON it was trained with "
                   "(without it, captions only as ids); out: also write it as a model directory.")
-      .def_property_readonly("path", [](const PyModel& self) { return self.path; },
-                             "The model directory (empty for an imported model not saved).")
-      .def_property_readonly("config", [](const PyModel& self) {
-            return json_to_python(imram::to_json(self.model.config()).dump());
-          }, "Every option of the model (config.json), as a dict.")
+      .def_property_readonly(
+          "path", [](const PyModel& self) { return self.path; },
+          "The model directory (empty for an imported model not saved).")
+      .def_property_readonly(
+          "config", [](const PyModel& self) { return json_to_python(imram::to_json(self.model.config()).dump()); },
+          "Every option of the model (config.json), as a dict.")
       .def_property_readonly("has_vocabulary", [](const PyModel& self) { return bool(self.model.vocabulary); })
       .def("encode_images", &encode_images, py::arg("images"),
            "Encoded regions (n, regions, d) float32 of region features (n, regions, img_dim).")
@@ -470,7 +473,8 @@ PYBIND11_MODULE(_imram, module) {
              "return_sims, the score matrix.");
 
   py::class_<SearchResults>(module, "SearchResults", "The answers to a batch of queries, best first.")
-      .def_readonly("ids", &SearchResults::ids, "(queries, k) int64: images for text queries, captions for image queries")
+      .def_readonly("ids", &SearchResults::ids,
+                    "(queries, k) int64: images for text queries, captions for image queries")
       .def_readonly("scores", &SearchResults::scores, "(queries, k) float32: IMRAM's scores")
       .def_readonly("stage1", &SearchResults::stage1, "(queries, k) float32: the shortlist's scores (NaN: none)")
       .def_readonly("answers", &SearchResults::answers, "per query, the dict `imram search --json` prints")
@@ -501,9 +505,9 @@ PYBIND11_MODULE(_imram, module) {
             }
             return std::make_unique<PyIndex>(out, device, std::nullopt);
           },
-          py::arg("model"), py::arg("data"), py::arg("split") = "test", py::kw_only(), py::arg("out"), py::arg("store") = "float16",
-          py::arg("faiss") = py::none(), py::arg("memory_halves") = false, py::arg("progress") = false,
-          py::arg("device") = "cpu",
+          py::arg("model"), py::arg("data"), py::arg("split") = "test", py::kw_only(), py::arg("out"),
+          py::arg("store") = "float16", py::arg("faiss") = py::none(), py::arg("memory_halves") = false,
+          py::arg("progress") = false, py::arg("device") = "cpu",
           "`imram index build`: encodes a dataset split into a new index at `out` (replaced only if it is an "
           "index) and opens it. model: a model directory or a Model loaded from one.")
       .def(
@@ -547,16 +551,21 @@ PYBIND11_MODULE(_imram, module) {
       .def_property_readonly("path", [](const PyIndex& self) { return self.opened()->dir(); })
       .def_property_readonly("num_images", [](const PyIndex& self) { return self.opened()->num_images(); })
       .def_property_readonly("num_captions", [](const PyIndex& self) { return self.opened()->num_captions(); })
-      .def_property_readonly("captions", [](const PyIndex& self) { return self.opened()->caption_texts(); },
-                             "The captions' texts.")
+      .def_property_readonly(
+          "captions", [](const PyIndex& self) { return self.opened()->caption_texts(); }, "The captions' texts.")
       .def_property_readonly("has_shortlist", [](const PyIndex& self) { return self.opened()->has_shortlist(); })
-      .def("__len__", [](const PyIndex& self) { return self.opened()->num_images(); }, "The images it holds.")
-      .def("verify", [](const PyIndex& self) {
+      .def(
+          "__len__", [](const PyIndex& self) { return self.opened()->num_images(); }, "The images it holds.")
+      .def(
+          "verify",
+          [](const PyIndex& self) {
             const auto index = self.opened();
             LibraryCall call;
             index->verify();
-          }, "`imram index verify`: every stored file against the manifest's checksums.")
+          },
+          "`imram index verify`: every stored file against the manifest's checksums.")
       .def("close", &PyIndex::close, "Releases the index; searches already running finish.")
-      .def("__enter__", [](PyIndex& self) -> PyIndex& { return self; }, py::return_value_policy::reference)
+      .def(
+          "__enter__", [](PyIndex& self) -> PyIndex& { return self; }, py::return_value_policy::reference)
       .def("__exit__", [](PyIndex& self, const py::args&) { self.close(); });
 }

@@ -16,7 +16,8 @@ std::size_t utf8_sequence_length(const std::string& text, std::size_t i) {
   if (b0 < 0x80) return 1;
   std::size_t length;
   unsigned char low = 0x80, high = 0xBF;  // the allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) length = 2;
+  if (b0 >= 0xC2 && b0 <= 0xDF)
+    length = 2;
   else if (b0 >= 0xE0 && b0 <= 0xEF) {
     length = 3;
     if (b0 == 0xE0) low = 0xA0;

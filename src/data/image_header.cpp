@@ -52,7 +52,8 @@ ImageHeader jpeg_header(const unsigned char* data, std::size_t size) {
       if (at + 7 > size) break;
       ImageHeader header{ImageFormat::Jpeg, big_endian(data + at + 5, 2), big_endian(data + at + 3, 2)};
       if (header.width == 0 || header.height == 0)
-        malformed("JPEG", "declares a " + std::to_string(header.width) + "x" + std::to_string(header.height) + " image");
+        malformed("JPEG",
+                  "declares a " + std::to_string(header.width) + "x" + std::to_string(header.height) + " image");
       return header;
     }
     if (marker == 0xDA || marker == 0xD9) malformed("JPEG", "has no frame before its image data");
@@ -83,7 +84,8 @@ ImageHeader webp_header(const unsigned char* data, std::size_t size) {
     header.width = std::int64_t(bits & 0x3FFF) + 1;
     header.height = std::int64_t((bits >> 14) & 0x3FFF) + 1;
   } else if (starts_with(data, size, "VP8 ", 12)) {
-    if (chunk[3] != 0x9D || chunk[4] != 0x01 || chunk[5] != 0x2A) malformed("WebP", "has a lossy chunk without its start code");
+    if (chunk[3] != 0x9D || chunk[4] != 0x01 || chunk[5] != 0x2A)
+      malformed("WebP", "has a lossy chunk without its start code");
     header.width = little_endian(chunk + 6, 2) & 0x3FFF;
     header.height = little_endian(chunk + 8, 2) & 0x3FFF;
     if (header.width == 0 || header.height == 0) malformed("WebP", "declares an empty image");
@@ -116,10 +118,14 @@ ImageHeader bmp_header(const unsigned char* data, std::size_t size) {
 
 const char* image_format_name(ImageFormat format) {
   switch (format) {
-    case ImageFormat::Jpeg: return "JPEG";
-    case ImageFormat::Png: return "PNG";
-    case ImageFormat::WebP: return "WebP";
-    case ImageFormat::Bmp: return "BMP";
+    case ImageFormat::Jpeg:
+      return "JPEG";
+    case ImageFormat::Png:
+      return "PNG";
+    case ImageFormat::WebP:
+      return "WebP";
+    case ImageFormat::Bmp:
+      return "BMP";
   }
   return "image";
 }
@@ -134,10 +140,14 @@ std::optional<ImageFormat> image_format_of(const unsigned char* data, std::size_
 
 const char* image_media_type(ImageFormat format) {
   switch (format) {
-    case ImageFormat::Jpeg: return "image/jpeg";
-    case ImageFormat::Png: return "image/png";
-    case ImageFormat::WebP: return "image/webp";
-    case ImageFormat::Bmp: return "image/bmp";
+    case ImageFormat::Jpeg:
+      return "image/jpeg";
+    case ImageFormat::Png:
+      return "image/png";
+    case ImageFormat::WebP:
+      return "image/webp";
+    case ImageFormat::Bmp:
+      return "image/bmp";
   }
   return "application/octet-stream";
 }
@@ -146,10 +156,14 @@ ImageHeader read_image_header(const unsigned char* data, std::size_t size) {
   const auto format = image_format_of(data, size);
   if (!format) throw Error("not a JPEG, PNG, WebP or BMP file");
   switch (*format) {
-    case ImageFormat::Jpeg: return jpeg_header(data, size);
-    case ImageFormat::Png: return png_header(data, size);
-    case ImageFormat::WebP: return webp_header(data, size);
-    case ImageFormat::Bmp: return bmp_header(data, size);
+    case ImageFormat::Jpeg:
+      return jpeg_header(data, size);
+    case ImageFormat::Png:
+      return png_header(data, size);
+    case ImageFormat::WebP:
+      return webp_header(data, size);
+    case ImageFormat::Bmp:
+      return bmp_header(data, size);
   }
   throw Error("not a JPEG, PNG, WebP or BMP file");
 }

@@ -37,7 +37,8 @@ std::string image_info_json(const ImageInfo& info) {
   if (!info.drawing.empty()) json["drawing"] = info.drawing;
   if (!info.regions.empty()) {
     auto& regions = json["regions"] = nlohmann::ordered_json::array();
-    for (const auto& box : info.regions) regions.push_back(box ? nlohmann::ordered_json(*box) : nlohmann::ordered_json());
+    for (const auto& box : info.regions)
+      regions.push_back(box ? nlohmann::ordered_json(*box) : nlohmann::ordered_json());
   }
   return json.dump();
 }
@@ -92,7 +93,8 @@ ImageInfo parse_image_info(const std::string& line, const std::string& where, st
       if (!four_numbers) fail("a region's box must be [x, y, width, height] (fractions of the picture) or null");
       Box box{};
       for (std::size_t k = 0; k < 4; ++k) box[k] = region[k].template get<double>();
-      const bool inside = std::all_of(box.begin(), box.end(), [](double v) { return std::isfinite(v) && v >= -1 && v <= 2; });
+      const bool inside =
+          std::all_of(box.begin(), box.end(), [](double v) { return std::isfinite(v) && v >= -1 && v <= 2; });
       if (!inside || box[2] < 0 || box[3] < 0) fail("a region's box lies far outside its picture");
       info.regions.push_back(box);
     }
@@ -126,7 +128,8 @@ std::vector<ImageInfo> dataset_image_info(const std::string& dir, const std::str
     return out;
   }
   if (std::int64_t(out.size()) != images)
-    throw Error(source + ": describes " + std::to_string(out.size()) + " images, the split has " + std::to_string(images));
+    throw Error(source + ": describes " + std::to_string(out.size()) + " images, the split has " +
+                std::to_string(images));
   return out;
 }
 

@@ -18,20 +18,28 @@ namespace imram {
 
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return 4;
-    case DType::Float64: return 8;
-    case DType::Int32: return 4;
-    case DType::Int64: return 8;
+    case DType::Float32:
+      return 4;
+    case DType::Float64:
+      return 8;
+    case DType::Int32:
+      return 4;
+    case DType::Int64:
+      return 8;
   }
   return 0;
 }
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    case DType::Int32: return "int32";
-    case DType::Int64: return "int64";
+    case DType::Float32:
+      return "float32";
+    case DType::Float64:
+      return "float64";
+    case DType::Int32:
+      return "int32";
+    case DType::Int64:
+      return "int64";
   }
   return "?";
 }
@@ -40,10 +48,14 @@ namespace {
 
 const char* descr_of(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return "<f4";
-    case DType::Float64: return "<f8";
-    case DType::Int32: return "<i4";
-    case DType::Int64: return "<i8";
+    case DType::Float32:
+      return "<f4";
+    case DType::Float64:
+      return "<f8";
+    case DType::Int32:
+      return "<i4";
+    case DType::Int64:
+      return "<i8";
   }
   return "";
 }
@@ -95,8 +107,7 @@ DType parse_descr(const std::string& descr, const std::string& path) {
   if (descr == "<i8") return DType::Int64;
   if (!descr.empty() && descr[0] == '>')
     throw Error(path + ": big-endian .npy data ('" + descr + "') is not supported; save it little-endian");
-  throw Error(path + ": unsupported .npy dtype '" + descr +
-              "' (supported: float32, float64, int32, int64)");
+  throw Error(path + ": unsupported .npy dtype '" + descr + "' (supported: float32, float64, int32, int64)");
 }
 
 std::vector<std::int64_t> parse_shape(const std::string& text, const std::string& path) {
@@ -121,8 +132,7 @@ std::vector<std::int64_t> parse_shape(const std::string& text, const std::string
   return shape;
 }
 
-Header parse_header(const unsigned char* bytes, std::size_t size, const std::string& path,
-                    bool allow_fortran_order) {
+Header parse_header(const unsigned char* bytes, std::size_t size, const std::string& path, bool allow_fortran_order) {
   if (size < kMagicSize + 4 || std::memcmp(bytes, kMagic, kMagicSize) != 0)
     throw Error(path + ": not a .npy file (bad magic bytes)");
   const int major = bytes[6];
@@ -132,21 +142,20 @@ Header parse_header(const unsigned char* bytes, std::size_t size, const std::str
     prefix = 10;
   } else if (major == 2 || major == 3) {
     if (size < 12) throw Error(path + ": truncated .npy header");
-    header_len = std::size_t(bytes[8]) | (std::size_t(bytes[9]) << 8) |
-                 (std::size_t(bytes[10]) << 16) | (std::size_t(bytes[11]) << 24);
+    header_len = std::size_t(bytes[8]) | (std::size_t(bytes[9]) << 8) | (std::size_t(bytes[10]) << 16) |
+                 (std::size_t(bytes[11]) << 24);
     prefix = 12;
   } else {
-    throw Error(path + ": unsupported .npy format version " + std::to_string(major) + "." +
-                std::to_string(bytes[7]));
+    throw Error(path + ": unsupported .npy format version " + std::to_string(major) + "." + std::to_string(bytes[7]));
   }
   if (prefix + header_len > size) throw Error(path + ": truncated .npy header");
   const std::string dict(reinterpret_cast<const char*>(bytes + prefix), header_len);
   const std::string fortran = dict_value(dict, "fortran_order", path);
   if (fortran == "True" && !allow_fortran_order)
-    throw Error(path + ": Fortran-order .npy arrays are not supported; save with C order "
-                       "(np.ascontiguousarray)");
-  if (fortran != "False" && fortran != "True")
-    throw Error(path + ": malformed .npy header (fortran_order)");
+    throw Error(path +
+                ": Fortran-order .npy arrays are not supported; save with C order "
+                "(np.ascontiguousarray)");
+  if (fortran != "False" && fortran != "True") throw Error(path + ": malformed .npy header (fortran_order)");
   Header header;
   header.fortran_order = fortran == "True";
   header.dtype = parse_descr(dict_value(dict, "descr", path), path);
@@ -182,13 +191,11 @@ std::string NpyArray::shape_string() const {
 
 void NpyArray::require_ndim(std::size_t n) const {
   if (shape_.size() != n)
-    throw Error(path_ + ": expected a " + std::to_string(n) + "-dimensional array, got shape " +
-                shape_string());
+    throw Error(path_ + ": expected a " + std::to_string(n) + "-dimensional array, got shape " + shape_string());
 }
 
 void NpyArray::require_dtype(DType dtype) const {
-  if (dtype_ != dtype)
-    throw Error(path_ + ": expected dtype " + dtype_name(dtype) + ", got " + dtype_name(dtype_));
+  if (dtype_ != dtype) throw Error(path_ + ": expected dtype " + dtype_name(dtype) + ", got " + dtype_name(dtype_));
 }
 
 NpyArray NpyArray::open(const std::string& path, bool allow_fortran_order) {
@@ -225,13 +232,12 @@ NpyArray NpyArray::open(const std::string& path, bool allow_fortran_order) {
                   " is larger than any file (" + std::to_string(mapping->length) + " bytes here)");
   const std::size_t available = mapping->length - header.data_offset;
   if (available < expected)
-    throw Error(path + ": truncated .npy data: shape " + array.shape_string() + " of " +
-                dtype_name(header.dtype) + " needs " + std::to_string(expected) +
-                " bytes, the file holds " + std::to_string(available));
+    throw Error(path + ": truncated .npy data: shape " + array.shape_string() + " of " + dtype_name(header.dtype) +
+                " needs " + std::to_string(expected) + " bytes, the file holds " + std::to_string(available));
   if (available > expected)
     throw Error(path + ": .npy header/size mismatch: shape " + array.shape_string() + " of " +
-                dtype_name(header.dtype) + " needs " + std::to_string(expected) +
-                " bytes, the file holds " + std::to_string(available));
+                dtype_name(header.dtype) + " needs " + std::to_string(expected) + " bytes, the file holds " +
+                std::to_string(available));
   if (header.data_offset % dtype_size(header.dtype) != 0) {
     // numpy pads its header so that the data starts aligned; a file that does not gets an
     // aligned copy, since typed reads of misaligned data are undefined behaviour.
@@ -246,10 +252,8 @@ NpyArray NpyArray::open(const std::string& path, bool allow_fortran_order) {
   return array;
 }
 
-void write_npy(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape,
-               const void* data) {
-  std::string dict = std::string("{'descr': '") + descr_of(dtype) +
-                     "', 'fortran_order': False, 'shape': (";
+void write_npy(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape, const void* data) {
+  std::string dict = std::string("{'descr': '") + descr_of(dtype) + "', 'fortran_order': False, 'shape': (";
   std::size_t count = 1;
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 0) throw Error(path + ": negative dimension in shape");
@@ -271,10 +275,9 @@ void write_npy(const std::string& path, DType dtype, const std::vector<std::int6
     out.write(kMagic, kMagicSize);
     const unsigned char version[2] = {static_cast<unsigned char>(v2 ? 2 : 1), 0};
     out.write(reinterpret_cast<const char*>(version), 2);
-    unsigned char len[4] = {static_cast<unsigned char>(header_len & 0xff),
-                            static_cast<unsigned char>((header_len >> 8) & 0xff),
-                            static_cast<unsigned char>((header_len >> 16) & 0xff),
-                            static_cast<unsigned char>((header_len >> 24) & 0xff)};
+    unsigned char len[4] = {
+        static_cast<unsigned char>(header_len & 0xff), static_cast<unsigned char>((header_len >> 8) & 0xff),
+        static_cast<unsigned char>((header_len >> 16) & 0xff), static_cast<unsigned char>((header_len >> 24) & 0xff)};
     out.write(reinterpret_cast<const char*>(len), v2 ? 4 : 2);
     out.write(dict.data(), std::streamsize(dict.size()));
     out.write(static_cast<const char*>(data), std::streamsize(count * dtype_size(dtype)));
@@ -287,23 +290,37 @@ std::vector<Out> converted(const NpyArray& array) {
   const std::size_t n = std::size_t(array.numel());
   std::vector<Out> values(n);
   switch (array.dtype()) {
-    case DType::Float32: { auto* p = array.as<float>(); for (std::size_t i = 0; i < n; ++i) values[i] = Out(p[i]); break; }
-    case DType::Float64: { auto* p = array.as<double>(); for (std::size_t i = 0; i < n; ++i) values[i] = Out(p[i]); break; }
-    case DType::Int32: { auto* p = array.as<std::int32_t>(); for (std::size_t i = 0; i < n; ++i) values[i] = Out(p[i]); break; }
-    case DType::Int64: { auto* p = array.as<std::int64_t>(); for (std::size_t i = 0; i < n; ++i) values[i] = Out(p[i]); break; }
+    case DType::Float32: {
+      auto* p = array.as<float>();
+      for (std::size_t i = 0; i < n; ++i) values[i] = Out(p[i]);
+      break;
+    }
+    case DType::Float64: {
+      auto* p = array.as<double>();
+      for (std::size_t i = 0; i < n; ++i) values[i] = Out(p[i]);
+      break;
+    }
+    case DType::Int32: {
+      auto* p = array.as<std::int32_t>();
+      for (std::size_t i = 0; i < n; ++i) values[i] = Out(p[i]);
+      break;
+    }
+    case DType::Int64: {
+      auto* p = array.as<std::int64_t>();
+      for (std::size_t i = 0; i < n; ++i) values[i] = Out(p[i]);
+      break;
+    }
   }
   return values;
 }
 }  // namespace
 
 std::vector<double> to_double(const NpyArray& array) { return converted<double>(array); }
-std::vector<double> read_npy_as_double(const std::string& path) { return to_double(NpyArray::open(path)); }
 std::vector<std::int64_t> to_int64(const NpyArray& array) {
   if (array.dtype() == DType::Float32 || array.dtype() == DType::Float64)
     throw Error(array.path() + ": expected integer ids, got " + dtype_name(array.dtype()));
   return converted<std::int64_t>(array);
 }
-std::vector<std::int64_t> read_npy_as_int64(const std::string& path) { return to_int64(NpyArray::open(path)); }
 
 }  // namespace imram
 
@@ -312,10 +329,8 @@ namespace imram {
 namespace {
 
 // The bytes before the data, as write_npy lays them out (data on a 64-byte boundary).
-std::string npy_header(const std::string& path, DType dtype,
-                       const std::vector<std::int64_t>& shape) {
-  std::string dict = std::string("{'descr': '") + descr_of(dtype) +
-                     "', 'fortran_order': False, 'shape': (";
+std::string npy_header(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape) {
+  std::string dict = std::string("{'descr': '") + descr_of(dtype) + "', 'fortran_order': False, 'shape': (";
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 0) throw Error(path + ": negative dimension in shape");
     dict += std::to_string(shape[i]);
@@ -332,8 +347,7 @@ std::string npy_header(const std::string& path, DType dtype,
   std::string header(kMagic, kMagicSize);
   header += static_cast<char>(v2 ? 2 : 1);
   header += '\0';
-  for (std::size_t byte = 0; byte < (v2 ? 4u : 2u); ++byte)
-    header += static_cast<char>((len >> (8 * byte)) & 0xff);
+  for (std::size_t byte = 0; byte < (v2 ? 4u : 2u); ++byte) header += static_cast<char>((len >> (8 * byte)) & 0xff);
   return header + dict;
 }
 
@@ -361,8 +375,7 @@ void NpyWriter::discard() {
 
 void NpyWriter::require_dtype(DType dtype) const {
   if (dtype != dtype_)
-    throw Error(path_ + ": writing " + dtype_name(dtype) + " values into a " + dtype_name(dtype_) +
-                " array");
+    throw Error(path_ + ": writing " + dtype_name(dtype) + " values into a " + dtype_name(dtype_) + " array");
 }
 
 void NpyWriter::write_raw(const void* bytes, std::size_t size) {
@@ -384,8 +397,7 @@ void NpyWriter::write(const void* data, std::size_t elements) {
   if (fd_ < 0) throw Error(path_ + ": write after finish() or after a failed write");
   if (written_ + elements > expected_) {
     discard();
-    throw Error(path_ + ": more elements written than the shape holds (" +
-                std::to_string(expected_) + ")");
+    throw Error(path_ + ": more elements written than the shape holds (" + std::to_string(expected_) + ")");
   }
   write_raw(data, elements * dtype_size(dtype_));
   written_ += elements;

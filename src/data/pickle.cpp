@@ -11,19 +11,32 @@ namespace imram {
 
 const char* pickle_kind_name(PickleKind kind) {
   switch (kind) {
-    case PickleKind::None: return "None";
-    case PickleKind::Bool: return "a boolean";
-    case PickleKind::Int: return "an integer";
-    case PickleKind::Float: return "a float";
-    case PickleKind::String: return "a string";
-    case PickleKind::Bytes: return "bytes";
-    case PickleKind::List: return "a list";
-    case PickleKind::Tuple: return "a tuple";
-    case PickleKind::Dict: return "a dict";
-    case PickleKind::Namespace: return "an argparse.Namespace";
-    case PickleKind::Global: return "a class or function";
-    case PickleKind::Storage: return "a storage";
-    case PickleKind::Tensor: return "a tensor";
+    case PickleKind::None:
+      return "None";
+    case PickleKind::Bool:
+      return "a boolean";
+    case PickleKind::Int:
+      return "an integer";
+    case PickleKind::Float:
+      return "a float";
+    case PickleKind::String:
+      return "a string";
+    case PickleKind::Bytes:
+      return "bytes";
+    case PickleKind::List:
+      return "a list";
+    case PickleKind::Tuple:
+      return "a tuple";
+    case PickleKind::Dict:
+      return "a dict";
+    case PickleKind::Namespace:
+      return "an argparse.Namespace";
+    case PickleKind::Global:
+      return "a class or function";
+    case PickleKind::Storage:
+      return "a storage";
+    case PickleKind::Tensor:
+      return "a tensor";
   }
   return "?";
 }
@@ -69,13 +82,20 @@ namespace {
 // loader allows them. Anything else (os.system, builtins.eval, any class with a __reduce__) is
 // refused before it could be called.
 const std::set<std::string>& allowed_globals() {
-  static const std::set<std::string> globals = {
-      "collections.OrderedDict",   "argparse.Namespace",        "torch._utils._rebuild_tensor_v2",
-      "torch._utils._rebuild_parameter",
-      "torch.FloatStorage",        "torch.DoubleStorage",       "torch.HalfStorage",
-      "torch.BFloat16Storage",     "torch.LongStorage",         "torch.IntStorage",
-      "torch.ShortStorage",        "torch.CharStorage",         "torch.ByteStorage",
-      "torch.BoolStorage"};
+  static const std::set<std::string> globals = {"collections.OrderedDict",
+                                                "argparse.Namespace",
+                                                "torch._utils._rebuild_tensor_v2",
+                                                "torch._utils._rebuild_parameter",
+                                                "torch.FloatStorage",
+                                                "torch.DoubleStorage",
+                                                "torch.HalfStorage",
+                                                "torch.BFloat16Storage",
+                                                "torch.LongStorage",
+                                                "torch.IntStorage",
+                                                "torch.ShortStorage",
+                                                "torch.CharStorage",
+                                                "torch.ByteStorage",
+                                                "torch.BoolStorage"};
   return globals;
 }
 
@@ -86,8 +106,7 @@ class Reader {
  public:
   Reader(PickleDocument& document, const std::uint8_t* data, std::size_t size, std::size_t offset,
          const std::string& source, const PersistentLoad& persistent_load)
-      : doc_(document), data_(data), size_(size), pos_(offset), source_(source),
-        persistent_load_(persistent_load) {}
+      : doc_(document), data_(data), size_(size), pos_(offset), source_(source), persistent_load_(persistent_load) {}
 
   PickleRef run();
   std::size_t position() const { return pos_; }
@@ -98,8 +117,8 @@ class Reader {
   }
 
   void need(std::size_t n) {
-    if (n > size_ - pos_) fail("truncated (needs " + std::to_string(n) + " more bytes, " +
-                               std::to_string(size_ - pos_) + " left)");
+    if (n > size_ - pos_)
+      fail("truncated (needs " + std::to_string(n) + " more bytes, " + std::to_string(size_ - pos_) + " left)");
   }
   std::uint64_t read_le(std::size_t n) {
     need(n);
@@ -109,8 +128,8 @@ class Reader {
     return value;
   }
   std::string read_bytes(std::uint64_t n) {
-    if (n > size_ - pos_) fail("a length of " + std::to_string(n) + " bytes runs past the end (" +
-                               std::to_string(size_ - pos_) + " left)");
+    if (n > size_ - pos_)
+      fail("a length of " + std::to_string(n) + " bytes runs past the end (" + std::to_string(size_ - pos_) + " left)");
     std::string text(reinterpret_cast<const char*>(data_ + pos_), n);
     pos_ += n;
     return text;
@@ -206,11 +225,13 @@ class Reader {
   std::vector<std::int64_t> int_tuple(PickleRef ref, const char* what) {
     const auto& n = doc_.node(ref);
     if (n.kind != PickleKind::Tuple) fail(std::string(what) + " is not a tuple");
-    if (n.items.size() > kMaxTensorDims) fail(std::string(what) + " has more than " + std::to_string(kMaxTensorDims) + " dimensions");
+    if (n.items.size() > kMaxTensorDims)
+      fail(std::string(what) + " has more than " + std::to_string(kMaxTensorDims) + " dimensions");
     std::vector<std::int64_t> values;
     for (auto item : n.items) {
       const auto& v = doc_.node(item);
-      if (v.kind != PickleKind::Int || v.integer < 0) fail(std::string(what) + " holds a non-integer or negative entry");
+      if (v.kind != PickleKind::Int || v.integer < 0)
+        fail(std::string(what) + " holds a non-integer or negative entry");
       values.push_back(v.integer);
     }
     return values;
@@ -222,16 +243,17 @@ class Reader {
     const auto& args_node = doc_.node(args_ref);
     if (args_node.kind != PickleKind::Tuple) fail("calls " + fn.text + " with arguments that are not a tuple");
     // No allowed call takes more than 7 arguments; checked before anything is copied.
-    if (args_node.items.size() > 7) fail("calls " + fn.text + " with " + std::to_string(args_node.items.size()) + " arguments");
+    if (args_node.items.size() > 7)
+      fail("calls " + fn.text + " with " + std::to_string(args_node.items.size()) + " arguments");
     const std::vector<PickleRef> args = args_node.items;
     const std::string name = fn.text;
     if (name == "collections.OrderedDict" && args.empty()) {
       make_sequence(PickleKind::Dict, {});
     } else if (name == "argparse.Namespace" && args.empty() && as_newobj) {
       make_sequence(PickleKind::Namespace, {});
-    } else if (name == "torch._utils._rebuild_tensor_v2" && !as_newobj &&
-               (args.size() == 6 || args.size() == 7)) {
-      if (doc_.node(args[0]).kind != PickleKind::Storage) fail("rebuilds a tensor from something that is not a storage");
+    } else if (name == "torch._utils._rebuild_tensor_v2" && !as_newobj && (args.size() == 6 || args.size() == 7)) {
+      if (doc_.node(args[0]).kind != PickleKind::Storage)
+        fail("rebuilds a tensor from something that is not a storage");
       if (doc_.node(args[1]).kind != PickleKind::Int || doc_.node(args[1]).integer < 0)
         fail("rebuilds a tensor at a storage offset that is not a non-negative integer");
       PickleTensor tensor;
@@ -239,10 +261,12 @@ class Reader {
       tensor.offset = doc_.node(args[1]).integer;
       tensor.sizes = int_tuple(args[2], "a tensor's size");
       tensor.strides = int_tuple(args[3], "a tensor's stride");
-      if (tensor.sizes.size() != tensor.strides.size()) fail("rebuilds a tensor whose size and stride differ in length");
+      if (tensor.sizes.size() != tensor.strides.size())
+        fail("rebuilds a tensor whose size and stride differ in length");
       stack_.push_back(doc_.add_tensor(std::move(tensor)));
     } else if (name == "torch._utils._rebuild_parameter" && !as_newobj && args.size() == 3) {
-      if (doc_.node(args[0]).kind != PickleKind::Tensor) fail("rebuilds a parameter from something that is not a tensor");
+      if (doc_.node(args[0]).kind != PickleKind::Tensor)
+        fail("rebuilds a parameter from something that is not a tensor");
       stack_.push_back(args[0]);
     } else {
       fail("calls " + name + " with " + std::to_string(args.size()) + " arguments, which a checkpoint never does");
@@ -260,7 +284,8 @@ class Reader {
       edit(object).items.push_back(state);
     } else if (kind == PickleKind::Dict) {
       // An OrderedDict's attributes: a state_dict's _metadata (module versions), not needed.
-      if (s.kind != PickleKind::Dict && s.kind != PickleKind::None) fail("sets a dict's attributes from " + std::string(pickle_kind_name(s.kind)));
+      if (s.kind != PickleKind::Dict && s.kind != PickleKind::None)
+        fail("sets a dict's attributes from " + std::string(pickle_kind_name(s.kind)));
     } else {
       fail(std::string("sets the state of ") + pickle_kind_name(kind));
     }
@@ -297,16 +322,40 @@ PickleRef Reader::run() {
         if (stack_.size() != 1) fail("stops with " + std::to_string(stack_.size()) + " values on the stack, not 1");
         return stack_.back();
       }
-      case '(': marks_.push_back(stack_.size()); break;  // MARK
-      case '0': pop(); break;                               // POP
-      case '1': pop_mark(); break;                          // POP_MARK
-      case '2': stack_.push_back(top()); break;             // DUP
-      case 'N': push_scalar(PickleKind::None); break;
-      case 0x88: push_scalar(PickleKind::Bool); edit(stack_.back()).boolean = true; break;  // NEWTRUE
-      case 0x89: push_scalar(PickleKind::Bool); break;                                      // NEWFALSE
-      case 'J': push_scalar(PickleKind::Int); edit(stack_.back()).integer = read_long(4); break;  // BININT
-      case 'K': push_scalar(PickleKind::Int); edit(stack_.back()).integer = std::int64_t(read_le(1)); break;
-      case 'M': push_scalar(PickleKind::Int); edit(stack_.back()).integer = std::int64_t(read_le(2)); break;
+      case '(':
+        marks_.push_back(stack_.size());
+        break;  // MARK
+      case '0':
+        pop();
+        break;  // POP
+      case '1':
+        pop_mark();
+        break;  // POP_MARK
+      case '2':
+        stack_.push_back(top());
+        break;  // DUP
+      case 'N':
+        push_scalar(PickleKind::None);
+        break;
+      case 0x88:
+        push_scalar(PickleKind::Bool);
+        edit(stack_.back()).boolean = true;
+        break;  // NEWTRUE
+      case 0x89:
+        push_scalar(PickleKind::Bool);
+        break;  // NEWFALSE
+      case 'J':
+        push_scalar(PickleKind::Int);
+        edit(stack_.back()).integer = read_long(4);
+        break;  // BININT
+      case 'K':
+        push_scalar(PickleKind::Int);
+        edit(stack_.back()).integer = std::int64_t(read_le(1));
+        break;
+      case 'M':
+        push_scalar(PickleKind::Int);
+        edit(stack_.back()).integer = std::int64_t(read_le(2));
+        break;
       case 0x8a: {  // LONG1
         const auto n = read_le(1);
         const auto value = read_long(n);
@@ -332,9 +381,14 @@ PickleRef Reader::run() {
         edit(stack_.back()).number = value;
         break;
       }
-      case 'X': case 0x8c: case 0x8d:  // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
-      case 'T': case 'U':              // BINSTRING, SHORT_BINSTRING (Python 2 str)
-      case 'B': case 'C': case 0x8e: {  // BINBYTES, SHORT_BINBYTES, BINBYTES8
+      case 'X':
+      case 0x8c:
+      case 0x8d:  // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
+      case 'T':
+      case 'U':  // BINSTRING, SHORT_BINSTRING (Python 2 str)
+      case 'B':
+      case 'C':
+      case 0x8e: {  // BINBYTES, SHORT_BINBYTES, BINBYTES8
         const std::size_t width = (op == 0x8c || op == 'U' || op == 'C') ? 1 : (op == 0x8d || op == 0x8e) ? 8 : 4;
         std::uint64_t length = read_le(width);
         if (op == 'T' && (length >> 31)) fail("a string of negative length");
@@ -344,37 +398,71 @@ PickleRef Reader::run() {
         push_new(std::move(n));
         break;
       }
-      case ']': make_sequence(PickleKind::List, {}); break;   // EMPTY_LIST
-      case 'l': make_sequence(PickleKind::List, pop_mark()); break;  // LIST
-      case ')': make_sequence(PickleKind::Tuple, {}); break;  // EMPTY_TUPLE
-      case 't': make_sequence(PickleKind::Tuple, pop_mark()); break;  // TUPLE
-      case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+      case ']':
+        make_sequence(PickleKind::List, {});
+        break;  // EMPTY_LIST
+      case 'l':
+        make_sequence(PickleKind::List, pop_mark());
+        break;  // LIST
+      case ')':
+        make_sequence(PickleKind::Tuple, {});
+        break;  // EMPTY_TUPLE
+      case 't':
+        make_sequence(PickleKind::Tuple, pop_mark());
+        break;  // TUPLE
+      case 0x85:
+      case 0x86:
+      case 0x87: {  // TUPLE1..3
         std::vector<PickleRef> items(op - 0x84);
         for (auto it = items.rbegin(); it != items.rend(); ++it) *it = pop();
         make_sequence(PickleKind::Tuple, std::move(items));
         break;
       }
-      case '}': make_sequence(PickleKind::Dict, {}); break;  // EMPTY_DICT
+      case '}':
+        make_sequence(PickleKind::Dict, {});
+        break;     // EMPTY_DICT
       case 'd': {  // DICT
         auto items = pop_mark();
         if (items.size() % 2) fail("builds a dict from an odd number of keys and values");
         make_sequence(PickleKind::Dict, std::move(items));
         break;
       }
-      case 'a': { const auto item = pop(); append(top(), {item}); break; }  // APPEND
-      case 'e': { const auto items = pop_mark(); append(top(), items); break; }  // APPENDS
+      case 'a': {
+        const auto item = pop();
+        append(top(), {item});
+        break;
+      }  // APPEND
+      case 'e': {
+        const auto items = pop_mark();
+        append(top(), items);
+        break;
+      }            // APPENDS
       case 's': {  // SETITEM
         const auto value = pop();
         const auto key = pop();
         set_items(top(), {key, value});
         break;
       }
-      case 'u': { const auto items = pop_mark(); set_items(top(), items); break; }  // SETITEMS
-      case 'q': memo_put(read_le(1)); break;   // BINPUT
-      case 'r': memo_put(read_le(4)); break;   // LONG_BINPUT
-      case 0x94: memo_put(memo_.size()); break;  // MEMOIZE
-      case 'h': memo_get(read_le(1)); break;   // BINGET
-      case 'j': memo_get(read_le(4)); break;   // LONG_BINGET
+      case 'u': {
+        const auto items = pop_mark();
+        set_items(top(), items);
+        break;
+      }  // SETITEMS
+      case 'q':
+        memo_put(read_le(1));
+        break;  // BINPUT
+      case 'r':
+        memo_put(read_le(4));
+        break;  // LONG_BINPUT
+      case 0x94:
+        memo_put(memo_.size());
+        break;  // MEMOIZE
+      case 'h':
+        memo_get(read_le(1));
+        break;  // BINGET
+      case 'j':
+        memo_get(read_le(4));
+        break;     // LONG_BINGET
       case 'c': {  // GLOBAL
         const auto module = read_line();
         const auto name = read_line();
@@ -423,9 +511,8 @@ PickleRef Reader::run() {
 
 }  // namespace
 
-PickleRef read_pickle(PickleDocument& document, const std::uint8_t* data, std::size_t size,
-                      std::size_t* offset, const std::string& source,
-                      const PersistentLoad& persistent_load) {
+PickleRef read_pickle(PickleDocument& document, const std::uint8_t* data, std::size_t size, std::size_t* offset,
+                      const std::string& source, const PersistentLoad& persistent_load) {
   if (*offset > size) throw Error(source + ": pickle starts past the end of the data");
   Reader reader(document, data, size, *offset, source, persistent_load);
   const auto result = reader.run();

@@ -36,8 +36,8 @@ std::string find_features_file(const std::string& dir, const std::string& split)
   if (fs::exists(ims)) return ims;
   const std::string feat = (fs::path(dir) / (split + "_feat.npy")).string();
   if (fs::exists(feat)) return feat;
-  throw Error(dir + ": split '" + split + "' has no features (looked for " + split +
-              "_ims.npy and " + split + "_feat.npy)");
+  throw Error(dir + ": split '" + split + "' has no features (looked for " + split + "_ims.npy and " + split +
+              "_feat.npy)");
 }
 
 void require_split_name(const std::string& split) {
@@ -46,7 +46,8 @@ void require_split_name(const std::string& split) {
                        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
                      });
   if (!plain)
-    throw Error("split '" + printable(split) + "': a split is a plain name (letters, digits, '_', '-' and '.', not "
+    throw Error("split '" + printable(split) +
+                "': a split is a plain name (letters, digits, '_', '-' and '.', not "
                 "first; at most 100 characters)");
 }
 
@@ -73,9 +74,8 @@ PrecompSplit PrecompSplit::open(const std::string& dir, const std::string& split
   } else if (captions == images) {
     result.captions_per_image_ = 1;
   } else {
-    throw Error(result.captions_path_ + ": " + std::to_string(captions) + " captions for " +
-                std::to_string(images) + " images in " + result.features_.path() +
-                " (expected 5 per image or 1 per image)");
+    throw Error(result.captions_path_ + ": " + std::to_string(captions) + " captions for " + std::to_string(images) +
+                " images in " + result.features_.path() + " (expected 5 per image or 1 per image)");
   }
   return result;
 }

@@ -175,7 +175,8 @@ ImageInfo image_info(const Scene& scene) {
   info.twin = scene.twin;
   info.drawing = scene_svg(scene);
   for (const int object : scene.region_objects)
-    info.regions.push_back(object < 0 ? std::nullopt : std::optional<Box>(object_box(scene.objects[std::size_t(object)])));
+    info.regions.push_back(object < 0 ? std::nullopt
+                                      : std::optional<Box>(object_box(scene.objects[std::size_t(object)])));
   return info;
 }
 
@@ -190,10 +191,8 @@ std::string describe(const Scene& scene) {
   std::string text;
   for (const auto& object : objects) {
     if (!text.empty()) text += ", ";
-    text += synthetic_sizes()[std::size_t(object.size)] + " " +
-            synthetic_colours()[std::size_t(object.colour)] + " " +
-            synthetic_shapes()[std::size_t(object.shape)] + " (" + cell_name(object.row, object.col) +
-            ")";
+    text += synthetic_sizes()[std::size_t(object.size)] + " " + synthetic_colours()[std::size_t(object.colour)] + " " +
+            synthetic_shapes()[std::size_t(object.shape)] + " (" + cell_name(object.row, object.col) + ")";
   }
   return text;
 }
@@ -240,8 +239,7 @@ std::vector<Scene> parse_scenes(std::istream& in, const std::string& path) {
   const auto fail = [&](std::size_t at, const std::string& what) {
     throw Error(path + ":" + std::to_string(at) + ": " + what);
   };
-  const auto lookup = [&](const nlohmann::json& item, const char* field,
-                          const std::vector<std::string>& names) {
+  const auto lookup = [&](const nlohmann::json& item, const char* field, const std::vector<std::string>& names) {
     if (!item.contains(field) || !item[field].is_string())
       fail(number, std::string("object without a \"") + field + "\" string");
     const auto name = item[field].get<std::string>();
@@ -265,8 +263,7 @@ std::vector<Scene> parse_scenes(std::istream& in, const std::string& path) {
     } catch (const nlohmann::json::exception& e) {
       fail(number, std::string("not valid JSON (") + e.what() + ")");
     }
-    if (!json.is_object() || !json.contains("objects") || !json["objects"].is_array() ||
-        json["objects"].empty())
+    if (!json.is_object() || !json.contains("objects") || !json["objects"].is_array() || json["objects"].empty())
       fail(number, "expected an object with a non-empty \"objects\" array");
     Scene scene;
     for (const auto& item : json["objects"]) {
@@ -294,8 +291,8 @@ std::vector<Scene> parse_scenes(std::istream& in, const std::string& path) {
       if (!json["regions"].is_array()) fail(number, "\"regions\" must be an array of object indices");
       for (const auto& region : json["regions"]) {
         if (!region.is_number_integer() || region.get<std::int64_t>() < -1 || region.get<std::int64_t>() >= objects)
-          fail(number, "\"regions\" entries must be -1 or an index of \"objects\" (0.." +
-                           std::to_string(objects - 1) + ")");
+          fail(number,
+               "\"regions\" entries must be -1 or an index of \"objects\" (0.." + std::to_string(objects - 1) + ")");
         scene.region_objects.push_back(region.get<int>());
       }
     }
@@ -306,8 +303,8 @@ std::vector<Scene> parse_scenes(std::istream& in, const std::string& path) {
   for (std::int64_t i = 0; i < count; ++i) {
     const auto twin = scenes[std::size_t(i)].twin;
     if (twin != -1 && (twin < 0 || twin >= count || twin == i))
-      fail(std::size_t(i) + 1, "twin " + std::to_string(twin) + " is not another image of the " +
-                                   std::to_string(count) + " in the file");
+      fail(std::size_t(i) + 1,
+           "twin " + std::to_string(twin) + " is not another image of the " + std::to_string(count) + " in the file");
   }
   return scenes;
 }

@@ -26,18 +26,25 @@ namespace {
 // The first word of each entry is the canonical name (scenes files, describe()); captions also
 // use the others, so that a model has to learn synonyms.
 const std::vector<std::vector<std::string>>& shape_words() {
-  static const std::vector<std::vector<std::string>> words = {
-      {"circle", "ring", "disc"}, {"square", "box", "block"}, {"triangle", "wedge"},
-      {"star"},     {"heart"},    {"cross"},   {"diamond", "rhombus"},
-      {"hexagon"},  {"crescent", "moon"},    {"arrow"},    {"pentagon"},
-      {"oval", "ellipse"}};
+  static const std::vector<std::vector<std::string>> words = {{"circle", "ring", "disc"},
+                                                              {"square", "box", "block"},
+                                                              {"triangle", "wedge"},
+                                                              {"star"},
+                                                              {"heart"},
+                                                              {"cross"},
+                                                              {"diamond", "rhombus"},
+                                                              {"hexagon"},
+                                                              {"crescent", "moon"},
+                                                              {"arrow"},
+                                                              {"pentagon"},
+                                                              {"oval", "ellipse"}};
   return words;
 }
 
 const std::vector<std::vector<std::string>>& colour_words() {
   static const std::vector<std::vector<std::string>> words = {
-      {"red"},   {"blue"},  {"green"}, {"yellow"}, {"purple", "violet"}, {"orange"},
-      {"pink"},  {"white"}, {"black"}, {"grey", "gray"}, {"brown"}, {"cyan", "turquoise"}};
+      {"red"},   {"blue"},  {"green"},        {"yellow"}, {"purple", "violet"}, {"orange"}, {"pink"},
+      {"white"}, {"black"}, {"grey", "gray"}, {"brown"},  {"cyan", "turquoise"}};
   return words;
 }
 
@@ -58,8 +65,7 @@ std::vector<std::string> canonical(const std::vector<std::vector<std::string>>& 
 // stream is keyed by (seed, purpose, split, index), so an image does not depend on how many
 // images precede it or on which thread renders it.
 
-std::uint64_t stream_key(std::uint64_t seed, std::uint64_t purpose, std::uint64_t split,
-                         std::uint64_t index) {
+std::uint64_t stream_key(std::uint64_t seed, std::uint64_t purpose, std::uint64_t split, std::uint64_t index) {
   std::uint64_t key = seed;
   for (const std::uint64_t part : {purpose, split, index}) {
     key ^= part;
@@ -97,15 +103,15 @@ class Rng {
   // log and cos are not).
   float normal() {
     const std::uint64_t r = next();
-    const std::int64_t sum = std::int64_t((r & 0xffff) + ((r >> 16) & 0xffff) +
-                                          ((r >> 32) & 0xffff) + (r >> 48));
+    const std::int64_t sum = std::int64_t((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48));
     return static_cast<float>(sum - 2 * 65535) * (1.0f / 37837.23f);
   }
-  template <class T> void shuffle(std::vector<T>& values) {
-    for (std::size_t i = values.size(); i > 1; --i)
-      std::swap(values[i - 1], values[std::size_t(below(int(i)))]);
+  template <class T>
+  void shuffle(std::vector<T>& values) {
+    for (std::size_t i = values.size(); i > 1; --i) std::swap(values[i - 1], values[std::size_t(below(int(i)))]);
   }
-  template <class T> const T& pick(const std::vector<T>& values) {
+  template <class T>
+  const T& pick(const std::vector<T>& values) {
     return values[std::size_t(below(int(values.size())))];
   }
 
@@ -127,21 +133,23 @@ struct Phrase {
 };
 
 const std::vector<std::vector<std::string>> kLeftOf = {
-    {"left", "of"}, {"to", "the", "left", "of"}, {"on", "the", "left", "of"},
-    {"on", "the", "left", "side", "of"}};
+    {"left", "of"}, {"to", "the", "left", "of"}, {"on", "the", "left", "of"}, {"on", "the", "left", "side", "of"}};
 const std::vector<std::vector<std::string>> kRightOf = {
-    {"right", "of"}, {"to", "the", "right", "of"}, {"on", "the", "right", "of"},
-    {"on", "the", "right", "side", "of"}};
+    {"right", "of"}, {"to", "the", "right", "of"}, {"on", "the", "right", "of"}, {"on", "the", "right", "side", "of"}};
 const std::vector<std::vector<std::string>> kAbove = {{"above"}, {"over"}, {"higher", "than"}};
 const std::vector<std::vector<std::string>> kBelow = {
     {"below"}, {"under"}, {"beneath"}, {"underneath"}, {"lower", "than"}};
 
 const std::vector<std::vector<std::string>>& relation_phrases(Relation relation) {
   switch (relation) {
-    case Relation::LeftOf: return kLeftOf;
-    case Relation::RightOf: return kRightOf;
-    case Relation::Above: return kAbove;
-    case Relation::Below: return kBelow;
+    case Relation::LeftOf:
+      return kLeftOf;
+    case Relation::RightOf:
+      return kRightOf;
+    case Relation::Above:
+      return kAbove;
+    case Relation::Below:
+      return kBelow;
   }
   return kLeftOf;
 }
@@ -159,17 +167,14 @@ class Lexicon {
     add_words(shape_words(), Kind::Shape);
     add_words(colour_words(), Kind::Colour);
     add_words(size_words(), Kind::Size);
-    for (const Relation relation :
-         {Relation::LeftOf, Relation::RightOf, Relation::Above, Relation::Below})
-      for (const auto& words : relation_phrases(relation))
-        add({words, Kind::Relation, int(relation)});
+    for (const Relation relation : {Relation::LeftOf, Relation::RightOf, Relation::Above, Relation::Below})
+      for (const auto& words : relation_phrases(relation)) add({words, Kind::Relation, int(relation)});
     struct Place {
       std::vector<std::string> words;
       int row, col;
     };
-    std::vector<Place> places = {{{"top"}, 0, -1},           {{"bottom"}, 2, -1},
-                                 {{"left"}, -1, 0},          {{"right"}, -1, 2},
-                                 {{"top", "left"}, 0, 0},    {{"top", "right"}, 0, 2},
+    std::vector<Place> places = {{{"top"}, 0, -1},           {{"bottom"}, 2, -1},        {{"left"}, -1, 0},
+                                 {{"right"}, -1, 2},         {{"top", "left"}, 0, 0},    {{"top", "right"}, 0, 2},
                                  {{"bottom", "left"}, 2, 0}, {{"bottom", "right"}, 2, 2}};
     for (const auto& word : kCenterWords) places.push_back({{word}, 1, 1});
     for (const auto& preposition : kPositionPrepositions)
@@ -180,16 +185,15 @@ class Lexicon {
           if (*tail) words.push_back(tail);
           add({words, Kind::Position, place.row, place.col});
         }
-    for (const auto& words : std::vector<std::vector<std::string>>{
-             {"and"}, {","}, {"."}, {";"}, {"with"}, {"as", "well", "as"}})
+    for (const auto& words :
+         std::vector<std::vector<std::string>>{{"and"}, {","}, {"."}, {";"}, {"with"}, {"as", "well", "as"}})
       add({words, Kind::Boundary});
     add({{"which"}, Kind::Which});
     add({{"that"}, Kind::Which});
     for (const char* word : {"painted", "coloured", "colored"}) add({{word}, Kind::Painted});
     for (auto& [first, phrases] : by_first_)
-      std::stable_sort(phrases.begin(), phrases.end(), [](const Phrase& x, const Phrase& y) {
-        return x.words.size() > y.words.size();
-      });
+      std::stable_sort(phrases.begin(), phrases.end(),
+                       [](const Phrase& x, const Phrase& y) { return x.words.size() > y.words.size(); });
   }
 
   const Phrase* match(const std::vector<std::string>& tokens, std::size_t at) const {
@@ -197,8 +201,7 @@ class Lexicon {
     if (it == by_first_.end()) return nullptr;
     for (const auto& phrase : it->second) {
       if (at + phrase.words.size() > tokens.size()) continue;
-      if (std::equal(phrase.words.begin(), phrase.words.end(), tokens.begin() + long(at)))
-        return &phrase;
+      if (std::equal(phrase.words.begin(), phrase.words.end(), tokens.begin() + long(at))) return &phrase;
     }
     return nullptr;
   }
@@ -261,7 +264,9 @@ class CaptionParser {
       const bool painted = after_painted_;
       after_painted_ = false;
       switch (phrase->kind) {
-        case Kind::Shape: add_mention(phrase->a); break;
+        case Kind::Shape:
+          add_mention(phrase->a);
+          break;
         case Kind::Colour:
           if (painted && last_ >= 0) {
             meaning_.mentions[std::size_t(last_)].colour = phrase->a;
@@ -274,7 +279,9 @@ class CaptionParser {
           if (size_ >= 0) flush();
           size_ = phrase->a;
           break;
-        case Kind::Painted: after_painted_ = true; break;
+        case Kind::Painted:
+          after_painted_ = true;
+          break;
         case Kind::Relation:
           flush();
           relation_ = static_cast<Relation>(phrase->a);
@@ -296,7 +303,9 @@ class CaptionParser {
           flush();
           clause_has_noun_ = false;
           break;
-        case Kind::Which: clause_has_noun_ = last_ >= 0; break;
+        case Kind::Which:
+          clause_has_noun_ = last_ >= 0;
+          break;
       }
     }
     flush();
@@ -355,28 +364,29 @@ class CaptionParser {
 
 bool relation_holds(Relation relation, const SceneObject& subject, const SceneObject& reference) {
   switch (relation) {
-    case Relation::LeftOf: return subject.col < reference.col;
-    case Relation::RightOf: return subject.col > reference.col;
-    case Relation::Above: return subject.row < reference.row;
-    case Relation::Below: return subject.row > reference.row;
+    case Relation::LeftOf:
+      return subject.col < reference.col;
+    case Relation::RightOf:
+      return subject.col > reference.col;
+    case Relation::Above:
+      return subject.row < reference.row;
+    case Relation::Below:
+      return subject.row > reference.row;
   }
   return false;
 }
 
 bool fits(const CaptionMention& mention, const SceneObject& object) {
   return (mention.shape < 0 || mention.shape == object.shape) &&
-         (mention.colour < 0 || mention.colour == object.colour) &&
-         (mention.size < 0 || mention.size == object.size) &&
-         (mention.row < 0 || mention.row == object.row) &&
-         (mention.col < 0 || mention.col == object.col);
+         (mention.colour < 0 || mention.colour == object.colour) && (mention.size < 0 || mention.size == object.size) &&
+         (mention.row < 0 || mention.row == object.row) && (mention.col < 0 || mention.col == object.col);
 }
 
-bool assign(const CaptionMeaning& meaning, const Scene& scene, std::size_t next,
-            std::vector<int>& object_of, std::vector<bool>& taken) {
+bool assign(const CaptionMeaning& meaning, const Scene& scene, std::size_t next, std::vector<int>& object_of,
+            std::vector<bool>& taken) {
   if (next == meaning.mentions.size()) {
     for (const auto& relation : meaning.relations)
-      if (!relation_holds(relation.relation,
-                          scene.objects[std::size_t(object_of[std::size_t(relation.subject)])],
+      if (!relation_holds(relation.relation, scene.objects[std::size_t(object_of[std::size_t(relation.subject)])],
                           scene.objects[std::size_t(object_of[std::size_t(relation.reference)])]))
         return false;
     return true;
@@ -402,8 +412,7 @@ struct Pair {
 Pair draw_pair(const SyntheticOptions& options, Rng& rng) {
   for (;;) {
     Scene scene;
-    const int count =
-        kSyntheticMinObjects + rng.below(kSyntheticMaxObjects - kSyntheticMinObjects + 1);
+    const int count = kSyntheticMinObjects + rng.below(kSyntheticMaxObjects - kSyntheticMinObjects + 1);
     std::vector<int> cells(kSyntheticGrid * kSyntheticGrid);
     std::iota(cells.begin(), cells.end(), 0);
     rng.shuffle(cells);
@@ -411,11 +420,9 @@ Pair draw_pair(const SyntheticOptions& options, Rng& rng) {
       SceneObject object;
       object.shape = rng.below(options.shapes);
       object.colour = rng.below(options.colours);
-      const bool repeated = std::any_of(scene.objects.begin(), scene.objects.end(),
-                                        [&](const SceneObject& other) {
-                                          return other.shape == object.shape &&
-                                                 other.colour == object.colour;
-                                        });
+      const bool repeated = std::any_of(scene.objects.begin(), scene.objects.end(), [&](const SceneObject& other) {
+        return other.shape == object.shape && other.colour == object.colour;
+      });
       if (repeated) continue;
       object.size = rng.below(3);
       const int cell = cells[scene.objects.size()];
@@ -439,8 +446,7 @@ Pair draw_pair(const SyntheticOptions& options, Rng& rng) {
         for (int m = 0; m < count; ++m) {
           const auto& z = scene.objects[std::size_t(m)];
           if (m == a || m == b) continue;
-          clash = clash || (z.shape == x.shape && z.colour == y.colour) ||
-                  (z.shape == y.shape && z.colour == x.colour);
+          clash = clash || (z.shape == x.shape && z.colour == y.colour) || (z.shape == y.shape && z.colour == x.colour);
         }
         if (!clash) candidates.emplace_back(a, b);
       }
@@ -518,8 +524,7 @@ Draft draft_caption(const Scene& scene, int key, Rng& rng) {
     if (named == 1 || rng.chance(kSaysColour) || (scene.swap == TwinSwap::Colours && o == key))
       mention.colour = object.colour;
     if (named == 1 || rng.chance(kSaysSize)) mention.size = object.size;
-    if (named == 1 || rng.chance(scene.swap == TwinSwap::Positions && o == key ? kKeySaysPosition
-                                                                            : kSaysPosition)) {
+    if (named == 1 || rng.chance(scene.swap == TwinSwap::Positions && o == key ? kKeySaysPosition : kSaysPosition)) {
       const bool corner = object.row != 1 && object.col != 1;
       const double which = rng.uniform();
       if (object.row != 1 && (!corner || which < 0.85)) mention.row = object.row;
@@ -529,11 +534,10 @@ Draft draft_caption(const Scene& scene, int key, Rng& rng) {
     draft.mentions.push_back(mention);
   }
   for (int i = 0; i + 1 < named; ++i)
-    draft.links.push_back(
-        rng.chance(kSaysRelation)
-            ? int(true_relation(scene.objects[std::size_t(chosen[std::size_t(i)])],
-                                scene.objects[std::size_t(chosen[std::size_t(i) + 1])], rng))
-            : -1);
+    draft.links.push_back(rng.chance(kSaysRelation)
+                              ? int(true_relation(scene.objects[std::size_t(chosen[std::size_t(i)])],
+                                                  scene.objects[std::size_t(chosen[std::size_t(i) + 1])], rng))
+                              : -1);
   // Templates put a lone relation first ("X left of Y and Z").
   if (named == 3 && draft.links[0] < 0 && draft.links[1] >= 0) {
     std::rotate(draft.mentions.begin(), draft.mentions.begin() + 1, draft.mentions.end());
@@ -555,8 +559,7 @@ class Renderer {
     words_.clear();
     const auto& m = draft.mentions;
     const std::size_t named = m.size();
-    const bool any_link = std::any_of(draft.links.begin(), draft.links.end(),
-                                      [](int link) { return link >= 0; });
+    const bool any_link = std::any_of(draft.links.begin(), draft.links.end(), [](int link) { return link >= 0; });
     const bool has_position = m[0].row >= 0 || m[0].col >= 0;
     if (!any_link && named <= 2 && has_position && rng_.chance(0.3)) {
       // "in the top left corner there is a red circle (and a blue square)"
@@ -580,8 +583,7 @@ class Renderer {
         noun_phrase(m[1]);
       } else if (form < 0.8) {
         noun_phrase(m[0]);
-        filler(rng_.pick(std::vector<std::string>{"is", "sits", "is placed", "appears", "lies",
-                                                   "can be seen"}));
+        filler(rng_.pick(std::vector<std::string>{"is", "sits", "is placed", "appears", "lies", "can be seen"}));
         relation_phrase(relation);
         noun_phrase(m[1]);
       } else {
@@ -650,8 +652,7 @@ class Renderer {
     const bool painted = mention.colour >= 0 && rng_.chance(0.08);
     std::vector<std::string> words;
     if (mention.size >= 0) words.push_back(synonym(size_words()[std::size_t(mention.size)]));
-    if (mention.colour >= 0 && !painted)
-      words.push_back(synonym(colour_words()[std::size_t(mention.colour)]));
+    if (mention.colour >= 0 && !painted) words.push_back(synonym(colour_words()[std::size_t(mention.colour)]));
     words.push_back(synonym(shape_words()[std::size_t(mention.shape)]));
     const double article = rng_.uniform();
     if (article < 0.1) {
@@ -673,8 +674,8 @@ class Renderer {
     if (mention.row == 1 && mention.col == 1) {
       meaningful("in the " + rng_.pick(kCenterWords));
     } else if (mention.row >= 0 && mention.col >= 0) {
-      meaningful(std::string(rng_.chance(0.5) ? "in" : "at") + " the " + grid_row_name(mention.row) +
-                 " " + grid_col_name(mention.col));
+      meaningful(std::string(rng_.chance(0.5) ? "in" : "at") + " the " + grid_row_name(mention.row) + " " +
+                 grid_col_name(mention.col));
       if (rng_.chance(0.5)) meaningful("corner");
     } else if (mention.row >= 0) {
       meaningful(std::string(rng_.chance(0.7) ? "at" : "near") + " the " + grid_row_name(mention.row));
@@ -687,31 +688,27 @@ class Renderer {
   void relation_phrase(Relation relation) {
     const auto& phrases = relation_phrases(relation);
     // "at the top" + "left of" would read as "at the top left" + "of".
-    const bool after_row = !words_.empty() &&
-                           (words_.back().text == "top" || words_.back().text == "bottom");
+    const bool after_row = !words_.empty() && (words_.back().text == "top" || words_.back().text == "bottom");
     const std::vector<std::string>* phrase = &rng_.pick(phrases);
     while (after_row && phrase->size() == 2 && (*phrase)[1] == "of") phrase = &rng_.pick(phrases);
     for (const auto& word : *phrase) meaningful(word);
   }
 
-  void conjunction() {
-    meaningful(rng_.pick(std::vector<std::string>{"and", "and", "with", "as well as"}));
-  }
+  void conjunction() { meaningful(rng_.pick(std::vector<std::string>{"and", "and", "with", "as well as"})); }
 
   void prefix() {
     if (rng_.chance(0.5)) return;
-    filler(rng_.pick(std::vector<std::string>{
-        "there is", "a picture of", "an image of", "a drawing of", "a picture showing",
-        "an image showing", "a rendering of", "we can see", "this image shows",
-        "a simple drawing of"}));
+    filler(rng_.pick(std::vector<std::string>{"there is", "a picture of", "an image of", "a drawing of",
+                                              "a picture showing", "an image showing", "a rendering of", "we can see",
+                                              "this image shows", "a simple drawing of"}));
   }
 
   void suffix() {
     if (rng_.chance(kRareWord)) {
       filler("on a " + rare_word() + " background");
     } else if (rng_.chance(0.25)) {
-      filler(rng_.pick(std::vector<std::string>{"on a plain background", "in the picture",
-                                                 "in this image", "on a blank canvas"}));
+      filler(rng_.pick(
+          std::vector<std::string>{"on a plain background", "in the picture", "in this image", "on a blank canvas"}));
     }
   }
 
@@ -739,9 +736,15 @@ class Renderer {
     std::string word = target;
     const std::size_t at = 1 + std::size_t(rng_.below(int(word.size()) - 2));
     switch (rng_.below(3)) {
-      case 0: std::swap(word[at], word[at + 1]); break;
-      case 1: word.erase(at, 1); break;
-      default: word.insert(at, 1, word[at]); break;
+      case 0:
+        std::swap(word[at], word[at + 1]);
+        break;
+      case 1:
+        word.erase(at, 1);
+        break;
+      default:
+        word.insert(at, 1, word[at]);
+        break;
     }
     if (!lexicon().knows(word)) target = word;
   }
@@ -761,8 +764,8 @@ class Renderer {
   std::vector<Word> words_;
 };
 
-std::vector<std::string> caption_image(const Scene& scene, const Scene& twin,
-                                       const std::pair<int, int>& swapped, Rng& rng) {
+std::vector<std::string> caption_image(const Scene& scene, const Scene& twin, const std::pair<int, int>& swapped,
+                                       Rng& rng) {
   std::vector<std::string> captions;
   Renderer renderer(rng);
   const std::size_t wanted = kSyntheticCaptionsPerImage;
@@ -770,15 +773,15 @@ std::vector<std::string> caption_image(const Scene& scene, const Scene& twin,
     const int key = rng.chance(0.5) ? swapped.first : swapped.second;
     const std::string caption = renderer.render(draft_caption(scene, key, rng));
     if (!caption_consistent(caption, scene))
-      throw Error("synthetic generator: caption \"" + caption + "\" does not fit its own scene (" +
-                  describe(scene) + ")");
+      throw Error("synthetic generator: caption \"" + caption + "\" does not fit its own scene (" + describe(scene) +
+                  ")");
     if (caption_consistent(caption, twin)) continue;
     if (std::find(captions.begin(), captions.end(), caption) != captions.end()) continue;
     captions.push_back(caption);
   }
   if (captions.size() < wanted)
-    throw Error("synthetic generator: found no captions for scene (" + describe(scene) +
-                ") that exclude its twin (" + describe(twin) + ")");
+    throw Error("synthetic generator: found no captions for scene (" + describe(scene) + ") that exclude its twin (" +
+                describe(twin) + ")");
   return captions;
 }
 
@@ -804,7 +807,6 @@ struct ConceptLayout {
   int count() const { return clutter(kClutter); }
 };
 
-
 // A detector proposes several boxes per object (more for larger ones), a few that catch only
 // its colour or its outline, and fills the rest with background and clutter. Draws from `rng`
 // in the order render_features always has, so that the features stay byte-identical.
@@ -821,8 +823,8 @@ struct RegionPlan {
 RegionPlan plan_regions(Rng& rng, const Scene& scene, int regions) {
   const int count = static_cast<int>(scene.objects.size());
   if (count < 1 || count > regions)
-    throw Error("synthetic features: a scene needs 1.." + std::to_string(regions) +
-                " objects for " + std::to_string(regions) + " regions, got " + std::to_string(count));
+    throw Error("synthetic features: a scene needs 1.." + std::to_string(regions) + " objects for " +
+                std::to_string(regions) + " regions, got " + std::to_string(count));
   const int base = std::max(1, regions / 12);
   std::vector<int> full(scene.objects.size()), partial(scene.objects.size());
   for (int o = 0; o < count; ++o) {
@@ -830,8 +832,7 @@ RegionPlan plan_regions(Rng& rng, const Scene& scene, int regions) {
     partial[std::size_t(o)] = regions >= 16 ? rng.below(regions >= 32 ? 3 : 2) : 0;
   }
   const auto total = [&] {
-    return std::accumulate(full.begin(), full.end(), 0) +
-           std::accumulate(partial.begin(), partial.end(), 0);
+    return std::accumulate(full.begin(), full.end(), 0) + std::accumulate(partial.begin(), partial.end(), 0);
   };
   // Keep one region for the background when possible, trimming partial regions first.
   for (int o = 0; total() > std::max(count, regions - 1); o = (o + 1) % count) {
@@ -860,14 +861,14 @@ void validate_synthetic_options(const SyntheticOptions& o) {
   const auto require = [](bool ok, const std::string& message) {
     if (!ok) throw Error("synthetic data: " + message);
   };
-  for (const auto& [name, images] : {std::pair<const char*, std::int64_t>{"train", o.train},
-                                     {"dev", o.dev}, {"test", o.test}})
-    require(images >= 2 && images % 2 == 0,
-            std::string(name) + " must be a positive even number of images (twin pairs), got " +
-                std::to_string(images));
+  for (const auto& [name, images] :
+       {std::pair<const char*, std::int64_t>{"train", o.train}, {"dev", o.dev}, {"test", o.test}})
+    require(
+        images >= 2 && images % 2 == 0,
+        std::string(name) + " must be a positive even number of images (twin pairs), got " + std::to_string(images));
   // Captions and scenes are held in memory (about 1 KB an image): bound them before any work.
-  for (const auto& [name, images] : {std::pair<const char*, std::int64_t>{"train", o.train},
-                                     {"dev", o.dev}, {"test", o.test}})
+  for (const auto& [name, images] :
+       {std::pair<const char*, std::int64_t>{"train", o.train}, {"dev", o.dev}, {"test", o.test}})
     require(images <= kSyntheticMaxImages, std::string(name) + " must be at most " +
                                                std::to_string(kSyntheticMaxImages) + " images, got " +
                                                std::to_string(images));
@@ -876,18 +877,14 @@ void validate_synthetic_options(const SyntheticOptions& o) {
   require(o.feature_dim <= kSyntheticMaxFeatureDim, "feature-dim must be at most " +
                                                         std::to_string(kSyntheticMaxFeatureDim) + ", got " +
                                                         std::to_string(o.feature_dim));
-  require(o.regions >= kSyntheticMaxObjects,
-          "regions must be at least " + std::to_string(kSyntheticMaxObjects) +
-              " (one per object), got " + std::to_string(o.regions));
+  require(o.regions >= kSyntheticMaxObjects, "regions must be at least " + std::to_string(kSyntheticMaxObjects) +
+                                                 " (one per object), got " + std::to_string(o.regions));
   require(o.feature_dim >= 1, "feature-dim must be positive, got " + std::to_string(o.feature_dim));
   require(o.shapes >= 2 && o.shapes <= int(shape_words().size()),
-          "shapes must be in 2.." + std::to_string(shape_words().size()) + ", got " +
-              std::to_string(o.shapes));
+          "shapes must be in 2.." + std::to_string(shape_words().size()) + ", got " + std::to_string(o.shapes));
   require(o.colours >= 2 && o.colours <= int(colour_words().size()),
-          "colours must be in 2.." + std::to_string(colour_words().size()) + ", got " +
-              std::to_string(o.colours));
-  require(o.threads >= 0, "threads must be 0 (all cores) or positive, got " +
-                             std::to_string(o.threads));
+          "colours must be in 2.." + std::to_string(colour_words().size()) + ", got " + std::to_string(o.colours));
+  require(o.threads >= 0, "threads must be 0 (all cores) or positive, got " + std::to_string(o.threads));
   require(o.position_twins >= 0 && o.position_twins <= 1,
           "position-twins must be a fraction in [0, 1], got " + std::to_string(o.position_twins));
 }
@@ -931,8 +928,7 @@ SyntheticWorld::SyntheticWorld(const SyntheticOptions& options) : options_(optio
   }
 }
 
-SyntheticSplit SyntheticWorld::generate_split(const std::string& split,
-                                              std::int64_t images) const {
+SyntheticSplit SyntheticWorld::generate_split(const std::string& split, std::int64_t images) const {
   if (images < 2 || images % 2 != 0)
     throw Error("synthetic split '" + split + "': need a positive even number of images, got " +
                 std::to_string(images));
@@ -954,8 +950,7 @@ SyntheticSplit SyntheticWorld::generate_split(const std::string& split,
   for (std::int64_t i = 0; i < images; ++i) {
     Rng rng(stream_key(options_.seed, kCaptions, hash, std::uint64_t(i)));
     const auto& scene = result.scenes[std::size_t(i)];
-    for (auto& caption : caption_image(scene, result.scenes[std::size_t(scene.twin)],
-                                       swapped[std::size_t(i / 2)], rng))
+    for (auto& caption : caption_image(scene, result.scenes[std::size_t(scene.twin)], swapped[std::size_t(i / 2)], rng))
       result.captions.push_back(std::move(caption));
   }
   for (std::int64_t i = 0; i < images; ++i)
@@ -963,8 +958,8 @@ SyntheticSplit SyntheticWorld::generate_split(const std::string& split,
   return result;
 }
 
-void SyntheticWorld::render_features(const std::string& split, std::int64_t image,
-                                     const Scene& scene, float* out) const {
+void SyntheticWorld::render_features(const std::string& split, std::int64_t image, const Scene& scene,
+                                     float* out) const {
   const ConceptLayout layout{options_.shapes, options_.colours};
   const std::size_t dim = std::size_t(options_.feature_dim);
   const int regions = static_cast<int>(options_.regions);
@@ -1002,16 +997,14 @@ void SyntheticWorld::render_features(const std::string& split, std::int64_t imag
         mix(layout.size(object.size), 0.5f);
       }
     } else {
-      mix(region.kind == Region::Background ? layout.background(background)
-                                            : layout.clutter(rng.below(kClutter)),
+      mix(region.kind == Region::Background ? layout.background(background) : layout.clutter(rng.below(kClutter)),
           1.0f);
       mix(layout.row(rng.below(kSyntheticGrid)), 0.3f);
       mix(layout.col(rng.below(kSyntheticGrid)), 0.3f);
     }
     const float strength = 0.8f + 0.4f * static_cast<float>(rng.uniform());
     float* row = out + std::size_t(r) * dim;
-    for (std::size_t d = 0; d < dim; ++d)
-      row[d] = std::max(0.0f, strength * signal[d] + kNoise * rng.normal());
+    for (std::size_t d = 0; d < dim; ++d) row[d] = std::max(0.0f, strength * signal[d] + kNoise * rng.normal());
   }
 }
 
@@ -1047,8 +1040,7 @@ void write_dataset_files(const std::string& dir, const std::string& shown_dir, c
   for (const auto& [name, images] : splits) generated.push_back(world.generate_split(name, images));
 
   std::vector<std::string> vocabulary_captions = generated[0].captions;
-  vocabulary_captions.insert(vocabulary_captions.end(), generated[1].captions.begin(),
-                             generated[1].captions.end());
+  vocabulary_captions.insert(vocabulary_captions.end(), generated[1].captions.begin(), generated[1].captions.end());
   Vocabulary::build(vocabulary_captions).save((fs::path(dir) / "vocab.json").string());
 
   const std::size_t image_floats = std::size_t(options.regions * options.feature_dim);
@@ -1062,17 +1054,14 @@ void write_dataset_files(const std::string& dir, const std::string& shown_dir, c
     const std::string& name = splits[s].first;
     const std::int64_t images = splits[s].second;
     const auto& data = generated[s];
-    const auto path = [&](const std::string& suffix) {
-      return (fs::path(dir) / (name + suffix)).string();
-    };
+    const auto path = [&](const std::string& suffix) { return (fs::path(dir) / (name + suffix)).string(); };
     write_file_atomically(path("_caps.txt"), [&](std::ostream& out) {
       for (const auto& caption : data.captions) out << caption << '\n';
     });
     write_file_atomically(scenes_path(dir, name), [&](std::ostream& out) {
       for (const auto& scene : data.scenes) out << scene_json(scene) << '\n';
     });
-    NpyWriter writer(path("_ims.npy"), DType::Float32,
-                     {images, options.regions, options.feature_dim});
+    NpyWriter writer(path("_ims.npy"), DType::Float32, {images, options.regions, options.feature_dim});
     for (std::int64_t first = 0; first < images; first += std::int64_t(block)) {
       const std::int64_t count = std::min<std::int64_t>(std::int64_t(block), images - first);
       buffer.resize(std::size_t(count) * image_floats);
@@ -1088,10 +1077,9 @@ void write_dataset_files(const std::string& dir, const std::string& shown_dir, c
     }
     writer.finish();
     if (report)
-      report(name + ": " + std::to_string(images) + " images (" + std::to_string(options.regions) +
-             " regions x " + std::to_string(options.feature_dim) + " features), " +
-             std::to_string(data.captions.size()) + " captions -> " +
-             (fs::path(shown_dir) / (name + "_ims.npy")).string());
+      report(name + ": " + std::to_string(images) + " images (" + std::to_string(options.regions) + " regions x " +
+             std::to_string(options.feature_dim) + " features), " + std::to_string(data.captions.size()) +
+             " captions -> " + (fs::path(shown_dir) / (name + "_ims.npy")).string());
   }
 }
 

@@ -67,8 +67,7 @@ inline CodePoint decode(string_view s, size_t i) {
 // The code point that ends just before byte i (i > 0).
 CodePoint decode_before(string_view s, size_t i) {
   size_t start = i - 1;
-  while (start > 0 && i - start < 4 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80)
-    --start;
+  while (start > 0 && i - start < 4 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
   const CodePoint c = decode(s, start);
   if (start + c.size != i) return {kInvalid, 1};
   return c;
@@ -76,9 +75,8 @@ CodePoint decode_before(string_view s, size_t i) {
 
 // Python's str.isspace(), which is what \s and str.split() use.
 bool is_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 inline bool is_space_at(string_view s, size_t i) {
@@ -88,9 +86,7 @@ inline bool is_space_at(string_view s, size_t i) {
 }
 
 // Python's string.whitespace, which Punkt uses to find the word before a period.
-bool is_ascii_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
+bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 // \d is ASCII here: other scripts' digits do not occur in captions.
 bool is_digit(char32_t c) { return c >= '0' && c <= '9'; }
@@ -103,8 +99,7 @@ bool is_word(char32_t c) {
   }
   if (c == kInvalid || is_space(c)) return false;
   if (c <= 0xBF) {
-    return c == 0xAA || c == 0xB2 || c == 0xB3 || c == 0xB5 || c == 0xB9 || c == 0xBA ||
-           (c >= 0xBC && c <= 0xBE);
+    return c == 0xAA || c == 0xB2 || c == 0xB3 || c == 0xB5 || c == 0xB9 || c == 0xBA || (c >= 0xBC && c <= 0xBE);
   }
   if (c == 0xD7 || c == 0xF7) return false;
   if (c >= 0x0300 && c <= 0x036F) return false;  // combining diacritics
@@ -132,8 +127,8 @@ bool is_alpha(char32_t c) { return is_word(c) && !is_digit(c); }
 // every cased letter counts as lower case, including those this port leaves unchanged.
 bool is_lower_case(char32_t c) {
   if (c < 0x80) return c >= 'a' && c <= 'z';
-  return c == 0xAA || c == 0xB5 || c == 0xBA || (c >= 0xC0 && c <= 0x24F && c != 0xD7 &&
-         c != 0xF7) || (c >= 0x250 && c <= 0x2AF) || (c >= 0x370 && c <= 0x52F);
+  return c == 0xAA || c == 0xB5 || c == 0xBA || (c >= 0xC0 && c <= 0x24F && c != 0xD7 && c != 0xF7) ||
+         (c >= 0x250 && c <= 0x2AF) || (c >= 0x370 && c <= 0x52F);
 }
 
 bool starts_with(string_view s, string_view prefix) {
@@ -157,8 +152,7 @@ class CharSet {
 };
 
 bool has_non_ascii(string_view s) {
-  return std::any_of(s.begin(), s.end(),
-                     [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
 }
 
 void pad(std::string& out, string_view s) {
@@ -180,22 +174,18 @@ void pad(std::string& out, string_view s) {
 
 // abbrev_types of the English model.
 constexpr std::array<string_view, 156> kAbbreviations = {
-    ". . ", "a.a",  "a.c",   "a.d",   "a.g",     "a.h",    "a.m",   "a.m.e", "a.s",   "a.t",
-    "adm",  "ala",  "ariz",  "aug",   "ave",     "b.f",    "b.v",   "bros",  "c",     "c.i.t",
-    "c.o.m.b", "c.v", "calif", "chg", "cie",     "co",     "col",   "colo",  "conn",  "corp",
-    "cos",  "ct",   "d",     "d.c",   "d.h",     "d.w",    "dec",   "dr",    "e",     "e.f",
-    "e.h",  "e.l",  "e.m",   "f",     "f.g",     "f.j",    "feb",   "fla",   "fri",   "ft",
-    "g",    "g.d",  "g.f",   "g.k",   "ga",      "gen",    "h",     "h.c",   "h.f",   "h.m",
-    "i.m.s", "ill", "inc",   "j.b",   "j.c",     "j.j",    "j.k",   "j.p",   "j.r",   "jan",
-    "jr",   "k",    "kan",   "ky",    "l",       "l.a",    "l.f",   "l.p",   "lt",    "ltd",
-    "m",    "m.b.a", "m.d.c", "m.j",  "maj",     "messrs", "mg",    "mich",  "minn",  "mr",
-    "mrs",  "ms",   "n",     "n.c",   "n.d",     "n.h",    "n.j",   "n.m",   "n.v",   "n.y",
-    "nev",  "nov",  "oct",   "ok",    "okla",    "ore",    "p",     "p.a.m", "p.m",   "pa",
-    "ph.d", "prof", "r",     "r.a",   "r.h",     "r.i",    "r.j",   "r.k",   "r.t",   "rep",
-    "reps", "s",    "s.a",   "s.a.y", "s.c",     "s.g",    "s.p.a", "s.s",   "sen",   "sep",
-    "sept", "sr",   "st",    "sw",    "t",       "t.j",    "tenn",  "tues",  "u.k",   "u.n",
-    "u.s",  "u.s.a", "u.s.s.r", "v",  "va",      "vs",     "vt",    "w",     "w.c",   "w.r",
-    "w.va", "w.w",  "wash",  "wed",   "wis",     "yr"};
+    ". . ", "a.a",  "a.c",  "a.d",   "a.g",   "a.h", "a.m",   "a.m.e",   "a.s",   "a.t",   "adm",  "ala",   "ariz",
+    "aug",  "ave",  "b.f",  "b.v",   "bros",  "c",   "c.i.t", "c.o.m.b", "c.v",   "calif", "chg",  "cie",   "co",
+    "col",  "colo", "conn", "corp",  "cos",   "ct",  "d",     "d.c",     "d.h",   "d.w",   "dec",  "dr",    "e",
+    "e.f",  "e.h",  "e.l",  "e.m",   "f",     "f.g", "f.j",   "feb",     "fla",   "fri",   "ft",   "g",     "g.d",
+    "g.f",  "g.k",  "ga",   "gen",   "h",     "h.c", "h.f",   "h.m",     "i.m.s", "ill",   "inc",  "j.b",   "j.c",
+    "j.j",  "j.k",  "j.p",  "j.r",   "jan",   "jr",  "k",     "kan",     "ky",    "l",     "l.a",  "l.f",   "l.p",
+    "lt",   "ltd",  "m",    "m.b.a", "m.d.c", "m.j", "maj",   "messrs",  "mg",    "mich",  "minn", "mr",    "mrs",
+    "ms",   "n",    "n.c",  "n.d",   "n.h",   "n.j", "n.m",   "n.v",     "n.y",   "nev",   "nov",  "oct",   "ok",
+    "okla", "ore",  "p",    "p.a.m", "p.m",   "pa",  "ph.d",  "prof",    "r",     "r.a",   "r.h",  "r.i",   "r.j",
+    "r.k",  "r.t",  "rep",  "reps",  "s",     "s.a", "s.a.y", "s.c",     "s.g",   "s.p.a", "s.s",  "sen",   "sep",
+    "sept", "sr",   "st",   "sw",    "t",     "t.j", "tenn",  "tues",    "u.k",   "u.n",   "u.s",  "u.s.a", "u.s.s.r",
+    "v",    "va",   "vs",   "vt",    "w",     "w.c", "w.r",   "w.va",    "w.w",   "wash",  "wed",  "wis",   "yr"};
 
 constexpr bool is_sorted(const std::array<string_view, kAbbreviations.size()>& words) {
   for (size_t i = 1; i < words.size(); ++i) {
@@ -238,11 +228,9 @@ size_t multi_char_punct(string_view s, size_t i) {
 }
 
 bool punkt_word_ends_at(string_view s, size_t j) {
-  if (j >= s.size() || is_space_at(s, j) || is_non_word_char(s[j]) || multi_char_punct(s, j))
-    return true;
+  if (j >= s.size() || is_space_at(s, j) || is_non_word_char(s[j]) || multi_char_punct(s, j)) return true;
   if (s[j] != ',') return false;
-  return j + 1 >= s.size() || is_space_at(s, j + 1) || is_non_word_char(s[j + 1]) ||
-         multi_char_punct(s, j + 1);
+  return j + 1 >= s.size() || is_space_at(s, j + 1) || is_non_word_char(s[j + 1]) || multi_char_punct(s, j + 1);
 }
 
 struct PunktToken {
@@ -323,8 +311,7 @@ void first_pass(PunktToken& token) {
 
 // The orthographic heuristic's "this is not a sentence starter".
 bool is_not_sentence_starter(string_view next) {
-  if (next == ";" || next == ":" || next == "," || next == "." || next == "!" || next == "?")
-    return true;
+  if (next == ";" || next == ":" || next == "," || next == "." || next == "!" || next == "?") return true;
   return is_lower_case(decode(next, 0).value);
 }
 
@@ -541,8 +528,8 @@ bool split_quoted_letter(string_view in, std::string& out) {
   for (size_t i = 0; i < in.size();) {
     if (in[i] == '\'' && i + 1 < in.size()) {
       const string_view rest = in.substr(i + 1);
-      const bool clitic = starts_with(rest, "re") || starts_with(rest, "ve") ||
-                          starts_with(rest, "ll") || is_clitic_letter(rest[0]);
+      const bool clitic =
+          starts_with(rest, "re") || starts_with(rest, "ve") || starts_with(rest, "ll") || is_clitic_letter(rest[0]);
       const CodePoint c = decode(in, i + 1);
       const size_t end = i + 1 + c.size;
       if (!clitic && is_word(c.value) && !is_word_at(in, end)) {
@@ -572,8 +559,7 @@ bool split_final_period(string_view in, std::string& out, bool with_spaces) {
     if (!closing(c.value)) break;
     closing_begin -= c.size;
   }
-  if (closing_begin < 2 || in[closing_begin - 1] != '.' || in[closing_begin - 2] == '.')
-    return false;
+  if (closing_begin < 2 || in[closing_begin - 1] != '.' || in[closing_begin - 2] == '.') return false;
   size_t closing_end = closing_begin;
   while (closing_end < in.size()) {
     const CodePoint c = decode(in, closing_end);
@@ -587,13 +573,9 @@ bool split_final_period(string_view in, std::string& out, bool with_spaces) {
   return true;
 }
 
-bool split_final_period_and_closing(string_view in, std::string& out) {
-  return split_final_period(in, out, true);
-}
+bool split_final_period_and_closing(string_view in, std::string& out) { return split_final_period(in, out, true); }
 
-bool split_final_period_keep_closing(string_view in, std::string& out) {
-  return split_final_period(in, out, false);
-}
+bool split_final_period_keep_closing(string_view in, std::string& out) { return split_final_period(in, out, false); }
 
 // ([:,])([^\d]) -> " \1 \2"
 bool pad_comma_colon(string_view in, std::string& out) {
@@ -766,15 +748,14 @@ bool collapse_spaces(string_view in, std::string& out) {
 }
 
 // ([^' ])(<clitics>) -> "\1 \2 ", where each clitic ends with the space that follows it.
-bool split_clitics(string_view in, std::string& out,
-                   std::initializer_list<string_view> clitics) {
+bool split_clitics(string_view in, std::string& out, std::initializer_list<string_view> clitics) {
   if (in.find('\'') == npos) return false;
   for (size_t i = 0; i < in.size();) {
     out += in[i];
     if (in[i] != '\'' && in[i] != ' ') {
       const string_view rest = in.substr(i + 1);
-      const auto clitic = std::find_if(clitics.begin(), clitics.end(),
-                                       [rest](string_view c) { return starts_with(rest, c); });
+      const auto clitic =
+          std::find_if(clitics.begin(), clitics.end(), [rest](string_view c) { return starts_with(rest, c); });
       if (clitic != clitics.end()) {
         out += ' ';
         out.append(*clitic);
@@ -792,8 +773,7 @@ bool split_short_clitics(string_view in, std::string& out) {
 }
 
 bool split_long_clitics(string_view in, std::string& out) {
-  return split_clitics(
-      in, out, {"'ll ", "'LL ", "'re ", "'RE ", "'ve ", "'VE ", "n't ", "N'T "});
+  return split_clitics(in, out, {"'ll ", "'LL ", "'re ", "'RE ", "'ve ", "'VE ", "n't ", "N'T "});
 }
 
 // MacIntyre's contractions, (?i)\b(first)(second)\b -> " \1 \2 ", e.g. "cannot" -> "can not";

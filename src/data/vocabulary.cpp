@@ -31,8 +31,7 @@ std::int64_t Vocabulary::id(const std::string& word) const {
 
 const std::string& Vocabulary::word(std::int64_t id) const {
   if (id < 0 || id >= size())
-    throw Error("token id " + std::to_string(id) + " is outside the vocabulary (size " +
-                std::to_string(size()) + ")");
+    throw Error("token id " + std::to_string(id) + " is outside the vocabulary (size " + std::to_string(size()) + ")");
   return words_[static_cast<std::size_t>(id)];
 }
 
@@ -93,8 +92,7 @@ Vocabulary Vocabulary::from_file(const std::string& path) {
   }
   if (json.contains("word2idx")) {
     for (const auto& [word, id] : json["word2idx"].items()) {
-      if (!id.is_number_integer() || vocabulary.id(word) != id.get<std::int64_t>() ||
-          !vocabulary.contains(word))
+      if (!id.is_number_integer() || vocabulary.id(word) != id.get<std::int64_t>() || !vocabulary.contains(word))
         throw Error(path + ": word2idx and idx2word disagree on \"" + word + "\"");
     }
   }

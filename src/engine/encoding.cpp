@@ -15,19 +15,16 @@ TokenIds encode_caption_texts(const Vocabulary& vocabulary, const std::vector<st
   ids.reserve(captions.size());
   for (std::size_t i = 0; i < captions.size(); ++i) {
     const auto tokens = tokenize(captions[i]);
-    if (tokens.empty())
-      throw Error(source + ":" + std::to_string(i + 1) + ": caption has no tokens");
+    if (tokens.empty()) throw Error(source + ":" + std::to_string(i + 1) + ": caption has no tokens");
     if (tokens.size() > kMaxCaptionTokens)
-      throw Error(source + ":" + std::to_string(i + 1) + ": caption has " +
-                  std::to_string(tokens.size()) + " tokens, more than the limit of " +
-                  std::to_string(kMaxCaptionTokens));
+      throw Error(source + ":" + std::to_string(i + 1) + ": caption has " + std::to_string(tokens.size()) +
+                  " tokens, more than the limit of " + std::to_string(kMaxCaptionTokens));
     ids.push_back(vocabulary.encode_tokens(tokens));
   }
   return ids;
 }
 
-TokenIds read_caption_ids(const std::string& ids_path, const std::string& lengths_path,
-                          std::int64_t vocab_size) {
+TokenIds read_caption_ids(const std::string& ids_path, const std::string& lengths_path, std::int64_t vocab_size) {
   const auto ids_array = NpyArray::open(ids_path);
   ids_array.require_ndim(2);
   const auto lengths_array = NpyArray::open(lengths_path);
@@ -75,17 +72,15 @@ CaptionTensors pad_captions(const TokenIds& captions, std::int64_t begin, std::i
   return {ids, lengths};
 }
 
-void check_finite_features(const torch::Tensor& features, std::int64_t first_image,
-                           const std::string& source) {
+void check_finite_features(const torch::Tensor& features, std::int64_t first_image, const std::string& source) {
   const auto finite = torch::isfinite(features).flatten(1).all(1);
   if (finite.all().item<bool>()) return;
   const auto bad = (~finite).nonzero()[0][0].item<std::int64_t>();
-  throw Error(source + ": image " + std::to_string(first_image + bad) +
-              " holds NaN or infinite features");
+  throw Error(source + ": image " + std::to_string(first_image + bad) + " holds NaN or infinite features");
 }
 
-EncodedImages encode_image_file(ImramModelImpl& model, const NpyArray& features,
-                                std::int64_t count, std::int64_t batch, const Progress& progress) {
+EncodedImages encode_image_file(ImramModelImpl& model, const NpyArray& features, std::int64_t count, std::int64_t batch,
+                                const Progress& progress) {
   features.require_ndim(3);
   features.require_dtype(DType::Float32);
   const auto all = tensor_view(features);
@@ -118,8 +113,8 @@ EncodedImages encode_image_tensor(ImramModelImpl& model, const torch::Tensor& fe
   return encoded;
 }
 
-EncodedCaptions encode_caption_ids(ImramModelImpl& model, const TokenIds& captions,
-                                   std::int64_t batch, const Progress& progress) {
+EncodedCaptions encode_caption_ids(ImramModelImpl& model, const TokenIds& captions, std::int64_t batch,
+                                   const Progress& progress) {
   torch::NoGradGuard no_grad;
   const auto M = std::int64_t(captions.size());
   std::int64_t longest = 1;

@@ -94,12 +94,9 @@ nlohmann::ordered_json explanation_json(const Explanation& explanation) {
                           {"score", direction.score},
                           {"steps", std::move(steps)}});
   }
-  return {{"mode", explanation.mode},
-          {"iteration_steps", explanation.iteration_steps},
-          {"regions", explanation.regions},
-          {"tokens", std::move(tokens)},
-          {"score", explanation.score},
-          {"directions", std::move(directions)}};
+  return {{"mode", explanation.mode},       {"iteration_steps", explanation.iteration_steps},
+          {"regions", explanation.regions}, {"tokens", std::move(tokens)},
+          {"score", explanation.score},     {"directions", std::move(directions)}};
 }
 
 }  // namespace imram

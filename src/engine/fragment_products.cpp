@@ -150,7 +150,8 @@ void check_fragments(const torch::Tensor& t, const char* what) {
 void check_out(const torch::Tensor& out, std::int64_t items, std::int64_t rows, std::int64_t columns) {
   TORCH_CHECK(out.scalar_type() == torch::kFloat32 && out.size(0) == items && out.size(1) == rows &&
                   out.size(2) == columns && (columns <= 1 || out.stride(2) == 1),
-              "fragment products: the output must be float32 (", items, ", ", rows, ", ", columns, ") with contiguous rows");
+              "fragment products: the output must be float32 (", items, ", ", rows, ", ", columns,
+              ") with contiguous rows");
 }
 
 template <typename L, typename R>
@@ -162,8 +163,14 @@ void dots(const torch::Tensor& lhs, const torch::Tensor& rhs, torch::Tensor& out
   float* out_data = out.data_ptr<float>();
   at::parallel_for(0, items, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t b = begin; b < end; ++b) {
-      const DotItem<L, R> item{lhs_data + b * lhs_step, lhs.stride(1), int(lhs.size(1)), rhs_data + b * rhs.stride(0),
-                               rhs.stride(1), int(rhs.size(1)), rhs.size(2), out_data + b * out.stride(0),
+      const DotItem<L, R> item{lhs_data + b * lhs_step,
+                               lhs.stride(1),
+                               int(lhs.size(1)),
+                               rhs_data + b * rhs.stride(0),
+                               rhs.stride(1),
+                               int(rhs.size(1)),
+                               rhs.size(2),
+                               out_data + b * out.stride(0),
                                out.stride(1)};
       if (!symmetric) {
         simd::run(item);
@@ -193,20 +200,19 @@ void weighted(const torch::Tensor& weights, const torch::Tensor& values, torch::
   at::parallel_for(0, weights.size(0), 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t b = begin; b < end; ++b)
       simd::run(WeightedItem<V>{weight_data + b * weights.stride(0), weights.stride(1), int(weights.size(1)),
-                               int(weights.size(2)), value_data + b * values.stride(0), values.stride(1),
-                               values.size(2), out_data + b * out.stride(0), out.stride(1), accumulate});
+                                int(weights.size(2)), value_data + b * values.stride(0), values.stride(1),
+                                values.size(2), out_data + b * out.stride(0), out.stride(1), accumulate});
   });
 }
-
 
 // IMRAM's first step of a range of (context item, query item) pairs from their raw scores and the
 // context items' Gram matrices, each pair in cache from its raw scores to its similarity: the
 // fused form of first_step_from_products' tensor ops (engine/matching.h), which tests hold it to.
 template <typename G>
 struct FirstStepPairs {
-  const float* raw;            // (B, A, n_q, n_c), or null when looked up:
-  const float* table;          //   rows of a table (K, n_q) or (K, n_c)
-  const std::int64_t* codes;   //   by the context items' codes (B, n_c) or the query items' (A, n_q)
+  const float* raw;           // (B, A, n_q, n_c), or null when looked up:
+  const float* table;         //   rows of a table (K, n_q) or (K, n_c)
+  const std::int64_t* codes;  //   by the context items' codes (B, n_c) or the query items' (A, n_q)
   bool codes_of_context;
   const G* gram;               // (B, n_c, n_c)
   const float* query_mask;     // (A, n_q)
@@ -255,7 +261,8 @@ struct FirstStepPairs {
           }
         } else {
           const auto* item_codes = codes + a * nq;
-          for (int j = 0; j < nq; ++j) std::copy(table + item_codes[j] * nc, table + (item_codes[j] + 1) * nc, looked_up.data() + j * nc);
+          for (int j = 0; j < nq; ++j)
+            std::copy(table + item_codes[j] * nc, table + (item_codes[j] + 1) * nc, looked_up.data() + j * nc);
         }
       }
       const float* mask = query_mask + a * nq;
@@ -357,7 +364,8 @@ void fragment_dots(const torch::Tensor& lhs, const torch::Tensor& rhs, torch::Te
 void fragment_grams(const torch::Tensor& fragments, torch::Tensor& out) {
   check_fragments(fragments, "fragment_grams' fragments");
   check_out(out, fragments.size(0), fragments.size(1), fragments.size(1));
-  if (fragments.scalar_type() == torch::kHalf) return dots<std::uint16_t, std::uint16_t>(fragments, fragments, out, true);
+  if (fragments.scalar_type() == torch::kHalf)
+    return dots<std::uint16_t, std::uint16_t>(fragments, fragments, out, true);
   dots<float, float>(fragments, fragments, out, true);
 }
 
@@ -373,24 +381,25 @@ void first_step_pairs(const FirstStepRaw& raw, const torch::Tensor& gram, const 
                 "first_step_pairs: raw scores must be float32 (B, A, n_q, n_c), contiguous, on the CPU");
     B = raw.scores.size(0), A = raw.scores.size(1), nq = int(raw.scores.size(2)), nc = int(raw.scores.size(3));
   } else {
-    TORCH_CHECK(raw.table.dim() == 2 && raw.table.scalar_type() == torch::kFloat32 && raw.table.is_contiguous() &&
-                    raw.codes.dim() == 2 && raw.codes.scalar_type() == torch::kInt64 && raw.codes.is_contiguous(),
-                "first_step_pairs: a table must be float32 (K, width) and its codes int64 (items, fragments), contiguous");
+    TORCH_CHECK(
+        raw.table.dim() == 2 && raw.table.scalar_type() == torch::kFloat32 && raw.table.is_contiguous() &&
+            raw.codes.dim() == 2 && raw.codes.scalar_type() == torch::kInt64 && raw.codes.is_contiguous(),
+        "first_step_pairs: a table must be float32 (K, width) and its codes int64 (items, fragments), contiguous");
     if (raw.codes_of_context) {
       B = raw.codes.size(0), A = 1, nc = int(raw.codes.size(1)), nq = int(raw.table.size(1));
     } else {
       B = 1, A = raw.codes.size(0), nq = int(raw.codes.size(1)), nc = int(raw.table.size(1));
     }
   }
-  TORCH_CHECK(gram.dim() == 3 && gram.size(0) == B && gram.size(1) == nc && gram.size(2) == nc && gram.is_contiguous() &&
-                  (gram.scalar_type() == torch::kFloat32 || gram.scalar_type() == torch::kHalf),
+  TORCH_CHECK(gram.dim() == 3 && gram.size(0) == B && gram.size(1) == nc && gram.size(2) == nc &&
+                  gram.is_contiguous() && (gram.scalar_type() == torch::kFloat32 || gram.scalar_type() == torch::kHalf),
               "first_step_pairs: the Gram matrices must be (B, n_c, n_c) float32 or float16, contiguous");
-  TORCH_CHECK(query_mask.scalar_type() == torch::kFloat32 && query_mask.is_contiguous() && query_mask.numel() == A * nq &&
-                  query_squared_norms.scalar_type() == torch::kFloat32 && query_squared_norms.is_contiguous() &&
-                  query_squared_norms.numel() == A * nq,
+  TORCH_CHECK(query_mask.scalar_type() == torch::kFloat32 && query_mask.is_contiguous() &&
+                  query_mask.numel() == A * nq && query_squared_norms.scalar_type() == torch::kFloat32 &&
+                  query_squared_norms.is_contiguous() && query_squared_norms.numel() == A * nq,
               "first_step_pairs: the query mask and squared norms must be float32 (A, n_q), contiguous");
-  TORCH_CHECK(!context_padding.defined() || (context_padding.scalar_type() == torch::kBool && context_padding.is_contiguous() &&
-                                              context_padding.numel() == B * nc),
+  TORCH_CHECK(!context_padding.defined() || (context_padding.scalar_type() == torch::kBool &&
+                                             context_padding.is_contiguous() && context_padding.numel() == B * nc),
               "first_step_pairs: the context padding must be bool (B, n_c), contiguous");
   TORCH_CHECK(out.scalar_type() == torch::kFloat32 && out.is_contiguous() && out.numel() == B * A,
               "first_step_pairs: out must be float32 (B, A), contiguous");
@@ -400,8 +409,7 @@ void first_step_pairs(const FirstStepRaw& raw, const torch::Tensor& gram, const 
       simd::run(FirstStepPairs<G>{dense ? raw.scores.data_ptr<float>() : nullptr,
                                   dense ? nullptr : raw.table.data_ptr<float>(),
                                   dense ? nullptr : raw.codes.data_ptr<std::int64_t>(), raw.codes_of_context, gram_data,
-                                  query_mask.data_ptr<float>(),
-                                  query_squared_norms.data_ptr<float>(),
+                                  query_mask.data_ptr<float>(), query_squared_norms.data_ptr<float>(),
                                   context_padding.defined() ? context_padding.data_ptr<bool>() : nullptr, norm,
                                   float(lambda), A, nq, nc, begin, end, out.data_ptr<float>()});
     });

@@ -50,7 +50,7 @@ IMRAM_INLINE void gated_update_rows(const GateRows& a) {
     std::int64_t j = 0;
     for (; j + 16 <= a.d; j += 16) {
       const Floats16 v = refined_value<Floats16, Ints16>(load16(o_pre + j) + load16(o_add + j),
-                                                          load16(g_pre + j) + load16(g_add + j), load16(q + j));
+                                                         load16(g_pre + j) + load16(g_add + j), load16(q + j));
       std::memcpy(y + j, &v, sizeof v);
       squares += v * v;
     }

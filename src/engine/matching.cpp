@@ -7,22 +7,24 @@
 #include <atomic>
 #include <optional>
 
+#include "../util/blas.h"
 #include "imram/engine/fragment_products.h"
 #include "imram/engine/fused_gate.h"
 #include "imram/error.h"
 #include "imram/model/attention.h"
 #include "imram/model/image_encoder.h"
 #include "imram/runtime/parallel.h"
-#include "../util/blas.h"
-
 
 namespace imram {
 
 std::string to_string(EnginePath path) {
   switch (path) {
-    case EnginePath::Automatic: return "auto";
-    case EnginePath::FusedCpu: return "fused_cpu";
-    case EnginePath::Tensor: return "tensor";
+    case EnginePath::Automatic:
+      return "auto";
+    case EnginePath::FusedCpu:
+      return "fused_cpu";
+    case EnginePath::Tensor:
+      return "tensor";
   }
   return "auto";
 }
@@ -39,7 +41,9 @@ EnginePath resolve_engine_path(EnginePath requested, const torch::Tensor& sample
   const bool cpu = sample.device().is_cpu(), float32 = sample.scalar_type() == torch::kFloat32;
   if (requested == EnginePath::Automatic) return !grad && cpu && float32 ? EnginePath::FusedCpu : EnginePath::Tensor;
   if (requested == EnginePath::FusedCpu) {
-    if (grad) throw Error("the fused_cpu engine path computes no gradients: score under torch::NoGradGuard, or use the tensor path");
+    if (grad)
+      throw Error(
+          "the fused_cpu engine path computes no gradients: score under torch::NoGradGuard, or use the tensor path");
     if (!cpu) throw Error("the fused_cpu engine path runs on the CPU, and the tensors are on " + sample.device().str());
     if (!float32) throw Error("the fused_cpu engine path computes in float32 only");
   }
@@ -60,7 +64,8 @@ std::vector<EngineRoute> all_engine_routes() {
   std::vector<EngineRoute> routes;
   for (const auto products : {BlockProducts::Tensor, BlockProducts::ItemwiseBlas, BlockProducts::FragmentKernels})
     for (const auto context : {ContextTerm::None, ContextTerm::ContextHalves, ContextTerm::ProjectedAttended})
-      if (products != BlockProducts::Tensor || context != ContextTerm::ProjectedAttended) routes.push_back({products, context});
+      if (products != BlockProducts::Tensor || context != ContextTerm::ProjectedAttended)
+        routes.push_back({products, context});
   return routes;
 }
 
@@ -206,8 +211,8 @@ torch::Tensor first_step_from_products(const FirstStepRaw& given, const torch::T
     const auto pairs = raw.scores.defined() ? raw.scores.size(0) * raw.scores.size(1) : raw.codes.size(0);
     auto out = torch::empty({pairs}, sample.options());
     first_step_pairs(raw, gram.contiguous(), query_mask.contiguous(), query_squared_norms.contiguous(),
-                     context_padding.defined() ? context_padding.contiguous() : context_padding, config.raw_feature_norm,
-                     config.lambda_softmax, out);
+                     context_padding.defined() ? context_padding.contiguous() : context_padding,
+                     config.raw_feature_norm, config.lambda_softmax, out);
     if (raw.scores.defined()) return out.view({raw.scores.size(0), raw.scores.size(1)});
     return raw.codes_of_context ? out.view({pairs, 1}) : out.view({1, pairs});
   }
@@ -220,9 +225,11 @@ torch::Tensor first_step_from_products(const FirstStepRaw& given, const torch::T
   }
   const auto B = raw.size(0), A = raw.size(1), nq = raw.size(2), nc = raw.size(3);
   const auto padding = context_padding.defined() ? context_padding.view({B, 1, 1, nc}) : torch::Tensor();
-  const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, query_mask.view({1, A, nq, 1})),
-                                       config.lambda_softmax, padding);
-  const auto attended_sq = (torch::bmm(alpha.reshape({B, A * nq, nc}), widened(gram)).view({B, A, nq, nc}) * alpha).sum(-1);
+  const auto alpha =
+      attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, query_mask.view({1, A, nq, 1})),
+                        config.lambda_softmax, padding);
+  const auto attended_sq =
+      (torch::bmm(alpha.reshape({B, A * nq, nc}), widened(gram)).view({B, A, nq, nc}) * alpha).sum(-1);
   return step_similarity(alpha, raw, attended_sq, query_squared_norms, query_mask, query_mask.sum(1));
 }
 
@@ -241,8 +248,8 @@ namespace {
 // the gate is one pass (engine/fused_gate.h) instead of LibTorch's separate ops.
 torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& context,
                           const torch::Tensor& context_padding, const torch::Tensor& context_halves,
-                          const EngineRoute& route, const MemoryDistillation& memory,
-                          const ModelConfig& config, MatchingTrace* trace) {
+                          const EngineRoute& route, const MemoryDistillation& memory, const ModelConfig& config,
+                          MatchingTrace* trace) {
   const auto A = queries.query.size(0), nq = queries.query.size(1), d = queries.query.size(2);
   const auto B = context.size(0), nc = context.size(1);
   const int K = config.iteration_steps;
@@ -266,7 +273,8 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
   // weights (B, A n_q, n_c) times per-item values (B, n_c, w), into `out` or a new tensor.
   const auto weighted = [&](const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor out,
                             bool accumulate) {
-    if (products == BlockProducts::Tensor) return accumulate ? out.baddbmm_(weights, values) : torch::bmm(weights, values);
+    if (products == BlockProducts::Tensor)
+      return accumulate ? out.baddbmm_(weights, values) : torch::bmm(weights, values);
     if (!out.defined()) out = rows_of(values.size(2));
     if (kernels)
       weighted_fragments(weights, values, out, accumulate);
@@ -296,14 +304,17 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
   std::vector<torch::Tensor> steps;
   for (int k = 1; k <= K; ++k) {
     const auto raw = k == 1 ? raw_original : against_context(current).view({B, A, nq, nc});
-    const auto alpha = attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, mask),
-                                         config.lambda_softmax, padding);
+    const auto alpha =
+        attention_weights(normalize_raw_scores(raw, config.raw_feature_norm, mask), config.lambda_softmax, padding);
     const auto alpha_rows = alpha.view({B, A * nq, nc});
     if (trace) trace->attention.push_back(alpha);
-    const auto attended = project_attended ? weighted(alpha_rows, context, {}, false) : torch::Tensor();  // c, (B, A n_q, d)
-    const auto attended_sq = project_attended ? attended.pow(2).sum(-1).view({B, A, nq})
-                                              : (weighted(alpha_rows, gram, {}, false).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
-    steps.push_back(step_similarity(alpha, raw_original, attended_sq, queries.squared_norms, queries.mask, queries.valid));
+    const auto attended =
+        project_attended ? weighted(alpha_rows, context, {}, false) : torch::Tensor();  // c, (B, A n_q, d)
+    const auto attended_sq =
+        project_attended ? attended.pow(2).sum(-1).view({B, A, nq})
+                         : (weighted(alpha_rows, gram, {}, false).view({B, A, nq, nc}) * alpha).sum(-1);  // |c|^2
+    steps.push_back(
+        step_similarity(alpha, raw_original, attended_sq, queries.squared_norms, queries.mask, queries.valid));
     if (k == K) break;
 
     // The memory update: [o_pre ; g_pre] = W_c c + W_q q (+ biases), then the gate.
@@ -340,8 +351,8 @@ torch::Tensor match_block(const MatchingQueries& queries, const torch::Tensor& c
       }
       continue;
     }
-    auto summed = torch::bmm(alpha_rows, context_halves) +
-                  (k == 1 ? queries.halves.unsqueeze(0) : memory.query_half(current));
+    auto summed =
+        torch::bmm(alpha_rows, context_halves) + (k == 1 ? queries.halves.unsqueeze(0) : memory.query_half(current));
     if (trace) trace->gate_mean.push_back(memory.gate_values(summed).mean(-1).view({B, A, nq}));
     current = memory.update(k == 1 ? query_rows.unsqueeze(0) : current, summed);
     if (config.imram_norm) current = l2norm(current, -1);

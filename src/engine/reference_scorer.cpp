@@ -9,26 +9,30 @@ namespace {
 namespace F = torch::nn::functional;
 
 // func_attention of the authors: query (n, n_q, d), context (n, n_c, d) -> attended (n, n_q, d).
-torch::Tensor func_attention(const torch::Tensor& query, const torch::Tensor& context,
-                             const ModelConfig& config) {
+torch::Tensor func_attention(const torch::Tensor& query, const torch::Tensor& context, const ModelConfig& config) {
   auto attn = torch::bmm(context, query.transpose(1, 2));  // (n, n_c, n_q)
   switch (config.raw_feature_norm) {
-    case RawFeatureNorm::Softmax: attn = torch::softmax(attn, 2); break;
-    case RawFeatureNorm::L2Norm: attn = l2norm(attn, 2); break;
+    case RawFeatureNorm::Softmax:
+      attn = torch::softmax(attn, 2);
+      break;
+    case RawFeatureNorm::L2Norm:
+      attn = l2norm(attn, 2);
+      break;
     case RawFeatureNorm::ClippedL2Norm:
       attn = l2norm(F::leaky_relu(attn, F::LeakyReLUFuncOptions().negative_slope(0.1)), 2);
       break;
     case RawFeatureNorm::Clipped:
       attn = F::leaky_relu(attn, F::LeakyReLUFuncOptions().negative_slope(0.1));
       break;
-    case RawFeatureNorm::NoNorm: break;
+    case RawFeatureNorm::NoNorm:
+      break;
   }
   attn = torch::softmax(attn.transpose(1, 2) * config.lambda_softmax, 2);  // (n, n_q, n_c)
   return torch::bmm(attn, context);
 }
 
-torch::Tensor gated_memory(const torch::nn::Linear& linear, const torch::nn::Linear& gate,
-                           const torch::Tensor& query, const torch::Tensor& attended) {
+torch::Tensor gated_memory(const torch::nn::Linear& linear, const torch::nn::Linear& gate, const torch::Tensor& query,
+                           const torch::Tensor& attended) {
   const auto cat = torch::cat({query, attended}, 2);
   const auto o = torch::tanh(F::linear(cat, linear->weight, linear->bias));
   const auto g = torch::sigmoid(F::linear(cat, gate->weight, gate->bias));

@@ -54,10 +54,11 @@ Blocks blocks_for_cpu_path(const ModelConfig& config, std::int64_t regions, doub
   constexpr std::int64_t kParallelItems = 256;
   const std::int64_t threads = torch::get_num_threads();
   const auto caption_rows = std::max<std::int64_t>(1, std::int64_t(kWordRows / std::max(1.0, mean_len)));
-  const auto image_rows = std::max<std::int64_t>(1, std::int64_t(kRegionRows / double(std::max<std::int64_t>(regions, 1))));
-  Blocks blocks{kParallelItems, caption_rows};                                   // text: images in parallel
-  if (!config.uses_text_direction()) blocks = {image_rows, kParallelItems};      // image: captions in parallel
-  if (config.uses_text_direction() && config.uses_image_direction())             // full: both, in turn
+  const auto image_rows =
+      std::max<std::int64_t>(1, std::int64_t(kRegionRows / double(std::max<std::int64_t>(regions, 1))));
+  Blocks blocks{kParallelItems, caption_rows};                               // text: images in parallel
+  if (!config.uses_text_direction()) blocks = {image_rows, kParallelItems};  // image: captions in parallel
+  if (config.uses_text_direction() && config.uses_image_direction())         // full: both, in turn
     blocks = {std::max(image_rows, 4 * threads), std::max(caption_rows, 4 * threads)};
   if (options.image_block > 0) blocks.images = options.image_block;
   if (options.caption_block > 0) blocks.captions = options.caption_block;
@@ -65,8 +66,8 @@ Blocks blocks_for_cpu_path(const ModelConfig& config, std::int64_t regions, doub
   const auto d = double(config.embed_size);
   auto bytes = [&](const Blocks& b) {
     const double image_side = double(b.images) * double(regions), caption_side = double(b.captions) * double(max_len);
-    const double query_rows = std::max(config.uses_text_direction() ? caption_side : 0.0,
-                                       config.uses_image_direction() ? image_side : 0.0);
+    const double query_rows =
+        std::max(config.uses_text_direction() ? caption_side : 0.0, config.uses_image_direction() ? image_side : 0.0);
     return 4.0 * (2 * d * (image_side + caption_side) + double(threads) * 3 * d * query_rows +
                   4.0 * double(config.iteration_steps) * double(b.images) * double(b.captions));
   };
@@ -97,8 +98,8 @@ std::vector<std::int64_t> stratified_order(std::int64_t count) {
   return order;
 }
 
-PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& images,
-                          const EncodedCaptions& captions, const ScoreOptions& options) {
+PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& images, const EncodedCaptions& captions,
+                          const ScoreOptions& options) {
   // The first `steps` steps of IMRAM's sum are an exact, cheaper part of its score.
   auto config = model.config;
   if (options.steps > 0) config.iteration_steps = std::min(config.iteration_steps, options.steps);
@@ -109,8 +110,8 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
   const auto max_len = M ? lengths.max().item<std::int64_t>() : 0;
   const double mean_len = M ? lengths.to(torch::kFloat64).mean().item<double>() : 0;
   // The gallery side may come as a store keeps it (float16): the engine decides on float32.
-  const auto float_options =
-      images.regions.options().dtype(images.regions.scalar_type() == torch::kHalf ? torch::kFloat32 : images.regions.scalar_type());
+  const auto float_options = images.regions.options().dtype(
+      images.regions.scalar_type() == torch::kHalf ? torch::kFloat32 : images.regions.scalar_type());
   const auto path = resolve_engine_path(options.path, torch::empty({0}, float_options));
   const bool cpu_path = path == EnginePath::FusedCpu;
 
@@ -127,8 +128,10 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
 
   auto total = torch::zeros({N, M}, float_options);
   torch::Tensor steps_t2i, steps_i2t;
-  if (keep_steps && config.uses_text_direction()) steps_t2i = torch::zeros({config.iteration_steps, N, M}, float_options);
-  if (keep_steps && config.uses_image_direction()) steps_i2t = torch::zeros({config.iteration_steps, N, M}, float_options);
+  if (keep_steps && config.uses_text_direction())
+    steps_t2i = torch::zeros({config.iteration_steps, N, M}, float_options);
+  if (keep_steps && config.uses_image_direction())
+    steps_i2t = torch::zeros({config.iteration_steps, N, M}, float_options);
   std::int64_t done = 0;
   for (std::int64_t i0 = 0; i0 < N; i0 += image_block) {
     const auto ni = std::min(image_block, N - i0);
@@ -173,10 +176,11 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
         matching.route = options.route;
         matching.context_halves = region_halves_for(nc * block_len);
         matching.query_halves = captions_own(captions.text_halves);
-        const auto steps = iterative_matching(widened(words), word_mask.to(float_options.dtype()), regions,
-                                              images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
-                                              model.text_memory(), config, matching)
-                               .transpose(1, 2);
+        const auto steps =
+            iterative_matching(widened(words), word_mask.to(float_options.dtype()), regions,
+                               images.region_mask.defined() ? region_mask.logical_not() : torch::Tensor(),
+                               model.text_memory(), config, matching)
+                .transpose(1, 2);
         block_total.add_(steps.sum(0));
         if (keep_steps) steps_t2i.narrow(1, i0, ni).narrow(2, j0, nc).copy_(steps);
       }
@@ -206,8 +210,8 @@ PairScores score_in_order(const ImramModelImpl& model, const EncodedImages& imag
 
 }  // namespace
 
-PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images,
-                       const EncodedCaptions& captions, const ScoreOptions& options) {
+PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images, const EncodedCaptions& captions,
+                       const ScoreOptions& options) {
   // Whatever the caller's mode: gradients are asked for, never inherited (engine/scorer.h).
   const torch::AutoGradMode grad_mode(options.gradients);
   // Captions of similar length share a block, so that blocks pad little (text queries are padded

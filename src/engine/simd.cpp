@@ -21,7 +21,8 @@ InstructionSet choose() {
   for (const auto set : sets) {
     if (requested && *requested) {
       if (std::string(requested) != to_string(set)) continue;
-      if (!supported(set)) throw Error(std::string("IMRAM_SIMD=") + requested + ": this CPU does not have " + requested);
+      if (!supported(set))
+        throw Error(std::string("IMRAM_SIMD=") + requested + ": this CPU does not have " + requested);
       return set;
     }
     if (supported(set)) return set;
@@ -41,10 +42,14 @@ InstructionSet instruction_set() {
 
 std::string to_string(InstructionSet set) {
   switch (set) {
-    case InstructionSet::Avx512f: return "avx512f";
-    case InstructionSet::Avx2: return "avx2";
-    case InstructionSet::Sse2: return "sse2";
-    case InstructionSet::Generic: return "generic";
+    case InstructionSet::Avx512f:
+      return "avx512f";
+    case InstructionSet::Avx2:
+      return "avx2";
+    case InstructionSet::Sse2:
+      return "sse2";
+    case InstructionSet::Generic:
+      return "generic";
   }
   return "generic";
 }

@@ -154,10 +154,13 @@ template <typename Kernel>
 void run(const Kernel& kernel) {
   switch (instruction_set()) {
 #ifdef IMRAM_X86_DISPATCH
-    case InstructionSet::Avx512f: return run_avx512(kernel);
-    case InstructionSet::Avx2: return run_avx2(kernel);
+    case InstructionSet::Avx512f:
+      return run_avx512(kernel);
+    case InstructionSet::Avx2:
+      return run_avx2(kernel);
 #endif
-    default: return run_plain(kernel);
+    default:
+      return run_plain(kernel);
   }
 }
 

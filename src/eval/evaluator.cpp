@@ -18,8 +18,8 @@ std::int64_t evaluated_images(const PrecompSplit& split, const EvalOptions& opti
   return options.max_images > 0 ? std::min(options.max_images, split.num_images()) : split.num_images();
 }
 
-torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary,
-                          const PrecompSplit& split, const EvalOptions& options) {
+torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
+                          const EvalOptions& options) {
   torch::NoGradGuard no_grad;
   model.eval();
   const auto N = evaluated_images(split, options);
@@ -29,8 +29,7 @@ torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary,
   const auto images = encode_image_file(model, split.features(), N);
   const auto encoded = encode_caption_ids(model, captions);
 
-  ProgressBar bar("scoring " + split.name(), N * std::int64_t(texts.size()), "pairs",
-                  options.show_progress);
+  ProgressBar bar("scoring " + split.name(), N * std::int64_t(texts.size()), "pairs", options.show_progress);
   ScoreOptions score_options;
   score_options.memory_budget = options.memory_budget;
   score_options.progress = [&](std::int64_t done, std::int64_t) { bar.update(done); };
@@ -53,9 +52,8 @@ EvalResult evaluate_scores(torch::Tensor sims, const PrecompSplit& split, const 
   const auto sims64 = result.sims.to(torch::kFloat64).contiguous();
   const double* data = sims64.data_ptr<double>();
   const auto N = result.sims.size(0), M = result.sims.size(1);
-  result.metrics = options.fold5
-                       ? compute_metrics_fold5(data, N, M, split.captions_per_image(), thread_count())
-                       : compute_metrics(data, N, M, split.captions_per_image(), thread_count());
+  result.metrics = options.fold5 ? compute_metrics_fold5(data, N, M, split.captions_per_image(), thread_count())
+                                 : compute_metrics(data, N, M, split.captions_per_image(), thread_count());
   if (!options.dataset_dir.empty() && N == split.num_images()) {
     const auto twins = read_twins(options.dataset_dir, split.name(), N);
     if (!twins.empty()) result.twin_accuracy = twin_accuracy(data, N, M, twins, split.captions_per_image());
@@ -65,7 +63,8 @@ EvalResult evaluate_scores(torch::Tensor sims, const PrecompSplit& split, const 
 
 EvalResult evaluate_global(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
                            const EvalOptions& options) {
-  if (!model.global_head) throw Error("the model has no global head (train it with --global-weight or imram train-global)");
+  if (!model.global_head)
+    throw Error("the model has no global head (train it with --global-weight or imram train-global)");
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   model.eval();

@@ -62,8 +62,7 @@ int captions_per_image_for(std::int64_t images, std::int64_t captions, const std
               " captions; expected 5 captions per image (or 1)");
 }
 
-void require_finite_scores(const double* sims, std::int64_t images, std::int64_t captions,
-                           const std::string& source) {
+void require_finite_scores(const double* sims, std::int64_t images, std::int64_t captions, const std::string& source) {
   const std::int64_t n = images * captions;
   for (std::int64_t k = 0; k < n; ++k)
     if (!std::isfinite(sims[k]))
@@ -72,8 +71,8 @@ void require_finite_scores(const double* sims, std::int64_t images, std::int64_t
                   "; retrieval metrics need finite scores");
 }
 
-RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int64_t captions,
-                               int captions_per_image, int threads) {
+RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int64_t captions, int captions_per_image,
+                               int threads) {
   // A NaN compares false with everything, so every item would rank first: 100 % recall.
   require_finite_scores(sims, images, captions, "score matrix");
   RetrievalRanks ranks;
@@ -83,8 +82,7 @@ RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int
     for (std::int64_t i = begin; i < end; ++i) {
       const double* row = sims + i * captions;
       double best_own = row[i * captions_per_image];
-      for (int c = 1; c < captions_per_image; ++c)
-        best_own = std::max(best_own, row[i * captions_per_image + c]);
+      for (int c = 1; c < captions_per_image; ++c) best_own = std::max(best_own, row[i * captions_per_image + c]);
       // A tie with another image's caption counts against the image: a collapsed model that
       // scores every pair alike must rank last, not first (it gave R@1 = 100).
       std::int64_t better = 0;
@@ -119,16 +117,14 @@ RetrievalMetrics metrics_from_ranks(const RetrievalRanks& ranks) {
   return m;
 }
 
-RetrievalMetrics compute_metrics(const double* sims, std::int64_t images, std::int64_t captions,
-                                 int captions_per_image, int threads) {
+RetrievalMetrics compute_metrics(const double* sims, std::int64_t images, std::int64_t captions, int captions_per_image,
+                                 int threads) {
   return metrics_from_ranks(retrieval_ranks(sims, images, captions, captions_per_image, threads));
 }
 
-RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images,
-                                       std::int64_t captions, int captions_per_image,
-                                       int threads) {
-  if (images % 5 != 0)
-    throw Error("--fold5 needs a number of images divisible by 5, got " + std::to_string(images));
+RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images, std::int64_t captions,
+                                       int captions_per_image, int threads) {
+  if (images % 5 != 0) throw Error("--fold5 needs a number of images divisible by 5, got " + std::to_string(images));
   const std::int64_t fold_images = images / 5, fold_captions = captions / 5;
   RetrievalMetrics mean;
   std::vector<double> block(static_cast<std::size_t>(fold_images * fold_captions));
@@ -137,8 +133,7 @@ RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images,
       const double* src = sims + (fold * fold_images + i) * captions + fold * fold_captions;
       std::copy(src, src + fold_captions, block.begin() + i * fold_captions);
     }
-    const RetrievalMetrics m = compute_metrics(block.data(), fold_images, fold_captions,
-                                               captions_per_image, threads);
+    const RetrievalMetrics m = compute_metrics(block.data(), fold_images, fold_captions, captions_per_image, threads);
     for (auto [dst, src] : {std::pair{&mean.i2t, &m.i2t}, std::pair{&mean.t2i, &m.t2i}}) {
       dst->r1 += src->r1 / 5;
       dst->r5 += src->r5 / 5;
@@ -153,12 +148,9 @@ RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images,
 
 std::string metrics_json(const RetrievalMetrics& metrics) {
   auto direction = [](const DirectionMetrics& d) {
-    return nlohmann::ordered_json{{"r1", d.r1}, {"r5", d.r5}, {"r10", d.r10},
-                                  {"medr", d.medr}, {"meanr", d.meanr}};
+    return nlohmann::ordered_json{{"r1", d.r1}, {"r5", d.r5}, {"r10", d.r10}, {"medr", d.medr}, {"meanr", d.meanr}};
   };
-  nlohmann::ordered_json json{{"i2t", direction(metrics.i2t)},
-                              {"t2i", direction(metrics.t2i)},
-                              {"rsum", metrics.rsum}};
+  nlohmann::ordered_json json{{"i2t", direction(metrics.i2t)}, {"t2i", direction(metrics.t2i)}, {"rsum", metrics.rsum}};
   return json.dump();
 }
 
@@ -169,9 +161,8 @@ std::string metrics_table(const RetrievalMetrics& metrics) {
                 "image->text %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n"
                 "text->image %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n"
                 "rsum %.2f\n",
-                metrics.i2t.r1, metrics.i2t.r5, metrics.i2t.r10, metrics.i2t.medr,
-                metrics.i2t.meanr, metrics.t2i.r1, metrics.t2i.r5, metrics.t2i.r10,
-                metrics.t2i.medr, metrics.t2i.meanr, metrics.rsum);
+                metrics.i2t.r1, metrics.i2t.r5, metrics.i2t.r10, metrics.i2t.medr, metrics.i2t.meanr, metrics.t2i.r1,
+                metrics.t2i.r5, metrics.t2i.r10, metrics.t2i.medr, metrics.t2i.meanr, metrics.rsum);
   return buffer;
 }
 
@@ -198,8 +189,8 @@ RetrievalMetrics chance_metrics(std::int64_t images, std::int64_t captions, int 
   return m;
 }
 
-std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int64_t images,
-                                      std::int64_t captions, int captions_per_image) {
+std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int64_t images, std::int64_t captions,
+                                      int captions_per_image) {
   const auto chance = chance_metrics(images, captions, captions_per_image);
   char buffer[768];
   std::snprintf(buffer, sizeof buffer,
@@ -209,11 +200,10 @@ std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int6
                 "text->image  model  %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n"
                 "             chance %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n"
                 "rsum %.2f (chance %.2f)\n",
-                metrics.i2t.r1, metrics.i2t.r5, metrics.i2t.r10, metrics.i2t.medr, metrics.i2t.meanr,
-                chance.i2t.r1, chance.i2t.r5, chance.i2t.r10, chance.i2t.medr, chance.i2t.meanr,
-                metrics.t2i.r1, metrics.t2i.r5, metrics.t2i.r10, metrics.t2i.medr, metrics.t2i.meanr,
-                chance.t2i.r1, chance.t2i.r5, chance.t2i.r10, chance.t2i.medr, chance.t2i.meanr,
-                metrics.rsum, chance.rsum);
+                metrics.i2t.r1, metrics.i2t.r5, metrics.i2t.r10, metrics.i2t.medr, metrics.i2t.meanr, chance.i2t.r1,
+                chance.i2t.r5, chance.i2t.r10, chance.i2t.medr, chance.i2t.meanr, metrics.t2i.r1, metrics.t2i.r5,
+                metrics.t2i.r10, metrics.t2i.medr, metrics.t2i.meanr, chance.t2i.r1, chance.t2i.r5, chance.t2i.r10,
+                chance.t2i.medr, chance.t2i.meanr, metrics.rsum, chance.rsum);
   return buffer;
 }
 

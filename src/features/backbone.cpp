@@ -21,7 +21,8 @@ std::string last_line(const std::string& text) {
   auto end = text.find_last_not_of("\n ");
   if (end == std::string::npos) return text;
   const auto begin = text.rfind('\n', end);
-  return text.substr(begin == std::string::npos ? 0 : begin + 1, end + 1 - (begin == std::string::npos ? 0 : begin + 1));
+  return text.substr(begin == std::string::npos ? 0 : begin + 1,
+                     end + 1 - (begin == std::string::npos ? 0 : begin + 1));
 }
 
 std::string shape_text(const torch::Tensor& tensor) {
@@ -98,7 +99,8 @@ std::vector<PictureRegions> Backbone::run_grid(const torch::Tensor& images) {
     broken("returned a tuple where the grid contract returns one feature map (a detector? --contract detector)");
   if (!output.isTensor()) broken("returned " + output.tagKind() + ", not a feature map tensor");
   const auto map = output.toTensor();
-  if (!map.is_floating_point()) broken("returned " + std::string(c10::toString(map.scalar_type())) + " values; features must be floating point");
+  if (!map.is_floating_point())
+    broken("returned " + std::string(c10::toString(map.scalar_type())) + " values; features must be floating point");
   if (map.dim() != 4 || map.size(0) != images.size(0))
     broken("returned shape " + shape_text(map) + " for " + std::to_string(images.size(0)) +
            " pictures; the grid contract is [B, D, h, w]");
@@ -131,7 +133,9 @@ std::vector<PictureRegions> Backbone::run_detector(const torch::Tensor& images) 
   for (std::int64_t i = 0; i < images.size(0); ++i) {
     const auto output = module_->forward({images[i].to(device_)});
     if (output.isTensor())
-      broken("returned one tensor where the detector contract returns (boxes, features, scores) (a grid? --contract grid)");
+      broken(
+          "returned one tensor where the detector contract returns (boxes, features, scores) (a grid? --contract "
+          "grid)");
     if (!output.isTuple() || output.toTuple()->elements().size() != 3)
       broken("must return a tuple (boxes[N,4], features[N,D], scores[N])");
     const auto& elements = output.toTuple()->elements();
@@ -150,8 +154,8 @@ std::vector<PictureRegions> Backbone::run_detector(const torch::Tensor& images) 
              std::to_string(feature_dim_));
     PictureRegions picture;
     if (found < regions_) {
-      picture.problem = "the detector found " + std::to_string(found) + " regions, fewer than --regions " +
-                        std::to_string(regions_);
+      picture.problem =
+          "the detector found " + std::to_string(found) + " regions, fewer than --regions " + std::to_string(regions_);
       out.push_back(std::move(picture));
       continue;
     }

@@ -30,7 +30,8 @@ namespace {
 
 std::string lowercase_extension(const fs::path& path) {
   auto extension = path.extension().string();
-  std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return extension;
 }
 
@@ -276,11 +277,16 @@ void write_lines(const fs::path& path, const std::vector<std::string>& lines) {
 std::string escaped_name(const std::string& name) {
   std::string out;
   for (const char c : name) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else
+      out += c;
   }
   return out;
 }
@@ -328,8 +334,9 @@ PictureListing list_pictures(const std::string& folder_or_list, const FeatureLog
     }
   }
   if (out.pictures.empty())
-    throw Error(folder_or_list + ": no pictures (.jpg, .jpeg, .png, .webp, .bmp) found" +
-                (out.skipped.empty() ? "" : " (" + std::to_string(out.skipped.size()) + " skipped, the warnings say why)"));
+    throw Error(
+        folder_or_list + ": no pictures (.jpg, .jpeg, .png, .webp, .bmp) found" +
+        (out.skipped.empty() ? "" : " (" + std::to_string(out.skipped.size()) + " skipped, the warnings say why)"));
   return out;
 }
 
@@ -343,8 +350,7 @@ FeatureSummary extract_features(const PictureListing& listing, const std::string
   Backbone backbone(options.backbone, options.contract, options.device, options.regions, options.feature_dim);
   require_writable_directory(out_dir);
   // One run per split and directory: a second would redo all of the first's work and then fail.
-  const WriterLock lock((fs::path(out_dir) / (split + "_features.lock")).string(),
-                        "split " + split + " of " + out_dir);
+  const WriterLock lock((fs::path(out_dir) / (split + "_features.lock")).string(), "split " + split + " of " + out_dir);
   const Stopwatch clock;
   const fs::path out(out_dir);
   Partial partial;
@@ -357,7 +363,8 @@ FeatureSummary extract_features(const PictureListing& listing, const std::string
     resumed = partial.run.value("settings", nlohmann::json()) == settings;
     // An unfinished run that wrote no row (its backbone failed at once, say) holds nothing to lose.
     if (!resumed && !partial.sources.empty())
-      throw Error(partial.dir.string() + ": an unfinished run with another backbone or preprocessing; rerun with "
+      throw Error(partial.dir.string() +
+                  ": an unfinished run with another backbone or preprocessing; rerun with "
                   "the same options, or remove that folder to start over");
   }
   if (!resumed) {

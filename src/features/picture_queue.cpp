@@ -30,7 +30,8 @@ PreparedPicture PictureQueue::prepare(std::size_t position) const {
   picture.position = position;
   try {
     // Libjpeg's reduced decoding may stop at twice the larger target side: area averaging does the rest.
-    const cv::Mat rgb = read_picture(sources_[position], limits_, std::max(preprocessing_.width, preprocessing_.height));
+    const cv::Mat rgb =
+        read_picture(sources_[position], limits_, std::max(preprocessing_.width, preprocessing_.height));
     picture.pixels.resize(3 * std::size_t(preprocessing_.width) * std::size_t(preprocessing_.height));
     preprocess_picture(rgb, preprocessing_, picture.pixels.data());
   } catch (const Error& e) {

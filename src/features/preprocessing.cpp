@@ -8,7 +8,7 @@ namespace imram {
 
 nlohmann::json Preprocessing::to_json() const {
   return {{"resize", "stretch"}, {"width", width}, {"height", height}, {"scale", "1/255"},
-          {"mean", mean}, {"std", std}, {"channels", "RGB"}};
+          {"mean", mean},        {"std", std},     {"channels", "RGB"}};
 }
 
 void preprocess_picture(const cv::Mat& rgb, const Preprocessing& preprocessing, float* out) {
@@ -19,7 +19,8 @@ void preprocess_picture(const cv::Mat& rgb, const Preprocessing& preprocessing, 
     for (int x = 0; x < sized.cols; ++x) {
       const std::size_t at = std::size_t(y) * std::size_t(sized.cols) + std::size_t(x);
       for (int c = 0; c < 3; ++c)
-        out[std::size_t(c) * plane + at] = (float(row[3 * x + c]) / 255.0f - preprocessing.mean[c]) / preprocessing.std[c];
+        out[std::size_t(c) * plane + at] =
+            (float(row[3 * x + c]) / 255.0f - preprocessing.mean[c]) / preprocessing.std[c];
     }
   }
 }

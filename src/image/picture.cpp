@@ -1,7 +1,7 @@
 #include "imram/image/picture.h"
 
-#include <jpeglib.h>
 #include <jerror.h>
+#include <jpeglib.h>
 #include <zlib.h>
 
 #include <cerrno>
@@ -57,7 +57,9 @@ cv::Mat to_rgb8(cv::Mat image) {
   }
   cv::Mat bgr;
   switch (image.channels()) {
-    case 1: cv::cvtColor(image, bgr, cv::COLOR_GRAY2BGR); break;
+    case 1:
+      cv::cvtColor(image, bgr, cv::COLOR_GRAY2BGR);
+      break;
     case 2: {
       std::vector<cv::Mat> planes;
       cv::split(image, planes);
@@ -66,7 +68,9 @@ cv::Mat to_rgb8(cv::Mat image) {
       bgr = over_white(grey, planes[1]);
       break;
     }
-    case 3: bgr = image; break;
+    case 3:
+      bgr = image;
+      break;
     case 4: {
       std::vector<cv::Mat> planes;
       cv::split(image, planes);
@@ -75,7 +79,8 @@ cv::Mat to_rgb8(cv::Mat image) {
       bgr = over_white(colour, planes[3]);
       break;
     }
-    default: throw Error("has " + std::to_string(image.channels()) + " channels");
+    default:
+      throw Error("has " + std::to_string(image.channels()) + " channels");
   }
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
@@ -185,7 +190,8 @@ cv::Mat decode_picture(const unsigned char* data, std::size_t size, const std::s
     if (const auto complaint = jpeg_complaint(data, size); !complaint.empty())
       throw Error(name + ": damaged JPEG (" + complaint + ")");
   if (header.format == ImageFormat::Png)
-    if (const auto damage = png_damage(data, size); !damage.empty()) throw Error(name + ": damaged PNG (" + damage + ")");
+    if (const auto damage = png_damage(data, size); !damage.empty())
+      throw Error(name + ": damaged PNG (" + damage + ")");
   // Pictures with transparency keep their alpha channel, to be put over white rather than
   // dropped (a transparent pixel's colour is often black). JPEGs have none but carry the EXIF
   // orientation, which OpenCV applies to every mode except "unchanged".
@@ -247,8 +253,11 @@ void write_picture(const std::string& path, const cv::Mat& rgb) {
     encoded = cv::imencode(extension, bgr, bytes);
   } catch (const cv::Exception&) {
   }
-  if (!encoded) throw Error(path + ": cannot write a picture with the extension '" + extension + "' (use .png or .jpg)");
-  write_file_atomically(path, [&](std::ostream& out) { out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size())); });
+  if (!encoded)
+    throw Error(path + ": cannot write a picture with the extension '" + extension + "' (use .png or .jpg)");
+  write_file_atomically(path, [&](std::ostream& out) {
+    out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  });
 }
 
 }  // namespace imram

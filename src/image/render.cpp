@@ -28,7 +28,9 @@ cv::Mat render_scene(const Scene& scene, int size) {
   // sub-pixel geometry.
   constexpr int kShift = 4;
   const double scale = size / kSceneDrawingSize * (1 << kShift);
-  const auto point = [&](double x, double y) { return cv::Point(int(std::lround(x * scale)), int(std::lround(y * scale))); };
+  const auto point = [&](double x, double y) {
+    return cv::Point(int(std::lround(x * scale)), int(std::lround(y * scale)));
+  };
   const int line_width = std::max(1, int(std::lround(size / kSceneDrawingSize * 1.5)));
 
   cv::Mat picture(size, size, CV_8UC3, colour(kSceneBackground));

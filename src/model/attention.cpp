@@ -8,8 +8,7 @@ namespace imram {
 
 namespace F = torch::nn::functional;
 
-torch::Tensor normalize_raw_scores(const torch::Tensor& scores, RawFeatureNorm norm,
-                                   const torch::Tensor& query_mask) {
+torch::Tensor normalize_raw_scores(const torch::Tensor& scores, RawFeatureNorm norm, const torch::Tensor& query_mask) {
   auto l2_across_queries = [&](torch::Tensor a) {
     a = a * query_mask;
     return a / (safe_norm(a, -2) + 1e-8);

@@ -14,9 +14,9 @@ namespace {
 // The options that decide what the model computes. A checkpoint without one of them cannot be
 // imported: a default standing in for it could silently give other scores.
 constexpr const char* kModelOptions[] = {
-    "model_mode", "iteration_step", "lambda_softmax", "raw_feature_norm", "no_IMRAM_norm",
-    "precomp_enc_type", "no_imgnorm", "no_txtnorm", "img_dim", "embed_size", "word_dim",
-    "vocab_size", "num_layers", "bi_gru"};
+    "model_mode", "iteration_step", "lambda_softmax", "raw_feature_norm", "no_IMRAM_norm", "precomp_enc_type",
+    "no_imgnorm", "no_txtnorm",     "img_dim",        "embed_size",       "word_dim",      "vocab_size",
+    "num_layers", "bi_gru"};
 
 const std::string kDataParallelPrefix = "module.";
 
@@ -40,7 +40,8 @@ CheckpointImport import_checkpoint(const std::string& path, const std::string& v
 
   // nn.DataParallel prefixes every name; a checkpoint saved from the bare model has none.
   bool all_prefixed = true;
-  for (const auto& entry : checkpoint.state_dict) all_prefixed = all_prefixed && starts_with(entry.first, kDataParallelPrefix);
+  for (const auto& entry : checkpoint.state_dict)
+    all_prefixed = all_prefixed && starts_with(entry.first, kDataParallelPrefix);
   result.stripped_module_prefix = all_prefixed;
   std::map<std::string, torch::Tensor> weights;
   for (auto& [name, tensor] : checkpoint.state_dict) {

@@ -21,10 +21,9 @@ struct StorageType {
   torch::ScalarType dtype;
 };
 constexpr StorageType kStorageTypes[] = {
-    {"Float", torch::kFloat32}, {"Double", torch::kFloat64}, {"Half", torch::kFloat16},
-    {"BFloat16", torch::kBFloat16}, {"Long", torch::kInt64}, {"Int", torch::kInt32},
-    {"Short", torch::kInt16}, {"Char", torch::kInt8}, {"Byte", torch::kUInt8},
-    {"Bool", torch::kBool}};
+    {"Float", torch::kFloat32}, {"Double", torch::kFloat64}, {"Half", torch::kFloat16}, {"BFloat16", torch::kBFloat16},
+    {"Long", torch::kInt64},    {"Int", torch::kInt32},      {"Short", torch::kInt16},  {"Char", torch::kInt8},
+    {"Byte", torch::kUInt8},    {"Bool", torch::kBool}};
 
 torch::ScalarType storage_dtype(const std::string& name, const std::string& source) {
   for (const auto& type : kStorageTypes)
@@ -37,9 +36,7 @@ torch::ScalarType storage_dtype(const std::string& name, const std::string& sour
 // view; views (a PyTorch 0.x feature) are refused.
 PickleRef load_storage(PickleDocument& doc, PickleRef pid, const std::string& source) {
   const auto& n = doc.node(pid);
-  auto bad = [&](const std::string& why) -> Error {
-    return Error(source + ": a storage reference " + why);
-  };
+  auto bad = [&](const std::string& why) -> Error { return Error(source + ": a storage reference " + why); };
   if (n.kind != PickleKind::Tuple || (n.items.size() != 5 && n.items.size() != 6))
     throw bad("is not a tuple of 5 or 6 entries");
   const auto& tag = doc.node(n.items[0]);
@@ -54,7 +51,8 @@ PickleRef load_storage(PickleDocument& doc, PickleRef pid, const std::string& so
     throw bad("does not name a storage type");
   if (key.kind != PickleKind::String || location.kind != PickleKind::String)
     throw bad("has a key or location that is not a string");
-  if (numel.kind != PickleKind::Int || numel.integer < 0) throw bad("has an element count that is not a non-negative integer");
+  if (numel.kind != PickleKind::Int || numel.integer < 0)
+    throw bad("has an element count that is not a non-negative integer");
   if (n.items.size() == 6 && doc.node(n.items[5]).kind != PickleKind::None)
     throw bad("is a view into another storage (PyTorch 0.x), which is not supported");
   PickleStorage storage;
@@ -79,9 +77,8 @@ struct StorageBytes {
   std::int64_t numel = 0;
 };
 
-torch::Tensor build_tensor(const PickleDocument& doc, PickleRef ref,
-                           const std::map<std::string, StorageBytes>& bytes, const std::string& name,
-                           const std::string& source) {
+torch::Tensor build_tensor(const PickleDocument& doc, PickleRef ref, const std::map<std::string, StorageBytes>& bytes,
+                           const std::string& name, const std::string& source) {
   const auto& t = doc.tensor(ref);
   const auto& s = doc.storage(t.storage);
   const std::string what = source + ": tensor '" + name + "'";
@@ -95,8 +92,7 @@ torch::Tensor build_tensor(const PickleDocument& doc, PickleRef ref,
   for (std::size_t i = 0; i < t.sizes.size(); ++i) {
     if (t.sizes[i] == 0) empty = true;
     const auto reach = checked_mul(t.sizes[i] == 0 ? 0 : t.sizes[i] - 1, t.strides[i]);
-    if (!reach || __builtin_add_overflow(last, *reach, &last))
-      throw Error(what + ": its size and stride overflow");
+    if (!reach || __builtin_add_overflow(last, *reach, &last)) throw Error(what + ": its size and stride overflow");
   }
   std::int64_t count = 1;
   for (auto size : t.sizes) {
@@ -105,15 +101,14 @@ torch::Tensor build_tensor(const PickleDocument& doc, PickleRef ref,
     count = *product;
   }
   if (!empty && last >= numel)
-    throw Error(what + ": reads element " + std::to_string(last) + " of a storage of " +
-                std::to_string(numel));
+    throw Error(what + ": reads element " + std::to_string(last) + " of a storage of " + std::to_string(numel));
   // Stride 0 would let a few stored elements stand for any number: a weight never does that,
   // and copying such a tensor out could allocate without bound.
   if (count > numel)
     throw Error(what + ": has " + std::to_string(count) + " elements, more than its storage's " +
                 std::to_string(numel));
-  const auto storage = torch::from_blob(const_cast<std::uint8_t*>(found->second.data), {numel},
-                                        torch::TensorOptions().dtype(dtype));
+  const auto storage =
+      torch::from_blob(const_cast<std::uint8_t*>(found->second.data), {numel}, torch::TensorOptions().dtype(dtype));
   if (empty) return torch::empty(t.sizes, torch::TensorOptions().dtype(dtype));
   return storage.as_strided(t.sizes, t.strides, t.offset).clone(at::MemoryFormat::Contiguous);
 }
@@ -121,12 +116,18 @@ torch::Tensor build_tensor(const PickleDocument& doc, PickleRef ref,
 nlohmann::json plain_value(const PickleDocument& doc, PickleRef ref) {
   const auto& n = doc.node(ref);
   switch (n.kind) {
-    case PickleKind::None: return nullptr;
-    case PickleKind::Bool: return n.boolean;
-    case PickleKind::Int: return n.integer;
-    case PickleKind::Float: return n.number;
-    case PickleKind::String: return n.text;
-    default: return nlohmann::json();  // containers, tensors: not options a model needs
+    case PickleKind::None:
+      return nullptr;
+    case PickleKind::Bool:
+      return n.boolean;
+    case PickleKind::Int:
+      return n.integer;
+    case PickleKind::Float:
+      return n.number;
+    case PickleKind::String:
+      return n.text;
+    default:
+      return nlohmann::json();  // containers, tensors: not options a model needs
   }
 }
 
@@ -152,13 +153,15 @@ Checkpoint convert(const PickleDocument& doc, PickleRef root, const std::map<std
     const auto value = top.items[i + 1];
     const auto& v = doc.node(value);
     if (key.text == "model") {
-      if (v.kind != PickleKind::Dict) throw Error(source + ": 'model' is " + pickle_kind_name(v.kind) + ", not a state dict");
+      if (v.kind != PickleKind::Dict)
+        throw Error(source + ": 'model' is " + pickle_kind_name(v.kind) + ", not a state dict");
       for (std::size_t j = 0; j + 1 < v.items.size(); j += 2) {
         const auto& name = doc.node(v.items[j]);
         const auto tensor = v.items[j + 1];
         if (name.kind != PickleKind::String) throw Error(source + ": a state-dict key is not a string");
         if (doc.node(tensor).kind != PickleKind::Tensor)
-          throw Error(source + ": state-dict entry '" + name.text + "' is " + pickle_kind_name(doc.node(tensor).kind) + ", not a tensor");
+          throw Error(source + ": state-dict entry '" + name.text + "' is " + pickle_kind_name(doc.node(tensor).kind) +
+                      ", not a tensor");
         auto found = built.find(tensor);
         if (found == built.end()) {
           auto value = build_tensor(doc, tensor, bytes, name.text, source);
@@ -215,9 +218,8 @@ Checkpoint read_legacy(const std::uint8_t* data, std::size_t size, const std::st
   const auto* little_endian = doc.find(sys_info, "little_endian");
   if (!little_endian || doc.node(*little_endian).kind != PickleKind::Bool || !doc.node(*little_endian).boolean)
     throw Error(source + ": written on a big-endian machine, or without its system information");
-  const auto root = read_pickle(doc, data, size, &offset, source, [&](PickleDocument& d, PickleRef pid) {
-    return load_storage(d, pid, source);
-  });
+  const auto root = read_pickle(doc, data, size, &offset, source,
+                                [&](PickleDocument& d, PickleRef pid) { return load_storage(d, pid, source); });
   const auto keys = read_pickle(doc, data, size, &offset, source, {});
   const auto& key_list = doc.node(keys);
   if (key_list.kind != PickleKind::List) throw Error(source + ": the storage key list is missing");
@@ -321,8 +323,8 @@ class ZipRecords {
   ZipRecords(const std::uint8_t* data, std::size_t size, const std::string& source) : source_(source) {
     check_zip_records_are_stored(data, size, source);
     try {
-      reader_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(
-          std::make_shared<MemoryReadAdapter>(data, size));
+      reader_ =
+          std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<MemoryReadAdapter>(data, size));
     } catch (const c10::Error& e) {
       throw Error(source + ": not a readable torch.save zip archive: " + first_line(e.what_without_backtrace()));
     }
@@ -362,10 +364,9 @@ Checkpoint read_zip(const std::uint8_t* data, std::size_t size, const std::strin
   const auto [pickle, pickle_size] = records.get("data.pkl");
   PickleDocument doc;
   std::size_t offset = 0;
-  const auto root = read_pickle(doc, static_cast<const std::uint8_t*>(pickle.get()), pickle_size, &offset,
-                                source + " (data.pkl)", [&](PickleDocument& d, PickleRef pid) {
-                                  return load_storage(d, pid, source);
-                                });
+  const auto root =
+      read_pickle(doc, static_cast<const std::uint8_t*>(pickle.get()), pickle_size, &offset, source + " (data.pkl)",
+                  [&](PickleDocument& d, PickleRef pid) { return load_storage(d, pid, source); });
   std::map<std::string, at::DataPtr> owned;
   std::map<std::string, StorageBytes> bytes;
   for (const auto& storage : doc.storages()) {
@@ -376,8 +377,9 @@ Checkpoint read_zip(const std::uint8_t* data, std::size_t size, const std::strin
     const auto element = torch::elementSize(storage_dtype(storage.dtype, source));
     const auto expected = checked_mul(storage.numel, static_cast<std::int64_t>(element));
     if (!expected || static_cast<std::uint64_t>(*expected) != length)
-      throw Error(source + ": storage record '" + record + "' has " + std::to_string(length) + " bytes, its reference says " +
-                  std::to_string(storage.numel) + " elements of " + std::to_string(element));
+      throw Error(source + ": storage record '" + record + "' has " + std::to_string(length) +
+                  " bytes, its reference says " + std::to_string(storage.numel) + " elements of " +
+                  std::to_string(element));
     bytes[storage.key] = {static_cast<const std::uint8_t*>(ptr.get()), storage.numel};
     owned[storage.key] = std::move(ptr);
   }
@@ -393,7 +395,8 @@ Checkpoint read_checkpoint(const std::uint8_t* data, std::size_t size, const std
   if (size >= 4 && std::memcmp(data, "PK\x03\x04", 4) == 0) return read_zip(data, size, source);
   if (size >= 2 && data[0] == 0x80) return read_legacy(data, size, source);
   if (size >= 262 && std::memcmp(data + 257, "ustar", 5) == 0)
-    throw Error(source + ": a tar checkpoint (PyTorch < 0.4), which is not supported; load and re-save it with PyTorch");
+    throw Error(source +
+                ": a tar checkpoint (PyTorch < 0.4), which is not supported; load and re-save it with PyTorch");
   throw Error(source + ": not a torch.save checkpoint (neither a zip archive nor a pickle stream)");
 }
 

@@ -13,27 +13,33 @@ namespace imram {
 
 std::string to_string(ImramMode mode) {
   switch (mode) {
-    case ImramMode::Text: return "text";
-    case ImramMode::Image: return "image";
-    case ImramMode::Full: return "full";
+    case ImramMode::Text:
+      return "text";
+    case ImramMode::Image:
+      return "image";
+    case ImramMode::Full:
+      return "full";
   }
   return "?";
 }
 
 std::string to_string(RawFeatureNorm norm) {
   switch (norm) {
-    case RawFeatureNorm::ClippedL2Norm: return "clipped_l2norm";
-    case RawFeatureNorm::L2Norm: return "l2norm";
-    case RawFeatureNorm::Clipped: return "clipped";
-    case RawFeatureNorm::NoNorm: return "no_norm";
-    case RawFeatureNorm::Softmax: return "softmax";
+    case RawFeatureNorm::ClippedL2Norm:
+      return "clipped_l2norm";
+    case RawFeatureNorm::L2Norm:
+      return "l2norm";
+    case RawFeatureNorm::Clipped:
+      return "clipped";
+    case RawFeatureNorm::NoNorm:
+      return "no_norm";
+    case RawFeatureNorm::Softmax:
+      return "softmax";
   }
   return "?";
 }
 
-std::string to_string(ImageEncoderType type) {
-  return type == ImageEncoderType::Basic ? "basic" : "weight_norm";
-}
+std::string to_string(ImageEncoderType type) { return type == ImageEncoderType::Basic ? "basic" : "weight_norm"; }
 
 ImramMode parse_mode(const std::string& text) {
   if (text == "text" || text == "text_IMRAM") return ImramMode::Text;
@@ -46,8 +52,7 @@ RawFeatureNorm parse_raw_feature_norm(const std::string& text) {
   for (auto norm : {RawFeatureNorm::ClippedL2Norm, RawFeatureNorm::L2Norm, RawFeatureNorm::Clipped,
                     RawFeatureNorm::NoNorm, RawFeatureNorm::Softmax})
     if (to_string(norm) == text) return norm;
-  throw Error("raw_feature_norm '" + text +
-              "' is not one of clipped_l2norm, l2norm, clipped, no_norm, softmax");
+  throw Error("raw_feature_norm '" + text + "' is not one of clipped_l2norm, l2norm, clipped, no_norm, softmax");
 }
 
 ImageEncoderType parse_image_encoder(const std::string& text) {
@@ -76,7 +81,8 @@ void ModelConfig::validate() const {
   if (vocab_size < 5) fail("vocab_size", "must be >= 5 (4 special tokens and at least one word)");
   if (num_layers < 1) fail("num_layers", "must be >= 1");
   if (global_head < 0) fail("global_head", "must be >= 0 (0: no global head)");
-  if (global_head == 0 && global_pooling != GlobalPooling::Mean) fail("global_pooling", "needs a global head (global_head > 0)");
+  if (global_head == 0 && global_pooling != GlobalPooling::Mean)
+    fail("global_pooling", "needs a global head (global_head > 0)");
 }
 
 namespace {
@@ -100,10 +106,10 @@ T typed(const nlohmann::json& value, const std::string& key, const std::string& 
     }
     return value.get<T>();
   } catch (const std::exception&) {
-    const char* expected = std::is_same_v<T, bool> ? "a boolean"
-                           : std::is_integral_v<T> ? "an integer"
+    const char* expected = std::is_same_v<T, bool>       ? "a boolean"
+                           : std::is_integral_v<T>       ? "an integer"
                            : std::is_floating_point_v<T> ? "a number"
-                                                          : "a string";
+                                                         : "a string";
     std::string range;
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
       range = " from " + std::to_string(std::numeric_limits<T>::min()) + " to " +
@@ -141,25 +147,40 @@ ModelConfig model_config_from_json(const nlohmann::json& json, const std::string
   ModelConfig c;
   for (const auto& [key, value] : json.items()) {
     try {
-      if (key == "mode") c.mode = parse_mode(typed<std::string>(value, key, source));
-      else if (key == "iteration_steps") c.iteration_steps = typed<int>(value, key, source);
-      else if (key == "lambda_softmax") c.lambda_softmax = typed<double>(value, key, source);
+      if (key == "mode")
+        c.mode = parse_mode(typed<std::string>(value, key, source));
+      else if (key == "iteration_steps")
+        c.iteration_steps = typed<int>(value, key, source);
+      else if (key == "lambda_softmax")
+        c.lambda_softmax = typed<double>(value, key, source);
       else if (key == "raw_feature_norm")
         c.raw_feature_norm = parse_raw_feature_norm(typed<std::string>(value, key, source));
-      else if (key == "imram_norm") c.imram_norm = typed<bool>(value, key, source);
-      else if (key == "embed_size") c.embed_size = typed<std::int64_t>(value, key, source);
-      else if (key == "word_dim") c.word_dim = typed<std::int64_t>(value, key, source);
-      else if (key == "img_dim") c.img_dim = typed<std::int64_t>(value, key, source);
-      else if (key == "vocab_size") c.vocab_size = typed<std::int64_t>(value, key, source);
-      else if (key == "num_layers") c.num_layers = typed<int>(value, key, source);
-      else if (key == "bi_gru") c.bi_gru = typed<bool>(value, key, source);
+      else if (key == "imram_norm")
+        c.imram_norm = typed<bool>(value, key, source);
+      else if (key == "embed_size")
+        c.embed_size = typed<std::int64_t>(value, key, source);
+      else if (key == "word_dim")
+        c.word_dim = typed<std::int64_t>(value, key, source);
+      else if (key == "img_dim")
+        c.img_dim = typed<std::int64_t>(value, key, source);
+      else if (key == "vocab_size")
+        c.vocab_size = typed<std::int64_t>(value, key, source);
+      else if (key == "num_layers")
+        c.num_layers = typed<int>(value, key, source);
+      else if (key == "bi_gru")
+        c.bi_gru = typed<bool>(value, key, source);
       else if (key == "image_encoder")
         c.image_encoder = parse_image_encoder(typed<std::string>(value, key, source));
-      else if (key == "image_l2norm") c.image_l2norm = typed<bool>(value, key, source);
-      else if (key == "text_l2norm") c.text_l2norm = typed<bool>(value, key, source);
-      else if (key == "global_head") c.global_head = typed<std::int64_t>(value, key, source);
-      else if (key == "global_pooling") c.global_pooling = parse_global_pooling(typed<std::string>(value, key, source));
-      else throw Error(source + ": unknown config key \"" + key + "\"");
+      else if (key == "image_l2norm")
+        c.image_l2norm = typed<bool>(value, key, source);
+      else if (key == "text_l2norm")
+        c.text_l2norm = typed<bool>(value, key, source);
+      else if (key == "global_head")
+        c.global_head = typed<std::int64_t>(value, key, source);
+      else if (key == "global_pooling")
+        c.global_pooling = parse_global_pooling(typed<std::string>(value, key, source));
+      else
+        throw Error(source + ": unknown config key \"" + key + "\"");
     } catch (const Error& e) {
       const std::string what = e.what();
       if (what.rfind(source, 0) == 0) throw;
@@ -191,30 +212,43 @@ ModelConfig model_config_from_reference_json(const nlohmann::json& json, const s
   if (!json.is_object()) throw Error(source + ": reference config must be a JSON object");
   // Options of the authors' train.py that do not change what the model computes.
   static const std::set<std::string> kIgnored = {
-      "margin", "max_violation", "learning_rate", "lr_update", "num_epochs", "batch_size",
-      "grad_clip", "workers", "log_step", "val_step", "logger_name", "model_name", "resume",
-      "data_path", "data_name", "vocab_path", "crop_size", "finetune", "cnn_type", "use_restval",
-      "reset_train", "agg_func", "cross_attn", "lambda_lse", "seed", "gpuid", "measure",
-      "use_abs", "pos_emb"};
+      "margin",    "max_violation", "learning_rate", "lr_update",  "num_epochs",  "batch_size",
+      "grad_clip", "workers",       "log_step",      "val_step",   "logger_name", "model_name",
+      "resume",    "data_path",     "data_name",     "vocab_path", "crop_size",   "finetune",
+      "cnn_type",  "use_restval",   "reset_train",   "agg_func",   "cross_attn",  "lambda_lse",
+      "seed",      "gpuid",         "measure",       "use_abs",    "pos_emb"};
   ModelConfig c;
   for (const auto& [key, value] : json.items()) {
-    if (key == "embed_size") c.embed_size = typed<std::int64_t>(value, key, source);
-    else if (key == "word_dim") c.word_dim = typed<std::int64_t>(value, key, source);
-    else if (key == "img_dim") c.img_dim = typed<std::int64_t>(value, key, source);
-    else if (key == "vocab_size") c.vocab_size = typed<std::int64_t>(value, key, source);
-    else if (key == "num_layers") c.num_layers = typed<int>(value, key, source);
-    else if (key == "bi_gru") c.bi_gru = typed<bool>(value, key, source);
+    if (key == "embed_size")
+      c.embed_size = typed<std::int64_t>(value, key, source);
+    else if (key == "word_dim")
+      c.word_dim = typed<std::int64_t>(value, key, source);
+    else if (key == "img_dim")
+      c.img_dim = typed<std::int64_t>(value, key, source);
+    else if (key == "vocab_size")
+      c.vocab_size = typed<std::int64_t>(value, key, source);
+    else if (key == "num_layers")
+      c.num_layers = typed<int>(value, key, source);
+    else if (key == "bi_gru")
+      c.bi_gru = typed<bool>(value, key, source);
     else if (key == "raw_feature_norm")
       c.raw_feature_norm = parse_raw_feature_norm(typed<std::string>(value, key, source));
-    else if (key == "lambda_softmax") c.lambda_softmax = typed<double>(value, key, source);
-    else if (key == "iteration_step") c.iteration_steps = typed<int>(value, key, source);
-    else if (key == "model_mode") c.mode = parse_mode(typed<std::string>(value, key, source));
-    else if (key == "no_IMRAM_norm") c.imram_norm = !typed<bool>(value, key, source);
-    else if (key == "no_imgnorm") c.image_l2norm = !typed<bool>(value, key, source);
-    else if (key == "no_txtnorm") c.text_l2norm = !typed<bool>(value, key, source);
+    else if (key == "lambda_softmax")
+      c.lambda_softmax = typed<double>(value, key, source);
+    else if (key == "iteration_step")
+      c.iteration_steps = typed<int>(value, key, source);
+    else if (key == "model_mode")
+      c.mode = parse_mode(typed<std::string>(value, key, source));
+    else if (key == "no_IMRAM_norm")
+      c.imram_norm = !typed<bool>(value, key, source);
+    else if (key == "no_imgnorm")
+      c.image_l2norm = !typed<bool>(value, key, source);
+    else if (key == "no_txtnorm")
+      c.text_l2norm = !typed<bool>(value, key, source);
     else if (key == "precomp_enc_type")
       c.image_encoder = parse_image_encoder(typed<std::string>(value, key, source));
-    else if (!kIgnored.count(key)) throw Error(source + ": unknown config key \"" + key + "\"");
+    else if (!kIgnored.count(key))
+      throw Error(source + ": unknown config key \"" + key + "\"");
   }
   try {
     c.validate();

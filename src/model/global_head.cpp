@@ -57,7 +57,8 @@ GeneralizedPoolingImpl::GeneralizedPoolingImpl(std::int64_t embed_size, std::int
   mlp_in = register_module("mlp_in", torch::nn::Linear(embed_size, std::max<std::int64_t>(dim / 2, 1)));
   mlp_out = register_module("mlp_out", torch::nn::Linear(std::max<std::int64_t>(dim / 2, 1), dim));
   positions = register_module(
-      "positions", torch::nn::GRU(torch::nn::GRUOptions(kPositionCode, kPositionCode).batch_first(true).bidirectional(true)));
+      "positions",
+      torch::nn::GRU(torch::nn::GRUOptions(kPositionCode, kPositionCode).batch_first(true).bidirectional(true)));
   score = register_module("score", torch::nn::Linear(kPositionCode, 1));
 }
 
@@ -69,15 +70,13 @@ torch::Tensor GeneralizedPoolingImpl::weight_table(std::int64_t longest) {
   const auto counts = torch::arange(1, longest + 1, torch::kInt64);
   const auto packed = rnn::pack_padded_sequence(codes, counts, /*batch_first=*/true, /*enforce_sorted=*/false);
   const auto out = std::get<0>(rnn::pad_packed_sequence(std::get<0>(positions->forward_with_packed_input(packed)),
-                                                         /*batch_first=*/true, 0.0, longest));
+                                                        /*batch_first=*/true, 0.0, longest));
   const auto logits = score->forward(out.view({longest, longest, 2, kPositionCode}).mean(2)).view({longest, longest});
   const auto beyond = torch::arange(longest, torch::kInt64).unsqueeze(0) >= counts.unsqueeze(1);
   return torch::softmax(logits.masked_fill(beyond.to(logits.device()), -INFINITY) / kPoolingTemperature, 1);
 }
 
-torch::Tensor GeneralizedPoolingImpl::position_weights(std::int64_t count) {
-  return weight_table(count)[count - 1];
-}
+torch::Tensor GeneralizedPoolingImpl::position_weights(std::int64_t count) { return weight_table(count)[count - 1]; }
 
 torch::Tensor GeneralizedPoolingImpl::forward(const torch::Tensor& fragments, const torch::Tensor& mask) {
   const auto N = fragments.size(0), n = fragments.size(1);
@@ -88,8 +87,8 @@ torch::Tensor GeneralizedPoolingImpl::forward(const torch::Tensor& fragments, co
   const auto sorted = std::get<0>(values.masked_fill(~mask.unsqueeze(-1), lowest).sort(1, /*descending=*/true));
   const auto counts = mask.sum(1);
   const auto table = weight_table(n);
-  const auto weights = (table.index_select(0, (counts - 1).clamp_min(0)) *
-                        (counts > 0).unsqueeze(1).to(table.dtype())).unsqueeze(-1);  // (N, n, 1)
+  const auto weights = (table.index_select(0, (counts - 1).clamp_min(0)) * (counts > 0).unsqueeze(1).to(table.dtype()))
+                           .unsqueeze(-1);  // (N, n, 1)
   return (sorted * weights).sum(1);
 }
 

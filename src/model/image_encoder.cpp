@@ -10,9 +10,7 @@ torch::Tensor safe_norm(const torch::Tensor& x, std::int64_t dim) {
   return x.pow(2).sum(dim, /*keepdim=*/true).clamp_min(kTinySquaredNorm).sqrt();
 }
 
-torch::Tensor l2norm(const torch::Tensor& x, std::int64_t dim) {
-  return x / (safe_norm(x, dim) + 1e-8);
-}
+torch::Tensor l2norm(const torch::Tensor& x, std::int64_t dim) { return x / (safe_norm(x, dim) + 1e-8); }
 
 WeightNormLinearImpl::WeightNormLinearImpl(std::int64_t in, std::int64_t out) {
   auto v = torch::empty({out, in});

@@ -16,21 +16,20 @@ ImramModelImpl::ImramModelImpl(const ModelConfig& model_config) : config(model_c
   linear_i2t = register_module("linear_i2t", torch::nn::Linear(2 * d, d));
   gate_i2t = register_module("gate_i2t", torch::nn::Linear(2 * d, d));
   // Registered last, so that the authors' parameters draw the same initial values either way.
-  if (config.global_head > 0) global_head = register_module("global_head", GlobalHead(d, config.global_head, config.global_pooling));
+  if (config.global_head > 0)
+    global_head = register_module("global_head", GlobalHead(d, config.global_head, config.global_pooling));
 }
 
-EncodedImages ImramModelImpl::encode_images(const torch::Tensor& features,
-                                            const torch::Tensor& region_mask) {
+EncodedImages ImramModelImpl::encode_images(const torch::Tensor& features, const torch::Tensor& region_mask) {
   if (features.dim() != 3 || features.size(2) != config.img_dim)
-    throw Error("image features must be (images, regions, " + std::to_string(config.img_dim) +
-                "), got " + c10::str(features.sizes()));
+    throw Error("image features must be (images, regions, " + std::to_string(config.img_dim) + "), got " +
+                c10::str(features.sizes()));
   const auto device = img_enc->parameters().front().device();
   return {img_enc->forward(features.to(device, torch::kFloat32)),
           region_mask.defined() ? region_mask.to(device, torch::kBool) : torch::Tensor()};
 }
 
-EncodedCaptions ImramModelImpl::encode_captions(const torch::Tensor& ids,
-                                                const torch::Tensor& lengths) {
+EncodedCaptions ImramModelImpl::encode_captions(const torch::Tensor& ids, const torch::Tensor& lengths) {
   const auto cpu_lengths = lengths.to(torch::kCPU, torch::kInt64);
   check_caption_batch(ids, cpu_lengths, config.vocab_size, "captions");
   const auto device = txt_enc->parameters().front().device();
@@ -68,8 +67,9 @@ void ImramModelImpl::attach_memory_halves(EncodedCaptions& captions) const {
   if (layout.text) {
     // Padded positions keep zeros, as a store that keeps only real words gives them back.
     const auto positions = torch::arange(captions.words.size(1), torch::kInt64).unsqueeze(0);
-    const auto real = (positions < captions.lengths.unsqueeze(1)).unsqueeze(2).to(captions.words.device(),
-                                                                                  captions.words.scalar_type());
+    const auto real = (positions < captions.lengths.unsqueeze(1))
+                          .unsqueeze(2)
+                          .to(captions.words.device(), captions.words.scalar_type());
     captions.text_halves = text_memory().query_half(captions.words) * real;
   }
   if (layout.image) captions.image_halves = image_memory().context_half(captions.words);

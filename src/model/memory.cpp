@@ -15,18 +15,19 @@ torch::Tensor columns_of(const torch::nn::Linear& layer, MemoryColumns columns) 
 
 // [x W_o,x^T (+ b_o) | x W_g,x^T (+ b_g)]: (..., d) -> (..., 2d). With gradients as two
 // differentiable products joined; without, written into one tensor (products_into).
-torch::Tensor half_products(const MemoryDistillation& memory, MemoryColumns columns, const torch::Tensor& x, bool bias) {
+torch::Tensor half_products(const MemoryDistillation& memory, MemoryColumns columns, const torch::Tensor& x,
+                            bool bias) {
   if (torch::GradMode::is_enabled()) {
     std::vector<torch::Tensor> halves;
     for (const auto* layer : {&memory.linear, &memory.gate})
-      halves.push_back(torch::nn::functional::linear(x, columns_of(*layer, columns), bias ? (*layer)->bias : torch::Tensor()));
+      halves.push_back(
+          torch::nn::functional::linear(x, columns_of(*layer, columns), bias ? (*layer)->bias : torch::Tensor()));
     return torch::cat(halves, -1);
   }
   const auto d = memory.linear->weight.size(0);
   const auto rows = x.reshape({-1, d});
   auto out = torch::empty({rows.size(0), 2 * d}, rows.options());
-  if (bias)
-    out.copy_(memory.query_bias().expand({rows.size(0), 2 * d}));
+  if (bias) out.copy_(memory.query_bias().expand({rows.size(0), 2 * d}));
   memory.products_into(columns, rows, out, bias);
   auto sizes = x.sizes().vec();
   sizes.back() = 2 * d;
@@ -49,8 +50,9 @@ void MemoryDistillation::products_into(MemoryColumns columns, const torch::Tenso
   // LibTorch cannot record a product written into existing rows; failing inside it would name
   // mm() and nothing of ours (docs/engine.md#grad-mode).
   if (torch::GradMode::is_enabled())
-    throw Error("the memory products written in place (MemoryDistillation::products_into) take no gradients: "
-                "call them without autograd, or use query_half/context_half");
+    throw Error(
+        "the memory products written in place (MemoryDistillation::products_into) take no gradients: "
+        "call them without autograd, or use query_half/context_half");
   const auto d = linear->weight.size(0);
   std::int64_t first = 0;
   for (const auto* layer : {&linear, &gate}) {

@@ -21,8 +21,7 @@ namespace {
 void check_vocabulary(const Model& model, const std::string& source) {
   if (model.vocabulary && model.vocabulary->size() != model.config().vocab_size)
     throw Error(source + ": the vocabulary has " + std::to_string(model.vocabulary->size()) +
-                " words but the model's embedding table has " +
-                std::to_string(model.config().vocab_size) + " rows");
+                " words but the model's embedding table has " + std::to_string(model.config().vocab_size) + " rows");
 }
 
 }  // namespace
@@ -61,8 +60,7 @@ void load_weights(ImramModelImpl& net, const std::string& weights_dir) {
   }
 }
 
-void save_model(const std::string& dir, const Model& model,
-                const std::function<void(const std::string&)>& extra) {
+void save_model(const std::string& dir, const Model& model, const std::function<void(const std::string&)>& extra) {
   check_vocabulary(model, dir);
   require_own_directory(dir, "model directory", {"config.json", "weights"});
   write_directory_atomically(dir, [&](const std::string& tmp) {
@@ -98,7 +96,8 @@ Model import_reference_model(const std::string& reference_dir, const std::string
   const auto json = read_json_file(config_path, "reference config");
   // Our own key (the authors' is "iteration_step"): the first unknown key would say much less.
   if (json.is_object() && json.contains("iteration_steps"))
-    throw Error(reference_dir + ": is an imram model directory already, not the authors' reference layout; use it "
+    throw Error(reference_dir +
+                ": is an imram model directory already, not the authors' reference layout; use it "
                 "as it is (imram export writes the reference layout)");
   const auto config = model_config_from_reference_json(json, config_path);
   Model model;
@@ -113,9 +112,8 @@ Model import_reference_model(const std::string& reference_dir, const std::string
 void export_reference_model(const Model& model, const std::string& reference_dir) {
   require_own_directory(reference_dir, "reference weight directory", {"config.json", "weights"});
   write_directory_atomically(reference_dir, [&](const std::string& tmp) {
-    write_file_atomically(tmp + "/config.json", [&](std::ostream& out) {
-      out << to_reference_json(model.config()).dump(1) << "\n";
-    });
+    write_file_atomically(tmp + "/config.json",
+                          [&](std::ostream& out) { out << to_reference_json(model.config()).dump(1) << "\n"; });
     save_weights(*model.net, tmp + "/weights", /*include_global_head=*/false);
   });
 }

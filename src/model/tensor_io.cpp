@@ -1,7 +1,5 @@
 #include "imram/model/tensor_io.h"
 
-#include <algorithm>
-
 #include "imram/error.h"
 
 namespace imram {
@@ -9,47 +7,45 @@ namespace imram {
 namespace {
 torch::ScalarType scalar_type_of(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return torch::kFloat32;
-    case DType::Float64: return torch::kFloat64;
-    case DType::Int32: return torch::kInt32;
-    case DType::Int64: return torch::kInt64;
+    case DType::Float32:
+      return torch::kFloat32;
+    case DType::Float64:
+      return torch::kFloat64;
+    case DType::Int32:
+      return torch::kInt32;
+    case DType::Int64:
+      return torch::kInt64;
   }
   return torch::kFloat32;
 }
 }  // namespace
 
 torch::Tensor tensor_view(const NpyArray& array) {
-  if (array.fortran_order())
-    throw Error(array.path() + ": Fortran-order arrays cannot be viewed in place");
+  if (array.fortran_order()) throw Error(array.path() + ": Fortran-order arrays cannot be viewed in place");
   auto keep_alive = array.keep_alive();
-  return torch::from_blob(const_cast<void*>(array.data()), array.shape(),
-                          [keep_alive](void*) mutable { keep_alive.reset(); },
-                          torch::TensorOptions().dtype(scalar_type_of(array.dtype())));
-}
-
-torch::Tensor load_npy_tensor(const std::string& path) {
-  const auto array = NpyArray::open(path, /*allow_fortran_order=*/true);
-  if (!array.fortran_order()) return tensor_view(array).clone();
-  // Column-major data is the row-major data of the reversed shape, transposed back.
-  auto reversed = array.shape();
-  std::reverse(reversed.begin(), reversed.end());
-  std::vector<std::int64_t> axes(reversed.size());
-  for (std::size_t i = 0; i < axes.size(); ++i) axes[i] = std::int64_t(axes.size() - 1 - i);
-  return torch::from_blob(const_cast<void*>(array.data()), reversed,
-                          torch::TensorOptions().dtype(scalar_type_of(array.dtype())))
-      .permute(axes)
-      .contiguous();
+  return torch::from_blob(
+      const_cast<void*>(array.data()), array.shape(), [keep_alive](void*) mutable { keep_alive.reset(); },
+      torch::TensorOptions().dtype(scalar_type_of(array.dtype())));
 }
 
 void save_npy_tensor(const std::string& path, const torch::Tensor& tensor) {
   const auto cpu = tensor.detach().to(torch::kCPU).contiguous();
   DType dtype;
   switch (cpu.scalar_type()) {
-    case torch::kFloat32: dtype = DType::Float32; break;
-    case torch::kFloat64: dtype = DType::Float64; break;
-    case torch::kInt32: dtype = DType::Int32; break;
-    case torch::kInt64: dtype = DType::Int64; break;
-    default: throw Error(path + ": cannot save tensors of type " + std::string(c10::toString(cpu.scalar_type())));
+    case torch::kFloat32:
+      dtype = DType::Float32;
+      break;
+    case torch::kFloat64:
+      dtype = DType::Float64;
+      break;
+    case torch::kInt32:
+      dtype = DType::Int32;
+      break;
+    case torch::kInt64:
+      dtype = DType::Int64;
+      break;
+    default:
+      throw Error(path + ": cannot save tensors of type " + std::string(c10::toString(cpu.scalar_type())));
   }
   write_npy(path, dtype, cpu.sizes().vec(), cpu.data_ptr());
 }

@@ -49,8 +49,7 @@ double measure_matmul_gflops(int n) {
   for (int run = 0; run < 5; ++run) {
     const auto start = std::chrono::steady_clock::now();
     c = torch::mm(a, b);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     best = std::min(best, seconds);
   }
   return 2.0 * n * double(n) * n / best / 1e9;
@@ -66,19 +65,18 @@ DoctorReport run_doctor() {
   report.blas_library = mapped_blas_library();
   const std::string& library = report.blas_library;
   report.blas_is_reference = library.find("openblas") == std::string::npos &&
-                             library.find("mkl") == std::string::npos &&
-                             library.find("blis") == std::string::npos &&
+                             library.find("mkl") == std::string::npos && library.find("blis") == std::string::npos &&
                              library.find("atlas") == std::string::npos && !library.empty();
   report.devices.push_back("cpu");
   if (torch::cuda::is_available())
     for (std::size_t i = 0; i < std::size_t(torch::cuda::device_count()); ++i)
       report.devices.push_back("cuda:" + std::to_string(i));
   if (report.blas_is_reference)
-    report.warnings.push_back("the reference (netlib) BLAS is loaded: matrix products run ~40x "
-                              "slower; install libopenblas0-openmp (./run setup)");
+    report.warnings.push_back(
+        "the reference (netlib) BLAS is loaded: matrix products run ~40x "
+        "slower; install libopenblas0-openmp (./run setup)");
   if (report.matmul_gflops < 10 * report.threads)
-    report.warnings.push_back("matrix products are slow (" +
-                              std::to_string(int(report.matmul_gflops)) +
+    report.warnings.push_back("matrix products are slow (" + std::to_string(int(report.matmul_gflops)) +
                               " GFLOP/s); check the BLAS and the thread count");
   return report;
 }
@@ -90,13 +88,11 @@ std::string doctor_text(const DoctorReport& report) {
       << (report.blas_is_reference ? "  [reference BLAS: SLOW]" : "") << "\n"
       << "threads    " << report.threads << "\n"
       << "OpenMP     ";
-  for (std::size_t i = 0; i < report.openmp_waiting.size(); ++i)
-    out << (i ? ", " : "") << report.openmp_waiting[i];
+  for (std::size_t i = 0; i < report.openmp_waiting.size(); ++i) out << (i ? ", " : "") << report.openmp_waiting[i];
   out << (report.openmp_waiting.empty() ? "libgomp's defaults (idle threads spin ~3 ms)" : "") << "\n"
       << "SIMD       " << report.fused_gate_simd << " (the engine's fused gate; IMRAM_SIMD narrows it)\n"
       << "devices    ";
-  for (std::size_t i = 0; i < report.devices.size(); ++i)
-    out << (i ? ", " : "") << report.devices[i];
+  for (std::size_t i = 0; i < report.devices.size(); ++i) out << (i ? ", " : "") << report.devices[i];
   out << "\n";
   char gflops[64];
   std::snprintf(gflops, sizeof gflops, "%.1f", report.matmul_gflops);

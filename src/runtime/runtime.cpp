@@ -21,7 +21,8 @@ torch::Device parse_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
   if (name.rfind("cuda", 0) == 0) {
     if (!torch::cuda::is_available())
-      throw Error("--device " + name + ": CUDA is not available (this LibTorch build has no CUDA "
+      throw Error("--device " + name +
+                  ": CUDA is not available (this LibTorch build has no CUDA "
                   "support or no GPU is visible)");
     try {
       torch::Device device(name);

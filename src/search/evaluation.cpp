@@ -35,7 +35,8 @@ std::vector<std::int64_t> twins_in(const GalleryIndex& index) {
   return twins;
 }
 
-std::optional<double> twins_of(const std::vector<std::int64_t>& twins, const GalleryIndex& index, const torch::Tensor& sims) {
+std::optional<double> twins_of(const std::vector<std::int64_t>& twins, const GalleryIndex& index,
+                               const torch::Tensor& sims) {
   if (twins.empty()) return std::nullopt;
   const auto data = sims.contiguous();
   return twin_accuracy(data.data_ptr<double>(), sims.size(0), sims.size(1), twins, index.captions_per_image());
@@ -43,7 +44,8 @@ std::optional<double> twins_of(const std::vector<std::int64_t>& twins, const Gal
 
 RetrievalMetrics metrics_of(const GalleryIndex& index, const torch::Tensor& sims) {
   const auto data = sims.contiguous();
-  return compute_metrics(data.data_ptr<double>(), sims.size(0), sims.size(1), index.captions_per_image(), thread_count());
+  return compute_metrics(data.data_ptr<double>(), sims.size(0), sims.size(1), index.captions_per_image(),
+                         thread_count());
 }
 
 // Metrics whose image->text ranks come from `i2t` and text->image ranks from `t2i`.
@@ -118,7 +120,8 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     ProgressBar bar("two-stage text->image", M, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t j = 0; j < M; ++j) {
-      for (const auto& hit : searcher->search(stored_caption_query(index, j, caption_globals), Ni, &stats, options.params)) {
+      for (const auto& hit :
+           searcher->search(stored_caption_query(index, j, caption_globals), Ni, &stats, options.params)) {
         two_t2i_a[hit.index][j] = kShortlistLift + hit.score;
         one_t2i_a[hit.index][j] = kShortlistLift + *hit.stage1;
       }
@@ -276,18 +279,24 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
 }
 
 nlohmann::ordered_json direction_json(const SampledDirection& d) {
-  return {{"queries", d.queries},
-          {"shortlist", d.shortlist},
-          {"prefilter", d.prefilter},
-          {"step1", d.step1},
-          {"results", d.results},
-          {"exhaustive", {{"r1", d.exhaustive_r1}, {"r5", d.exhaustive_r5}, {"r10", d.exhaustive_r10}, {"ms_per_query", d.exhaustive_ms}}},
-          {"two_stage", {{"r1", d.two_stage_r1}, {"r5", d.two_stage_r5}, {"r10", d.two_stage_r10}, {"ms_per_query", d.two_stage_ms}}},
-          {"same_rank", d.same_rank},
-          {"top1_in_shortlist", d.top1_in_shortlist},
-          {"top10_in_shortlist", d.top10_in_shortlist},
-          {"twin_queries", d.twin_queries},
-          {"twin_accuracy", {{"exhaustive", d.twin_exhaustive}, {"two_stage", d.twin_two_stage}}}};
+  return {
+      {"queries", d.queries},
+      {"shortlist", d.shortlist},
+      {"prefilter", d.prefilter},
+      {"step1", d.step1},
+      {"results", d.results},
+      {"exhaustive",
+       {{"r1", d.exhaustive_r1},
+        {"r5", d.exhaustive_r5},
+        {"r10", d.exhaustive_r10},
+        {"ms_per_query", d.exhaustive_ms}}},
+      {"two_stage",
+       {{"r1", d.two_stage_r1}, {"r5", d.two_stage_r5}, {"r10", d.two_stage_r10}, {"ms_per_query", d.two_stage_ms}}},
+      {"same_rank", d.same_rank},
+      {"top1_in_shortlist", d.top1_in_shortlist},
+      {"top10_in_shortlist", d.top10_in_shortlist},
+      {"twin_queries", d.twin_queries},
+      {"twin_accuracy", {{"exhaustive", d.twin_exhaustive}, {"two_stage", d.twin_two_stage}}}};
 }
 
 }  // namespace
@@ -297,14 +306,16 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
   if (cpi < 1)
     throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");
   if (!index.has_shortlist())
-    throw Error(index.dir() + ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give it an index "
+    throw Error(index.dir() +
+                ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give it an index "
                 "with a shortlist");
   if (options.batch < 1) throw Error("a sampled evaluation needs batches of at least 1 query");
   if (options.results < 1) throw Error("a sampled evaluation compares at least 1 result per query");
   if (options.settings.empty()) throw Error("a sampled evaluation needs at least one shortlist setting");
   for (const auto& setting : options.settings)
     if (setting.shortlist == 0)
-      throw Error(index.dir() + ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give --shortlist N, "
+      throw Error(index.dir() +
+                  ": a sampled evaluation holds two-stage search to exhaustive IMRAM; give --shortlist N, "
                   "not 0");
   torch::NoGradGuard no_grad;
   SampledEvalResult result;
@@ -381,10 +392,11 @@ std::string sampled_table(const SampledEvalResult& result) {
                 "", "rank", "results", "results", "exhaust.", "two-stage");
   out += line;
   auto row = [&](const char* name, const SampledDirection& d) {
-    std::snprintf(line, sizeof line, "%-13s %7lld   %8.2f %8.2f %8.2f   %8.2f %8.2f %8.2f   %9.4f %9.4f %9.4f   %9.1f %9.2f\n",
-                  name, static_cast<long long>(d.queries), d.exhaustive_r1, d.exhaustive_r5, d.exhaustive_r10,
-                  d.two_stage_r1, d.two_stage_r5, d.two_stage_r10, d.same_rank, d.top1_in_shortlist,
-                  d.top10_in_shortlist, d.exhaustive_ms, d.two_stage_ms);
+    std::snprintf(line, sizeof line,
+                  "%-13s %7lld   %8.2f %8.2f %8.2f   %8.2f %8.2f %8.2f   %9.4f %9.4f %9.4f   %9.1f %9.2f\n", name,
+                  static_cast<long long>(d.queries), d.exhaustive_r1, d.exhaustive_r5, d.exhaustive_r10, d.two_stage_r1,
+                  d.two_stage_r5, d.two_stage_r10, d.same_rank, d.top1_in_shortlist, d.top10_in_shortlist,
+                  d.exhaustive_ms, d.two_stage_ms);
     out += line;
   };
   const auto& first = result.points.front();
@@ -397,10 +409,12 @@ std::string sampled_table(const SampledEvalResult& result) {
                 static_cast<long long>(result.captions));
   out += line;
   if (result.points.size() == 1) out += point_name(first) + "; ";
-  out += "the first " + std::to_string(result.results) + " results (at most the shortlist) compared; exhaustive "
+  out += "the first " + std::to_string(result.results) +
+         " results (at most the shortlist) compared; exhaustive "
          "IMRAM scored for the sampled queries only\n";
   if (first.text_to_image.twin_queries > 0) {
-    std::snprintf(line, sizeof line, "twin accuracy of the %lld sampled captions whose image has a twin: exhaustive %.4f",
+    std::snprintf(line, sizeof line,
+                  "twin accuracy of the %lld sampled captions whose image has a twin: exhaustive %.4f",
                   static_cast<long long>(first.text_to_image.twin_queries), first.text_to_image.twin_exhaustive);
     out += line;
     for (const auto& point : result.points) {
@@ -439,7 +453,8 @@ std::string two_stage_json(const TwoStageEvalResult& result) {
 std::string two_stage_table(const TwoStageEvalResult& result) {
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-24s %29s   %29s   %10s %10s\n", "", "image->text", "text->image", "ms/text", "ms/image");
+  std::snprintf(line, sizeof line, "%-24s %29s   %29s   %10s %10s\n", "", "image->text", "text->image", "ms/text",
+                "ms/image");
   out += line;
   std::snprintf(line, sizeof line, "%-24s %9s %9s %9s   %9s %9s %9s   %10s %10s %7s\n", "method", "R@1", "R@5", "R@10",
                 "R@1", "R@5", "R@10", "query", "query", "twins");
@@ -454,11 +469,12 @@ std::string two_stage_table(const TwoStageEvalResult& result) {
   };
   if (result.exhaustive) row("exhaustive IMRAM", *result.exhaustive);
   if (result.two_stage)
-    row(result.prefilter ? "cascade, " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist_images) +
-                               (result.prefilter_captions != result.prefilter
-                                    ? " (image queries: " + std::to_string(result.prefilter_captions) + ")"
-                                    : "")
-                         : "two-stage, N=" + std::to_string(result.shortlist_images),
+    row(result.prefilter
+            ? "cascade, " + std::to_string(result.prefilter) + " -> " + std::to_string(result.shortlist_images) +
+                  (result.prefilter_captions != result.prefilter
+                       ? " (image queries: " + std::to_string(result.prefilter_captions) + ")"
+                       : "")
+            : "two-stage, N=" + std::to_string(result.shortlist_images),
         *result.two_stage);
   if (result.exhaustive && result.two_stage) {
     // What the fast path costs in accuracy, in points (twins: in points of percent too).
@@ -466,10 +482,11 @@ std::string two_stage_table(const TwoStageEvalResult& result) {
     const auto& t = result.two_stage->metrics;
     char twins[16] = "-";
     if (result.exhaustive->twin_accuracy && result.two_stage->twin_accuracy)
-      std::snprintf(twins, sizeof twins, "%+.2f", 100.0 * (*result.two_stage->twin_accuracy - *result.exhaustive->twin_accuracy));
+      std::snprintf(twins, sizeof twins, "%+.2f",
+                    100.0 * (*result.two_stage->twin_accuracy - *result.exhaustive->twin_accuracy));
     std::snprintf(line, sizeof line, "%-24s %+9.2f %+9.2f %+9.2f   %+9.2f %+9.2f %+9.2f   %10s %10s %7s\n",
-                  "gap to exhaustive", t.i2t.r1 - e.i2t.r1, t.i2t.r5 - e.i2t.r5, t.i2t.r10 - e.i2t.r10, t.t2i.r1 - e.t2i.r1,
-                  t.t2i.r5 - e.t2i.r5, t.t2i.r10 - e.t2i.r10, "", "", twins);
+                  "gap to exhaustive", t.i2t.r1 - e.i2t.r1, t.i2t.r5 - e.i2t.r5, t.i2t.r10 - e.i2t.r10,
+                  t.t2i.r1 - e.t2i.r1, t.t2i.r5 - e.t2i.r5, t.t2i.r10 - e.t2i.r10, "", "", twins);
     out += line;
   }
   if (result.stage1) row("stage 1 alone", *result.stage1);

@@ -1,5 +1,6 @@
 #include "imram/search/faiss_shortlist.h"
 
+#include <ATen/Parallel.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
@@ -8,7 +9,6 @@
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -16,9 +16,9 @@
 #include <cmath>
 #include <cstdio>
 
+#include "../util/blas.h"
 #include "imram/error.h"
 #include "imram/util/stopwatch.h"
-#include "../util/blas.h"
 
 namespace imram {
 
@@ -138,8 +138,9 @@ std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<Enco
       throw Error("FAISS search failed: " + faiss_message(e));
     }
     for (std::size_t q = 0; q < rows; ++q)
-      answers[q] = scan_flat_lists(*flat_lists, batch.data_ptr<float>() + q * std::size_t(index_->d), n,
-                                   {lists.begin() + std::ptrdiff_t(q * probes), lists.begin() + std::ptrdiff_t((q + 1) * probes)});
+      answers[q] = scan_flat_lists(
+          *flat_lists, batch.data_ptr<float>() + q * std::size_t(index_->d), n,
+          {lists.begin() + std::ptrdiff_t(q * probes), lists.begin() + std::ptrdiff_t((q + 1) * probes)});
     if (stats) stats->stage1_ms += watch.milliseconds();
     return answers;
   }
@@ -180,7 +181,8 @@ std::shared_ptr<faiss::Index> build_faiss_index(const std::string& factory, cons
   try {
     std::shared_ptr<faiss::Index> index(faiss::index_factory(dim, factory.c_str(), faiss::METRIC_INNER_PRODUCT));
     if (!index->is_trained) {
-      if (data.size(0) == 0) throw Error("FAISS index '" + factory + "' needs training vectors, and the gallery is empty");
+      if (data.size(0) == 0)
+        throw Error("FAISS index '" + factory + "' needs training vectors, and the gallery is empty");
       index->train(data.size(0), data.data_ptr<float>());
     }
     if (data.size(0) > 0) index->add(data.size(0), data.data_ptr<float>());

@@ -111,7 +111,7 @@ std::vector<double> CodedFirstStep::scores(const EncodedQuery& query, const std:
     const auto items = images ? store_->coded_images(part) : store_->coded_captions(part);
     const auto n = items.codes.size(0), f = items.codes.size(1);
     const auto positions = torch::arange(f, torch::kInt64).unsqueeze(0);
-    const auto real = positions < items.lengths.unsqueeze(1);              // (n, f)
+    const auto real = positions < items.lengths.unsqueeze(1);  // (n, f)
     const auto item_mask = real.to(torch::kFloat32);
     const auto item_squared = items.grams.diagonal(0, 1, 2).to(torch::kFloat32);  // (n, f): |fragment|^2
     // The query's fragment q against candidate i's fragment c is table[codes[i, c], q]: the

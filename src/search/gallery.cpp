@@ -99,15 +99,16 @@ std::string gallery_fingerprint(const std::string& model_dir, const PrecompSplit
   return split.name() + "-" + hex.str();
 }
 
-Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& model_dir,
-                 const std::string& cache_dir, bool show_progress, std::uint64_t cache_limit_bytes) {
+Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& model_dir, const std::string& cache_dir,
+                 bool show_progress, std::uint64_t cache_limit_bytes) {
   if (!model.vocabulary) throw Error(model_dir + ": model has no vocab.json; it cannot read text");
   const auto device = model.net->parameters().front().device();
   if (cache_dir.empty()) {
     // Built in a private directory that is gone once mapped: nothing stays behind.
     static std::atomic<int> galleries{0};
     const auto dir = (fs::temp_directory_path() /
-                      ("imram-gallery." + std::to_string(::getpid()) + "." + std::to_string(galleries++))).string();
+                      ("imram-gallery." + std::to_string(::getpid()) + "." + std::to_string(galleries++)))
+                         .string();
     build_gallery_index(dir, model_dir, split, show_progress);
     try {
       index_ = GalleryIndex::open(dir, device);

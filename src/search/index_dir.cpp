@@ -1,13 +1,13 @@
 #include "imram/search/index_dir.h"
 
+#include <ATen/Parallel.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,10 +15,10 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <optional>
-#include <tuple>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "imram/data/captions.h"
 #include "imram/data/tokenizer.h"
@@ -170,8 +170,10 @@ class MappedStore final : public ItemStore {
         const auto first = offsets_[id], length = offsets_[id + 1] - first;
         length_out[i] = length;
         std::copy(codes + first, codes + first + length, code_out + i * longest);
-              out.grams[i].narrow(0, 0, length).narrow(1, 0, length).copy_(
-            stored_values(word_grams_->data(), word_gram_offsets_[id], length, length));
+        out.grams[i]
+            .narrow(0, 0, length)
+            .narrow(1, 0, length)
+            .copy_(stored_values(word_grams_->data(), word_gram_offsets_[id], length, length));
       }
     });
     return out;
@@ -221,7 +223,8 @@ class MappedStore final : public ItemStore {
   // stored they are one memcpy: LibTorch's copy_ of the same bytes took about twice as long, its
   // per-call setup included (a re-rank's hundred candidates with memory halves, d = 1024: 1.8-2.8
   // ms against 0.9-1.2 ms, docs/search.md).
-  void copy_rows(const char* file, std::int64_t first_row, std::int64_t rows, std::int64_t width, torch::Tensor out) const {
+  void copy_rows(const char* file, std::int64_t first_row, std::int64_t rows, std::int64_t width,
+                 torch::Tensor out) const {
     const auto stored = stored_rows(file, first_row, rows, width);
     if (out.scalar_type() == stored.scalar_type() && out.is_contiguous())
       std::memcpy(out.data_ptr(), stored.data_ptr(), std::size_t(stored.numel()) * element_size(m_.store));
@@ -237,7 +240,8 @@ class MappedStore final : public ItemStore {
                               torch::ScalarType type) const {
     auto out = torch::empty({std::int64_t(ids.size()), m_.regions, width}, type);
     at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t i = begin; i < end; ++i) copy_rows(file, ids[std::size_t(i)] * m_.regions, m_.regions, width, out[i]);
+      for (std::int64_t i = begin; i < end; ++i)
+        copy_rows(file, ids[std::size_t(i)] * m_.regions, m_.regions, width, out[i]);
     });
     return out;
   }
@@ -248,7 +252,8 @@ class MappedStore final : public ItemStore {
     auto out = torch::zeros({std::int64_t(ids.size()), longest, width}, type);
     at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin_item, std::int64_t end_item) {
       for (std::int64_t i = begin_item; i < end_item; ++i) {
-        const auto begin = offsets_[std::size_t(ids[std::size_t(i)])], end = offsets_[std::size_t(ids[std::size_t(i)]) + 1];
+        const auto begin = offsets_[std::size_t(ids[std::size_t(i)])],
+                   end = offsets_[std::size_t(ids[std::size_t(i)]) + 1];
         copy_rows(file, begin, end - begin, width, out[i].narrow(0, 0, end - begin));
       }
     });
@@ -277,8 +282,9 @@ class MappedStore final : public ItemStore {
     word_grams_ = mapped("word_grams.bin");
     const auto codebook = [&](const char* name, std::int64_t centroids) {
       const MappedFile file(dir + "/" + name, m.files.at(name).bytes);
-      return centroids == 0 ? torch::Tensor()
-                            : torch::from_blob(const_cast<char*>(file.data()), {centroids, m.embed_size}, torch::kFloat32).clone();
+      return centroids == 0
+                 ? torch::Tensor()
+                 : torch::from_blob(const_cast<char*>(file.data()), {centroids, m.embed_size}, torch::kFloat32).clone();
     };
     region_codebook_ = codebook("region_codebook.bin", m.region_centroids);
     word_codebook_ = codebook("word_codebook.bin", m.word_centroids);
@@ -366,8 +372,8 @@ std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest ma
       if (info->data()[at] == '\n') offsets.push_back(at + 1);
   }
   if (std::int64_t(offsets.size()) - 1 != m.described)
-    throw Error(dir + "/" + kImageInfoFile + ": " + std::to_string(offsets.size() - 1) + " lines, the manifest counts " +
-                std::to_string(m.described) + " described images");
+    throw Error(dir + "/" + kImageInfoFile + ": " + std::to_string(offsets.size() - 1) +
+                " lines, the manifest counts " + std::to_string(m.described) + " described images");
   if (m.described > 0 && m.described == m.images) {
     impl->image_info_file = std::move(info);
     impl->image_info_offsets = std::move(offsets);
@@ -378,14 +384,18 @@ std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest ma
     bounds.resize(std::size_t(m.described + 1));
     std::memcpy(bounds.data(), ranges.data(), bounds.size() * 8);
     if (bounds.front() != 0 || bounds.back() != thumbnail_bytes)
-      throw Error(offsets_path + ": its offsets do not span thumbnails.bin's " + std::to_string(thumbnail_bytes) + " bytes");
+      throw Error(offsets_path + ": its offsets do not span thumbnails.bin's " + std::to_string(thumbnail_bytes) +
+                  " bytes");
     for (std::size_t i = 0; i + 1 < bounds.size(); ++i)
-      if (bounds[i + 1] < bounds[i]) throw Error(offsets_path + ": image " + std::to_string(i) + " has a bad thumbnail range");
+      if (bounds[i + 1] < bounds[i])
+        throw Error(offsets_path + ": image " + std::to_string(i) + " has a bad thumbnail range");
     impl->thumbnails = std::make_unique<MappedFile>(dir + "/" + kThumbnailsFile, std::uint64_t(thumbnail_bytes));
   }
   if (m.global_dim > 0 && m.generation > 0) {
-    impl->image_globals = std::make_unique<MappedFile>(dir + "/image_globals.bin", std::uint64_t(m.images * m.global_dim) * 4);
-    impl->caption_globals = std::make_unique<MappedFile>(dir + "/caption_globals.bin", std::uint64_t(m.captions * m.global_dim) * 4);
+    impl->image_globals =
+        std::make_unique<MappedFile>(dir + "/image_globals.bin", std::uint64_t(m.images * m.global_dim) * 4);
+    impl->caption_globals =
+        std::make_unique<MappedFile>(dir + "/caption_globals.bin", std::uint64_t(m.captions * m.global_dim) * 4);
     impl->image_faiss = read_faiss_index(dir + "/" + faiss_file(m.generation, true));
     impl->caption_faiss = read_faiss_index(dir + "/" + faiss_file(m.generation, false));
     if (faiss_index_size(*impl->image_faiss) != m.images || faiss_index_size(*impl->caption_faiss) != m.captions ||
@@ -435,7 +445,8 @@ ImageInfo GalleryIndex::image_info(std::int64_t image) const {
 std::string GalleryIndex::thumbnail(std::int64_t image) const {
   if (!described()) return {};
   if (image < 0 || image >= num_images()) throw Error("image " + std::to_string(image) + " is not in the gallery");
-  const auto begin = impl_->thumbnail_offsets[std::size_t(image)], end = impl_->thumbnail_offsets[std::size_t(image) + 1];
+  const auto begin = impl_->thumbnail_offsets[std::size_t(image)],
+             end = impl_->thumbnail_offsets[std::size_t(image) + 1];
   if (begin == end) return {};
   return std::string(impl_->thumbnails->data() + begin, std::size_t(end - begin));
 }
@@ -451,14 +462,17 @@ torch::Tensor GalleryIndex::image_globals() const {
 torch::Tensor GalleryIndex::caption_globals() const {
   if (!impl_->caption_globals) return {};
   const auto& m = impl_->manifest;
-  return torch::from_blob(const_cast<char*>(impl_->caption_globals->data()), {m.captions, m.global_dim}, torch::kFloat32);
+  return torch::from_blob(const_cast<char*>(impl_->caption_globals->data()), {m.captions, m.global_dim},
+                          torch::kFloat32);
 }
 
 std::shared_ptr<const Searcher> GalleryIndex::stage1(GallerySide side) const {
   if (!has_shortlist())
-    throw Error(impl_->dir + ": its model has no global head, so the index has no shortlist; search it with "
+    throw Error(impl_->dir +
+                ": its model has no global head, so the index has no shortlist; search it with "
                 "--shortlist 0 or rebuild it from a model trained with --global-weight or imram train-global");
-  return std::make_shared<FaissShortlist>(side == GallerySide::Images ? impl_->image_faiss : impl_->caption_faiss, side);
+  return std::make_shared<FaissShortlist>(side == GallerySide::Images ? impl_->image_faiss : impl_->caption_faiss,
+                                          side);
 }
 
 bool GalleryIndex::has_codes(GallerySide side) const { return impl_->store->keeps_codes(side == GallerySide::Images); }
@@ -467,7 +481,8 @@ std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::in
                                                        std::int64_t step1) const {
   if (shortlist == 0) return std::make_shared<ExhaustiveSearcher>(impl_->model.net, impl_->store, side);
   const auto coded = has_codes(side) ? std::make_shared<CodedFirstStep>(impl_->model.net, impl_->store, side) : nullptr;
-  return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store, prefilter, coded, step1);
+  return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store, prefilter, coded,
+                                          step1);
 }
 
 EncodedQuery GalleryIndex::text_query(const std::string& text) const { return encode_text_query(impl_->model, text); }

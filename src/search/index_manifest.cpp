@@ -38,8 +38,9 @@ std::uint64_t expected_bytes(const std::string& path, const char* file, std::ini
 void check_counts(const Manifest& m, const std::string& path) {
   // Counts are read as non-negative int64: as uint64, captions + 1 cannot overflow.
   const auto images = std::uint64_t(m.images), captions = std::uint64_t(m.captions), words = std::uint64_t(m.words),
-             described = std::uint64_t(m.described), regions = std::uint64_t(m.regions), d = std::uint64_t(m.embed_size),
-             g = std::uint64_t(m.global_dim), element = std::uint64_t(element_size(m.store));
+             described = std::uint64_t(m.described), regions = std::uint64_t(m.regions),
+             d = std::uint64_t(m.embed_size), g = std::uint64_t(m.global_dim),
+             element = std::uint64_t(element_size(m.store));
   const std::pair<const char*, std::uint64_t> sizes[] = {
       {"regions.bin", expected_bytes(path, "regions.bin", {images, regions, d, element})},
       {"words.bin", expected_bytes(path, "words.bin", {words, d, element})},
@@ -88,8 +89,8 @@ void check_counts(const Manifest& m, const std::string& path) {
     throw Error(path + ": bad index manifest (" + std::to_string(m.captions) + " captions are not " +
                 std::to_string(m.captions_per_image) + " per image of " + std::to_string(m.images) + ")");
   if (m.described > m.images)
-    throw Error(path + ": bad index manifest (" + std::to_string(m.described) + " described images for " + std::to_string(m.images) +
-                " images)");
+    throw Error(path + ": bad index manifest (" + std::to_string(m.described) + " described images for " +
+                std::to_string(m.images) + " images)");
   if (m.global_dim > 0 && m.generation > 0)
     for (const bool images : {true, false})
       if (!m.files.count(faiss_file(m.generation, images)))
@@ -100,7 +101,8 @@ void check_counts(const Manifest& m, const std::string& path) {
 std::int64_t read_count(const nlohmann::json& json, const char* key, const std::string& path) {
   const auto& value = json.at(key);
   if (!value.is_number_integer() || value.get<std::int64_t>() < 0)
-    throw Error(path + ": bad index manifest (\"" + key + "\" must be a non-negative integer, got " + value.dump() + ")");
+    throw Error(path + ": bad index manifest (\"" + key + "\" must be a non-negative integer, got " + value.dump() +
+                ")");
   return value.get<std::int64_t>();
 }
 
@@ -128,18 +130,29 @@ std::string faiss_file(std::int64_t generation, bool images) {
 
 nlohmann::ordered_json manifest_json(const Manifest& m) {
   nlohmann::ordered_json files;
-  for (const auto& [name, entry] : m.files) files[name] = {{"bytes", entry.bytes}, {"fnv1a64", checksum_hex(entry.hash)}};
-  nlohmann::ordered_json json{{"format", kIndexFormat}, {"version", kIndexFormatVersion}, {"model_fingerprint", m.model_fingerprint},
-          {"images", m.images}, {"captions", m.captions}, {"words", m.words}, {"described", m.described}, {"regions", m.regions},
-          {"embed_size", m.embed_size}, {"global_dim", m.global_dim}, {"captions_per_image", m.captions_per_image},
-          {"faiss_factory", m.faiss_factory}, {"store_dtype", to_string(m.store)}, {"generation", m.generation},
-          {"sources", m.sources}, {"files", files}};
+  for (const auto& [name, entry] : m.files)
+    files[name] = {{"bytes", entry.bytes}, {"fnv1a64", checksum_hex(entry.hash)}};
+  nlohmann::ordered_json json{{"format", kIndexFormat},
+                              {"version", kIndexFormatVersion},
+                              {"model_fingerprint", m.model_fingerprint},
+                              {"images", m.images},
+                              {"captions", m.captions},
+                              {"words", m.words},
+                              {"described", m.described},
+                              {"regions", m.regions},
+                              {"embed_size", m.embed_size},
+                              {"global_dim", m.global_dim},
+                              {"captions_per_image", m.captions_per_image},
+                              {"faiss_factory", m.faiss_factory},
+                              {"store_dtype", to_string(m.store)},
+                              {"generation", m.generation},
+                              {"sources", m.sources},
+                              {"files", files}};
   // Written only when stored, so that indexes without halves keep the manifest they had.
   if (m.memory_halves > 0) json["memory_halves"] = m.memory_halves;
   if (m.codes) json["codes"] = {{"region_centroids", m.region_centroids}, {"word_centroids", m.word_centroids}};
   return json;
 }
-
 
 Manifest read_manifest(const std::string& dir) {
   const std::string path = dir + "/manifest.json";

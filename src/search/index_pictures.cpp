@@ -46,8 +46,8 @@ PicturesAdded add_pictures_to_index(const std::string& index_dir, const std::str
   if (options.contract == BackboneContract::Detector) {
     if (options.regions == 0) options.regions = regions > 0 ? int(regions) : FeatureOptions{}.regions;
     if (regions > 0 && options.regions != regions)
-      throw Error(options.backbone + ": would keep " + std::to_string(options.regions) + " regions a picture, the index " +
-                  index.string() + " holds images of " + std::to_string(regions));
+      throw Error(options.backbone + ": would keep " + std::to_string(options.regions) +
+                  " regions a picture, the index " + index.string() + " holds images of " + std::to_string(regions));
   }
   const auto listed = list_pictures(pictures, warn);
   const TemporaryDataset data(index.string());

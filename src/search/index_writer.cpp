@@ -14,12 +14,12 @@
 #include "imram/data/captions.h"
 #include "imram/data/image_info.h"
 #include "imram/data/tokenizer.h"
+#include "imram/engine/fragment_products.h"
 #include "imram/error.h"
 #include "imram/image/picture.h"
 #include "imram/model/tensor_io.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/faiss_shortlist.h"
-#include "imram/engine/fragment_products.h"
 #include "imram/search/fragment_codes.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/counted_file.h"
@@ -54,7 +54,8 @@ struct IndexWriter::State {
 
   void open_files() {
     std::vector<const char*> names(std::begin(kStoreFiles), std::end(kStoreFiles));
-    if (manifest.memory_halves > 0) names.insert(names.end(), std::begin(kMemoryHalvesFiles), std::end(kMemoryHalvesFiles));
+    if (manifest.memory_halves > 0)
+      names.insert(names.end(), std::begin(kMemoryHalvesFiles), std::end(kMemoryHalvesFiles));
     if (manifest.codes) {
       names.insert(names.end(), std::begin(kCodesFiles), std::end(kCodesFiles));
       names.insert(names.end(), std::begin(kCodebookFiles), std::end(kCodebookFiles));
@@ -96,8 +97,8 @@ struct IndexWriter::State {
         const auto sample_size = std::min(to, centroids * 32);
         const auto picks = torch::linspace(0, double(to - 1), sample_size, torch::kFloat64).round().to(torch::kInt64);
         if (show_progress)
-          std::cerr << "learning a codebook of " << centroids << " centroids from " << sample_size << " of " << to << " "
-                    << what << std::endl;
+          std::cerr << "learning a codebook of " << centroids << " centroids from " << sample_size << " of " << to
+                    << " " << what << std::endl;
         codebook = train_codebook(all.index_select(0, picks).to(torch::kFloat32), centroids);
         file(codebook_name).write(codebook.data_ptr<float>(), std::size_t(codebook.numel()) * 4);
       } else {
@@ -115,8 +116,8 @@ struct IndexWriter::State {
       bar.finish();
     };
     auto& m = manifest;
-    code_side("regions", "regions.bin", "region_codes.bin", "region_codebook.bin", m.region_centroids, committed_images * m.regions,
-              m.images * m.regions);
+    code_side("regions", "regions.bin", "region_codes.bin", "region_codebook.bin", m.region_centroids,
+              committed_images * m.regions, m.images * m.regions);
     code_side("words", "words.bin", "word_codes.bin", "word_codebook.bin", m.word_centroids, committed_words, m.words);
   }
 
@@ -151,7 +152,8 @@ struct IndexWriter::State {
       const std::int64_t zero = 0;
       offsets.write(&zero, sizeof zero);
     }
-    const bool pictures = std::any_of(infos.begin(), infos.end(), [](const auto& info) { return !info.picture.empty(); });
+    const bool pictures =
+        std::any_of(infos.begin(), infos.end(), [](const auto& info) { return !info.picture.empty(); });
     ProgressBar bar("thumbnails", std::int64_t(infos.size()), "pictures", show_progress && pictures);
     for (auto& info : infos) {
       const auto image = manifest.described;
@@ -238,7 +240,6 @@ IndexWriter IndexWriter::append(const std::string& dir, bool show_progress, cons
   return IndexWriter(std::move(state));
 }
 
-
 void IndexWriter::add_images(const torch::Tensor& features) {
   auto& s = *state_;
   auto& m = s.manifest;
@@ -313,7 +314,8 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
       s.file("captions.txt").write(text.data(), text.size());
       s.file("captions.txt").write("\n", 1);
     }
-    if (s.model.net->global_head) s.write_globals("caption_globals.bin", s.model.net->global_head->embed_captions(encoded));
+    if (s.model.net->global_head)
+      s.write_globals("caption_globals.bin", s.model.net->global_head->embed_captions(encoded));
     m.captions += n;
   }
 }
@@ -330,7 +332,7 @@ void IndexWriter::add_split(const PrecompSplit& split) {
   const nlohmann::ordered_json source{{"data", source_path(data_dir)}, {"split", split.name()}};
   refuse_held_source(source);
   const auto infos = m.described == m.images ? dataset_image_info(data_dir, split.name(), split.num_images())
-                                              : std::vector<ImageInfo>();
+                                             : std::vector<ImageInfo>();
   split.require_feature_dim(s.model.config().img_dim);
   const auto ids = encode_caption_texts(*s.model.vocabulary, split.captions(), split.captions_path());
   const auto first_image = m.images;
@@ -363,14 +365,14 @@ void IndexWriter::add_uncaptioned_images(const NpyArray& features, const std::ve
   features.require_ndim(3);
   features.require_dtype(DType::Float32);
   if (features.dim(2) != s.model.config().img_dim)
-    throw Error(features.path() + ": regions of " + std::to_string(features.dim(2)) + " features, the index's model reads " +
-                std::to_string(s.model.config().img_dim));
+    throw Error(features.path() + ": regions of " + std::to_string(features.dim(2)) +
+                " features, the index's model reads " + std::to_string(s.model.config().img_dim));
   if (!infos.empty() && std::int64_t(infos.size()) != features.dim(0))
     throw Error(features.path() + ": " + std::to_string(features.dim(0)) + " images, but " +
                 std::to_string(infos.size()) + " image infos");
   if (m.images > 0 && features.dim(1) != m.regions)
-    throw Error(features.path() + ": images of " + std::to_string(features.dim(1)) + " regions, the index holds images of " +
-                std::to_string(m.regions));
+    throw Error(features.path() + ": images of " + std::to_string(features.dim(1)) +
+                " regions, the index holds images of " + std::to_string(m.regions));
   const auto first_image = m.images;
   s.add_feature_file(*this, features, "uncaptioned");
   // Caption j belonged to image j / captions_per_image; with images of no captions among them, no rule holds.
@@ -404,8 +406,9 @@ void IndexWriter::refuse_held_source(const nlohmann::ordered_json& source) const
     for (const auto& field : source.items())
       same = same && held.contains(field.key()) && same_value(field.key(), held.at(field.key()), field.value());
     if (!same) continue;
-    const auto what = source.contains("split") ? "the " + source.value("split", "") + " split of " + source.value("data", "")
-                                               : "the pictures of " + source.value("pictures", "");
+    const auto what = source.contains("split")
+                          ? "the " + source.value("split", "") + " split of " + source.value("data", "")
+                          : "the pictures of " + source.value("pictures", "");
     throw Error(state_->dir + ": already holds " + what + "; adding it again would hold its items twice");
   }
 }
@@ -450,7 +453,8 @@ void IndexWriter::commit() {
       m.files.erase(faiss_file(old_generation, side == GallerySide::Images));
     }
   }
-  write_file_atomically(s.work_dir + "/manifest.json", [&](std::ostream& out) { out << manifest_json(m).dump(2) << "\n"; });
+  write_file_atomically(s.work_dir + "/manifest.json",
+                        [&](std::ostream& out) { out << manifest_json(m).dump(2) << "\n"; });
   s.files.clear();
   if (s.creating) {
     s.creating = false;  // the temporary is gone either way
@@ -464,6 +468,5 @@ void IndexWriter::commit() {
   s.committed_captions = m.captions;
   s.committed_words = m.words;
 }
-
 
 }  // namespace imram

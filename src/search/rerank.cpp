@@ -21,8 +21,8 @@ constexpr double kChunkBytes = 256.0 * (1 << 20);
 
 // `floats_per_fragment`: the fragment's embedding and the memory halves read with it, if any.
 std::vector<std::vector<std::int64_t>> chunks_of(const ItemStore& store, GallerySide side,
-                                                  std::int64_t floats_per_fragment,
-                                                  const std::vector<std::int64_t>& ids) {
+                                                 std::int64_t floats_per_fragment,
+                                                 const std::vector<std::int64_t>& ids) {
   const double row_bytes = 4.0 * double(floats_per_fragment);
   std::vector<std::vector<std::int64_t>> chunks;
   if (side == GallerySide::Images) {
@@ -72,9 +72,8 @@ EncodedQuery stack_queries(const std::vector<EncodedQuery>& queries) {
   together.image.regions = torch::cat(regions);
   if (masked) {
     for (const auto& query : queries)
-      masks.push_back(query.image.region_mask.defined()
-                          ? query.image.region_mask
-                          : torch::ones({1, query.image.regions.size(1)}, torch::kBool));
+      masks.push_back(query.image.region_mask.defined() ? query.image.region_mask
+                                                        : torch::ones({1, query.image.regions.size(1)}, torch::kBool));
     together.image.region_mask = torch::cat(masks);
   }
   return together;
@@ -159,7 +158,10 @@ std::vector<std::vector<Hit>> ImramRefiner::refine(const std::vector<EncodedQuer
       const auto item = part[std::size_t(bad[1].item<std::int64_t>())];
       const auto value = values[bad[0]][bad[1]].item<double>();
       throw Error(std::string(side_ == GallerySide::Images ? "image " : "caption ") + std::to_string(item) +
-                  ": its score is " + (std::isnan(value) ? "NaN" : value > 0 ? "+inf" : "-inf") +
+                  ": its score is " +
+                  (std::isnan(value) ? "NaN"
+                   : value > 0       ? "+inf"
+                                     : "-inf") +
                   ", not a number to rank by: the gallery's encoded items hold NaN or infinite values");
     }
     for (std::size_t q = 0; q < queries.size(); ++q) {
@@ -186,7 +188,8 @@ std::vector<Hit> top_hits(const std::vector<double>& scores, std::int64_t k) {
   std::iota(order.begin(), order.end(), 0);
   const auto n = std::min<std::size_t>(order.size(), std::size_t(std::max<std::int64_t>(k, 0)));
   std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(n), order.end(), [&](std::int64_t a, std::int64_t b) {
-    return scores[std::size_t(a)] > scores[std::size_t(b)] || (scores[std::size_t(a)] == scores[std::size_t(b)] && a < b);
+    return scores[std::size_t(a)] > scores[std::size_t(b)] ||
+           (scores[std::size_t(a)] == scores[std::size_t(b)] && a < b);
   });
   std::vector<Hit> hits;
   for (std::size_t i = 0; i < n; ++i) hits.push_back({order[i], scores[std::size_t(order[i])], std::nullopt});
@@ -203,8 +206,8 @@ std::vector<std::vector<Hit>> ExhaustiveSearcher::search_many(const std::vector<
   return refiner_.refine(queries, std::move(ids), k, stats);
 }
 
-RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates,
-                               ImramModel model, std::shared_ptr<const ItemStore> store, std::int64_t prefilter,
+RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates, ImramModel model,
+                               std::shared_ptr<const ItemStore> store, std::int64_t prefilter,
                                std::shared_ptr<const CodedFirstStep> coded, std::int64_t step1)
     : shortlist_(std::move(shortlist)),
       candidates_(resolve_shortlist(candidates, shortlist_->size())),
@@ -214,9 +217,11 @@ RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::i
       first_step_(model, store, shortlist_->side(), /*steps=*/1),
       coded_(step1_ == 0 ? nullptr : std::move(coded)) {
   if (candidates_ < 1)
-    throw Error("a re-rank stage needs a shortlist of at least 1 item, or an automatic one; not " + std::to_string(candidates));
+    throw Error("a re-rank stage needs a shortlist of at least 1 item, or an automatic one; not " +
+                std::to_string(candidates));
   if (prefilter_ < 0) throw Error("a prefilter is a number of items, or automatic; not " + std::to_string(prefilter));
-  if (step1_ < 0) throw Error("the coded first step's list is a number of items, or automatic; not " + std::to_string(step1));
+  if (step1_ < 0)
+    throw Error("the coded first step's list is a number of items, or automatic; not " + std::to_string(step1));
   if (coded_ && coded_->side() != shortlist_->side()) throw Error("the coded first step ranks the other side");
 }
 

@@ -48,8 +48,10 @@ nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const Encod
     if (!description.empty()) out["description"] = description;
   }
   out["shortlist"] = answer.shortlist;
-  out["timings"] = {{"encode_ms", answer.encode_ms}, {"stage1_ms", answer.stats.stage1_ms},
-                    {"stage2_ms", answer.stats.stage2_ms}, {"scored", answer.stats.scored},
+  out["timings"] = {{"encode_ms", answer.encode_ms},
+                    {"stage1_ms", answer.stats.stage1_ms},
+                    {"stage2_ms", answer.stats.stage2_ms},
+                    {"scored", answer.stats.scored},
                     {"engine_path", answer.stats.engine_path}};
   auto results = nlohmann::ordered_json::array();
   for (std::size_t rank = 0; rank < answer.hits.size(); ++rank) {

@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -309,9 +309,10 @@ class GuardedServer::Connections final : public httplib::TaskQueue {
           next = std::min(next, connection->deadline);
         }
       }
-      const auto left = next == Clock::time_point::max()
-                            ? -1
-                            : std::max<long long>(0, std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now()).count());
+      const auto left =
+          next == Clock::time_point::max()
+              ? -1
+              : std::max<long long>(0, std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now()).count());
       if (::poll(watched.data(), watched.size(), int(std::min<long long>(left, INT_MAX))) < 0 && errno != EINTR)
         throw std::system_error(errno, std::generic_category(), "serve: poll");
       if (watched[0].revents) {

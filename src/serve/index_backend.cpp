@@ -18,8 +18,8 @@ namespace {
 
 class IndexBackend : public SearchBackend {
  public:
-  IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::int64_t prefilter, std::string name,
-               std::string kind)
+  IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::int64_t prefilter,
+               std::string name, std::string kind)
       : index_(std::move(index)), model_(index_->model()), name_(std::move(name)), kind_(std::move(kind)) {
     image_shortlist_ = scored_shortlist(shortlist, index_->num_images());
     caption_shortlist_ = scored_shortlist(shortlist, index_->num_captions());
@@ -32,7 +32,8 @@ class IndexBackend : public SearchBackend {
     const Stopwatch encoding;
     std::vector<EncodedQuery> queries;
     for (const auto& text : texts) queries.push_back(index_->text_query(text));
-    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, encoding, params);
+    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, encoding,
+                   params);
   }
   std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
                                                       const SearchParams& params) override {
@@ -55,10 +56,11 @@ class IndexBackend : public SearchBackend {
   std::string thumbnail(std::int64_t image) const override { return index_->thumbnail(image); }
   nlohmann::ordered_json info() const override {
     return {{"model", to_json(model_.config())},
-            {"gallery", {{"name", name_},
-                         {"images", index_->num_images()},
-                         {"captions", index_->num_captions()},
-                         {"regions", index_->store()->regions_per_image()}}},
+            {"gallery",
+             {{"name", name_},
+              {"images", index_->num_images()},
+              {"captions", index_->num_captions()},
+              {"regions", index_->store()->regions_per_image()}}},
             {"index", kind_},
             {"faiss", index_->faiss_factory()},
             {"shortlist", image_shortlist_},
@@ -105,7 +107,8 @@ std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, 
   // As imram search: an index without a shortlist is refused for two-stage search (the error
   // says to give --shortlist 0), never searched exhaustively behind the user's back.
   const bool two_stage = shortlist != 0;
-  return std::make_unique<IndexBackend>(std::move(index), shortlist, prefilter, index_dir, two_stage ? "two-stage" : "exhaustive");
+  return std::make_unique<IndexBackend>(std::move(index), shortlist, prefilter, index_dir,
+                                        two_stage ? "two-stage" : "exhaustive");
 }
 
 }  // namespace imram

@@ -12,9 +12,10 @@ namespace {
 // reported as sent, not as their int64 wrap-around.
 std::int64_t integer_field(const nlohmann::json& value, const char* name, std::int64_t low, std::int64_t high) {
   if (!value.is_number_integer()) throw HttpError{400, std::string("\"") + name + "\" must be an integer"};
-  const bool in_range = value.is_number_unsigned()
-                            ? value.get<std::uint64_t>() >= std::uint64_t(low) && value.get<std::uint64_t>() <= std::uint64_t(high)
-                            : value.get<std::int64_t>() >= low && value.get<std::int64_t>() <= high;
+  const bool in_range =
+      value.is_number_unsigned()
+          ? value.get<std::uint64_t>() >= std::uint64_t(low) && value.get<std::uint64_t>() <= std::uint64_t(high)
+          : value.get<std::int64_t>() >= low && value.get<std::int64_t>() <= high;
   if (!in_range)
     throw HttpError{400, std::string("\"") + name + "\" must be between " + std::to_string(low) + " and " +
                              std::to_string(high) + ", got " + value.dump()};
@@ -55,8 +56,8 @@ SearchRequest parse_search_request(const std::string& body, std::int64_t images,
   if (!image.is_number_integer() || (!image.is_number_unsigned() && image.get<std::int64_t>() < 0))
     throw HttpError{400, "\"image\" must be an image index"};
   if (images == 0 || (image.is_number_unsigned() && image.get<std::uint64_t>() >= std::uint64_t(images)))
-    throw HttpError{404, "image " + image.dump() + " is out of range: the gallery has " + std::to_string(images) +
-                             " images"};
+    throw HttpError{
+        404, "image " + image.dump() + " is out of range: the gallery has " + std::to_string(images) + " images"};
   out.image = image.get<std::int64_t>();
   return out;
 }

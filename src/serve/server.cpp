@@ -8,8 +8,8 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -54,7 +54,9 @@ struct PendingSearch {
 class ComputeThread {
  public:
   ComputeThread(SearchBackend& backend, std::size_t max_batch)
-      : backend_(backend), max_batch_(std::max<std::size_t>(1, max_batch)), threads_(at::get_num_threads()),
+      : backend_(backend),
+        max_batch_(std::max<std::size_t>(1, max_batch)),
+        threads_(at::get_num_threads()),
         thread_([this] { loop(); }) {}
   ~ComputeThread() {
     {
@@ -123,8 +125,10 @@ class ComputeThread {
             }
         }
       }
-      if (job.work) job.work();
-      else run_batch(batch);
+      if (job.work)
+        job.work();
+      else
+        run_batch(batch);
     }
   }
 
@@ -134,8 +138,10 @@ class ComputeThread {
     std::vector<std::int64_t> images;
     for (const auto& search : batch) {
       top = std::max(top, search->request.top);
-      if (search->request.by_text) texts.push_back(search->request.text);
-      else images.push_back(search->request.image);
+      if (search->request.by_text)
+        texts.push_back(search->request.text);
+      else
+        images.push_back(search->request.image);
     }
     const auto started = Clock::now();
     std::vector<Json> answers;
@@ -247,7 +253,9 @@ struct Server::Impl {
   }
 
   // Where pictures come from: the --images-list, the gallery's image info, or nowhere.
-  std::string picture_kind() const { return !images_list.empty() ? "file" : backend.described() ? "gallery" : "placeholder"; }
+  std::string picture_kind() const {
+    return !images_list.empty() ? "file" : backend.described() ? "gallery" : "placeholder";
+  }
 
   std::int64_t image_parameter(const std::string& text, const std::string& name) const {
     const auto image = parse_index(text);
@@ -490,8 +498,8 @@ struct Server::Impl {
     response.status = route ? 405 : 404;
     if (route) response.set_header("Allow", allow);
     response.set_header("Connection", "close");
-    const auto message = route ? method + " is not allowed on " + request.path + " (" + allow + ")"
-                               : std::string("no such route");
+    const auto message =
+        route ? method + " is not allowed on " + request.path + " (" + allow + ")" : std::string("no such route");
     response.set_content(Json{{"error", message}}.dump(), "application/json");
     return httplib::Server::HandlerResponse::Handled;
   }
@@ -508,8 +516,9 @@ struct Server::Impl {
       int yes = 1;
       ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
-    http.set_pre_routing_handler(
-        [this](const httplib::Request& request, httplib::Response& response) { return refuse_early(request, response); });
+    http.set_pre_routing_handler([this](const httplib::Request& request, httplib::Response& response) {
+      return refuse_early(request, response);
+    });
     http.set_expect_100_continue_handler([this](const httplib::Request& request, httplib::Response& response) {
       return answer_expect_continue(request, response);
     });
@@ -556,46 +565,47 @@ struct Server::Impl {
                            {"compute_queue", compute.queued()}});
     });
     get("/api/info", api([this](const httplib::Request&, httplib::Response& response) {
-      auto info = backend.info();
-      info["version"] = embedded::version();
-      info["pictures"] = picture_kind();
-      info["limits"] = {{"max_body_bytes", kMaxRequestBody},
-                        {"max_query_tokens", kMaxCaptionTokens},
-                        {"max_top", kMaxTop},
-                        {"max_nprobe", kMaxNprobe},
-                        {"max_ef_search", kMaxEfSearch},
-                        {"head_timeout_s", options.head_timeout_s},
-                        {"body_timeout_s", options.body_timeout_s}};
-      send_json(response, info);
-    }));
-    http.Post("/api/search", httplib::Server::HandlerWithContentReader(
-                                 [this](const httplib::Request& request, httplib::Response& response,
-                                        const httplib::ContentReader& content_reader) {
-                                   const auto received = Clock::now();
-                                   answer(response,
-                                          [&] { send_json(response, search(request, content_reader, received)); });
-                                   // What is left of a refused body must not be read as the next request.
-                                   if (response.status == 413) response.set_header("Connection", "close");
-                                 }));
+          auto info = backend.info();
+          info["version"] = embedded::version();
+          info["pictures"] = picture_kind();
+          info["limits"] = {{"max_body_bytes", kMaxRequestBody},
+                            {"max_query_tokens", kMaxCaptionTokens},
+                            {"max_top", kMaxTop},
+                            {"max_nprobe", kMaxNprobe},
+                            {"max_ef_search", kMaxEfSearch},
+                            {"head_timeout_s", options.head_timeout_s},
+                            {"body_timeout_s", options.body_timeout_s}};
+          send_json(response, info);
+        }));
+    http.Post(
+        "/api/search",
+        httplib::Server::HandlerWithContentReader([this](const httplib::Request& request, httplib::Response& response,
+                                                         const httplib::ContentReader& content_reader) {
+          const auto received = Clock::now();
+          answer(response, [&] { send_json(response, search(request, content_reader, received)); });
+          // What is left of a refused body must not be read as the next request.
+          if (response.status == 413) response.set_header("Connection", "close");
+        }));
     known_routes.push_back({std::regex("/api/search"), {"POST"}});
     get("/api/explain", api([this](const httplib::Request& request, httplib::Response& response) {
-      send_json(response, explain(request, Clock::now()));
-    }));
+          send_json(response, explain(request, Clock::now()));
+        }));
     get(R"(/api/images/(\d+))", api([this](const httplib::Request& request, httplib::Response& response) {
-      picture(image_parameter(request.matches[1].str(), "image"), response);
-    }));
+          picture(image_parameter(request.matches[1].str(), "image"), response);
+        }));
   }
 };
 
-Server::Server(SearchBackend& backend, const ServerOptions& options) : impl_(std::make_unique<Impl>(backend, options)) {}
+Server::Server(SearchBackend& backend, const ServerOptions& options)
+    : impl_(std::make_unique<Impl>(backend, options)) {}
 
 Server::~Server() = default;
 
 int Server::bind() {
-  const int port = impl_->options.port == 0 ? impl_->http.bind_to_any_port(impl_->options.host)
-                                            : (impl_->http.bind_to_port(impl_->options.host, impl_->options.port)
-                                                   ? impl_->options.port
-                                                   : -1);
+  const int port =
+      impl_->options.port == 0
+          ? impl_->http.bind_to_any_port(impl_->options.host)
+          : (impl_->http.bind_to_port(impl_->options.host, impl_->options.port) ? impl_->options.port : -1);
   if (port < 0)
     throw Error("serve: cannot listen on " + impl_->options.host + ":" + std::to_string(impl_->options.port) +
                 " (in use, or not an address of this machine)");

@@ -11,9 +11,9 @@
 
 namespace imram {
 
-BatchLoader::BatchLoader(const PrecompSplit& split, const TokenIds& captions,
-                         std::vector<std::int64_t> order, std::int64_t batch_size,
-                         std::int64_t first_batch, std::size_t prefetch, int rank, int world_size)
+BatchLoader::BatchLoader(const PrecompSplit& split, const TokenIds& captions, std::vector<std::int64_t> order,
+                         std::int64_t batch_size, std::int64_t first_batch, std::size_t prefetch, int rank,
+                         int world_size)
     : split_(split),
       captions_(captions),
       order_(std::move(order)),
@@ -34,9 +34,7 @@ BatchLoader::~BatchLoader() {
   worker_.join();
 }
 
-std::int64_t BatchLoader::batches() const {
-  return (std::int64_t(order_.size()) + batch_size_ - 1) / batch_size_;
-}
+std::int64_t BatchLoader::batches() const { return (std::int64_t(order_.size()) + batch_size_ - 1) / batch_size_; }
 
 Batch BatchLoader::assemble(std::int64_t batch) const {
   const auto share = rank_slice(std::min<std::int64_t>(batch_size_, std::int64_t(order_.size()) - batch * batch_size_),
@@ -53,8 +51,7 @@ Batch BatchLoader::assemble(std::int64_t batch) const {
     const float* source = split_.image_features(image);
     std::memcpy(out + i * R * D, source, std::size_t(R * D) * sizeof(float));
     if (!std::all_of(source, source + R * D, [](float x) { return std::isfinite(x); }))
-      throw Error(split_.features_path() + ": image " + std::to_string(image) +
-                  " holds NaN or infinite features");
+      throw Error(split_.features_path() + ": image " + std::to_string(image) + " holds NaN or infinite features");
     ids.push_back(captions_[std::size_t(caption)]);
   }
   auto padded = pad_captions(ids, 0, count);

@@ -1,8 +1,8 @@
 #include "imram/train/distributed.h"
 
+#include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/torch.h>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -93,7 +93,8 @@ std::optional<WorldSpec> world_from_environment() {
     if (const char* per_node = env("SLURM_STEP_TASKS_PER_NODE")) spec.local_size = std::max(1, std::atoi(per_node));
     if (env("MASTER_ADDR")) {
       spec.master_addr = env("MASTER_ADDR");
-    } else if (const char* nodes = env("SLURM_STEP_NODELIST") ? env("SLURM_STEP_NODELIST") : env("SLURM_JOB_NODELIST")) {
+    } else if (const char* nodes =
+                   env("SLURM_STEP_NODELIST") ? env("SLURM_STEP_NODELIST") : env("SLURM_JOB_NODELIST")) {
       spec.master_addr = first_slurm_host(nodes);
     } else {
       throw Error("slurm world: neither MASTER_ADDR nor SLURM_STEP_NODELIST is set");
@@ -257,8 +258,8 @@ std::unique_ptr<Communicator> Communicator::connect(const WorldSpec& spec, torch
     options.timeout = std::chrono::milliseconds(std::int64_t(1000 * env_seconds("IMRAM_DIST_RENDEZVOUS_TIMEOUT", 300)));
     impl->store = c10::make_intrusive<c10d::TCPStore>(spec.master_addr, options);
   } catch (const std::exception& e) {
-    throw Error("rank " + std::to_string(spec.rank) + " of " + std::to_string(spec.size) + ": rendezvous at " +
-                where + " failed (" + e.what() + ")");
+    throw Error("rank " + std::to_string(spec.rank) + " of " + std::to_string(spec.size) + ": rendezvous at " + where +
+                " failed (" + e.what() + ")");
   }
   try {
     if (device.is_cuda()) {

@@ -101,8 +101,7 @@ StepResult whole_batch_step(ImramModelImpl& model, torch::optim::Adam& optimizer
   world.all_reduce(length, Reduction::kMax);
   auto ids = torch::zeros({local.caption_ids.size(0), length.item<std::int64_t>()},
                           local.caption_ids.options().dtype(torch::kInt64).device(device));
-  if (local.caption_ids.numel() > 0)
-    ids.narrow(1, 0, local.caption_ids.size(1)).copy_(local.caption_ids);
+  if (local.caption_ids.numel() > 0) ids.narrow(1, 0, local.caption_ids.size(1)).copy_(local.caption_ids);
   const Batch whole{world.all_gather_rows(local.features.to(device, torch::kFloat32).contiguous(), counts),
                     world.all_gather_rows(ids, counts),
                     world.all_gather_rows(local.lengths.to(device, torch::kInt64).contiguous(), counts)};
@@ -122,8 +121,8 @@ StepResult distributed_train_step(ImramModelImpl& model, torch::optim::Adam& opt
   const auto captions = model.encode_captions(local.caption_ids, local.lengths);
   EncodedImages batch_images{GatherRows::apply(images.regions, &world, counts), torch::Tensor()};
   if (images.region_mask.defined())
-    batch_images.region_mask = world.all_gather_rows(images.region_mask.to(torch::kUInt8).contiguous(), counts)
-                                   .to(torch::kBool);
+    batch_images.region_mask =
+        world.all_gather_rows(images.region_mask.to(torch::kUInt8).contiguous(), counts).to(torch::kBool);
   ScoreOptions score_options;
   score_options.gradients = true;
   score_options.image_block = total;

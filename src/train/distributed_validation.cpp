@@ -23,8 +23,7 @@ EvalResult evaluate_in_world(ImramModelImpl& model, const Vocabulary& vocabulary
     // Encoding every image again is cheaper than sending the encoded regions: (N, R, d) floats.
     const auto images = encode_image_file(model, split.features(), N);
     const auto captions = encode_caption_ids(model, encode_caption_texts(vocabulary, texts, split.captions_path()));
-    ProgressBar bar("scoring " + split.name() + " (rank 0's share)", N * share.count, "pairs",
-                    options.show_progress);
+    ProgressBar bar("scoring " + split.name() + " (rank 0's share)", N * share.count, "pairs", options.show_progress);
     ScoreOptions score_options;
     score_options.memory_budget = options.memory_budget;
     score_options.progress = [&](std::int64_t done, std::int64_t) { bar.update(done); };

@@ -10,9 +10,9 @@
 #include "imram/engine/encoding.h"
 #include "imram/engine/scorer.h"
 #include "imram/error.h"
-#include "imram/runtime/parallel.h"
 #include "imram/model/global_head.h"
 #include "imram/model/image_encoder.h"
+#include "imram/runtime/parallel.h"
 #include "imram/train/loss.h"
 #include "imram/train/trainer.h"
 #include "imram/util/progress.h"
@@ -31,8 +31,8 @@ class FrozenFragments {
     torch::NoGradGuard no_grad;
     net.eval();
     ProgressBar bar("encoding train images", split.num_images(), "images", show_progress);
-    auto images = encode_image_file(net, split.features(), -1, 128,
-                                    [&](std::int64_t done, std::int64_t) { bar.update(done); });
+    auto images =
+        encode_image_file(net, split.features(), -1, 128, [&](std::int64_t done, std::int64_t) { bar.update(done); });
     bar.finish();
     regions_ = images.regions.to(torch::kHalf);
     region_mask_ = images.region_mask;
@@ -109,7 +109,9 @@ void keep_partners(torch::TensorAccessor<std::int64_t, 1> row, const std::vector
   std::int64_t slot = row.size(0) - 1;
   for (std::size_t p = 0; p < partners.size(); ++p) {
     if (present[p]) continue;
-    auto is_partner = [&](std::int64_t id) { return std::find(partners.begin(), partners.end(), id) != partners.end(); };
+    auto is_partner = [&](std::int64_t id) {
+      return std::find(partners.begin(), partners.end(), id) != partners.end();
+    };
     while (slot >= 0 && is_partner(row[slot])) --slot;
     if (slot < 0) return;
     row[slot--] = partners[p];
@@ -129,7 +131,8 @@ TeacherLists teacher_lists(const ImramModelImpl& net, const FrozenFragments& fra
   {
     std::vector<torch::Tensor> parts;
     for (std::int64_t begin = 0; begin < M; begin += 1024) {
-      const std::vector<std::int64_t> ids(all_captions.begin() + begin, all_captions.begin() + std::min(M, begin + 1024));
+      const std::vector<std::int64_t> ids(all_captions.begin() + begin,
+                                          all_captions.begin() + std::min(M, begin + 1024));
       parts.push_back(pool_words(fragments.captions(ids, device)));
     }
     caption_means = l2norm(torch::cat(parts), -1);
@@ -150,12 +153,14 @@ TeacherLists teacher_lists(const ImramModelImpl& net, const FrozenFragments& fra
   lists.image_scores = torch::empty({N, C});
   ProgressBar bar("scoring distillation candidates", N + M, "items", options.show_progress);
   // Each list is a small engine call; the lists run in parallel, a few hundred between updates.
-  auto score_lists = [&](std::int64_t count, std::int64_t done_before, const std::function<void(std::int64_t)>& score_one) {
+  auto score_lists = [&](std::int64_t count, std::int64_t done_before,
+                         const std::function<void(std::int64_t)>& score_one) {
     constexpr std::int64_t kChunk = 512;
     for (std::int64_t begin = 0; begin < count; begin += kChunk) {
-      parallel_for_in_callers_mode(begin, std::min(count, begin + kChunk), 1, [&](std::int64_t first, std::int64_t last) {
-        for (std::int64_t item = first; item < last; ++item) score_one(item);
-      });
+      parallel_for_in_callers_mode(begin, std::min(count, begin + kChunk), 1,
+                                   [&](std::int64_t first, std::int64_t last) {
+                                     for (std::int64_t item = first; item < last; ++item) score_one(item);
+                                   });
       bar.update(done_before + std::min(count, begin + kChunk));
     }
   };
@@ -166,7 +171,8 @@ TeacherLists teacher_lists(const ImramModelImpl& net, const FrozenFragments& fra
   score_lists(N, M, [&](std::int64_t i) {
     const auto row = lists.image_candidates[i];
     const std::vector<std::int64_t> ids(row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + C);
-    const auto scores = score_pairs(net, fragments.images(torch::tensor({i}), device), fragments.captions(ids, device)).total;
+    const auto scores =
+        score_pairs(net, fragments.images(torch::tensor({i}), device), fragments.captions(ids, device)).total;
     lists.image_scores[i].copy_(scores.view({C}) / summed);
   });
   bar.finish();
@@ -256,15 +262,18 @@ GlobalFitSummary fit_global_head(Model& model, const PrecompSplit& train, const 
         const auto t2i = (captions.narrow(0, 0, Q).unsqueeze(1) * candidate_images).sum(-1);
         const auto i2t = (images.narrow(0, 0, Q).unsqueeze(1) * candidate_captions).sum(-1);
         loss = loss + options.distill * double(Q) *
-                          (listwise_kl(t2i, teacher.caption_scores.index_select(0, queries).to(device), options.distill_temperature) +
-                           listwise_kl(i2t, teacher.image_scores.index_select(0, query_images).to(device), options.distill_temperature));
+                          (listwise_kl(t2i, teacher.caption_scores.index_select(0, queries).to(device),
+                                       options.distill_temperature) +
+                           listwise_kl(i2t, teacher.image_scores.index_select(0, query_images).to(device),
+                                       options.distill_temperature));
       }
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();
       const auto value = loss.item<double>();
-      if (!std::isfinite(value)) throw Error("train-global: the loss became " + std::to_string(value) + " at epoch " +
-                                             std::to_string(epoch + 1) + "; lower --lr");
+      if (!std::isfinite(value))
+        throw Error("train-global: the loss became " + std::to_string(value) + " at epoch " +
+                    std::to_string(epoch + 1) + "; lower --lr");
       total += value;
       char status[48];
       std::snprintf(status, sizeof status, "loss %.4f", total / double(step + 1));

@@ -49,10 +49,12 @@ int free_loopback_port() {
 namespace {
 
 std::string describe(int status) {
-  if (WIFSTOPPED(status)) return std::string("was stopped by signal ") + std::to_string(WSTOPSIG(status)) + " (" +
-                                 strsignal(WSTOPSIG(status)) + ")";
-  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) +
-                                  " (" + strsignal(WTERMSIG(status)) + ")";
+  if (WIFSTOPPED(status))
+    return std::string("was stopped by signal ") + std::to_string(WSTOPSIG(status)) + " (" +
+           strsignal(WSTOPSIG(status)) + ")";
+  if (WIFSIGNALED(status))
+    return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")";
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
@@ -125,7 +127,8 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
     if (ending) return;
     ending = Clock::now();
     for (int rank = 0; rank < nproc; ++rank)
-      if (ranks[std::size_t(rank)] > 0) ::kill(ranks[std::size_t(rank)], stopped[std::size_t(rank)] ? SIGKILL : SIGTERM);
+      if (ranks[std::size_t(rank)] > 0)
+        ::kill(ranks[std::size_t(rank)], stopped[std::size_t(rank)] ? SIGKILL : SIGTERM);
   };
   int result = 0, running = nproc;
   while (running > 0) {
@@ -148,7 +151,8 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
       if (WIFSTOPPED(status) || WIFCONTINUED(status)) {
         // Stopped is not yet failed (Ctrl-Z stops the launcher too): the peers' heartbeat decides.
         stopped[std::size_t(rank)] = WIFSTOPPED(status);
-        if (WIFSTOPPED(status)) std::cerr << "imram: rank " << rank << " (pid " << pid << ") " << describe(status) << "\n";
+        if (WIFSTOPPED(status))
+          std::cerr << "imram: rank " << rank << " (pid " << pid << ") " << describe(status) << "\n";
         if (ending && WIFSTOPPED(status)) ::kill(pid, SIGKILL);
         break;
       }

@@ -9,13 +9,11 @@
 namespace imram {
 
 torch::optim::Adam make_optimizer(ImramModelImpl& model, double lr) {
-  return torch::optim::Adam(model.parameters(),
-                            torch::optim::AdamOptions(lr).betas({0.9, 0.999}).eps(1e-8));
+  return torch::optim::Adam(model.parameters(), torch::optim::AdamOptions(lr).betas({0.9, 0.999}).eps(1e-8));
 }
 
 void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups())
-    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
 }
 
 double apply_gradients(ImramModelImpl& model, torch::optim::Adam& optimizer, double grad_clip) {
@@ -47,8 +45,8 @@ StepResult train_step(ImramModelImpl& model, torch::optim::Adam& optimizer, cons
   torch::Tensor global_loss;
   if (options.global_weight > 0) {
     if (!model.global_head) throw Error("a global-embedding loss needs a model with a global head");
-    const auto global_scores = torch::matmul(model.global_head->embed_images(images),
-                                             model.global_head->embed_captions(captions).t());
+    const auto global_scores =
+        torch::matmul(model.global_head->embed_images(images), model.global_head->embed_captions(captions).t());
     global_loss = contrastive_loss(global_scores, options.margin, options.max_violation);
     loss = loss + options.global_weight * global_loss;
   }

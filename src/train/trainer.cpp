@@ -58,16 +58,19 @@ class StopSignals {
 };
 
 struct Position {
-  int epoch = 0;                   // current epoch (0-based)
-  std::int64_t batch_in_epoch = 0; // batches of it already done
+  int epoch = 0;                    // current epoch (0-based)
+  std::int64_t batch_in_epoch = 0;  // batches of it already done
   std::int64_t global_step = 0;
   double best_rsum = -1;
   int epochs_completed = 0;
 };
 
 nlohmann::ordered_json position_json(const Position& p) {
-  return {{"epoch", p.epoch}, {"batch_in_epoch", p.batch_in_epoch}, {"global_step", p.global_step},
-          {"best_rsum", p.best_rsum}, {"epochs_completed", p.epochs_completed}};
+  return {{"epoch", p.epoch},
+          {"batch_in_epoch", p.batch_in_epoch},
+          {"global_step", p.global_step},
+          {"best_rsum", p.best_rsum},
+          {"epochs_completed", p.epochs_completed}};
 }
 
 class Run {
@@ -77,8 +80,8 @@ class Run {
 
   TrainSummary start() {
     if (fs::exists(options_.out_dir + "/last"))
-      throw Error(options_.out_dir + ": already holds a run; continue it with --resume " +
-                  options_.out_dir + " or choose another --out");
+      throw Error(options_.out_dir + ": already holds a run; continue it with --resume " + options_.out_dir +
+                  " or choose another --out");
     // Stored in training.json: a relative path would break --resume from another directory.
     for (auto* path : {&options_.data_dir, &options_.vocab_path, &options_.init_from})
       if (!path->empty()) *path = fs::absolute(*path).lexically_normal().string();
@@ -87,24 +90,22 @@ class Run {
     if (!options_.init_from.empty()) {
       model_ = load_model(options_.init_from, device_);
       if (!options_.vocab_path.empty()) model_.vocabulary = Vocabulary::from_file(options_.vocab_path);
-      if (!model_.vocabulary)
-        throw Error(options_.init_from + ": model has no vocab.json; pass --vocab");
+      if (!model_.vocabulary) throw Error(options_.init_from + ": model has no vocab.json; pass --vocab");
       if (model_.vocabulary->size() != model_.config().vocab_size)
         throw Error(options_.init_from + ": vocabulary size " + std::to_string(model_.vocabulary->size()) +
                     " differs from the model's " + std::to_string(model_.config().vocab_size));
       if (model_.config().img_dim != train_->feature_dim())
         throw Error(train_->features_path() + ": regions have " + std::to_string(train_->feature_dim()) +
-                    " features but " + options_.init_from + " expects " +
-                    std::to_string(model_.config().img_dim));
+                    " features but " + options_.init_from + " expects " + std::to_string(model_.config().img_dim));
       options_.model = model_.config();
       if (options_.global_weight > 0 && !model_.net->global_head)
-        throw Error(options_.init_from + ": model has no global head for --global-weight; add one with "
+        throw Error(options_.init_from +
+                    ": model has no global head for --global-weight; add one with "
                     "imram train-global first");
     } else {
       if (options_.global_weight > 0 && options_.model.global_head == 0)
         options_.model.global_head = options_.model.embed_size;
-      model_.vocabulary = options_.vocab_path.empty() ? build_vocabulary()
-                                                      : Vocabulary::from_file(options_.vocab_path);
+      model_.vocabulary = options_.vocab_path.empty() ? build_vocabulary() : Vocabulary::from_file(options_.vocab_path);
       options_.model.vocab_size = model_.vocabulary->size();
       options_.model.img_dim = train_->feature_dim();
       model_.net = ImramModel(options_.model);
@@ -131,11 +132,10 @@ class Run {
     position_.best_rsum = p.at("best_rsum");
     position_.epochs_completed = p.at("epochs_completed");
     if (max_steps > 0 && position_.global_step >= max_steps)
-      throw Error(run_dir + ": already at step " + std::to_string(position_.global_step) +
-                  "; --max-steps " + std::to_string(max_steps) + " would train nothing");
+      throw Error(run_dir + ": already at step " + std::to_string(position_.global_step) + "; --max-steps " +
+                  std::to_string(max_steps) + " would train nothing");
     // A run that stopped at its --max-steps continues to its --epochs unless given a new limit.
-    if (max_steps <= 0 && options_.max_steps > 0 && position_.global_step >= options_.max_steps)
-      options_.max_steps = 0;
+    if (max_steps <= 0 && options_.max_steps > 0 && position_.global_step >= options_.max_steps) options_.max_steps = 0;
     if (writes_files()) require_writable_directory(run_dir);
     open_data();
     model_ = load_model(last, device_);
@@ -231,8 +231,8 @@ class Run {
       const auto measured = nlohmann::ordered_json::parse(eval_json(result));
       for (const auto& [key, value] : measured.items()) line[key] = value;
       if (options_.show_progress)
-        std::cerr << "validation (" << val_->name() << "): rsum " << rsum << "  R@1 i2t "
-                  << result.metrics.i2t.r1 << " t2i " << result.metrics.t2i.r1 << "\n";
+        std::cerr << "validation (" << val_->name() << "): rsum " << rsum << "  R@1 i2t " << result.metrics.i2t.r1
+                  << " t2i " << result.metrics.t2i.r1 << "\n";
     }
     log(line);
     if (!val_ || rsum > position_.best_rsum) {
@@ -247,8 +247,9 @@ class Run {
       // The distributed step builds its loss from column slices of the score matrix; the
       // global-embedding term has no such split yet.
       if (options_.global_weight > 0)
-        throw Error("--global-weight is not supported with several ranks yet: train without it, then fit the "
-                    "head with imram train-global");
+        throw Error(
+            "--global-weight is not supported with several ranks yet: train without it, then fit the "
+            "head with imram train-global");
       if (world_->rank() != 0) options_.show_progress = false;
       broadcast_parameters(*model_.net, *world_);
     }
@@ -267,10 +268,9 @@ class Run {
     while (position_.epoch < options_.epochs && !stop_for_steps) {
       const double lr = options_.lr * std::pow(0.1, position_.epoch / options_.lr_update);
       set_learning_rate(*optimizer_, lr);
-      BatchLoader loader(*train_, captions,
-                         epoch_order(train_->num_captions(), options_.seed, position_.epoch, options_.shuffle),
-                         options_.batch_size, position_.batch_in_epoch, 3, world_ ? world_->rank() : 0,
-                         world_ ? world_->size() : 1);
+      BatchLoader loader(
+          *train_, captions, epoch_order(train_->num_captions(), options_.seed, position_.epoch, options_.shuffle),
+          options_.batch_size, position_.batch_in_epoch, 3, world_ ? world_->rank() : 0, world_ ? world_->size() : 1);
       ProgressBar bar("epoch " + std::to_string(position_.epoch + 1) + "/" + std::to_string(options_.epochs),
                       loader.batches(), "steps", options_.show_progress);
       double window_loss = 0;
@@ -281,24 +281,24 @@ class Run {
         const auto result = world_ ? distributed_train_step(*model_.net, *optimizer_, *batch, loss_options, *world_)
                                    : train_step(*model_.net, *optimizer_, *batch, loss_options);
         if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm))
-          throw Error("training diverged at step " + std::to_string(position_.global_step + 1) +
-                      " (epoch " + std::to_string(position_.epoch + 1) + "): loss " +
-                      std::to_string(result.loss) + ", gradient norm " + std::to_string(result.grad_norm) +
-                      "; stopped without saving: " + options_.out_dir +
-                      " holds only states from before this step (lower --lr or set --grad-clip)");
+          throw Error("training diverged at step " + std::to_string(position_.global_step + 1) + " (epoch " +
+                      std::to_string(position_.epoch + 1) + "): loss " + std::to_string(result.loss) +
+                      ", gradient norm " + std::to_string(result.grad_norm) + "; stopped without saving: " +
+                      options_.out_dir + " holds only states from before this step (lower --lr or set --grad-clip)");
         ++position_.batch_in_epoch;
         ++position_.global_step;
         summary.last_loss = result.loss;
         window_loss += result.loss;
         ++window_steps;
-        const double seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
         char status[96];
         std::snprintf(status, sizeof status, "loss %.4f  %.0f pairs/s", result.loss,
                       double(window_steps) * pairs_per_step / std::max(seconds, 1e-9));
         bar.update(position_.batch_in_epoch, status);
         if (position_.global_step % options_.log_every == 0) {
-          nlohmann::ordered_json line{{"type", "train"}, {"epoch", position_.epoch}, {"step", position_.global_step},
+          nlohmann::ordered_json line{{"type", "train"},
+                                      {"epoch", position_.epoch},
+                                      {"step", position_.global_step},
                                       {"loss", window_loss / double(window_steps)},
                                       {"lr", lr},
                                       {"grad_norm", result.grad_norm},
@@ -368,12 +368,25 @@ std::vector<std::int64_t> epoch_order(std::int64_t captions, std::uint64_t seed,
 }
 
 nlohmann::ordered_json to_json(const TrainOptions& o) {
-  return {{"data_dir", o.data_dir}, {"model", to_json(o.model)}, {"vocab_path", o.vocab_path},
-          {"init_from", o.init_from}, {"margin", o.margin}, {"max_violation", o.max_violation},
-          {"lr", o.lr}, {"lr_update", o.lr_update}, {"epochs", o.epochs}, {"batch_size", o.batch_size},
-          {"grad_clip", o.grad_clip}, {"global_weight", o.global_weight}, {"max_steps", o.max_steps}, {"shuffle", o.shuffle},
-          {"seed", o.seed}, {"val_split", o.val_split}, {"val_images", o.val_images},
-          {"log_every", o.log_every}, {"memory_budget", o.memory_budget}};
+  return {{"data_dir", o.data_dir},
+          {"model", to_json(o.model)},
+          {"vocab_path", o.vocab_path},
+          {"init_from", o.init_from},
+          {"margin", o.margin},
+          {"max_violation", o.max_violation},
+          {"lr", o.lr},
+          {"lr_update", o.lr_update},
+          {"epochs", o.epochs},
+          {"batch_size", o.batch_size},
+          {"grad_clip", o.grad_clip},
+          {"global_weight", o.global_weight},
+          {"max_steps", o.max_steps},
+          {"shuffle", o.shuffle},
+          {"seed", o.seed},
+          {"val_split", o.val_split},
+          {"val_images", o.val_images},
+          {"log_every", o.log_every},
+          {"memory_budget", o.memory_budget}};
 }
 
 TrainOptions train_options_from_json(const nlohmann::json& json, const std::string& source) {
@@ -417,8 +430,8 @@ TrainSummary train(const TrainOptions& options, torch::Device device, Communicat
   return Run(options, device, world).start();
 }
 
-TrainSummary resume_training(const std::string& run_dir, std::int64_t max_steps, int epochs,
-                             bool show_progress, torch::Device device, Communicator* world) {
+TrainSummary resume_training(const std::string& run_dir, std::int64_t max_steps, int epochs, bool show_progress,
+                             torch::Device device, Communicator* world) {
   return Run(TrainOptions{}, device, world).resume(run_dir, max_steps, epochs, show_progress);
 }
 

@@ -40,8 +40,7 @@ void remove_abandoned_temporaries(const std::string& path) {
   }
 }
 
-void write_file_atomically(const std::string& path,
-                           const std::function<void(std::ostream&)>& write) {
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
   const std::string tmp = temporary_sibling(path, "tmp");
   remove_abandoned_temporaries(path);
   {
@@ -124,8 +123,7 @@ void move_directory_into_place(const std::string& tmp, const std::string& dir) {
   }
 }
 
-void write_directory_atomically(const std::string& dir,
-                                const std::function<void(const std::string&)>& fill) {
+void write_directory_atomically(const std::string& dir, const std::function<void(const std::string&)>& fill) {
   const std::string tmp = fresh_temporary_directory(dir);
   try {
     fill(tmp);
@@ -136,8 +134,7 @@ void write_directory_atomically(const std::string& dir,
   move_directory_into_place(tmp, dir);
 }
 
-void require_own_directory(const std::string& dir, const std::string& kind,
-                           const std::vector<std::string>& signature) {
+void require_own_directory(const std::string& dir, const std::string& kind, const std::vector<std::string>& signature) {
   std::error_code ec;
   const auto status = fs::symlink_status(dir, ec);
   if (ec || status.type() == fs::file_type::not_found) return;

@@ -71,8 +71,7 @@ void ProgressBar::draw(bool final_line) {
   const double fraction = total_ > 0 ? std::min(1.0, double(done_) / double(total_)) : 0;
   char rate_text[64];
   std::snprintf(rate_text, sizeof rate_text, "%.4g %s/s", rate, unit_.c_str());
-  const std::string timing = final_line ? "in " + format_duration(elapsed)
-                                        : "ETA " + format_duration(eta_seconds());
+  const std::string timing = final_line ? "in " + format_duration(elapsed) : "ETA " + format_duration(eta_seconds());
   if (terminal_) {
     constexpr int kWidth = 24;
     const int filled = int(fraction * kWidth);
@@ -83,9 +82,8 @@ void ProgressBar::draw(bool final_line) {
                  status_.empty() ? "" : "  ", status_.c_str());
     if (final_line) std::fputs("\n", stderr);
   } else {
-    std::fprintf(stderr, "%s: %lld/%lld (%d%%)  %s  %s%s%s\n", label_.c_str(), (long long)done_,
-                 (long long)total_, int(fraction * 100), rate_text, timing.c_str(),
-                 status_.empty() ? "" : "  ", status_.c_str());
+    std::fprintf(stderr, "%s: %lld/%lld (%d%%)  %s  %s%s%s\n", label_.c_str(), (long long)done_, (long long)total_,
+                 int(fraction * 100), rate_text, timing.c_str(), status_.empty() ? "" : "  ", status_.c_str());
   }
   std::fflush(stderr);
 }

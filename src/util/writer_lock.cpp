@@ -27,7 +27,8 @@ WriterLock::WriterLock(const std::string& lock_path, const std::string& what) {
       throw Error(what + " is being written by " + (pid.empty() ? "another process" : "pid " + pid) +
                   "; try again when it is done");
     }
-    struct stat locked {}, current {};
+    struct stat locked {
+    }, current{};
     if (::fstat(fd_, &locked) == 0 && ::stat(lock_path.c_str(), &current) == 0 && locked.st_ino == current.st_ino &&
         locked.st_dev == current.st_dev)
       break;

@@ -126,7 +126,14 @@ try {
     if (hits !== 12) fail(`expected 12 results (the top default, all 12 test images), got ${hits}`);
     const ranks = await page.$$eval('#results .hit .meta strong', (s) => s.map((e) => e.textContent));
     if (ranks[0] !== '#1' || ranks[1] !== '#2') fail('results are not ranked: ' + ranks.slice(0, 3));
+    // Every result shows its picture (the server's drawing of the scene): all of them load.
+    const allLoaded = () => {
+      const images = [...document.querySelectorAll('#results .hit img')];
+      return images.length > 0 && images.every((i) => i.complete);
+    };
+    await page.waitForFunction(allLoaded, { timeout: 30000 });
     const pictures = await page.$$eval('#results .hit img', (images) => images.filter((i) => i.complete && i.naturalWidth > 0).length);
+    if (pictures !== hits) fail(`${hits} results, but ${pictures} of their pictures loaded`);
 
     // Every box outline and text the step maps draw, in canvas pixels: a text drawn after an
     // outline is the weight of that box.

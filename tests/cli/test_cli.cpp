@@ -7,9 +7,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli_runner.h"
 #include "imram/data/npy.h"
 #include "imram/model/tensor_io.h"
-#include "cli_runner.h"
+#include "npy_tensor.h"
 #include "test_util.h"
 
 namespace {
@@ -41,20 +42,20 @@ TEST_P(ImportAndScore, ReproducesTheAuthorsScoresFromTheCommandLine) {
   auto result = run_imram("import " + fixture + " --out " + dir.file("model"));
   ASSERT_EQ(result.status, 0) << result.output;
   result = run_imram("score --model " + dir.file("model") + " --images " + fixture +
-                     "/inputs/images.npy --caption-ids " + fixture + "/inputs/captions.npy --lengths " +
-                     fixture + "/inputs/lengths.npy --out " + dir.file("sims.npy"));
+                     "/inputs/images.npy --caption-ids " + fixture + "/inputs/captions.npy --lengths " + fixture +
+                     "/inputs/lengths.npy --out " + dir.file("sims.npy"));
   ASSERT_EQ(result.status, 0) << result.output;
-  const auto sims = imram::load_npy_tensor(dir.file("sims.npy"));
+  const auto sims = imram::test::load_npy_tensor(dir.file("sims.npy"));
   EXPECT_EQ(sims.scalar_type(), torch::kFloat64);
-  const auto expected = imram::load_npy_tensor(fixture + "/expected/sims.npy");
+  const auto expected = imram::test::load_npy_tensor(fixture + "/expected/sims.npy");
   EXPECT_LE((sims - expected).abs().max().item<double>(), 1e-5);
 
   // export + import again is lossless
   ASSERT_EQ(run_imram("export " + dir.file("model") + " --out " + dir.file("ref")).status, 0);
   ASSERT_EQ(run_imram("import " + dir.file("ref") + " --out " + dir.file("model2")).status, 0);
   for (const char* name : {"img_enc.fc_local.weight", "txt_enc.rnn.weight_hh_l0_reverse", "gate_i2t.bias"}) {
-    const auto a = imram::load_npy_tensor(fixture + "/weights/" + name + ".npy");
-    const auto b = imram::load_npy_tensor(dir.file("model2/weights/") + name + ".npy");
+    const auto a = imram::test::load_npy_tensor(fixture + "/weights/" + name + ".npy");
+    const auto b = imram::test::load_npy_tensor(dir.file("model2/weights/") + name + ".npy");
     EXPECT_TRUE(torch::equal(a, b)) << name;
   }
 }
@@ -72,19 +73,20 @@ TEST_P(ImportCheckpointAndScore, ReproducesTheAuthorsScoresFromTheirCheckpoint) 
   ASSERT_EQ(result.status, 0) << result.output;
   std::ifstream case_file(fixture + "/case.json");
   const auto expected_case = nlohmann::json::parse(case_file);
-  EXPECT_NE(result.output.find("epoch " + expected_case["epoch"].dump() + ", best_rsum " + expected_case["best_rsum"].dump()),
-            std::string::npos)
+  EXPECT_NE(
+      result.output.find("epoch " + expected_case["epoch"].dump() + ", best_rsum " + expected_case["best_rsum"].dump()),
+      std::string::npos)
       << result.output;
   std::ifstream metadata(dir.file("model/metadata.json"));
   const auto json = nlohmann::json::parse(metadata);
   EXPECT_EQ(json["epoch"], expected_case["epoch"]);
   EXPECT_EQ(json["best_rsum"], expected_case["best_rsum"]);
   result = run_imram("score --model " + dir.file("model") + " --images " + fixture +
-                     "/inputs/images.npy --caption-ids " + fixture + "/inputs/captions.npy --lengths " +
-                     fixture + "/inputs/lengths.npy --out " + dir.file("sims.npy"));
+                     "/inputs/images.npy --caption-ids " + fixture + "/inputs/captions.npy --lengths " + fixture +
+                     "/inputs/lengths.npy --out " + dir.file("sims.npy"));
   ASSERT_EQ(result.status, 0) << result.output;
-  const auto sims = imram::load_npy_tensor(dir.file("sims.npy"));
-  const auto expected = imram::load_npy_tensor(fixture + "/expected/sims.npy");
+  const auto sims = imram::test::load_npy_tensor(dir.file("sims.npy"));
+  const auto expected = imram::test::load_npy_tensor(fixture + "/expected/sims.npy");
   ASSERT_EQ(sims.sizes(), expected.sizes());
   EXPECT_LE((sims - expected).abs().max().item<double>(), 1e-5);
 }
@@ -100,7 +102,8 @@ TEST(Cli, ImportRefusesACheckpointThatWouldRunCodeAndWritesNothing) {
   std::string bytes(137, '\0');
   in.read(bytes.data(), 137);
   const std::string command = "touch " + dir.file("pwned");
-  bytes += std::string("\x80\x02\x63os\nsystem\nX", 13) + char(command.size()) + std::string(3, '\0') + command + "\x85R.";
+  bytes +=
+      std::string("\x80\x02\x63os\nsystem\nX", 13) + char(command.size()) + std::string(3, '\0') + command + "\x85R.";
   std::ofstream(dir.file("evil.pth.tar"), std::ios::binary) << bytes;
   expect_one_line_error(run_imram("import " + dir.file("evil.pth.tar") + " --out " + dir.file("model")),
                         dir.file("evil.pth.tar") + ": refused: the pickle references the global 'os.system'");
@@ -115,7 +118,8 @@ TEST(Cli, ImportRefusesACheckpointThatWouldRunCodeAndWritesNothing) {
 }
 
 TEST(Cli, MetricsMatchesTheFixtureAsJson) {
-  const auto result = run_imram("metrics --json --sims " + imram::test::testdata("reference/metrics_40/inputs/sims.npy"));
+  const auto result =
+      run_imram("metrics --json --sims " + imram::test::testdata("reference/metrics_40/inputs/sims.npy"));
   ASSERT_EQ(result.status, 0) << result.output;
   EXPECT_EQ(result.output,
             "{\"i2t\":{\"r1\":45.0,\"r5\":70.0,\"r10\":72.5,\"medr\":2.0,\"meanr\":10.075},"
@@ -151,17 +155,17 @@ TEST(Cli, BadInputGivesOneLineErrorsNamingTheFile) {
   ASSERT_EQ(run_imram("import " + fixture + " --out " + dir.file("m3")).status, 0);
   imram::write_npy(dir.file("ids.npy"), {1, 3}, std::vector<std::int64_t>{1, 999, 2});
   imram::write_npy(dir.file("len.npy"), {1}, std::vector<std::int64_t>{3});
-  expect_one_line_error(run_imram("score --model " + dir.file("m3") + " --images " + fixture +
-                                  "/inputs/images.npy --caption-ids " + dir.file("ids.npy") + " --lengths " +
-                                  dir.file("len.npy") + " --out " + dir.file("s.npy")),
-                        "999");
-  auto images = imram::load_npy_tensor(fixture + "/inputs/images.npy");
+  expect_one_line_error(
+      run_imram("score --model " + dir.file("m3") + " --images " + fixture + "/inputs/images.npy --caption-ids " +
+                dir.file("ids.npy") + " --lengths " + dir.file("len.npy") + " --out " + dir.file("s.npy")),
+      "999");
+  auto images = imram::test::load_npy_tensor(fixture + "/inputs/images.npy");
   images[2][3][4] = std::nanf("");
   imram::save_npy_tensor(dir.file("nan.npy"), images);
-  expect_one_line_error(run_imram("score --model " + dir.file("m3") + " --images " + dir.file("nan.npy") +
-                                  " --caption-ids " + fixture + "/inputs/captions.npy --lengths " + fixture +
-                                  "/inputs/lengths.npy --out " + dir.file("s.npy")),
-                        "image 2");
+  expect_one_line_error(
+      run_imram("score --model " + dir.file("m3") + " --images " + dir.file("nan.npy") + " --caption-ids " + fixture +
+                "/inputs/captions.npy --lengths " + fixture + "/inputs/lengths.npy --out " + dir.file("s.npy")),
+      "image 2");
   expect_one_line_error(run_imram("import " + fixture + " --vocab " +
                                   imram::test::testdata("vocab/f30k_precomp_vocab.json") + " --out " + dir.file("m4")),
                         "8481");
@@ -169,9 +173,11 @@ TEST(Cli, BadInputGivesOneLineErrorsNamingTheFile) {
   const auto doctor = run_imram("--device cuda:99 doctor");
   expect_one_line_error(doctor, "CUDA");
   // --device reaches `index build` too: the same line, and nothing built.
-  ASSERT_EQ(run_imram("synth --out " + dir.file("shapes") + " --train 2 --dev 2 --test 2 --regions 8 --feat-dim 16").status, 0);
-  const auto build = run_imram("--device cuda:99 index build --model " + dir.file("m3") + " --data " + dir.file("shapes") +
-                               " --split test --out " + dir.file("index") + " --quiet");
+  ASSERT_EQ(
+      run_imram("synth --out " + dir.file("shapes") + " --train 2 --dev 2 --test 2 --regions 8 --feat-dim 16").status,
+      0);
+  const auto build = run_imram("--device cuda:99 index build --model " + dir.file("m3") + " --data " +
+                               dir.file("shapes") + " --split test --out " + dir.file("index") + " --quiet");
   EXPECT_NE(build.status, 0);
   EXPECT_EQ(build.output, doctor.output);
   EXPECT_FALSE(std::filesystem::exists(dir.file("index")));
@@ -181,8 +187,8 @@ TEST(Cli, BadInputGivesOneLineErrorsNamingTheFile) {
 
 namespace {
 std::vector<std::string> openmp_waiting_of_doctor(const std::string& environment) {
-  const auto result = imram::test::run_shell("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT " + environment +
-                                             " " + IMRAM_BINARY + " --threads 1 doctor --json");
+  const auto result = imram::test::run_shell("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT " + environment + " " +
+                                             IMRAM_BINARY + " --threads 1 doctor --json");
   EXPECT_EQ(result.status, 0) << result.output;
   return nlohmann::json::parse(result.output).at("openmp_waiting").get<std::vector<std::string>>();
 }
@@ -192,8 +198,6 @@ std::vector<std::string> openmp_waiting_of_doctor(const std::string& environment
 // was started with it, and a user's own setting must reach libgomp untouched.
 TEST(OpenMpWaiting, ImramChoosesTheSpinCountOnlyWhenTheUserChoseNothing) {
   EXPECT_EQ(openmp_waiting_of_doctor(""), std::vector<std::string>{"GOMP_SPINCOUNT=10000"});
-  EXPECT_EQ(openmp_waiting_of_doctor("GOMP_SPINCOUNT=300000"),
-            std::vector<std::string>{"GOMP_SPINCOUNT=300000"});
-  EXPECT_EQ(openmp_waiting_of_doctor("OMP_WAIT_POLICY=active"),
-            std::vector<std::string>{"OMP_WAIT_POLICY=active"});
+  EXPECT_EQ(openmp_waiting_of_doctor("GOMP_SPINCOUNT=300000"), std::vector<std::string>{"GOMP_SPINCOUNT=300000"});
+  EXPECT_EQ(openmp_waiting_of_doctor("OMP_WAIT_POLICY=active"), std::vector<std::string>{"OMP_WAIT_POLICY=active"});
 }

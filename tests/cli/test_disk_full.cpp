@@ -100,8 +100,8 @@ TEST(DiskFull, AFailedMetricsLineStopsTheRunBeforeItSavesAnything) {
   fs::create_symlink("/dev/full", dir.file("run/metrics.jsonl"));
   const auto result = imram_cli("--threads 1 train --resume " + dir.file("run") + " --max-steps 6 --quiet");
   EXPECT_EQ(result.status, 1) << result.output;
-  EXPECT_EQ(result.output, "imram: error: " + dir.file("run/metrics.jsonl") +
-                               ": cannot append the log line (disk full?)\n");
+  EXPECT_EQ(result.output,
+            "imram: error: " + dir.file("run/metrics.jsonl") + ": cannot append the log line (disk full?)\n");
   EXPECT_EQ(training_json(), before);
   expect_no_temporaries(dir.file("run"));
 }

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cli/cli_runner.h"
 #include "imram/data/npy.h"
@@ -96,8 +96,8 @@ TEST_F(Hardening, DivergingTrainingStopsAtTheStepAndSavesNothing) {
   const auto weight = file("huge/weights/img_enc.fc_local.weight.npy");
   const auto shape = imram::NpyArray::open(weight).shape();
   imram::write_npy(weight, shape, std::vector<float>(std::size_t(shape[0] * shape[1]), 3e38f));
-  const auto result = imram_cli("--threads 1 train --data " + data() + " --out " + file("nan_run") +
-                                " --init-from " + file("huge") + " --epochs 1 --batch-size 10 --quiet");
+  const auto result = imram_cli("--threads 1 train --data " + data() + " --out " + file("nan_run") + " --init-from " +
+                                file("huge") + " --epochs 1 --batch-size 10 --quiet");
   expect_error(result, "training diverged at step 1 ");
   EXPECT_FALSE(fs::exists(file("nan_run/best"))) << "a diverged model was saved as best";
   EXPECT_FALSE(fs::exists(file("nan_run/last")));
@@ -148,7 +148,8 @@ TEST_F(Hardening, InvalidUtf8CaptionsAreReadTheSameWayByEveryCommand) {
   captions.insert(line3, " caf\xe9");
   write_text(data() + "/test_caps.txt", captions);
   auto train_captions = read_text(data() + "/train_caps.txt");
-  write_text(data() + "/train_caps.txt", "a red caf\xe9 \xff\xfe\n" + train_captions.substr(train_captions.find('\n') + 1));
+  write_text(data() + "/train_caps.txt",
+             "a red caf\xe9 \xff\xfe\n" + train_captions.substr(train_captions.find('\n') + 1));
 
   auto result = imram_cli("--threads 1 search --json --model " + model() + " --data " + data() +
                           " --image 0 --top 20 --cache ''");
@@ -174,11 +175,10 @@ TEST_F(Hardening, ScenesFileShorterThanTheSplitIsAnError) {
   std::size_t cut = 0;
   for (int line = 0; line < 10; ++line) cut = text.find('\n', cut) + 1;
   write_text(scenes, text.substr(0, cut));
-  expect_error(imram_cli("--threads 1 search --model " + model() + " --data " + data() +
-                         " --query red --top 20 --cache ''"),
-               "describes 10 images, the split has 20");
-  expect_error(imram_cli("--threads 1 search --model " + model() + " --data " + data() +
-                         " --image 15 --cache ''"),
+  expect_error(
+      imram_cli("--threads 1 search --model " + model() + " --data " + data() + " --query red --top 20 --cache ''"),
+      "describes 10 images, the split has 20");
+  expect_error(imram_cli("--threads 1 search --model " + model() + " --data " + data() + " --image 15 --cache ''"),
                "test_scenes.jsonl");
 }
 
@@ -263,8 +263,8 @@ TEST(HardeningCli, UsageErrorsFollowTheDocumentedConvention) {
 }
 
 TEST_F(Hardening, QueryOfOnlyUnknownWordsSaysSo) {
-  auto result = imram_cli("--threads 1 search --model " + model() + " --data " + data() +
-                          " --query 'zzyzx qwerty' --cache ''");
+  auto result =
+      imram_cli("--threads 1 search --model " + model() + " --data " + data() + " --query 'zzyzx qwerty' --cache ''");
   EXPECT_EQ(result.status, 0) << result.output;
   EXPECT_NE(result.output.find("no word of the query is in the model's vocabulary"), std::string::npos)
       << result.output;
@@ -274,9 +274,12 @@ TEST_F(Hardening, QueryOfOnlyUnknownWordsSaysSo) {
 
 TEST_F(Hardening, InterruptedTrainingExitsWithItsOwnCode) {
   // SIGINT arrives while the first epoch runs; the run saves `last` and exits 3.
-  const auto result = imram_cli(train_arguments(data(), file("stop"), 50) + " --log-every 1 & pid=$!; "
-                                "for i in $(seq 600); do [ -e " + file("stop/metrics.jsonl") + " ] && break; sleep 0.05; done; "
-                                "kill -INT $pid; wait $pid; echo exit=$?; true",
+  const auto result = imram_cli(train_arguments(data(), file("stop"), 50) +
+                                    " --log-every 1 & pid=$!; "
+                                    "for i in $(seq 600); do [ -e " +
+                                    file("stop/metrics.jsonl") +
+                                    " ] && break; sleep 0.05; done; "
+                                    "kill -INT $pid; wait $pid; echo exit=$?; true",
                                 "");
   EXPECT_NE(result.output.find("exit=3"), std::string::npos) << result.output;
   EXPECT_TRUE(fs::exists(file("stop/last/training.json")));
@@ -288,8 +291,8 @@ TEST_F(Hardening, InterruptedTrainingExitsWithItsOwnCode) {
 TEST_F(Hardening, ExplainRefusesDataOfAnotherFeatureSize) {
   imram::test::write_small_world(file("narrow"), 2, 2, 20, 6, 8);
   for (const char* image : {"0", "19"}) {
-    const auto result = imram_cli("--threads 1 explain --model " + model() + " --data " + file("narrow") +
-                                  " --image " + image + " --caption 1");
+    const auto result = imram_cli("--threads 1 explain --model " + model() + " --data " + file("narrow") + " --image " +
+                                  image + " --caption 1");
     expect_error(result, file("narrow") + "/test_ims.npy: regions have 8 features but the model expects img_dim 16");
     EXPECT_EQ(result.status, 1) << result.output;
   }
@@ -399,7 +402,8 @@ TEST_F(Hardening, ASplitIsAPlainNameInEveryCommand) {
 TEST(HardeningCli, SplitNamesAreCheckedByTheLibraryToo) {
   EXPECT_NO_THROW(imram::require_split_name("test"));
   EXPECT_NO_THROW(imram::require_split_name("testall-5k_v2.1"));
-  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "../x", "a/b", "/x", "a\\b", "x y", std::string("a\0b", 3), ".hidden"})
+  for (const std::string& bad :
+       std::vector<std::string>{"", ".", "..", "../x", "a/b", "/x", "a\\b", "x y", std::string("a\0b", 3), ".hidden"})
     EXPECT_THROW(imram::require_split_name(bad), imram::Error) << bad;
   imram::test::TempDir dir;
   EXPECT_THROW(imram::PrecompSplit::open(dir.path(), "../x"), imram::Error);
@@ -491,8 +495,8 @@ TEST(HardeningCli, PictureOptionsAreUsageErrorsInBothCommands) {
                                " --images " + picture + " --out " + dir.file("out") + " --split s ";
   const std::string index_add = "index add " + dir.file("index") + " --backbone " +
                                 imram::test::testdata("backbones/grid_d256_g4.pt") + " --images " + picture + " ";
-  for (const char* bad : {"--size 0", "--size 10x", "--std 0 0 0", "--std 1 nan 1", "--mean nan 0 0",
-                                 "--mean 0 inf 0", "--max-pixels 0", "--batch-size 0", "--decode-threads 0"}) {
+  for (const char* bad : {"--size 0", "--size 10x", "--std 0 0 0", "--std 1 nan 1", "--mean nan 0 0", "--mean 0 inf 0",
+                          "--max-pixels 0", "--batch-size 0", "--decode-threads 0"}) {
     for (const auto& command : {features, index_add}) {
       const auto result = imram_cli(command + bad);
       EXPECT_EQ(result.status, 2) << command << bad << ": " << result.output;

@@ -1,7 +1,7 @@
 // `kill -9` at random points of the commands that save (training, export, index build and add),
-// several rounds each: whatever instant the kill lands on, the previous good state is intact and
-// loadable, and the next run completes and leaves no temporary behind. The kill instants are
-// drawn from a fixed seed over the span a whole run takes on this machine.
+// rounds until three kills each have landed inside a run: whatever instant the kill lands on, the
+// previous good state is intact and loadable, and the next run completes and leaves no temporary
+// behind. The kill instants are drawn from a fixed seed over the span a whole run took.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -51,16 +51,20 @@ std::vector<std::string> temporaries_below(const std::string& dir) {
   return found;
 }
 
-// Kill instants spread over (5 %, 95 %) of a run's duration.
-std::vector<double> kill_instants(double run_seconds, int rounds, std::uint64_t seed) {
+// Rounds of `round(instant)` (which runs and kills, true when the kill cut the run short) at
+// instants drawn from `seed` over (5 %, 95 %) of a timed run, until `landed` kills have cut a run
+// short, at most 4 × `landed` rounds. A machine busier or idler than when the run was timed
+// changes how many rounds that takes, not what is checked; the caller asserts the count.
+template <typename Round>
+int kill_rounds(double run_seconds, int landed, std::uint64_t seed, Round round) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> fraction(0.05, 0.95);
-  std::vector<double> instants;
-  for (int round = 0; round < rounds; ++round) instants.push_back(fraction(rng) * run_seconds);
-  return instants;
+  int cut_short = 0;
+  for (int done = 0; cut_short < landed && done < 4 * landed; ++done) cut_short += round(fraction(rng) * run_seconds);
+  return cut_short;
 }
 
-constexpr int kRounds = 6;
+constexpr int kLanded = 3;  // kills inside a run, per command
 
 std::string tiny_training(const std::string& data) {
   // 100 captions in batches of 50: two steps an epoch, so most of a run is its saves (`last`
@@ -72,19 +76,20 @@ std::string tiny_training(const std::string& data) {
 TEST(KillDuringSave, TrainingKeepsLoadableStatesAndResumesToTheSameEnd) {
   imram::test::TempDir dir;
   imram::test::write_small_world(dir.file("data"), 20, 10, 10, 6, 16);
-  ASSERT_EQ(imram_cli(tiny_training(dir.file("data")) + " --epochs 20 --out " + dir.file("base") + " --max-steps 2").status, 0);
+  ASSERT_EQ(
+      imram_cli(tiny_training(dir.file("data")) + " --epochs 20 --out " + dir.file("base") + " --max-steps 2").status,
+      0);
   const auto resume_to_end = [&](const std::string& run) { return "--threads 1 train --resume " + run + " --quiet"; };
   fs::copy(dir.file("base"), dir.file("reference"), fs::copy_options::recursive);
   const double run_seconds = time_run(resume_to_end(dir.file("reference")));
   const auto reference = nlohmann::json::parse(std::ifstream(dir.file("reference/last/training.json")));
 
-  int cut_short = 0;
-  const auto instants = kill_instants(run_seconds, kRounds, 7);
-  for (int round = 0; round < kRounds; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round) + ", killed after " + std::to_string(instants[round]) + " s");
-    const auto run = dir.file("run" + std::to_string(round));
+  int round = 0;
+  const int cut_short = kill_rounds(run_seconds, kLanded, 7, [&](double instant) {
+    SCOPED_TRACE("round " + std::to_string(round) + ", killed after " + std::to_string(instant) + " s");
+    const auto run = dir.file("run" + std::to_string(round++));
     fs::copy(dir.file("base"), run, fs::copy_options::recursive);
-    cut_short += run_and_kill(resume_to_end(run), instants[round]);
+    const bool landed = run_and_kill(resume_to_end(run), instant);
 
     const auto state = nlohmann::json::parse(std::ifstream(run + "/last/training.json"));
     const std::int64_t step = state["position"]["global_step"];
@@ -95,7 +100,7 @@ TEST(KillDuringSave, TrainingKeepsLoadableStatesAndResumesToTheSameEnd) {
     EXPECT_TRUE(fs::is_regular_file(run + "/last/optimizer.pt"));
 
     const auto resumed = imram_cli(resume_to_end(run));
-    ASSERT_EQ(resumed.status, 0) << resumed.output;
+    EXPECT_EQ(resumed.status, 0) << resumed.output;
     const auto end = nlohmann::json::parse(std::ifstream(run + "/last/training.json"));
     EXPECT_EQ(end["position"], reference["position"]);
     EXPECT_TRUE(temporaries_below(run).empty()) << temporaries_below(run).front();
@@ -104,15 +109,16 @@ TEST(KillDuringSave, TrainingKeepsLoadableStatesAndResumesToTheSameEnd) {
     std::int64_t last_train_step = 0;
     for (std::string line; std::getline(log, line);) {
       const auto entry = nlohmann::json::parse(line, nullptr, false);
-      ASSERT_TRUE(entry.is_object()) << line;
-      if (entry["type"] == "train") {
+      EXPECT_TRUE(entry.is_object()) << line;
+      if (entry.is_object() && entry["type"] == "train") {
         EXPECT_EQ(entry["step"].get<std::int64_t>(), last_train_step + 1) << line;
         last_train_step = entry["step"];
       }
     }
     EXPECT_EQ(last_train_step, reference["position"]["global_step"].get<std::int64_t>());
-  }
-  EXPECT_GE(cut_short, kRounds / 2) << "most kills must land inside the run";
+    return landed;
+  });
+  EXPECT_GE(cut_short, kLanded) << "kills must land inside the run";
 }
 
 TEST(KillDuringSave, ExportKeepsThePreviousExportWhole) {
@@ -121,17 +127,23 @@ TEST(KillDuringSave, ExportKeepsThePreviousExportWhole) {
   ASSERT_EQ(imram_cli(tiny_training(dir.file("data")) + " --epochs 1 --out " + dir.file("run")).status, 0);
   const auto export_command = "--threads 1 export " + dir.file("run/best") + " --out " + dir.file("ref");
   const double run_seconds = time_run(export_command);
-  int cut_short = 0;
-  for (const double instant : kill_instants(run_seconds, kRounds, 11)) {
+  const auto original = imram::load_model(dir.file("run/best"));
+  const int cut_short = kill_rounds(run_seconds, kLanded, 11, [&](double instant) {
     SCOPED_TRACE("killed after " + std::to_string(instant) + " s");
-    cut_short += run_and_kill(export_command, instant);
-    // The export read back: import it and compare with the model it came from.
+    const bool landed = run_and_kill(export_command, instant);
+    // The export read back (an export exists from the timed run): whole, and the model it came from.
+    fs::remove_all(dir.file("back"));
     const auto imported = imram_cli("--threads 1 import " + dir.file("ref") + " --out " + dir.file("back"));
     EXPECT_EQ(imported.status, 0) << imported.output;
-  }
+    if (imported.status != 0) return landed;
+    const auto back = imram::load_model(dir.file("back")).net->named_parameters();
+    for (const auto& item : original.net->named_parameters())
+      EXPECT_TRUE(back.contains(item.key()) && torch::equal(back[item.key()], item.value())) << item.key();
+    return landed;
+  });
   ASSERT_EQ(imram_cli(export_command).status, 0);
   EXPECT_TRUE(temporaries_below(dir.path()).empty()) << temporaries_below(dir.path()).front();
-  EXPECT_GE(cut_short, kRounds / 2);
+  EXPECT_GE(cut_short, kLanded);
 }
 
 TEST(KillDuringSave, IndexBuildAndAddLeaveAVerifiedIndex) {
@@ -142,16 +154,18 @@ TEST(KillDuringSave, IndexBuildAndAddLeaveAVerifiedIndex) {
   const auto model = dir.file("run/best");
   const auto build = "--threads 1 index build --model " + model + " --data " + dir.file("data") +
                      " --split test --quiet --out " + dir.file("index");
-  const auto add = "--threads 1 index add " + dir.file("index") + " --data " + dir.file("data") + " --split dev --quiet";
+  const auto add =
+      "--threads 1 index add " + dir.file("index") + " --data " + dir.file("data") + " --split dev --quiet";
   const double build_seconds = time_run(build);
-  int cut_short = 0;
-  for (const double instant : kill_instants(build_seconds, kRounds, 13)) {
+  const int build_cut_short = kill_rounds(build_seconds, kLanded, 13, [&](double instant) {
     SCOPED_TRACE("build killed after " + std::to_string(instant) + " s");
-    cut_short += run_and_kill(build, instant);
+    const bool landed = run_and_kill(build, instant);
     const auto index = imram::GalleryIndex::open(dir.file("index"));
     EXPECT_NO_THROW(index->verify());
     EXPECT_EQ(index->num_images(), 2000);
-  }
+    return landed;
+  });
+  EXPECT_GE(build_cut_short, kLanded);
   const double add_seconds = time_run(add);
   ASSERT_EQ(imram_cli(build).status, 0);
   // What a kill mid-add leaves after the committed bytes, deterministically: a torn info line.
@@ -159,10 +173,10 @@ TEST(KillDuringSave, IndexBuildAndAddLeaveAVerifiedIndex) {
   const auto torn = imram::GalleryIndex::open(dir.file("index"));
   EXPECT_TRUE(torn->described());
   EXPECT_FALSE(torn->image_info(1999).description.empty());
-  for (const double instant : kill_instants(add_seconds, kRounds, 17)) {
+  const int add_cut_short = kill_rounds(add_seconds, kLanded, 17, [&](double instant) {
     SCOPED_TRACE("add killed after " + std::to_string(instant) + " s");
     const auto before = imram::GalleryIndex::open(dir.file("index"))->num_images();
-    cut_short += run_and_kill(add, instant);
+    const bool landed = run_and_kill(add, instant);
     const auto index = imram::GalleryIndex::open(dir.file("index"));
     EXPECT_NO_THROW(index->verify());
     // All of the addition or none of it.
@@ -170,16 +184,17 @@ TEST(KillDuringSave, IndexBuildAndAddLeaveAVerifiedIndex) {
     EXPECT_EQ(index->num_captions(), 5 * index->num_images());
     // An index that holds the dev split refuses it again: the next round starts without it.
     if (index->num_images() != before) {
-      ASSERT_EQ(imram_cli(build).status, 0);
+      EXPECT_EQ(imram_cli(build).status, 0);
     }
-  }
+    return landed;
+  });
+  EXPECT_GE(add_cut_short, kLanded);
   ASSERT_EQ(imram_cli(build).status, 0);
   ASSERT_EQ(imram_cli(add).status, 0);
   const auto index = imram::GalleryIndex::open(dir.file("index"));
   EXPECT_NO_THROW(index->verify());
   EXPECT_EQ(index->num_images(), 3000);
   EXPECT_TRUE(temporaries_below(dir.path()).empty()) << temporaries_below(dir.path()).front();
-  EXPECT_GE(cut_short, kRounds);
 }
 
 }  // namespace

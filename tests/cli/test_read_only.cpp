@@ -43,7 +43,8 @@ TEST(ReadOnly, WritersFailCleanlyAndReadersStillWork) {
   if (!disk.mounted()) GTEST_SKIP() << "mounting a tmpfs is not permitted here";
   const auto ro = dir.file("ro");
   imram::test::write_small_world(ro + "/data", 20, 10, 10, 6, 16);
-  const auto train = "--threads 1 train --data " + ro + "/data --mode text --steps 1 --embed-size 16 --word-dim 8"
+  const auto train = "--threads 1 train --data " + ro +
+                     "/data --mode text --steps 1 --embed-size 16 --word-dim 8"
                      " --batch-size 50 --val-images 10 --epochs 2 --quiet";
   ASSERT_EQ(imram_cli(train + " --out " + ro + "/run --max-steps 2").status, 0);
   const auto model = ro + "/run/best";
@@ -56,13 +57,14 @@ TEST(ReadOnly, WritersFailCleanlyAndReadersStillWork) {
   expect_refused(imram_cli("--threads 1 train --resume " + ro + "/run --quiet"), ro + "/run");
   expect_refused(imram_cli(train + " --out " + ro + "/another"), ro + "/another");
   expect_refused(imram_cli("--threads 1 export " + model + " --out " + ro + "/exported"), ro + "/exported");
-  expect_refused(imram_cli("--threads 1 index build --model " + model + " --data " + ro + "/data --split test --quiet --out " +
-                           ro + "/index"),
+  expect_refused(imram_cli("--threads 1 index build --model " + model + " --data " + ro +
+                           "/data --split test --quiet --out " + ro + "/index"),
                  ro + "/index");
-  expect_refused(imram_cli("synth --out " + ro + "/more --train 10 --dev 4 --test 4 --regions 6 --feat-dim 8"), ro + "/more");
+  expect_refused(imram_cli("synth --out " + ro + "/more --train 10 --dev 4 --test 4 --regions 6 --feat-dim 8"),
+                 ro + "/more");
   expect_refused(imram_cli("vocab build --data " + ro + "/data --out " + ro + "/vocab2.json"), ro + "/vocab2.json");
-  expect_refused(imram_cli("--threads 1 train-global --model " + model + " --data " + ro + "/data --epochs 1 --quiet --out " +
-                           ro + "/global"),
+  expect_refused(imram_cli("--threads 1 train-global --model " + model + " --data " + ro +
+                           "/data --epochs 1 --quiet --out " + ro + "/global"),
                  ro + "/global");
 
   // Readers: the cached gallery is reused as it is, and a new one is made in memory.

@@ -61,8 +61,8 @@ TEST(ImageHeader, ReadsTheSizeOfEachFormat) {
   EXPECT_EQ(webp.width, 100);
   EXPECT_EQ(webp.height, 50);
 
-  Bytes webp_extended{'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'X', 10, 0, 0, 0,
-                      0,   0,   0,   0,   0xFF, 0x0F, 0, 0x07, 0, 0};  // 4096 x 8 (minus-one coded)
+  Bytes webp_extended{'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W',  'E',  'B', 'P',  'V', 'P', '8', 'X',
+                      10,  0,   0,   0,   0, 0, 0, 0, 0xFF, 0x0F, 0,   0x07, 0,   0};  // 4096 x 8 (minus-one coded)
   webp_extended.resize(40, 0);
   auto extended = header_of(webp_extended);
   EXPECT_EQ(extended.width, 4096);

@@ -87,8 +87,10 @@ TEST(ImageInfo, ASplitsOwnFileComesBeforeItsScenes) {
   ASSERT_TRUE(drawn[0].regions[0]);
   EXPECT_GT((*drawn[0].regions[0])[0], 2.0 / 3 - 0.05);
   EXPECT_LE((*drawn[0].regions[0])[0] + (*drawn[0].regions[0])[2], 1.0);
-  std::ofstream(dir.file("test_images.jsonl")) << R"({"picture": "a.jpg", "twin": 1})" << "\n"
-                                               << R"({"picture": "b.jpg", "twin": 0})" << "\n";
+  std::ofstream(dir.file("test_images.jsonl")) << R"({"picture": "a.jpg", "twin": 1})"
+                                               << "\n"
+                                               << R"({"picture": "b.jpg", "twin": 0})"
+                                               << "\n";
   const auto photos = imram::dataset_image_info(dir.path(), "test", 2);
   ASSERT_EQ(photos.size(), 2u);
   EXPECT_EQ(photos[1].picture, (std::filesystem::absolute(dir.path()) / "b.jpg").string());  // read against the dataset

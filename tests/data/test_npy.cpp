@@ -55,7 +55,7 @@ TEST(Npy, RoundTripsEveryDtype) {
 
   const std::vector<std::int64_t> i64 = {-1, 1LL << 40, 3};
   imram::write_npy(dir.file("c.npy"), {3, 1}, i64);
-  EXPECT_EQ(imram::read_npy_as_int64(dir.file("c.npy")), i64);
+  EXPECT_EQ(imram::test::read_npy_as_int64(dir.file("c.npy")), i64);
 
   const std::vector<std::int32_t> i32 = {5, -6};
   imram::write_npy(dir.file("d.npy"), {2}, i32);
@@ -120,23 +120,38 @@ TEST(Npy, RejectsEveryDefectWithTheFileName) {
   };
   const std::vector<Case> cases = {
       {"magic.npy", "PK\x03\x04 not numpy at all", "bad magic"},
-      {"truncated.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload.substr(0, 10)), "truncated"},
+      {"truncated.npy",
+       npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload.substr(0, 10)), "truncated"},
       {"longer.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", payload), "mismatch"},
       {"fortran.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", payload), "Fortran"},
-      {"dtype.npy", npy_bytes(1, "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", payload), "unsupported .npy dtype"},
-      {"bigendian.npy", npy_bytes(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (4,), }", payload), "big-endian"},
-      {"version.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload).replace(6, 1, "\x09"), "version"},
+      {"dtype.npy", npy_bytes(1, "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", payload),
+       "unsupported .npy dtype"},
+      {"bigendian.npy", npy_bytes(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (4,), }", payload),
+       "big-endian"},
+      {"version.npy",
+       npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload).replace(6, 1, "\x09"),
+       "version"},
       {"header.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, }", payload), "shape"},
-      {"cut_header.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload).substr(0, 30), "truncated"},
+      {"cut_header.npy",
+       npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload).substr(0, 30), "truncated"},
       {"empty.npy", "", "empty"},
       // The smallest shortfalls: the earlier truncation case missed 1.5 elements.
-      {"one_element_short.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload.substr(0, 12)), "truncated"},
-      {"one_byte_short.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload.substr(0, 15)), "truncated"},
-      {"one_byte_long.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload + "x"), "mismatch"},
+      {"one_element_short.npy",
+       npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload.substr(0, 12)), "truncated"},
+      {"one_byte_short.npy",
+       npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload.substr(0, 15)), "truncated"},
+      {"one_byte_long.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", payload + "x"),
+       "mismatch"},
       // 2^32 x 2^32 x 4 bytes wraps to 0 in 64 bits; the file must not pass for an empty array.
-      {"overflow.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", ""), "larger than any file"},
-      {"overflow3.npy", npy_bytes(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (65536, 65536, 65536, 65536), }", payload), "larger than any file"},
-      {"huge_dim.npy", npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }", payload), "malformed"},
+      {"overflow.npy",
+       npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", ""),
+       "larger than any file"},
+      {"overflow3.npy",
+       npy_bytes(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (65536, 65536, 65536, 65536), }", payload),
+       "larger than any file"},
+      {"huge_dim.npy",
+       npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }", payload),
+       "malformed"},
   };
   for (const auto& c : cases) {
     const auto path = dir.file(c.name);
@@ -159,7 +174,7 @@ TEST(Npy, TypedAccessChecksTheDtype) {
   auto array = NpyArray::open(dir.file("a.npy"));
   EXPECT_THROW(array.as<float>(), imram::Error);
   EXPECT_THROW(array.require_ndim(2), imram::Error);
-  EXPECT_THROW(imram::read_npy_as_int64(dir.file("a.npy")), imram::Error);
+  EXPECT_THROW(imram::test::read_npy_as_int64(dir.file("a.npy")), imram::Error);
 }
 
 TEST(Npy, WritingIsAtomicAndLeavesNoTemporaryFiles) {

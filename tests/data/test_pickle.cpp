@@ -43,8 +43,11 @@ std::string u32(std::uint32_t v) {
 TEST(Pickle, BuildsPlainValuesAsPythonPicklesThem) {
   // pickle.dumps({'a': [1, -2, 70000, 2**40], 'b': (True, None, 0.5), 'c': 'x'}, protocol=2)
   const auto bytes =
-      "\x80\x02}q\x00(X\x01\x00\x00\x00" "aq\x01]q\x02(K\x01J\xfe\xff\xff\xffJp\x11\x01\x00\x8a\x06\x00\x00\x00\x00"
-      "\x00\x01" "eX\x01\x00\x00\x00" "bq\x03\x88NG\x3f\xe0\x00\x00\x00\x00\x00\x00\x87q\x04X\x01\x00\x00\x00"
+      "\x80\x02}q\x00(X\x01\x00\x00\x00"
+      "aq\x01]q\x02(K\x01J\xfe\xff\xff\xffJp\x11\x01\x00\x8a\x06\x00\x00\x00\x00"
+      "\x00\x01"
+      "eX\x01\x00\x00\x00"
+      "bq\x03\x88NG\x3f\xe0\x00\x00\x00\x00\x00\x00\x87q\x04X\x01\x00\x00\x00"
       "cq\x05X\x01\x00\x00\x00xq\x06u."s;
   const auto parsed = parse(bytes);
   const auto& doc = parsed.doc;
@@ -105,8 +108,7 @@ TEST(Pickle, TruncatedAndOversizedInputsAreClearErrors) {
   // A 4 GB string announced in a 10-byte file: refused before anything is allocated.
   const auto huge = parse_error("\x80\x02X" + u32(0xffffffffu) + "ab.");
   EXPECT_NE(huge.find("a length of 4294967295 bytes runs past the end"), std::string::npos) << huge;
-  EXPECT_NE(parse_error("\x80\x02\x8e\xff\xff\xff\xff\xff\xff\xff\xff."s).find("runs past the end"),
-            std::string::npos);
+  EXPECT_NE(parse_error("\x80\x02\x8e\xff\xff\xff\xff\xff\xff\xff\xff."s).find("runs past the end"), std::string::npos);
   EXPECT_NE(parse_error("\x80\x02\x8a\x09\x01\x02\x03\x04\x05\x06\x07\x08\x09.").find("does not fit 64 bits"),
             std::string::npos);
   EXPECT_NE(parse_error("\x80\x02h\x07.").find("memo entry 7"), std::string::npos);

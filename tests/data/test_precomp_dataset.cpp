@@ -8,8 +8,8 @@
 
 namespace {
 
-void write_split(const imram::test::TempDir& dir, const std::string& name, std::int64_t images,
-                 int captions, const std::string& features_suffix = "_ims.npy") {
+void write_split(const imram::test::TempDir& dir, const std::string& name, std::int64_t images, int captions,
+                 const std::string& features_suffix = "_ims.npy") {
   std::vector<float> features(std::size_t(images * 2 * 3));
   for (std::size_t i = 0; i < features.size(); ++i) features[i] = float(i);
   imram::write_npy(dir.file(name + features_suffix), {images, 2, 3}, features);
@@ -53,11 +53,13 @@ TEST(PrecompSplit, RejectsCountMismatchesEmptyLinesAndMissingFiles) {
   EXPECT_NE(error_of([&] { imram::PrecompSplit::open(dir.path(), "nothing"); }).find("nothing_ims.npy"),
             std::string::npos);
   imram::write_npy(dir.file("flat_ims.npy"), {3, 4}, std::vector<float>(12));
-  EXPECT_NE(error_of([&] { imram::PrecompSplit::open(dir.path(), "flat"); }).find("3-dimensional"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { imram::PrecompSplit::open(dir.path(), "flat"); }).find("3-dimensional"), std::string::npos);
   imram::write_npy(dir.file("wide_ims.npy"), {1, 1, 1}, std::vector<double>{1});
   EXPECT_NE(error_of([&] { imram::PrecompSplit::open(dir.path(), "wide"); }).find("float32"), std::string::npos);
-  const auto split = [&] { write_split(dir, "ok", 1, 5); return imram::PrecompSplit::open(dir.path(), "ok"); }();
+  const auto split = [&] {
+    write_split(dir, "ok", 1, 5);
+    return imram::PrecompSplit::open(dir.path(), "ok");
+  }();
   EXPECT_THROW(split.image_features(1), imram::Error);
 }
 

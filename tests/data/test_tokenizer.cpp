@@ -62,8 +62,7 @@ TEST(Tokenizer, SplitsCliticsOffTheirWords) {
   EXPECT_EQ(imram::tokenize("A man's hat and the girls' shoes"),
             (Tokens{"a", "man", "'s", "hat", "and", "the", "girls", "'", "shoes"}));
   EXPECT_EQ(imram::tokenize("I'd go, you'll see, we're here, they've left"),
-            (Tokens{"i", "'d", "go", ",", "you", "'ll", "see", ",", "we", "'re", "here", ",",
-                    "they", "'ve", "left"}));
+            (Tokens{"i", "'d", "go", ",", "you", "'ll", "see", ",", "we", "'re", "here", ",", "they", "'ve", "left"}));
 }
 
 TEST(Tokenizer, ConvertsDoubleQuotesToTreebankQuotes) {
@@ -74,8 +73,7 @@ TEST(Tokenizer, ConvertsDoubleQuotesToTreebankQuotes) {
 }
 
 TEST(Tokenizer, SplitsOnlyTheFinalPeriodOfASentence) {
-  EXPECT_EQ(imram::tokenize("a man in the u.s. army ."),
-            (Tokens{"a", "man", "in", "the", "u.s.", "army", "."}));
+  EXPECT_EQ(imram::tokenize("a man in the u.s. army ."), (Tokens{"a", "man", "in", "the", "u.s.", "army", "."}));
   EXPECT_EQ(imram::tokenize("A dog runs."), (Tokens{"a", "dog", "runs", "."}));
 }
 
@@ -88,26 +86,22 @@ TEST(Tokenizer, SplitsSentencesLikePunkt) {
 }
 
 TEST(Tokenizer, KeepsAbbreviationsInitialsAndNumbersBeforeLowerCaseWords) {
-  EXPECT_EQ(imram::tokenize("A man on St. Patrick's day with J. Smith at E.S.E. Electronics"),
-            (Tokens{"a", "man", "on", "st.", "patrick", "'s", "day", "with", "j.", "smith", "at",
-                    "e.s.e.", "electronics"}));
-  EXPECT_EQ(imram::tokenize("the number 5. a man watches"),
-            (Tokens{"the", "number", "5.", "a", "man", "watches"}));
+  EXPECT_EQ(
+      imram::tokenize("A man on St. Patrick's day with J. Smith at E.S.E. Electronics"),
+      (Tokens{"a", "man", "on", "st.", "patrick", "'s", "day", "with", "j.", "smith", "at", "e.s.e.", "electronics"}));
+  EXPECT_EQ(imram::tokenize("the number 5. a man watches"), (Tokens{"the", "number", "5.", "a", "man", "watches"}));
   // Before a token that is not a lower-case word, Punkt ends the sentence after an initial.
-  EXPECT_EQ(imram::tokenize("the letter b. 52 people"),
-            (Tokens{"the", "letter", "b", ".", "52", "people"}));
+  EXPECT_EQ(imram::tokenize("the letter b. 52 people"), (Tokens{"the", "letter", "b", ".", "52", "people"}));
 }
 
 TEST(Tokenizer, SeparatesCommasColonsAndSymbolsButNotInsideNumbers) {
   EXPECT_EQ(imram::tokenize("red, white and blue cost $37,000 at 10:30 today:"),
-            (Tokens{"red", ",", "white", "and", "blue", "cost", "$", "37,000", "at", "10:30",
-                    "today", ":"}));
+            (Tokens{"red", ",", "white", "and", "blue", "cost", "$", "37,000", "at", "10:30", "today", ":"}));
 }
 
 TEST(Tokenizer, PadsParenthesesAndBrackets) {
   EXPECT_EQ(imram::tokenize("a man (in red) walks [fast] {now} <here>"),
-            (Tokens{"a", "man", "(", "in", "red", ")", "walks", "[", "fast", "]", "{", "now", "}",
-                    "<", "here", ">"}));
+            (Tokens{"a", "man", "(", "in", "red", ")", "walks", "[", "fast", "]", "{", "now", "}", "<", "here", ">"}));
 }
 
 TEST(Tokenizer, SeparatesEllipsesAndDoubleDashes) {
@@ -115,9 +109,7 @@ TEST(Tokenizer, SeparatesEllipsesAndDoubleDashes) {
   EXPECT_EQ(imram::tokenize("wow!! a dog"), (Tokens{"wow", "!", "!", "a", "dog"}));
 }
 
-TEST(Tokenizer, LowerCasesAsciiLetters) {
-  EXPECT_EQ(imram::tokenize("A DOG"), (Tokens{"a", "dog"}));
-}
+TEST(Tokenizer, LowerCasesAsciiLetters) { EXPECT_EQ(imram::tokenize("A DOG"), (Tokens{"a", "dog"})); }
 
 TEST(Tokenizer, EmptyAndBlankCaptionsHaveNoTokens) {
   EXPECT_TRUE(imram::tokenize("").empty());
@@ -128,7 +120,9 @@ TEST(Tokenizer, PassesNonAsciiThroughAndPadsUnicodeQuotes) {
   EXPECT_EQ(imram::tokenize("naïve CAFÉ owner’s dog «big»"),
             (Tokens{"naïve", "cafÉ", "owner", "’", "s", "dog", "«", "big", "»"}));
   // A no-break space separates tokens like any other space.
-  EXPECT_EQ(imram::tokenize("a\xC2\xA0" "dog"), (Tokens{"a", "dog"}));
+  EXPECT_EQ(imram::tokenize("a\xC2\xA0"
+                            "dog"),
+            (Tokens{"a", "dog"}));
 }
 
 TEST(Tokenizer, AcceptsInvalidUtf8) {

@@ -76,7 +76,8 @@ TEST(Vocabulary, RejectsMalformedFilesNamingThem) {
       {"gap.json", R"({"idx2word": {"0": "<pad>", "1": "<start>", "2": "<end>", "3": "<unk>", "5": "x"}})"},
       {"specials.json", R"({"idx2word": {"0": "<start>", "1": "<pad>", "2": "<end>", "3": "<unk>"}})"},
       {"dup.json", R"({"idx2word": {"0": "<pad>", "1": "<start>", "2": "<end>", "3": "<unk>", "4": "x", "5": "x"}})"},
-      {"disagree.json", R"({"idx2word": {"0": "<pad>", "1": "<start>", "2": "<end>", "3": "<unk>", "4": "x"}, "word2idx": {"x": 7}})"},
+      {"disagree.json",
+       R"({"idx2word": {"0": "<pad>", "1": "<start>", "2": "<end>", "3": "<unk>", "4": "x"}, "word2idx": {"x": 7}})"},
   };
   for (const auto& [name, text] : bad) {
     std::ofstream(dir.file(name)) << text;

@@ -34,6 +34,7 @@
 #include "imram/eval/recall.h"
 #include "imram/model/model_dir.h"
 #include "imram/model/tensor_io.h"
+#include "npy_tensor.h"
 #include "test_util.h"
 
 namespace {
@@ -44,8 +45,8 @@ using imram::RawFeatureNorm;
 constexpr double kTolerance = 1e-5;
 constexpr std::int64_t kRegions = 12, kFeatureDim = 10;
 
-const std::vector<RawFeatureNorm> kNorms = {RawFeatureNorm::ClippedL2Norm, RawFeatureNorm::L2Norm, RawFeatureNorm::Clipped,
-                                            RawFeatureNorm::NoNorm, RawFeatureNorm::Softmax};
+const std::vector<RawFeatureNorm> kNorms = {RawFeatureNorm::ClippedL2Norm, RawFeatureNorm::L2Norm,
+                                            RawFeatureNorm::Clipped, RawFeatureNorm::NoNorm, RawFeatureNorm::Softmax};
 
 struct Cell {
   ImramMode mode;
@@ -118,9 +119,9 @@ class Sweep {
     std::string output, error;
   };
   Outcome run(const std::string& arguments, const Cell& cell) {
-    const auto result = imram::test::run_process(
-        {"/bin/sh", "-c", std::string(IMRAM_BINARY) + " " + thread_option() + " " + arguments},
-        {{"IMRAM_ENGINE_ROUTES", dir_.file("routes.jsonl")}});
+    const auto result =
+        imram::test::run_process({"/bin/sh", "-c", std::string(IMRAM_BINARY) + " " + thread_option() + " " + arguments},
+                                 {{"IMRAM_ENGINE_ROUTES", dir_.file("routes.jsonl")}});
     if (result.status == 0) return {result.output, ""};
     failed_cells_.insert(cell.name());
     return {result.output, "exit " + std::to_string(result.status) + ": " + result.output};
@@ -181,7 +182,8 @@ std::vector<Shape> gallery_shapes(const std::vector<std::string>& captions) {
   Shape many{"6 images x 150 captions of 1 to 80 words, 1 MB blocks", torch::rand({6, kRegions, kFeatureDim}), {}, 1};
   for (std::size_t j = 0; j < 150; ++j) many.captions.push_back(caption_of(1 + (j * 37) % 80, j));
   shapes.push_back(many);
-  shapes.push_back({"2 images of 150 regions x 1 caption of 70 words", torch::rand({2, 150, kFeatureDim}), {caption_of(70, 5)}});
+  shapes.push_back(
+      {"2 images of 150 regions x 1 caption of 70 words", torch::rand({2, 150, kFeatureDim}), {caption_of(70, 5)}});
   return shapes;
 }
 
@@ -191,8 +193,8 @@ struct Rounded {
   bool images = false, captions = false;
 };
 
-torch::Tensor oracle_scores(imram::Model& model, const torch::Tensor& features, const std::vector<std::string>& captions,
-                            Rounded rounded = {}) {
+torch::Tensor oracle_scores(imram::Model& model, const torch::Tensor& features,
+                            const std::vector<std::string>& captions, Rounded rounded = {}) {
   torch::NoGradGuard no_grad;
   const auto as_stored = [](const torch::Tensor& x) { return x.to(torch::kHalf).to(torch::kFloat32); };
   auto images = model.net->encode_images(features);
@@ -269,7 +271,7 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
             ADD_FAILURE() << what << ": " << scored.error;
             continue;
           }
-          const auto scores = imram::load_npy_tensor(out);
+          const auto scores = imram::test::load_npy_tensor(out);
           const auto oracle = oracle_scores(model, shape.features, shape.captions);
           ASSERT_EQ(scores.sizes(), oracle.sizes()) << what;
           EXPECT_LE(max_difference(scores, oracle), kTolerance) << what;
@@ -292,10 +294,10 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
     const auto evaluated = sweep.run("eval --model " + model_dir + dataset + " --json --save-sims " + sims, cell);
     if (evaluated.error.empty()) {
       // The matrix against the oracle; the metrics it prints are those of the matrix it wrote.
-      const auto saved = imram::load_npy_tensor(sims).to(torch::kFloat64).contiguous();
+      const auto saved = imram::test::load_npy_tensor(sims).to(torch::kFloat64).contiguous();
       EXPECT_LE(max_difference(saved, oracle), kTolerance) << cell.name() << ", eval";
-      const auto expected = imram::compute_metrics(saved.data_ptr<double>(), saved.size(0), saved.size(1),
-                                                   test.captions_per_image(), 1);
+      const auto expected =
+          imram::compute_metrics(saved.data_ptr<double>(), saved.size(0), saved.size(1), test.captions_per_image(), 1);
       EXPECT_DOUBLE_EQ(json_of(evaluated.output).at("rsum").get<double>(), expected.rsum) << cell.name() << ", eval";
     } else {
       ADD_FAILURE() << cell.name() << ", eval: " << evaluated.error;
@@ -316,7 +318,8 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
         ASSERT_TRUE(expected.defined()) << cell.name() << ": explain shows a direction the mode lacks";
         ASSERT_EQ(direction.at("steps").size(), std::size_t(steps)) << cell.name();
         for (int k = 0; k < steps; ++k)
-          EXPECT_NEAR(direction.at("steps")[k].at("similarity").get<double>(), expected[k][0][0].item<double>(), kTolerance)
+          EXPECT_NEAR(direction.at("steps")[k].at("similarity").get<double>(), expected[k][0][0].item<double>(),
+                      kTolerance)
               << cell.name() << ", explain, " << direction.at("direction") << " step " << k + 1;
       }
     } else {
@@ -358,9 +361,8 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
       // `imram search --index` with `options`: its `top` results, each scored as the oracle does.
       const auto search_matches = [&](const std::string& options, const torch::Tensor& oracle_line, const char* key,
                                       std::size_t top, const std::string& label) {
-        const auto searched = sweep.run("search --index " + index_dir + " " + options + " --top " + std::to_string(top) +
-                                            " --json",
-                                        cell);
+        const auto searched = sweep.run(
+            "search --index " + index_dir + " " + options + " --top " + std::to_string(top) + " --json", cell);
         if (searched.error.empty())
           expect_search_matches(json_of(searched.output), oracle_line, key, top, what + ", " + label);
         else
@@ -382,12 +384,12 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
 
     // One validated training epoch: it must finish, and its validation must be the oracle's.
     const auto run_dir = sweep.dir("run" + std::to_string(steps));
-    const auto trained_run = sweep.run("train --quiet --data " + data_dir + " --out " + run_dir + " --mode " +
-                                           imram::to_string(cell.mode) + " --steps " + std::to_string(steps) +
-                                           " --raw-feature-norm " + imram::to_string(cell.norm) +
-                                           (cell.imram_norm ? " --imram-norm" : "") +
-                                           " --embed-size 16 --word-dim 8 --batch-size 10 --epochs 1 --seed 3",
-                                       cell);
+    const auto trained_run =
+        sweep.run("train --quiet --data " + data_dir + " --out " + run_dir + " --mode " + imram::to_string(cell.mode) +
+                      " --steps " + std::to_string(steps) + " --raw-feature-norm " + imram::to_string(cell.norm) +
+                      (cell.imram_norm ? " --imram-norm" : "") +
+                      " --embed-size 16 --word-dim 8 --batch-size 10 --epochs 1 --seed 3",
+                  cell);
     if (!trained_run.error.empty()) {
       ADD_FAILURE() << cell.name() << ", train: " << trained_run.error;
       continue;
@@ -400,14 +402,16 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
       if (parsed.value("type", "") == "val") logged = parsed.at("rsum").get<double>();
     }
     ASSERT_TRUE(logged.has_value()) << cell.name() << ": no validation line in metrics.jsonl";
-    const auto best = sweep.run("eval --model " + run_dir + "/best --data " + data_dir + " --split dev --json --save-sims " + sims, cell);
+    const auto best = sweep.run(
+        "eval --model " + run_dir + "/best --data " + data_dir + " --split dev --json --save-sims " + sims, cell);
     if (!best.error.empty()) {
       ADD_FAILURE() << cell.name() << ", eval of the trained model: " << best.error;
       continue;
     }
     EXPECT_DOUBLE_EQ(*logged, json_of(best.output).at("rsum").get<double>()) << cell.name() << ", train validation";
     auto trained = imram::load_model(run_dir + "/best");
-    EXPECT_LE(max_difference(imram::load_npy_tensor(sims), oracle_scores(trained, split_features(dev, dev.num_images()), dev.captions())),
+    EXPECT_LE(max_difference(imram::test::load_npy_tensor(sims),
+                             oracle_scores(trained, split_features(dev, dev.num_images()), dev.captions())),
               kTolerance)
         << cell.name() << ", the trained model";
   }
@@ -425,7 +429,8 @@ TEST_P(ConfigurationSweep, EveryCommandAgreesWithTheOracle) {
     EXPECT_TRUE(taken.count(imram::to_string(route))) << imram::to_string(route) << " was reached by no command";
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ConfigurationSweep, ::testing::Values(ImramMode::Text, ImramMode::Image, ImramMode::Full),
+INSTANTIATE_TEST_SUITE_P(Modes, ConfigurationSweep,
+                         ::testing::Values(ImramMode::Text, ImramMode::Image, ImramMode::Full),
                          [](const auto& info) { return imram::to_string(info.param); });
 
 }  // namespace

@@ -1,5 +1,7 @@
 // A small learning test: on held-out synthetic data a briefly trained model must beat chance by
-// a wide margin (chance R@1 is 1 % with 100 test images; this run reaches ~50 %).
+// a wide margin. Chance R@1 is 1 % with 100 test images; this run reached R@1 61 % (image to
+// text) and 44 % (text to image), R@10 91 % (2026-12-06, the development machine); the bounds
+// ask for 30 × chance and R@10 75 %, leaving room for another machine's arithmetic.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -33,10 +35,11 @@ TEST(Learning, BeatsChanceByAWideMarginOnHeldOutImages) {
   eval.show_progress = false;
   const auto split = imram::PrecompSplit::open(dir.file("data"), "test");
   const auto result = imram::evaluate(*model.net, *model.vocabulary, split, eval);
+  RecordProperty("metrics", imram::metrics_json(result.metrics));
   const auto chance = imram::chance_metrics(100, 500, 5);
-  EXPECT_GE(result.metrics.i2t.r1, 20 * chance.i2t.r1) << imram::metrics_json(result.metrics);
-  EXPECT_GE(result.metrics.t2i.r1, 20 * chance.t2i.r1) << imram::metrics_json(result.metrics);
-  EXPECT_GE(result.metrics.t2i.r10, 60.0) << imram::metrics_json(result.metrics);
+  EXPECT_GE(result.metrics.i2t.r1, 30 * chance.i2t.r1) << imram::metrics_json(result.metrics);
+  EXPECT_GE(result.metrics.t2i.r1, 30 * chance.t2i.r1) << imram::metrics_json(result.metrics);
+  EXPECT_GE(result.metrics.t2i.r10, 75.0) << imram::metrics_json(result.metrics);
 }
 
 }  // namespace

@@ -106,12 +106,12 @@ TEST(EngineOracle, AgreesWithTheAuthorsAlgorithmOnRandomModels) {
 // context half: fewer query rows times memory steps than context fragments (docs/engine.md);
 // the oracle test above runs both sides of this rule (short captions in blocks of one).
 TEST(EngineOracle, AttendedContextIsProjectedOnlyWhereItIsCheaper) {
-  EXPECT_TRUE(imram::projects_attended_context(14, 36, 3));   // one caption against images, K = 3
-  EXPECT_TRUE(imram::projects_attended_context(14, 16, 2));   // the demo's model
-  EXPECT_FALSE(imram::projects_attended_context(18, 36, 3));  // as many products either way
-  EXPECT_FALSE(imram::projects_attended_context(36, 14, 3));  // one image against captions
-  EXPECT_FALSE(imram::projects_attended_context(14, 36, 1));  // K = 1 has no memory step
-  EXPECT_FALSE(imram::projects_attended_context(512, 36, 3)); // many captions at once
+  EXPECT_TRUE(imram::projects_attended_context(14, 36, 3));    // one caption against images, K = 3
+  EXPECT_TRUE(imram::projects_attended_context(14, 16, 2));    // the demo's model
+  EXPECT_FALSE(imram::projects_attended_context(18, 36, 3));   // as many products either way
+  EXPECT_FALSE(imram::projects_attended_context(36, 14, 3));   // one image against captions
+  EXPECT_FALSE(imram::projects_attended_context(14, 36, 1));   // K = 1 has no memory step
+  EXPECT_FALSE(imram::projects_attended_context(512, 36, 3));  // many captions at once
 }
 
 // Attached halves are what the engine reads: each one the mode uses changes the scores when it
@@ -167,7 +167,8 @@ TEST(EngineOracle, AutomaticChoosesThePathAndTheFusedPathRefusesGradients) {
   torch::manual_seed(9);
   imram::ImramModel model(small_config({ImramMode::Text, 2, RawFeatureNorm::ClippedL2Norm, false}));
   const auto images = model->encode_images(torch::rand({2, 4, 10}));
-  const auto captions = model->encode_captions(torch::randint(4, 40, {3, 5}, torch::kInt64), torch::full({3}, 5, torch::kInt64));
+  const auto captions =
+      model->encode_captions(torch::randint(4, 40, {3, 5}, torch::kInt64), torch::full({3}, 5, torch::kInt64));
   imram::ScoreOptions options;
   // The caller's mode (gradients on here) is not what decides: the options are.
   EXPECT_EQ(imram::score_pairs(*model, images, captions, options).path, imram::EnginePath::FusedCpu);
@@ -180,7 +181,8 @@ TEST(EngineOracle, AutomaticChoosesThePathAndTheFusedPathRefusesGradients) {
   } catch (const imram::Error& e) {
     EXPECT_NE(std::string(e.what()).find("no gradients"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(imram::resolve_engine_path(imram::EnginePath::FusedCpu, torch::zeros({1}, torch::kFloat64)), imram::Error);
+  EXPECT_THROW(imram::resolve_engine_path(imram::EnginePath::FusedCpu, torch::zeros({1}, torch::kFloat64)),
+               imram::Error);
   EXPECT_EQ(imram::parse_engine_path(imram::to_string(imram::EnginePath::Tensor)), imram::EnginePath::Tensor);
   EXPECT_THROW(imram::parse_engine_path("fast"), imram::Error);
 }
@@ -253,8 +255,10 @@ std::pair<Items, Items> as_float16_store(const imram::ImramModel& model, Items i
   model->attach_memory_halves(items);
   Items stored = items, widened = items;
   const auto fragments = [](Items& i) -> torch::Tensor& {
-    if constexpr (std::is_same_v<Items, imram::EncodedImages>) return i.regions;
-    else return i.words;
+    if constexpr (std::is_same_v<Items, imram::EncodedImages>)
+      return i.regions;
+    else
+      return i.words;
   };
   fragments(stored) = fragments(items).to(torch::kHalf);
   fragments(widened) = fragments(stored).to(torch::kFloat32);

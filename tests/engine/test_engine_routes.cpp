@@ -21,7 +21,8 @@ using imram::ContextTerm;
 using imram::EngineRoute;
 using imram::ImramMode;
 
-imram::ImramModel random_model(ImramMode mode, int steps, imram::RawFeatureNorm norm, bool imram_norm, std::uint64_t seed) {
+imram::ImramModel random_model(ImramMode mode, int steps, imram::RawFeatureNorm norm, bool imram_norm,
+                               std::uint64_t seed) {
   imram::ModelConfig config;
   config.mode = mode;
   config.iteration_steps = steps;
@@ -34,7 +35,8 @@ imram::ImramModel random_model(ImramMode mode, int steps, imram::RawFeatureNorm 
   torch::manual_seed(std::int64_t(seed));
   imram::ImramModel model(config);
   torch::NoGradGuard no_grad;
-  for (auto* layer : {&model->linear_t2i, &model->gate_t2i, &model->linear_i2t, &model->gate_i2t}) (*layer)->weight.mul_(4);
+  for (auto* layer : {&model->linear_t2i, &model->gate_t2i, &model->linear_i2t, &model->gate_i2t})
+    (*layer)->weight.mul_(4);
   return model;
 }
 
@@ -102,7 +104,8 @@ TEST(EngineRoutes, EveryRouteForcedByNameAgreesWithTheOracle) {
           }();
           imram::ScoreOptions options;
           options.route = route;
-          options.path = route.products == BlockProducts::Tensor ? imram::EnginePath::Tensor : imram::EnginePath::FusedCpu;
+          options.path =
+              route.products == BlockProducts::Tensor ? imram::EnginePath::Tensor : imram::EnginePath::FusedCpu;
           options.image_block = 3;
           options.caption_block = 4;
           // The caller's own mode is left on (the default): scoring must not inherit it.
@@ -148,8 +151,9 @@ TEST(EngineRoutes, ImpossibleRoutesAreRefused) {
   EXPECT_NE(refusal(imram::EnginePath::Tensor, {BlockProducts::ItemwiseBlas, ContextTerm::ContextHalves}, 3, false)
                 .find("itemwise/context_halves is not on the tensor engine path"),
             std::string::npos);
-  EXPECT_NE(refusal(imram::EnginePath::FusedCpu, {BlockProducts::FragmentKernels, ContextTerm::None}, 3, false).find("K > 1"),
-            std::string::npos);
+  EXPECT_NE(
+      refusal(imram::EnginePath::FusedCpu, {BlockProducts::FragmentKernels, ContextTerm::None}, 3, false).find("K > 1"),
+      std::string::npos);
   EXPECT_NE(refusal(imram::EnginePath::FusedCpu, {BlockProducts::FragmentKernels, ContextTerm::ContextHalves}, 1, false)
                 .find("needs K > 1"),
             std::string::npos);
@@ -179,8 +183,9 @@ TEST(EngineRoutes, GradientsOnlyWhenAskedFor) {
   EXPECT_LE((engine_gradient - model->gate_t2i->weight.grad()).abs().max().item<double>(), 1e-4);
 
   options.path = imram::EnginePath::FusedCpu;
-  EXPECT_NE(imram::test::error_of([&] { imram::score_pairs(*model, images, inputs.captions, options); }).find("no gradients"),
-            std::string::npos);
+  EXPECT_NE(
+      imram::test::error_of([&] { imram::score_pairs(*model, images, inputs.captions, options); }).find("no gradients"),
+      std::string::npos);
 
   // Under a caller's NoGradGuard, asking for gradients still gets them.
   {
@@ -192,8 +197,9 @@ TEST(EngineRoutes, GradientsOnlyWhenAskedFor) {
   const auto memory = model->text_memory();
   const auto rows = torch::rand({5, 12});
   auto out = torch::empty({5, 24});
-  EXPECT_NE(imram::test::error_of([&] { memory.products_into(imram::MemoryColumns::Query, rows, out, false); })
-                .find("take no gradients"),
+  EXPECT_NE(imram::test::error_of([&] {
+              memory.products_into(imram::MemoryColumns::Query, rows, out, false);
+            }).find("take no gradients"),
             std::string::npos);
   torch::NoGradGuard no_grad;
   memory.products_into(imram::MemoryColumns::Query, rows, out, false);

@@ -12,6 +12,7 @@
 #include "imram/engine/scorer.h"
 #include "imram/error.h"
 #include "imram/model/tensor_io.h"
+#include "npy_tensor.h"
 #include "test_util.h"
 
 namespace {
@@ -110,7 +111,7 @@ TEST(Explain, CommandSumsToWhatImramScorePrints) {
                               " --captions " + dir.file("data/test_caps.txt") + " --out " + dir.file("sims.npy"),
                           status);
   ASSERT_EQ(status, 0) << output;
-  const auto sims = imram::load_npy_tensor(dir.file("sims.npy"));
+  const auto sims = imram::test::load_npy_tensor(dir.file("sims.npy"));
   output = run_imram("explain --model " + dir.file("model") + " --data " + dir.file("data") +
                          " --split test --image 1 --caption 7 --json",
                      status);
@@ -121,9 +122,9 @@ TEST(Explain, CommandSumsToWhatImramScorePrints) {
     for (const auto& step : direction["steps"]) sum += step["similarity"].get<double>();
   EXPECT_NEAR(sum, sims[1][7].item<double>(), 1e-5);
 
-  output = run_imram("explain --model " + dir.file("model") + " --data " + dir.file("data") +
-                         " --split test --image 4 --caption 0",
-                     status);
+  output = run_imram(
+      "explain --model " + dir.file("model") + " --data " + dir.file("data") + " --split test --image 4 --caption 0",
+      status);
   EXPECT_NE(status, 0);
   EXPECT_NE(output.find("--image 4: out of range"), std::string::npos) << output;
 }

@@ -30,8 +30,9 @@ torch::Tensor first_step(const imram::ModelConfig& config, const torch::Tensor& 
     // The regions of each image (query, A = N) attend over each caption's real words (B = M).
     const auto raw = torch::einsum("ard,bld->barl", {regions, words}).contiguous();
     const auto gram = torch::bmm(words, words.transpose(1, 2));
-    total += imram::first_step_from_products(raw, gram, region_mask, regions.pow(2).sum(-1), word_mask == 0, config, path)
-                 .t();
+    total +=
+        imram::first_step_from_products(raw, gram, region_mask, regions.pow(2).sum(-1), word_mask == 0, config, path)
+            .t();
   }
   return total;
 }
@@ -76,8 +77,8 @@ TEST(FirstStepFromProducts, IsTheEnginesFirstStepOnBothPathsForEveryNormalisatio
       const auto mask = (torch::arange(7).unsqueeze(0) < lengths.unsqueeze(1)).to(torch::kFloat32);
       const auto squared = words.pow(2).sum(-1);
       const auto fused = imram::first_step_from_products(raw, gram, mask, squared, {}, config, EnginePath::FusedCpu);
-      const auto widened = imram::first_step_from_products(raw, gram.to(torch::kFloat32), mask, squared, {}, config,
-                                                           EnginePath::Tensor);
+      const auto widened =
+          imram::first_step_from_products(raw, gram.to(torch::kFloat32), mask, squared, {}, config, EnginePath::Tensor);
       EXPECT_LE((fused - widened).abs().max().item<double>(), 1e-5) << imram::to_string(norm) << ", float16 Gram";
     }
   }
@@ -92,7 +93,7 @@ TEST(FirstStepFromProducts, LookedUpRawScoresAreTheRawScores) {
   torch::manual_seed(9);
   const auto centroids = torch::randn({11, 20}), query = torch::randn({5, 20});
   const auto table = torch::mm(centroids, query.t()).contiguous();  // (K, 5)
-  const auto codes = torch::randint(11, {7, 19}, torch::kInt64);     // 7 items of 19 fragments
+  const auto codes = torch::randint(11, {7, 19}, torch::kInt64);    // 7 items of 19 fragments
   const auto items = centroids.index_select(0, codes.reshape({-1})).view({7, 19, 20});
   const auto item_grams = torch::bmm(items, items.transpose(1, 2));
   const auto query_gram = torch::mm(query, query.t()).unsqueeze(0);
@@ -102,13 +103,13 @@ TEST(FirstStepFromProducts, LookedUpRawScoresAreTheRawScores) {
   const auto as_context = torch::einsum("qd,bcd->bqc", {query, items}).unsqueeze(1).contiguous();
   const auto as_queries = torch::einsum("ajd,cd->ajc", {items, query}).unsqueeze(0).contiguous();
   for (const auto path : {EnginePath::FusedCpu, EnginePath::Tensor}) {
-    const auto context_expected =
-        imram::first_step_from_products(as_context, item_grams, query_mask, query_squared, {}, config, EnginePath::Tensor);
+    const auto context_expected = imram::first_step_from_products(as_context, item_grams, query_mask, query_squared, {},
+                                                                  config, EnginePath::Tensor);
     const auto context_got = imram::first_step_from_products(imram::FirstStepRaw{{}, table, codes, true}, item_grams,
                                                              query_mask, query_squared, {}, config, path);
     EXPECT_LE((context_got - context_expected).abs().max().item<double>(), 1e-5) << imram::to_string(path);
-    const auto queries_expected =
-        imram::first_step_from_products(as_queries, query_gram, item_mask, item_squared, {}, config, EnginePath::Tensor);
+    const auto queries_expected = imram::first_step_from_products(as_queries, query_gram, item_mask, item_squared, {},
+                                                                  config, EnginePath::Tensor);
     const auto queries_got = imram::first_step_from_products(imram::FirstStepRaw{{}, table, codes, false}, query_gram,
                                                              item_mask, item_squared, {}, config, path);
     EXPECT_LE((queries_got - queries_expected).abs().max().item<double>(), 1e-5) << imram::to_string(path);

@@ -47,7 +47,8 @@ TEST(FragmentProducts, EqualLibTorchsProductsForEveryShape) {
           const auto before = torch::randn({B, m, d});
           auto accumulated = before.clone();
           imram::weighted_fragments(weights, values, accumulated, true);
-          EXPECT_LE(relative_error(accumulated, want + exact(before)), 1e-6) << "accumulated " << m << "x" << n << "x" << d;
+          EXPECT_LE(relative_error(accumulated, want + exact(before)), 1e-6)
+              << "accumulated " << m << "x" << n << "x" << d;
         }
 }
 
@@ -84,8 +85,9 @@ TEST(FragmentProducts, AnItemsProductsDependOnItsOwnOperandsOnly) {
 // Half precision's whole range reads exactly: subnormals, the largest finite value, infinities
 // and NaN, each times one.
 TEST(FragmentProducts, Float16ValuesAreReadExactly) {
-  const std::vector<float> specials = {0.0f, -0.0f, 5.960464477539063e-08f, -6.097555160522461e-05f, 65504.0f,
-                                       -1.0f, 0.333251953125f, INFINITY, -INFINITY};
+  const std::vector<float> specials = {0.0f,     -0.0f, 5.960464477539063e-08f, -6.097555160522461e-05f,
+                                       65504.0f, -1.0f, 0.333251953125f,        INFINITY,
+                                       -INFINITY};
   const auto n = std::int64_t(specials.size());
   const auto values = torch::tensor(specials).view({n, 1, 1}).expand({n, 1, 32}).contiguous();
   const auto half = values.to(torch::kHalf);

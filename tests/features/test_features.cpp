@@ -79,8 +79,8 @@ TEST(Features, GridFeaturesOfAKnownPictureEqualPyTorchs) {
   EXPECT_EQ(run.summary.rows, 1);
   EXPECT_EQ(run.summary.regions, 36);
   EXPECT_EQ(run.summary.feature_dim, 256);
-  const auto ours = imram::read_npy_as_double(dir.file("test_ims.npy"));
-  const auto reference = imram::read_npy_as_double(backbone("known_grid_features.npy"));
+  const auto ours = imram::test::read_npy_as_double(dir.file("test_ims.npy"));
+  const auto reference = imram::test::read_npy_as_double(backbone("known_grid_features.npy"));
   ASSERT_EQ(ours.size(), reference.size());
   double worst = 0;
   for (std::size_t i = 0; i < ours.size(); ++i) worst = std::max(worst, std::abs(ours[i] - reference[i]));
@@ -101,11 +101,11 @@ TEST(Features, DetectorKeepsItsBestRegionsWithTheirBoxesAsPyTorchDoes) {
   options.contract = imram::BackboneContract::Detector;
   options.regions = 10;
   extract({backbone("known_96x64.png")}, dir.path(), options);
-  const auto ours = imram::read_npy_as_double(dir.file("test_ims.npy"));
-  const auto reference = imram::read_npy_as_double(backbone("known_detector_features.npy"));
+  const auto ours = imram::test::read_npy_as_double(dir.file("test_ims.npy"));
+  const auto reference = imram::test::read_npy_as_double(backbone("known_detector_features.npy"));
   ASSERT_EQ(ours.size(), reference.size());
   for (std::size_t i = 0; i < ours.size(); ++i) ASSERT_NEAR(ours[i], reference[i], 1e-5) << i;
-  const auto boxes = imram::read_npy_as_double(backbone("known_detector_boxes.npy"));  // x1 y1 x2 y2 pixels
+  const auto boxes = imram::test::read_npy_as_double(backbone("known_detector_boxes.npy"));  // x1 y1 x2 y2 pixels
   const auto info = imram::dataset_image_info(dir.path(), "test", 1).at(0);
   ASSERT_EQ(info.regions.size(), 10u);
   for (std::size_t r = 0; r < 10; ++r) {
@@ -146,10 +146,12 @@ TEST(Features, BrokenBackbonesAreOneClearErrorAndWriteNothing) {
        "failed on its input (one image [3,64,96]; a grid? --contract grid): RuntimeError: Dimension out of range"},
       {backbone("detector_d32.pt"), imram::BackboneContract::Grid, 0,
        "failed on its input (a batch [1,3,64,96]; a detector? --contract detector)"},
-      {backbone("grid_d256_g6.pt"), imram::BackboneContract::Grid, 2048, "gives 256 features a region; the model expects 2048"},
+      {backbone("grid_d256_g6.pt"), imram::BackboneContract::Grid, 2048,
+       "gives 256 features a region; the model expects 2048"},
       {dir.file("missing.pt"), imram::BackboneContract::Grid, 0, "missing.pt: no such backbone file"},
       {dir.path(), imram::BackboneContract::Grid, 0, dir.path() + ": a folder, not a backbone file"},
-      {backbone("broken_code.pt"), imram::BackboneContract::Grid, 0, "broken_code.pt: its TorchScript code does not compile ("},
+      {backbone("broken_code.pt"), imram::BackboneContract::Grid, 0,
+       "broken_code.pt: its TorchScript code does not compile ("},
   };
   for (const auto& c : cases) {
     auto options = grid_options();
@@ -238,12 +240,13 @@ TEST(Features, OddPicturesAreReadAndBrokenOnesSkippedNamingTheProblem) {
       {"n\\nline break.png", "a file name with a line break"},
       {"self.png", "cannot read ("}};
   for (const auto& [name, reason] : expected) {
-    const auto line = std::find_if(skipped.begin(), skipped.end(),
-                                   [&](const std::string& l) { return l.find("/" + name + "\t") != std::string::npos; });
+    const auto line = std::find_if(skipped.begin(), skipped.end(), [&](const std::string& l) {
+      return l.find("/" + name + "\t") != std::string::npos;
+    });
     ASSERT_NE(line, skipped.end()) << name;
     const auto tab = line->find('\t');
     EXPECT_EQ(line->find('\t', tab + 1), std::string::npos) << *line;  // one tab: the name's are escaped
-    EXPECT_EQ(line->rfind(reason), tab + 1) << *line;                   // the reason, without the path again
+    EXPECT_EQ(line->rfind(reason), tab + 1) << *line;                  // the reason, without the path again
   }
   const auto rows = lines_of(dir.file("out/test_images.txt"));
   ASSERT_EQ(rows.size(), 6u);
@@ -265,7 +268,8 @@ TEST(Features, AListsBlankAndCommentLinesAreNotPicturesAndAFolderInItIsSkipped) 
   imram::test::write_bytes(dir.file("photos/a.png"), imram::test::png_file(8, 8, 2, 8, {1, 2, 3}));
   std::ofstream(dir.file("list.txt")) << "# my photos\n\n   \n\t\nphotos/a.png\n  # not this either\nphotos\n";
   std::vector<std::string> warnings;
-  const auto listing = imram::list_pictures(dir.file("list.txt"), [&](const std::string& line) { warnings.push_back(line); });
+  const auto listing =
+      imram::list_pictures(dir.file("list.txt"), [&](const std::string& line) { warnings.push_back(line); });
   ASSERT_EQ(listing.pictures.size(), 1u);
   EXPECT_EQ(listing.pictures[0], dir.file("photos/a.png"));
   ASSERT_EQ(listing.skipped.size(), 1u);
@@ -302,7 +306,8 @@ TEST(Features, NonFiniteFeaturesSkipThatPictureOnly) {
   EXPECT_EQ(run.summary.rows, 1);
   const auto skipped = lines_of(dir.file("out/test_skipped.txt"));
   ASSERT_EQ(skipped.size(), 1u);
-  EXPECT_NE(skipped[0].find("dark.png\tthe backbone's features for it are not finite"), std::string::npos) << skipped[0];
+  EXPECT_NE(skipped[0].find("dark.png\tthe backbone's features for it are not finite"), std::string::npos)
+      << skipped[0];
 }
 
 // Scenes of the synthetic world painted to PNGs: n different pictures.
@@ -326,11 +331,11 @@ TEST(Features, ARerunComputesOnlyNewPicturesAndKeepsTheOldRows) {
   const auto options = grid_options(48, 48);
   const auto first = extract({pictures.begin(), pictures.begin() + 3}, dir.file("out"), options);
   EXPECT_EQ(first.summary.computed, 3);
-  const auto before = imram::read_npy_as_double(dir.file("out/test_ims.npy"));
+  const auto before = imram::test::read_npy_as_double(dir.file("out/test_ims.npy"));
   const auto again = extract(pictures, dir.file("out"), options);
   EXPECT_EQ(again.summary.computed, 2);
   EXPECT_EQ(again.summary.rows, 5);
-  const auto after = imram::read_npy_as_double(dir.file("out/test_ims.npy"));
+  const auto after = imram::test::read_npy_as_double(dir.file("out/test_ims.npy"));
   ASSERT_EQ(after.size(), before.size() / 3 * 5);
   EXPECT_TRUE(std::equal(before.begin(), before.end(), after.begin()));
   // Another preprocessing makes other features: nothing is reused.
@@ -366,8 +371,8 @@ TEST(Features, ARowIsReusedOnlyForTheSamePictureFile) {
     return extract(imram::list_pictures(photos, ignore).pictures, dir.file(name), options);
   };
   const auto expect_as_fresh = [&](const std::string& name) {
-    EXPECT_EQ(imram::read_npy_as_double(dir.file("out/test_ims.npy")),
-              imram::read_npy_as_double(dir.file(name + "/test_ims.npy")));
+    EXPECT_EQ(imram::test::read_npy_as_double(dir.file("out/test_ims.npy")),
+              imram::test::read_npy_as_double(dir.file(name + "/test_ims.npy")));
     EXPECT_EQ(lines_of(dir.file("out/test_images.txt")), lines_of(dir.file(name + "/test_images.txt")));
   };
   const auto resumed = extract(imram::list_pictures(photos, ignore).pictures, dir.file("out"), options);
@@ -387,7 +392,8 @@ TEST(Features, ARowIsReusedOnlyForTheSamePictureFile) {
 TEST(Features, AKilledRunResumesWhereItStopped) {
   TempDir dir;
   const auto pictures = rendered_pictures(dir.file("photos"), 60, 64);
-  const std::string arguments = "features --backbone " + backbone("grid_d256_g6.pt") + " --images " + dir.file("photos") +
+  const std::string arguments = "features --backbone " + backbone("grid_d256_g6.pt") + " --images " +
+                                dir.file("photos") +
                                 " --split test --size 384 --batch-size 1 --quiet --threads 1 --out ";
   // The reference: one uninterrupted run.
   const auto clean = imram::test::imram_cli(arguments + dir.file("clean"));
@@ -412,7 +418,8 @@ TEST(Features, AKilledRunResumesWhereItStopped) {
   const auto summary = nlohmann::json::parse(resumed.output.substr(resumed.output.find('{')));
   EXPECT_EQ(summary["pictures"], 60);
   EXPECT_LE(summary["computed"].get<int>(), 60 - int(done_before_kill));
-  EXPECT_EQ(imram::read_npy_as_double(dir.file("out/test_ims.npy")), imram::read_npy_as_double(dir.file("clean/test_ims.npy")));
+  EXPECT_EQ(imram::test::read_npy_as_double(dir.file("out/test_ims.npy")),
+            imram::test::read_npy_as_double(dir.file("clean/test_ims.npy")));
   EXPECT_EQ(lines_of(dir.file("out/test_images.jsonl")), lines_of(dir.file("clean/test_images.jsonl")));
 }
 
@@ -431,7 +438,8 @@ TEST(Features, TheCommandLineNamesTheFileAndExitsOne) {
 
 TEST(Render, PicturesShowTheScenesShapesInTheirColoursAndPlaces) {
   imram::Scene scene;
-  scene.objects = {{0, 0, 2, 0, 0}, {2, 1, 2, 2, 2}};  // a large shape 0 of colour 0 top left; shape 2, colour 1, bottom right
+  scene.objects = {{0, 0, 2, 0, 0},
+                   {2, 1, 2, 2, 2}};  // a large shape 0 of colour 0 top left; shape 2, colour 1, bottom right
   const auto picture = imram::render_scene(scene, 300);
   const auto shapes = imram::scene_shapes(scene);
   const auto fill = [&](std::size_t i) { return cv::Vec3b(shapes[i].fill[0], shapes[i].fill[1], shapes[i].fill[2]); };

@@ -81,7 +81,8 @@ TEST_P(FixtureCheckpoint, ReadsEveryEntryAsTheAuthorsSavedIt) {
       opt["precomp_enc_type"] == "weight_norm" ? "module.img_enc.fc_local.weight_v" : "module.img_enc.fc_local.weight";
   for (const auto& [name, tensor] : checkpoint.state_dict) {
     if (name == image_weight) {
-      EXPECT_EQ(tensor.sizes(), torch::IntArrayRef({opt["embed_size"].get<std::int64_t>(), opt["img_dim"].get<std::int64_t>()}));
+      EXPECT_EQ(tensor.sizes(),
+                torch::IntArrayRef({opt["embed_size"].get<std::int64_t>(), opt["img_dim"].get<std::int64_t>()}));
     }
     if (name == "module.img_enc.fc_local.weight_g") {
       EXPECT_EQ(tensor.dim(), 0);
@@ -153,8 +154,11 @@ TEST(Checkpoint, RefusesCompressedRecordsAndMissingStorages) {
   EXPECT_NE(compressed.find("compressed"), std::string::npos) << compressed;
   // A tensor whose storage record is absent.
   const auto pickle =
-      "\x80\x02}X\x05\x00\x00\x00modelccollections\nOrderedDict\n)RX\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n"
-      "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x04tQK\x00K\x04\x85K\x01\x85"
+      "\x80\x02}X\x05\x00\x00\x00modelccollections\nOrderedDict\n)RX\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_"
+      "v2\n"
+      "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
+      "0X\x03\x00\x00\x00"
+      "cpuK\x04tQK\x00K\x04\x85K\x01\x85"
       "\x89}tRss."s;
   const auto missing = read_error(zip_with_records({{"data.pkl", pickle}}));
   EXPECT_NE(missing.find("storage record 'data/0' is missing"), std::string::npos) << missing;
@@ -176,12 +180,14 @@ TEST(Checkpoint, OptionsThatDoNotFitTheWeightsAreAnError) {
   ASSERT_EQ(*(value + 1), 16);
   *(value + 1) = 17;
   imram::test::TempDir dir;
-  std::ofstream(dir.file("bad.pth.tar"), std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  std::ofstream(dir.file("bad.pth.tar"), std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   try {
     imram::import_checkpoint(dir.file("bad.pth.tar"));
     FAIL() << "imported a checkpoint whose options do not fit its weights";
   } catch (const imram::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("weight 'img_enc.fc_local.weight' has shape [16, 20], the options in 'opt' make it [17, 20]"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "weight 'img_enc.fc_local.weight' has shape [16, 20], the options in 'opt' make it [17, 20]"),
               std::string::npos)
         << e.what();
   }

@@ -12,11 +12,13 @@ imram::MemoryDistillation random_memory(std::int64_t d) {
 }
 
 // [W_o [q; c] + b_o ; W_g [q; c] + b_g] in double precision: the whole layers on the concatenation.
-torch::Tensor whole_layers(const imram::MemoryDistillation& memory, const torch::Tensor& query, const torch::Tensor& context) {
+torch::Tensor whole_layers(const imram::MemoryDistillation& memory, const torch::Tensor& query,
+                           const torch::Tensor& context) {
   const auto joined = torch::cat({query, context}, -1).to(torch::kFloat64);
   std::vector<torch::Tensor> halves;
   for (const auto* layer : {&memory.linear, &memory.gate})
-    halves.push_back(torch::nn::functional::linear(joined, (*layer)->weight.to(torch::kFloat64), (*layer)->bias.to(torch::kFloat64)));
+    halves.push_back(torch::nn::functional::linear(joined, (*layer)->weight.to(torch::kFloat64),
+                                                   (*layer)->bias.to(torch::kFloat64)));
   return torch::cat(halves, -1);
 }
 

@@ -9,12 +9,13 @@
 #include "imram/model/model_dir.h"
 #include "imram/model/tensor_io.h"
 #include "imram/model/text_encoder.h"
+#include "npy_tensor.h"
 #include "test_device.h"
 #include "test_util.h"
 
 namespace {
 
-using imram::load_npy_tensor;
+using imram::test::load_npy_tensor;
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   EXPECT_EQ(a.sizes(), b.sizes());
@@ -35,9 +36,7 @@ struct Fixture {
     captions = model.net->encode_captions(load_npy_tensor(dir + "/inputs/captions.npy"),
                                           load_npy_tensor(dir + "/inputs/lengths.npy"));
   }
-  torch::Tensor expected(const std::string& name) const {
-    return load_npy_tensor(dir + "/expected/" + name + ".npy");
-  }
+  torch::Tensor expected(const std::string& name) const { return load_npy_tensor(dir + "/expected/" + name + ".npy"); }
 };
 
 class ScoringParity : public ::testing::TestWithParam<std::string> {};
@@ -52,7 +51,8 @@ TEST_P(ScoringParity, EncodersMatchTheAuthorsWithin1e5) {
 TEST_P(ScoringParity, OneCaptionAtATimeEncodesAsTheAuthors) {
   Fixture f(GetParam());
   torch::NoGradGuard no_grad;
-  const auto ids = load_npy_tensor(f.dir + "/inputs/captions.npy"), lengths = load_npy_tensor(f.dir + "/inputs/lengths.npy");
+  const auto ids = load_npy_tensor(f.dir + "/inputs/captions.npy"),
+             lengths = load_npy_tensor(f.dir + "/inputs/lengths.npy");
   const auto expected = f.expected("cap_emb");
   for (std::int64_t j = 0; j < ids.size(0); ++j) {
     const auto length = lengths[j].item<std::int64_t>();

@@ -44,16 +44,16 @@ TEST(Gallery, RanksLikeExhaustiveScoringAndReusesItsCache) {
   // The same ranking from the plain scoring path.
   torch::NoGradGuard no_grad;
   const auto images = imram::encode_image_file(*model.net, split.features());
-  const auto captions = imram::encode_caption_ids(
-      *model.net, imram::encode_caption_texts(*model.vocabulary, {query}, "query"));
+  const auto captions =
+      imram::encode_caption_ids(*model.net, imram::encode_caption_texts(*model.vocabulary, {query}, "query"));
   const auto scores = imram::score_pairs(*model.net, images, captions).total.select(1, 0);
-  for (std::size_t r = 0; r < hits.size(); ++r)
-    EXPECT_NEAR(hits[r].score, scores[hits[r].index].item<double>(), 1e-6);
+  for (std::size_t r = 0; r < hits.size(); ++r) EXPECT_NEAR(hits[r].score, scores[hits[r].index].item<double>(), 1e-6);
   for (std::size_t r = 1; r < hits.size(); ++r) EXPECT_GE(hits[r - 1].score, hits[r].score);
 
   const imram::Gallery second(model, split, world.dir.file("model"), world.dir.file("cache"));
   EXPECT_TRUE(second.loaded_from_cache());
-  const auto again = second.index().searcher(imram::GallerySide::Images, 0)->search(second.index().text_query(query), 6);
+  const auto again =
+      second.index().searcher(imram::GallerySide::Images, 0)->search(second.index().text_query(query), 6);
   for (std::size_t r = 0; r < hits.size(); ++r) {
     EXPECT_EQ(again[r].index, hits[r].index);
     EXPECT_FLOAT_EQ(float(again[r].score), float(hits[r].score));
@@ -117,7 +117,11 @@ TEST(GalleryCache, PrunesTheLeastRecentlyUsedEntriesAndNothingElse) {
 
   // A limit below one entry keeps only the entry in use, and it still answers.
   const imram::Gallery alone(model, dev, world.dir.file("model"), cache, false, 1);
-  EXPECT_EQ(alone.index().searcher(imram::GallerySide::Images, 0)->search(alone.index().text_query(dev.captions()[0]), 2).size(), 2u);
+  EXPECT_EQ(alone.index()
+                .searcher(imram::GallerySide::Images, 0)
+                ->search(alone.index().text_query(dev.captions()[0]), 2)
+                .size(),
+            2u);
   EXPECT_TRUE(fs::exists(entry(dev) + "/manifest.json"));
   EXPECT_FALSE(fs::exists(entry(test)));
   EXPECT_FALSE(fs::exists(entry(train)));

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../../src/search/index_detail.h"
 #include "cli/cli_runner.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
@@ -22,7 +23,6 @@
 #include "imram/search/fragment_codes.h"
 #include "imram/search/gallery.h"
 #include "imram/search/index_dir.h"
-#include "../../src/search/index_detail.h"
 #include "imram/search/rerank.h"
 #include "imram/train/global_fit.h"
 #include "imram/train/train_step.h"
@@ -83,8 +83,8 @@ torch::Tensor exhaustive_scores(imram::Model model, const imram::PrecompSplit& s
 TEST(Index, ShortlistCoveringTheGalleryEqualsExhaustiveSearch) {
   World world;
   for (const bool float16 : {false, true}) {
-    const auto index = imram::GalleryIndex::open(float16 ? world.build("index16", "float16", "test", "", true)
-                                                         : world.build("index"));
+    const auto index =
+        imram::GalleryIndex::open(float16 ? world.build("index16", "float16", "test", "", true) : world.build("index"));
     ASSERT_TRUE(index->has_shortlist());
     EXPECT_EQ(index->faiss_factory(), "Flat");
     const auto exhaustive = index->searcher(imram::GallerySide::Images, 0);
@@ -100,8 +100,10 @@ TEST(Index, ShortlistCoveringTheGalleryEqualsExhaustiveSearch) {
         EXPECT_TRUE(b[r].stage1.has_value());
       }
     }
-    const auto by_image = index->searcher(imram::GallerySide::Captions, 1000)->search(index->image_query(3), 60, nullptr);
-    const auto by_image_all = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(3), 60, nullptr);
+    const auto by_image =
+        index->searcher(imram::GallerySide::Captions, 1000)->search(index->image_query(3), 60, nullptr);
+    const auto by_image_all =
+        index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(3), 60, nullptr);
     ASSERT_EQ(by_image.size(), 60u);
     for (std::size_t r = 0; r < by_image.size(); ++r) EXPECT_EQ(by_image[r].index, by_image_all[r].index);
   }
@@ -115,7 +117,8 @@ TEST(Index, RefinedScoresDoNotDependOnTheCandidatesOrder) {
   const imram::ImramRefiner refiner(index->model().net, index->store(), imram::GallerySide::Images);
   const auto query = index->text_query("a red circle left of a blue square");
   const std::vector<std::int64_t> ids = {7, 2, 11, 0, 5}, reversed = {5, 0, 11, 2, 7, 2};
-  const auto a = refiner.refine({query}, ids, 5, nullptr).front(), b = refiner.refine({query}, reversed, 5, nullptr).front();
+  const auto a = refiner.refine({query}, ids, 5, nullptr).front(),
+             b = refiner.refine({query}, reversed, 5, nullptr).front();
   ASSERT_EQ(a.size(), 5u);
   ASSERT_EQ(b.size(), 5u);  // the repeated candidate is scored once
   for (std::size_t r = 0; r < a.size(); ++r) {
@@ -223,7 +226,8 @@ TEST(Index, StoredMemoryHalvesSearchAsComputedOnes) {
   ASSERT_TRUE(halves.text_halves.defined());
   EXPECT_FALSE(kept->store()->images({4, 1}, false).text_halves.defined());
   const auto regions = plain->store()->images({4, 1}, true).regions;
-  EXPECT_LE((halves.text_halves - kept->model().net->text_memory().context_half(regions)).abs().max().item<double>(), 1e-6);
+  EXPECT_LE((halves.text_halves - kept->model().net->text_memory().context_half(regions)).abs().max().item<double>(),
+            1e-6);
 
   const auto same = [](const std::vector<imram::Hit>& a, const std::vector<imram::Hit>& b) {
     ASSERT_EQ(a.size(), b.size());
@@ -319,7 +323,8 @@ TEST(Index, RerankScoresAreTheEngineScores) {
     }
     for (std::int64_t i = 0; i < split.num_images(); i += 5) {
       const auto hits = index->searcher(imram::GallerySide::Captions, 10)->search(index->image_query(i), 10, nullptr);
-      for (const auto& hit : hits) EXPECT_LE(std::abs(hit.score - expected[i][hit.index].item<double>()), bound) << store;
+      for (const auto& hit : hits)
+        EXPECT_LE(std::abs(hit.score - expected[i][hit.index].item<double>()), bound) << store;
     }
     if (store == "float16") {
       EXPECT_GT(worst, 0.0);  // float16 really is stored
@@ -358,7 +363,8 @@ TEST(Index, AddingInTwoPartsEqualsOneBuild) {
   // An addition codes its fragments with the codebook the index has: learned once, from the first.
   EXPECT_EQ(codebook_of("two"), first_codebook);
   EXPECT_NE(codebook_of("one"), first_codebook);
-  const auto one = imram::GalleryIndex::open(world.dir.file("one")), two = imram::GalleryIndex::open(world.dir.file("two"));
+  const auto one = imram::GalleryIndex::open(world.dir.file("one")),
+             two = imram::GalleryIndex::open(world.dir.file("two"));
   EXPECT_EQ(two->num_images(), 18);
   EXPECT_EQ(two->num_captions(), 90);
   EXPECT_EQ(two->caption_texts(), one->caption_texts());
@@ -373,8 +379,8 @@ TEST(Index, AddingInTwoPartsEqualsOneBuild) {
   // Same bytes, same checksums; the FAISS files are named by their generation (1 and 2), and the
   // codes follow each index's own codebook (the Gram matrices are the items' own).
   auto store_files = [](nlohmann::json files) {
-    for (const auto* name : {"images.1.faiss", "captions.1.faiss", "images.2.faiss", "captions.2.faiss", "region_codes.bin",
-                             "word_codes.bin", "region_codebook.bin", "word_codebook.bin"})
+    for (const auto* name : {"images.1.faiss", "captions.1.faiss", "images.2.faiss", "captions.2.faiss",
+                             "region_codes.bin", "word_codes.bin", "region_codebook.bin", "word_codebook.bin"})
       files.erase(name);
     return files;
   };
@@ -478,11 +484,13 @@ TEST(Index, EvaluationAtFullShortlistEqualsExhaustive) {
   const auto table = imram::two_stage_table(result);
   const auto gap = table.substr(table.find("gap to exhaustive"));
   EXPECT_EQ(gap.substr(0, gap.find('\n')).find_first_of("123456789"), std::string::npos) << table;
-  EXPECT_EQ(imram::two_stage_table(imram::evaluate_index(*index, [&] {
-              auto without = options;
-              without.exhaustive = false;
-              return without;
-            }())).find("gap to exhaustive"),
+  EXPECT_EQ(imram::two_stage_table(imram::evaluate_index(*index,
+                                                         [&] {
+                                                           auto without = options;
+                                                           without.exhaustive = false;
+                                                           return without;
+                                                         }()))
+                .find("gap to exhaustive"),
             std::string::npos);
   // A shortlist of 1 leaves the ranks beyond the first to stage 1.
   options.shortlist = 1;
@@ -535,10 +543,11 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   const auto narrow_result = imram::evaluate_index_sampled(*index, options);
   const auto& narrow = narrow_result.points.front();
   EXPECT_EQ(narrow.text_to_image.prefilter, 12);
-  EXPECT_NE(imram::sampled_table(narrow_result).find("cascade 12 -> 1;"), std::string::npos) << imram::sampled_table(narrow_result);
+  EXPECT_NE(imram::sampled_table(narrow_result).find("cascade 12 -> 1;"), std::string::npos)
+      << imram::sampled_table(narrow_result);
   EXPECT_EQ(narrow.text_to_image.queries, 20);
   EXPECT_EQ(narrow.image_to_text.queries, 0);
-  EXPECT_DOUBLE_EQ(narrow.text_to_image.top10_in_shortlist, 0.0);  // 10 items cannot fit in 1
+  EXPECT_DOUBLE_EQ(narrow.text_to_image.top10_in_shortlist, 0.0);                   // 10 items cannot fit in 1
   EXPECT_LE(narrow.text_to_image.two_stage_r5, narrow.text_to_image.two_stage_r1);  // nothing beyond rank 1
   const auto json = nlohmann::json::parse(imram::sampled_json(narrow_result));
   EXPECT_EQ(json["shortlist"], 1);
@@ -561,7 +570,7 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
   EXPECT_DOUBLE_EQ(t.top1_in_shortlist, 1.0);
   EXPECT_DOUBLE_EQ(t.top10_in_shortlist, 0.0);
   EXPECT_LE(t.two_stage_r5, t.exhaustive_r5);
-  const auto& alone = narrow.text_to_image, &second = swept.points.back().text_to_image;
+  const auto &alone = narrow.text_to_image, &second = swept.points.back().text_to_image;
   EXPECT_EQ(second.results, 1);
   EXPECT_DOUBLE_EQ(second.two_stage_r1, alone.two_stage_r1);
   EXPECT_DOUBLE_EQ(second.same_rank, alone.same_rank);
@@ -584,13 +593,15 @@ TEST(Index, SampledEvaluationHoldsTwoStageToExhaustiveImram) {
 TEST(Codes, StepOneFromCodesIsExactStepOneWhenEveryFragmentIsItsOwnCentroid) {
   for (const auto mode : {imram::ImramMode::Text, imram::ImramMode::Image, imram::ImramMode::Full}) {
     World world;
-    imram::save_model(world.dir.file("model_" + imram::to_string(mode)), small_model(world.dir.file("data/vocab.json"), 6, 3, mode));
+    imram::save_model(world.dir.file("model_" + imram::to_string(mode)),
+                      small_model(world.dir.file("data/vocab.json"), 6, 3, mode));
     imram::IndexOptions options;
     options.store = imram::StoreDType::Float32;
     options.codebook_size = std::int64_t(1) << 40;  // at most the fragments: every one its own centroid
     options.show_progress = false;
     {
-      auto writer = imram::IndexWriter::create(world.dir.file("index"), world.dir.file("model_" + imram::to_string(mode)), options);
+      auto writer = imram::IndexWriter::create(world.dir.file("index"),
+                                               world.dir.file("model_" + imram::to_string(mode)), options);
       writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
       writer.commit();
     }
@@ -646,8 +657,10 @@ TEST(Codes, TheCodedCascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEveryth
     std::vector<std::int64_t> coded_best;
     for (const auto& hit : coded.best(query, all, 6, nullptr)) coded_best.push_back(hit.index);
     for (const auto& hit : hits) {
-      EXPECT_NE(std::find(coded_best.begin(), coded_best.end(), hit.index), coded_best.end()) << "not kept by the coded step";
-      const auto same = std::find_if(expected.begin(), expected.end(), [&](const auto& e) { return e.index == hit.index; });
+      EXPECT_NE(std::find(coded_best.begin(), coded_best.end(), hit.index), coded_best.end())
+          << "not kept by the coded step";
+      const auto same =
+          std::find_if(expected.begin(), expected.end(), [&](const auto& e) { return e.index == hit.index; });
       ASSERT_NE(same, expected.end());
       EXPECT_NEAR(hit.score, same->score, 1e-6) << "image " << hit.index;
     }
@@ -728,7 +741,8 @@ TEST(GlobalHead, JointLossTrainsTheHeadWithTheEncoders) {
     batch_ids.push_back(ids[std::size_t(j * 5)]);
   }
   const auto padded = imram::pad_captions(batch_ids, 0, 8);
-  imram::Batch batch{imram::tensor_view(split.features()).index_select(0, torch::tensor(images)), padded.ids, padded.lengths};
+  imram::Batch batch{imram::tensor_view(split.features()).index_select(0, torch::tensor(images)), padded.ids,
+                     padded.lengths};
   const auto head_before = model.net->global_head->image->weight.clone();
   const auto encoder_before = model.net->img_enc->fc_local->weight.clone();
   auto optimizer = imram::make_optimizer(*model.net, 1e-2);
@@ -756,7 +770,8 @@ TEST(GlobalHead, TrainGlobalFitsOnlyTheHead) {
   options.batch_size = 16;
   options.dim = 5;
   options.show_progress = false;
-  const auto summary = imram::fit_global_head(model, imram::PrecompSplit::open(world.dir.file("data"), "train"), options);
+  const auto summary =
+      imram::fit_global_head(model, imram::PrecompSplit::open(world.dir.file("data"), "train"), options);
   ASSERT_TRUE(model.net->global_head);
   EXPECT_EQ(model.config().global_head, 5);
   EXPECT_LT(summary.last_epoch_loss, summary.first_epoch_loss);
@@ -780,7 +795,8 @@ TEST(GlobalHead, GpoPoolingIgnoresFragmentOrderAndPadding) {
   shuffled[1].narrow(0, 3, 2).fill_(1e6);  // padding: anything
   const auto moved = head->embed_captions({shuffled, captions.lengths});
   EXPECT_TRUE(torch::allclose(base, moved, 1e-5, 1e-6)) << base << moved;
-  imram::EncodedImages regions{words.clone(), torch::tensor({{true, true, true, true, true}, {true, true, true, false, false}})};
+  imram::EncodedImages regions{words.clone(),
+                               torch::tensor({{true, true, true, true, true}, {true, true, true, false, false}})};
   EXPECT_TRUE(torch::allclose(head->embed_images(regions).norm(2, 1), torch::ones({2}), 1e-5, 1e-6));
   // The weights over positions sum to 1 for every count.
   for (const std::int64_t count : {1, 2, 7}) {
@@ -804,8 +820,13 @@ TEST(GlobalHead, ModelsWithoutAPoolingKeyKeepTheMeanHead) {
   torch::NoGradGuard no_grad;
   const auto split = imram::PrecompSplit::open(world.dir.file("data"), "test");
   const auto encoded = imram::encode_image_file(*model.net, split.features());
-  const auto expected = imram::l2norm(model.net->global_head->image->forward(imram::pool_regions(encoded)), -1);
-  EXPECT_TRUE(torch::allclose(model.net->global_head->embed_images(encoded), expected, 1e-6, 1e-6));
+  // The mean head from its definition (docs/model.md): the regions' mean, one affine map, unit length.
+  ASSERT_FALSE(encoded.region_mask.defined());  // every image has all its regions
+  const auto& head = *model.net->global_head->image;
+  const auto mean = encoded.regions.to(torch::kFloat64).sum(1) / double(encoded.regions.size(1));
+  const auto mapped = torch::matmul(mean, head.weight.to(torch::kFloat64).t()) + head.bias.to(torch::kFloat64);
+  const auto expected = mapped / mapped.norm(2, 1, true);
+  EXPECT_TRUE(torch::allclose(model.net->global_head->embed_images(encoded).to(torch::kFloat64), expected, 1e-5, 1e-6));
 
   imram::save_model(world.dir.file("plain"), small_model(world.dir.file("data/vocab.json"), 0));
   auto fitted = imram::load_model(world.dir.file("plain"));
@@ -818,7 +839,8 @@ TEST(GlobalHead, ModelsWithoutAPoolingKeyKeepTheMeanHead) {
   EXPECT_NE(read_text(world.dir.file("gpo/config.json")).find("\"global_pooling\": \"gpo\""), std::string::npos);
   auto reloaded = imram::load_model(world.dir.file("gpo"));
   EXPECT_EQ(reloaded.config().global_pooling, imram::GlobalPooling::Gpo);
-  EXPECT_TRUE(torch::equal(fitted.net->global_head->embed_images(encoded), reloaded.net->global_head->embed_images(encoded)));
+  EXPECT_TRUE(
+      torch::equal(fitted.net->global_head->embed_images(encoded), reloaded.net->global_head->embed_images(encoded)));
 }
 
 // Distillation mines and scores its candidates once and then trains like the hinge alone:
@@ -865,8 +887,8 @@ TEST(FaissShortlist, DefaultFactoryGrowsWithTheGallery) {
 // loop: the hits must be FAISS's, rank by rank, for any nprobe and for more items than scanned.
 TEST(FaissShortlist, FlatListsScannedWithBlasFindWhatFaissFinds) {
   torch::manual_seed(3);
-  const auto vectors = torch::nn::functional::normalize(torch::randn({3000, 24}),
-                                                        torch::nn::functional::NormalizeFuncOptions().dim(1));
+  const auto vectors =
+      torch::nn::functional::normalize(torch::randn({3000, 24}), torch::nn::functional::NormalizeFuncOptions().dim(1));
   const std::shared_ptr<const faiss::Index> index = imram::build_faiss_index("IVF16,Flat", vectors);
   const imram::FaissShortlist shortlist(index, imram::GallerySide::Images);
   for (const std::int64_t probes : {1, 3, 16})
@@ -945,8 +967,9 @@ TEST(IndexWriters, AddingASplitTheIndexHoldsIsRefused) {
   World world;
   const auto dir = world.build("index");
   const auto manifest = read_text(dir + "/manifest.json");
-  expect_cli_error(imram::test::imram_cli("index add " + dir + " --data " + world.dir.file("data") + " --split test --quiet"),
-                   "already holds the test split of " + fs::absolute(world.dir.file("data")).string());
+  expect_cli_error(
+      imram::test::imram_cli("index add " + dir + " --data " + world.dir.file("data") + " --split test --quiet"),
+      "already holds the test split of " + fs::absolute(world.dir.file("data")).string());
   // Round 3, defect 2: another spelling of the same directory (a trailing slash, a link to it).
   fs::create_directory_symlink(world.dir.file("data"), world.dir.file("data_link"));
   for (const auto& spelling : {world.dir.file("data/"), world.dir.file("data_link")})
@@ -975,11 +998,12 @@ TEST(IndexWriters, AReaderRacingACommitOpensTheNewGeneration) {
     ADD_FAILURE() << e.what();
   }
   imram::index_detail::after_manifest_read = nullptr;
-  ASSERT_EQ(commits, 2);  // the second read of the manifest found the add's
+  ASSERT_EQ(commits, 2);                              // the second read of the manifest found the add's
   EXPECT_FALSE(fs::exists(dir + "/images.1.faiss"));  // what the first read named is gone
   ASSERT_TRUE(index);
   EXPECT_EQ(index->num_images(), 18);
-  EXPECT_EQ(index->searcher(imram::GallerySide::Images, 5)->search(index->text_query("a red circle"), 3, nullptr).size(), 3u);
+  EXPECT_EQ(
+      index->searcher(imram::GallerySide::Images, 5)->search(index->text_query("a red circle"), 3, nullptr).size(), 3u);
 }
 
 TEST(IndexManifest, CountsAreCheckedAgainstTheFilesOnOpening) {
@@ -987,9 +1011,9 @@ TEST(IndexManifest, CountsAreCheckedAgainstTheFilesOnOpening) {
   const auto dir = world.build("index");  // 12 images of 6 regions, 60 captions
   const auto original = nlohmann::json::parse(read_text(dir + "/manifest.json"));
   const std::vector<std::pair<std::string, nlohmann::json>> edits = {
-      {"regions", 18},         {"regions", 0},      {"captions_per_image", 7}, {"images", 12.5},
-      {"described", 10},       {"captions", 59},    {"words", 1},              {"images", 18446744073709551615ull},
-      {"embed_size", 16},      {"generation", -1},  {"described", 13}};
+      {"regions", 18},  {"regions", 0}, {"captions_per_image", 7},           {"images", 12.5},   {"described", 10},
+      {"captions", 59}, {"words", 1},   {"images", 18446744073709551615ull}, {"embed_size", 16}, {"generation", -1},
+      {"described", 13}};
   for (const auto& [key, value] : edits) {
     auto edited = original;
     edited[key] = value;

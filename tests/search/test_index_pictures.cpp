@@ -78,8 +78,10 @@ struct PictureWorld {
     options.show_progress = false;
     auto writer = imram::IndexWriter::create(dir.file(name), dir.file("model"), options);
     writer.on_warning([warnings](const std::string& line) {
-      if (warnings) warnings->push_back(line);
-      else ADD_FAILURE() << "warning: " << line;
+      if (warnings)
+        warnings->push_back(line);
+      else
+        ADD_FAILURE() << "warning: " << line;
     });
     writer.add_split(imram::PrecompSplit::open(dir.file("data"), "test"));
     writer.commit();
@@ -94,8 +96,7 @@ cv::Mat decode(const std::string& jpeg) {
 // The colour (RGB) at a fraction of the picture's width and height is `expected`, within JPEG's error.
 void expect_colour_at(const cv::Mat& bgr, double fx, double fy, const cv::Scalar& expected, const std::string& what) {
   const auto pixel = bgr.at<cv::Vec3b>(int(fy * bgr.rows), int(fx * bgr.cols));
-  for (int c = 0; c < 3; ++c)
-    EXPECT_NEAR(pixel[2 - c], expected[c], 10) << what << ", channel " << c;
+  for (int c = 0; c < 3; ++c) EXPECT_NEAR(pixel[2 - c], expected[c], 10) << what << ", channel " << c;
 }
 
 // Whether `output` has a line "imram: warning: ..." naming `path`.
@@ -171,9 +172,9 @@ TEST(IndexPictures, APictureThatCannotBeReadIsAWarningAndItsImageStaysSearchable
   EXPECT_EQ(images_found(*index, 12), all);
   index->verify();
   // The command line says it as a warning and succeeds.
-  const auto built = imram::test::imram_cli("--threads 1 index build --quiet --model " + world.dir.file("model") +
-                                            " --data " + world.dir.file("data") + " --split test --out " +
-                                            world.dir.file("cli-index"));
+  const auto built =
+      imram::test::imram_cli("--threads 1 index build --quiet --model " + world.dir.file("model") + " --data " +
+                             world.dir.file("data") + " --split test --out " + world.dir.file("cli-index"));
   EXPECT_EQ(built.status, 0) << built.output;
   EXPECT_TRUE(warns_about(built.output, world.photo(3))) << built.output;
 }
@@ -221,7 +222,8 @@ TEST(IndexPictures, AFolderOfPicturesGoesStraightIntoAnIndex) {
   fs::create_directories(dir.file("photos"));
   const auto scenes = imram::read_scenes(dir.file("data"), "dev");
   for (int k = 0; k < 4; ++k)
-    imram::write_picture(dir.file("photos/" + std::to_string(k) + ".png"), imram::render_scene(scenes[std::size_t(k)], 96));
+    imram::write_picture(dir.file("photos/" + std::to_string(k) + ".png"),
+                         imram::render_scene(scenes[std::size_t(k)], 96));
   std::ofstream(dir.file("photos/notes.jpg")) << "not a picture";
   const auto add = "--threads 1 index add " + index_dir + " --images " + dir.file("photos") + " --backbone " +
                    imram::test::testdata("backbones/grid_d256_g6.pt") + " --size 64 --quiet";
@@ -273,11 +275,14 @@ TEST(IndexPictures, AFolderOfPicturesGoesStraightIntoAnIndex) {
   const auto backbone = " --backbone " + imram::test::testdata("backbones/grid_d256_g6.pt") + " --size 64 --quiet";
   for (const auto& [spelling, prefix] : std::vector<std::pair<std::string, std::string>>{
            {dir.file("photos/"), ""}, {"./photos", "cd " + dir.path() + " &&"}, {dir.file("photos_link"), ""}}) {
-    const auto other = imram::test::imram_cli("--threads 1 index add " + index_dir + " --images " + spelling + backbone, prefix);
+    const auto other =
+        imram::test::imram_cli("--threads 1 index add " + index_dir + " --images " + spelling + backbone, prefix);
     EXPECT_EQ(other.status, 1) << spelling << ": " << other.output;
-    EXPECT_NE(other.output.find("already holds the pictures of"), std::string::npos) << spelling << ": " << other.output;
+    EXPECT_NE(other.output.find("already holds the pictures of"), std::string::npos)
+        << spelling << ": " << other.output;
   }
-  const auto split = imram::test::imram_cli("index add " + index_dir + " --data " + dir.file("data") + " --split dev --quiet");
+  const auto split =
+      imram::test::imram_cli("index add " + index_dir + " --data " + dir.file("data") + " --split dev --quiet");
   EXPECT_EQ(split.status, 1) << split.output;
   EXPECT_NE(split.output.find("its captions are not tied to its images"), std::string::npos) << split.output;
   EXPECT_EQ(read_text(index_dir + "/manifest.json"), manifest);
@@ -306,7 +311,8 @@ TEST(IndexPictures, ABackboneOfAnotherFeatureSizeLeavesTheIndexAsItWas) {
                                            " --backbone " + backbone + " --size 64 --quiet");
   EXPECT_EQ(none.status, 1) << none.output;
   EXPECT_NE(none.output.find("imram: error: " + world.dir.file("broken") + ": no picture could be used"),
-            std::string::npos) << none.output;
+            std::string::npos)
+      << none.output;
   EXPECT_EQ(none.output.find(".tmp."), std::string::npos) << none.output;
   EXPECT_EQ(read_text(dir + "/manifest.json"), manifest);
 }

@@ -3,10 +3,10 @@
 // its status and a JSON error, SIGTERM lets a request in flight finish, and slow clients take
 // neither the workers nor the shutdown.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 #include <netinet/in.h>
-#include <sys/stat.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -38,8 +38,8 @@
 namespace {
 
 using imram::test::http;
-using imram::test::HttpConnection;
 using imram::test::http_request;
+using imram::test::HttpConnection;
 
 std::string url_encode(const std::string& text) {
   std::string out;
@@ -104,7 +104,8 @@ TEST_F(Serve, TextSearchRanksAsTheGalleryAndTheSearchCommand) {
   const auto split = imram::PrecompSplit::open(dir_->file("data"), "test");
   const imram::Gallery gallery(model, split, dir_->file("model"), "");
   const std::string query = split.captions()[11];
-  const auto expected = gallery.index().searcher(imram::GallerySide::Images, 0)->search(gallery.index().text_query(query), 8);
+  const auto expected =
+      gallery.index().searcher(imram::GallerySide::Images, 0)->search(gallery.index().text_query(query), 8);
 
   const auto response = http(port_, "POST", "/api/search", nlohmann::json{{"text", query}, {"top", 8}}.dump());
   ASSERT_EQ(response.status, 200) << response.body;
@@ -118,9 +119,9 @@ TEST_F(Serve, TextSearchRanksAsTheGalleryAndTheSearchCommand) {
   }
   EXPECT_GE(json["timings"]["total_ms"].get<double>(), json["timings"]["compute_ms"].get<double>());
 
-  const auto command = imram::test::run_process({IMRAM_BINARY, "--threads", "1", "search", "--json", "--cache", "",
-                                                 "--model", dir_->file("model"), "--data", dir_->file("data"), "--top",
-                                                 "8", "--query", query});
+  const auto command =
+      imram::test::run_process({IMRAM_BINARY, "--threads", "1", "search", "--json", "--cache", "", "--model",
+                                dir_->file("model"), "--data", dir_->file("data"), "--top", "8", "--query", query});
   ASSERT_EQ(command.status, 0) << command.output;
   const auto cli = nlohmann::json::parse(command.output);
   for (std::size_t r = 0; r < expected.size(); ++r) {
@@ -141,7 +142,8 @@ TEST_F(Serve, ImageSearchRanksCaptionsAsTheGallery) {
   auto model = imram::load_model(dir_->file("model"));
   const auto split = imram::PrecompSplit::open(dir_->file("data"), "test");
   const imram::Gallery gallery(model, split, dir_->file("model"), "");
-  const auto expected = gallery.index().searcher(imram::GallerySide::Captions, 0)->search(gallery.index().image_query(3), 10);
+  const auto expected =
+      gallery.index().searcher(imram::GallerySide::Captions, 0)->search(gallery.index().image_query(3), 10);
   const auto response = http(port_, "POST", "/api/search", R"({"image": 3, "top": 10})");
   ASSERT_EQ(response.status, 200) << response.body;
   const auto json = body_of(response);
@@ -261,7 +263,8 @@ TEST_F(Serve, PicturesComeFromTheImagesListOrAPlaceholder) {
   imram::test::TempDir pictures;
   std::ofstream list(pictures.file("list.txt"));
   for (int i = 0; i < 8; ++i) {
-    if (i != 4) std::ofstream(pictures.file(std::to_string(i) + ".png"), std::ios::binary) << "\x89PNG\r\n\x1a\n bytes " << i;
+    if (i != 4)
+      std::ofstream(pictures.file(std::to_string(i) + ".png"), std::ios::binary) << "\x89PNG\r\n\x1a\n bytes " << i;
     list << pictures.file(std::to_string(i) + ".png") << "\n";
   }
   list.close();
@@ -494,11 +497,11 @@ TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
   EXPECT_NE(picture.body.find("<svg"), std::string::npos);  // the scenes travel with the index
   ASSERT_EQ(explained.status, 200) << explained.body;
   // The explanation of a stored image is the score the index re-ranks with (float16 store).
-  const auto caption_hits = index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(2), 50, nullptr);
-  for (const auto& hit : caption_hits)
-    if (hit.index == 11) {
-      EXPECT_NEAR(nlohmann::json::parse(explained.body)["score"].get<double>(), hit.score, 1e-4);
-    }
+  const auto caption_hits =
+      index->searcher(imram::GallerySide::Captions, 0)->search(index->image_query(2), 50, nullptr);
+  const auto hit = std::find_if(caption_hits.begin(), caption_hits.end(), [](const auto& h) { return h.index == 11; });
+  ASSERT_NE(hit, caption_hits.end());  // 50 hits of the gallery's 50 captions
+  EXPECT_NEAR(nlohmann::json::parse(explained.body)["score"].get<double>(), hit->score, 1e-4);
 }
 
 }  // namespace
@@ -561,7 +564,8 @@ TEST_F(Serve, SearchesThatWaitTogetherAreBatchedAndAnsweredAsAlone) {
   // Each query alone, from the shared server (batches of one: requests one after another).
   std::vector<nlohmann::json> alone;
   for (std::size_t q = 0; q < queries.size(); ++q)
-    alone.push_back(body_of(http(port_, "POST", "/api/search", nlohmann::json{{"text", queries[q]}, {"top", int(q) + 2}}.dump())));
+    alone.push_back(
+        body_of(http(port_, "POST", "/api/search", nlohmann::json{{"text", queries[q]}, {"top", int(q) + 2}}.dump())));
 
   GatedBackend gated(*backend_);
   imram::ServerOptions options;
@@ -580,7 +584,8 @@ TEST_F(Serve, SearchesThatWaitTogetherAreBatchedAndAnsweredAsAlone) {
     if (q == 0) gated.wait_until_held();
   }
   // Every other search waits on the compute thread before the first is let go.
-  const auto queued = health_when(port, [&](const auto& health) { return health["compute_queue"] == queries.size() - 1; });
+  const auto queued =
+      health_when(port, [&](const auto& health) { return health["compute_queue"] == queries.size() - 1; });
   EXPECT_EQ(queued["compute_queue"], queries.size() - 1) << queued.dump();  // not ASSERT: the gate must open
   gated.open();
   for (auto& client : clients) client.join();
@@ -599,7 +604,8 @@ TEST_F(Serve, SearchesThatWaitTogetherAreBatchedAndAnsweredAsAlone) {
     ASSERT_EQ(together[q]["results"].size(), q + 2);
     for (std::size_t r = 0; r < q + 2; ++r) {
       EXPECT_EQ(together[q]["results"][r]["image"], alone[q]["results"][r]["image"]);
-      EXPECT_NEAR(together[q]["results"][r]["score"].get<double>(), alone[q]["results"][r]["score"].get<double>(), 1e-5);
+      EXPECT_NEAR(together[q]["results"][r]["score"].get<double>(), alone[q]["results"][r]["score"].get<double>(),
+                  1e-5);
     }
     EXPECT_GE(together[q]["timings"]["batch"].get<int>(), 1);
   }
@@ -610,7 +616,8 @@ TEST_F(Serve, SearchesThatWaitTogetherAreBatchedAndAnsweredAsAlone) {
 namespace {
 
 // A request with a chunked body of `chunks` chunks of `chunk` bytes each.
-std::string chunked_request(const std::string& method, const std::string& target, const std::string& chunk, int chunks) {
+std::string chunked_request(const std::string& method, const std::string& target, const std::string& chunk,
+                            int chunks) {
   std::string request = method + " " + target +
                         " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
                         "Transfer-Encoding: chunked\r\n\r\n";
@@ -658,7 +665,8 @@ TEST_F(Serve, PipeliningPastTheLimitLosesNoAnswer) {
   }
   ::close(fd);
   std::size_t answers = 0;
-  for (auto at = received.find("HTTP/1.1 200"); at != std::string::npos; at = received.find("HTTP/1.1 200", at + 1)) ++answers;
+  for (auto at = received.find("HTTP/1.1 200"); at != std::string::npos; at = received.find("HTTP/1.1 200", at + 1))
+    ++answers;
   EXPECT_EQ(answers, 100u);
   EXPECT_NE(received.rfind("Connection: close"), std::string::npos);
 }
@@ -688,14 +696,16 @@ TEST_F(Serve, HttpDetails) {
   EXPECT_EQ(nul.status, 400) << nul.body;
   EXPECT_TRUE(body_of(nul).contains("error")) << nul.body;
   const std::vector<std::tuple<std::string, std::string, std::string>> wrong_methods = {
-      {"PUT", "/api/search", "POST"}, {"DELETE", "/api/search", "POST"}, {"OPTIONS", "/api/search", "POST"},
+      {"PUT", "/api/search", "POST"}, {"DELETE", "/api/search", "POST"},  {"OPTIONS", "/api/search", "POST"},
       {"GET", "/api/search", "POST"}, {"POST", "/api/info", "GET, HEAD"}, {"DELETE", "/api/images/3", "GET, HEAD"}};
   for (const auto& [method, target, allow] : wrong_methods) {
-    const auto response = send_raw(port_, method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                                                                  "Content-Length: 0\r\n\r\n");
+    const auto response = send_raw(port_, method + " " + target +
+                                              " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                              "Content-Length: 0\r\n\r\n");
     EXPECT_EQ(response.status, 405) << method << " " << target;
     EXPECT_TRUE(std::regex_search(response.headers, std::regex("\r\nAllow: " + allow + "(\r\n|$)")))
-        << method << " " << target << "\n" << response.headers;
+        << method << " " << target << "\n"
+        << response.headers;
     EXPECT_TRUE(body_of(response).contains("error")) << response.body;
   }
   EXPECT_EQ(http(port_, "GET", "/favicon.ico").status, 204);
@@ -816,13 +826,11 @@ TEST_F(Serve, AHeadThatDoesNotArriveInTimeIsClosed) {
   {
     SlowClients slow(server.port(), 1, kEndlessHead, std::chrono::milliseconds(200));
     ASSERT_TRUE(slow.connection(0).ended_by_server()) << "the server kept a head that never ends";
-    // The 408 is sent only if the socket takes it, and a close with the client's bytes unread
-    // resets the connection, which may lose it: the close is what is certain.
+    // The server half-closes after its 408 and drains what the client still sends before it
+    // closes (connections.cpp), so no reset destroys the answer: it arrives.
     const auto answer = slow.connection(0).receive();
-    if (answer.status != 0) {
-      EXPECT_EQ(answer.status, 408);
-      EXPECT_NE(answer.body.find("did not arrive within 1 s"), std::string::npos) << answer.body;
-    }
+    EXPECT_EQ(answer.status, 408);
+    EXPECT_NE(answer.body.find("did not arrive within 1 s"), std::string::npos) << answer.body;
   }
   // A client that sent nothing since it connected is closed without a word.
   ASSERT_TRUE(idle.ended_by_server());
@@ -836,8 +844,9 @@ TEST_F(Serve, ABodyThatDoesNotArriveInTimeIsCut) {
   options.body_timeout_s = 1;
   ServerOf server(*backend_, options);
   {
-    const std::string head = "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                             "Content-Length: 1000\r\n\r\n{\"text\": \"";
+    const std::string head =
+        "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n{\"text\": \"";
     SlowClients slow(server.port(), 1, head, std::chrono::milliseconds(200));
     ASSERT_TRUE(slow.connection(0).ended_by_server()) << "the server kept a body that never ends";
   }
@@ -864,8 +873,9 @@ TEST_F(Serve, KeptAliveAndPipelinedRequestsAreAnswered) {
 // the rest of the bytes as new requests. It answers once and closes.
 TEST_F(Serve, AnUnparseableRequestIsAnsweredOnceAndItsConnectionClosed) {
   const std::string next = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  for (const auto& bad : {std::string("GARBAGE\r\n\r\n"), std::string("GET /heal\0thz HTTP/1.1\r\nHost: x\r\n\r\n", 35),
-                          "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + std::string(10000, 'a') + "\r\n\r\n"}) {
+  for (const auto& bad :
+       {std::string("GARBAGE\r\n\r\n"), std::string("GET /heal\0thz HTTP/1.1\r\nHost: x\r\n\r\n", 35),
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + std::string(10000, 'a') + "\r\n\r\n"}) {
     HttpConnection connection(port_);
     connection.send(bad + next + next);
     const auto answer = connection.receive_one();
@@ -883,9 +893,11 @@ TEST_F(Serve, TwoDifferentContentLengthsAreRefusedAndTheConnectionClosed) {
   HttpConnection connection(port_);
   const std::string smuggled = "GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   const std::string body = R"({"text": "a red circle"})";
-  connection.send("POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  "Content-Length: " + std::to_string(body.size()) + "\r\nContent-Length: " +
-                  std::to_string(body.size() + smuggled.size()) + "\r\n\r\n" + body + smuggled);
+  connection.send(
+      "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\nContent-Length: " + std::to_string(body.size() + smuggled.size()) +
+      "\r\n\r\n" + body + smuggled);
   const auto answer = connection.receive_one();
   EXPECT_EQ(answer.status, 400) << answer.headers;
   EXPECT_NE(answer.body.find("Content-Length"), std::string::npos) << answer.body;
@@ -894,17 +906,19 @@ TEST_F(Serve, TwoDifferentContentLengthsAreRefusedAndTheConnectionClosed) {
   char chunk_size[16];
   std::snprintf(chunk_size, sizeof chunk_size, "%zx", body.size());
   HttpConnection both(port_);
-  both.send("POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 4\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n" + std::string(chunk_size) + "\r\n" + body + "\r\n0\r\n\r\n" +
-            smuggled);
+  both.send(
+      "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 4\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n" +
+      std::string(chunk_size) + "\r\n" + body + "\r\n0\r\n\r\n" + smuggled);
   EXPECT_EQ(both.receive_one().status, 400);
   EXPECT_TRUE(both.ended_by_server());
   EXPECT_EQ(both.receive().status, 0);
   // The same length twice is one length (RFC 9112 allows either); the request is answered.
   HttpConnection same(port_);
-  same.send("POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            "Content-Length: " + std::to_string(body.size()) + "\r\nContent-Length: " + std::to_string(body.size()) +
-            "\r\n\r\n" + body);
+  same.send(
+      "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
   EXPECT_EQ(same.receive().status, 200);
 }
 
@@ -919,12 +933,12 @@ TEST_F(Serve, ABodyRefusedByItsHeadIsRefusedAtOnceAndSaysCloseOnce) {
     return n;
   };
   const std::string head = "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
-  for (const auto& [headers, status] : std::vector<std::pair<std::string, int>>{
-           {"Content-Length: 99999999\r\n", 413},
-           {"Content-Length: 99999999\r\nConnection: close\r\n", 413},
-           {"Content-Length: -5\r\n", 400},
-           {"Content-Length: 12abc\r\n", 400},
-           {"Content-Length: 70000\r\nExpect: 100-continue\r\n", 413}}) {
+  for (const auto& [headers, status] :
+       std::vector<std::pair<std::string, int>>{{"Content-Length: 99999999\r\n", 413},
+                                                {"Content-Length: 99999999\r\nConnection: close\r\n", 413},
+                                                {"Content-Length: -5\r\n", 400},
+                                                {"Content-Length: 12abc\r\n", 400},
+                                                {"Content-Length: 70000\r\nExpect: 100-continue\r\n", 413}}) {
     HttpConnection connection(port_, 3);  // the server waits 10 s for a body: an answer within 3 s came from the head
     connection.send(head + headers + "\r\n");
     const auto answer = connection.receive_one();

@@ -10,12 +10,13 @@
 #include "imram/model/tensor_io.h"
 #include "imram/train/loss.h"
 #include "imram/train/train_step.h"
+#include "npy_tensor.h"
 #include "test_device.h"
 #include "test_util.h"
 
 namespace {
 
-using imram::load_npy_tensor;
+using imram::test::load_npy_tensor;
 
 imram::Model on_test_device(imram::Model model) {
   model.net->to(imram::test::test_device());
@@ -25,8 +26,7 @@ imram::Model on_test_device(imram::Model model) {
 struct TrainFixture {
   std::string dir = imram::test::testdata("reference/train_full_k2");
   imram::Model model = on_test_device(imram::import_reference_model(dir));
-  imram::Batch batch{load_npy_tensor(dir + "/inputs/images.npy"),
-                     load_npy_tensor(dir + "/inputs/captions.npy"),
+  imram::Batch batch{load_npy_tensor(dir + "/inputs/images.npy"), load_npy_tensor(dir + "/inputs/captions.npy"),
                      load_npy_tensor(dir + "/inputs/lengths.npy")};
 };
 
@@ -44,7 +44,11 @@ TEST(TrainStepParity, ScoresLossGradientsAndAdamStepMatchTheAuthors) {
   auto result = imram::train_step(*f.model.net, probe, f.batch, {0.2, true, 0.0});
   const double expected_loss = load_npy_tensor(f.dir + "/expected/loss.npy").item<double>();
   EXPECT_NEAR(result.loss, expected_loss, 1e-5 * std::abs(expected_loss));
-  EXPECT_LE((result.scores.to(torch::kCPU, torch::kFloat64) - load_npy_tensor(f.dir + "/expected/scores.npy")).abs().max().item<double>(), 1e-5);
+  EXPECT_LE((result.scores.to(torch::kCPU, torch::kFloat64) - load_npy_tensor(f.dir + "/expected/scores.npy"))
+                .abs()
+                .max()
+                .item<double>(),
+            1e-5);
   EXPECT_NEAR(result.grad_norm, 11.027562141418457, 1e-4 * 11.03);
   for (const auto& item : f.model.net->named_parameters())
     expect_close(item.value().grad(), load_npy_tensor(f.dir + "/expected/grads/" + item.key() + ".npy"),

@@ -17,8 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using imram::test::write_text;
 using imram::test::read_text;
+using imram::test::write_text;
 TEST(AtomicDirectory, ReplacesTheOldContentAndLeavesNothingBeside) {
   imram::test::TempDir dir;
   const auto model = dir.file("model");

@@ -11,11 +11,11 @@
 namespace imram {
 
 struct SearchBenchOptions {
-  ModelConfig model;                // mode, steps, embed_size; the rest set by the bench
+  ModelConfig model;  // mode, steps, embed_size; the rest set by the bench
   std::int64_t images = 1000;
   std::int64_t regions = 36;
   std::int64_t feature_dim = 2048;
-  std::int64_t captions = 1000;     // stored captions (the image -> text side)
+  std::int64_t captions = 1000;  // stored captions (the image -> text side)
   // The lists of the default search (search/search_params.h), what users get: auto (-1) or a number.
   std::int64_t shortlist = kAutoShortlist;
   std::int64_t prefilter = kAutoPrefilter;  // > shortlist: a cascade (step 1 keeps `shortlist` of this many)
@@ -23,16 +23,16 @@ struct SearchBenchOptions {
   bool codes = true;                        // keep the fragments' codes (index build --codes)
   std::int64_t codebook_size = 0;           // 0: automatic
   bool reuse = false;                       // `dir` holds the index of an earlier run: search it, build nothing
-  std::int64_t queries = 200;       // timed text queries
+  std::int64_t queries = 200;               // timed text queries
   std::int64_t exhaustive_queries = 3;
   std::int64_t exhaustive_max_images = 100000;  // above: exhaustive time not measured
   // > 1: also `batch` exhaustive queries one at a time and then together (Searcher::search_many),
   // as a server would batch the queries that arrive while it computes.
   std::int64_t batch = 0;
-  std::string faiss;                // empty: the index's default for the gallery size
+  std::string faiss;  // empty: the index's default for the gallery size
   std::string store = "float16";
-  bool memory_halves = false;       // store the items' memory halves (index build --memory-halves)
-  std::string dir;                  // where the index is built; empty: a temporary directory, removed
+  bool memory_halves = false;  // store the items' memory halves (index build --memory-halves)
+  std::string dir;             // where the index is built; empty: a temporary directory, removed
   std::uint64_t seed = 1;
   std::string device = "cpu";
   bool show_progress = true;

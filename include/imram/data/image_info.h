@@ -32,13 +32,15 @@ struct PictureStamp {
 std::optional<PictureStamp> picture_stamp(const std::string& path);
 
 struct ImageInfo {
-  std::string description;                  // one line, e.g. "large red circle (top left)"
-  std::int64_t twin = -1;                   // index of the twin image in the same gallery, -1: none
-  std::string picture;                      // a picture file's path, or empty
+  std::string description;                    // one line, e.g. "large red circle (top left)"
+  std::int64_t twin = -1;                     // index of the twin image in the same gallery, -1: none
+  std::string picture;                        // a picture file's path, or empty
   std::optional<PictureStamp> picture_stamp;  // the picture file as its features were computed
-  std::string drawing;                      // an SVG document, for images drawn rather than taken
-  std::vector<std::optional<Box>> regions;  // per region; nullopt: the region covers no object
-  bool empty() const { return description.empty() && twin < 0 && picture.empty() && !picture_stamp && drawing.empty() && regions.empty(); }
+  std::string drawing;                        // an SVG document, for images drawn rather than taken
+  std::vector<std::optional<Box>> regions;    // per region; nullopt: the region covers no object
+  bool empty() const {
+    return description.empty() && twin < 0 && picture.empty() && !picture_stamp && drawing.empty() && regions.empty();
+  }
 };
 
 std::string image_info_json(const ImageInfo& info);  // one line, without its newline

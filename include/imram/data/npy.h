@@ -15,11 +15,24 @@ enum class DType { Float32, Float64, Int32, Int64 };
 std::size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);  // numpy spelling: "float32", ...
 
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::Float32; }
-template <> constexpr DType dtype_of<double>() { return DType::Float64; }
-template <> constexpr DType dtype_of<std::int32_t>() { return DType::Int32; }
-template <> constexpr DType dtype_of<std::int64_t>() { return DType::Int64; }
+template <class T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::Float32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::Float64;
+}
+template <>
+constexpr DType dtype_of<std::int32_t>() {
+  return DType::Int32;
+}
+template <>
+constexpr DType dtype_of<std::int64_t>() {
+  return DType::Int64;
+}
 
 // A read-only, memory-mapped .npy array. Copies share the mapping.
 class NpyArray {
@@ -38,7 +51,8 @@ class NpyArray {
   bool fortran_order() const { return fortran_order_; }
 
   // Typed view of the data; throws when the file holds another dtype.
-  template <class T> const T* as() const {
+  template <class T>
+  const T* as() const {
     require_dtype(dtype_of<T>());
     return static_cast<const T*>(data_);
   }
@@ -59,21 +73,17 @@ class NpyArray {
 };
 
 // Writes an array atomically (temporary file + rename). `data` holds prod(shape) elements.
-void write_npy(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape,
-               const void* data);
+void write_npy(const std::string& path, DType dtype, const std::vector<std::int64_t>& shape, const void* data);
 
 template <class T>
-void write_npy(const std::string& path, const std::vector<std::int64_t>& shape,
-               const std::vector<T>& values) {
+void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const std::vector<T>& values) {
   write_npy(path, dtype_of<T>(), shape, values.data());
 }
 
 // Copies a whole array into a vector, converting integer/float types as needed.
 std::vector<double> to_double(const NpyArray& array);
-std::vector<double> read_npy_as_double(const std::string& path);
 // Integer arrays only: float ids are an error naming the file.
 std::vector<std::int64_t> to_int64(const NpyArray& array);
-std::vector<std::int64_t> read_npy_as_int64(const std::string& path);
 
 // Streams an array to disk without holding it in memory: the header first, then the elements in
 // C order over any number of write() calls. The file appears at `path` only when finish() has
@@ -86,7 +96,8 @@ class NpyWriter {
   NpyWriter& operator=(const NpyWriter&) = delete;
 
   void write(const void* data, std::size_t elements);
-  template <class T> void write(const T* values, std::size_t count) {
+  template <class T>
+  void write(const T* values, std::size_t count) {
     require_dtype(dtype_of<T>());
     write(static_cast<const void*>(values), count);
   }

@@ -19,7 +19,15 @@
 namespace imram {
 
 enum class PickleKind {
-  None, Bool, Int, Float, String, Bytes, List, Tuple, Dict,
+  None,
+  Bool,
+  Int,
+  Float,
+  String,
+  Bytes,
+  List,
+  Tuple,
+  Dict,
   Namespace,  // argparse.Namespace: its attributes as a dict
   Global,     // an allow-listed class or function, e.g. "torch.FloatStorage"
   Storage,    // a torch storage reference returned by the persistent-id resolver
@@ -52,10 +60,10 @@ struct PickleNode {
   bool boolean = false;
   std::int64_t integer = 0;
   double number = 0;
-  std::string text;                 // String, Bytes, Global ("module.name")
-  std::vector<PickleRef> items;     // List, Tuple; Dict: key, value, key, value, ...;
-                                    // Namespace: its attribute dict (none before BUILD)
-  std::size_t index = 0;            // Storage and Tensor: position in the document's tables
+  std::string text;              // String, Bytes, Global ("module.name")
+  std::vector<PickleRef> items;  // List, Tuple; Dict: key, value, key, value, ...;
+                                 // Namespace: its attribute dict (none before BUILD)
+  std::size_t index = 0;         // Storage and Tensor: position in the document's tables
 };
 
 class PickleDocument {
@@ -84,8 +92,7 @@ using PersistentLoad = std::function<PickleRef(PickleDocument& document, PickleR
 // Reads one pickle starting at data[*offset] (a legacy torch.save file holds several in a row)
 // and returns its top value; *offset moves past its STOP. Errors are imram::Error naming `source`
 // and the byte offset. Pickles are read iteratively: nesting depth costs no stack.
-PickleRef read_pickle(PickleDocument& document, const std::uint8_t* data, std::size_t size,
-                      std::size_t* offset, const std::string& source,
-                      const PersistentLoad& persistent_load);
+PickleRef read_pickle(PickleDocument& document, const std::uint8_t* data, std::size_t size, std::size_t* offset,
+                      const std::string& source, const PersistentLoad& persistent_load);
 
 }  // namespace imram

@@ -20,8 +20,8 @@ inline constexpr int kSyntheticGrid = 3;  // rows (top, middle, bottom) x column
 const std::vector<std::string>& synthetic_shapes();
 const std::vector<std::string>& synthetic_colours();
 const std::vector<std::string>& synthetic_sizes();  // small, medium, large
-const char* grid_row_name(int row);  // top, middle, bottom
-const char* grid_col_name(int col);  // left, center, right
+const char* grid_row_name(int row);                 // top, middle, bottom
+const char* grid_col_name(int col);                 // left, center, right
 
 struct SceneObject {
   int shape = 0;
@@ -30,8 +30,7 @@ struct SceneObject {
   int row = 0;  // 0 top, 1 middle, 2 bottom
   int col = 0;  // 0 left, 1 center, 2 right
   bool operator==(const SceneObject& other) const {
-    return shape == other.shape && colour == other.colour && size == other.size &&
-           row == other.row && col == other.col;
+    return shape == other.shape && colour == other.colour && size == other.size && row == other.row && col == other.col;
   }
 };
 

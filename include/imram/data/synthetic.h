@@ -59,11 +59,9 @@ class SyntheticWorld {
   // Scenes in twin pairs and their captions; `images` must be even and positive.
   SyntheticSplit generate_split(const std::string& split, std::int64_t images) const;
   // The regions x feature_dim features of image `image` of `split` (row-major) into `out`.
-  void render_features(const std::string& split, std::int64_t image, const Scene& scene,
-                       float* out) const;
+  void render_features(const std::string& split, std::int64_t image, const Scene& scene, float* out) const;
   // The object of each region render_features draws for this image (-1: background, clutter).
-  std::vector<int> region_objects(const std::string& split, std::int64_t image,
-                                  const Scene& scene) const;
+  std::vector<int> region_objects(const std::string& split, std::int64_t image, const Scene& scene) const;
 
  private:
   SyntheticOptions options_;

@@ -21,8 +21,7 @@ class Vocabulary {
   static Vocabulary from_file(const std::string& path);
   // As the authors' build_vocab: tokenize every caption, keep words seen >= threshold times,
   // in order of first appearance, after the four special tokens.
-  static Vocabulary build(const std::vector<std::string>& captions,
-                          int threshold = kDefaultThreshold);
+  static Vocabulary build(const std::vector<std::string>& captions, int threshold = kDefaultThreshold);
   void save(const std::string& path) const;  // atomic
 
   std::int64_t size() const { return static_cast<std::int64_t>(words_.size()); }

@@ -24,8 +24,7 @@ using TokenIds = std::vector<std::vector<std::int64_t>>;
 TokenIds encode_caption_texts(const Vocabulary& vocabulary, const std::vector<std::string>& captions,
                               const std::string& source);
 // Caption ids from .npy files: ids (M, L) int, lengths (M) int, checked against vocab_size.
-TokenIds read_caption_ids(const std::string& ids_path, const std::string& lengths_path,
-                          std::int64_t vocab_size);
+TokenIds read_caption_ids(const std::string& ids_path, const std::string& lengths_path, std::int64_t vocab_size);
 
 // The same checks on arrays in memory: ids (M, L) row-major, `num_lengths` lengths (must be M);
 // the sources name the two arrays in errors.
@@ -39,20 +38,18 @@ struct CaptionTensors {
 CaptionTensors pad_captions(const TokenIds& captions, std::int64_t begin, std::int64_t count);
 
 // Throws "<file>: image i holds NaN or infinite features" for the first bad image of a block.
-void check_finite_features(const torch::Tensor& features, std::int64_t first_image,
-                           const std::string& source);
+void check_finite_features(const torch::Tensor& features, std::int64_t first_image, const std::string& source);
 
 using Progress = std::function<void(std::int64_t done, std::int64_t total)>;
 
 // Encodes the first `count` (< 0: all) images of a (N, R, D) float32 array (memory-mapped),
 // `batch` images at a time.
-EncodedImages encode_image_file(ImramModelImpl& model, const NpyArray& features,
-                                std::int64_t count = -1, std::int64_t batch = 128,
-                                const Progress& progress = {});
+EncodedImages encode_image_file(ImramModelImpl& model, const NpyArray& features, std::int64_t count = -1,
+                                std::int64_t batch = 128, const Progress& progress = {});
 // The same from a (N, R, D) float32 tensor already in memory; `source` names it in errors.
 EncodedImages encode_image_tensor(ImramModelImpl& model, const torch::Tensor& features, const std::string& source,
                                   std::int64_t batch = 128, const Progress& progress = {});
-EncodedCaptions encode_caption_ids(ImramModelImpl& model, const TokenIds& captions,
-                                   std::int64_t batch = 512, const Progress& progress = {});
+EncodedCaptions encode_caption_ids(ImramModelImpl& model, const TokenIds& captions, std::int64_t batch = 512,
+                                   const Progress& progress = {});
 
 }  // namespace imram

@@ -25,8 +25,7 @@ void fragment_grams(const torch::Tensor& fragments, torch::Tensor& out);
 // out[b] = weights[b] values[b] (+ out[b] when accumulating): weights (B, m, n) float32, values
 // (B, n, w) float32 or float16 with its last dimension contiguous, out (B, m, w) float32 with
 // rows contiguous.
-void weighted_fragments(const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor& out,
-                        bool accumulate);
+void weighted_fragments(const torch::Tensor& weights, const torch::Tensor& values, torch::Tensor& out, bool accumulate);
 
 // The raw scores of the first step, (B, A, n_q, n_c): given, or looked up in a table by codes
 // (an index's codes, search/fragment_codes.h): raw[b, 0, j, c] = table[codes[b, c], j] when the

@@ -12,8 +12,8 @@ namespace imram {
 // preactivation[r] + addend (a (rows x 2d) tensor, or a (2d) bias shared by every row),
 // o = tanh(o_pre), g = sigmoid(g_pre), out[r] = g previous[r] + (1 - g) o, then, with
 // `normalize`, out[r] / (|out[r]| + 1e-8) as l2norm() does. `out` may alias `previous`.
-void fused_gated_update(const torch::Tensor& preactivation, const torch::Tensor& addend,
-                        const torch::Tensor& previous, torch::Tensor& out, bool normalize);
+void fused_gated_update(const torch::Tensor& preactivation, const torch::Tensor& addend, const torch::Tensor& previous,
+                        torch::Tensor& out, bool normalize);
 
 // The instruction set of the kernel that runs: "avx512f", "avx2" or "sse2" (x86-64), the best
 // the CPU has unless the environment variable IMRAM_SIMD names a narrower one (so that one

@@ -16,11 +16,11 @@
 namespace imram {
 
 struct ScoreOptions {
-  std::int64_t image_block = 0;    // images per block; 0 = chosen from memory_budget
-  std::int64_t caption_block = 0;  // captions per block; 0 = chosen from memory_budget
+  std::int64_t image_block = 0;                      // images per block; 0 = chosen from memory_budget
+  std::int64_t caption_block = 0;                    // captions per block; 0 = chosen from memory_budget
   std::size_t memory_budget = std::size_t(1) << 30;  // bytes of per-block intermediates
-  bool keep_steps = false;         // also return every step's similarity
-  int steps = 0;                   // score only the first `steps` steps (0: all K of the model)
+  bool keep_steps = false;                           // also return every step's similarity
+  int steps = 0;                                     // score only the first `steps` steps (0: all K of the model)
   // Record gradients of the scores (training). Scoring runs in this mode whatever the caller's
   // own: a caller that forgets a NoGradGuard gets the fused path, not an autograd graph, and one
   // that wants gradients says so here. The fused path refuses them.
@@ -35,14 +35,14 @@ struct ScoreOptions {
 };
 
 struct PairScores {
-  torch::Tensor total;      // (N, M) float32: S = sum of the steps (of both directions in full mode)
-  torch::Tensor steps_t2i;  // (K, N, M) text-IMRAM steps, when keep_steps and the mode uses them
-  torch::Tensor steps_i2t;  // (K, N, M) image-IMRAM steps, likewise
+  torch::Tensor total;                      // (N, M) float32: S = sum of the steps (of both directions in full mode)
+  torch::Tensor steps_t2i;                  // (K, N, M) text-IMRAM steps, when keep_steps and the mode uses them
+  torch::Tensor steps_i2t;                  // (K, N, M) image-IMRAM steps, likewise
   EnginePath path = EnginePath::Automatic;  // the path that ran (never Automatic)
 };
 
-PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images,
-                       const EncodedCaptions& captions, const ScoreOptions& options = {});
+PairScores score_pairs(const ImramModelImpl& model, const EncodedImages& images, const EncodedCaptions& captions,
+                       const ScoreOptions& options = {});
 
 // The per-pair memory the engine needs, used to size blocks.
 std::size_t bytes_per_pair(const ModelConfig& config, std::int64_t regions, std::int64_t words);

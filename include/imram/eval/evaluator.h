@@ -14,24 +14,24 @@
 namespace imram {
 
 struct EvalOptions {
-  bool fold5 = false;             // COCO 1K protocol
-  bool show_progress = true;      // progress bar on stderr
+  bool fold5 = false;                                // COCO 1K protocol
+  bool show_progress = true;                         // progress bar on stderr
   std::size_t memory_budget = std::size_t(1) << 30;  // bytes for the engine's per-block work
-  std::string dataset_dir;        // to find `{split}_scenes.jsonl` (twin accuracy); may be empty
-  std::int64_t max_images = 0;    // > 0: only the first max_images images and their captions
+  std::string dataset_dir;                           // to find `{split}_scenes.jsonl` (twin accuracy); may be empty
+  std::int64_t max_images = 0;                       // > 0: only the first max_images images and their captions
 };
 
 struct EvalResult {
   RetrievalMetrics metrics;
-  torch::Tensor sims;                  // (images, captions) float32 on the CPU
-  std::optional<double> twin_accuracy; // synthetic splits with twins only
+  torch::Tensor sims;                   // (images, captions) float32 on the CPU
+  std::optional<double> twin_accuracy;  // synthetic splits with twins only
   double seconds = 0;
 };
 
 std::int64_t evaluated_images(const PrecompSplit& split, const EvalOptions& options);
 // Scores all pairs of `split` (encoding each item once).
-torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary,
-                          const PrecompSplit& split, const EvalOptions& options);
+torch::Tensor score_split(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
+                          const EvalOptions& options);
 EvalResult evaluate(ImramModelImpl& model, const Vocabulary& vocabulary, const PrecompSplit& split,
                     const EvalOptions& options);
 // The same protocol with the global-embedding head's cosine instead of IMRAM's score (the first

@@ -25,15 +25,14 @@ struct RetrievalRanks {
 
 // sims is row-major (images x captions); caption j belongs to image j / captions_per_image.
 // A tie counts in the query's favour (rank = number of strictly better candidates).
-RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int64_t captions,
-                               int captions_per_image, int threads = 0);
+RetrievalRanks retrieval_ranks(const double* sims, std::int64_t images, std::int64_t captions, int captions_per_image,
+                               int threads = 0);
 RetrievalMetrics metrics_from_ranks(const RetrievalRanks& ranks);
-RetrievalMetrics compute_metrics(const double* sims, std::int64_t images, std::int64_t captions,
-                                 int captions_per_image, int threads = 0);
+RetrievalMetrics compute_metrics(const double* sims, std::int64_t images, std::int64_t captions, int captions_per_image,
+                                 int threads = 0);
 // COCO 1K protocol: five blocks of images/5 images with their captions, metrics averaged.
-RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images,
-                                       std::int64_t captions, int captions_per_image,
-                                       int threads = 0);
+RetrievalMetrics compute_metrics_fold5(const double* sims, std::int64_t images, std::int64_t captions,
+                                       int captions_per_image, int threads = 0);
 // `imram metrics` of a whole matrix: the captions per image from its shape, every score finite
 // (both checked, naming `source`), then the protocol (fold5: COCO 1K).
 RetrievalMetrics metrics_of_matrix(const double* sims, std::int64_t images, std::int64_t captions, bool fold5,
@@ -43,15 +42,14 @@ RetrievalMetrics metrics_of_matrix(const double* sims, std::int64_t images, std:
 std::string metrics_json(const RetrievalMetrics& metrics);
 std::string metrics_table(const RetrievalMetrics& metrics);
 // The same table with what random scores would give next to each direction.
-std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int64_t images,
-                                      std::int64_t captions, int captions_per_image);
+std::string metrics_table_with_chance(const RetrievalMetrics& metrics, std::int64_t images, std::int64_t captions,
+                                      int captions_per_image);
 // Expected R@K of random scores: text->image K/N; image->text the chance that one of the
 // image's captions lands in the top K of M.
 RetrievalMetrics chance_metrics(std::int64_t images, std::int64_t captions, int captions_per_image);
 
 // Throws naming `source` and the first NaN or infinite score. The metrics check it themselves.
-void require_finite_scores(const double* sims, std::int64_t images, std::int64_t captions,
-                           const std::string& source);
+void require_finite_scores(const double* sims, std::int64_t images, std::int64_t captions, const std::string& source);
 
 // captions / images must be 5 or 1; throws otherwise naming `source`.
 int captions_per_image_for(std::int64_t images, std::int64_t captions, const std::string& source);

@@ -27,8 +27,8 @@ namespace imram {
 struct FeatureOptions {
   std::string backbone;  // a TorchScript file (features/backbone.h)
   BackboneContract contract = BackboneContract::Grid;
-  int regions = 36;               // a detector's regions per picture
-  std::int64_t feature_dim = 0;   // required features per region (a model's img_dim); 0: any
+  int regions = 36;              // a detector's regions per picture
+  std::int64_t feature_dim = 0;  // required features per region (a model's img_dim); 0: any
   Preprocessing preprocessing;
   PictureLimits limits;
   int batch_size = 16;
@@ -38,9 +38,9 @@ struct FeatureOptions {
 };
 
 struct FeatureSummary {
-  std::int64_t rows = 0;       // pictures in {split}_ims.npy
-  std::int64_t computed = 0;   // of which this run ran the backbone on
-  std::int64_t skipped = 0;    // pictures listed in {split}_skipped.txt
+  std::int64_t rows = 0;      // pictures in {split}_ims.npy
+  std::int64_t computed = 0;  // of which this run ran the backbone on
+  std::int64_t skipped = 0;   // pictures listed in {split}_skipped.txt
   std::int64_t regions = 0;
   std::int64_t feature_dim = 0;
   double seconds = 0;

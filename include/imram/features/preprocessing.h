@@ -6,8 +6,8 @@
 #include <array>
 #include <string>
 
-#include <opencv2/core/mat.hpp>
 #include <nlohmann/json_fwd.hpp>
+#include <opencv2/core/mat.hpp>
 
 namespace imram {
 

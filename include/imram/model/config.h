@@ -13,20 +13,20 @@ enum class ImageEncoderType { Basic, WeightNorm };
 enum class GlobalPooling { Mean, Gpo };
 
 struct ModelConfig {
-  ImramMode mode = ImramMode::Full;               // text-, image- or full-IMRAM
-  int iteration_steps = 3;                        // K attention steps
-  double lambda_softmax = 9.0;                    // inverse temperature of the attention softmax
+  ImramMode mode = ImramMode::Full;                                 // text-, image- or full-IMRAM
+  int iteration_steps = 3;                                          // K attention steps
+  double lambda_softmax = 9.0;                                      // inverse temperature of the attention softmax
   RawFeatureNorm raw_feature_norm = RawFeatureNorm::ClippedL2Norm;  // normalisation of C Q^T
-  bool imram_norm = false;                        // l2-normalise the query after each memory update
-  std::int64_t embed_size = 1024;                 // d, the joint embedding size
-  std::int64_t word_dim = 300;                    // word embedding size
-  std::int64_t img_dim = 2048;                    // region feature size D
-  std::int64_t vocab_size = 0;                    // rows of the word embedding table
-  int num_layers = 1;                             // GRU layers
-  bool bi_gru = true;                             // bidirectional GRU, directions averaged
-  ImageEncoderType image_encoder = ImageEncoderType::Basic;  // basic or weight_norm
-  bool image_l2norm = true;                       // l2-normalise region embeddings
-  bool text_l2norm = true;                        // l2-normalise word embeddings
+  bool imram_norm = false;                                          // l2-normalise the query after each memory update
+  std::int64_t embed_size = 1024;                                   // d, the joint embedding size
+  std::int64_t word_dim = 300;                                      // word embedding size
+  std::int64_t img_dim = 2048;                                      // region feature size D
+  std::int64_t vocab_size = 0;                                      // rows of the word embedding table
+  int num_layers = 1;                                               // GRU layers
+  bool bi_gru = true;                                               // bidirectional GRU, directions averaged
+  ImageEncoderType image_encoder = ImageEncoderType::Basic;         // basic or weight_norm
+  bool image_l2norm = true;                                         // l2-normalise region embeddings
+  bool text_l2norm = true;                                          // l2-normalise word embeddings
   // Size of the global-embedding head for two-stage search (model/global_head.h); 0 = none.
   // Optional in config.json: absent means 0, and a model without a head writes no key.
   std::int64_t global_head = 0;

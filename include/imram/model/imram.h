@@ -18,15 +18,15 @@ namespace imram {
 // the reverse. The engine computes what is absent; an index may store them (docs/index.md), so
 // that a query spends its time only on the products that depend on the pair.
 struct EncodedImages {
-  torch::Tensor regions;      // (N, R, d)
-  torch::Tensor region_mask;  // (N, R) bool, true = real region; undefined = all real
+  torch::Tensor regions;            // (N, R, d)
+  torch::Tensor region_mask;        // (N, R) bool, true = real region; undefined = all real
   torch::Tensor text_halves = {};   // (N, R, 2d) text_memory().context_half(regions), or undefined
   torch::Tensor image_halves = {};  // (N, R, 2d) image_memory().query_half(regions), or undefined
 };
 
 struct EncodedCaptions {
-  torch::Tensor words;    // (M, L, d), padded positions 0
-  torch::Tensor lengths;  // (M) int64 on the CPU, <start>/<end> included
+  torch::Tensor words;              // (M, L, d), padded positions 0
+  torch::Tensor lengths;            // (M) int64 on the CPU, <start>/<end> included
   torch::Tensor text_halves = {};   // (M, L, 2d) text_memory().query_half(words), or undefined
   torch::Tensor image_halves = {};  // (M, L, 2d) image_memory().context_half(words), or undefined
 };
@@ -34,8 +34,7 @@ struct EncodedCaptions {
 struct ImramModelImpl : torch::nn::Module {
   explicit ImramModelImpl(const ModelConfig& config);
 
-  EncodedImages encode_images(const torch::Tensor& features,
-                              const torch::Tensor& region_mask = {});
+  EncodedImages encode_images(const torch::Tensor& features, const torch::Tensor& region_mask = {});
   EncodedCaptions encode_captions(const torch::Tensor& ids, const torch::Tensor& lengths);
 
   // Sets the memory halves of the directions this model updates a memory in (K > 1), in the

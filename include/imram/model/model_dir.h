@@ -29,8 +29,7 @@ struct Model {
 };
 
 // `extra(tmp_dir)` may add files (optimizer state, ...) to the directory before it is swapped in.
-void save_model(const std::string& dir, const Model& model,
-                const std::function<void(const std::string&)>& extra = {});
+void save_model(const std::string& dir, const Model& model, const std::function<void(const std::string&)>& extra = {});
 Model load_model(const std::string& dir, torch::Device device = torch::kCPU);
 
 // Strict: every parameter present with its exact shape, finite values, no unknown files.

@@ -10,9 +10,6 @@ namespace imram {
 
 // A CPU tensor viewing the mapped data without copying; it keeps the mapping alive.
 torch::Tensor tensor_view(const NpyArray& array);
-// Loads a whole (small) file into a fresh CPU tensor of the file's dtype; Fortran order is
-// accepted here and transposed into C order.
-torch::Tensor load_npy_tensor(const std::string& path);
 // Saves a tensor of float32/float64/int32/int64 (any device) atomically.
 void save_npy_tensor(const std::string& path, const torch::Tensor& tensor);
 

@@ -23,7 +23,7 @@ struct TextEncoderImpl : torch::nn::Module {
 TORCH_MODULE(TextEncoder);
 
 // Throws imram::Error unless ids are in [0, vocab_size) and 1 <= lengths <= ids.size(1).
-void check_caption_batch(const torch::Tensor& ids, const torch::Tensor& lengths,
-                         std::int64_t vocab_size, const std::string& source);
+void check_caption_batch(const torch::Tensor& ids, const torch::Tensor& lengths, std::int64_t vocab_size,
+                         const std::string& source);
 
 }  // namespace imram

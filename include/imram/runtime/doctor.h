@@ -7,13 +7,13 @@ namespace imram {
 
 struct DoctorReport {
   std::string torch_version;
-  std::string blas_library;      // the BLAS shared object actually mapped into the process
+  std::string blas_library;        // the BLAS shared object actually mapped into the process
   bool blas_is_reference = false;  // netlib's reference BLAS: ~40x slower matrix products
   int threads = 0;
-  std::string fused_gate_simd;   // the instruction set of the fused gate kernel (IMRAM_SIMD)
+  std::string fused_gate_simd;  // the instruction set of the fused gate kernel (IMRAM_SIMD)
   std::vector<std::string> devices;
   std::vector<std::string> openmp_waiting;  // OMP_WAIT_POLICY / GOMP_SPINCOUNT as set
-  double matmul_gflops = 0;      // float32 1024 x 1024 x 1024 product
+  double matmul_gflops = 0;                 // float32 1024 x 1024 x 1024 product
   std::vector<std::string> warnings;
 };
 

@@ -14,13 +14,13 @@
 namespace imram {
 
 struct TwoStageEvalOptions {
-  std::int64_t shortlist = 100;   // N; clamped to each side's gallery size (kAutoShortlist:
-                                  // auto_shortlist of each side's gallery)
-  std::int64_t prefilter = 0;     // > N: a cascade, IMRAM's first step keeps N of this many
-                                  // (kAutoPrefilter: auto_prefilter of each side's gallery)
+  std::int64_t shortlist = 100;     // N; clamped to each side's gallery size (kAutoShortlist:
+                                    // auto_shortlist of each side's gallery)
+  std::int64_t prefilter = 0;       // > N: a cascade, IMRAM's first step keeps N of this many
+                                    // (kAutoPrefilter: auto_prefilter of each side's gallery)
   std::int64_t step1 = kAutoStep1;  // the coded first step's list, where the index keeps codes
-  bool exhaustive = true;         // also score every pair (the reference the others are held to)
-  SearchParams params;            // the FAISS shortlist's per-call knobs (nprobe, efSearch)
+  bool exhaustive = true;           // also score every pair (the reference the others are held to)
+  SearchParams params;              // the FAISS shortlist's per-call knobs (nprobe, efSearch)
   bool show_progress = true;
 };
 
@@ -34,7 +34,7 @@ struct MethodResult {
 struct TwoStageEvalResult {
   std::int64_t images = 0, captions = 0;
   std::int64_t shortlist_images = 0, shortlist_captions = 0;  // N after clamping, per side
-  std::int64_t prefilter = 0;     // the cascade's first FAISS list of text queries (0: none)
+  std::int64_t prefilter = 0;           // the cascade's first FAISS list of text queries (0: none)
   std::int64_t prefilter_captions = 0;  // and of image queries
   std::optional<MethodResult> exhaustive;
   std::optional<MethodResult> two_stage;  // absent for an index without a shortlist
@@ -45,8 +45,8 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 
 // One configuration of two-stage search.
 struct SampledSetting {
-  std::int64_t shortlist = 100;   // N (or N2 of a cascade; kAutoShortlist: by gallery size)
-  std::int64_t prefilter = 0;     // N1 of a cascade (0: none; kAutoPrefilter: by gallery size)
+  std::int64_t shortlist = 100;     // N (or N2 of a cascade; kAutoShortlist: by gallery size)
+  std::int64_t prefilter = 0;       // N1 of a cascade (0: none; kAutoPrefilter: by gallery size)
   std::int64_t step1 = kAutoStep1;  // what the coded first step keeps of N1 (0: no coded step)
 };
 
@@ -55,14 +55,14 @@ struct SampledSetting {
 // 100,000 images is measured in minutes): the rank of the query's own item both ways, and how
 // often exhaustive IMRAM's top 1 and top 10 are among the two-stage search's first results.
 struct SampledEvalOptions {
-  std::int64_t queries = 200;     // per direction (at most the gallery's)
+  std::int64_t queries = 200;       // per direction (at most the gallery's)
   std::int64_t image_queries = -1;  // image queries instead (< 0: as many as `queries`; 0: none)
   // Each setting searches the same sampled queries, held to the same exhaustive scores: comparing
   // configurations costs one exhaustive pass, the expensive part, not one per configuration.
   std::vector<SampledSetting> settings{SampledSetting{}};
   std::uint64_t seed = 1;
-  std::int64_t batch = 16;        // sampled queries scored exhaustively together
-  SearchParams params;            // the FAISS shortlist's per-call knobs (nprobe, efSearch)
+  std::int64_t batch = 16;  // sampled queries scored exhaustively together
+  SearchParams params;      // the FAISS shortlist's per-call knobs (nprobe, efSearch)
   // The results compared per query (at most the shortlist): what a user is shown, however many
   // items the search scored to order them. An own item beyond them is "beyond the list".
   std::int64_t results = 100;
@@ -71,20 +71,20 @@ struct SampledEvalOptions {
 
 struct SampledDirection {
   std::int64_t queries = 0;
-  std::int64_t shortlist = 0;     // N (N2 of a cascade) on this side, resolved and clamped
-  std::int64_t prefilter = 0;     // N1 of the cascade on this side (0: none)
-  std::int64_t step1 = 0;         // what its coded first step keeps for exact step 1 (0: no coded step)
-  std::int64_t results = 0;       // results compared per query
+  std::int64_t shortlist = 0;  // N (N2 of a cascade) on this side, resolved and clamped
+  std::int64_t prefilter = 0;  // N1 of the cascade on this side (0: none)
+  std::int64_t step1 = 0;      // what its coded first step keeps for exact step 1 (0: no coded step)
+  std::int64_t results = 0;    // results compared per query
   // R@1, R@5, R@10 of the sample (the best-ranked own item), exhaustive and two-stage.
   double exhaustive_r1 = 0, exhaustive_r5 = 0, exhaustive_r10 = 0;
   double two_stage_r1 = 0, two_stage_r5 = 0, two_stage_r10 = 0;
-  double same_rank = 0;           // fraction: the own item's two-stage rank is its exhaustive rank
-                                  // (or both lie beyond the results compared)
-  double top1_in_shortlist = 0;   // fraction: exhaustive top 1 among the two-stage results compared
-  double top10_in_shortlist = 0;  // fraction: all of exhaustive top 10 among them
-  std::int64_t twin_queries = 0;  // text queries whose image has a twin (synthetic galleries)
+  double same_rank = 0;                            // fraction: the own item's two-stage rank is its exhaustive rank
+                                                   // (or both lie beyond the results compared)
+  double top1_in_shortlist = 0;                    // fraction: exhaustive top 1 among the two-stage results compared
+  double top10_in_shortlist = 0;                   // fraction: all of exhaustive top 10 among them
+  std::int64_t twin_queries = 0;                   // text queries whose image has a twin (synthetic galleries)
   double twin_exhaustive = 0, twin_two_stage = 0;  // of those, the fraction whose image beats its twin
-  double exhaustive_ms = 0, two_stage_ms = 0;  // per query
+  double exhaustive_ms = 0, two_stage_ms = 0;      // per query
 };
 
 struct SampledPoint {

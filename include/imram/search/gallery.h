@@ -16,7 +16,6 @@
 
 namespace imram {
 
-
 inline constexpr std::uint64_t kDefaultGalleryCacheBytes = std::uint64_t(4) << 30;
 
 class Gallery {
@@ -24,9 +23,8 @@ class Gallery {
   // `model` gives the device to score on; the gallery's own copy of the model comes from
   // `model_dir`. Empty cache_dir: nothing is kept on disk after start-up. After use, the cache is
   // pruned to `cache_limit_bytes` (this gallery's entry is kept even when larger).
-  Gallery(Model& model, const PrecompSplit& split, const std::string& model_dir,
-          const std::string& cache_dir, bool show_progress = false,
-          std::uint64_t cache_limit_bytes = kDefaultGalleryCacheBytes);
+  Gallery(Model& model, const PrecompSplit& split, const std::string& model_dir, const std::string& cache_dir,
+          bool show_progress = false, std::uint64_t cache_limit_bytes = kDefaultGalleryCacheBytes);
 
   bool loaded_from_cache() const { return from_cache_; }
   const GalleryIndex& index() const { return *index_; }

@@ -39,7 +39,7 @@ namespace imram {
 inline constexpr int kThumbnailSide = 320;
 
 struct IndexOptions {
-  std::string faiss_factory;                 // empty: default_faiss_factory(images, global dimensions)
+  std::string faiss_factory;  // empty: default_faiss_factory(images, global dimensions)
   StoreDType store = StoreDType::Float16;
   // Also store the items' memory halves (docs/index.md): a re-rank then skips their products with
   // the memory weights, for (2d per direction) more floats per region and word on disk.
@@ -49,7 +49,7 @@ struct IndexOptions {
   bool codes = true;
   std::int64_t codebook_size = 0;
   bool show_progress = true;
-  std::string device = "cpu";                // where items are encoded: cpu, cuda, cuda:N
+  std::string device = "cpu";  // where items are encoded: cpu, cuda, cuda:N
 };
 
 // How an index's manifest records where its items came from (a dataset directory, a folder or
@@ -115,8 +115,8 @@ class GalleryIndex {
   std::int64_t num_images() const;
   std::int64_t num_captions() const;
   int captions_per_image() const;
-  bool has_shortlist() const;          // a global head and FAISS indexes
-  std::string faiss_factory() const;   // empty without a shortlist
+  bool has_shortlist() const;         // a global head and FAISS indexes
+  std::string faiss_factory() const;  // empty without a shortlist
   std::string store_dtype() const;
   const std::vector<std::string>& caption_texts() const;
   // Whether every image has an ImageInfo (a description, picture, boxes, twin).

@@ -13,15 +13,16 @@ namespace imram {
 inline constexpr const char* kIndexFormat = "imram-index";
 inline constexpr int kIndexFormatVersion = 4;
 // The files of the item store, one manifest entry each.
-inline constexpr const char* kStoreFiles[] = {"regions.bin",         "words.bin",           "word_offsets.bin",
-                                               "image_globals.bin",   "caption_globals.bin", "captions.txt",
-                                               "gallery_images.jsonl", "thumbnails.bin",     "thumbnail_offsets.bin"};
+inline constexpr const char* kStoreFiles[] = {"regions.bin",          "words.bin",           "word_offsets.bin",
+                                              "image_globals.bin",    "caption_globals.bin", "captions.txt",
+                                              "gallery_images.jsonl", "thumbnails.bin",      "thumbnail_offsets.bin"};
 
 // The store files of codes (search/fragment_codes.h, docs/index.md#codes), present only when the
 // manifest has a "codes" entry: each fragment's centroid id (int32), each item's Gram matrix of its
 // fragments (the store's type; a caption's is its length squared), and the two codebooks
 // (float32, centroids x d, written whole when trained).
-inline constexpr const char* kCodesFiles[] = {"region_codes.bin", "region_grams.bin", "word_codes.bin", "word_grams.bin"};
+inline constexpr const char* kCodesFiles[] = {"region_codes.bin", "region_grams.bin", "word_codes.bin",
+                                              "word_grams.bin"};
 inline constexpr const char* kCodebookFiles[] = {"region_codebook.bin", "word_codebook.bin"};
 
 // The store files of memory halves (docs/index.md), present only when the manifest counts them.
@@ -42,7 +43,8 @@ struct FileEntry {
 struct Manifest {
   std::string model_fingerprint;
   std::int64_t images = 0, captions = 0, words = 0;
-  std::int64_t described = 0;  // images with an ImageInfo line (and a thumbnail range); kept only while all images have one
+  std::int64_t described =
+      0;  // images with an ImageInfo line (and a thumbnail range); kept only while all images have one
   std::int64_t regions = 0, embed_size = 0, global_dim = 0;
   int captions_per_image = 0;  // 0: captions are not tied to images (e.g. a benchmark's gallery)
   std::string faiss_factory;

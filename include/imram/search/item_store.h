@@ -26,7 +26,7 @@ class ItemStore {
   virtual std::int64_t num_images() const = 0;
   virtual std::int64_t num_captions() const = 0;
   virtual std::int64_t regions_per_image() const = 0;
-  virtual std::int64_t embed_size() const = 0;                      // d of every fragment
+  virtual std::int64_t embed_size() const = 0;                     // d of every fragment
   virtual std::int64_t caption_length(std::int64_t id) const = 0;  // words of caption `id`
   // Encoded items on the CPU, in the order of `ids` (each checked to be in range), as float32,
   // or with `as_stored` in the store's own type (float16 or float32), which the engine's fused

@@ -14,8 +14,8 @@ namespace imram {
 struct SearchAnswer {
   std::vector<Hit> hits;
   SearchStats stats;
-  double encode_ms = 0;          // the query's encoding
-  std::int64_t shortlist = 0;    // N of a two-stage search; 0: exhaustive
+  double encode_ms = 0;        // the query's encoding
+  std::int64_t shortlist = 0;  // N of a two-stage search; 0: exhaustive
 };
 
 // {"query": TEXT | "image": I, "unknown_words": [...], "warnings"?: [...], "shortlist": N, "timings": {...},

@@ -65,7 +65,8 @@ inline std::int64_t scored_shortlist(std::int64_t shortlist, std::int64_t galler
 }
 
 struct SearchParams {
-  int nprobe = 0;     // inverted-file lists visited per query (IVF indexes; default 32)
+  int nprobe = 0;     // inverted-file lists visited per query (IVF indexes; 0: at least 32, more when
+                      // the request asks for more than 32 lists hold, faiss_shortlist.h)
   int ef_search = 0;  // candidate list of a graph search (HNSW indexes; default 128)
 
   // The server batches only searches that ask for the same.

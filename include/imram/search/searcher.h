@@ -33,18 +33,18 @@ struct EncodedQuery {
 };
 
 struct Hit {
-  std::int64_t index = 0;          // image index (text query) or caption index (image query)
-  double score = 0;                // this searcher's score (IMRAM's S for exhaustive and re-rank)
-  std::optional<double> stage1;    // the shortlist's score, when a shortlist proposed the item
+  std::int64_t index = 0;        // image index (text query) or caption index (image query)
+  double score = 0;              // this searcher's score (IMRAM's S for exhaustive and re-rank)
+  std::optional<double> stage1;  // the shortlist's score, when a shortlist proposed the item
 };
 
 struct SearchStats {
-  double stage1_ms = 0;            // the shortlist
-  double stage2_ms = 0;            // IMRAM scoring (the whole gallery, or the shortlist)
-  double coded_ms = 0;             // of stage2_ms: the coded first step (search/fragment_codes.h)
-  double exact_step1_ms = 0;       // of stage2_ms: exact step 1 of the cascade's middle list
-  std::int64_t scored = 0;         // (query, item) pairs IMRAM scored
-  std::string engine_path;         // the engine path that scored them (engine/matching.h)
+  double stage1_ms = 0;       // the shortlist
+  double stage2_ms = 0;       // IMRAM scoring (the whole gallery, or the shortlist)
+  double coded_ms = 0;        // of stage2_ms: the coded first step (search/fragment_codes.h)
+  double exact_step1_ms = 0;  // of stage2_ms: exact step 1 of the cascade's middle list
+  std::int64_t scored = 0;    // (query, item) pairs IMRAM scored
+  std::string engine_path;    // the engine path that scored them (engine/matching.h)
 };
 
 class Searcher {

@@ -23,8 +23,8 @@ class SearchBackend {
   // `params` go to the shortlist, as `imram search --nprobe/--ef-search`.
   virtual std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
                                                             const SearchParams& params) = 0;
-  virtual std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images,
-                                                              std::int64_t top, const SearchParams& params) = 0;
+  virtual std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
+                                                              const SearchParams& params) = 0;
   virtual Explanation explain(std::int64_t image, const std::string& caption) = 0;
   virtual std::int64_t num_images() const = 0;
   virtual const std::vector<std::string>& captions() const = 0;

@@ -27,7 +27,7 @@ struct SearchRequest {
   std::string text;         // by text
   std::int64_t image = -1;  // by image
   std::int64_t top = 10;
-  SearchParams params;      // "nprobe", "ef_search": 0 when not given (the index's default)
+  SearchParams params;  // "nprobe", "ef_search": 0 when not given (the index's default)
 };
 
 // {"text": "...", "top"?: N} or {"image": I, "top"?: N}, either with "nprobe"?: P and

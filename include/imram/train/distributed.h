@@ -19,11 +19,11 @@ namespace imram {
 struct WorldSpec {
   int rank = 0;
   int size = 1;
-  int local_rank = 0;          // rank among the processes of this machine: picks the GPU
-  int local_size = 1;          // processes on this machine: share its cores
+  int local_rank = 0;  // rank among the processes of this machine: picks the GPU
+  int local_size = 1;  // processes on this machine: share its cores
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  std::string launcher;        // "torchrun", "slurm" or "--nproc", for messages
+  std::string launcher;  // "torchrun", "slurm" or "--nproc", for messages
 };
 
 // The world this process was started in: the torchrun convention (RANK, WORLD_SIZE, LOCAL_RANK,

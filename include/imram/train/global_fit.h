@@ -16,7 +16,7 @@ struct GlobalFitOptions {
   std::int64_t batch_size = 128;
   double lr = 2e-3;
   double margin = 0.2;
-  std::int64_t dim = 0;          // head size for a model without one; 0: embed_size
+  std::int64_t dim = 0;                        // head size for a model without one; 0: embed_size
   GlobalPooling pooling = GlobalPooling::Gpo;  // for a model without a head
   // Distillation (docs/search.md): besides the hinge, a listwise KL divergence that teaches the
   // head IMRAM's own order of each item's `distill_candidates` likeliest confusions (mined once
@@ -33,8 +33,8 @@ struct GlobalFitOptions {
 struct GlobalFitSummary {
   double first_epoch_loss = 0;
   double last_epoch_loss = 0;
-  double encoding_seconds = 0;    // encoding the training items, once
-  double teacher_seconds = 0;     // mining and scoring the distillation candidates, once
+  double encoding_seconds = 0;  // encoding the training items, once
+  double teacher_seconds = 0;   // mining and scoring the distillation candidates, once
   double fitting_seconds = 0;
 };
 

@@ -9,22 +9,22 @@
 namespace imram {
 
 struct Batch {
-  torch::Tensor features;      // (B, R, D) float32, image i paired with caption i
-  torch::Tensor caption_ids;   // (B, L) int64, zero-padded
-  torch::Tensor lengths;       // (B) int64, <start>/<end> included
+  torch::Tensor features;     // (B, R, D) float32, image i paired with caption i
+  torch::Tensor caption_ids;  // (B, L) int64, zero-padded
+  torch::Tensor lengths;      // (B) int64, <start>/<end> included
 };
 
 struct StepResult {
-  double loss = 0;             // the total loss
-  double global_loss = 0;      // its global-embedding term before weighting (0 without one)
-  double grad_norm = 0;        // total L2 norm of the gradients before clipping
-  torch::Tensor scores;        // (B, B) detached
+  double loss = 0;         // the total loss
+  double global_loss = 0;  // its global-embedding term before weighting (0 without one)
+  double grad_norm = 0;    // total L2 norm of the gradients before clipping
+  torch::Tensor scores;    // (B, B) detached
 };
 
 struct LossOptions {
   double margin = 0.2;
   bool max_violation = true;
-  double grad_clip = 2.0;      // <= 0: no clipping
+  double grad_clip = 2.0;  // <= 0: no clipping
   // > 0: adds global_weight x the same hinge on the global head's cosine similarities of the
   // batch (VSE++), so that the head learns with the encoders it pools (two-stage search).
   double global_weight = 0;

@@ -10,8 +10,7 @@
 namespace imram {
 
 // Writes `path` through a temporary file in the same directory, then renames it.
-void write_file_atomically(const std::string& path,
-                           const std::function<void(std::ostream&)>& write);
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
 
 // Both writers first remove `<path>.tmp.<pid>` siblings whose process has died (kill -9 mid-save),
 // as does this, for writers that build their own temporary sibling.
@@ -19,8 +18,7 @@ void remove_abandoned_temporaries(const std::string& path);
 
 // Fills a fresh temporary directory next to `dir` with `fill(tmp_dir)`, then swaps it in
 // place of `dir` (the previous content is removed only after the new one is in place).
-void write_directory_atomically(const std::string& dir,
-                                const std::function<void(const std::string& tmp_dir)>& fill);
+void write_directory_atomically(const std::string& dir, const std::function<void(const std::string& tmp_dir)>& fill);
 // The same in two steps, for a directory written across calls (an index that streams in):
 // an empty temporary sibling of `dir` (abandoned ones removed first), then the swap, which
 // removes the temporary whether or not it succeeds.
@@ -30,8 +28,7 @@ void move_directory_into_place(const std::string& tmp, const std::string& dir);
 // Throws unless `dir` is absent, an empty directory, or a directory holding every entry of
 // `signature` (e.g. config.json and weights of a model directory): a command replaces only what
 // it recognises as its own output, never a user's other files.
-void require_own_directory(const std::string& dir, const std::string& kind,
-                           const std::vector<std::string>& signature);
+void require_own_directory(const std::string& dir, const std::string& kind, const std::vector<std::string>& signature);
 
 // Creates `dir` if needed and checks that a file can be written in it, so that a long command
 // (training) fails at its start, not at its first save, on a read-only or unwritable directory.

@@ -9,8 +9,7 @@ namespace imram {
 
 class ProgressBar {
  public:
-  ProgressBar(std::string label, std::int64_t total, std::string unit = "items",
-              bool enabled = true);
+  ProgressBar(std::string label, std::int64_t total, std::string unit = "items", bool enabled = true);
   ~ProgressBar();
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
