@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -303,6 +304,138 @@ std::string without_line_breaks(std::string text) {
   return text;
 }
 
+using Stamps = std::unordered_map<std::string, std::optional<PictureStamp>>;
+
+// The work so far: an unfinished run with these settings, resumed; else a fresh one, seeded with
+// the rows of a finished run's unchanged pictures.
+Partial open_partial(const fs::path& out, const std::string& split, const nlohmann::json& settings,
+                     const Stamps& listed) {
+  Partial partial;
+  partial.dir = out / (split + "_features.partial");
+  if (fs::exists(partial.run_file())) {
+    partial.run = read_json_file(partial.run_file().string(), "unfinished run");
+    load_partial(partial);
+    if (partial.run.value("settings", nlohmann::json()) == settings) return partial;
+    // An unfinished run that wrote no row (its backbone failed at once, say) holds nothing to lose.
+    if (!partial.sources.empty())
+      throw Error(partial.dir.string() +
+                  ": an unfinished run with another backbone or preprocessing; rerun with "
+                  "the same options, or remove that folder to start over");
+  }
+  Partial fresh;
+  fresh.dir = partial.dir;
+  remove_tree(fresh.dir.string());
+  fs::create_directories(fresh.dir);
+  fresh.run = {{"settings", settings}};
+  fresh.save_run();
+  seed_from_finished(fresh, out, split, listed);
+  return fresh;
+}
+
+// The rows that still hold a listed picture's features (its stamp unchanged), one per picture:
+// two current rows of one picture hold the same features, and the first is kept.
+std::vector<bool> current_rows(const Partial& partial, const Stamps& listed) {
+  std::vector<bool> current(partial.sources.size(), false);
+  std::unordered_set<std::string> seen;
+  for (std::size_t row = 0; row < partial.sources.size(); ++row) {
+    const auto now = listed.find(partial.sources[row]);
+    current[row] = now != listed.end() && now->second && partial.stamps[row] == now->second &&
+                   seen.insert(partial.sources[row]).second;
+  }
+  return current;
+}
+
+// Runs the backbone over `todo` (decoding ahead on the queue's threads) and appends each row to
+// `partial`; a picture that cannot be used goes to `skip`. Returns the rows computed.
+std::int64_t compute_rows(const std::vector<std::string>& todo, const FeatureOptions& options, Backbone& backbone,
+                          const Stamps& listed, Partial& partial,
+                          const std::function<void(const std::string&, const std::string&)>& skip) {
+  AppendFile rows(partial.features().string(), partial.sources.size() * partial.row_bytes(), 0);
+  AppendFile log(partial.log().string(), partial.log_bytes, 0);
+  const auto& pre = options.preprocessing;
+  const std::size_t picture_floats = 3 * std::size_t(pre.width) * std::size_t(pre.height);
+  PictureQueue queue(todo, pre, options.limits, options.decode_threads, 2 * std::size_t(options.batch_size));
+  ProgressBar progress("features", std::int64_t(todo.size()), "pictures", options.show_progress);
+  std::int64_t handled = 0, computed = 0;
+  for (bool more = true; more;) {
+    std::vector<PreparedPicture> batch;
+    while (std::int64_t(batch.size()) < options.batch_size) {
+      auto picture = queue.next();
+      if (!picture) {
+        more = false;
+        break;
+      }
+      if (!picture->problem.empty()) {
+        skip(todo[picture->position], picture->problem);
+        progress.update(++handled);
+        continue;
+      }
+      batch.push_back(std::move(*picture));
+    }
+    if (batch.empty()) continue;
+    auto images = torch::empty({std::int64_t(batch.size()), 3, pre.height, pre.width});
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      std::copy(batch[i].pixels.begin(), batch[i].pixels.end(), images.data_ptr<float>() + i * picture_floats);
+    const auto results = backbone.run(images);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& source = todo[batch[i].position];
+      const auto& result = results[i];
+      progress.update(++handled);
+      if (!result.problem.empty()) {
+        skip(source, result.problem);
+        continue;
+      }
+      if (partial.regions == 0) partial.set_shape(result.features.size(0), result.features.size(1));
+      if (result.features.size(0) != partial.regions || result.features.size(1) != partial.feature_dim)
+        throw Error(options.backbone + ": gave " + source + " " + std::to_string(result.features.size(0)) + "x" +
+                    std::to_string(result.features.size(1)) + " region features where earlier pictures had " +
+                    std::to_string(partial.regions) + "x" + std::to_string(partial.feature_dim));
+      partial.add_row(source, listed.at(source), result.boxes, result.features.data_ptr<float>(), rows, log);
+      ++computed;
+    }
+  }
+  progress.finish();
+  return computed;
+}
+
+// {split}_ims.npy, _images.txt and _images.jsonl from the kept rows, in the listing's order (as a
+// run from scratch writes them, whatever the history), each written atomically. Returns the rows
+// written; none when no listed picture has a row (nothing is written then).
+std::int64_t write_outputs(const Partial& partial, const std::vector<bool>& row_kept,
+                           const std::vector<std::string>& pictures, const fs::path& out, const std::string& split) {
+  std::unordered_map<std::string, std::size_t> row_of;
+  for (std::size_t row = 0; row < row_kept.size(); ++row)
+    if (row_kept[row]) row_of.emplace(partial.sources[row], row);
+  std::vector<std::size_t> output_rows;
+  for (const auto& picture : pictures) {
+    const auto found = row_of.find(picture);
+    if (found != row_of.end()) output_rows.push_back(found->second);
+  }
+  const auto total = std::int64_t(output_rows.size());
+  if (total == 0) return 0;
+  {
+    const MappedFile computed_rows(partial.features().string(), row_kept.size() * partial.row_bytes());
+    const auto row_floats = std::size_t(partial.regions * partial.feature_dim);
+    NpyWriter npy((out / (split + "_ims.npy")).string(), DType::Float32, {total, partial.regions, partial.feature_dim});
+    for (const auto row : output_rows)
+      npy.write(reinterpret_cast<const float*>(computed_rows.data() + row * partial.row_bytes()), row_floats);
+    npy.finish();
+  }
+  std::vector<std::string> sources, info_lines;
+  for (const auto row : output_rows) {
+    ImageInfo info;
+    info.description = fs::path(partial.sources[row]).filename().string();
+    info.picture = partial.sources[row];
+    info.picture_stamp = partial.stamps[row];
+    for (const auto& box : partial.boxes[row]) info.regions.push_back(box);
+    info_lines.push_back(image_info_json(info));
+    sources.push_back(partial.sources[row]);
+  }
+  write_lines(out / (split + "_images.txt"), sources);
+  write_lines(out / (split + "_images.jsonl"), info_lines);
+  return total;
+}
+
 }  // namespace
 
 PictureListing list_pictures(const std::string& folder_or_list, const FeatureLog& warn) {
@@ -346,57 +479,27 @@ FeatureSummary extract_features(const PictureListing& listing, const std::string
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1");
   if (fs::is_directory(options.backbone)) throw Error(options.backbone + ": a folder, not a backbone file");
   if (!fs::is_regular_file(options.backbone)) throw Error(options.backbone + ": no such backbone file");
-  const auto& pictures = listing.pictures;
   Backbone backbone(options.backbone, options.contract, options.device, options.regions, options.feature_dim);
   require_writable_directory(out_dir);
   // One run per split and directory: a second would redo all of the first's work and then fail.
   const WriterLock lock((fs::path(out_dir) / (split + "_features.lock")).string(), "split " + split + " of " + out_dir);
   const Stopwatch clock;
   const fs::path out(out_dir);
-  Partial partial;
-  partial.dir = out / (split + "_features.partial");
   const auto settings = settings_json(options);
-  bool resumed = false;
-  if (fs::exists(partial.run_file())) {
-    partial.run = read_json_file(partial.run_file().string(), "unfinished run");
-    load_partial(partial);
-    resumed = partial.run.value("settings", nlohmann::json()) == settings;
-    // An unfinished run that wrote no row (its backbone failed at once, say) holds nothing to lose.
-    if (!resumed && !partial.sources.empty())
-      throw Error(partial.dir.string() +
-                  ": an unfinished run with another backbone or preprocessing; rerun with "
-                  "the same options, or remove that folder to start over");
-  }
-  if (!resumed) {
-    const auto dir = partial.dir;
-    partial = Partial();
-    partial.dir = dir;
-    remove_tree(partial.dir.string());
-    fs::create_directories(partial.dir);
-    partial.run = {{"settings", settings}};
-    partial.save_run();
-  }
   // Stamped before any picture is read: a picture that changes during the run then differs from
   // its row's stamp on the next run, which computes it again.
-  std::unordered_map<std::string, std::optional<PictureStamp>> listed;
-  for (const auto& picture : pictures) listed.emplace(picture, picture_stamp(picture));
-  if (!resumed) seed_from_finished(partial, out, split, listed);
-
-  std::vector<bool> row_kept(partial.sources.size(), false);
+  Stamps listed;
+  for (const auto& picture : listing.pictures) listed.emplace(picture, picture_stamp(picture));
+  auto partial = open_partial(out, split, settings, listed);
+  auto row_kept = current_rows(partial, listed);
+  const auto reused = std::int64_t(std::count(row_kept.begin(), row_kept.end(), true));
   std::unordered_set<std::string> done;
-  for (std::size_t row = 0; row < partial.sources.size(); ++row) {
-    const auto now = listed.find(partial.sources[row]);
-    const bool current = now != listed.end() && now->second && partial.stamps[row] == now->second;
-    // Two current rows of one picture hold the same features: the first is kept.
-    if (current && done.insert(partial.sources[row]).second) row_kept[row] = true;
-  }
+  for (std::size_t row = 0; row < row_kept.size(); ++row)
+    if (row_kept[row]) done.insert(partial.sources[row]);
   std::vector<std::string> todo;
-  for (const auto& picture : pictures)
+  for (const auto& picture : listing.pictures)
     if (!done.count(picture)) todo.push_back(picture);
-  const auto reused = std::int64_t(done.size());
 
-  AppendFile rows(partial.features().string(), partial.sources.size() * partial.row_bytes(), 0);
-  AppendFile log(partial.log().string(), partial.log_bytes, 0);
   std::vector<std::string> skipped;
   for (const auto& picture : listing.skipped)
     skipped.push_back(escaped_name(picture.path) + "\t" + without_line_breaks(picture.reason));
@@ -405,99 +508,24 @@ FeatureSummary extract_features(const PictureListing& listing, const std::string
     warn("skipped " + source + ": " + reason);
     skipped.push_back(escaped_name(source) + "\t" + without_line_breaks(reason));
   };
-
-  const auto& pre = options.preprocessing;
-  const std::size_t picture_floats = 3 * std::size_t(pre.width) * std::size_t(pre.height);
-  PictureQueue queue(todo, pre, options.limits, options.decode_threads, 2 * std::size_t(options.batch_size));
-  ProgressBar progress("features", std::int64_t(todo.size()), "pictures", options.show_progress);
-  std::int64_t handled = 0, computed = 0;
-  for (bool more = true; more;) {
-    std::vector<PreparedPicture> batch;
-    while (std::int64_t(batch.size()) < options.batch_size) {
-      auto picture = queue.next();
-      if (!picture) {
-        more = false;
-        break;
-      }
-      if (!picture->problem.empty()) {
-        skip(todo[picture->position], picture->problem);
-        progress.update(++handled);
-        continue;
-      }
-      batch.push_back(std::move(*picture));
-    }
-    if (batch.empty()) continue;
-    auto images = torch::empty({std::int64_t(batch.size()), 3, pre.height, pre.width});
-    for (std::size_t i = 0; i < batch.size(); ++i)
-      std::copy(batch[i].pixels.begin(), batch[i].pixels.end(), images.data_ptr<float>() + i * picture_floats);
-    const auto results = backbone.run(images);
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const auto& source = todo[batch[i].position];
-      const auto& result = results[i];
-      progress.update(++handled);
-      if (!result.problem.empty()) {
-        skip(source, result.problem);
-        continue;
-      }
-      if (partial.regions == 0) partial.set_shape(result.features.size(0), result.features.size(1));
-      if (result.features.size(0) != partial.regions || result.features.size(1) != partial.feature_dim)
-        throw Error(options.backbone + ": gave " + source + " " + std::to_string(result.features.size(0)) + "x" +
-                    std::to_string(result.features.size(1)) + " region features where earlier pictures had " +
-                    std::to_string(partial.regions) + "x" + std::to_string(partial.feature_dim));
-      partial.add_row(source, listed.at(source), result.boxes, result.features.data_ptr<float>(), rows, log);
-      row_kept.push_back(true);
-      ++computed;
-    }
-  }
-  progress.finish();
+  const auto computed = compute_rows(todo, options, backbone, listed, partial, skip);
+  row_kept.resize(partial.sources.size(), true);  // every row computed now is current
 
   const auto skipped_path = out / (split + "_skipped.txt");
   write_lines(skipped_path, skipped);
-  // The outputs follow the listing, as a run from scratch writes them, whatever the history.
-  std::unordered_map<std::string, std::size_t> row_of;
-  for (std::size_t row = 0; row < row_kept.size(); ++row)
-    if (row_kept[row]) row_of.emplace(partial.sources[row], row);
-  std::vector<std::size_t> output_rows;
-  for (const auto& picture : pictures) {
-    const auto found = row_of.find(picture);
-    if (found != row_of.end()) output_rows.push_back(found->second);
-  }
-  const auto total = std::int64_t(output_rows.size());
-  if (total == 0)
+  FeatureSummary summary;
+  summary.rows = write_outputs(partial, row_kept, listing.pictures, out, split);
+  if (summary.rows == 0)
     throw NoUsablePicture("no picture could be used (" + std::to_string(skipped.size()) + " skipped, listed in " +
                           skipped_path.string() + ")");
-
-  // Each output is written atomically; the partial run goes only after all of them are in place.
-  FeatureSummary summary;
   summary.features_path = (out / (split + "_ims.npy")).string();
-  {
-    const MappedFile computed_rows(partial.features().string(), row_kept.size() * partial.row_bytes());
-    const auto row_floats = std::size_t(partial.regions * partial.feature_dim);
-    NpyWriter npy(summary.features_path, DType::Float32, {total, partial.regions, partial.feature_dim});
-    for (const auto row : output_rows)
-      npy.write(reinterpret_cast<const float*>(computed_rows.data() + row * partial.row_bytes()), row_floats);
-    npy.finish();
-  }
-  std::vector<std::string> sources, info_lines;
-  for (const auto row : output_rows) {
-    ImageInfo info;
-    info.description = fs::path(partial.sources[row]).filename().string();
-    info.picture = partial.sources[row];
-    info.picture_stamp = partial.stamps[row];
-    for (const auto& box : partial.boxes[row]) info.regions.push_back(box);
-    info_lines.push_back(image_info_json(info));
-    sources.push_back(partial.sources[row]);
-  }
-  write_lines(out / (split + "_images.txt"), sources);
-  write_lines(out / (split + "_images.jsonl"), info_lines);
-  summary.rows = total;
   summary.computed = computed;
   summary.skipped = std::int64_t(skipped.size());
   summary.regions = partial.regions;
   summary.feature_dim = partial.feature_dim;
   summary.seconds = clock.milliseconds() / 1000;
   const nlohmann::json record = {{"settings", settings},
-                                 {"pictures", total},
+                                 {"pictures", summary.rows},
                                  {"regions_per_picture", partial.regions},
                                  {"feature_dim", partial.feature_dim},
                                  {"skipped", summary.skipped},

@@ -196,6 +196,25 @@ std::vector<std::string> openmp_waiting_of_doctor(const std::string& environment
 
 // libgomp reads its settings before main: imram's default only counts if the process that runs
 // was started with it, and a user's own setting must reach libgomp untouched.
+// `imram bench score`, which every scoring figure comes from: its own check against the authors'
+// algorithm holds (a wrong engine shows there), and its rate is the pairs it scored over the time.
+TEST(Bench, ScoreAgreesWithTheAuthorsAlgorithmAndCountsItsPairs) {
+  const auto result = imram::test::imram_cli(
+      "--threads 1 bench score --mode full --steps 3 --embed 16 --regions 6 --images 6 --captions 20 "
+      "--baseline-pairs 40 --json");
+  ASSERT_EQ(result.status, 0) << result.output;
+  const auto json = nlohmann::json::parse(result.output.substr(result.output.find('{')));
+  EXPECT_EQ(json["bench"], "score");
+  EXPECT_LE(json["max_abs_diff_vs_baseline"].get<double>(), 1e-5) << json.dump();
+  EXPECT_GT(json["baseline_pairs_per_s"].get<double>(), 0) << json.dump();
+  const double pairs = json["pairs_per_s"].get<double>() * json["seconds"].get<double>();
+  EXPECT_NEAR(pairs, 6.0 * 20.0, 1e-6 * 120) << json.dump();
+  EXPECT_NEAR(json["gflops"].get<double>(),
+              json["pairs_per_s"].get<double>() * json["flops_per_pair"].get<double>() / 1e9,
+              1e-9 + 1e-6 * json["gflops"].get<double>())
+      << json.dump();
+}
+
 TEST(OpenMpWaiting, ImramChoosesTheSpinCountOnlyWhenTheUserChoseNothing) {
   EXPECT_EQ(openmp_waiting_of_doctor(""), std::vector<std::string>{"GOMP_SPINCOUNT=10000"});
   EXPECT_EQ(openmp_waiting_of_doctor("GOMP_SPINCOUNT=300000"), std::vector<std::string>{"GOMP_SPINCOUNT=300000"});

@@ -389,6 +389,20 @@ TEST(Features, ARowIsReusedOnlyForTheSamePictureFile) {
   expect_as_fresh("fresh_after_rewrite");
 }
 
+// Decoding on several threads changes when a picture is ready, never what its row holds or where.
+TEST(Features, SeveralDecodeThreadsWriteWhatOneWrites) {
+  TempDir dir;
+  const auto pictures = rendered_pictures(dir.file("photos"), 9, 48);
+  auto options = grid_options(48, 48);
+  options.batch_size = 2;
+  extract(pictures, dir.file("one"), options);
+  options.decode_threads = 3;
+  extract(pictures, dir.file("three"), options);
+  EXPECT_EQ(imram::test::read_npy_as_double(dir.file("one/test_ims.npy")),
+            imram::test::read_npy_as_double(dir.file("three/test_ims.npy")));
+  EXPECT_EQ(lines_of(dir.file("one/test_images.txt")), lines_of(dir.file("three/test_images.txt")));
+}
+
 TEST(Features, AKilledRunResumesWhereItStopped) {
   TempDir dir;
   const auto pictures = rendered_pictures(dir.file("photos"), 60, 64);

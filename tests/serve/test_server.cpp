@@ -922,6 +922,18 @@ TEST_F(Serve, TwoDifferentContentLengthsAreRefusedAndTheConnectionClosed) {
   EXPECT_EQ(same.receive().status, 200);
 }
 
+// A request head over the limit (32 KB) is answered 431 before it ends, and the connection closed.
+// The head sent is one byte over: the server reads all of it, so its close is no reset that could
+// destroy the answer (the waiting room does not linger for a client that sends too much).
+TEST_F(Serve, AHeadOverTheLimitIsAnswered431) {
+  HttpConnection connection(port_, 10);
+  const std::string start = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: ";
+  connection.send(start + std::string(32 * 1024 + 1 - start.size(), 'a'));
+  const auto answer = connection.receive();
+  EXPECT_EQ(answer.status, 431) << answer.headers;
+  EXPECT_NE(answer.body.find("the request head is longer than 32768 bytes"), std::string::npos) << answer.body;
+}
+
 // Hardening round 3, rough edges: a body its head says is too large, or a length that is not a
 // number, waited out the 10 s body timeout before its 413; a client that asked first (Expect:
 // 100-continue) was told to send 70 KB and then refused; a refusal said Connection twice, or
