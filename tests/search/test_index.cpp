@@ -17,6 +17,7 @@
 #include "cli/cli_runner.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
+#include "imram/eval/evaluator.h"
 #include "imram/model/tensor_io.h"
 #include "imram/search/evaluation.h"
 #include "imram/search/faiss_shortlist.h"
@@ -809,6 +810,42 @@ TEST(GlobalHead, GpoPoolingIgnoresFragmentOrderAndPadding) {
 
 // Models made before gpo existed carry no "global_pooling" key: they load with the mean head and
 // their weights, and score as before; a gpo head round-trips through its directory.
+// `imram eval` of the first stage alone (evaluate_global): every pair scored by the cosine of the
+// mean head's embeddings, computed here from the head's definition in float64, and the metrics of
+// that matrix.
+TEST(GlobalHead, EvaluateGlobalScoresEachPairByItsEmbeddingsCosine) {
+  World world;
+  auto model = imram::load_model(world.dir.file("model"));
+  ASSERT_EQ(model.config().global_pooling, imram::GlobalPooling::Mean);
+  const auto split = imram::PrecompSplit::open(world.dir.file("data"), "test");
+  imram::EvalOptions options;
+  options.show_progress = false;
+  const auto result = imram::evaluate_global(*model.net, *model.vocabulary, split, options);
+
+  torch::NoGradGuard no_grad;
+  const auto images = imram::encode_image_file(*model.net, split.features());
+  const auto captions = imram::encode_caption_ids(
+      *model.net, imram::encode_caption_texts(*model.vocabulary, split.captions(), split.captions_path()));
+  ASSERT_FALSE(images.region_mask.defined());
+  const auto embed = [](const torch::Tensor& pooled, const torch::nn::Linear& head) {
+    const auto mapped = torch::matmul(pooled, head->weight.to(torch::kFloat64).t()) + head->bias.to(torch::kFloat64);
+    return mapped / mapped.norm(2, 1, true);
+  };
+  const auto image_mean = images.regions.to(torch::kFloat64).mean(1);
+  auto caption_mean = torch::zeros({captions.words.size(0), captions.words.size(2)}, torch::kFloat64);
+  for (std::int64_t j = 0; j < captions.words.size(0); ++j)
+    caption_mean[j] =
+        captions.words[j].narrow(0, 0, captions.lengths[j].item<std::int64_t>()).to(torch::kFloat64).mean(0);
+  const auto expected = torch::matmul(embed(image_mean, model.net->global_head->image),
+                                      embed(caption_mean, model.net->global_head->text).t());
+  ASSERT_EQ(result.sims.sizes(), expected.sizes());
+  EXPECT_LE((result.sims.to(torch::kFloat64) - expected).abs().max().item<double>(), 1e-5);
+  const auto expected_metrics = imram::compute_metrics(expected.contiguous().data_ptr<double>(), expected.size(0),
+                                                       expected.size(1), split.captions_per_image());
+  EXPECT_EQ(result.metrics.i2t.r1, expected_metrics.i2t.r1);
+  EXPECT_EQ(result.metrics.t2i.r1, expected_metrics.t2i.r1);
+}
+
 TEST(GlobalHead, ModelsWithoutAPoolingKeyKeepTheMeanHead) {
   World world;
   const auto config_text = read_text(world.dir.file("model/config.json"));
