@@ -1,5 +1,7 @@
 // Two-stage search: the index directory, the searchers that compose, and the global head.
+#include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexPreTransform.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
@@ -961,6 +963,53 @@ TEST(FaissShortlist, FlatListsScannedWithBlasFindWhatFaissFinds) {
         }
       }
     }
+}
+
+// An HNSW shortlist searches with each call's ef_search, not a setting left on the shared index:
+// its hits are FAISS's own for that efSearch, the index plain or behind a transform, and a small
+// ef (which finds other neighbours here, checked first) does not stay for the next call.
+TEST(FaissShortlist, HnswSearchesWithEachCallsEfSearch) {
+  torch::manual_seed(5);
+  const auto normalize = [](const torch::Tensor& t) {
+    return torch::nn::functional::normalize(t, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  };
+  const auto vectors = normalize(torch::randn({3000, 24}));
+  const auto probes = normalize(torch::randn({20, 24}));
+  for (const char* factory : {"HNSW8", "PCA16,HNSW8"}) {
+    SCOPED_TRACE(factory);
+    const std::shared_ptr<const faiss::Index> index = imram::build_faiss_index(factory, vectors);
+    const imram::FaissShortlist shortlist(index, imram::GallerySide::Images);
+    std::vector<imram::EncodedQuery> queries(std::size_t(probes.size(0)));
+    for (std::size_t q = 0; q < queries.size(); ++q) {
+      queries[q].caption.words = torch::zeros({1, 1, 4});  // a text query; only its global is read
+      queries[q].global = probes[std::int64_t(q)].clone();
+    }
+    const std::int64_t k = 10;
+    const auto faiss_labels = [&](int ef) {
+      faiss::SearchParametersHNSW hnsw;
+      hnsw.efSearch = ef;
+      faiss::SearchParametersPreTransform transformed;
+      transformed.index_params = &hnsw;
+      const bool behind = dynamic_cast<const faiss::IndexPreTransform*>(index.get()) != nullptr;
+      std::vector<float> distances(std::size_t(k) * queries.size());
+      std::vector<faiss::Index::idx_t> labels(distances.size());
+      index->search(probes.size(0), probes.contiguous().data_ptr<float>(), k, distances.data(), labels.data(),
+                    behind ? static_cast<const faiss::SearchParameters*>(&transformed) : &hnsw);
+      return labels;
+    };
+    const auto ours = [&](int ef) {
+      imram::SearchParams params;
+      params.ef_search = ef;
+      std::vector<faiss::Index::idx_t> labels;
+      for (const auto& hits : shortlist.search_many(queries, k, nullptr, params))
+        for (const auto& hit : hits) labels.push_back(hit.index);
+      return labels;
+    };
+    ASSERT_NE(faiss_labels(1), faiss_labels(512)) << "the test needs an ef that changes what is found";
+    EXPECT_EQ(ours(512), faiss_labels(512));
+    EXPECT_EQ(ours(1), faiss_labels(1));
+    EXPECT_EQ(ours(512), faiss_labels(512));
+  }
 }
 
 // Issue 21: what an attacker or an unlucky user did to an index.

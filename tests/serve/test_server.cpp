@@ -790,6 +790,26 @@ class ServerOf {
 
 // Issue 21 item 4: 32 connections trickling header bytes held all 32 workers and /healthz timed
 // out. More slow clients than workers now wait without one.
+// --max-waiting: beyond that many connections waiting for a head, the one that has waited
+// longest is closed, long before its head timeout; the others keep waiting, and the server
+// still answers.
+TEST_F(Serve, BeyondMaxWaitingTheLongestWaitingConnectionIsClosed) {
+  imram::ServerOptions options;
+  options.max_waiting = 3;
+  ServerOf server(*backend_, options);
+  std::vector<std::unique_ptr<HttpConnection>> waiting;
+  for (int i = 0; i < 5; ++i) {
+    waiting.push_back(std::make_unique<HttpConnection>(server.port(), i < 2 ? 5 : 1));
+    waiting.back()->send(kEndlessHead);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // each parked after the one before
+  }
+  // The head timeout is 10 s: an end within the 5 s these two wait is the eviction.
+  EXPECT_TRUE(waiting[0]->ended_by_server());
+  EXPECT_TRUE(waiting[1]->ended_by_server());
+  for (int i = 2; i < 5; ++i) EXPECT_FALSE(waiting[std::size_t(i)]->ended_by_server()) << "connection " << i;
+  EXPECT_EQ(http(server.port(), "GET", "/healthz").status, 200);
+}
+
 TEST_F(Serve, HealthzAndSearchAnswerWhileMoreSlowClientsThanWorkersWait) {
   imram::ServerOptions options;
   options.http_threads = 2;
