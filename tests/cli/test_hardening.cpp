@@ -11,10 +11,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <opencv2/core.hpp>
+
 #include "cli/cli_runner.h"
 #include "imram/data/npy.h"
 #include "imram/data/precomp_dataset.h"
+#include "imram/data/scene.h"
 #include "imram/error.h"
+#include "imram/image/picture.h"
+#include "imram/image/render.h"
 #include "imram/model/model_dir.h"
 #include "imram/util/writer_lock.h"
 #include "test_util.h"
@@ -433,6 +438,15 @@ TEST(HardeningCli, SynthReplacesOnlyItsOwnDatasetAndReplacesItWhole) {
   made = imram_cli("synth --out " + data + small + " --test 2 --render --render-size 32");
   ASSERT_EQ(made.status, 0) << made.output;
   EXPECT_EQ(count_pictures(), 2u);
+  // Each picture is its scene painted (PNG: lossless), in the row order of the features.
+  const auto scenes = imram::read_scenes(data, "test");
+  ASSERT_EQ(scenes.size(), 2u);
+  for (std::size_t i = 0; i < scenes.size(); ++i) {
+    const auto picture = imram::read_picture(data + "/pictures/test/00000" + std::to_string(i) + ".png");
+    const auto painted = imram::render_scene(scenes[i], 32);
+    ASSERT_EQ(picture.size(), painted.size()) << i;
+    EXPECT_EQ(cv::norm(picture, painted, cv::NORM_INF), 0.0) << "picture " << i;
+  }
   EXPECT_EQ(imram::NpyArray::open(data + "/test_ims.npy").dim(0), 2);
   made = imram_cli("synth --out " + data + small + " --test 2");
   ASSERT_EQ(made.status, 0) << made.output;
