@@ -1,4 +1,5 @@
 #include <iostream>
+#include <optional>
 #include <vector>
 
 #include "command.h"
@@ -64,20 +65,25 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
   sub->add_option("--memory-budget", options->memory_budget_mb, "MB for the engine's per-block work")
       ->capture_default_str()
       ->check(imram::cli::kMemoryBudgetRange);
-  imram::cli::add_nproc_options(sub, options->world, "each scores its share of the captions; rank 0 reports");
+  imram::cli::add_nproc_options(
+      sub, options->world, "each scores its share of the captions, and with --index of the queries; rank 0 reports");
   sub->callback([&invocation, options] {
     imram::cli::check_nproc(options->world);
     invocation.run = [options, device = invocation.globals.device, threads = invocation.globals.threads] {
-      if (!options->index.empty() && (options->world.nproc > 1 || imram::world_from_environment()))
-        throw imram::Error(
-            "eval --index does not run as a world of ranks yet; evaluate a split with --model and "
-            "--data --nproc N, or run eval --index as one process");
+      if (!options->index.empty() && options->queries > 0 &&
+          (options->world.nproc > 1 || imram::world_from_environment()))
+        throw imram::Error("eval --index --queries does not run as a world of ranks yet; run it as one process");
       if (options->world.nproc > 1)
         return imram::run_local_world(options->world.nproc, imram::command_line_without_nproc());
       if (!options->index.empty()) {
         if (options->fold5 || !options->save_sims.empty())
           throw imram::Error("eval --index: --fold5 and --save-sims need --model and --data");
-        const auto opened = imram::GalleryIndex::open(options->index, imram::parse_device(device));
+        // The evaluation of every query runs as a world of ranks when one was started (--nproc,
+        // torchrun, srun); a sampled one runs as one process.
+        std::optional<imram::JoinedWorld> joined;
+        if (options->queries == 0) joined.emplace(imram::join_world(imram::parse_device(device), threads > 0));
+        const auto opened =
+            imram::GalleryIndex::open(options->index, joined ? joined->device : imram::parse_device(device));
         // The JSON line (printed with --json, saved with --save-json) or the table.
         const auto report = [&](const std::string& json, const std::string& table) {
           if (!options->save_json.empty())
@@ -109,7 +115,20 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
         eval_options.step1 = options->step1s.front();
         eval_options.exhaustive = !options->skip_exhaustive || eval_options.shortlist == 0;
         eval_options.params = options->params;
-        const auto result = imram::evaluate_index(*opened, eval_options);
+        eval_options.show_progress = joined->reports();
+        imram::EvalShare share;
+        if (joined->communicator) {
+          auto& world = *joined->communicator;
+          share.rank = world.rank();
+          share.size = world.size();
+          share.gather_rows = [&world](const torch::Tensor& rows) {
+            const auto counts = world.all_gather_count(rows.size(0));
+            return world.all_gather_rows(rows.contiguous().to(world.device()), counts).to(torch::kCPU);
+          };
+        }
+        const auto result = imram::evaluate_index(*opened, eval_options, joined->communicator ? &share : nullptr);
+        if (joined->communicator) joined->communicator->close();
+        if (!joined->reports()) return 0;
         return report(imram::two_stage_json(result), imram::two_stage_table(result));
       }
       if (options->model.empty() || options->data.empty())

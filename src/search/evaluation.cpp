@@ -15,6 +15,7 @@
 #include "imram/runtime/runtime.h"
 #include "imram/search/rerank.h"
 #include "imram/util/progress.h"
+#include "imram/util/rank_slice.h"
 #include "imram/util/stopwatch.h"
 
 namespace imram {
@@ -68,7 +69,8 @@ EncodedQuery stored_caption_query(const GalleryIndex& index, std::int64_t captio
 
 }  // namespace
 
-TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options) {
+TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options,
+                                  const EvalShare* share) {
   if (index.captions_per_image() < 1)
     throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");
   torch::NoGradGuard no_grad;
@@ -80,22 +82,31 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   const auto& model = *index.model().net;
   const auto device = model.parameters().front().device();
   const auto twins = twins_in(index);
+  // This rank's share of `items`, and every rank's rows put together: one process is a world of one.
+  const auto mine = [&](std::int64_t items) {
+    return share ? rank_slice(items, share->rank, share->size) : Slice{0, items};
+  };
+  const auto gathered = [&](const torch::Tensor& rows) { return share ? share->gather_rows(rows) : rows; };
 
   if (options.exhaustive) {
     const Stopwatch watch;
-    std::vector<std::int64_t> image_ids(static_cast<std::size_t>(N)), caption_ids(static_cast<std::size_t>(M));
+    const auto columns = mine(M);
+    std::vector<std::int64_t> image_ids(static_cast<std::size_t>(N)),
+        caption_ids(static_cast<std::size_t>(columns.count));
     std::iota(image_ids.begin(), image_ids.end(), 0);
-    std::iota(caption_ids.begin(), caption_ids.end(), 0);
+    std::iota(caption_ids.begin(), caption_ids.end(), columns.begin);
     auto images = index.store()->images(image_ids, /*memory_halves=*/true);
     auto captions = index.store()->captions(caption_ids, /*memory_halves=*/true);
     for (auto* t : {&images.regions, &images.text_halves, &images.image_halves, &captions.words, &captions.text_halves,
                     &captions.image_halves})
       if (t->defined()) *t = t->to(device);
-    ProgressBar bar("scoring every pair", N * M, "pairs", options.show_progress);
+    ProgressBar bar(share ? "scoring every pair (this rank's share)" : "scoring every pair", N * columns.count, "pairs",
+                    options.show_progress);
     ScoreOptions score_options;
     score_options.progress = [&](std::int64_t done, std::int64_t) { bar.update(done); };
-    const auto sims = score_pairs(model, images, captions, score_options).total.to(torch::kCPU, torch::kFloat64);
+    const auto local = score_pairs(model, images, captions, score_options).total.to(torch::kCPU, torch::kFloat64);
     bar.finish();
+    const auto sims = gathered(local.t().contiguous()).t().contiguous();
     const double ms = watch.milliseconds();
     MethodResult method{metrics_of(index, sims), twins_of(twins, index, sims), ms / double(M), ms / double(N)};
     result.exhaustive = method;
@@ -110,41 +121,61 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   // The lists as they run on this gallery: FAISS cannot propose more items than it holds.
   if (const auto p = std::min(resolve_prefilter(options.prefilter, N), N); p > Ni) result.prefilter = p;
   if (const auto p = std::min(resolve_prefilter(options.prefilter, M), M); p > Nc) result.prefilter_captions = p;
-  auto two_t2i = stage1_sims.clone(), two_i2t = stage1_sims.clone();
-  auto one_t2i = stage1_sims.clone(), one_i2t = stage1_sims.clone();
-  auto two_t2i_a = two_t2i.accessor<double, 2>(), two_i2t_a = two_i2t.accessor<double, 2>();
-  auto one_t2i_a = one_t2i.accessor<double, 2>(), one_i2t_a = one_i2t.accessor<double, 2>();
+  // Per query, one row of scores: its shortlist's lifted above the rest, ranked by stage 1.
+  // Each rank fills the rows of its queries; a row is (text query, images) or (image, captions).
   MethodResult two, one;
+  torch::Tensor two_t2i, one_t2i, two_i2t, one_i2t;
+  // Milliseconds of stage 1 and of the whole search, summed over every rank's queries.
+  const auto summed_ms = [&](const SearchStats& stats) {
+    const auto totals =
+        gathered(torch::tensor({{stats.stage1_ms, stats.stage1_ms + stats.stage2_ms}}, torch::kFloat64));
+    return std::make_pair(totals.select(1, 0).sum().item<double>(), totals.select(1, 1).sum().item<double>());
+  };
   {
+    const auto queries = mine(M);
+    auto two_rows = stage1_sims.t().narrow(0, queries.begin, queries.count).clone(torch::MemoryFormat::Contiguous);
+    auto one_rows = two_rows.clone();
+    auto two_a = two_rows.accessor<double, 2>(), one_a = one_rows.accessor<double, 2>();
     const auto searcher = index.searcher(GallerySide::Images, Ni, options.prefilter, options.step1);
-    ProgressBar bar("two-stage text->image", M, "queries", options.show_progress);
+    ProgressBar bar("two-stage text->image", queries.count, "queries", options.show_progress);
     SearchStats stats;
-    for (std::int64_t j = 0; j < M; ++j) {
+    for (std::int64_t q = 0; q < queries.count; ++q) {
+      const auto j = queries.begin + q;
       for (const auto& hit :
            searcher->search(stored_caption_query(index, j, caption_globals), Ni, &stats, options.params)) {
-        two_t2i_a[hit.index][j] = kShortlistLift + hit.score;
-        one_t2i_a[hit.index][j] = kShortlistLift + *hit.stage1;
+        two_a[q][hit.index] = kShortlistLift + hit.score;
+        one_a[q][hit.index] = kShortlistLift + *hit.stage1;
       }
-      bar.update(j + 1);
+      bar.update(q + 1);
     }
     bar.finish();
-    two.ms_per_text_query = (stats.stage1_ms + stats.stage2_ms) / double(M);
-    one.ms_per_text_query = stats.stage1_ms / double(M);
+    two_t2i = gathered(two_rows).t().contiguous();
+    one_t2i = gathered(one_rows).t().contiguous();
+    const auto [stage1_ms, search_ms] = summed_ms(stats);
+    two.ms_per_text_query = search_ms / double(M);
+    one.ms_per_text_query = stage1_ms / double(M);
   }
   {
+    const auto queries = mine(N);
+    auto two_rows = stage1_sims.narrow(0, queries.begin, queries.count).clone(torch::MemoryFormat::Contiguous);
+    auto one_rows = two_rows.clone();
+    auto two_a = two_rows.accessor<double, 2>(), one_a = one_rows.accessor<double, 2>();
     const auto searcher = index.searcher(GallerySide::Captions, Nc, options.prefilter, options.step1);
-    ProgressBar bar("two-stage image->text", N, "queries", options.show_progress);
+    ProgressBar bar("two-stage image->text", queries.count, "queries", options.show_progress);
     SearchStats stats;
-    for (std::int64_t i = 0; i < N; ++i) {
-      for (const auto& hit : searcher->search(index.image_query(i), Nc, &stats, options.params)) {
-        two_i2t_a[i][hit.index] = kShortlistLift + hit.score;
-        one_i2t_a[i][hit.index] = kShortlistLift + *hit.stage1;
+    for (std::int64_t q = 0; q < queries.count; ++q) {
+      for (const auto& hit : searcher->search(index.image_query(queries.begin + q), Nc, &stats, options.params)) {
+        two_a[q][hit.index] = kShortlistLift + hit.score;
+        one_a[q][hit.index] = kShortlistLift + *hit.stage1;
       }
-      bar.update(i + 1);
+      bar.update(q + 1);
     }
     bar.finish();
-    two.ms_per_image_query = (stats.stage1_ms + stats.stage2_ms) / double(N);
-    one.ms_per_image_query = stats.stage1_ms / double(N);
+    two_i2t = gathered(two_rows);
+    one_i2t = gathered(one_rows);
+    const auto [stage1_ms, search_ms] = summed_ms(stats);
+    two.ms_per_image_query = search_ms / double(N);
+    one.ms_per_image_query = stage1_ms / double(N);
   }
   two.metrics = combine(index, two_i2t, two_t2i);
   two.twin_accuracy = twins_of(twins, index, two_t2i);

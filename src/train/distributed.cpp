@@ -125,11 +125,6 @@ int threads_of_rank(const WorldSpec& spec) {
   return std::max(1, cores / std::max(1, spec.local_size));
 }
 
-Slice rank_slice(std::int64_t items, int rank, int size) {
-  const auto base = items / size, extra = items % size;
-  return {rank * base + std::min<std::int64_t>(rank, extra), base + (rank < extra ? 1 : 0)};
-}
-
 struct Communicator::Impl {
   WorldSpec spec;
   torch::Device device = torch::kCPU;

@@ -8,12 +8,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
 #include <sstream>
 #include <thread>
 
+#include "cli/cli_runner.h"
 #include "imram/data/npy.h"
 #include "imram/error.h"
 #include "imram/model/model_dir.h"
@@ -173,6 +175,7 @@ struct EvalWorld {
     config.embed_size = 16;
     config.word_dim = 8;
     config.img_dim = 16;
+    config.global_head = 8;  // an index of this model has a shortlist
     imram::Model random;
     random.vocabulary = imram::Vocabulary::from_file(data.dir.file("data/vocab.json"));
     config.vocab_size = random.vocabulary->size();
@@ -212,6 +215,38 @@ TEST(DistributedEval, TwoAndThreeRanksGiveTheMatrixAndMetricsOfOneProcess) {
     for (auto at = said.find("{\"i2t\""); at != std::string::npos; at = said.find("{\"i2t\"", at + 1)) ++lines;
     EXPECT_EQ(lines, 1u) << said;
   }
+}
+
+// The same for `eval --index`: every pair's columns and each direction's queries split over the
+// ranks, the rows gathered; the exhaustive, two-stage and stage-1 results are one process's
+// (all but the times, which are each rank's own).
+TEST(DistributedEval, IndexEvaluationOfTwoAndThreeRanksIsOneProcesss) {
+  EvalWorld world;
+  const auto index = world.data.dir.file("index");
+  const auto built = imram::test::imram_cli("--threads 1 index build --quiet --model " + world.model + " --data " +
+                                            world.data.data() + " --split test --out " + index);
+  ASSERT_EQ(built.status, 0) << built.output;
+  const std::function<void(nlohmann::json&)> without_times = [&](nlohmann::json& json) {
+    if (!json.is_object()) return;
+    for (auto it = json.begin(); it != json.end();)
+      if (it.key().rfind("ms_per_", 0) == 0) {
+        it = json.erase(it);
+      } else {
+        without_times(*it);
+        ++it;
+      }
+  };
+  const auto evaluated = [&](const std::string& extra) {
+    const auto result = imram::test::imram_cli("--threads 1 eval --index " + index + " --json " + extra);
+    EXPECT_EQ(result.status, 0) << result.output;
+    auto json = nlohmann::json::parse(result.output.substr(result.output.find('{')), nullptr, false);
+    without_times(json);
+    return json;
+  };
+  const auto one = evaluated("");
+  ASSERT_TRUE(one.contains("exhaustive") && one.contains("stage1")) << one.dump();
+  EXPECT_EQ(evaluated("--nproc 2"), one);
+  EXPECT_EQ(evaluated("--nproc 3 --nproc-max 3"), one);
 }
 
 TEST(DistributedEval, AKilledRankEndsTheWorldWithStatusOneNamingIt) {

@@ -37,7 +37,8 @@ TEST(Progress, OffATerminalTheLastLineSaysTheTotalAndItsTime) {
     bar.finish("done");
   }
   const auto said = testing::internal::GetCapturedStderr();
-  EXPECT_TRUE(std::regex_search(said, std::regex(R"(^scoring test: 40/40 \(100%\)  [0-9.e+]+ pairs/s  in [0-9]+s  done\n$)")))
+  EXPECT_TRUE(
+      std::regex_search(said, std::regex(R"(^scoring test: 40/40 \(100%\)  [0-9.e+]+ pairs/s  in [0-9]+s  done\n$)")))
       << said;
   testing::internal::CaptureStderr();
   {

@@ -2,7 +2,10 @@
 // `imram eval --index`: the standard protocol over an index's gallery, three ways side by side:
 // exhaustive IMRAM (every pair scored), two-stage (a FAISS shortlist of N re-ranked by IMRAM;
 // items outside the shortlist ranked after it by their stage-1 score) and stage 1 alone.
+#include <torch/types.h>
+
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,7 +44,19 @@ struct TwoStageEvalResult {
   std::optional<MethodResult> stage1;
 };
 
-TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options);
+// A world of ranks sharing an evaluation; the caller adapts its communicator (cli/eval.cpp) so
+// that this layer needs none. Rank `rank` of `size` takes its rank_slice of the captions (every
+// pair's columns) and of each direction's queries; gather_rows returns every rank's rows
+// concatenated in rank order, on the CPU, on every rank.
+struct EvalShare {
+  int rank = 0, size = 1;
+  std::function<torch::Tensor(const torch::Tensor& rows)> gather_rows;
+};
+
+// With `share`, every rank computes the whole result (the gathered scores give the same metrics
+// as one process); each query's time is still its own rank's.
+TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options,
+                                  const EvalShare* share = nullptr);
 
 // One configuration of two-stage search.
 struct SampledSetting {

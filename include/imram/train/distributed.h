@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "imram/util/rank_slice.h"
+
 namespace imram {
 
 struct WorldSpec {
@@ -36,14 +38,6 @@ std::optional<WorldSpec> world_from_environment();
 torch::Device device_of_rank(torch::Device requested, const WorldSpec& spec);
 // The compute threads of a rank when none were asked for: this machine's cores shared out.
 int threads_of_rank(const WorldSpec& spec);
-
-// The items [begin, begin + count) of `items` that rank `rank` of `size` owns: contiguous, in
-// rank order, the first items % size ranks one more.
-struct Slice {
-  std::int64_t begin = 0;
-  std::int64_t count = 0;
-};
-Slice rank_slice(std::int64_t items, int rank, int size);
 
 enum class Reduction { kSum, kMax, kMin };
 
