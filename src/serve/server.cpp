@@ -450,11 +450,13 @@ struct Server::Impl {
   static int refused_length(const httplib::Request& request, std::string& message) {
     if (!request.has_header("Content-Length")) return 0;
     const auto length = request.get_header_value("Content-Length");
-    if (length.empty() || length.size() > 19 || length.find_first_not_of("0123456789") != std::string::npos) {
+    if (length.empty() || length.find_first_not_of("0123456789") != std::string::npos) {
       message = "Content-Length must be a whole number of bytes, got \"" + length.substr(0, 40) + "\"";
       return 400;
     }
-    if (std::stoull(length) <= kMaxRequestBody) return 0;
+    // More digits than any limit has (leading zeros aside) is over it, however many there are.
+    const auto digits = length.substr(std::min(length.find_first_not_of('0'), length.size() - 1));
+    if (digits.size() < 10 && std::stoull(digits) <= kMaxRequestBody) return 0;
     message = too_large_message();
     return 413;
   }

@@ -968,6 +968,7 @@ TEST_F(Serve, ABodyRefusedByItsHeadIsRefusedAtOnceAndSaysCloseOnce) {
   for (const auto& [headers, status] :
        std::vector<std::pair<std::string, int>>{{"Content-Length: 99999999\r\n", 413},
                                                 {"Content-Length: 99999999\r\nConnection: close\r\n", 413},
+                                                {"Content-Length: 123456789012345678901234567890\r\n", 413},
                                                 {"Content-Length: -5\r\n", 400},
                                                 {"Content-Length: 12abc\r\n", 400},
                                                 {"Content-Length: 70000\r\nExpect: 100-continue\r\n", 413}}) {
@@ -988,6 +989,11 @@ TEST_F(Serve, ABodyRefusedByItsHeadIsRefusedAtOnceAndSaysCloseOnce) {
   EXPECT_EQ(asking.receive_one().status, 100);
   asking.send(body);
   EXPECT_EQ(asking.receive().status, 200);
+  // Leading zeros make a long length, not a large one.
+  HttpConnection padded(port_, 3);
+  padded.send(head + "Connection: close\r\nContent-Length: " + std::string(30, '0') + std::to_string(body.size()) +
+              "\r\n\r\n" + body);
+  EXPECT_EQ(padded.receive().status, 200);
 }
 
 // Issue 19: `nprobe` and `ef_search` reach the shortlist, as imram search's options do.
