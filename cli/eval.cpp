@@ -1,5 +1,4 @@
 #include <iostream>
-#include <optional>
 #include <vector>
 
 #include "command.h"
@@ -66,26 +65,40 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
       ->capture_default_str()
       ->check(imram::cli::kMemoryBudgetRange);
   imram::cli::add_nproc_options(
-      sub, options->world, "each scores its share of the captions, and with --index of the queries; rank 0 reports");
+      sub, options->world,
+      "each scores its share of the captions, and with --index of the queries or the sample; rank 0 reports");
   sub->callback([&invocation, options] {
     imram::cli::check_nproc(options->world);
     invocation.run = [options, device = invocation.globals.device, threads = invocation.globals.threads] {
-      if (!options->index.empty() && options->queries > 0 &&
-          (options->world.nproc > 1 || imram::world_from_environment()))
-        throw imram::Error("eval --index --queries does not run as a world of ranks yet; run it as one process");
       if (options->world.nproc > 1)
         return imram::run_local_world(options->world.nproc, imram::command_line_without_nproc());
       if (!options->index.empty()) {
         if (options->fold5 || !options->save_sims.empty())
           throw imram::Error("eval --index: --fold5 and --save-sims need --model and --data");
-        // The evaluation of every query runs as a world of ranks when one was started (--nproc,
-        // torchrun, srun); a sampled one runs as one process.
-        std::optional<imram::JoinedWorld> joined;
-        if (options->queries == 0) joined.emplace(imram::join_world(imram::parse_device(device), threads > 0));
-        const auto opened =
-            imram::GalleryIndex::open(options->index, joined ? joined->device : imram::parse_device(device));
-        // The JSON line (printed with --json, saved with --save-json) or the table.
+        if (options->queries == 0 &&
+            (options->shortlists.size() != 1 || options->prefilters.size() != 1 || options->step1s.size() != 1))
+          throw imram::Error(
+              "eval --index: several --shortlist, --prefilter or --step1 values need --queries (a "
+              "sampled evaluation compares them on one sample)");
+        // A rank of a world (--nproc, torchrun or srun) takes its share of the pairs and queries;
+        // the search layer sees the communicator only through this gather.
+        auto joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0);
+        imram::EvalShare share;
+        if (joined.communicator) {
+          auto& world = *joined.communicator;
+          share.rank = world.rank();
+          share.size = world.size();
+          share.gather_rows = [&world](const torch::Tensor& rows) {
+            const auto counts = world.all_gather_count(rows.size(0));
+            return world.all_gather_rows(rows.contiguous().to(world.device()), counts).to(torch::kCPU);
+          };
+        }
+        const auto* shared = joined.communicator ? &share : nullptr;
+        const auto opened = imram::GalleryIndex::open(options->index, joined.device);
+        // The JSON line (printed with --json, saved with --save-json) or the table, by rank 0.
         const auto report = [&](const std::string& json, const std::string& table) {
+          if (joined.communicator) joined.communicator->close();
+          if (!joined.reports()) return 0;
           if (!options->save_json.empty())
             imram::write_file_atomically(options->save_json, [&](std::ostream& out) { out << json << "\n"; });
           std::cout << (options->json ? json + "\n" : table);
@@ -101,34 +114,18 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
               for (const auto step1 : options->step1s) sampled.settings.push_back({shortlist, prefilter, step1});
           sampled.seed = options->seed;
           sampled.params = options->params;
-          sampled.show_progress = !options->json;
-          const auto result = imram::evaluate_index_sampled(*opened, sampled);
+          sampled.show_progress = !options->json && joined.reports();
+          const auto result = imram::evaluate_index_sampled(*opened, sampled, shared);
           return report(imram::sampled_json(result), imram::sampled_table(result));
         }
-        if (options->shortlists.size() != 1 || options->prefilters.size() != 1 || options->step1s.size() != 1)
-          throw imram::Error(
-              "eval --index: several --shortlist, --prefilter or --step1 values need --queries (a "
-              "sampled evaluation compares them on one sample)");
         imram::TwoStageEvalOptions eval_options;
         eval_options.shortlist = options->shortlists.front();
         eval_options.prefilter = options->prefilters.front();
         eval_options.step1 = options->step1s.front();
         eval_options.exhaustive = !options->skip_exhaustive || eval_options.shortlist == 0;
         eval_options.params = options->params;
-        eval_options.show_progress = joined->reports();
-        imram::EvalShare share;
-        if (joined->communicator) {
-          auto& world = *joined->communicator;
-          share.rank = world.rank();
-          share.size = world.size();
-          share.gather_rows = [&world](const torch::Tensor& rows) {
-            const auto counts = world.all_gather_count(rows.size(0));
-            return world.all_gather_rows(rows.contiguous().to(world.device()), counts).to(torch::kCPU);
-          };
-        }
-        const auto result = imram::evaluate_index(*opened, eval_options, joined->communicator ? &share : nullptr);
-        if (joined->communicator) joined->communicator->close();
-        if (!joined->reports()) return 0;
+        eval_options.show_progress = joined.reports();
+        const auto result = imram::evaluate_index(*opened, eval_options, shared);
         return report(imram::two_stage_json(result), imram::two_stage_table(result));
       }
       if (options->model.empty() || options->data.empty())

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -195,7 +196,8 @@ namespace {
 template <typename Own, typename Encode, typename Twin>
 std::vector<SampledDirection> sample_direction(const GalleryIndex& index, GallerySide side, std::int64_t population,
                                                std::int64_t queries_wanted, const SampledEvalOptions& options,
-                                               const char* label, Own own, Encode encode, Twin twin) {
+                                               const char* label, Own own, Encode encode, Twin twin,
+                                               const EvalShare* share) {
   std::vector<std::int64_t> sample(static_cast<std::size_t>(population));
   std::iota(sample.begin(), sample.end(), 0);
   std::mt19937_64 rng(options.seed);
@@ -222,8 +224,11 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
   }
   std::vector<std::int64_t> all(static_cast<std::size_t>(gallery));
   std::iota(all.begin(), all.end(), 0);
-  ProgressBar bar(std::string("sampled ") + label + " queries", std::int64_t(sample.size()), "queries",
-                  options.show_progress);
+  // A world of ranks takes the sample in shares and adds up what each counted.
+  const auto mine =
+      share ? rank_slice(std::int64_t(sample.size()), share->rank, share->size) : Slice{0, std::int64_t(sample.size())};
+  ProgressBar bar(std::string("sampled ") + label + " queries" + (share ? " (this rank's share)" : ""), mine.count,
+                  "queries", options.show_progress);
   double exhaustive_ms = 0;
   std::int64_t r1 = 0, r5 = 0, r10 = 0, twin_queries = 0, twin_exhaustive = 0;
   struct Counts {
@@ -236,8 +241,9 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
       if (hit.index == item) return std::optional<double>(hit.score);
     return std::optional<double>();
   };
-  for (std::size_t begin = 0; begin < sample.size(); begin += std::size_t(options.batch)) {
-    const auto end = std::min(sample.size(), begin + std::size_t(options.batch));
+  const auto first = std::size_t(mine.begin), last = std::size_t(mine.begin + mine.count);
+  for (std::size_t begin = first; begin < last; begin += std::size_t(options.batch)) {
+    const auto end = std::min(last, begin + std::size_t(options.batch));
     std::vector<EncodedQuery> queries;
     for (auto q = begin; q < end; ++q) queries.push_back(encode(sample[q]));
     const Stopwatch watch;
@@ -283,10 +289,30 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
           c.twin_two_stage += own_score && (!twin_score || *own_score > *twin_score);
         }
       }
-      bar.update(std::int64_t(q) + 1);
+      bar.update(std::int64_t(q - first) + 1);
     }
   }
   bar.finish();
+  if (share) {
+    // Every count is a whole number below 2^53 and every time a sum: exact in float64, in any order.
+    std::vector<double> mine_counted{exhaustive_ms, double(r1),           double(r5),
+                                     double(r10),   double(twin_queries), double(twin_exhaustive)};
+    for (const auto& c : counts)
+      for (const double value : {c.ms, double(c.t1), double(c.t5), double(c.t10), double(c.same), double(c.top1_in),
+                                 double(c.top10_in), double(c.twin_two_stage)})
+        mine_counted.push_back(value);
+    const auto summed = share->gather_rows(torch::tensor(mine_counted, torch::kFloat64).unsqueeze(0)).sum(0);
+    const auto total = [&](std::size_t i) { return summed[std::int64_t(i)].template item<double>(); };
+    const auto whole = [&](std::size_t i) { return std::int64_t(std::llround(total(i))); };
+    exhaustive_ms = total(0), r1 = whole(1), r5 = whole(2), r10 = whole(3), twin_queries = whole(4);
+    twin_exhaustive = whole(5);
+    for (std::size_t s = 0; s < counts.size(); ++s) {
+      const auto at = 6 + 8 * s;
+      auto& c = counts[s];
+      c.ms = total(at), c.t1 = whole(at + 1), c.t5 = whole(at + 2), c.t10 = whole(at + 3), c.same = whole(at + 4);
+      c.top1_in = whole(at + 5), c.top10_in = whole(at + 6), c.twin_two_stage = whole(at + 7);
+    }
+  }
   const double n = double(sample.size());
   for (std::size_t s = 0; s < results.size(); ++s) {
     auto& result = results[s];
@@ -332,7 +358,8 @@ nlohmann::ordered_json direction_json(const SampledDirection& d) {
 
 }  // namespace
 
-SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options) {
+SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options,
+                                         const EvalShare* share) {
   const auto cpi = index.captions_per_image();
   if (cpi < 1)
     throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");
@@ -359,7 +386,8 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
       index, GallerySide::Images, result.captions, options.queries, options, "text->image",
       [&](std::int64_t caption) { return std::vector<std::int64_t>{caption / cpi}; },
       [&](std::int64_t caption) { return stored_caption_query(index, caption, caption_globals); },
-      [&](std::int64_t caption) { return twins.empty() ? std::int64_t(-1) : twins[std::size_t(caption / cpi)]; });
+      [&](std::int64_t caption) { return twins.empty() ? std::int64_t(-1) : twins[std::size_t(caption / cpi)]; },
+      share);
   const auto image_to_text = sample_direction(
       index, GallerySide::Captions, result.images, options.image_queries < 0 ? options.queries : options.image_queries,
       options, "image->text",
@@ -368,7 +396,8 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
         std::iota(captions.begin(), captions.end(), image * cpi);
         return captions;
       },
-      [&](std::int64_t image) { return index.image_query(image); }, [](std::int64_t) { return std::int64_t(-1); });
+      [&](std::int64_t image) { return index.image_query(image); }, [](std::int64_t) { return std::int64_t(-1); },
+      share);
   for (std::size_t s = 0; s < options.settings.size(); ++s)
     result.points.push_back({text_to_image[s], image_to_text[s]});
   return result;

@@ -219,7 +219,7 @@ TEST(DistributedEval, TwoAndThreeRanksGiveTheMatrixAndMetricsOfOneProcess) {
 
 // The same for `eval --index`: every pair's columns and each direction's queries split over the
 // ranks, the rows gathered; the exhaustive, two-stage and stage-1 results are one process's
-// (all but the times, which are each rank's own).
+// (all but the times, which are each rank's own), and so are a sampled evaluation's.
 TEST(DistributedEval, IndexEvaluationOfTwoAndThreeRanksIsOneProcesss) {
   EvalWorld world;
   const auto index = world.data.dir.file("index");
@@ -227,6 +227,8 @@ TEST(DistributedEval, IndexEvaluationOfTwoAndThreeRanksIsOneProcesss) {
                                             world.data.data() + " --split test --out " + index);
   ASSERT_EQ(built.status, 0) << built.output;
   const std::function<void(nlohmann::json&)> without_times = [&](nlohmann::json& json) {
+    if (json.is_array())
+      for (auto& item : json) without_times(item);
     if (!json.is_object()) return;
     for (auto it = json.begin(); it != json.end();)
       if (it.key().rfind("ms_per_", 0) == 0) {
@@ -247,6 +249,12 @@ TEST(DistributedEval, IndexEvaluationOfTwoAndThreeRanksIsOneProcesss) {
   ASSERT_TRUE(one.contains("exhaustive") && one.contains("stage1")) << one.dump();
   EXPECT_EQ(evaluated("--nproc 2"), one);
   EXPECT_EQ(evaluated("--nproc 3 --nproc-max 3"), one);
+  // A sampled evaluation: the sample's shares, their counts added up.
+  const std::string sampled = "--queries 30 --image-queries 7 --shortlist 4,8 --seed 3";
+  const auto sampled_one = evaluated(sampled);
+  ASSERT_TRUE(sampled_one.contains("points")) << sampled_one.dump();
+  EXPECT_EQ(evaluated(sampled + " --nproc 2"), sampled_one);
+  EXPECT_EQ(evaluated(sampled + " --nproc 3 --nproc-max 3"), sampled_one);
 }
 
 TEST(DistributedEval, AKilledRankEndsTheWorldWithStatusOneNamingIt) {

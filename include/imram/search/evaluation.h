@@ -111,7 +111,10 @@ struct SampledEvalResult {
   std::vector<SampledPoint> points;  // one per setting, in the options' order
 };
 
-SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options);
+// With `share`, each rank runs its share of the sample and the counts are added up: every rank
+// holds one process's result (the times per query are the ranks' summed over the sample).
+SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options,
+                                         const EvalShare* share = nullptr);
 std::string sampled_table(const SampledEvalResult& result);
 std::string sampled_json(const SampledEvalResult& result);
 
