@@ -57,21 +57,19 @@ struct PictureOptions {
 // --decode-threads; returns them, so that a command can tie them to another option.
 inline std::vector<CLI::Option*> add_picture_options(CLI::App* sub, PictureOptions& o,
                                                      const std::string& regions_default) {
-  const auto finite = CLI::Validator(
-      [](std::string& value) {
-        std::istringstream in(value);
-        double number = 0;
-        return (in >> number) && std::isfinite(number) ? std::string() : "must be a finite number, got " + value;
-      },
-      "NUMBER");
-  const auto positive = CLI::Validator(
-      [](std::string& value) {
-        std::istringstream in(value);
-        double number = 0;
-        return (in >> number) && std::isfinite(number) && number > 0 ? std::string()
-                                                                     : "must be a positive number, got " + value;
-      },
-      "NUMBER > 0");
+  // A finite number (and, for `positive`, above 0): nan and inf would make every picture NaN.
+  const auto number = [](bool positive) {
+    return CLI::Validator(
+        [positive](std::string& value) {
+          std::istringstream in(value);
+          double number = 0;
+          const bool ok = (in >> number) && std::isfinite(number) && (!positive || number > 0);
+          return ok ? std::string()
+                    : std::string("must be a ") + (positive ? "positive" : "finite") + " number, got " + value;
+        },
+        positive ? "NUMBER > 0" : "NUMBER");
+  };
+  const auto finite = number(false), positive = number(true);
   const auto size = CLI::Validator(
       [](std::string& value) {
         int width = 0, height = 0;

@@ -138,26 +138,9 @@ nlohmann::json settings_json(const FeatureOptions& options) {
   return settings;
 }
 
-nlohmann::json boxes_json(const std::vector<Box>& boxes) {
-  auto json = nlohmann::json::array();
-  for (const auto& box : boxes) json.push_back(box);
-  return json;
-}
-
-nlohmann::json stamp_json(const std::optional<PictureStamp>& stamp) {
-  if (!stamp) return nullptr;
-  return {{"bytes", stamp->bytes}, {"modified_ns", stamp->modified_ns}, {"inode", stamp->inode}};
-}
-
-std::optional<PictureStamp> stamp_from_json(const nlohmann::json& json) {
-  if (json.is_null()) return std::nullopt;
-  return PictureStamp{json.at("bytes").get<std::uint64_t>(), json.at("modified_ns").get<std::int64_t>(),
-                      json.at("inode").get<std::uint64_t>()};
-}
-
 // The unfinished run in {split}_features.partial/: rows of features in features.f32 and one
-// line of log.jsonl per row ({"source", "stamp", "regions"}), written features first, so that a
-// line always has its row; run.json holds the settings and, after the first row, the row shape.
+// line of log.jsonl per row (the row's image info: picture, its stamp, the region boxes, as in
+// {split}_images.jsonl), written features first, so that a line always has its row; run.json holds the settings and, after the first row, the row shape.
 // A row whose picture has changed since (its stamp) or is no longer listed stays in the files
 // and is left out of the outputs; a changed picture gets a new row.
 struct Partial {
@@ -172,9 +155,11 @@ struct Partial {
   void add_row(const std::string& source, const std::optional<PictureStamp>& stamp, std::vector<Box> row_boxes,
                const float* features, AppendFile& rows, AppendFile& log) {
     rows.write(features, row_bytes());
-    const auto line =
-        nlohmann::json{{"source", source}, {"stamp", stamp_json(stamp)}, {"regions", boxes_json(row_boxes)}}.dump() +
-        "\n";
+    ImageInfo info;
+    info.picture = source;
+    info.picture_stamp = stamp;
+    info.regions.assign(row_boxes.begin(), row_boxes.end());
+    const auto line = image_info_json(info) + "\n";
     log.write(line.data(), line.size());
     sources.push_back(source);
     stamps.push_back(stamp);
@@ -209,19 +194,19 @@ void load_partial(Partial& partial) {
   std::uint64_t offset = 0;
   while (std::getline(in, line) && !in.eof()) {  // a last line without its newline was cut short
     if (partial.row_bytes() == 0 || (partial.sources.size() + 1) * partial.row_bytes() > feature_bytes) break;
-    nlohmann::json entry;
+    ImageInfo info;
     try {
-      entry = nlohmann::json::parse(line);
-      std::vector<Box> boxes;
-      for (const auto& box : entry.at("regions")) boxes.push_back(box.get<Box>());
-      if (std::int64_t(boxes.size()) != partial.regions) break;
-      auto stamp = stamp_from_json(entry.value("stamp", nlohmann::json()));
-      partial.sources.push_back(entry.at("source").get<std::string>());
-      partial.stamps.push_back(stamp);
-      partial.boxes.push_back(std::move(boxes));
-    } catch (const nlohmann::json::exception&) {
+      info = parse_image_info(line, partial.log().string(), 0);
+    } catch (const Error&) {
       break;
     }
+    if (info.picture.empty() || std::int64_t(info.regions.size()) != partial.regions ||
+        std::any_of(info.regions.begin(), info.regions.end(), [](const auto& box) { return !box; }))
+      break;
+    partial.sources.push_back(info.picture);
+    partial.stamps.push_back(info.picture_stamp);
+    partial.boxes.emplace_back();
+    for (const auto& box : info.regions) partial.boxes.back().push_back(*box);
     offset += line.size() + 1;
   }
   partial.log_bytes = offset;
