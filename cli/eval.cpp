@@ -83,16 +83,8 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
         // A rank of a world (--nproc, torchrun or srun) takes its share of the pairs and queries;
         // the search layer sees the communicator only through this gather.
         auto joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0);
-        imram::EvalShare share;
-        if (joined.communicator) {
-          auto& world = *joined.communicator;
-          share.rank = world.rank();
-          share.size = world.size();
-          share.gather_rows = [&world](const torch::Tensor& rows) {
-            const auto counts = world.all_gather_count(rows.size(0));
-            return world.all_gather_rows(rows.contiguous().to(world.device()), counts).to(torch::kCPU);
-          };
-        }
+        imram::WorldShare share;
+        if (joined.communicator) share = imram::share_of_world(*joined.communicator);
         const auto* shared = joined.communicator ? &share : nullptr;
         const auto opened = imram::GalleryIndex::open(options->index, joined.device);
         // The JSON line (printed with --json, saved with --save-json) or the table, by rank 0.

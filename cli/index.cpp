@@ -6,6 +6,9 @@
 #include "imram/runtime/runtime.h"
 #include "imram/search/index_dir.h"
 #include "imram/search/index_pictures.h"
+#include "imram/train/distributed.h"
+#include "imram/train/launch.h"
+#include "nproc_option.h"
 #include "picture_options.h"
 
 namespace {
@@ -32,7 +35,8 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
   struct BuildOptions {
     std::string model, data, split = "test", out, faiss, store = "float16";
     bool memory_halves = false, codes = true, quiet = false;
-    std::int64_t codebook = 0;
+    std::int64_t codebook = 0, batch_size = 128;
+    imram::cli::NprocOptions world;
   };
   auto b = std::make_shared<BuildOptions>();
   auto* build = index->add_subcommand("build", "encode a split into a new index directory");
@@ -56,9 +60,21 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
                    "centroids of each side's codebook (0: auto, about 8 per square root of the fragments, 16 to 8,192)")
       ->check(imram::cli::kNonNegative)
       ->capture_default_str();
+  build
+      ->add_option("--batch-size", b->batch_size,
+                   "images encoded at once, captions 4x as many (a smaller batch bounds a GPU's memory)")
+      ->check(imram::cli::kAtLeastOne)
+      ->capture_default_str();
+  imram::cli::add_nproc_options(build, b->world, "each encodes and codes its share; rank 0 writes the index");
   build->add_flag("--quiet", b->quiet, "no progress output");
   build->callback([&invocation, b] {
-    invocation.run = [b, device = invocation.globals.device] {
+    imram::cli::check_nproc(b->world);
+    invocation.run = [b, device = invocation.globals.device, threads = invocation.globals.threads] {
+      if (b->world.nproc > 1) return imram::run_local_world(b->world.nproc, imram::command_line_without_nproc());
+      // A rank of a world (--nproc, torchrun or srun) encodes its blocks; rank 0 writes.
+      auto joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0);
+      imram::WorldShare share;
+      if (joined.communicator) share = imram::share_of_world(*joined.communicator);
       const auto split = imram::PrecompSplit::open(b->data, b->split);
       imram::IndexOptions options;
       options.faiss_factory = b->faiss;
@@ -67,10 +83,13 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
       options.codes = b->codes;
       options.codebook_size = b->codebook;
       options.show_progress = !b->quiet;
-      options.device = device;
-      auto writer = imram::IndexWriter::create(b->out, b->model, options);
+      options.device = joined.device.str();
+      options.batch_size = b->batch_size;
+      auto writer = imram::IndexWriter::create(b->out, b->model, options, joined.communicator ? &share : nullptr);
       writer.add_split(split);
       writer.commit();
+      if (joined.communicator) joined.communicator->close();
+      if (!joined.reports()) return 0;
       print_summary("built", *imram::GalleryIndex::open(b->out));
       return 0;
     };

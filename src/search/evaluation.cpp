@@ -71,7 +71,7 @@ EncodedQuery stored_caption_query(const GalleryIndex& index, std::int64_t captio
 }  // namespace
 
 TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options,
-                                  const EvalShare* share) {
+                                  const WorldShare* share) {
   if (index.captions_per_image() < 1)
     throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");
   torch::NoGradGuard no_grad;
@@ -87,7 +87,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   const auto mine = [&](std::int64_t items) {
     return share ? rank_slice(items, share->rank, share->size) : Slice{0, items};
   };
-  const auto gathered = [&](const torch::Tensor& rows) { return share ? share->gather_rows(rows) : rows; };
+  const auto gathered = [&](const torch::Tensor& rows) { return share ? share->all_gather_rows(rows) : rows; };
 
   if (options.exhaustive) {
     const Stopwatch watch;
@@ -197,7 +197,7 @@ template <typename Own, typename Encode, typename Twin>
 std::vector<SampledDirection> sample_direction(const GalleryIndex& index, GallerySide side, std::int64_t population,
                                                std::int64_t queries_wanted, const SampledEvalOptions& options,
                                                const char* label, Own own, Encode encode, Twin twin,
-                                               const EvalShare* share) {
+                                               const WorldShare* share) {
   std::vector<std::int64_t> sample(static_cast<std::size_t>(population));
   std::iota(sample.begin(), sample.end(), 0);
   std::mt19937_64 rng(options.seed);
@@ -301,7 +301,7 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
       for (const double value : {c.ms, double(c.t1), double(c.t5), double(c.t10), double(c.same), double(c.top1_in),
                                  double(c.top10_in), double(c.twin_two_stage)})
         mine_counted.push_back(value);
-    const auto summed = share->gather_rows(torch::tensor(mine_counted, torch::kFloat64).unsqueeze(0)).sum(0);
+    const auto summed = share->all_gather_rows(torch::tensor(mine_counted, torch::kFloat64).unsqueeze(0)).sum(0);
     const auto total = [&](std::size_t i) { return summed[std::int64_t(i)].template item<double>(); };
     const auto whole = [&](std::size_t i) { return std::int64_t(std::llround(total(i))); };
     exhaustive_ms = total(0), r1 = whole(1), r5 = whole(2), r10 = whole(3), twin_queries = whole(4);
@@ -359,7 +359,7 @@ nlohmann::ordered_json direction_json(const SampledDirection& d) {
 }  // namespace
 
 SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options,
-                                         const EvalShare* share) {
+                                         const WorldShare* share) {
   const auto cpi = index.captions_per_image();
   if (cpi < 1)
     throw Error(index.dir() + ": its captions are not tied to its images, so there is no ground truth to evaluate");

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "imram/data/captions.h"
@@ -25,6 +26,7 @@
 #include "imram/util/counted_file.h"
 #include "imram/util/json_file.h"
 #include "imram/util/progress.h"
+#include "imram/util/rank_slice.h"
 #include "imram/util/writer_lock.h"
 #include "index_detail.h"
 
@@ -33,6 +35,23 @@ namespace fs = std::filesystem;
 namespace imram {
 
 using index_detail::scalar_type;
+
+namespace {
+
+// (n, ...) values as (n, their bytes per item): the rows a world gathers and the files append.
+torch::Tensor bytes_per_item(const torch::Tensor& values) {
+  const auto contiguous = values.contiguous();
+  const auto n = contiguous.size(0);
+  return torch::from_blob(contiguous.data_ptr(), {n, n > 0 ? std::int64_t(contiguous.nbytes()) / n : 0}, torch::kUInt8)
+      .clone();
+}
+
+torch::Tensor bytes_of(const torch::Tensor& values) {
+  const auto contiguous = values.contiguous();
+  return torch::from_blob(contiguous.data_ptr(), {std::int64_t(contiguous.nbytes())}, torch::kUInt8).clone();
+}
+
+}  // namespace
 
 struct IndexWriter::State {
   std::string dir;       // where the index lives (after commit)
@@ -43,6 +62,13 @@ struct IndexWriter::State {
   Manifest manifest;
   std::int64_t committed_images = 0, committed_captions = 0, committed_words = 0;
   std::int64_t codebook_size = 0;  // 0: auto_codebook_size
+  std::int64_t image_batch = 128;  // images encoded at once; captions 4x as many
+  // A world building one index (index build --nproc): every rank encodes its blocks of each
+  // round and codes its share of each block of fragments; rank 0 alone holds files and writes.
+  const WorldShare* world = nullptr;
+  bool writes() const { return !world || world->rank == 0; }
+  int rank() const { return world ? world->rank : 0; }
+  int ranks() const { return world ? world->size : 1; }
   std::map<std::string, AppendFile> files;
   // The existing index's (create: when it replaces one); none for a new directory.
   std::unique_ptr<WriterLock> lock;
@@ -84,33 +110,76 @@ struct IndexWriter::State {
     const auto d = manifest.embed_size;
     const auto code_side = [&](const char* what, const char* store_name, const char* codes_name,
                                const char* codebook_name, std::int64_t& centroids, std::int64_t from, std::int64_t to) {
-      if (to == from) return;
-      file(store_name).sync();
-      const MappedFile mapped(work_dir + "/" + store_name, std::uint64_t(to * d) * element_size(manifest.store));
-      const auto all = torch::from_blob(const_cast<char*>(mapped.data()), {to, d},
-                                        torch::dtype(index_detail::scalar_type(manifest.store)));
-      torch::Tensor codebook;
-      if (centroids == 0) {
+      const bool learn = centroids == 0;
+      if (learn && writes() && to > from)
         centroids = codebook_size > 0 ? std::min(codebook_size, to) : auto_codebook_size(to);
-        // About 32 fragments per centroid, spread over all of them, are enough for k-means (and
-        // bound its time: 8,192 centroids of d = 1,024 take minutes on two cores).
-        const auto sample_size = std::min(to, centroids * 32);
-        const auto picks = torch::linspace(0, double(to - 1), sample_size, torch::kFloat64).round().to(torch::kInt64);
-        if (show_progress)
-          std::cerr << "learning a codebook of " << centroids << " centroids from " << sample_size << " of " << to
-                    << " " << what << std::endl;
-        codebook = train_codebook(all.index_select(0, picks).to(torch::kFloat32), centroids);
-        file(codebook_name).write(codebook.data_ptr<float>(), std::size_t(codebook.numel()) * 4);
-      } else {
-        const MappedFile kept(work_dir + "/" + codebook_name, std::uint64_t(centroids * d) * 4);
-        codebook = torch::from_blob(const_cast<char*>(kept.data()), {centroids, d}, torch::kFloat32).clone();
+      if (world) {
+        // Rank 0 holds the store: the others take the range and the codebook's size from it.
+        auto plan = torch::tensor({from, to, centroids}, torch::kInt64);
+        world->broadcast(plan);
+        from = plan[0].item<std::int64_t>();
+        to = plan[1].item<std::int64_t>();
+        centroids = plan[2].item<std::int64_t>();
+      }
+      if (to == from) return;
+      const auto row_bytes = d * std::int64_t(element_size(manifest.store));
+      std::optional<MappedFile> mapped;
+      torch::Tensor all, codebook;
+      if (writes()) {
+        file(store_name).sync();
+        mapped.emplace(work_dir + "/" + store_name, std::uint64_t(to * row_bytes));
+        all = torch::from_blob(const_cast<char*>(mapped->data()), {to, d},
+                               torch::dtype(index_detail::scalar_type(manifest.store)));
+        if (learn) {
+          // About 32 fragments per centroid, spread over all of them, are enough for k-means (and
+          // bound its time: 8,192 centroids of d = 1,024 take minutes on two cores).
+          const auto sample_size = std::min(to, centroids * 32);
+          const auto picks = torch::linspace(0, double(to - 1), sample_size, torch::kFloat64).round().to(torch::kInt64);
+          if (show_progress)
+            std::cerr << "learning a codebook of " << centroids << " centroids from " << sample_size << " of " << to
+                      << " " << what << std::endl;
+          // The other ranks wait for the codebook: their cores are this rank's meanwhile.
+          const int own_threads = thread_count();
+          if (world && world->threads_alone > own_threads) set_thread_count(world->threads_alone);
+          try {
+            codebook = train_codebook(all.index_select(0, picks).to(torch::kFloat32), centroids);
+          } catch (...) {
+            set_thread_count(own_threads);
+            throw;
+          }
+          set_thread_count(own_threads);
+          file(codebook_name).write(codebook.data_ptr<float>(), std::size_t(codebook.numel()) * 4);
+        } else {
+          const MappedFile kept(work_dir + "/" + codebook_name, std::uint64_t(centroids * d) * 4);
+          codebook = torch::from_blob(const_cast<char*>(kept.data()), {centroids, d}, torch::kFloat32).clone();
+        }
+      }
+      if (world) {
+        if (!writes()) codebook = torch::empty({centroids, d}, torch::kFloat32);
+        world->broadcast(codebook);
       }
       constexpr std::int64_t kBlock = 1 << 16;
       ProgressBar bar(std::string("coding ") + what, to - from, what, show_progress);
       for (std::int64_t begin = from; begin < to; begin += kBlock) {
         const auto n = std::min(kBlock, to - begin);
-        const auto codes = nearest_centroids(codebook, all.narrow(0, begin, n));
-        file(codes_name).write(codes.data_ptr<std::int32_t>(), std::size_t(n) * 4);
+        torch::Tensor rows, received;
+        if (world) {
+          // Each rank codes its share of the block, as rows of bytes (any store type travels).
+          std::vector<std::int64_t> counts;
+          for (int r = 0; r < ranks(); ++r) counts.push_back(rank_slice(n, r, ranks()).count);
+          received =
+              world->scatter_rows(writes() ? torch::from_blob(const_cast<char*>(mapped->data()) + begin * row_bytes,
+                                                              {n, row_bytes}, torch::kUInt8)
+                                           : torch::empty({0, row_bytes}, torch::kUInt8),
+                                  counts);
+          rows = torch::from_blob(received.data_ptr(), {received.size(0), d},
+                                  torch::dtype(index_detail::scalar_type(manifest.store)));
+        } else {
+          rows = all.narrow(0, begin, n);
+        }
+        auto codes = nearest_centroids(codebook, rows);
+        if (world) codes = world->gather_rows(codes);
+        if (writes()) file(codes_name).write(codes.data_ptr<std::int32_t>(), std::size_t(n) * 4);
         bar.update(begin + n - from);
       }
       bar.finish();
@@ -126,20 +195,148 @@ struct IndexWriter::State {
     file(name).write(data.data_ptr<float>(), std::size_t(data.numel()) * 4);
   }
 
-  // Raw features (n, R, D), memory-mapped, encoded and stored a block at a time.
+  // An image block's stored values, one row of bytes per image: its regions, then (as the index
+  // keeps them) their Gram matrices, memory halves and global embedding.
+  torch::Tensor image_rows(const torch::Tensor& features) {
+    torch::NoGradGuard no_grad;
+    model.net->eval();
+    auto encoded = model.net->encode_images(features);
+    const auto regions = stored(encoded.regions);
+    std::vector<torch::Tensor> parts{bytes_per_item(regions)};
+    if (manifest.codes) parts.push_back(bytes_per_item(grams_of(regions)));
+    if (manifest.memory_halves > 0) {
+      model.net->attach_memory_halves(encoded);
+      parts.push_back(
+          bytes_per_item(stored(model.net->joined_memory_halves(encoded.text_halves, encoded.image_halves))));
+    }
+    if (model.net->global_head)
+      parts.push_back(bytes_per_item(model.net->global_head->embed_images(encoded).to(torch::kCPU, torch::kFloat32)));
+    return torch::cat(parts, 1);
+  }
+
+  std::int64_t image_row_bytes(std::int64_t regions) const {
+    const auto& m = manifest;
+    const auto es = std::int64_t(element_size(m.store));
+    return regions * (m.embed_size + (m.codes ? regions : 0) + m.memory_halves) * es +
+           (model.net->global_head ? m.global_dim * 4 : 0);
+  }
+
+  // Appends image_rows' rows to the files they belong to.
+  void write_image_rows(const torch::Tensor& rows, std::int64_t regions) {
+    const auto& m = manifest;
+    const auto es = std::int64_t(element_size(m.store));
+    std::int64_t at = 0;
+    const auto put = [&](const char* name, std::int64_t width) {
+      const auto part = rows.narrow(1, at, width).contiguous();
+      file(name).write(part.data_ptr(), std::size_t(part.numel()));
+      at += width;
+    };
+    put("regions.bin", regions * m.embed_size * es);
+    if (m.codes) put("region_grams.bin", regions * regions * es);
+    if (m.memory_halves > 0) put("region_halves.bin", regions * m.memory_halves * es);
+    if (model.net->global_head) put("image_globals.bin", m.global_dim * 4);
+  }
+
+  // A block of captions' stored values as one stream of bytes: their words, memory halves and
+  // Gram matrices (each caption's own length), then their global embeddings.
+  torch::Tensor caption_bytes(const TokenIds& ids, std::int64_t begin, std::int64_t n) {
+    torch::NoGradGuard no_grad;
+    model.net->eval();
+    const auto padded = pad_captions(ids, begin, n);
+    auto encoded = model.net->encode_captions(padded.ids, padded.lengths);
+    const auto words = stored(encoded.words);
+    const auto length = [&](std::int64_t j) { return std::int64_t(ids[std::size_t(begin + j)].size()); };
+    std::vector<torch::Tensor> parts;
+    for (std::int64_t j = 0; j < n; ++j) parts.push_back(bytes_of(words[j].narrow(0, 0, length(j))));
+    if (manifest.memory_halves > 0) {
+      model.net->attach_memory_halves(encoded);
+      const auto halves = stored(model.net->joined_memory_halves(encoded.text_halves, encoded.image_halves));
+      for (std::int64_t j = 0; j < n; ++j) parts.push_back(bytes_of(halves[j].narrow(0, 0, length(j))));
+    }
+    if (manifest.codes) {
+      const auto grams = grams_of(words);
+      for (std::int64_t j = 0; j < n; ++j)
+        parts.push_back(bytes_of(grams[j].narrow(0, 0, length(j)).narrow(1, 0, length(j))));
+    }
+    if (model.net->global_head)
+      parts.push_back(bytes_of(model.net->global_head->embed_captions(encoded).to(torch::kCPU, torch::kFloat32)));
+    return torch::cat(parts);
+  }
+
+  // Appends caption_bytes' stream of captions [begin, begin + n) to the files; returns its size.
+  std::int64_t write_caption_bytes(const std::uint8_t* bytes, const TokenIds& ids,
+                                   const std::vector<std::string>& texts, std::int64_t begin, std::int64_t n) {
+    auto& m = manifest;
+    const auto es = std::int64_t(element_size(m.store));
+    std::int64_t words = 0, gram_cells = 0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const auto length = std::int64_t(ids[std::size_t(begin + j)].size());
+      words += length;
+      gram_cells += length * length;
+    }
+    std::int64_t at = 0;
+    const auto put = [&](const char* name, std::int64_t width) {
+      file(name).write(bytes + at, std::size_t(width));
+      at += width;
+    };
+    put("words.bin", words * m.embed_size * es);
+    if (m.memory_halves > 0) put("word_halves.bin", words * m.memory_halves * es);
+    if (m.codes) put("word_grams.bin", gram_cells * es);
+    if (model.net->global_head) put("caption_globals.bin", n * m.global_dim * 4);
+    for (std::int64_t j = 0; j < n; ++j) {
+      m.words += std::int64_t(ids[std::size_t(begin + j)].size());
+      file("word_offsets.bin").write(&m.words, sizeof m.words);
+      const auto& text = texts[std::size_t(begin + j)];
+      file("captions.txt").write(text.data(), text.size());
+      file("captions.txt").write("\n", 1);
+    }
+    m.captions += n;
+    return at;
+  }
+
+  // Raw features (n, R, D), memory-mapped, encoded and stored a block at a time; in a world,
+  // rank r encodes the r-th block of each round and rank 0 writes the round's rows in order.
   void add_feature_file(IndexWriter& writer, const NpyArray& file, const std::string& what) {
     const auto features = tensor_view(file);
     const auto N = features.size(0);
     ProgressBar bar("indexing " + what + " images", N, "images", show_progress);
-    constexpr std::int64_t kBatch = 128;
-    for (std::int64_t i = 0; i < N; i += kBatch) {
-      const auto n = std::min(kBatch, N - i);
-      const auto block = features.narrow(0, i, n);
-      check_finite_features(block, i, file.path());
-      writer.add_images(block);
-      bar.update(i + n);
+    if (!world) {
+      for (std::int64_t i = 0; i < N; i += image_batch) {
+        const auto n = std::min(image_batch, N - i);
+        const auto block = features.narrow(0, i, n);
+        check_finite_features(block, i, file.path());
+        writer.add_images(block);
+        bar.update(i + n);
+      }
+      bar.finish();
+      return;
+    }
+    auto& m = manifest;
+    check_region_count(features.size(1));
+    const auto R = features.size(1);
+    for (std::int64_t round = 0; round < N; round += image_batch * ranks()) {
+      const auto mine = std::min(N, round + rank() * image_batch);
+      const auto n = std::min(image_batch, N - mine);
+      torch::Tensor rows = torch::empty({0, image_row_bytes(R)}, torch::kUInt8);
+      if (n > 0) {
+        const auto block = features.narrow(0, mine, n);
+        check_finite_features(block, mine, file.path());
+        rows = image_rows(block);
+      }
+      rows = world->gather_rows(rows);
+      if (writes()) write_image_rows(rows, R);
+      m.regions = R;
+      m.images += std::min(image_batch * ranks(), N - round);
+      bar.update(std::min(N, round + image_batch * ranks()));
     }
     bar.finish();
+  }
+
+  void check_region_count(std::int64_t regions) const {
+    const auto& m = manifest;
+    if (m.images + m.captions > 0 && m.regions != regions)
+      throw Error("images have " + std::to_string(regions) + " regions, the index holds images of " +
+                  std::to_string(m.regions));
   }
 
   // The info of the images just added, from `first_image` on, each with its picture's thumbnail:
@@ -189,22 +386,18 @@ IndexWriter::~IndexWriter() {
   }
 }
 
-IndexWriter IndexWriter::create(const std::string& dir, const std::string& model_dir, const IndexOptions& options) {
-  std::error_code ec;
-  if (fs::exists(dir, ec) && !is_index_dir(dir))
-    throw Error(dir + ": exists and is not an index directory; refusing to replace it");
+IndexWriter IndexWriter::create(const std::string& dir, const std::string& model_dir, const IndexOptions& options,
+                                const WorldShare* world) {
+  if (options.batch_size < 1) throw Error("index build: a batch of " + std::to_string(options.batch_size) + " images");
   auto state = std::make_unique<State>();
   state->dir = dir;
-  // The index replaced at commit must not be one that an `add` is writing.
-  if (fs::exists(dir, ec)) state->lock = std::make_unique<WriterLock>(dir + "/writer.lock", "index " + dir);
-  state->creating = true;
-  state->show_progress = options.show_progress;
-  state->model = load_model(model_dir, parse_device(options.device));
-  state->work_dir = fresh_temporary_directory(dir);
-  try {
-    save_model(state->work_dir + "/model", state->model);
+  state->world = world;
+  state->image_batch = options.batch_size;
+  state->codebook_size = options.codebook_size;
+  state->show_progress = options.show_progress && state->writes();
+  const auto describe_model = [&](const std::string& fingerprint) {
     auto& m = state->manifest;
-    m.model_fingerprint = model_fingerprint(state->work_dir + "/model");
+    m.model_fingerprint = fingerprint;
     m.embed_size = state->model.config().embed_size;
     m.global_dim = state->model.config().global_head;
     m.faiss_factory = options.faiss_factory;
@@ -212,7 +405,24 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
     // A model with K = 1 updates no memory: it has no halves to keep.
     m.memory_halves = options.memory_halves ? state->model.net->memory_halves_width() : 0;
     m.codes = options.codes;
-    state->codebook_size = options.codebook_size;
+  };
+  if (!state->writes()) {
+    // Another rank of the world only encodes and codes: rank 0 holds the directory.
+    state->model = load_model(model_dir, parse_device(options.device));
+    describe_model("");
+    return IndexWriter(std::move(state));
+  }
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !is_index_dir(dir))
+    throw Error(dir + ": exists and is not an index directory; refusing to replace it");
+  // The index replaced at commit must not be one that an `add` is writing.
+  if (fs::exists(dir, ec)) state->lock = std::make_unique<WriterLock>(dir + "/writer.lock", "index " + dir);
+  state->creating = true;
+  state->model = load_model(model_dir, parse_device(options.device));
+  state->work_dir = fresh_temporary_directory(dir);
+  try {
+    save_model(state->work_dir + "/model", state->model);
+    describe_model(model_fingerprint(state->work_dir + "/model"));
     state->open_files();
   } catch (...) {
     state->files.clear();
@@ -242,28 +452,11 @@ IndexWriter IndexWriter::append(const std::string& dir, bool show_progress, cons
 
 void IndexWriter::add_images(const torch::Tensor& features) {
   auto& s = *state_;
-  auto& m = s.manifest;
   if (features.dim() != 3) throw Error("image features must be (images, regions, features)");
-  if (m.images + m.captions > 0 && m.regions != features.size(1))
-    throw Error("images have " + std::to_string(features.size(1)) + " regions, the index holds images of " +
-                std::to_string(m.regions));
-  m.regions = features.size(1);
-  torch::NoGradGuard no_grad;
-  s.model.net->eval();
-  auto encoded = s.model.net->encode_images(features);
-  const auto regions = s.stored(encoded.regions);
-  s.file("regions.bin").write(regions.data_ptr(), std::size_t(regions.numel()) * element_size(m.store));
-  if (m.codes) {
-    const auto grams = s.grams_of(regions);
-    s.file("region_grams.bin").write(grams.data_ptr(), std::size_t(grams.numel()) * element_size(m.store));
-  }
-  if (m.memory_halves > 0) {
-    s.model.net->attach_memory_halves(encoded);
-    const auto halves = s.stored(s.model.net->joined_memory_halves(encoded.text_halves, encoded.image_halves));
-    s.file("region_halves.bin").write(halves.data_ptr(), std::size_t(halves.numel()) * element_size(m.store));
-  }
-  if (s.model.net->global_head) s.write_globals("image_globals.bin", s.model.net->global_head->embed_images(encoded));
-  m.images += features.size(0);
+  s.check_region_count(features.size(1));
+  s.write_image_rows(s.image_rows(features), features.size(1));
+  s.manifest.regions = features.size(1);
+  s.manifest.images += features.size(0);
 }
 
 void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::string>& texts) {
@@ -274,49 +467,28 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
   for (std::size_t j = 0; j < texts.size(); ++j)
     if (texts[j].find('\n') != std::string::npos)
       throw Error("caption " + std::to_string(m.captions + std::int64_t(j)) + ": holds a line break");
-  torch::NoGradGuard no_grad;
-  s.model.net->eval();
-  constexpr std::int64_t kBatch = 512;
+  const auto batch = 4 * s.image_batch;
   const auto count = std::int64_t(ids.size());
-  if (m.captions == 0) {
+  if (m.captions == 0 && s.writes()) {
     const std::int64_t zero = 0;
     s.file("word_offsets.bin").write(&zero, sizeof zero);
   }
-  for (std::int64_t begin = 0; begin < count; begin += kBatch) {
-    const auto n = std::min(kBatch, count - begin);
-    const auto padded = pad_captions(ids, begin, n);
-    auto encoded = s.model.net->encode_captions(padded.ids, padded.lengths);
-    const auto words = s.stored(encoded.words);
-    const auto row_bytes = std::size_t(m.embed_size) * element_size(m.store);
-    const auto* rows = static_cast<const char*>(words.data_ptr());
-    const auto caption_bytes = std::size_t(words.size(1)) * row_bytes;
-    torch::Tensor halves;
-    if (m.memory_halves > 0) {
-      s.model.net->attach_memory_halves(encoded);
-      halves = s.stored(s.model.net->joined_memory_halves(encoded.text_halves, encoded.image_halves));
+  // In a world, rank r encodes the r-th block of each round; rank 0 writes the round in order.
+  for (std::int64_t round = 0; round < count; round += batch * s.ranks()) {
+    const auto mine = std::min(count, round + s.rank() * batch);
+    const auto n = std::min(batch, count - mine);
+    auto bytes = n > 0 ? s.caption_bytes(ids, mine, n) : torch::empty({0}, torch::kUInt8);
+    if (s.world) bytes = s.world->gather_rows(bytes);
+    const auto round_end = std::min(count, round + batch * s.ranks());
+    if (s.writes()) {
+      std::int64_t at = 0;
+      for (auto begin = round; begin < round_end; begin += batch)
+        at += s.write_caption_bytes(bytes.data_ptr<std::uint8_t>() + at, ids, texts, begin,
+                                    std::min(batch, round_end - begin));
+    } else {
+      for (auto j = round; j < round_end; ++j) m.words += std::int64_t(ids[std::size_t(j)].size());
+      m.captions += round_end - round;
     }
-    const auto halves_row_bytes = std::size_t(m.memory_halves) * element_size(m.store);
-    const auto grams = m.codes ? s.grams_of(words) : torch::Tensor();
-    for (std::int64_t j = 0; j < n; ++j) {
-      const auto length = std::int64_t(ids[std::size_t(begin + j)].size());
-      s.file("words.bin").write(rows + std::size_t(j) * caption_bytes, std::size_t(length) * row_bytes);
-      if (halves.defined())
-        s.file("word_halves.bin")
-            .write(static_cast<const char*>(halves.data_ptr()) + std::size_t(j * halves.size(1)) * halves_row_bytes,
-                   std::size_t(length) * halves_row_bytes);
-      if (grams.defined()) {
-        const auto gram = grams[j].narrow(0, 0, length).narrow(1, 0, length).contiguous();
-        s.file("word_grams.bin").write(gram.data_ptr(), std::size_t(gram.numel()) * element_size(m.store));
-      }
-      m.words += length;
-      s.file("word_offsets.bin").write(&m.words, sizeof m.words);
-      const auto& text = texts[std::size_t(begin + j)];
-      s.file("captions.txt").write(text.data(), text.size());
-      s.file("captions.txt").write("\n", 1);
-    }
-    if (s.model.net->global_head)
-      s.write_globals("caption_globals.bin", s.model.net->global_head->embed_captions(encoded));
-    m.captions += n;
   }
 }
 
@@ -331,8 +503,9 @@ void IndexWriter::add_split(const PrecompSplit& split) {
   const auto data_dir = fs::path(split.features_path()).parent_path().string();
   const nlohmann::ordered_json source{{"data", source_path(data_dir)}, {"split", split.name()}};
   refuse_held_source(source);
-  const auto infos = m.described == m.images ? dataset_image_info(data_dir, split.name(), split.num_images())
-                                             : std::vector<ImageInfo>();
+  const auto infos = m.described == m.images && s.writes()
+                         ? dataset_image_info(data_dir, split.name(), split.num_images())
+                         : std::vector<ImageInfo>();
   split.require_feature_dim(s.model.config().img_dim);
   const auto ids = encode_caption_texts(*s.model.vocabulary, split.captions(), split.captions_path());
   const auto first_image = m.images;
@@ -421,6 +594,7 @@ void IndexWriter::commit() {
   auto& s = *state_;
   auto& m = s.manifest;
   if (m.codes) s.code_new_fragments();
+  if (!s.writes()) return;
   for (auto& [name, file] : s.files) {
     file.sync();
     m.files[name] = {file.bytes(), file.hash()};

@@ -289,6 +289,7 @@ std::unique_ptr<Communicator> Communicator::connect(const WorldSpec& spec, torch
 
 int Communicator::rank() const { return impl_->spec.rank; }
 int Communicator::size() const { return impl_->spec.size; }
+int Communicator::local_size() const { return impl_->spec.local_size; }
 torch::Device Communicator::device() const { return impl_->device; }
 
 void Communicator::all_reduce(torch::Tensor& tensor, Reduction reduction) {
@@ -325,6 +326,53 @@ std::vector<std::int64_t> Communicator::all_gather_count(std::int64_t count) {
                                         std::vector<std::int64_t>(std::size_t(size()), 1))
                             .to(torch::kCPU);
   return std::vector<std::int64_t>(gathered.data_ptr<std::int64_t>(), gathered.data_ptr<std::int64_t>() + size());
+}
+
+torch::Tensor Communicator::gather_rows(const torch::Tensor& local, const std::vector<std::int64_t>& counts, int root) {
+  const auto rows = *std::max_element(counts.begin(), counts.end());
+  TORCH_CHECK(local.size(0) == counts[std::size_t(rank())], "gather_rows: local rows differ from counts");
+  auto shape = local.sizes().vec();
+  shape[0] = rows;
+  auto padded = torch::zeros(shape, local.options());
+  padded.narrow(0, 0, local.size(0)).copy_(local);
+  std::vector<std::vector<torch::Tensor>> outputs;
+  if (rank() == root) {
+    outputs.resize(1);
+    for (int r = 0; r < size(); ++r) outputs[0].push_back(torch::empty(shape, local.options()));
+  }
+  std::vector<torch::Tensor> inputs{padded};
+  c10d::GatherOptions options;
+  options.rootRank = root;
+  impl_->wait(impl_->with_group([&](auto& group) { return group.gather(outputs, inputs, options); }), "gather");
+  impl_->bytes += std::uint64_t(rank() == root ? size() : 1) * padded.numel() * padded.element_size();
+  if (rank() != root) return {};
+  std::vector<torch::Tensor> parts;
+  for (int r = 0; r < size(); ++r) parts.push_back(outputs[0][std::size_t(r)].narrow(0, 0, counts[std::size_t(r)]));
+  return torch::cat(parts);
+}
+
+torch::Tensor Communicator::scatter_rows(const torch::Tensor& rows, const std::vector<std::int64_t>& counts, int root) {
+  const auto most = *std::max_element(counts.begin(), counts.end());
+  auto shape = rows.sizes().vec();
+  shape[0] = most;
+  std::vector<std::vector<torch::Tensor>> inputs;
+  if (rank() == root) {
+    inputs.resize(1);
+    std::int64_t begin = 0;
+    for (int r = 0; r < size(); ++r) {
+      auto padded = torch::zeros(shape, rows.options());
+      padded.narrow(0, 0, counts[std::size_t(r)]).copy_(rows.narrow(0, begin, counts[std::size_t(r)]));
+      begin += counts[std::size_t(r)];
+      inputs[0].push_back(padded);
+    }
+    TORCH_CHECK(begin == rows.size(0), "scatter_rows: rows differ from counts");
+  }
+  std::vector<torch::Tensor> outputs{torch::empty(shape, rows.options())};
+  c10d::ScatterOptions options;
+  options.rootRank = root;
+  impl_->wait(impl_->with_group([&](auto& group) { return group.scatter(outputs, inputs, options); }), "scatter");
+  impl_->bytes += std::uint64_t(rank() == root ? size() : 1) * outputs[0].numel() * outputs[0].element_size();
+  return outputs[0].narrow(0, 0, counts[std::size_t(rank())]);
 }
 
 void Communicator::broadcast(std::vector<torch::Tensor>& tensors, int root) {
@@ -366,6 +414,32 @@ JoinedWorld join_world(torch::Device requested, bool threads_given) {
   joined.device = device_of_rank(requested, *spec);
   joined.communicator = Communicator::connect(*spec, joined.device);
   return joined;
+}
+
+WorldShare share_of_world(Communicator& world) {
+  WorldShare share;
+  share.rank = world.rank();
+  share.size = world.size();
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  share.threads_alone = std::min(cores, thread_count() * std::max(1, world.local_size()));
+  share.all_gather_rows = [&world](const torch::Tensor& rows) {
+    const auto counts = world.all_gather_count(rows.size(0));
+    return world.all_gather_rows(rows.contiguous().to(world.device()), counts).to(torch::kCPU);
+  };
+  share.gather_rows = [&world](const torch::Tensor& rows) {
+    const auto counts = world.all_gather_count(rows.size(0));
+    const auto gathered = world.gather_rows(rows.contiguous().to(world.device()), counts, 0);
+    return gathered.defined() ? gathered.to(torch::kCPU) : gathered;
+  };
+  share.scatter_rows = [&world](const torch::Tensor& rows, const std::vector<std::int64_t>& counts) {
+    return world.scatter_rows(rows.contiguous().to(world.device()), counts, 0).to(torch::kCPU);
+  };
+  share.broadcast = [&world](torch::Tensor& tensor) {
+    std::vector<torch::Tensor> on_device{tensor.contiguous().to(world.device())};
+    world.broadcast(on_device, 0);
+    if (!on_device[0].is_same(tensor)) tensor.copy_(on_device[0]);
+  };
+  return share;
 }
 
 }  // namespace imram

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -275,6 +276,74 @@ TEST(DistributedEval, AKilledRankEndsTheWorldWithStatusOneNamingIt) {
   ::kill(pid_t(std::stol(pids[1])), SIGKILL);
   EXPECT_EQ(wait_for(launcher, 120), 1) << read_text(log);
   EXPECT_NE(read_text(log).find("rank 1 (pid " + pids[1] + ")"), std::string::npos) << read_text(log);
+}
+
+// Issue 38 item 2: `index build --nproc N`. Rank r encodes the r-th block of images and of captions
+// of each round and codes its share of each block of fragments; rank 0 writes. Every file (store,
+// memory halves, codes, codebooks, globals, FAISS, manifest, model) is one process's, byte for
+// byte, when each process has the same thread count (the encoders' last bits depend on it).
+// Blocks of 2 images and 8 captions make every rank encode several.
+TEST(DistributedIndex, TwoAndThreeRanksWriteTheBytesOfOneProcess) {
+  EvalWorld world;
+  const auto build = [&](const std::string& name, const std::string& extra) {
+    const auto out = world.data.dir.file(name);
+    const auto result =
+        imram::test::imram_cli("--threads 1 index build --model " + world.model + " --data " + world.data.data() +
+                               " --split test --memory-halves --batch-size 2 " + "--out " + out + " " + extra);
+    EXPECT_EQ(result.status, 0) << result.output;
+    return std::make_pair(out, result.output);
+  };
+  const auto [one, one_said] = build("one", "--quiet");
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(one))
+    if (entry.is_regular_file()) names.push_back(std::filesystem::relative(entry.path(), one).string());
+  ASSERT_GE(names.size(), 20u) << one_said;  // store, halves, codes, codebooks, globals, FAISS, manifest, model
+  for (const auto& [name, extra] :
+       std::vector<std::pair<std::string, std::string>>{{"two", "--nproc 2"}, {"three", "--nproc 3 --nproc-max 3"}}) {
+    const auto [out, said] = build(name, extra);
+    // Rank 0 alone speaks: one progress bar per stage, one summary line.
+    std::size_t summaries = 0;
+    for (auto at = said.find("built "); at != std::string::npos; at = said.find("built ", at + 1)) ++summaries;
+    EXPECT_EQ(summaries, 1u) << said;
+    EXPECT_NE(said.find("coding regions"), std::string::npos) << said;
+    std::size_t files = 0;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(out)) files += entry.is_regular_file();
+    EXPECT_EQ(files, names.size()) << name;
+    for (const auto& file : names)
+      EXPECT_EQ(read_text(out + "/" + file), read_text(one + "/" + file)) << name << ": " << file << " differs";
+    const auto verified = imram::test::imram_cli("index verify " + out);
+    EXPECT_EQ(verified.status, 0) << verified.output;
+  }
+}
+
+// A rank killed while the world builds: the launcher ends it with status 1 naming the rank, and
+// the index that was at --out is still there, whole.
+TEST(DistributedIndex, AKilledRankEndsTheWorldAndLeavesTheIndexThatWasThere) {
+  EvalWorld world;
+  const auto out = world.data.dir.file("index");
+  const auto first = imram::test::imram_cli("--threads 1 index build --quiet --model " + world.model + " --data " +
+                                            world.data.data() + " --split test --out " + out);
+  ASSERT_EQ(first.status, 0) << first.output;
+  const auto manifest = read_text(out + "/manifest.json");
+  const auto log = world.data.dir.file("killed.log");
+  auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 index build --nproc 2 --batch-size 1 --model " +
+                          world.model + " --data " + world.data.data() + " --split test --out " + out);
+  auto launcher = spawn(argv, {{"IMRAM_DIST_HEARTBEAT_TIMEOUT", "5"}}, log);
+  std::string said;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while ((said = read_text(log)).find("started 2 ranks (pids ") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto at = said.find("started 2 ranks (pids ");
+  ASSERT_NE(at, std::string::npos) << said;
+  const auto pids = split_words(said.substr(at + 22, said.find(')', at) - at - 22));
+  ASSERT_EQ(pids.size(), 2u) << said;
+  ::kill(pid_t(std::stol(pids[1])), SIGKILL);
+  EXPECT_EQ(wait_for(launcher, 120), 1) << read_text(log);
+  EXPECT_NE(read_text(log).find("rank 1 (pid " + pids[1] + ")"), std::string::npos) << read_text(log);
+  EXPECT_EQ(read_text(out + "/manifest.json"), manifest);
+  const auto verified = imram::test::imram_cli("index verify " + out);
+  EXPECT_EQ(verified.status, 0) << verified.output;
 }
 
 TEST(DistributedTraining, TwoRanksEndWithTheWeightsOfOneProcess) {

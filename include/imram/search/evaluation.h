@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "imram/eval/recall.h"
+#include "imram/runtime/world_share.h"
 #include "imram/search/index_dir.h"
 #include "imram/search/search_params.h"
 
@@ -44,19 +45,13 @@ struct TwoStageEvalResult {
   std::optional<MethodResult> stage1;
 };
 
-// A world of ranks sharing an evaluation; the caller adapts its communicator (cli/eval.cpp) so
-// that this layer needs none. Rank `rank` of `size` takes its rank_slice of the captions (every
-// pair's columns) and of each direction's queries; gather_rows returns every rank's rows
-// concatenated in rank order, on the CPU, on every rank.
-struct EvalShare {
-  int rank = 0, size = 1;
-  std::function<torch::Tensor(const torch::Tensor& rows)> gather_rows;
-};
-
+// A world of ranks sharing an evaluation: rank `rank` of `size` takes its rank_slice of the
+// captions (every pair's columns) and of each direction's queries; all_gather_rows puts them
+// together on every rank.
 // With `share`, every rank computes the whole result (the gathered scores give the same metrics
 // as one process); each query's time is still its own rank's.
 TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalOptions& options,
-                                  const EvalShare* share = nullptr);
+                                  const WorldShare* share = nullptr);
 
 // One configuration of two-stage search.
 struct SampledSetting {
@@ -114,7 +109,7 @@ struct SampledEvalResult {
 // With `share`, each rank runs its share of the sample and the counts are added up: every rank
 // holds one process's result (the times per query are the ranks' summed over the sample).
 SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const SampledEvalOptions& options,
-                                         const EvalShare* share = nullptr);
+                                         const WorldShare* share = nullptr);
 std::string sampled_table(const SampledEvalResult& result);
 std::string sampled_json(const SampledEvalResult& result);
 

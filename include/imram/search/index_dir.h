@@ -28,6 +28,7 @@
 #include "imram/data/precomp_dataset.h"
 #include "imram/engine/encoding.h"
 #include "imram/model/model_dir.h"
+#include "imram/runtime/world_share.h"
 #include "imram/search/index_manifest.h"
 #include "imram/search/item_store.h"
 #include "imram/search/searcher.h"
@@ -50,6 +51,9 @@ struct IndexOptions {
   std::int64_t codebook_size = 0;
   bool show_progress = true;
   std::string device = "cpu";  // where items are encoded: cpu, cuda, cuda:N
+  // Images encoded at once (captions: 4x as many); a world's unit of work. The index's bytes
+  // depend on it: a world builds what one process builds with the same batch.
+  std::int64_t batch_size = 128;
 };
 
 // How an index's manifest records where its items came from (a dataset directory, a folder or
@@ -69,7 +73,10 @@ std::string model_fingerprint(const std::string& model_dir);
 class IndexWriter {
  public:
   // A new index of `model_dir` at `dir`; refuses a `dir` that exists and is not an index.
-  static IndexWriter create(const std::string& dir, const std::string& model_dir, const IndexOptions& options);
+  // In a `world` (index build --nproc), every rank creates its writer and makes the same calls:
+  // each encodes its blocks and codes its share of the fragments, rank 0 alone writes and commits.
+  static IndexWriter create(const std::string& dir, const std::string& model_dir, const IndexOptions& options,
+                            const WorldShare* world = nullptr);
   // Appends to the index at `dir`.
   static IndexWriter append(const std::string& dir, bool show_progress = true, const std::string& device = "cpu");
   IndexWriter(IndexWriter&&) noexcept;

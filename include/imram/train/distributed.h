@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "imram/runtime/world_share.h"
 #include "imram/util/rank_slice.h"
 
 namespace imram {
@@ -52,6 +53,7 @@ class Communicator {
 
   int rank() const;
   int size() const;
+  int local_size() const;  // ranks on this machine
   torch::Device device() const;
 
   // In place on every rank.
@@ -60,6 +62,11 @@ class Communicator {
   // counts[r] is rank r's number of rows (from all_gather_count).
   torch::Tensor all_gather_rows(const torch::Tensor& local, const std::vector<std::int64_t>& counts);
   std::vector<std::int64_t> all_gather_count(std::int64_t count);
+  // The same rows on `root` only (an undefined tensor on the others).
+  torch::Tensor gather_rows(const torch::Tensor& local, const std::vector<std::int64_t>& counts, int root);
+  // `root`'s rows cut in rank order, counts[r] for rank r; the others pass rows of the same type
+  // and trailing shape.
+  torch::Tensor scatter_rows(const torch::Tensor& rows, const std::vector<std::int64_t>& counts, int root);
   void broadcast(std::vector<torch::Tensor>& tensors, int root);
   bool any(bool flag);
   void barrier();
@@ -88,5 +95,9 @@ struct JoinedWorld {
   bool reports() const { return !communicator || communicator->rank() == 0; }  // rank 0 speaks
 };
 JoinedWorld join_world(torch::Device requested, bool threads_given);
+
+// The collectives of `world` as the jobs beside training take them (runtime/world_share.h),
+// rank 0 the root; tensors move through the world's device and come back on the CPU.
+WorldShare share_of_world(Communicator& world);
 
 }  // namespace imram

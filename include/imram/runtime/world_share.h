@@ -1,0 +1,29 @@
+#pragma once
+// A world of ranks as the jobs beside training see it (evaluation, index building): this rank's
+// place and the collectives those jobs use, as functions. The command adapts its communicator
+// (train/distributed.h: share_of_world), so that search/ needs none; a single process passes none.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace imram {
+
+struct WorldShare {
+  int rank = 0, size = 1;
+  // Every rank's rows (dim 0) concatenated in rank order, on the CPU, on every rank.
+  std::function<torch::Tensor(const torch::Tensor& rows)> all_gather_rows;
+  // The same on rank 0 only (an undefined tensor on the others): what one writer keeps.
+  std::function<torch::Tensor(const torch::Tensor& rows)> gather_rows;
+  // Rank 0's `rows` cut in rank order, counts[r] rows for rank r, on the CPU; the other ranks
+  // pass rows of the same type and trailing shape (their number does not matter).
+  std::function<torch::Tensor(const torch::Tensor& rows, const std::vector<std::int64_t>& counts)> scatter_rows;
+  // Rank 0's tensor into every rank's, in place (the same shape and type on every rank).
+  std::function<void(torch::Tensor& tensor)> broadcast;
+  // Compute threads for work rank 0 does while the others wait for it (a codebook's k-means):
+  // its machine's ranks' threads together; 0 for its own.
+  int threads_alone = 0;
+};
+
+}  // namespace imram
