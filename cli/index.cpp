@@ -22,8 +22,9 @@ void print_summary(const std::string& verb, const imram::GalleryIndex& index) {
                     : "")
             << ", "
             << (index.has_shortlist() ? "FAISS " + index.faiss_factory() + " shortlist"
-                                      : std::string("no shortlist (the model has no global head)"))
-            << "\n";
+                                      : std::string("no shortlist (the model has no global head)"));
+  if (!index.shards().empty()) std::cout << ", in " << index.shards().size() << " shards";
+  std::cout << "\n";
 }
 
 }  // namespace
@@ -36,6 +37,7 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
     std::string model, data, split = "test", out, faiss, store = "float16";
     bool memory_halves = false, codes = true, quiet = false;
     std::int64_t codebook = 0, batch_size = 128;
+    int shards = 1;
     imram::cli::NprocOptions world;
   };
   auto b = std::make_shared<BuildOptions>();
@@ -65,6 +67,12 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
                    "images encoded at once, captions 4x as many (a smaller batch bounds a GPU's memory)")
       ->check(imram::cli::kAtLeastOne)
       ->capture_default_str();
+  build
+      ->add_option("--shards", b->shards,
+                   "hold the index as S shards, each an index of a contiguous range of the images and their captions "
+                   "(docs/index.md#shards)")
+      ->check(imram::cli::kAtLeastOne)
+      ->capture_default_str();
   imram::cli::add_nproc_options(build, b->world, "each encodes and codes its share; rank 0 writes the index");
   build->add_flag("--quiet", b->quiet, "no progress output");
   build->callback([&invocation, b] {
@@ -85,9 +93,14 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
       options.show_progress = !b->quiet;
       options.device = joined.device.str();
       options.batch_size = b->batch_size;
-      auto writer = imram::IndexWriter::create(b->out, b->model, options, joined.communicator ? &share : nullptr);
-      writer.add_split(split);
-      writer.commit();
+      const auto* world = joined.communicator ? &share : nullptr;
+      if (b->shards > 1) {
+        imram::build_sharded_index(b->out, b->model, split, b->shards, options, world);
+      } else {
+        auto writer = imram::IndexWriter::create(b->out, b->model, options, world);
+        writer.add_split(split);
+        writer.commit();
+      }
       if (joined.communicator) joined.communicator->close();
       if (!joined.reports()) return 0;
       print_summary("built", *imram::GalleryIndex::open(b->out));

@@ -21,6 +21,11 @@ constexpr const char* kImageInfoFile = "gallery_images.jsonl";
 constexpr const char* kThumbnailsFile = "thumbnails.bin";
 constexpr const char* kThumbnailOffsetsFile = "thumbnail_offsets.bin";
 
+// A sharded index (docs/index.md#shards): this file lists its shards, each an index directory
+// inside it.
+constexpr const char* kShardsFile = "shards.json";
+constexpr const char* kShardedIndexFormat = "imram-sharded-index";
+
 // Called by GalleryIndex::open between reading the manifest and opening the files it names: a
 // test sets it to commit an `add` at exactly that instant, a reader racing a writer. Unset in use.
 inline std::function<void(const std::string& dir)> after_manifest_read;

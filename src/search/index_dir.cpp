@@ -27,6 +27,7 @@
 #include "imram/runtime/runtime.h"
 #include "imram/search/faiss_shortlist.h"
 #include "imram/search/rerank.h"
+#include "imram/search/shards.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/counted_file.h"
 #include "imram/util/fnv.h"
@@ -327,6 +328,12 @@ struct GalleryIndex::Impl {
   // thumbnails.bin, mapped, and image i's bytes [offset i, offset i+1); only when described.
   std::unique_ptr<MappedFile> thumbnails;
   std::vector<std::int64_t> thumbnail_offsets;
+  // A sharded index: its shards, which items each holds, and their stores as one; the fields
+  // above are then the first shard's model and the whole gallery's counts and caption texts.
+  std::vector<std::shared_ptr<GalleryIndex>> shards;
+  ShardRanges image_ranges, caption_ranges;
+  std::shared_ptr<const ItemStore> sharded_store;
+  bool sharded() const { return !shards.empty(); }
 };
 
 GalleryIndex::GalleryIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -405,10 +412,50 @@ std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest ma
   return std::make_shared<GalleryIndex>(std::move(impl));
 }
 
+std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device device,
+                                           const std::string& expected_model) {
+  const std::string path = dir + "/" + index_detail::kShardsFile;
+  const auto listing = read_json_file(path, "sharded index");
+  const auto shards = listing.contains("shards") ? listing.at("shards") : nlohmann::json();
+  if (listing.value("version", 0) != 1 || !shards.is_array() || shards.empty())
+    throw Error(path + ": not a sharded index of this version (version 1 with a list of shards)");
+  auto impl = std::make_unique<GalleryIndex::Impl>();
+  impl->dir = dir;
+  std::vector<std::shared_ptr<const ItemStore>> stores;
+  for (const auto& entry : shards) {
+    const auto name = entry.is_object() ? entry.value("dir", "") : "";
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+      throw Error(path + ": a shard's dir must be a directory name inside the index");
+    auto shard = GalleryIndex::open(dir + "/" + name, device, expected_model);
+    const auto& first = impl->shards.empty() ? shard : impl->shards.front();
+    if (read_manifest(shard->dir()).model_fingerprint != read_manifest(first->dir()).model_fingerprint ||
+        shard->captions_per_image() != first->captions_per_image() || shard->has_shortlist() != first->has_shortlist())
+      throw Error(shard->dir() + ": differs from " + first->dir() +
+                  " in its model, captions per image or shortlist; the shards of one index share them");
+    if (entry.value("images", std::int64_t(-1)) != shard->num_images() ||
+        entry.value("captions", std::int64_t(-1)) != shard->num_captions())
+      throw Error(path + ": " + name + " holds " + std::to_string(shard->num_images()) + " images and " +
+                  std::to_string(shard->num_captions()) + " captions, not what the list says");
+    impl->image_ranges.begins.push_back(impl->image_ranges.total() + shard->num_images());
+    impl->caption_ranges.begins.push_back(impl->caption_ranges.total() + shard->num_captions());
+    impl->captions.insert(impl->captions.end(), shard->caption_texts().begin(), shard->caption_texts().end());
+    stores.push_back(shard->store());
+    impl->shards.push_back(std::move(shard));
+  }
+  const auto& first = *impl->shards.front();
+  impl->model = first.model();
+  impl->manifest = read_manifest(first.dir());
+  impl->manifest.images = impl->image_ranges.total();
+  impl->manifest.captions = impl->caption_ranges.total();
+  impl->sharded_store = std::make_shared<ShardedStore>(stores, impl->image_ranges, impl->caption_ranges);
+  return std::make_shared<GalleryIndex>(std::move(impl));
+}
+
 }  // namespace
 
 std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::Device device,
                                                  const std::string& expected_model) {
+  if (is_sharded_index_dir(dir)) return open_sharded(dir, device, expected_model);
   // An `add` that commits while this reads removes the FAISS files of the generation read here:
   // then the new manifest is read again. A few tries: adds do not commit that often.
   for (int attempt = 1;; ++attempt) {
@@ -428,15 +475,28 @@ const Model& GalleryIndex::model() const { return impl_->model; }
 std::int64_t GalleryIndex::num_images() const { return impl_->manifest.images; }
 std::int64_t GalleryIndex::num_captions() const { return impl_->manifest.captions; }
 int GalleryIndex::captions_per_image() const { return impl_->manifest.captions_per_image; }
-bool GalleryIndex::has_shortlist() const { return impl_->image_faiss != nullptr; }
+bool GalleryIndex::has_shortlist() const {
+  return impl_->sharded() ? impl_->shards.front()->has_shortlist() : impl_->image_faiss != nullptr;
+}
 std::string GalleryIndex::faiss_factory() const { return has_shortlist() ? impl_->manifest.faiss_factory : ""; }
 std::string GalleryIndex::store_dtype() const { return to_string(impl_->manifest.store); }
 const std::vector<std::string>& GalleryIndex::caption_texts() const { return impl_->captions; }
-bool GalleryIndex::described() const { return impl_->image_info_file != nullptr; }
+bool GalleryIndex::described() const {
+  if (impl_->sharded())
+    return std::all_of(impl_->shards.begin(), impl_->shards.end(), [](const auto& s) { return s->described(); });
+  return impl_->image_info_file != nullptr;
+}
 
 ImageInfo GalleryIndex::image_info(std::int64_t image) const {
   if (!described()) return {};
   if (image < 0 || image >= num_images()) throw Error("image " + std::to_string(image) + " is not in the gallery");
+  if (impl_->sharded()) {
+    const auto shard = impl_->image_ranges.shard_of(image);
+    const auto first = impl_->image_ranges.begins[std::size_t(shard)];
+    auto info = impl_->shards[std::size_t(shard)]->image_info(image - first);
+    if (info.twin >= 0) info.twin += first;
+    return info;
+  }
   const auto& offsets = impl_->image_info_offsets;
   const auto begin = offsets[std::size_t(image)], end = offsets[std::size_t(image) + 1] - 1;
   return parse_image_info(std::string(impl_->image_info_file->data() + begin, end - begin),
@@ -445,21 +505,40 @@ ImageInfo GalleryIndex::image_info(std::int64_t image) const {
 std::string GalleryIndex::thumbnail(std::int64_t image) const {
   if (!described()) return {};
   if (image < 0 || image >= num_images()) throw Error("image " + std::to_string(image) + " is not in the gallery");
+  if (impl_->sharded()) {
+    const auto shard = impl_->image_ranges.shard_of(image);
+    return impl_->shards[std::size_t(shard)]->thumbnail(image - impl_->image_ranges.begins[std::size_t(shard)]);
+  }
   const auto begin = impl_->thumbnail_offsets[std::size_t(image)],
              end = impl_->thumbnail_offsets[std::size_t(image) + 1];
   if (begin == end) return {};
   return std::string(impl_->thumbnails->data() + begin, std::size_t(end - begin));
 }
 
-std::shared_ptr<const ItemStore> GalleryIndex::store() const { return impl_->store; }
+std::shared_ptr<const ItemStore> GalleryIndex::store() const {
+  return impl_->sharded() ? impl_->sharded_store : impl_->store;
+}
+
+namespace {
+
+// The shards' global embeddings, one after another (a copy: each shard maps its own file).
+torch::Tensor joined_globals(const std::vector<std::shared_ptr<GalleryIndex>>& shards, bool images) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& shard : shards) parts.push_back(images ? shard->image_globals() : shard->caption_globals());
+  return parts.front().defined() ? torch::cat(parts) : torch::Tensor();
+}
+
+}  // namespace
 
 torch::Tensor GalleryIndex::image_globals() const {
+  if (impl_->sharded()) return joined_globals(impl_->shards, true);
   if (!impl_->image_globals) return {};
   const auto& m = impl_->manifest;
   return torch::from_blob(const_cast<char*>(impl_->image_globals->data()), {m.images, m.global_dim}, torch::kFloat32);
 }
 
 torch::Tensor GalleryIndex::caption_globals() const {
+  if (impl_->sharded()) return joined_globals(impl_->shards, false);
   if (!impl_->caption_globals) return {};
   const auto& m = impl_->manifest;
   return torch::from_blob(const_cast<char*>(impl_->caption_globals->data()), {m.captions, m.global_dim},
@@ -471,14 +550,32 @@ std::shared_ptr<const Searcher> GalleryIndex::stage1(GallerySide side) const {
     throw Error(impl_->dir +
                 ": its model has no global head, so the index has no shortlist; search it with "
                 "--shortlist 0 or rebuild it from a model trained with --global-weight or imram train-global");
+  if (impl_->sharded()) {
+    std::vector<std::shared_ptr<const Searcher>> shards;
+    for (const auto& shard : impl_->shards) shards.push_back(shard->stage1(side));
+    return std::make_shared<ShardedSearcher>(shards, ranges_of(side));
+  }
   return std::make_shared<FaissShortlist>(side == GallerySide::Images ? impl_->image_faiss : impl_->caption_faiss,
                                           side);
 }
 
-bool GalleryIndex::has_codes(GallerySide side) const { return impl_->store->keeps_codes(side == GallerySide::Images); }
+bool GalleryIndex::has_codes(GallerySide side) const {
+  if (impl_->sharded())
+    return std::all_of(impl_->shards.begin(), impl_->shards.end(), [&](const auto& s) { return s->has_codes(side); });
+  return impl_->store->keeps_codes(side == GallerySide::Images);
+}
+
+const ShardRanges& GalleryIndex::ranges_of(GallerySide side) const {
+  return side == GallerySide::Images ? impl_->image_ranges : impl_->caption_ranges;
+}
 
 std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter,
                                                        std::int64_t step1) const {
+  if (impl_->sharded()) {
+    std::vector<std::shared_ptr<const Searcher>> shards;
+    for (const auto& shard : impl_->shards) shards.push_back(shard->searcher(side, shortlist, prefilter, step1));
+    return std::make_shared<ShardedSearcher>(shards, ranges_of(side));
+  }
   if (shortlist == 0) return std::make_shared<ExhaustiveSearcher>(impl_->model.net, impl_->store, side);
   const auto coded = has_codes(side) ? std::make_shared<CodedFirstStep>(impl_->model.net, impl_->store, side) : nullptr;
   return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store, prefilter, coded,
@@ -491,6 +588,10 @@ EncodedQuery GalleryIndex::image_query(std::int64_t image) const {
   if (image < 0 || image >= num_images())
     throw Error("image " + std::to_string(image) + ": out of range, the index holds " + std::to_string(num_images()) +
                 " images");
+  if (impl_->sharded()) {
+    const auto shard = impl_->image_ranges.shard_of(image);
+    return impl_->shards[std::size_t(shard)]->image_query(image - impl_->image_ranges.begins[std::size_t(shard)]);
+  }
   EncodedQuery query;
   const auto device = impl_->model.net->parameters().front().device();
   query.image = impl_->store->images({image}, false, false);
@@ -499,7 +600,15 @@ EncodedQuery GalleryIndex::image_query(std::int64_t image) const {
   return query;
 }
 
+std::vector<std::shared_ptr<const GalleryIndex>> GalleryIndex::shards() const {
+  return {impl_->shards.begin(), impl_->shards.end()};
+}
+
 void GalleryIndex::verify() const {
+  if (impl_->sharded()) {
+    for (const auto& shard : impl_->shards) shard->verify();
+    return;
+  }
   for (const auto& [name, entry] : impl_->manifest.files) {
     const std::string path = impl_->dir + "/" + name;
     if (hash_file(path, entry.bytes) != entry.hash) throw Error(path + ": checksum mismatch: the file is corrupt");

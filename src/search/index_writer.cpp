@@ -296,15 +296,18 @@ struct IndexWriter::State {
 
   // Raw features (n, R, D), memory-mapped, encoded and stored a block at a time; in a world,
   // rank r encodes the r-th block of each round and rank 0 writes the round's rows in order.
-  void add_feature_file(IndexWriter& writer, const NpyArray& file, const std::string& what) {
-    const auto features = tensor_view(file);
+  // `first`/`count`: the images [first, first + count) of the file (count -1: to its end).
+  void add_feature_file(IndexWriter& writer, const NpyArray& file, const std::string& what, std::int64_t first = 0,
+                        std::int64_t count = -1) {
+    const auto all = tensor_view(file);
+    const auto features = all.narrow(0, first, count < 0 ? all.size(0) - first : count);
     const auto N = features.size(0);
     ProgressBar bar("indexing " + what + " images", N, "images", show_progress);
     if (!world) {
       for (std::int64_t i = 0; i < N; i += image_batch) {
         const auto n = std::min(image_batch, N - i);
         const auto block = features.narrow(0, i, n);
-        check_finite_features(block, i, file.path());
+        check_finite_features(block, first + i, file.path());
         writer.add_images(block);
         bar.update(i + n);
       }
@@ -320,7 +323,7 @@ struct IndexWriter::State {
       torch::Tensor rows = torch::empty({0, image_row_bytes(R)}, torch::kUInt8);
       if (n > 0) {
         const auto block = features.narrow(0, mine, n);
-        check_finite_features(block, mine, file.path());
+        check_finite_features(block, first + mine, file.path());
         rows = image_rows(block);
       }
       rows = world->gather_rows(rows);
@@ -438,6 +441,10 @@ IndexWriter IndexWriter::append(const std::string& dir, bool show_progress, cons
   state->work_dir = dir;
   state->show_progress = show_progress;
   if (!fs::is_directory(dir)) throw Error(dir + ": index directory does not exist");
+  if (is_sharded_index_dir(dir))
+    throw Error(dir +
+                ": a sharded index takes no additions (its shards' ranges are fixed); rebuild it with "
+                "index build --shards");
   state->lock = std::make_unique<WriterLock>(dir + "/writer.lock", "index " + dir);
   state->manifest = read_manifest(dir);
   state->model = load_model(dir + "/model", parse_device(device));
@@ -492,24 +499,40 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
   }
 }
 
-void IndexWriter::add_split(const PrecompSplit& split) {
+void IndexWriter::add_split(const PrecompSplit& split, std::int64_t first_image, std::int64_t images) {
   auto& s = *state_;
   auto& m = s.manifest;
+  if (images < 0) images = split.num_images() - first_image;
+  if (first_image < 0 || images < 0 || first_image + images > split.num_images())
+    throw Error(split.features_path() + ": images [" + std::to_string(first_image) + ", " +
+                std::to_string(first_image + images) + ") asked of " + std::to_string(split.num_images()));
   if (m.captions != std::int64_t(m.captions_per_image) * m.images)
     throw Error(s.dir + ": its captions are not tied to its images; a split cannot be added");
   if (m.images > 0 && m.captions_per_image != split.captions_per_image())
     throw Error(split.captions_path() + ": " + std::to_string(split.captions_per_image()) +
                 " captions per image, the index holds " + std::to_string(m.captions_per_image));
+  const bool whole = first_image == 0 && images == split.num_images();
   const auto data_dir = fs::path(split.features_path()).parent_path().string();
-  const nlohmann::ordered_json source{{"data", source_path(data_dir)}, {"split", split.name()}};
+  nlohmann::ordered_json source{{"data", source_path(data_dir)}, {"split", split.name()}};
+  if (!whole) source["first_image"] = first_image;
   refuse_held_source(source);
-  const auto infos = m.described == m.images && s.writes()
-                         ? dataset_image_info(data_dir, split.name(), split.num_images())
-                         : std::vector<ImageInfo>();
+  std::vector<ImageInfo> infos;
+  if (m.described == m.images && s.writes()) {
+    infos = dataset_image_info(data_dir, split.name(), split.num_images());
+    if (!infos.empty()) {
+      infos = std::vector<ImageInfo>(infos.begin() + first_image, infos.begin() + first_image + images);
+      // A twin is named by its place among the images added; one outside the range is not here.
+      for (auto& info : infos)
+        info.twin = info.twin >= first_image && info.twin < first_image + images ? info.twin - first_image : -1;
+    }
+  }
   split.require_feature_dim(s.model.config().img_dim);
-  const auto ids = encode_caption_texts(*s.model.vocabulary, split.captions(), split.captions_path());
-  const auto first_image = m.images;
-  s.add_feature_file(*this, split.features(), split.name());
+  const auto per_image = std::int64_t(split.captions_per_image());
+  const std::vector<std::string> texts(split.captions().begin() + first_image * per_image,
+                                       split.captions().begin() + (first_image + images) * per_image);
+  const auto ids = encode_caption_texts(*s.model.vocabulary, texts, split.captions_path());
+  const auto first = m.images;
+  s.add_feature_file(*this, split.features(), split.name(), first_image, images);
   {
     const auto M = std::int64_t(ids.size());
     ProgressBar bar("indexing " + split.name() + " captions", M, "captions", s.show_progress);
@@ -517,16 +540,16 @@ void IndexWriter::add_split(const PrecompSplit& split) {
     for (std::int64_t j = 0; j < M; j += kBatch) {
       const auto n = std::min(kBatch, M - j);
       add_captions(TokenIds(ids.begin() + j, ids.begin() + j + n),
-                   std::vector<std::string>(split.captions().begin() + j, split.captions().begin() + j + n));
+                   std::vector<std::string>(texts.begin() + j, texts.begin() + j + n));
       bar.update(j + n);
     }
     bar.finish();
   }
   m.captions_per_image = split.captions_per_image();
-  s.describe(infos, first_image);
+  s.describe(infos, first);
   auto record = source;
-  record["images"] = split.num_images();
-  record["captions"] = split.num_captions();
+  record["images"] = images;
+  record["captions"] = images * per_image;
   m.sources.push_back(record);
 }
 
@@ -555,6 +578,71 @@ void IndexWriter::add_uncaptioned_images(const NpyArray& features, const std::ve
   record["images"] = features.dim(0);
   record["captions"] = 0;
   m.sources.push_back(record);
+}
+
+bool is_sharded_index_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(fs::path(dir) / index_detail::kShardsFile, ec)) return false;
+  try {
+    const auto json = read_json_file(dir + "/" + index_detail::kShardsFile, "sharded index");
+    return json.is_object() && json.value("format", "") == index_detail::kShardedIndexFormat;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+void build_sharded_index(const std::string& dir, const std::string& model_dir, const PrecompSplit& split, int shards,
+                         const IndexOptions& options, const WorldShare* world) {
+  if (shards < 1 || shards > split.num_images())
+    throw Error(split.features_path() + ": " + std::to_string(split.num_images()) + " images cannot make " +
+                std::to_string(shards) + " shards");
+  const bool writes = !world || world->rank == 0;
+  std::string work_dir;
+  std::unique_ptr<WriterLock> lock;
+  if (writes) {
+    std::error_code ec;
+    if (fs::exists(dir, ec) && !is_index_dir(dir) && !is_sharded_index_dir(dir))
+      throw Error(dir + ": exists and is not an index directory; refusing to replace it");
+    if (is_index_dir(dir)) lock = std::make_unique<WriterLock>(dir + "/writer.lock", "index " + dir);
+    work_dir = fresh_temporary_directory(dir);
+  }
+  try {
+    nlohmann::ordered_json listing{{"format", index_detail::kShardedIndexFormat}, {"version", 1}};
+    listing["shards"] = nlohmann::ordered_json::array();
+    // Even shares, but a pair of twins (the synthetic worlds' near-duplicates, image i and i + 1)
+    // stays in one shard: a shard knows only its own images, so a split pair would lose its twin.
+    const auto data_dir = fs::path(split.features_path()).parent_path().string();
+    const auto infos = dataset_image_info(data_dir, split.name(), split.num_images());
+    std::vector<std::int64_t> bounds{0};
+    for (int shard = 1; shard <= shards; ++shard) {
+      const auto share = rank_slice(split.num_images(), shard - 1, shards);
+      auto bound = std::max(bounds.back(), share.begin + share.count);
+      if (bound > 0 && bound < split.num_images() && !infos.empty() && infos[std::size_t(bound)].twin == bound - 1)
+        ++bound;
+      bounds.push_back(bound);
+    }
+    for (int shard = 0; shard < shards; ++shard) {
+      const Slice range{bounds[std::size_t(shard)], bounds[std::size_t(shard) + 1] - bounds[std::size_t(shard)]};
+      if (range.count == 0)
+        throw Error(split.features_path() + ": too few images for " + std::to_string(shards) + " shards");
+      char name[32];
+      std::snprintf(name, sizeof name, "shard-%03d", shard);
+      auto writer = IndexWriter::create(work_dir + "/" + name, model_dir, options, world);
+      writer.add_split(split, range.begin, range.count);
+      writer.commit();
+      listing["shards"].push_back({{"dir", name},
+                                   {"first_image", range.begin},
+                                   {"images", range.count},
+                                   {"captions", range.count * split.captions_per_image()}});
+    }
+    if (!writes) return;
+    write_file_atomically(work_dir + "/" + index_detail::kShardsFile,
+                          [&](std::ostream& out) { out << listing.dump(2) << "\n"; });
+    move_directory_into_place(work_dir, dir);
+  } catch (...) {
+    if (writes) remove_tree(work_dir);
+    throw;
+  }
 }
 
 std::string source_path(const std::string& path) {

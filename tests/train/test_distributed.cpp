@@ -314,6 +314,17 @@ TEST(DistributedIndex, TwoAndThreeRanksWriteTheBytesOfOneProcess) {
     const auto verified = imram::test::imram_cli("index verify " + out);
     EXPECT_EQ(verified.status, 0) << verified.output;
   }
+  // Shards (docs/index.md#shards): the world builds each in turn, as one process does.
+  const auto [sharded_one, sharded_one_said] = build("sharded_one", "--quiet --shards 2");
+  const auto [sharded_two, sharded_two_said] = build("sharded_two", "--quiet --shards 2 --nproc 2");
+  std::size_t sharded_files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(sharded_one)) {
+    if (!entry.is_regular_file()) continue;
+    ++sharded_files;
+    const auto file = std::filesystem::relative(entry.path(), sharded_one).string();
+    EXPECT_EQ(read_text(sharded_two + "/" + file), read_text(sharded_one + "/" + file)) << file << " differs";
+  }
+  EXPECT_EQ(sharded_files, 2 * names.size() + 1) << sharded_two_said;  // two indexes and shards.json
 }
 
 // A rank killed while the world builds: the launcher ends it with status 1 naming the rank, and

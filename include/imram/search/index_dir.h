@@ -32,6 +32,7 @@
 #include "imram/search/index_manifest.h"
 #include "imram/search/item_store.h"
 #include "imram/search/searcher.h"
+#include "imram/search/shards.h"
 
 namespace imram {
 
@@ -64,6 +65,9 @@ std::string source_path(const std::string& path);
 // Whether `dir` holds an index (its manifest names the format): what a build may replace.
 bool is_index_dir(const std::string& dir);
 
+// Whether `dir` holds a sharded index: its shards.json names the format (docs/index.md#shards).
+bool is_sharded_index_dir(const std::string& dir);
+
 // A 64-bit content hash (hex) of a model directory's config.json and weights.
 std::string model_fingerprint(const std::string& model_dir);
 
@@ -87,7 +91,9 @@ class IndexWriter {
   // Captions as token ids with their texts; encoded and stored.
   void add_captions(const TokenIds& ids, const std::vector<std::string>& texts);
   // A split: its images, then its captions (checked: captions_per_image matches the index's).
-  void add_split(const PrecompSplit& split);
+  // `first_image`/`images`: only the images [first_image, first_image + images) and their
+  // captions (images -1: to the split's end), as a shard holds them.
+  void add_split(const PrecompSplit& split, std::int64_t first_image = 0, std::int64_t images = -1);
   // Images without captions (a folder of photos): features (n, R, D) float32, one info each or
   // none, and `source`, the manifest's record of where they came from. The index's captions are
   // then no longer tied to its images (captions_per_image 0): it can be searched both ways but
@@ -110,7 +116,17 @@ class IndexWriter {
   std::unique_ptr<State> state_;
 };
 
-// An opened index: the model, the memory-mapped store, the searchers.
+// A new index of `split` at `dir` held as `shards` shards (docs/index.md#shards): shard s is an
+// ordinary index of the s-th contiguous range of the split's images (rank_slice) and their
+// captions, and shards.json lists them. Nothing is visible at `dir` until every shard is built; an
+// index there (sharded or not) is then replaced. In a `world`, every rank makes this call and the
+// ranks build each shard together, as IndexWriter::create does.
+void build_sharded_index(const std::string& dir, const std::string& model_dir, const PrecompSplit& split, int shards,
+                         const IndexOptions& options, const WorldShare* world = nullptr);
+
+// An opened index: the model, the memory-mapped store, the searchers. A sharded index opens as one
+// gallery of all its shards' items (ids run through shard 0's, then shard 1's, ...): its searchers
+// ask every shard and merge their answers (search/shards.h).
 class GalleryIndex {
  public:
   // `expected_model`: when not empty, a model directory whose fingerprint must be the index's.
@@ -155,11 +171,15 @@ class GalleryIndex {
   // throws naming the first file that is wrong.
   void verify() const;
 
+  // Of a sharded index: the shards, in order (empty for an index of one directory).
+  std::vector<std::shared_ptr<const GalleryIndex>> shards() const;
+
   struct Impl;
   explicit GalleryIndex(std::unique_ptr<Impl> impl);
   ~GalleryIndex();
 
  private:
+  const ShardRanges& ranges_of(GallerySide side) const;
   std::unique_ptr<Impl> impl_;
 };
 
