@@ -3,7 +3,6 @@
 // manifest (search/index_manifest.h): the store's element type and the image info file's name.
 #include <torch/types.h>
 
-#include <functional>
 #include <string>
 
 #include "imram/search/index_manifest.h"
@@ -25,9 +24,5 @@ constexpr const char* kThumbnailOffsetsFile = "thumbnail_offsets.bin";
 // inside it.
 constexpr const char* kShardsFile = "shards.json";
 constexpr const char* kShardedIndexFormat = "imram-sharded-index";
-
-// Called by GalleryIndex::open between reading the manifest and opening the files it names: a
-// test sets it to commit an `add` at exactly that instant, a reader racing a writer. Unset in use.
-inline std::function<void(const std::string& dir)> after_manifest_read;
 
 }  // namespace imram::index_detail

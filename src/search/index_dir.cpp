@@ -454,14 +454,15 @@ std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device
 }  // namespace
 
 std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::Device device,
-                                                 const std::string& expected_model) {
+                                                 const std::string& expected_model,
+                                                 const std::function<void()>& after_manifest_read) {
   if (is_sharded_index_dir(dir)) return open_sharded(dir, device, expected_model);
   // An `add` that commits while this reads removes the FAISS files of the generation read here:
   // then the new manifest is read again. A few tries: adds do not commit that often.
   for (int attempt = 1;; ++attempt) {
     auto manifest = read_manifest(dir);
     const auto generation = manifest.generation;
-    if (index_detail::after_manifest_read) index_detail::after_manifest_read(dir);
+    if (after_manifest_read) after_manifest_read();
     try {
       return open_committed(dir, std::move(manifest), device, expected_model);
     } catch (const Error&) {

@@ -133,8 +133,7 @@ EncodedImages ShardedStore::images(const std::vector<std::int64_t>& ids, bool me
   return images;
 }
 
-EncodedCaptions ShardedStore::captions(const std::vector<std::int64_t>& ids, bool memory_halves,
-                                       bool as_stored) const {
+EncodedCaptions ShardedStore::captions(const std::vector<std::int64_t>& ids, bool memory_halves, bool as_stored) const {
   check_item_ids(ids, num_captions(), "caption");
   if (ids.empty()) return shards_.front()->captions({}, memory_halves, as_stored);
   const auto fields = gather_from_shards(ids, captions_, [&](int shard, const std::vector<std::int64_t>& local) {

@@ -403,7 +403,6 @@ void Communicator::close() {
 }
 
 std::uint64_t Communicator::bytes_exchanged() const { return impl_->bytes; }
-void Communicator::reset_bytes_exchanged() { impl_->bytes = 0; }
 
 JoinedWorld join_world(torch::Device requested, bool threads_given) {
   JoinedWorld joined;

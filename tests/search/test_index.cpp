@@ -15,7 +15,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "../../src/search/index_detail.h"
 #include "cli/cli_runner.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
@@ -1071,19 +1070,18 @@ TEST(IndexWriters, AReaderRacingACommitOpensTheNewGeneration) {
   World world;
   const auto dir = world.build("index", "float32", "dev");
   int commits = 0;
-  imram::index_detail::after_manifest_read = [&](const std::string& at) {
+  const auto commit_an_add = [&] {
     if (commits++ > 0) return;
-    auto writer = imram::IndexWriter::append(at, false);
+    auto writer = imram::IndexWriter::append(dir, false);
     writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
     writer.commit();
   };
   std::shared_ptr<imram::GalleryIndex> index;
   try {
-    index = imram::GalleryIndex::open(dir);
+    index = imram::GalleryIndex::open(dir, torch::kCPU, "", commit_an_add);
   } catch (const imram::Error& e) {
     ADD_FAILURE() << e.what();
   }
-  imram::index_detail::after_manifest_read = nullptr;
   ASSERT_EQ(commits, 2);                              // the second read of the manifest found the add's
   EXPECT_FALSE(fs::exists(dir + "/images.1.faiss"));  // what the first read named is gone
   ASSERT_TRUE(index);

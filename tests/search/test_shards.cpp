@@ -79,9 +79,8 @@ TEST(Shards, MergedHitsAreTheBestKByScoreThenTheLowerId) {
     made.score = score;
     return made;
   };
-  const std::vector<std::vector<std::vector<imram::Hit>>> per_shard{{{hit(1, 0.5), hit(2, 0.1)}},
-                                                                     {{hit(0, 0.9), hit(1, -0.2)}},
-                                                                     {{hit(0, 0.5), hit(3, 0.4)}}};
+  const std::vector<std::vector<std::vector<imram::Hit>>> per_shard{
+      {{hit(1, 0.5), hit(2, 0.1)}}, {{hit(0, 0.9), hit(1, -0.2)}}, {{hit(0, 0.5), hit(3, 0.4)}}};
   const auto merged = imram::merge_shard_hits(per_shard, ranges, 4);
   ASSERT_EQ(merged.size(), 1u);
   const std::vector<std::int64_t> ids{3, 1, 5, 8};

@@ -45,7 +45,6 @@ class NpyArray {
   DType dtype() const { return dtype_; }
   const std::vector<std::int64_t>& shape() const { return shape_; }
   std::int64_t dim(std::size_t axis) const { return shape_.at(axis); }
-  std::size_t ndim() const { return shape_.size(); }
   std::int64_t numel() const;
   const void* data() const { return data_; }
   bool fortran_order() const { return fortran_order_; }
@@ -56,7 +55,7 @@ class NpyArray {
     require_dtype(dtype_of<T>());
     return static_cast<const T*>(data_);
   }
-  // Throws "<path>: expected N dimensions, got shape (...)" unless ndim() == n.
+  // Throws "<path>: expected N dimensions, got shape (...)" unless the array has n dimensions.
   void require_ndim(std::size_t n) const;
   void require_dtype(DType dtype) const;
   std::string shape_string() const;

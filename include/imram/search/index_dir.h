@@ -130,8 +130,11 @@ void build_sharded_index(const std::string& dir, const std::string& model_dir, c
 class GalleryIndex {
  public:
   // `expected_model`: when not empty, a model directory whose fingerprint must be the index's.
+  // `after_manifest_read`, when set, runs between reading the manifest and opening the files it
+  // names: where a reader races a writer that commits (the test of that race commits an `add` there).
   static std::shared_ptr<GalleryIndex> open(const std::string& dir, torch::Device device = torch::kCPU,
-                                            const std::string& expected_model = "");
+                                            const std::string& expected_model = "",
+                                            const std::function<void()>& after_manifest_read = {});
 
   const std::string& dir() const;
   const Model& model() const;

@@ -75,10 +75,9 @@ class Communicator {
   void close();
 
   // Bytes of the collectives' results on this rank (all-reduce: the tensor; all-gather: every
-  // rank's padded block) since the last reset: what the algorithms must move, whatever their
-  // wire pattern.
+  // rank's padded block) since it joined: what the algorithms must move, whatever their wire
+  // pattern. A caller measures a stretch by the difference.
   std::uint64_t bytes_exchanged() const;
-  void reset_bytes_exchanged();
 
  private:
   struct Impl;
