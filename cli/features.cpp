@@ -9,6 +9,7 @@
 #include "imram/features/extraction.h"
 #include "imram/model/config.h"
 #include "imram/runtime/runtime.h"
+#include "imram/util/log.h"
 #include "picture_options.h"
 
 void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
@@ -42,7 +43,7 @@ void imram::cli::add_features_command(CLI::App& root, [[maybe_unused]] Invocatio
       if (!o->model.empty())
         options.feature_dim =
             imram::load_model_config((std::filesystem::path(o->model) / "config.json").string()).img_dim;
-      const auto warn = [](const std::string& line) { std::cerr << "imram: warning: " << line << std::endl; };
+      const auto warn = [](const std::string& line) { imram::log_warning(line); };
       const auto pictures = imram::list_pictures(o->images, warn);
       const auto s = imram::extract_features(pictures, o->out, o->split, options, warn);
       if (o->json) {

@@ -8,6 +8,7 @@
 #include "imram/search/index_pictures.h"
 #include "imram/train/distributed.h"
 #include "imram/train/launch.h"
+#include "imram/util/log.h"
 #include "nproc_option.h"
 #include "picture_options.h"
 
@@ -136,7 +137,7 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
         auto options = a->pictures.feature_options();
         options.regions = a->pictures.regions;  // 0: the index's
         options.show_progress = !a->quiet;
-        const auto warn = [](const std::string& line) { std::cerr << "imram: warning: " << line << std::endl; };
+        const auto warn = [](const std::string& line) { imram::log_warning(line); };
         const auto added = imram::add_pictures_to_index(a->index, a->images, options, device, warn);
         std::cout << "added " << added.images << " pictures (" << added.skipped << " skipped)\n";
       } else {

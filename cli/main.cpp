@@ -14,6 +14,7 @@
 #include "imram/error.h"
 #include "imram/runtime/openmp_waiting.h"
 #include "imram/runtime/runtime.h"
+#include "imram/util/log.h"
 
 namespace {
 // Library messages (LibTorch's especially) can span lines; the convention is one line.
@@ -35,7 +36,7 @@ void report_engine_routes(int argc, char** argv) {
                     "\n";
   const int fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0 || ::write(fd, line.data(), line.size()) != ssize_t(line.size()))
-    std::cerr << "imram: warning: IMRAM_ENGINE_ROUTES: cannot append to " << path << "\n";
+    imram::log_warning(std::string("IMRAM_ENGINE_ROUTES: cannot append to ") + path);
   if (fd >= 0) ::close(fd);
 }
 }  // namespace

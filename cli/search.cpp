@@ -7,6 +7,7 @@
 #include "imram/search/gallery.h"
 #include "imram/search/results.h"
 #include "imram/search/search_params.h"
+#include "imram/util/log.h"
 #include "imram/util/stopwatch.h"
 #include "search_options.h"
 
@@ -87,7 +88,7 @@ void imram::cli::add_search_command(CLI::App& root, [[maybe_unused]] Invocation&
                   << "\n";
         return 0;
       }
-      for (const auto& warning : imram::query_warnings(encoded)) std::cerr << "imram: warning: " << warning << "\n";
+      for (const auto& warning : imram::query_warnings(encoded)) imram::log_warning(warning);
       std::cout << imram::search_answer_text(*index, encoded, by_text ? -1 : o->image, answer, o->mark);
       return 0;
     };

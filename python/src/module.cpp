@@ -38,6 +38,7 @@
 #include "imram/search/results.h"
 #include "imram/search/search_params.h"
 #include "imram/util/interruption.h"
+#include "imram/util/log.h"
 
 namespace py = pybind11;
 using imram::python::float_input;
@@ -409,6 +410,26 @@ PYBIND11_MODULE(_imram, module) {
                     "The input is wrong (a file, array, query or option): the message names it.");
   io_error_type = new_exception(module, "IoError", py::make_tuple(py::handle(error_type), py::handle(PyExc_OSError)),
                                 "The system failed an operation that should have worked (a read, write or mapping).");
+  // The library's messages as Python's own: warnings through `warnings`, notes and errors to the
+  // "imram" logger. A message Python refuses (a warnings filter set to "error") or one that comes
+  // while the interpreter ends goes to standard error as the command line writes it.
+  imram::set_log_sink([](imram::LogLevel level, const std::string& line) {
+    if (Py_IsInitialized() != 0) {
+      py::gil_scoped_acquire gil;
+      try {
+        if (level == imram::LogLevel::Warning)
+          py::module_::import("warnings").attr("warn")(line, py::handle(PyExc_UserWarning), 2);
+        else
+          py::module_::import("logging").attr("getLogger")("imram").attr(
+              level == imram::LogLevel::Note ? "info" : "error")(line);
+        return;
+      } catch (py::error_already_set&) {
+      }
+    }
+    const auto text = imram::default_log_line(level, line) + "\n";
+    std::fputs(text.c_str(), stderr);
+  });
+  py::module_::import("atexit").attr("register")(py::cpp_function([] { imram::set_log_sink({}); }));
   py::register_exception_translator([](std::exception_ptr pointer) {
     try {
       if (pointer) std::rethrow_exception(pointer);

@@ -1,5 +1,7 @@
 """Bad input raises the right exception with the command line's one-line message; nothing crashes."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,17 @@ def test_a_model_without_vocabulary_scores_ids_only(testdata):
 def test_exception_classes():
     assert issubclass(imram.InputError, imram.Error) and issubclass(imram.InputError, ValueError)
     assert issubclass(imram.IoError, imram.Error) and issubclass(imram.IoError, OSError)
+
+
+def test_library_warnings_are_python_warnings(world, tmp_path, capfd):
+    # A caption line that is not UTF-8 is read with U+FFFD and warned about: in Python through
+    # `warnings`, not printed on standard error.
+    data = tmp_path / "data"
+    shutil.copytree(world.data, data)
+    captions = (data / "test_caps.txt").read_bytes().split(b"\n")
+    captions[3] = b"\xff" + captions[3]
+    (data / "test_caps.txt").write_bytes(b"\n".join(captions))
+    capfd.readouterr()
+    with pytest.warns(UserWarning, match=r"test_caps.txt:4: 1 caption line\(s\) are not valid UTF-8"):
+        imram.evaluate(imram.Model(str(world.model)), str(data), "test")
+    assert "imram: warning" not in capfd.readouterr().err

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "imram/error.h"
+#include "imram/util/log.h"
 
 namespace imram {
 
@@ -74,8 +75,8 @@ std::vector<std::string> read_captions(const std::string& path) {
   }
   if (captions.empty()) throw Error(path + ": no captions in file");
   if (invalid_lines > 0)
-    std::cerr << "imram: warning: " << path << ":" << first_invalid << ": " << invalid_lines
-              << " caption line(s) are not valid UTF-8; their invalid bytes are read as U+FFFD\n";
+    log_warning(path + ":" + std::to_string(first_invalid) + ": " + std::to_string(invalid_lines) +
+                " caption line(s) are not valid UTF-8; their invalid bytes are read as U+FFFD");
   return captions;
 }
 

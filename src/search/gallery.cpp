@@ -13,6 +13,7 @@
 #include "imram/error.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/fnv.h"
+#include "imram/util/log.h"
 
 namespace fs = std::filesystem;
 
@@ -131,7 +132,7 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
       return;
     } catch (const Error& e) {
       // A damaged cache entry costs only its rebuild.
-      std::cerr << "imram: warning: " << e.what() << "; encoding the gallery again\n";
+      log_warning(std::string(e.what()) + "; encoding the gallery again");
     }
   }
   std::error_code ec;
@@ -143,7 +144,7 @@ Gallery::Gallery(Model& model, const PrecompSplit& split, const std::string& mod
     // An unwritable cache (a full disk, say) costs only speed; a problem of the input (its error
     // names no path of the cache) would only be met again without one.
     if (std::string(e.what()).find(cache_dir) == std::string::npos) throw;
-    std::cerr << "imram: warning: gallery cache not written: " << e.what() << "\n";
+    log_warning(std::string("gallery cache not written: ") + e.what());
     *this = Gallery(model, split, model_dir, "", show_progress);
     return;
   }

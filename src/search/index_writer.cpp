@@ -25,6 +25,7 @@
 #include "imram/util/atomic_file.h"
 #include "imram/util/counted_file.h"
 #include "imram/util/json_file.h"
+#include "imram/util/log.h"
 #include "imram/util/progress.h"
 #include "imram/util/rank_slice.h"
 #include "imram/util/writer_lock.h"
@@ -72,9 +73,7 @@ struct IndexWriter::State {
   std::map<std::string, AppendFile> files;
   // The existing index's (create: when it replaces one); none for a new directory.
   std::unique_ptr<WriterLock> lock;
-  std::function<void(const std::string&)> warn = [](const std::string& line) {
-    std::cerr << "imram: warning: " << line << std::endl;
-  };
+  std::function<void(const std::string&)> warn = log_warning;
 
   AppendFile& file(const char* name) { return files.at(name); }
 
@@ -136,8 +135,8 @@ struct IndexWriter::State {
           const auto sample_size = std::min(to, centroids * 32);
           const auto picks = torch::linspace(0, double(to - 1), sample_size, torch::kFloat64).round().to(torch::kInt64);
           if (show_progress)
-            std::cerr << "learning a codebook of " << centroids << " centroids from " << sample_size << " of " << to
-                      << " " << what << std::endl;
+            log_note("learning a codebook of " + std::to_string(centroids) + " centroids from " +
+                     std::to_string(sample_size) + " of " + std::to_string(to) + " " + what);
           // The other ranks wait for the codebook: their cores are this rank's meanwhile.
           const int own_threads = thread_count();
           if (world && world->threads_alone > own_threads) set_thread_count(world->threads_alone);

@@ -168,6 +168,8 @@ struct Communicator::Impl {
     }
   }
 
+  // Straight to standard error, not through the log sink: the process ends at once, and a sink
+  // that waits (for Python's interpreter lock) could keep it from ending.
   [[noreturn]] void lost(const std::string& message) {
     std::fprintf(stderr, "imram: error: %s; rank %d of %d stops\n", message.c_str(), spec.rank, spec.size);
     std::fflush(stderr);

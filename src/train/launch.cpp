@@ -20,6 +20,7 @@
 
 #include "imram/error.h"
 #include "imram/train/distributed.h"
+#include "imram/util/log.h"
 
 namespace imram {
 
@@ -105,14 +106,15 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
       for (const auto& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
       argv.push_back(nullptr);
       ::execv("/proc/self/exe", argv.data());
+      // A forked child: no lock may be taken here, so not the log sink.
       std::cerr << "imram: error: --nproc: cannot start rank " << rank << ": " << std::strerror(errno) << "\n";
       std::_Exit(127);
     }
     ranks.push_back(pid);
   }
-  std::cerr << "imram: --nproc: started " << nproc << " ranks (pids";
-  for (const pid_t pid : ranks) std::cerr << " " << pid;
-  std::cerr << "), rendezvous on 127.0.0.1:" << port << "\n";
+  std::string started = "imram: --nproc: started " + std::to_string(nproc) + " ranks (pids";
+  for (const pid_t pid : ranks) started += " " + std::to_string(pid);
+  log_note(started + "), rendezvous on 127.0.0.1:" + std::to_string(port));
   // Ctrl-C reaches every rank through the terminal's process group: the launcher only waits.
   auto previous_int = std::signal(SIGINT, SIG_IGN);
   auto previous_term = std::signal(SIGTERM, remember_signal);
@@ -152,7 +154,7 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
         // Stopped is not yet failed (Ctrl-Z stops the launcher too): the peers' heartbeat decides.
         stopped[std::size_t(rank)] = WIFSTOPPED(status);
         if (WIFSTOPPED(status))
-          std::cerr << "imram: rank " << rank << " (pid " << pid << ") " << describe(status) << "\n";
+          log_note("imram: rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe(status));
         if (ending && WIFSTOPPED(status)) ::kill(pid, SIGKILL);
         break;
       }
@@ -162,10 +164,10 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
       if (interrupted && result == 0) result = kInterruptedExitStatus;
       const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !interrupted;
       if (failed && !ending) {
-        std::cerr << "imram: error: rank " << rank << " (pid " << pid << ") " << describe(status);
+        std::string failure = "rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe(status);
         for (int other = 0; other < nproc; ++other)
-          if (stopped[std::size_t(other)]) std::cerr << "; rank " << other << " is stopped";
-        std::cerr << "; ending the world\n";
+          if (stopped[std::size_t(other)]) failure += "; rank " + std::to_string(other) + " is stopped";
+        log_error(failure + "; ending the world");
         result = 1;
         end_world();
       }

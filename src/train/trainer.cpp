@@ -22,6 +22,7 @@
 #include "imram/train/train_step.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/json_file.h"
+#include "imram/util/log.h"
 #include "imram/util/progress.h"
 #include "imram/util/splitmix.h"
 
@@ -231,8 +232,8 @@ class Run {
       const auto measured = nlohmann::ordered_json::parse(eval_json(result));
       for (const auto& [key, value] : measured.items()) line[key] = value;
       if (options_.show_progress)
-        std::cerr << "validation (" << val_->name() << "): rsum " << rsum << "  R@1 i2t " << result.metrics.i2t.r1
-                  << " t2i " << result.metrics.t2i.r1 << "\n";
+        log_note("validation (" + val_->name() + "): rsum " + c10::str(rsum) + "  R@1 i2t " +
+                 c10::str(result.metrics.i2t.r1) + " t2i " + c10::str(result.metrics.t2i.r1));
     }
     log(line);
     if (!val_ || rsum > position_.best_rsum) {
@@ -256,11 +257,11 @@ class Run {
     const auto captions = encode_caption_texts(*model_.vocabulary, train_->captions(), train_->captions_path());
     // The first progress line comes only after the first steps: say what is being done meanwhile.
     if (options_.show_progress)
-      std::cerr << "training " << to_string(options_.model.mode) << "-IMRAM (K=" << options_.model.iteration_steps
-                << ", d=" << options_.model.embed_size << ") on " << train_->num_images() << " images and "
-                << captions.size() << " captions of " << train_->features_path() << " (" << train_->num_regions()
-                << " regions x " << train_->feature_dim() << " features), " << options_.epochs << " epochs of batch "
-                << options_.batch_size << (world_ ? ", " + std::to_string(world_->size()) + " ranks" : "") << "\n";
+      log_note(c10::str("training ", to_string(options_.model.mode), "-IMRAM (K=", options_.model.iteration_steps,
+                        ", d=", options_.model.embed_size, ") on ", train_->num_images(), " images and ",
+                        captions.size(), " captions of ", train_->features_path(), " (", train_->num_regions(),
+                        " regions x ", train_->feature_dim(), " features), ", options_.epochs, " epochs of batch ",
+                        options_.batch_size, world_ ? ", " + std::to_string(world_->size()) + " ranks" : ""));
     const auto pairs_per_step = double(options_.batch_size) * double(options_.batch_size);
     LossOptions loss_options{options_.margin, options_.max_violation, options_.grad_clip, options_.global_weight};
     TrainSummary summary;
