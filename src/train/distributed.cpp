@@ -305,22 +305,35 @@ void Communicator::all_reduce(torch::Tensor& tensor, Reduction reduction) {
   impl_->bytes += tensor.numel() * tensor.element_size();
 }
 
+namespace {
+
+// Collectives move blocks of one shape: each rank's rows go padded with zeros to the largest share.
+torch::Tensor padded_rows(const torch::Tensor& rows, const std::vector<std::int64_t>& counts) {
+  auto shape = rows.sizes().vec();
+  shape[0] = *std::max_element(counts.begin(), counts.end());
+  auto padded = torch::zeros(shape, rows.options());
+  padded.narrow(0, 0, rows.size(0)).copy_(rows);
+  return padded;
+}
+
+// Every rank's padded block cut back to its rows, in rank order.
+torch::Tensor unpadded_rows(const std::vector<torch::Tensor>& blocks, const std::vector<std::int64_t>& counts) {
+  std::vector<torch::Tensor> parts;
+  for (std::size_t r = 0; r < blocks.size(); ++r) parts.push_back(blocks[r].narrow(0, 0, counts[r]));
+  return torch::cat(parts);
+}
+
+}  // namespace
+
 torch::Tensor Communicator::all_gather_rows(const torch::Tensor& local, const std::vector<std::int64_t>& counts) {
-  const auto rows = *std::max_element(counts.begin(), counts.end());
   TORCH_CHECK(local.size(0) == counts[std::size_t(rank())], "all_gather_rows: local rows differ from counts");
-  // Collectives move blocks of one shape: every rank pads its rows to the largest share.
-  auto shape = local.sizes().vec();
-  shape[0] = rows;
-  auto padded = torch::zeros(shape, local.options());
-  padded.narrow(0, 0, local.size(0)).copy_(local);
+  auto padded = padded_rows(local, counts);
   std::vector<std::vector<torch::Tensor>> outputs(1);
-  for (int r = 0; r < size(); ++r) outputs[0].push_back(torch::empty(shape, local.options()));
+  for (int r = 0; r < size(); ++r) outputs[0].push_back(torch::empty_like(padded));
   std::vector<torch::Tensor> inputs{padded};
   impl_->wait(impl_->with_group([&](auto& group) { return group.allgather(outputs, inputs); }), "all-gather");
   impl_->bytes += std::uint64_t(size()) * padded.numel() * padded.element_size();
-  std::vector<torch::Tensor> parts;
-  for (int r = 0; r < size(); ++r) parts.push_back(outputs[0][std::size_t(r)].narrow(0, 0, counts[std::size_t(r)]));
-  return torch::cat(parts);
+  return unpadded_rows(outputs[0], counts);
 }
 
 std::vector<std::int64_t> Communicator::all_gather_count(std::int64_t count) {
@@ -331,45 +344,33 @@ std::vector<std::int64_t> Communicator::all_gather_count(std::int64_t count) {
 }
 
 torch::Tensor Communicator::gather_rows(const torch::Tensor& local, const std::vector<std::int64_t>& counts, int root) {
-  const auto rows = *std::max_element(counts.begin(), counts.end());
   TORCH_CHECK(local.size(0) == counts[std::size_t(rank())], "gather_rows: local rows differ from counts");
-  auto shape = local.sizes().vec();
-  shape[0] = rows;
-  auto padded = torch::zeros(shape, local.options());
-  padded.narrow(0, 0, local.size(0)).copy_(local);
+  auto padded = padded_rows(local, counts);
   std::vector<std::vector<torch::Tensor>> outputs;
   if (rank() == root) {
     outputs.resize(1);
-    for (int r = 0; r < size(); ++r) outputs[0].push_back(torch::empty(shape, local.options()));
+    for (int r = 0; r < size(); ++r) outputs[0].push_back(torch::empty_like(padded));
   }
   std::vector<torch::Tensor> inputs{padded};
   c10d::GatherOptions options;
   options.rootRank = root;
   impl_->wait(impl_->with_group([&](auto& group) { return group.gather(outputs, inputs, options); }), "gather");
   impl_->bytes += std::uint64_t(rank() == root ? size() : 1) * padded.numel() * padded.element_size();
-  if (rank() != root) return {};
-  std::vector<torch::Tensor> parts;
-  for (int r = 0; r < size(); ++r) parts.push_back(outputs[0][std::size_t(r)].narrow(0, 0, counts[std::size_t(r)]));
-  return torch::cat(parts);
+  return rank() == root ? unpadded_rows(outputs[0], counts) : torch::Tensor();
 }
 
 torch::Tensor Communicator::scatter_rows(const torch::Tensor& rows, const std::vector<std::int64_t>& counts, int root) {
-  const auto most = *std::max_element(counts.begin(), counts.end());
-  auto shape = rows.sizes().vec();
-  shape[0] = most;
   std::vector<std::vector<torch::Tensor>> inputs;
   if (rank() == root) {
     inputs.resize(1);
     std::int64_t begin = 0;
     for (int r = 0; r < size(); ++r) {
-      auto padded = torch::zeros(shape, rows.options());
-      padded.narrow(0, 0, counts[std::size_t(r)]).copy_(rows.narrow(0, begin, counts[std::size_t(r)]));
+      inputs[0].push_back(padded_rows(rows.narrow(0, begin, counts[std::size_t(r)]), counts));
       begin += counts[std::size_t(r)];
-      inputs[0].push_back(padded);
     }
     TORCH_CHECK(begin == rows.size(0), "scatter_rows: rows differ from counts");
   }
-  std::vector<torch::Tensor> outputs{torch::empty(shape, rows.options())};
+  std::vector<torch::Tensor> outputs{padded_rows(rows.narrow(0, 0, 0), counts)};
   c10d::ScatterOptions options;
   options.rootRank = root;
   impl_->wait(impl_->with_group([&](auto& group) { return group.scatter(outputs, inputs, options); }), "scatter");

@@ -258,11 +258,9 @@ TEST(DistributedEval, IndexEvaluationOfTwoAndThreeRanksIsOneProcesss) {
   EXPECT_EQ(evaluated(sampled + " --nproc 3 --nproc-max 3"), sampled_one);
 }
 
-TEST(DistributedEval, AKilledRankEndsTheWorldWithStatusOneNamingIt) {
-  EvalWorld world;
-  const auto log = world.data.dir.file("killed.log");
-  auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 eval --nproc 2 --model " + world.model +
-                          " --data " + world.data.data() + " --split test --json");
+// Starts `argv` (a command with --nproc 2), kills rank 1 as soon as the launcher names the ranks,
+// and expects the launcher to end with status 1 naming it.
+void expect_a_killed_rank_ends_the_world(const std::vector<std::string>& argv, const std::string& log) {
   auto launcher = spawn(argv, {{"IMRAM_DIST_HEARTBEAT_TIMEOUT", "5"}}, log);
   std::string said;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -276,6 +274,14 @@ TEST(DistributedEval, AKilledRankEndsTheWorldWithStatusOneNamingIt) {
   ::kill(pid_t(std::stol(pids[1])), SIGKILL);
   EXPECT_EQ(wait_for(launcher, 120), 1) << read_text(log);
   EXPECT_NE(read_text(log).find("rank 1 (pid " + pids[1] + ")"), std::string::npos) << read_text(log);
+}
+
+TEST(DistributedEval, AKilledRankEndsTheWorldWithStatusOneNamingIt) {
+  EvalWorld world;
+  const auto log = world.data.dir.file("killed.log");
+  auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 eval --nproc 2 --model " + world.model +
+                          " --data " + world.data.data() + " --split test --json");
+  expect_a_killed_rank_ends_the_world(argv, log);
 }
 
 // Issue 38 item 2: `index build --nproc N`. Rank r encodes the r-th block of images and of captions
@@ -339,19 +345,7 @@ TEST(DistributedIndex, AKilledRankEndsTheWorldAndLeavesTheIndexThatWasThere) {
   const auto log = world.data.dir.file("killed.log");
   auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 index build --nproc 2 --batch-size 1 --model " +
                           world.model + " --data " + world.data.data() + " --split test --out " + out);
-  auto launcher = spawn(argv, {{"IMRAM_DIST_HEARTBEAT_TIMEOUT", "5"}}, log);
-  std::string said;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while ((said = read_text(log)).find("started 2 ranks (pids ") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  const auto at = said.find("started 2 ranks (pids ");
-  ASSERT_NE(at, std::string::npos) << said;
-  const auto pids = split_words(said.substr(at + 22, said.find(')', at) - at - 22));
-  ASSERT_EQ(pids.size(), 2u) << said;
-  ::kill(pid_t(std::stol(pids[1])), SIGKILL);
-  EXPECT_EQ(wait_for(launcher, 120), 1) << read_text(log);
-  EXPECT_NE(read_text(log).find("rank 1 (pid " + pids[1] + ")"), std::string::npos) << read_text(log);
+  expect_a_killed_rank_ends_the_world(argv, log);
   EXPECT_EQ(read_text(out + "/manifest.json"), manifest);
   const auto verified = imram::test::imram_cli("index verify " + out);
   EXPECT_EQ(verified.status, 0) << verified.output;
