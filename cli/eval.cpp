@@ -81,7 +81,7 @@ void imram::cli::add_eval_command(CLI::App& root, [[maybe_unused]] Invocation& i
               "eval --index: several --shortlist, --prefilter or --step1 values need --queries (a "
               "sampled evaluation compares them on one sample)");
         // A rank of a world (--nproc, torchrun or srun) takes its share of the pairs and queries;
-        // the search layer sees the communicator only through this gather.
+        // the search layer sees the communicator only through this WorldShare.
         auto joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0);
         imram::WorldShare share;
         if (joined.communicator) share = imram::share_of_world(*joined.communicator);

@@ -10,15 +10,17 @@
 namespace imram {
 
 TokenIds encode_caption_texts(const Vocabulary& vocabulary, const std::vector<std::string>& captions,
-                              const std::string& source) {
+                              const std::string& source, std::int64_t first_line) {
   TokenIds ids;
   ids.reserve(captions.size());
   for (std::size_t i = 0; i < captions.size(); ++i) {
     const auto tokens = tokenize(captions[i]);
-    if (tokens.empty()) throw Error(source + ":" + std::to_string(i + 1) + ": caption has no tokens");
+    if (tokens.empty())
+      throw Error(source + ":" + std::to_string(first_line + std::int64_t(i)) + ": caption has no tokens");
     if (tokens.size() > kMaxCaptionTokens)
-      throw Error(source + ":" + std::to_string(i + 1) + ": caption has " + std::to_string(tokens.size()) +
-                  " tokens, more than the limit of " + std::to_string(kMaxCaptionTokens));
+      throw Error(source + ":" + std::to_string(first_line + std::int64_t(i)) + ": caption has " +
+                  std::to_string(tokens.size()) + " tokens, more than the limit of " +
+                  std::to_string(kMaxCaptionTokens));
     ids.push_back(vocabulary.encode_tokens(tokens));
   }
   return ids;

@@ -422,14 +422,20 @@ std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device
   auto impl = std::make_unique<GalleryIndex::Impl>();
   impl->dir = dir;
   std::vector<std::shared_ptr<const ItemStore>> stores;
+  std::string fingerprint;
   for (const auto& entry : shards) {
     const auto name = entry.is_object() ? entry.value("dir", "") : "";
     if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
       throw Error(path + ": a shard's dir must be a directory name inside the index");
     auto shard = GalleryIndex::open(dir + "/" + name, device, expected_model);
+    const auto manifest = read_manifest(shard->dir());
+    if (impl->shards.empty()) {
+      fingerprint = manifest.model_fingerprint;
+      impl->manifest = manifest;  // the first shard's, with the whole gallery's counts below
+    }
     const auto& first = impl->shards.empty() ? shard : impl->shards.front();
-    if (read_manifest(shard->dir()).model_fingerprint != read_manifest(first->dir()).model_fingerprint ||
-        shard->captions_per_image() != first->captions_per_image() || shard->has_shortlist() != first->has_shortlist())
+    if (manifest.model_fingerprint != fingerprint || shard->captions_per_image() != first->captions_per_image() ||
+        shard->has_shortlist() != first->has_shortlist())
       throw Error(shard->dir() + ": differs from " + first->dir() +
                   " in its model, captions per image or shortlist; the shards of one index share them");
     if (entry.value("images", std::int64_t(-1)) != shard->num_images() ||
@@ -444,7 +450,6 @@ std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device
   }
   const auto& first = *impl->shards.front();
   impl->model = first.model();
-  impl->manifest = read_manifest(first.dir());
   impl->manifest.images = impl->image_ranges.total();
   impl->manifest.captions = impl->caption_ranges.total();
   impl->sharded_store = std::make_shared<ShardedStore>(stores, impl->image_ranges, impl->caption_ranges);

@@ -39,18 +39,14 @@ using index_detail::scalar_type;
 
 namespace {
 
-// (n, ...) values as (n, their bytes per item): the rows a world gathers and the files append.
-torch::Tensor bytes_per_item(const torch::Tensor& values) {
-  const auto contiguous = values.contiguous();
-  const auto n = contiguous.size(0);
-  return torch::from_blob(contiguous.data_ptr(), {n, n > 0 ? std::int64_t(contiguous.nbytes()) / n : 0}, torch::kUInt8)
-      .clone();
-}
-
+// Values as the bytes the files append and a world gathers.
 torch::Tensor bytes_of(const torch::Tensor& values) {
   const auto contiguous = values.contiguous();
   return torch::from_blob(contiguous.data_ptr(), {std::int64_t(contiguous.nbytes())}, torch::kUInt8).clone();
 }
+
+// (n, ...) values, n > 0, as (n, their bytes per item).
+torch::Tensor bytes_per_item(const torch::Tensor& values) { return bytes_of(values).view({values.size(0), -1}); }
 
 }  // namespace
 
@@ -189,11 +185,6 @@ struct IndexWriter::State {
     code_side("words", "words.bin", "word_codes.bin", "word_codebook.bin", m.word_centroids, committed_words, m.words);
   }
 
-  void write_globals(const char* name, const torch::Tensor& globals) {
-    const auto data = globals.to(torch::kCPU, torch::kFloat32).contiguous();
-    file(name).write(data.data_ptr<float>(), std::size_t(data.numel()) * 4);
-  }
-
   // An image block's stored values, one row of bytes per image: its regions, then (as the index
   // keeps them) their Gram matrices, memory halves and global embedding.
   torch::Tensor image_rows(const torch::Tensor& features) {
@@ -213,27 +204,25 @@ struct IndexWriter::State {
     return torch::cat(parts, 1);
   }
 
-  std::int64_t image_row_bytes(std::int64_t regions) const {
+  // What image_rows' row of an image of `regions` regions holds, in order: each part's file and bytes.
+  std::vector<std::pair<const char*, std::int64_t>> image_row_parts(std::int64_t regions) const {
     const auto& m = manifest;
     const auto es = std::int64_t(element_size(m.store));
-    return regions * (m.embed_size + (m.codes ? regions : 0) + m.memory_halves) * es +
-           (model.net->global_head ? m.global_dim * 4 : 0);
+    std::vector<std::pair<const char*, std::int64_t>> parts{{"regions.bin", regions * m.embed_size * es}};
+    if (m.codes) parts.emplace_back("region_grams.bin", regions * regions * es);
+    if (m.memory_halves > 0) parts.emplace_back("region_halves.bin", regions * m.memory_halves * es);
+    if (model.net->global_head) parts.emplace_back("image_globals.bin", m.global_dim * 4);
+    return parts;
   }
 
   // Appends image_rows' rows to the files they belong to.
   void write_image_rows(const torch::Tensor& rows, std::int64_t regions) {
-    const auto& m = manifest;
-    const auto es = std::int64_t(element_size(m.store));
     std::int64_t at = 0;
-    const auto put = [&](const char* name, std::int64_t width) {
+    for (const auto& [name, width] : image_row_parts(regions)) {
       const auto part = rows.narrow(1, at, width).contiguous();
       file(name).write(part.data_ptr(), std::size_t(part.numel()));
       at += width;
-    };
-    put("regions.bin", regions * m.embed_size * es);
-    if (m.codes) put("region_grams.bin", regions * regions * es);
-    if (m.memory_halves > 0) put("region_halves.bin", regions * m.memory_halves * es);
-    if (model.net->global_head) put("image_globals.bin", m.global_dim * 4);
+    }
   }
 
   // A block of captions' stored values as one stream of bytes: their words, memory halves and
@@ -262,10 +251,12 @@ struct IndexWriter::State {
     return torch::cat(parts);
   }
 
-  // Appends caption_bytes' stream of captions [begin, begin + n) to the files; returns its size.
+  // Appends caption_bytes' stream of captions [begin, begin + n) to the files, their word offsets
+  // running on from `words`; returns the stream's size.
   std::int64_t write_caption_bytes(const std::uint8_t* bytes, const TokenIds& ids,
-                                   const std::vector<std::string>& texts, std::int64_t begin, std::int64_t n) {
-    auto& m = manifest;
+                                   const std::vector<std::string>& texts, std::int64_t begin, std::int64_t n,
+                                   std::int64_t& words_so_far) {
+    const auto& m = manifest;
     const auto es = std::int64_t(element_size(m.store));
     std::int64_t words = 0, gram_cells = 0;
     for (std::int64_t j = 0; j < n; ++j) {
@@ -283,53 +274,43 @@ struct IndexWriter::State {
     if (m.codes) put("word_grams.bin", gram_cells * es);
     if (model.net->global_head) put("caption_globals.bin", n * m.global_dim * 4);
     for (std::int64_t j = 0; j < n; ++j) {
-      m.words += std::int64_t(ids[std::size_t(begin + j)].size());
-      file("word_offsets.bin").write(&m.words, sizeof m.words);
+      words_so_far += std::int64_t(ids[std::size_t(begin + j)].size());
+      file("word_offsets.bin").write(&words_so_far, sizeof words_so_far);
       const auto& text = texts[std::size_t(begin + j)];
       file("captions.txt").write(text.data(), text.size());
       file("captions.txt").write("\n", 1);
     }
-    m.captions += n;
     return at;
   }
 
   // Raw features (n, R, D), memory-mapped, encoded and stored a block at a time; in a world,
   // rank r encodes the r-th block of each round and rank 0 writes the round's rows in order.
   // `first`/`count`: the images [first, first + count) of the file (count -1: to its end).
-  void add_feature_file(IndexWriter& writer, const NpyArray& file, const std::string& what, std::int64_t first = 0,
+  void add_feature_file(const NpyArray& file, const std::string& what, std::int64_t first = 0,
                         std::int64_t count = -1) {
     const auto all = tensor_view(file);
     const auto features = all.narrow(0, first, count < 0 ? all.size(0) - first : count);
-    const auto N = features.size(0);
-    ProgressBar bar("indexing " + what + " images", N, "images", show_progress);
-    if (!world) {
-      for (std::int64_t i = 0; i < N; i += image_batch) {
-        const auto n = std::min(image_batch, N - i);
-        const auto block = features.narrow(0, i, n);
-        check_finite_features(block, first + i, file.path());
-        writer.add_images(block);
-        bar.update(i + n);
-      }
-      bar.finish();
-      return;
-    }
+    const auto N = features.size(0), R = features.size(1);
+    check_region_count(R);
     auto& m = manifest;
-    check_region_count(features.size(1));
-    const auto R = features.size(1);
+    ProgressBar bar("indexing " + what + " images", N, "images", show_progress);
     for (std::int64_t round = 0; round < N; round += image_batch * ranks()) {
       const auto mine = std::min(N, round + rank() * image_batch);
       const auto n = std::min(image_batch, N - mine);
-      torch::Tensor rows = torch::empty({0, image_row_bytes(R)}, torch::kUInt8);
+      std::int64_t row_bytes = 0;
+      for (const auto& part : image_row_parts(R)) row_bytes += part.second;
+      auto rows = torch::empty({0, row_bytes}, torch::kUInt8);
       if (n > 0) {
         const auto block = features.narrow(0, mine, n);
         check_finite_features(block, first + mine, file.path());
         rows = image_rows(block);
       }
-      rows = world->gather_rows(rows);
+      if (world) rows = world->gather_rows(rows);
       if (writes()) write_image_rows(rows, R);
+      const auto round_end = std::min(N, round + image_batch * ranks());
       m.regions = R;
-      m.images += std::min(image_batch * ranks(), N - round);
-      bar.update(std::min(N, round + image_batch * ranks()));
+      m.images += round_end - round;
+      bar.update(round_end);
     }
     bar.finish();
   }
@@ -460,7 +441,7 @@ void IndexWriter::add_images(const torch::Tensor& features) {
   auto& s = *state_;
   if (features.dim() != 3) throw Error("image features must be (images, regions, features)");
   s.check_region_count(features.size(1));
-  s.write_image_rows(s.image_rows(features), features.size(1));
+  if (features.size(0) > 0) s.write_image_rows(s.image_rows(features), features.size(1));
   s.manifest.regions = features.size(1);
   s.manifest.images += features.size(0);
 }
@@ -487,14 +468,13 @@ void IndexWriter::add_captions(const TokenIds& ids, const std::vector<std::strin
     if (s.world) bytes = s.world->gather_rows(bytes);
     const auto round_end = std::min(count, round + batch * s.ranks());
     if (s.writes()) {
-      std::int64_t at = 0;
+      const auto* at = bytes.data_ptr<std::uint8_t>();
+      auto words = m.words;
       for (auto begin = round; begin < round_end; begin += batch)
-        at += s.write_caption_bytes(bytes.data_ptr<std::uint8_t>() + at, ids, texts, begin,
-                                    std::min(batch, round_end - begin));
-    } else {
-      for (auto j = round; j < round_end; ++j) m.words += std::int64_t(ids[std::size_t(j)].size());
-      m.captions += round_end - round;
+        at += s.write_caption_bytes(at, ids, texts, begin, std::min(batch, round_end - begin), words);
     }
+    for (auto j = round; j < round_end; ++j) m.words += std::int64_t(ids[std::size_t(j)].size());
+    m.captions += round_end - round;
   }
 }
 
@@ -529,9 +509,9 @@ void IndexWriter::add_split(const PrecompSplit& split, std::int64_t first_image,
   const auto per_image = std::int64_t(split.captions_per_image());
   const std::vector<std::string> texts(split.captions().begin() + first_image * per_image,
                                        split.captions().begin() + (first_image + images) * per_image);
-  const auto ids = encode_caption_texts(*s.model.vocabulary, texts, split.captions_path());
+  const auto ids = encode_caption_texts(*s.model.vocabulary, texts, split.captions_path(), first_image * per_image + 1);
   const auto first = m.images;
-  s.add_feature_file(*this, split.features(), split.name(), first_image, images);
+  s.add_feature_file(split.features(), split.name(), first_image, images);
   {
     const auto M = std::int64_t(ids.size());
     ProgressBar bar("indexing " + split.name() + " captions", M, "captions", s.show_progress);
@@ -569,7 +549,7 @@ void IndexWriter::add_uncaptioned_images(const NpyArray& features, const std::ve
     throw Error(features.path() + ": images of " + std::to_string(features.dim(1)) +
                 " regions, the index holds images of " + std::to_string(m.regions));
   const auto first_image = m.images;
-  s.add_feature_file(*this, features, "uncaptioned");
+  s.add_feature_file(features, "uncaptioned");
   // Caption j belonged to image j / captions_per_image; with images of no captions among them, no rule holds.
   m.captions_per_image = 0;
   s.describe(infos, first_image);

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "imram/error.h"
 
@@ -69,8 +70,9 @@ bool ShardedStore::keeps_memory_halves() const {
 namespace {
 
 // Each shard reads its own ids; its rows go back to the places they were asked in. `read(s, ids)`
-// returns shard s's tensors, one per field, rows first; rows are padded along dim 1 to the
-// longest of any shard (captions), with zeros as a store pads them.
+// returns shard s's tensors, one per field, rows first (undefined: a field the store leaves out);
+// a field padded along dim 1 (captions' words) is padded to the longest of any shard, with zeros
+// as a store pads it.
 std::vector<torch::Tensor> gather_from_shards(
     const std::vector<std::int64_t>& ids, const ShardRanges& ranges,
     const std::function<std::vector<torch::Tensor>(int, const std::vector<std::int64_t>&)>& read) {
@@ -81,37 +83,28 @@ std::vector<torch::Tensor> gather_from_shards(
     places[shard].push_back(std::int64_t(i));
   }
   std::vector<std::vector<torch::Tensor>> parts(local.size());
-  std::vector<torch::Tensor> out;
+  std::vector<std::int64_t> widths;
   for (std::size_t shard = 0; shard < local.size(); ++shard) {
     if (local[shard].empty()) continue;
     parts[shard] = read(int(shard), local[shard]);
-    if (out.empty()) out.resize(parts[shard].size());
-    for (std::size_t field = 0; field < parts[shard].size(); ++field) {
-      const auto& part = parts[shard][field];
-      if (!part.defined()) continue;
-      auto shape = part.sizes().vec();
-      shape[0] = std::int64_t(ids.size());
-      if (!out[field].defined()) {
-        out[field] = torch::zeros(shape, part.options());
-      } else if (part.dim() > 1 && part.size(1) > out[field].size(1)) {
-        auto wider = torch::zeros(shape, part.options());
-        wider.narrow(1, 0, out[field].size(1)).copy_(out[field]);
-        out[field] = wider;
-      }
-    }
+    widths.resize(parts[shard].size(), 0);
+    for (std::size_t field = 0; field < parts[shard].size(); ++field)
+      if (parts[shard][field].defined() && parts[shard][field].dim() > 1)
+        widths[field] = std::max(widths[field], parts[shard][field].size(1));
   }
+  std::vector<torch::Tensor> out(widths.size());
   for (std::size_t shard = 0; shard < local.size(); ++shard)
     for (std::size_t field = 0; field < parts[shard].size(); ++field) {
       const auto& part = parts[shard][field];
       if (!part.defined()) continue;
-      auto rows = part;
-      if (part.dim() > 1 && part.size(1) < out[field].size(1)) {
+      if (!out[field].defined()) {
         auto shape = part.sizes().vec();
-        shape[1] = out[field].size(1);
-        rows = torch::zeros(shape, part.options());
-        rows.narrow(1, 0, part.size(1)).copy_(part);
+        shape[0] = std::int64_t(ids.size());
+        if (part.dim() > 1) shape[1] = widths[field];
+        out[field] = torch::zeros(shape, part.options());
       }
-      out[field].index_copy_(0, torch::tensor(places[shard], torch::kInt64).to(part.device()), rows);
+      auto target = part.dim() > 1 ? out[field].narrow(1, 0, part.size(1)) : out[field];
+      target.index_copy_(0, torch::tensor(places[shard], torch::kInt64).to(part.device()), part);
     }
   return out;
 }
@@ -120,12 +113,12 @@ std::vector<torch::Tensor> gather_from_shards(
 
 EncodedImages ShardedStore::images(const std::vector<std::int64_t>& ids, bool memory_halves, bool as_stored) const {
   check_item_ids(ids, num_images(), "image");
+  if (ids.empty()) return shards_.front()->images({}, memory_halves, as_stored);
   const auto fields = gather_from_shards(ids, images_, [&](int shard, const std::vector<std::int64_t>& local) {
     const auto read = shards_[std::size_t(shard)]->images(local, memory_halves, as_stored);
     return std::vector<torch::Tensor>{read.regions, read.region_mask, read.text_halves, read.image_halves};
   });
   EncodedImages images;
-  if (fields.empty()) return shards_.front()->images({}, memory_halves, as_stored);
   images.regions = fields[0];
   images.region_mask = fields[1];
   images.text_halves = fields[2];

@@ -171,6 +171,21 @@ TEST(Shards, AShardedIndexSaysWhatIsWrongWithIt) {
     EXPECT_NE(std::string(e.what()).find("12 images cannot make 13 shards"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(world.dir.file("many")));
+  // A caption the last shard cannot take is named by its line in the split's file, not in the shard.
+  auto lines = imram::test::read_text(world.dir.file("data/test_caps.txt"));
+  std::string long_caption;
+  for (int token = 0; token < 600; ++token) long_caption += "a ";
+  std::size_t at = 0;
+  for (int line = 1; line < 43; ++line) at = lines.find('\n', at) + 1;
+  lines.replace(at, lines.find('\n', at) - at, long_caption);
+  std::ofstream(world.dir.file("data/test_caps.txt"), std::ios::trunc) << lines;
+  try {
+    imram::build_sharded_index(world.dir.file("long"), world.dir.file("model"),
+                               imram::PrecompSplit::open(world.dir.file("data"), "test"), 3, world.options());
+    FAIL() << "a caption of 600 tokens was indexed";
+  } catch (const imram::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("test_caps.txt:43: caption has 600 tokens"), std::string::npos) << e.what();
+  }
   // A listing that disagrees with its shards is refused, naming the listing.
   auto listing = nlohmann::json::parse(imram::test::read_text(dir + "/shards.json"));
   listing["shards"][1]["images"] = 5;

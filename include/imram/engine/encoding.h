@@ -20,9 +20,10 @@ inline constexpr std::size_t kMaxCaptionTokens = 512;
 
 using TokenIds = std::vector<std::vector<std::int64_t>>;
 
-// Tokenize + encode every caption; `source` names the file for errors (line numbers are 1-based).
+// Tokenize + encode every caption; `source` names the file for errors, whose line numbers count
+// from `first_line` (captions that start further down their file: a shard's).
 TokenIds encode_caption_texts(const Vocabulary& vocabulary, const std::vector<std::string>& captions,
-                              const std::string& source);
+                              const std::string& source, std::int64_t first_line = 1);
 // Caption ids from .npy files: ids (M, L) int, lengths (M) int, checked against vocab_size.
 TokenIds read_caption_ids(const std::string& ids_path, const std::string& lengths_path, std::int64_t vocab_size);
 
