@@ -6,9 +6,52 @@
 
 #include "command.h"
 #include "imram/error.h"
+#include "imram/runtime/runtime.h"
 #include "imram/search/gallery.h"
 #include "imram/search/search_params.h"
 #include "imram/serve/server.h"
+#include "imram/train/distributed.h"
+#include "imram/train/launch.h"
+#include "imram/util/log.h"
+#include "nproc_option.h"
+
+namespace {
+
+// SIGTERM and SIGINT, blocked before any other thread exists so that no worker takes them; a
+// thread waits for them with sigwait.
+sigset_t block_stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+// A rank r > 0 of a sharded search: it holds shard r and answers rank 0's searches until rank 0
+// ends the world. A stop signal reaches every rank (the launcher and torchrun pass it to all):
+// this one waits for rank 0 to end the world, and only if it does not within the collectives'
+// timeout, leaves on its own.
+int answer_as_shard(const imram::ShardedServing& serving, imram::JoinedWorld& joined, std::int64_t shortlist,
+                    std::int64_t prefilter, sigset_t signals) {
+  const auto share = imram::share_of_world(*joined.communicator);
+  const int rank = joined.communicator->rank();
+  std::thread([signals, rank, patience = share.collective_timeout_s + 5] {
+    int received = 0;
+    sigwait(&signals, &received);
+    imram::log_note("imram serve: rank " + std::to_string(rank) + ": " + (received == SIGTERM ? "SIGTERM" : "SIGINT") +
+                    ", waiting for rank 0 to end the world");
+    std::this_thread::sleep_for(std::chrono::duration<double>(patience));
+    std::fprintf(stderr, "imram: error: serve: rank %d: rank 0 did not end the world; leaving it\n", rank);
+    std::fflush(stderr);
+    std::_Exit(imram::kInterruptedExitStatus);
+  }).detach();
+  imram::answer_for_shard(serving, shortlist, prefilter, share);
+  joined.communicator->close();
+  return 0;
+}
+
+}  // namespace
 
 void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   struct Options {
@@ -21,6 +64,7 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
            body_timeout_s = imram::ServerOptions().body_timeout_s;
     std::size_t max_waiting = imram::ServerOptions().max_waiting;
     std::uint64_t cache_limit_mb = imram::kDefaultGalleryCacheBytes >> 20;
+    imram::cli::NprocOptions world;
   };
   auto o = std::make_shared<Options>();
   auto* sub = root.add_subcommand("serve", "HTTP search service and web page over a split's gallery");
@@ -61,21 +105,38 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
   sub->add_option("--cache-limit", o->cache_limit_mb, "MB the cache may hold; least recently used galleries go first")
       ->capture_default_str()
       ->check(imram::cli::kCacheLimitRange);
+  imram::cli::add_nproc_options(sub, o->world,
+                                "one per shard of a sharded --index, rank r searching shard r; rank 0 answers HTTP");
   sub->callback([&invocation, o, sub] {
-    invocation.run = [o, sub, device = invocation.globals.device] {
+    imram::cli::check_nproc(o->world);
+    invocation.run = [o, sub, device = invocation.globals.device, threads = invocation.globals.threads] {
       if (o->index.empty() && (o->model.empty() || o->data.empty()))
         throw imram::Error("serve: give --index INDEX, or --model M --data DIR");
-      // SIGTERM and SIGINT go to one thread that stops the server; blocked here, before any
-      // other thread exists, so that no worker thread takes them.
-      sigset_t signals;
-      sigemptyset(&signals);
-      sigaddset(&signals, SIGTERM);
-      sigaddset(&signals, SIGINT);
-      pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+      const auto spec = imram::world_from_environment();
+      if ((o->world.nproc > 1 || spec) && o->index.empty())
+        throw imram::Error("serve: a world of ranks serves a sharded --index (index build --shards), one shard each");
+      if (o->world.nproc > 1) {
+        // Checked here, before any rank starts, so that a wrong count is one message.
+        imram::shards_for_world(o->index, o->world.nproc);
+        return imram::run_local_world(o->world.nproc, imram::command_line_without_nproc(),
+                                      imram::WorldEnding::kRankZeroEnds);
+      }
+      const auto signals = block_stop_signals();
+      // A rank opens its part before it joins: the world's collectives wait only seconds.
+      std::optional<imram::ShardedServing> serving;
+      if (spec) serving = imram::open_for_world(o->index, device, spec->rank, spec->size);
+      imram::JoinedWorld joined;
+      if (spec)
+        joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0,
+                                   imram::CollectiveTimeout::kHeartbeat);
+      if (spec && spec->rank > 0) return answer_as_shard(*serving, joined, o->shortlist, o->prefilter, signals);
 
       imram::cli::return_freed_memory_after(o->memory_decay_s);
       std::unique_ptr<imram::SearchBackend> backend;
-      if (!o->index.empty()) {
+      if (serving) {
+        backend =
+            imram::world_backend(*serving, o->shortlist, o->prefilter, imram::share_of_world(*joined.communicator));
+      } else if (!o->index.empty()) {
         backend = imram::open_index_backend(o->index, device, o->shortlist, o->prefilter);
       } else {
         std::cout << "imram serve: encoding the " << o->split << " split of " << o->data << "..." << std::endl;
@@ -101,6 +162,12 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
       std::cout << "imram serve: listening on http://" << o->host << ":" << port << "/ (" << backend->num_images()
                 << " images, " << backend->captions().size() << " captions)" << std::endl;
       server.serve();
+      backend->finish();
+      if (const auto lost = backend->unavailable(); !lost.empty()) {
+        imram::log_error("serve: stopped; the sharded search had lost a rank: " + lost);
+        return 1;
+      }
+      if (joined.communicator) joined.communicator->close();
       std::cout << "imram serve: stopped" << std::endl;
       return 0;
     };

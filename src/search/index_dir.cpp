@@ -412,22 +412,41 @@ std::shared_ptr<GalleryIndex> open_committed(const std::string& dir, Manifest ma
   return std::make_shared<GalleryIndex>(std::move(impl));
 }
 
-std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device device,
-                                           const std::string& expected_model) {
+// shards.json's entries, each checked to name a directory inside the index.
+std::vector<nlohmann::json> shard_listing(const std::string& dir) {
   const std::string path = dir + "/" + index_detail::kShardsFile;
   const auto listing = read_json_file(path, "sharded index");
   const auto shards = listing.contains("shards") ? listing.at("shards") : nlohmann::json();
   if (listing.value("version", 0) != 1 || !shards.is_array() || shards.empty())
     throw Error(path + ": not a sharded index of this version (version 1 with a list of shards)");
-  auto impl = std::make_unique<GalleryIndex::Impl>();
-  impl->dir = dir;
-  std::vector<std::shared_ptr<const ItemStore>> stores;
-  std::string fingerprint;
   for (const auto& entry : shards) {
     const auto name = entry.is_object() ? entry.value("dir", "") : "";
     if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
       throw Error(path + ": a shard's dir must be a directory name inside the index");
-    auto shard = GalleryIndex::open(dir + "/" + name, device, expected_model);
+  }
+  return shards.get<std::vector<nlohmann::json>>();
+}
+
+// The listed shard, opened, checked to hold the items the list says.
+std::shared_ptr<GalleryIndex> open_listed_shard(const std::string& dir, const nlohmann::json& entry,
+                                                torch::Device device, const std::string& expected_model) {
+  const auto name = entry.value("dir", "");
+  auto shard = GalleryIndex::open(dir + "/" + name, device, expected_model);
+  if (entry.value("images", std::int64_t(-1)) != shard->num_images() ||
+      entry.value("captions", std::int64_t(-1)) != shard->num_captions())
+    throw Error(dir + "/" + index_detail::kShardsFile + ": " + name + " holds " + std::to_string(shard->num_images()) +
+                " images and " + std::to_string(shard->num_captions()) + " captions, not what the list says");
+  return shard;
+}
+
+std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device device,
+                                           const std::string& expected_model) {
+  auto impl = std::make_unique<GalleryIndex::Impl>();
+  impl->dir = dir;
+  std::vector<std::shared_ptr<const ItemStore>> stores;
+  std::string fingerprint;
+  for (const auto& entry : shard_listing(dir)) {
+    auto shard = open_listed_shard(dir, entry, device, expected_model);
     const auto manifest = read_manifest(shard->dir());
     if (impl->shards.empty()) {
       fingerprint = manifest.model_fingerprint;
@@ -438,10 +457,6 @@ std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device
         shard->has_shortlist() != first->has_shortlist())
       throw Error(shard->dir() + ": differs from " + first->dir() +
                   " in its model, captions per image or shortlist; the shards of one index share them");
-    if (entry.value("images", std::int64_t(-1)) != shard->num_images() ||
-        entry.value("captions", std::int64_t(-1)) != shard->num_captions())
-      throw Error(path + ": " + name + " holds " + std::to_string(shard->num_images()) + " images and " +
-                  std::to_string(shard->num_captions()) + " captions, not what the list says");
     impl->image_ranges.begins.push_back(impl->image_ranges.total() + shard->num_images());
     impl->caption_ranges.begins.push_back(impl->caption_ranges.total() + shard->num_captions());
     impl->captions.insert(impl->captions.end(), shard->caption_texts().begin(), shard->caption_texts().end());
@@ -457,6 +472,25 @@ std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device
 }
 
 }  // namespace
+
+std::shared_ptr<GalleryIndex> GalleryIndex::open_shard(const std::string& dir, int shard, torch::Device device) {
+  const auto shards = shard_listing(dir);
+  if (shard < 0 || shard >= int(shards.size()))
+    throw Error(dir + ": has " + std::to_string(shards.size()) + " shards, not a shard " + std::to_string(shard));
+  return open_listed_shard(dir, shards[std::size_t(shard)], device, "");
+}
+
+ShardLayout GalleryIndex::shard_layout(const std::string& dir) {
+  ShardLayout layout;
+  for (const auto& entry : shard_listing(dir)) {
+    const auto images = entry.value("images", std::int64_t(-1)), captions = entry.value("captions", std::int64_t(-1));
+    if (images < 0 || captions < 0)
+      throw Error(dir + "/" + index_detail::kShardsFile + ": a shard's images and captions must be counts");
+    layout.images.begins.push_back(layout.images.total() + images);
+    layout.captions.begins.push_back(layout.captions.total() + captions);
+  }
+  return layout;
+}
 
 std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::Device device,
                                                  const std::string& expected_model,

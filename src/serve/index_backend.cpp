@@ -9,6 +9,7 @@
 #include "imram/search/index_dir.h"
 #include "imram/search/results.h"
 #include "imram/search/search_params.h"
+#include "imram/search/world_search.h"
 #include "imram/serve/backend.h"
 #include "imram/util/stopwatch.h"
 
@@ -18,13 +19,25 @@ namespace {
 
 class IndexBackend : public SearchBackend {
  public:
+  // `world`: rank 0 of a world that holds the index's shards, rank r shard r; searches go to
+  // every rank (search/world_search.h).
   IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::int64_t prefilter,
-               std::string name, std::string kind)
-      : index_(std::move(index)), model_(index_->model()), name_(std::move(name)), kind_(std::move(kind)) {
+               std::string name, std::string kind, std::unique_ptr<SearchWorld> world = nullptr)
+      : index_(std::move(index)),
+        model_(index_->model()),
+        name_(std::move(name)),
+        kind_(std::move(kind)),
+        world_(std::move(world)) {
     image_shortlist_ = scored_shortlist(shortlist, index_->num_images());
     caption_shortlist_ = scored_shortlist(shortlist, index_->num_captions());
-    images_ = index_->searcher(GallerySide::Images, image_shortlist_, prefilter);
-    captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, prefilter);
+    if (world_) {
+      const auto& own = *index_->shards().front();
+      images_ = world_->searcher(own.searcher(GallerySide::Images, image_shortlist_, prefilter));
+      captions_ = world_->searcher(own.searcher(GallerySide::Captions, caption_shortlist_, prefilter));
+    } else {
+      images_ = index_->searcher(GallerySide::Images, image_shortlist_, prefilter);
+      captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, prefilter);
+    }
   }
 
   std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
@@ -54,7 +67,19 @@ class IndexBackend : public SearchBackend {
   bool described() const override { return index_->described(); }
   ImageInfo image_info(std::int64_t image) const override { return index_->image_info(image); }
   std::string thumbnail(std::int64_t image) const override { return index_->thumbnail(image); }
+  std::string unavailable() const override { return world_ ? world_->lost() : std::string(); }
+  void finish() override {
+    if (world_) world_->stop();
+  }
   nlohmann::ordered_json info() const override {
+    auto info = base_info();
+    if (!index_->shards().empty())
+      info["shards"] = {{"shards", index_->shards().size()}, {"ranks", world_ ? world_->shards() : 1}};
+    return info;
+  }
+
+ private:
+  nlohmann::ordered_json base_info() const {
     return {{"model", to_json(model_.config())},
             {"gallery",
              {{"name", name_},
@@ -68,7 +93,6 @@ class IndexBackend : public SearchBackend {
             {"device", c10::str(model_.net->parameters().front().device())}};
   }
 
- private:
   std::vector<nlohmann::ordered_json> answers(const Searcher& searcher, const std::vector<EncodedQuery>& queries,
                                               const std::vector<std::int64_t>& query_images, std::int64_t top,
                                               std::int64_t shortlist, const Stopwatch& encoding,
@@ -77,15 +101,20 @@ class IndexBackend : public SearchBackend {
     SearchStats stats;
     auto hits = searcher.search_many(queries, top, &stats, params);
     std::vector<nlohmann::ordered_json> out;
-    for (std::size_t q = 0; q < queries.size(); ++q)
+    const auto shards = index_->shards().size();
+    for (std::size_t q = 0; q < queries.size(); ++q) {
       out.push_back(search_answer_json(*index_, queries[q], query_images[q],
                                        SearchAnswer{std::move(hits[q]), stats, encode_ms, shortlist}));
+      // An answer comes from every shard or is not given (a lost shard is a 503).
+      if (shards > 0) out.back()["coverage"] = {{"shards", shards}, {"answered", shards}};
+    }
     return out;
   }
 
   std::shared_ptr<const GalleryIndex> index_;
   Model model_;  // shares the index's weights; explain() needs a mutable handle
   std::string name_, kind_;
+  std::unique_ptr<SearchWorld> world_;
   std::shared_ptr<const Searcher> images_, captions_;
   std::int64_t image_shortlist_ = 0, caption_shortlist_ = 0;
 };
@@ -109,6 +138,43 @@ std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, 
   const bool two_stage = shortlist != 0;
   return std::make_unique<IndexBackend>(std::move(index), shortlist, prefilter, index_dir,
                                         two_stage ? "two-stage" : "exhaustive");
+}
+
+ShardLayout shards_for_world(const std::string& index_dir, int ranks) {
+  if (!is_sharded_index_dir(index_dir))
+    throw Error(index_dir + ": not a sharded index; a world of ranks serves one shard each (index build --shards)");
+  auto layout = GalleryIndex::shard_layout(index_dir);
+  if (layout.images.shards() != ranks)
+    throw Error(index_dir + ": has " + std::to_string(layout.images.shards()) + " shards for " + std::to_string(ranks) +
+                " ranks; one rank serves each shard");
+  return layout;
+}
+
+ShardedServing open_for_world(const std::string& index_dir, const std::string& device, int rank, int ranks) {
+  ShardedServing serving;
+  serving.layout = shards_for_world(index_dir, ranks);
+  serving.index = rank == 0 ? GalleryIndex::open(index_dir, parse_device(device))
+                            : GalleryIndex::open_shard(index_dir, rank, parse_device(device));
+  serving.index_dir = index_dir;
+  return serving;
+}
+
+std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, std::int64_t shortlist,
+                                             std::int64_t prefilter, const WorldShare& world) {
+  auto search_world = std::make_unique<SearchWorld>(world, serving.layout.images, serving.layout.captions);
+  return std::make_unique<IndexBackend>(serving.index, shortlist, prefilter, serving.index_dir,
+                                        shortlist != 0 ? "two-stage" : "exhaustive", std::move(search_world));
+}
+
+void answer_for_shard(const ShardedServing& serving, std::int64_t shortlist, std::int64_t prefilter,
+                      const WorldShare& world) {
+  // The lists of rank 0's whole gallery, each shard's own automatic ones: ShardedSearcher's.
+  const auto& shard = *serving.index;
+  const auto images =
+      shard.searcher(GallerySide::Images, scored_shortlist(shortlist, serving.layout.images.total()), prefilter);
+  const auto captions =
+      shard.searcher(GallerySide::Captions, scored_shortlist(shortlist, serving.layout.captions.total()), prefilter);
+  answer_world_searches(world, *images, *captions, shard.model().net->parameters().front().device());
 }
 
 }  // namespace imram

@@ -404,6 +404,8 @@ struct Server::Impl {
       work();
     } catch (const HttpError& e) {
       fail(e.status, e.message);
+    } catch (const Unavailable& e) {
+      fail(503, e.what());  // a part of the service is gone; no fault of the request
     } catch (const IoError& e) {
       fail(500, e.what());  // the server failed, not the request
     } catch (const Error& e) {
@@ -562,9 +564,14 @@ struct Server::Impl {
     // view, and the tests' way to see a request in flight.
     get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
       const auto connections = http.counts();
-      send_json(response, {{"status", "ok"},
-                           {"connections", {{"waiting", connections.waiting}, {"busy", connections.busy}}},
-                           {"compute_queue", compute.queued()}});
+      // A load balancer sends no searches to a server whose searches would fail.
+      const auto unavailable = backend.unavailable();
+      Json health = {{"status", unavailable.empty() ? "ok" : "degraded"}};
+      if (!unavailable.empty()) health["reason"] = unavailable;
+      health["connections"] = {{"waiting", connections.waiting}, {"busy", connections.busy}};
+      health["compute_queue"] = compute.queued();
+      send_json(response, health);
+      if (!unavailable.empty()) response.status = 503;
     });
     get("/api/info", api([this](const httplib::Request&, httplib::Response& response) {
           auto info = backend.info();

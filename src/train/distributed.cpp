@@ -141,7 +141,12 @@ struct Communicator::Impl {
   double heartbeat_interval = 1.0;
   double heartbeat_timeout = 30.0;
   std::atomic<bool> collective_failed{false};
+  double collective_timeout = 1800;
   std::mutex mutex;
+  // Set by on_lost (under `mutex`): who hears of lost ranks, and what it heard.
+  std::function<void(int, const std::string&)> lost_listener;
+  std::vector<bool> reported;
+  std::string lost_ranks;
   std::condition_variable wake;
   bool stopping = false;
   std::thread heartbeat;
@@ -156,16 +161,42 @@ struct Communicator::Impl {
   }
 
   // Waits for a collective; a failure means a peer is gone: give the heartbeat the time to name
-  // it (it ends the process), and only if it cannot, report the collective's own error.
+  // it (it ends the process, or tells the listener), and only if it cannot, report the
+  // collective's own error.
   template <typename Work>
   void wait(const Work& work, const char* what) {
     try {
       work->wait();
     } catch (const std::exception& e) {
       collective_failed = true;
-      std::this_thread::sleep_for(Seconds(std::max(heartbeat_timeout, 6 * heartbeat_interval) + heartbeat_interval));
-      throw Error("rank " + std::to_string(spec.rank) + ": " + what + " failed: " + e.what());
+      const auto deadline =
+          Clock::now() + Seconds(std::max(heartbeat_timeout, 6 * heartbeat_interval) + heartbeat_interval);
+      std::unique_lock<std::mutex> lock(mutex);
+      // A listener hears within a few intervals once a collective has failed (beat's limit).
+      if (lost_listener)
+        wake.wait_until(lock, std::min(deadline, Clock::now() + Seconds(5 * heartbeat_interval)),
+                        [this] { return !lost_ranks.empty(); });
+      else
+        wake.wait_until(lock, deadline, [] { return false; });
+      throw Error(lost_ranks.empty() ? "rank " + std::to_string(spec.rank) + ": " + what + " failed: " + e.what()
+                                     : lost_ranks);
     }
+  }
+
+  // A lost rank: the process ends naming it, unless a listener goes on without it.
+  void report_lost(int rank, const std::string& message) {
+    std::function<void(int, const std::string&)> listener;
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      if (stopping) return;
+      if (!lost_listener) lost(message);
+      if (reported[std::size_t(rank)]) return;
+      reported[std::size_t(rank)] = true;
+      lost_ranks += (lost_ranks.empty() ? "" : "; ") + message;
+      listener = lost_listener;
+    }
+    wake.notify_all();
+    listener(rank, message);
   }
 
   // Straight to standard error, not through the log sink: the process ends at once, and a sink
@@ -202,14 +233,14 @@ struct Communicator::Impl {
             seen[std::size_t(r)] = value;
             moved[std::size_t(r)] = now;
           } else if (Seconds(now - moved[std::size_t(r)]).count() > limit) {
-            std::unique_lock<std::mutex> lock(mutex);
-            if (stopping) return;
             // The cause is named: a failed collective says a peer is gone; silence alone may be a hang.
             const auto silent = std::to_string(int(Seconds(now - moved[std::size_t(r)]).count()));
-            lost("rank " + std::to_string(r) + " lost (" +
-                 (collective_failed ? "a collective failed, and it sent no heartbeat for " + silent + " s"
-                                    : "no heartbeat for " + silent + " s: it died or hangs") +
-                 ")");
+            report_lost(r, "rank " + std::to_string(r) + " lost (" +
+                               (collective_failed ? "a collective failed, and it sent no heartbeat for " + silent + " s"
+                                                  : "no heartbeat for " + silent + " s: it died or hangs") +
+                               ")");
+            std::unique_lock<std::mutex> lock(mutex);
+            if (stopping) return;
           }
         }
       } catch (const std::exception&) {
@@ -237,14 +268,18 @@ Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 Communicator::~Communicator() { impl_->stop_heartbeat(); }
 
-std::unique_ptr<Communicator> Communicator::connect(const WorldSpec& spec, torch::Device device) {
+std::unique_ptr<Communicator> Communicator::connect(const WorldSpec& spec, torch::Device device,
+                                                    CollectiveTimeout collective_timeout) {
   auto impl = std::make_unique<Impl>();
   impl->spec = spec;
   impl->device = device;
+  impl->reported.assign(std::size_t(spec.size), false);
   impl->heartbeat_timeout = env_seconds("IMRAM_DIST_HEARTBEAT_TIMEOUT", 30);
   impl->heartbeat_interval = std::min(1.0, impl->heartbeat_timeout / 4);
-  // Collectives may wait for a slow rank (its share of validation, a checkpoint): long by default.
-  const auto timeout = std::chrono::milliseconds(std::int64_t(1000 * env_seconds("IMRAM_DIST_TIMEOUT", 1800)));
+  impl->collective_timeout = collective_timeout == CollectiveTimeout::kHeartbeat
+                                 ? impl->heartbeat_timeout
+                                 : env_seconds("IMRAM_DIST_TIMEOUT", 1800);
+  const auto timeout = std::chrono::milliseconds(std::int64_t(1000 * impl->collective_timeout));
   const std::string where = spec.master_addr + ":" + std::to_string(spec.master_port);
   try {
     c10d::TCPStoreOptions options;
@@ -293,6 +328,12 @@ int Communicator::rank() const { return impl_->spec.rank; }
 int Communicator::size() const { return impl_->spec.size; }
 int Communicator::local_size() const { return impl_->spec.local_size; }
 torch::Device Communicator::device() const { return impl_->device; }
+double Communicator::collective_timeout_s() const { return impl_->collective_timeout; }
+
+void Communicator::on_lost(std::function<void(int rank, const std::string& why)> lost) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->lost_listener = std::move(lost);
+}
 
 void Communicator::all_reduce(torch::Tensor& tensor, Reduction reduction) {
   TORCH_CHECK(tensor.is_contiguous(), "all_reduce needs a contiguous tensor");
@@ -407,14 +448,14 @@ void Communicator::close() {
 
 std::uint64_t Communicator::bytes_exchanged() const { return impl_->bytes; }
 
-JoinedWorld join_world(torch::Device requested, bool threads_given) {
+JoinedWorld join_world(torch::Device requested, bool threads_given, CollectiveTimeout timeout) {
   JoinedWorld joined;
   joined.device = requested;
   const auto spec = world_from_environment();
   if (!spec) return joined;
   if (!threads_given) set_thread_count(threads_of_rank(*spec));
   joined.device = device_of_rank(requested, *spec);
-  joined.communicator = Communicator::connect(*spec, joined.device);
+  joined.communicator = Communicator::connect(*spec, joined.device, timeout);
   return joined;
 }
 
@@ -424,6 +465,8 @@ WorldShare share_of_world(Communicator& world) {
   share.size = world.size();
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   share.threads_alone = std::min(cores, thread_count() * std::max(1, world.local_size()));
+  share.collective_timeout_s = world.collective_timeout_s();
+  share.on_lost = [&world](std::function<void(int, const std::string&)> lost) { world.on_lost(std::move(lost)); };
   share.all_gather_rows = [&world](const torch::Tensor& rows) {
     const auto counts = world.all_gather_count(rows.size(0));
     return world.all_gather_rows(rows.contiguous().to(world.device()), counts).to(torch::kCPU);

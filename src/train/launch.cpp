@@ -82,7 +82,7 @@ std::vector<std::string> command_line_without_nproc() {
   return kept;
 }
 
-int run_local_world(int nproc, const std::vector<std::string>& arguments) {
+int run_local_world(int nproc, const std::vector<std::string>& arguments, WorldEnding world_ending) {
   if (nproc < 1) throw Error("--nproc must be >= 1");
   if (const auto spec = world_from_environment())
     throw Error("--nproc: this process is already rank " + std::to_string(spec->rank) + " of a world of " +
@@ -161,9 +161,16 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments) {
       ranks[std::size_t(rank)] = -1;
       --running;
       const bool interrupted = WIFEXITED(status) && WEXITSTATUS(status) == kInterruptedExitStatus;
-      if (interrupted && result == 0) result = kInterruptedExitStatus;
+      if (interrupted && result == 0 && world_ending == WorldEnding::kAnyRankFails) result = kInterruptedExitStatus;
       const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !interrupted;
-      if (failed && !ending) {
+      if (world_ending == WorldEnding::kRankZeroEnds && rank == 0) {
+        result = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        if (failed) log_error("rank 0 (pid " + std::to_string(pid) + ") " + describe(status) + "; ending the world");
+        end_world();
+      } else if (world_ending == WorldEnding::kRankZeroEnds && failed && !ending) {
+        log_error("rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe(status) +
+                  "; rank 0 goes on without it");
+      } else if (failed && !ending) {
         std::string failure = "rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe(status);
         for (int other = 0; other < nproc; ++other)
           if (stopped[std::size_t(other)]) failure += "; rank " + std::to_string(other) + " is stopped";

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace imram {
@@ -24,6 +25,12 @@ struct WorldShare {
   // Compute threads for work rank 0 does while the others wait for it (a codebook's k-means):
   // its machine's ranks' threads together; 0 for its own.
   int threads_alone = 0;
+  // How long a collective waits for its peers before it fails (train/distributed.h).
+  double collective_timeout_s = 0;
+  // For a job that goes on when another rank is lost (rank 0 of a sharded search): `lost` is told
+  // of each lost rank (from another thread), and the collectives then fail naming it, instead of
+  // this process ending. Unset: the process ends with an error naming the lost rank.
+  std::function<void(std::function<void(int rank, const std::string& why)> lost)> on_lost;
 };
 
 }  // namespace imram

@@ -124,6 +124,10 @@ class IndexWriter {
 void build_sharded_index(const std::string& dir, const std::string& model_dir, const PrecompSplit& split, int shards,
                          const IndexOptions& options, const WorldShare* world = nullptr);
 
+struct ShardLayout {
+  ShardRanges images, captions;
+};
+
 // An opened index: the model, the memory-mapped store, the searchers. A sharded index opens as one
 // gallery of all its shards' items (ids run through shard 0's, then shard 1's, ...): its searchers
 // ask every shard and merge their answers (search/shards.h).
@@ -136,6 +140,11 @@ class GalleryIndex {
                                             const std::string& expected_model = "",
                                             const std::function<void()>& after_manifest_read = {});
 
+  // Shard `shard` of the sharded index at `dir`, alone: what a rank of a sharded search holds.
+  static std::shared_ptr<GalleryIndex> open_shard(const std::string& dir, int shard,
+                                                  torch::Device device = torch::kCPU);
+  // Which items each shard of the sharded index at `dir` holds, as its shards.json lists them.
+  static ShardLayout shard_layout(const std::string& dir);
   const std::string& dir() const;
   const Model& model() const;
   std::int64_t num_images() const;

@@ -10,7 +10,9 @@
 
 #include "imram/data/image_info.h"
 #include "imram/engine/explain.h"
+#include "imram/runtime/world_share.h"
 #include "imram/search/gallery.h"
+#include "imram/search/index_dir.h"
 
 namespace imram {
 
@@ -37,6 +39,10 @@ class SearchBackend {
   virtual std::string thumbnail(std::int64_t image) const = 0;
   // Model config, gallery size, index type.
   virtual nlohmann::ordered_json info() const = 0;
+  // Why searches cannot be answered now (a sharded search's lost rank); empty while they can.
+  virtual std::string unavailable() const { return {}; }
+  // Ends what the backend runs beside the server (a sharded search's world), once it has stopped.
+  virtual void finish() {}
 };
 
 // A split of `data_dir` encoded by the model in `model_dir` (cached under `cache_dir`, empty: no
@@ -50,5 +56,26 @@ std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir
 // shortlist makes it a cascade (search/rerank.h).
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
                                                   std::int64_t shortlist, std::int64_t prefilter = 0);
+
+// A world of ranks serving a sharded index (docs/distributed.md#sharded-search), rank r holding
+// shard r: what a rank opens before it joins the world (opening a large index may take longer
+// than the world's collectives wait). Rank 0 opens the whole index (every shard's texts and
+// descriptions for its answers; the stores mapped, read only for image queries and explanations).
+struct ShardedServing {
+  std::string index_dir;
+  std::shared_ptr<const GalleryIndex> index;  // rank 0: the whole index; rank r: shard r
+  ShardLayout layout;
+};
+// The shards of the index at `index_dir`, checked to be one for each of `ranks`.
+ShardLayout shards_for_world(const std::string& index_dir, int ranks);
+ShardedServing open_for_world(const std::string& index_dir, const std::string& device, int rank, int ranks);
+// Rank 0: the backend the server answers with; each search goes to every rank. `world`'s
+// collectives must time out (CollectiveTimeout::kHeartbeat).
+std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, std::int64_t shortlist,
+                                             std::int64_t prefilter, const WorldShare& world);
+// Ranks > 0: answers rank 0's searches with the lists rank 0's searchers give each shard, until
+// rank 0 ends the world; throws Error naming a lost rank when the world breaks.
+void answer_for_shard(const ShardedServing& serving, std::int64_t shortlist, std::int64_t prefilter,
+                      const WorldShare& world);
 
 }  // namespace imram

@@ -5,10 +5,12 @@
 //
 // A rank that dies or stops answering is noticed by a heartbeat every rank keeps in the store:
 // the others exit with an error naming it within IMRAM_DIST_HEARTBEAT_TIMEOUT seconds (default
-// 30), instead of waiting in a collective for the process group's timeout.
+// 30), instead of waiting in a collective for the process group's timeout. A rank that goes on
+// without it (rank 0 of a sharded search) asks to be told instead (Communicator::on_lost).
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,11 +44,17 @@ int threads_of_rank(const WorldSpec& spec);
 
 enum class Reduction { kSum, kMax, kMin };
 
+// How long a collective may wait for its peers. Long: a slow rank's share of validation or a
+// checkpoint (IMRAM_DIST_TIMEOUT, default 1,800 s). Heartbeat: a world that answers requests and
+// waits on no long work (a sharded search) gives up as soon as the heartbeat would name a rank.
+enum class CollectiveTimeout { kLong, kHeartbeat };
+
 class Communicator {
  public:
   // Joins the world (blocks until all ranks have joined or the rendezvous times out).
   // Collectives run on `device`: Gloo for the CPU, NCCL for CUDA.
-  static std::unique_ptr<Communicator> connect(const WorldSpec& spec, torch::Device device);
+  static std::unique_ptr<Communicator> connect(const WorldSpec& spec, torch::Device device,
+                                               CollectiveTimeout timeout = CollectiveTimeout::kLong);
   ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -55,6 +63,13 @@ class Communicator {
   int size() const;
   int local_size() const;  // ranks on this machine
   torch::Device device() const;
+  double collective_timeout_s() const;
+
+  // From now on a lost rank is reported to `lost` (once per rank, from the heartbeat's thread)
+  // instead of ending this process, and a collective that fails throws Error naming the lost
+  // rank as soon as the heartbeat has named it. The world is broken from then on: no rank may
+  // take part in another collective.
+  void on_lost(std::function<void(int rank, const std::string& why)> lost);
 
   // In place on every rank.
   void all_reduce(torch::Tensor& tensor, Reduction reduction);
@@ -93,7 +108,8 @@ struct JoinedWorld {
   std::unique_ptr<Communicator> communicator;
   bool reports() const { return !communicator || communicator->rank() == 0; }  // rank 0 speaks
 };
-JoinedWorld join_world(torch::Device requested, bool threads_given);
+JoinedWorld join_world(torch::Device requested, bool threads_given,
+                       CollectiveTimeout timeout = CollectiveTimeout::kLong);
 
 // The collectives of `world` as the jobs beside training take them (runtime/world_share.h),
 // rank 0 the root; tensors move through the world's device and come back on the CPU.
