@@ -610,16 +610,17 @@ const ShardRanges& GalleryIndex::ranges_of(GallerySide side) const {
 }
 
 std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter,
-                                                       std::int64_t step1) const {
+                                                       std::int64_t step1, std::int64_t gallery_items) const {
   if (impl_->sharded()) {
     std::vector<std::shared_ptr<const Searcher>> shards;
-    for (const auto& shard : impl_->shards) shards.push_back(shard->searcher(side, shortlist, prefilter, step1));
+    for (const auto& shard : impl_->shards)
+      shards.push_back(shard->searcher(side, shortlist, prefilter, step1, ranges_of(side).total()));
     return std::make_shared<ShardedSearcher>(shards, ranges_of(side));
   }
   if (shortlist == 0) return std::make_shared<ExhaustiveSearcher>(impl_->model.net, impl_->store, side);
   const auto coded = has_codes(side) ? std::make_shared<CodedFirstStep>(impl_->model.net, impl_->store, side) : nullptr;
   return std::make_shared<RerankSearcher>(stage1(side), shortlist, impl_->model.net, impl_->store, prefilter, coded,
-                                          step1);
+                                          step1, gallery_items);
 }
 
 EncodedQuery GalleryIndex::text_query(const std::string& text) const { return encode_text_query(impl_->model, text); }

@@ -208,20 +208,27 @@ std::vector<std::vector<Hit>> ExhaustiveSearcher::search_many(const std::vector<
 
 RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates, ImramModel model,
                                std::shared_ptr<const ItemStore> store, std::int64_t prefilter,
-                               std::shared_ptr<const CodedFirstStep> coded, std::int64_t step1)
+                               std::shared_ptr<const CodedFirstStep> coded, std::int64_t step1,
+                               std::int64_t gallery_items)
     : shortlist_(std::move(shortlist)),
-      candidates_(resolve_shortlist(candidates, shortlist_->size())),
-      prefilter_(resolve_prefilter(prefilter, shortlist_->size())),
-      step1_(resolve_step1(step1, prefilter_, candidates_, stored_values_per_item(*store, shortlist_->side()))),
       refiner_(model, store, shortlist_->side()),
-      first_step_(model, store, shortlist_->side(), /*steps=*/1),
-      coded_(step1_ == 0 ? nullptr : std::move(coded)) {
-  if (candidates_ < 1)
+      first_step_(model, store, shortlist_->side(), /*steps=*/1) {
+  const auto own = shortlist_->size(), gallery = std::max(gallery_items, own);
+  const auto whole_candidates = resolve_shortlist(candidates, gallery);
+  const auto whole_prefilter = resolve_prefilter(prefilter, gallery);
+  if (whole_candidates < 1)
     throw Error("a re-rank stage needs a shortlist of at least 1 item, or an automatic one; not " +
                 std::to_string(candidates));
-  if (prefilter_ < 0) throw Error("a prefilter is a number of items, or automatic; not " + std::to_string(prefilter));
-  if (step1_ < 0)
+  if (whole_prefilter < 0)
+    throw Error("a prefilter is a number of items, or automatic; not " + std::to_string(prefilter));
+  const auto whole_step1 =
+      resolve_step1(step1, whole_prefilter, whole_candidates, stored_values_per_item(*store, shortlist_->side()));
+  if (whole_step1 < 0)
     throw Error("the coded first step's list is a number of items, or automatic; not " + std::to_string(step1));
+  candidates_ = shard_list(whole_candidates, own, gallery);
+  prefilter_ = shard_list(whole_prefilter, own, gallery);
+  step1_ = shard_list(whole_step1, own, gallery);
+  if (step1_ > 0) coded_ = std::move(coded);
   if (coded_ && coded_->side() != shortlist_->side()) throw Error("the coded first step ranks the other side");
 }
 

@@ -5,8 +5,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -99,7 +99,7 @@ torch::Tensor reply_row(const std::vector<std::vector<Hit>>* hits, const SearchS
       hit[0] = held ? double((*hits)[q][std::size_t(slot)].index) : -1;
       hit[1] = held ? (*hits)[q][std::size_t(slot)].score : 0;
       hit[2] = held && (*hits)[q][std::size_t(slot)].stage1 ? *(*hits)[q][std::size_t(slot)].stage1
-                                                             : std::numeric_limits<double>::quiet_NaN();
+                                                            : std::numeric_limits<double>::quiet_NaN();
     }
   return row;
 }
@@ -211,8 +211,7 @@ class WorldSearcher final : public Searcher {
     SearchStats merged = own_stats;
     for (std::int64_t rank = 0; rank < replies.size(0); ++rank) {
       const auto* values = replies[rank].data_ptr<double>();
-      if (values[0] != 0)
-        throw Error("shard " + std::to_string(rank) + " could not search (its rank's log says why)");
+      if (values[0] != 0) throw Error("shard " + std::to_string(rank) + " could not search (its rank's log says why)");
       // The ranks search at once: the slowest one's times are the search's.
       merged.stage1_ms = std::max(merged.stage1_ms, values[1]);
       merged.stage2_ms = std::max(merged.stage2_ms, values[2]);
@@ -242,9 +241,7 @@ class WorldSearcher final : public Searcher {
   }
 
  private:
-  const ShardRanges& ranges() const {
-    return own_->side() == GallerySide::Images ? state_->images : state_->captions;
-  }
+  const ShardRanges& ranges() const { return own_->side() == GallerySide::Images ? state_->images : state_->captions; }
   std::shared_ptr<SearchWorld::State> state_;
   std::shared_ptr<const Searcher> own_;
 };

@@ -32,8 +32,10 @@ class IndexBackend : public SearchBackend {
     caption_shortlist_ = scored_shortlist(shortlist, index_->num_captions());
     if (world_) {
       const auto& own = *index_->shards().front();
-      images_ = world_->searcher(own.searcher(GallerySide::Images, image_shortlist_, prefilter));
-      captions_ = world_->searcher(own.searcher(GallerySide::Captions, caption_shortlist_, prefilter));
+      images_ = world_->searcher(
+          own.searcher(GallerySide::Images, image_shortlist_, prefilter, kAutoStep1, index_->num_images()));
+      captions_ = world_->searcher(
+          own.searcher(GallerySide::Captions, caption_shortlist_, prefilter, kAutoStep1, index_->num_captions()));
     } else {
       images_ = index_->searcher(GallerySide::Images, image_shortlist_, prefilter);
       captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, prefilter);
@@ -168,12 +170,13 @@ std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, std:
 
 void answer_for_shard(const ShardedServing& serving, std::int64_t shortlist, std::int64_t prefilter,
                       const WorldShare& world) {
-  // The lists of rank 0's whole gallery, each shard's own automatic ones: ShardedSearcher's.
+  // The shard's part of the whole gallery's lists, as a sharded index gives each shard.
   const auto& shard = *serving.index;
-  const auto images =
-      shard.searcher(GallerySide::Images, scored_shortlist(shortlist, serving.layout.images.total()), prefilter);
-  const auto captions =
-      shard.searcher(GallerySide::Captions, scored_shortlist(shortlist, serving.layout.captions.total()), prefilter);
+  const auto images_total = serving.layout.images.total(), captions_total = serving.layout.captions.total();
+  const auto images = shard.searcher(GallerySide::Images, scored_shortlist(shortlist, images_total), prefilter,
+                                     kAutoStep1, images_total);
+  const auto captions = shard.searcher(GallerySide::Captions, scored_shortlist(shortlist, captions_total), prefilter,
+                                       kAutoStep1, captions_total);
   answer_world_searches(world, *images, *captions, shard.model().net->parameters().front().device());
 }
 

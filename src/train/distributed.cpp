@@ -184,6 +184,7 @@ struct Communicator::Impl {
   }
 
   // A lost rank: the process ends naming it, unless a listener goes on without it.
+  // The listener hears first: a collective that waits for the naming then fails after it.
   void report_lost(int rank, const std::string& message) {
     std::function<void(int, const std::string&)> listener;
     {
@@ -192,11 +193,14 @@ struct Communicator::Impl {
       if (!lost_listener) lost(message);
       if (reported[std::size_t(rank)]) return;
       reported[std::size_t(rank)] = true;
-      lost_ranks += (lost_ranks.empty() ? "" : "; ") + message;
       listener = lost_listener;
     }
-    wake.notify_all();
     listener(rank, message);
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      lost_ranks += (lost_ranks.empty() ? "" : "; ") + message;
+    }
+    wake.notify_all();
   }
 
   // Straight to standard error, not through the log sink: the process ends at once, and a sink

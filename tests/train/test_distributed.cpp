@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -26,6 +27,7 @@
 #include "imram/train/launch.h"
 #include "npy_tensor.h"
 #include "process.h"
+#include "serve/http_client.h"
 #include "test_util.h"
 
 namespace {
@@ -356,6 +358,125 @@ TEST(DistributedIndex, AKilledRankEndsTheWorldAndLeavesTheIndexThatWasThere) {
   EXPECT_EQ(read_text(out + "/manifest.json"), manifest);
   const auto verified = imram::test::imram_cli("index verify " + out);
   EXPECT_EQ(verified.status, 0) << verified.output;
+}
+
+// Issue 38 item 3: `imram serve --index SHARDED --nproc S`, rank r holding shard r, rank 0
+// answering HTTP. The world is started as a user starts it, on a free port, with a short heartbeat
+// (IMRAM_DIST_HEARTBEAT_TIMEOUT=3) so that a lost rank shows within seconds.
+struct ServingWorld {
+  imram::test::Process process;
+  int port = 0;
+  std::vector<std::string> ranks;  // the pids the launcher names
+
+  ServingWorld(const std::string& index, int nproc)
+      : process(serve_argv(index, nproc),
+                {imram::test::SpawnOptions::Output::Pipe, "", {{"IMRAM_DIST_HEARTBEAT_TIMEOUT", "3"}}}) {
+    const auto listening = process.read_until(std::regex("listening on http://127\\.0\\.0\\.1:(\\d+)/"), 120);
+    if (listening.size() == 2) port = std::stoi(listening[1]);
+    std::smatch started;
+    const auto& said = process.output();
+    if (std::regex_search(said, started, std::regex("started \\d+ ranks \\(pids ([0-9 ]+)\\)")))
+      ranks = split_words(started[1]);
+  }
+
+  static std::vector<std::string> serve_argv(const std::string& index, int nproc) {
+    auto argv = split_words(std::string(IMRAM_BINARY) + " --threads 1 serve --port 0 --index " + index);
+    if (nproc > 1)
+      for (const auto& word : split_words("--nproc " + std::to_string(nproc) + " --nproc-max " + std::to_string(nproc)))
+        argv.push_back(word);
+    return argv;
+  }
+
+  imram::test::HttpResponse search(const nlohmann::json& request) const {
+    return imram::test::http(port, "POST", "/api/search", request.dump());
+  }
+};
+
+// Every query's answer without its timings: what must not depend on who searched.
+std::vector<nlohmann::json> answers_of(const ServingWorld& serving, const std::vector<nlohmann::json>& requests) {
+  std::vector<nlohmann::json> answers;
+  for (const auto& request : requests) {
+    const auto response = serving.search(request);
+    EXPECT_EQ(response.status, 200) << request.dump() << ": " << response.body;
+    auto answer = nlohmann::json::parse(response.body, nullptr, false);
+    if (answer.is_object()) answer.erase("timings");
+    answers.push_back(answer);
+  }
+  return answers;
+}
+
+TEST(DistributedServe, TwoAndThreeRanksAnswerAsOneProcessAndEndCleanlyOnSigterm) {
+  EvalWorld world;
+  // Lists that cover every shard's items: each rank's best k are all its items, so the merged
+  // answer is the whole gallery's ranking, as one process gives it.
+  std::vector<nlohmann::json> requests;
+  std::ifstream captions(world.data.data() + "/test_caps.txt");
+  std::string caption;
+  for (int i = 0; i < 4 && std::getline(captions, caption); ++i) requests.push_back({{"text", caption}, {"top", 20}});
+  for (const int image : {0, 7, 13, 19}) requests.push_back({{"image", image}, {"top", 100}});
+  for (const int shards : {2, 3}) {
+    const auto index = world.data.dir.file("sharded" + std::to_string(shards));
+    const auto built = world.build_index(index, "--quiet --shards " + std::to_string(shards));
+    ASSERT_EQ(built.status, 0) << built.output;
+    ServingWorld one(index, 1);
+    ASSERT_GT(one.port, 0) << one.process.output();
+    const auto expected = answers_of(one, requests);
+    ServingWorld ranks(index, shards);
+    ASSERT_GT(ranks.port, 0) << ranks.process.output();
+    ASSERT_EQ(ranks.ranks.size(), std::size_t(shards)) << ranks.process.output();
+    const auto answered = answers_of(ranks, requests);
+    for (std::size_t q = 0; q < requests.size(); ++q) {
+      EXPECT_EQ(answered[q], expected[q]) << requests[q].dump();
+      EXPECT_EQ(answered[q]["coverage"], nlohmann::json({{"shards", shards}, {"answered", shards}}));
+      EXPECT_EQ(answered[q]["results"].size(), requests[q]["top"].get<std::size_t>()) << requests[q].dump();
+    }
+    const auto info = nlohmann::json::parse(imram::test::http(ranks.port, "GET", "/api/info").body);
+    EXPECT_EQ(info["shards"], nlohmann::json({{"shards", shards}, {"ranks", shards}})) << info.dump();
+    // SIGTERM to the launcher: rank 0 finishes, tells the others, and every rank ends with 0.
+    ranks.process.kill(SIGTERM);
+    EXPECT_EQ(wait_for(ranks.process, 60), 0) << ranks.process.output();
+    EXPECT_NE(ranks.process.output().find("imram serve: stopped"), std::string::npos) << ranks.process.output();
+    one.process.kill(SIGTERM);
+    EXPECT_EQ(wait_for(one.process, 60), 0) << one.process.output();
+  }
+}
+
+// A rank that dies (SIGKILL) or hangs (SIGSTOP): the next search is a 503 naming its shard, never
+// a hang (the client's own timeout would fail the test); /healthz says degraded with a 503 for a
+// load balancer; SIGTERM then ends the world with status 1, the lost rank named.
+void expect_a_lost_rank_turns_searches_into_503(int signal) {
+  EvalWorld world;
+  const auto index = world.data.dir.file("sharded");
+  const auto built = world.build_index(index, "--quiet --shards 2");
+  ASSERT_EQ(built.status, 0) << built.output;
+  ServingWorld ranks(index, 2);
+  ASSERT_GT(ranks.port, 0) << ranks.process.output();
+  ASSERT_EQ(ranks.ranks.size(), 2u) << ranks.process.output();
+  const nlohmann::json request = {{"text", "a red circle"}, {"top", 5}};
+  ASSERT_EQ(ranks.search(request).status, 200);
+  ::kill(pid_t(std::stol(ranks.ranks[1])), signal);
+  const auto refused = ranks.search(request);
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_NE(refused.body.find("shard 1 of 2"), std::string::npos) << refused.body;
+  const auto health = imram::test::http(ranks.port, "GET", "/healthz");
+  EXPECT_EQ(health.status, 503) << health.body;
+  const auto said = nlohmann::json::parse(health.body, nullptr, false);
+  EXPECT_EQ(said.value("status", ""), "degraded") << health.body;
+  EXPECT_NE(said.value("reason", "").find("rank 1 lost"), std::string::npos) << health.body;
+  // What needs no shard still works: the captions and pictures come from rank 0.
+  EXPECT_EQ(imram::test::http(ranks.port, "GET", "/api/info").status, 200);
+  ranks.process.kill(SIGTERM);
+  EXPECT_EQ(wait_for(ranks.process, 60), 1) << ranks.process.output();
+  EXPECT_NE(ranks.process.output().find("rank 1 (pid " + ranks.ranks[1] + ")"), std::string::npos)
+      << ranks.process.output();
+}
+
+TEST(DistributedServe, AKilledRankTurnsSearchesInto503NamingItsShard) {
+  expect_a_lost_rank_turns_searches_into_503(SIGKILL);
+}
+
+TEST(DistributedServe, AStoppedRankTurnsSearchesInto503NamingItsShard) {
+  expect_a_lost_rank_turns_searches_into_503(SIGSTOP);
 }
 
 TEST(DistributedTraining, TwoRanksEndWithTheWeightsOfOneProcess) {

@@ -170,8 +170,11 @@ class GalleryIndex {
   // clamped. prefilter > shortlist: FAISS gives that many, IMRAM's first step keeps `shortlist`
   // of them (RerankSearcher).
   // step1: the coded first step's list (RerankSearcher), where the index keeps codes of the side.
+  // `gallery_items` above this index's own: it is a shard of that gallery, and the lists are the
+  // whole gallery's, of which it searches its part (shard_list); a sharded index gives each shard
+  // its whole gallery.
   std::shared_ptr<const Searcher> searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter = 0,
-                                           std::int64_t step1 = kAutoStep1) const;
+                                           std::int64_t step1 = kAutoStep1, std::int64_t gallery_items = 0) const;
   // Whether the index keeps codes of this side's fragments (docs/index.md#codes).
   bool has_codes(GallerySide side) const;
   std::shared_ptr<const Searcher> stage1(GallerySide side) const;  // FAISS alone

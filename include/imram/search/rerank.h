@@ -57,11 +57,15 @@ class ExhaustiveSearcher final : public Searcher {
 // With `coded` (the store's codes, search/fragment_codes.h) and a first list longer than `step1`,
 // step 1 from the codes ranks the whole first list and keeps `step1` items for exact step 1
 // (kAutoStep1: auto_step1; 0: no coded step).
+//
+// A shard of a larger gallery (`gallery_items` above its own size): the lists are resolved for
+// the whole gallery, and the shard searches its part of each (shard_list).
 class RerankSearcher final : public Searcher {
  public:
   RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::int64_t candidates, ImramModel model,
                  std::shared_ptr<const ItemStore> store, std::int64_t prefilter = 0,
-                 std::shared_ptr<const CodedFirstStep> coded = nullptr, std::int64_t step1 = kAutoStep1);
+                 std::shared_ptr<const CodedFirstStep> coded = nullptr, std::int64_t step1 = kAutoStep1,
+                 std::int64_t gallery_items = 0);
   GallerySide side() const override { return shortlist_->side(); }
   std::int64_t size() const override { return shortlist_->size(); }
   std::int64_t candidates() const { return candidates_; }
@@ -73,7 +77,7 @@ class RerankSearcher final : public Searcher {
 
  private:
   std::shared_ptr<const Searcher> shortlist_;
-  std::int64_t candidates_, prefilter_, step1_;
+  std::int64_t candidates_ = 0, prefilter_ = 0, step1_ = 0;
   ImramRefiner refiner_, first_step_;
   std::shared_ptr<const CodedFirstStep> coded_;
 };

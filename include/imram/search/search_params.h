@@ -4,6 +4,7 @@
 // LibTorch-free: the server's request parsing (and its fuzz target) carries them.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace imram {
@@ -59,6 +60,18 @@ inline std::int64_t resolve_prefilter(std::int64_t prefilter, std::int64_t galle
 inline std::int64_t resolve_shortlist(std::int64_t shortlist, std::int64_t gallery_items) {
   return shortlist == kAutoShortlist ? auto_shortlist(gallery_items) : shortlist;
 }
+// A shard's part of a list meant for the whole gallery (docs/index.md#shards): a shard of
+// `shard_items` of the gallery's `gallery_items` holds, among the list's items, about its share
+// of them when its range of the gallery is as varied as the whole (a hypergeometric count): the
+// mean plus four standard deviations, at most the list. The shards' parts add up to more than
+// the list, and a shard searches about its share of the work, so that S shards searched at once
+// answer about S times sooner than one index.
+inline std::int64_t shard_list(std::int64_t list, std::int64_t shard_items, std::int64_t gallery_items) {
+  if (list <= 0 || shard_items >= gallery_items) return list;
+  const double share = double(shard_items) / double(gallery_items), mean = double(list) * share;
+  return std::min(list, std::int64_t(std::ceil(mean + 4 * std::sqrt(mean * (1 - share)))));
+}
+
 // The items all K steps score in a gallery of this size: `shortlist` resolved, at most the gallery.
 inline std::int64_t scored_shortlist(std::int64_t shortlist, std::int64_t gallery_items) {
   return std::min(resolve_shortlist(shortlist, gallery_items), gallery_items);
