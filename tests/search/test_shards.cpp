@@ -11,7 +11,10 @@
 #include "imram/model/model_dir.h"
 #include "imram/search/evaluation.h"
 #include "imram/search/index_dir.h"
+#include "imram/search/rerank.h"
+#include "imram/search/search_params.h"
 #include "imram/search/shards.h"
+#include "imram/util/rank_slice.h"
 #include "test_util.h"
 
 namespace {
@@ -152,6 +155,40 @@ TEST(Shards, AShardedIndexSearchesAsOneIndexOfAllItsItems) {
   EXPECT_EQ(actual.two_stage->metrics.rsum, expected.two_stage->metrics.rsum);
   EXPECT_EQ(actual.exhaustive->twin_accuracy, expected.exhaustive->twin_accuracy);
   sharded->verify();
+}
+
+// A shard searches its part of the lists meant for the whole gallery: its share of the list's
+// items plus four standard deviations of that count, so that S shards searched at once do about
+// 1/S of the work each (docs/index.md#shards).
+TEST(Shards, AShardSearchesItsPartOfTheWholeGallerysLists) {
+  EXPECT_EQ(imram::shard_list(20000, 50000, 100000), 10283);   // 10,000 + 4 x 70.7
+  EXPECT_EQ(imram::shard_list(333, 50000, 100000), 203);       // 166.5 + 4 x 9.1
+  EXPECT_EQ(imram::shard_list(20000, 100000, 100000), 20000);  // not a shard
+  EXPECT_EQ(imram::shard_list(0, 50000, 100000), 0);           // no list (exhaustive, no cascade) stays none
+  // Whatever the split, no shard's part exceeds the list and the parts cover it.
+  for (const int shards : {2, 3, 5, 8})
+    for (const std::int64_t list : {1, 7, 100, 333, 20000}) {
+      std::int64_t parts = 0;
+      for (int s = 0; s < shards; ++s) {
+        const auto part = imram::shard_list(list, imram::rank_slice(100003, s, shards).count, 100003);
+        EXPECT_LE(part, list);
+        parts += part;
+      }
+      EXPECT_GE(parts, list) << shards << " shards, list " << list;
+    }
+  // A shard's searcher resolves the lists for the gallery it is part of, then keeps its part.
+  ShardWorld world;
+  const auto sharded = imram::GalleryIndex::open(world.sharded(3));
+  const auto shard = sharded->shards().front();
+  const auto searcher = shard->searcher(imram::GallerySide::Images, 333, 20000, imram::kAutoStep1, 100000);
+  const auto& rerank = dynamic_cast<const imram::RerankSearcher&>(*searcher);
+  EXPECT_EQ(rerank.candidates(), imram::shard_list(333, shard->num_images(), 100000));
+  EXPECT_EQ(rerank.prefilter(), imram::shard_list(20000, shard->num_images(), 100000));
+  EXPECT_LT(rerank.prefilter(), 20000);
+  const auto automatic = shard->searcher(imram::GallerySide::Images, imram::kAutoShortlist, imram::kAutoPrefilter,
+                                         imram::kAutoStep1, 100000);
+  EXPECT_EQ(dynamic_cast<const imram::RerankSearcher&>(*automatic).prefilter(),
+            imram::shard_list(imram::auto_prefilter(100000), shard->num_images(), 100000));
 }
 
 TEST(Shards, AShardedIndexSaysWhatIsWrongWithIt) {
