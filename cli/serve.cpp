@@ -124,7 +124,9 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
       const auto signals = block_stop_signals();
       // A rank opens its part before it joins: the world's collectives wait only seconds.
       std::optional<imram::ShardedServing> serving;
-      if (spec) serving = imram::open_for_world(o->index, device, spec->rank, spec->size);
+      if (spec)
+        serving = imram::open_for_world(o->index, imram::device_of_rank(imram::parse_device(device), *spec).str(),
+                                        spec->rank, spec->size);
       imram::JoinedWorld joined;
       if (spec)
         joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0,

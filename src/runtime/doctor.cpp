@@ -1,5 +1,7 @@
 #include "imram/runtime/doctor.h"
 
+#include <dlfcn.h>
+
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -18,24 +20,26 @@ namespace imram {
 
 namespace {
 
-std::string mapped_blas_library() {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  while (std::getline(maps, line)) {
-    const auto slash = line.find('/');
-    if (slash == std::string::npos) continue;
-    const std::string path = line.substr(slash);
-    const std::string name = std::filesystem::path(path).filename().string();
-    // cuBLAS is the GPU's; the CPU's matrix products come from the other one, if any (pip
-    // LibTorch links MKL in statically, so nothing is mapped there).
-    const bool cpu_blas = name.find("blas") != std::string::npos && name.find("cublas") == std::string::npos;
-    if (cpu_blas || name.find("mkl_rt") != std::string::npos) {
-      std::error_code ec;
-      const auto resolved = std::filesystem::canonical(path, ec);
-      return ec ? path : resolved.string();
-    }
-  }
-  return "";
+// The library whose sgemm the process's float32 products call: the one the dynamic linker binds
+// first, which is not always the first BLAS mapped (a library path can put netlib's libblas.so.3
+// ahead of the OpenBLAS that LAPACK still pulls in). Empty when no sgemm is exported (a LibTorch
+// with MKL linked in statically).
+std::string blas_of_products() {
+  void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
+  Dl_info info{};
+  if (!sgemm || !dladdr(sgemm, &info) || !info.dli_fname) return "";
+  std::error_code ec;
+  const auto resolved = std::filesystem::canonical(info.dli_fname, ec);
+  return ec ? std::string(info.dli_fname) : resolved.string();
+}
+
+// Netlib's reference BLAS: a BLAS that none of the optimised families names.
+bool is_reference_blas(const std::string& library) {
+  const auto name = std::filesystem::path(library).filename().string();
+  if (name.find("blas") == std::string::npos) return false;  // MKL's, or LibTorch itself
+  for (const char* optimised : {"openblas", "mkl", "blis", "atlas", "cublas"})
+    if (library.find(optimised) != std::string::npos) return false;
+  return true;
 }
 
 }  // namespace
@@ -62,11 +66,8 @@ DoctorReport run_doctor() {
   report.openmp_waiting = openmp_waiting_settings();
   report.fused_gate_simd = fused_gate_instruction_set();
   report.matmul_gflops = measure_matmul_gflops();
-  report.blas_library = mapped_blas_library();
-  const std::string& library = report.blas_library;
-  report.blas_is_reference = library.find("openblas") == std::string::npos &&
-                             library.find("mkl") == std::string::npos && library.find("blis") == std::string::npos &&
-                             library.find("atlas") == std::string::npos && !library.empty();
+  report.blas_library = blas_of_products();
+  report.blas_is_reference = is_reference_blas(report.blas_library);
   report.devices.push_back("cpu");
   if (torch::cuda::is_available())
     for (std::size_t i = 0; i < std::size_t(torch::cuda::device_count()); ++i)
@@ -84,7 +85,8 @@ DoctorReport run_doctor() {
 std::string doctor_text(const DoctorReport& report) {
   std::ostringstream out;
   out << "LibTorch   " << report.torch_version << "\n"
-      << "BLAS       " << (report.blas_library.empty() ? "(none mapped: built into LibTorch)" : report.blas_library)
+      << "BLAS       "
+      << (report.blas_library.empty() ? "(no sgemm exported: built into LibTorch)" : report.blas_library)
       << (report.blas_is_reference ? "  [reference BLAS: SLOW]" : "") << "\n"
       << "threads    " << report.threads << "\n"
       << "OpenMP     ";

@@ -243,8 +243,6 @@ struct Communicator::Impl {
                                (collective_failed ? "a collective failed, and it sent no heartbeat for " + silent + " s"
                                                   : "no heartbeat for " + silent + " s: it died or hangs") +
                                ")");
-            std::unique_lock<std::mutex> lock(mutex);
-            if (stopping) return;
           }
         }
       } catch (const std::exception&) {

@@ -215,6 +215,31 @@ TEST(Bench, ScoreAgreesWithTheAuthorsAlgorithmAndCountsItsPairs) {
       << json.dump();
 }
 
+// `imram doctor` names the BLAS whose sgemm the products run on and calls netlib's reference BLAS
+// slow. Debian's netlib BLAS (libblas3, in the multiarch folder's blas/, what the alternatives fall
+// back to) put ahead of OpenBLAS by the library path replaces it for the products, while LAPACK
+// still maps OpenBLAS: the doctor must name the one the products call.
+TEST(Doctor, NamesTheBlasOfTheProductsAndWarnsOfTheReferenceOne) {
+  const auto doctor = [](const std::string& environment) {
+    const auto result = imram::test::run_shell(environment + " " + IMRAM_BINARY + " --threads 1 doctor --json");
+    EXPECT_EQ(result.status, 0) << result.output;
+    return nlohmann::json::parse(result.output.substr(result.output.find('{')));
+  };
+  const auto usual = doctor("");
+  const std::filesystem::path openblas = usual["blas_library"].get<std::string>();
+  ASSERT_NE(openblas.string().find("openblas"), std::string::npos) << usual.dump();
+  EXPECT_FALSE(usual["blas_is_reference"].get<bool>());
+  EXPECT_TRUE(usual["warnings"].empty() || usual["warnings"].dump().find("netlib") == std::string::npos);
+  const auto netlib = openblas.parent_path().parent_path() / "blas";
+  ASSERT_TRUE(std::filesystem::exists(netlib / "libblas.so.3"))
+      << netlib << ": netlib's BLAS (libblas3, which ./run setup installs) is missing";
+  const auto reference = doctor("LD_LIBRARY_PATH=" + netlib.string());
+  EXPECT_EQ(std::filesystem::path(reference["blas_library"].get<std::string>()).parent_path(), netlib)
+      << reference.dump();
+  EXPECT_TRUE(reference["blas_is_reference"].get<bool>()) << reference.dump();
+  EXPECT_NE(reference["warnings"].dump().find("reference (netlib) BLAS"), std::string::npos) << reference.dump();
+}
+
 TEST(OpenMpWaiting, ImramChoosesTheSpinCountOnlyWhenTheUserChoseNothing) {
   EXPECT_EQ(openmp_waiting_of_doctor(""), std::vector<std::string>{"GOMP_SPINCOUNT=10000"});
   EXPECT_EQ(openmp_waiting_of_doctor("GOMP_SPINCOUNT=300000"), std::vector<std::string>{"GOMP_SPINCOUNT=300000"});

@@ -7,7 +7,7 @@ namespace imram {
 
 struct DoctorReport {
   std::string torch_version;
-  std::string blas_library;        // the BLAS shared object actually mapped into the process
+  std::string blas_library;        // the shared object whose sgemm the float32 products call
   bool blas_is_reference = false;  // netlib's reference BLAS: ~40x slower matrix products
   int threads = 0;
   std::string fused_gate_simd;  // the instruction set of the fused gate kernel (IMRAM_SIMD)
