@@ -427,6 +427,19 @@ std::vector<nlohmann::json> shard_listing(const std::string& dir) {
   return shards.get<std::vector<nlohmann::json>>();
 }
 
+// Which items each listed shard holds, from the listing's counts.
+ShardLayout layout_of(const std::string& dir, const std::vector<nlohmann::json>& listing) {
+  ShardLayout layout;
+  for (const auto& entry : listing) {
+    const auto images = entry.value("images", std::int64_t(-1)), captions = entry.value("captions", std::int64_t(-1));
+    if (images < 0 || captions < 0)
+      throw Error(dir + "/" + index_detail::kShardsFile + ": a shard's images and captions must be counts");
+    layout.images.begins.push_back(layout.images.total() + images);
+    layout.captions.begins.push_back(layout.captions.total() + captions);
+  }
+  return layout;
+}
+
 // The listed shard, opened, checked to hold the items the list says.
 std::shared_ptr<GalleryIndex> open_listed_shard(const std::string& dir, const nlohmann::json& entry,
                                                 torch::Device device, const std::string& expected_model) {
@@ -445,7 +458,12 @@ std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device
   impl->dir = dir;
   std::vector<std::shared_ptr<const ItemStore>> stores;
   std::string fingerprint;
-  for (const auto& entry : shard_listing(dir)) {
+  const auto listing = shard_listing(dir);
+  // Each shard is checked to hold what the listing counts.
+  const auto layout = layout_of(dir, listing);
+  impl->image_ranges = layout.images;
+  impl->caption_ranges = layout.captions;
+  for (const auto& entry : listing) {
     auto shard = open_listed_shard(dir, entry, device, expected_model);
     const auto manifest = read_manifest(shard->dir());
     if (impl->shards.empty()) {
@@ -457,8 +475,6 @@ std::shared_ptr<GalleryIndex> open_sharded(const std::string& dir, torch::Device
         shard->has_shortlist() != first->has_shortlist())
       throw Error(shard->dir() + ": differs from " + first->dir() +
                   " in its model, captions per image or shortlist; the shards of one index share them");
-    impl->image_ranges.begins.push_back(impl->image_ranges.total() + shard->num_images());
-    impl->caption_ranges.begins.push_back(impl->caption_ranges.total() + shard->num_captions());
     impl->captions.insert(impl->captions.end(), shard->caption_texts().begin(), shard->caption_texts().end());
     stores.push_back(shard->store());
     impl->shards.push_back(std::move(shard));
@@ -480,17 +496,7 @@ std::shared_ptr<GalleryIndex> GalleryIndex::open_shard(const std::string& dir, i
   return open_listed_shard(dir, shards[std::size_t(shard)], device, "");
 }
 
-ShardLayout GalleryIndex::shard_layout(const std::string& dir) {
-  ShardLayout layout;
-  for (const auto& entry : shard_listing(dir)) {
-    const auto images = entry.value("images", std::int64_t(-1)), captions = entry.value("captions", std::int64_t(-1));
-    if (images < 0 || captions < 0)
-      throw Error(dir + "/" + index_detail::kShardsFile + ": a shard's images and captions must be counts");
-    layout.images.begins.push_back(layout.images.total() + images);
-    layout.captions.begins.push_back(layout.captions.total() + captions);
-  }
-  return layout;
-}
+ShardLayout GalleryIndex::shard_layout(const std::string& dir) { return layout_of(dir, shard_listing(dir)); }
 
 std::shared_ptr<GalleryIndex> GalleryIndex::open(const std::string& dir, torch::Device device,
                                                  const std::string& expected_model,

@@ -294,11 +294,11 @@ struct IndexWriter::State {
     check_region_count(R);
     auto& m = manifest;
     ProgressBar bar("indexing " + what + " images", N, "images", show_progress);
+    std::int64_t row_bytes = 0;
+    for (const auto& part : image_row_parts(R)) row_bytes += part.second;
     for (std::int64_t round = 0; round < N; round += image_batch * ranks()) {
       const auto mine = std::min(N, round + rank() * image_batch);
       const auto n = std::min(image_batch, N - mine);
-      std::int64_t row_bytes = 0;
-      for (const auto& part : image_row_parts(R)) row_bytes += part.second;
       auto rows = torch::empty({0, row_bytes}, torch::kUInt8);
       if (n > 0) {
         const auto block = features.narrow(0, mine, n);

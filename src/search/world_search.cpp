@@ -94,12 +94,11 @@ torch::Tensor reply_row(const std::vector<std::vector<Hit>>* hits, const SearchS
   values[5] = double(stats.scored);
   for (std::size_t q = 0; q < queries; ++q)
     for (std::int64_t slot = 0; slot < k; ++slot) {
-      auto* hit = values + kReplyFields + (std::int64_t(q) * k + slot) * kHitFields;
-      const bool held = hits && slot < std::int64_t((*hits)[q].size());
-      hit[0] = held ? double((*hits)[q][std::size_t(slot)].index) : -1;
-      hit[1] = held ? (*hits)[q][std::size_t(slot)].score : 0;
-      hit[2] = held && (*hits)[q][std::size_t(slot)].stage1 ? *(*hits)[q][std::size_t(slot)].stage1
-                                                            : std::numeric_limits<double>::quiet_NaN();
+      auto* out = values + kReplyFields + (std::int64_t(q) * k + slot) * kHitFields;
+      const Hit* hit = hits && slot < std::int64_t((*hits)[q].size()) ? &(*hits)[q][std::size_t(slot)] : nullptr;
+      out[0] = hit ? double(hit->index) : -1;
+      out[1] = hit ? hit->score : 0;
+      out[2] = hit && hit->stage1 ? *hit->stage1 : std::numeric_limits<double>::quiet_NaN();
     }
   return row;
 }
@@ -122,11 +121,17 @@ struct SearchWorld::State {
     if (lost.find(why) == std::string::npos) lost += (lost.empty() ? "" : "; ") + why;
   }
 
+  // Under `status`, with `lost` set.
+  Unavailable unavailable() const {
+    return Unavailable("the sharded search cannot answer: " + lost + "; it needs every shard's rank: restart it");
+  }
+
   void check_available() const {
     std::lock_guard<std::mutex> lock(status);
-    if (!lost.empty())
-      throw Unavailable("the sharded search cannot answer: " + lost + "; it needs every shard's rank: restart it");
+    if (!lost.empty()) throw unavailable();
   }
+
+  const ShardRanges& ranges(GallerySide side) const { return side == GallerySide::Images ? images : captions; }
 
   // Under `collective`.
   void send(Message kind, std::int64_t side, std::int64_t k, const SearchParams& params, const torch::Tensor& payload) {
@@ -145,8 +150,8 @@ struct SearchWorld::State {
   // A collective's failure: the world is broken from now on.
   [[noreturn]] void broken(const std::exception& e) {
     mark_lost(e.what());
-    check_available();
-    throw Unavailable(e.what());
+    std::lock_guard<std::mutex> lock(status);
+    throw unavailable();
   }
 
   void tick() {
@@ -162,6 +167,15 @@ struct SearchWorld::State {
       mark_lost(e.what());
       log_error("sharded search: " + std::string(e.what()));
     }
+  }
+
+  void stop_ticker() {
+    {
+      std::lock_guard<std::mutex> lock(status);
+      stopping = true;
+    }
+    wake.notify_all();
+    if (ticker.joinable()) ticker.join();
   }
 
   void run_ticker() {
@@ -241,7 +255,7 @@ class WorldSearcher final : public Searcher {
   }
 
  private:
-  const ShardRanges& ranges() const { return own_->side() == GallerySide::Images ? state_->images : state_->captions; }
+  const ShardRanges& ranges() const { return state_->ranges(own_->side()); }
   std::shared_ptr<SearchWorld::State> state_;
   std::shared_ptr<const Searcher> own_;
 };
@@ -268,17 +282,10 @@ SearchWorld::SearchWorld(WorldShare world, ShardRanges images, ShardRanges capti
   state_->ticker = std::thread([state = state_.get()] { state->run_ticker(); });
 }
 
-SearchWorld::~SearchWorld() {
-  {
-    std::lock_guard<std::mutex> lock(state_->status);
-    state_->stopping = true;
-  }
-  state_->wake.notify_all();
-  if (state_->ticker.joinable()) state_->ticker.join();
-}
+SearchWorld::~SearchWorld() { state_->stop_ticker(); }
 
 std::shared_ptr<const Searcher> SearchWorld::searcher(std::shared_ptr<const Searcher> own) {
-  const auto& ranges = own->side() == GallerySide::Images ? state_->images : state_->captions;
+  const auto& ranges = state_->ranges(own->side());
   if (own->size() != ranges.begins[1] - ranges.begins[0])
     throw Error("a sharded search's rank 0 holds shard 0: its searcher holds other items");
   return std::make_shared<WorldSearcher>(state_, std::move(own));
@@ -292,12 +299,7 @@ std::string SearchWorld::lost() const {
 int SearchWorld::shards() const { return state_->images.shards(); }
 
 void SearchWorld::stop() {
-  {
-    std::lock_guard<std::mutex> lock(state_->status);
-    state_->stopping = true;
-  }
-  state_->wake.notify_all();
-  if (state_->ticker.joinable()) state_->ticker.join();
+  state_->stop_ticker();
   std::lock_guard<std::mutex> lock(state_->collective);
   if (!lost().empty()) return;
   try {

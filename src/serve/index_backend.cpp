@@ -17,25 +17,31 @@ namespace imram {
 
 namespace {
 
+// A shard's searcher of `side` with its part of the lists of the whole gallery of `gallery_items`
+// (search/index_dir.h): what every rank of a sharded search searches with.
+std::shared_ptr<const Searcher> shard_searcher(const GalleryIndex& shard, GallerySide side, std::int64_t shortlist,
+                                               std::int64_t prefilter, std::int64_t gallery_items) {
+  return shard.searcher(side, scored_shortlist(shortlist, gallery_items), prefilter, kAutoStep1, gallery_items);
+}
+
 class IndexBackend : public SearchBackend {
  public:
   // `world`: rank 0 of a world that holds the index's shards, rank r shard r; searches go to
   // every rank (search/world_search.h).
   IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::int64_t prefilter,
-               std::string name, std::string kind, std::unique_ptr<SearchWorld> world = nullptr)
+               std::string name, std::unique_ptr<SearchWorld> world = nullptr)
       : index_(std::move(index)),
         model_(index_->model()),
         name_(std::move(name)),
-        kind_(std::move(kind)),
+        kind_(shortlist != 0 ? "two-stage" : "exhaustive"),
         world_(std::move(world)) {
     image_shortlist_ = scored_shortlist(shortlist, index_->num_images());
     caption_shortlist_ = scored_shortlist(shortlist, index_->num_captions());
     if (world_) {
       const auto& own = *index_->shards().front();
-      images_ = world_->searcher(
-          own.searcher(GallerySide::Images, image_shortlist_, prefilter, kAutoStep1, index_->num_images()));
-      captions_ = world_->searcher(
-          own.searcher(GallerySide::Captions, caption_shortlist_, prefilter, kAutoStep1, index_->num_captions()));
+      images_ = world_->searcher(shard_searcher(own, GallerySide::Images, shortlist, prefilter, index_->num_images()));
+      captions_ =
+          world_->searcher(shard_searcher(own, GallerySide::Captions, shortlist, prefilter, index_->num_captions()));
     } else {
       images_ = index_->searcher(GallerySide::Images, image_shortlist_, prefilter);
       captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, prefilter);
@@ -129,7 +135,7 @@ std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir
   auto model = load_model(model_dir, parse_device(device));
   const auto opened = PrecompSplit::open(data_dir, split);
   const Gallery gallery(model, opened, model_dir, cache_dir, /*show_progress=*/false, cache_limit_bytes);
-  return std::make_unique<IndexBackend>(gallery.shared_index(), 0, 0, split, "exhaustive");
+  return std::make_unique<IndexBackend>(gallery.shared_index(), 0, 0, split);
 }
 
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
@@ -137,9 +143,7 @@ std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, 
   auto index = GalleryIndex::open(index_dir, parse_device(device));
   // As imram search: an index without a shortlist is refused for two-stage search (the error
   // says to give --shortlist 0), never searched exhaustively behind the user's back.
-  const bool two_stage = shortlist != 0;
-  return std::make_unique<IndexBackend>(std::move(index), shortlist, prefilter, index_dir,
-                                        two_stage ? "two-stage" : "exhaustive");
+  return std::make_unique<IndexBackend>(std::move(index), shortlist, prefilter, index_dir);
 }
 
 ShardLayout shards_for_world(const std::string& index_dir, int ranks) {
@@ -155,8 +159,8 @@ ShardLayout shards_for_world(const std::string& index_dir, int ranks) {
 ShardedServing open_for_world(const std::string& index_dir, const std::string& device, int rank, int ranks) {
   ShardedServing serving;
   serving.layout = shards_for_world(index_dir, ranks);
-  serving.index = rank == 0 ? GalleryIndex::open(index_dir, parse_device(device))
-                            : GalleryIndex::open_shard(index_dir, rank, parse_device(device));
+  const auto on = parse_device(device);
+  serving.index = rank == 0 ? GalleryIndex::open(index_dir, on) : GalleryIndex::open_shard(index_dir, rank, on);
   serving.index_dir = index_dir;
   return serving;
 }
@@ -165,18 +169,15 @@ std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, std:
                                              std::int64_t prefilter, const WorldShare& world) {
   auto search_world = std::make_unique<SearchWorld>(world, serving.layout.images, serving.layout.captions);
   return std::make_unique<IndexBackend>(serving.index, shortlist, prefilter, serving.index_dir,
-                                        shortlist != 0 ? "two-stage" : "exhaustive", std::move(search_world));
+                                        std::move(search_world));
 }
 
 void answer_for_shard(const ShardedServing& serving, std::int64_t shortlist, std::int64_t prefilter,
                       const WorldShare& world) {
-  // The shard's part of the whole gallery's lists, as a sharded index gives each shard.
   const auto& shard = *serving.index;
-  const auto images_total = serving.layout.images.total(), captions_total = serving.layout.captions.total();
-  const auto images = shard.searcher(GallerySide::Images, scored_shortlist(shortlist, images_total), prefilter,
-                                     kAutoStep1, images_total);
-  const auto captions = shard.searcher(GallerySide::Captions, scored_shortlist(shortlist, captions_total), prefilter,
-                                       kAutoStep1, captions_total);
+  const auto images = shard_searcher(shard, GallerySide::Images, shortlist, prefilter, serving.layout.images.total());
+  const auto captions =
+      shard_searcher(shard, GallerySide::Captions, shortlist, prefilter, serving.layout.captions.total());
   answer_world_searches(world, *images, *captions, shard.model().net->parameters().front().device());
 }
 

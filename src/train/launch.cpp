@@ -163,15 +163,14 @@ int run_local_world(int nproc, const std::vector<std::string>& arguments, WorldE
       const bool interrupted = WIFEXITED(status) && WEXITSTATUS(status) == kInterruptedExitStatus;
       if (interrupted && result == 0 && world_ending == WorldEnding::kAnyRankFails) result = kInterruptedExitStatus;
       const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !interrupted;
+      auto failure = "rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe(status);
       if (world_ending == WorldEnding::kRankZeroEnds && rank == 0) {
         result = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-        if (failed) log_error("rank 0 (pid " + std::to_string(pid) + ") " + describe(status) + "; ending the world");
+        if (failed) log_error(failure + "; ending the world");
         end_world();
       } else if (world_ending == WorldEnding::kRankZeroEnds && failed && !ending) {
-        log_error("rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe(status) +
-                  "; rank 0 goes on without it");
+        log_error(failure + "; rank 0 goes on without it");
       } else if (failed && !ending) {
-        std::string failure = "rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe(status);
         for (int other = 0; other < nproc; ++other)
           if (stopped[std::size_t(other)]) failure += "; rank " + std::to_string(other) + " is stopped";
         log_error(failure + "; ending the world");

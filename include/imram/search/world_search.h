@@ -1,9 +1,9 @@
 #pragma once
-// A sharded index searched by a world of ranks (docs/distributed.md#sharded-search): rank r holds
-// shard r, and rank 0 also takes the queries. A search is one message from rank 0 to every rank
-// (the encoded queries and the search's knobs), each rank's own search of its shard with the
-// lists one process would use for that shard (ShardedSearcher's), and each rank's best k gathered
-// back to rank 0, which merges them by score (merge_shard_hits). Only queries, ids and scores
+// A sharded index searched by a world of ranks (docs/distributed.md#sharded-search-across-processes):
+// rank r holds shard r, and rank 0 also takes the queries. A search is one message from rank 0 to
+// every rank (the encoded queries and the search's knobs), each rank's own search of its shard
+// with the lists one process gives that shard (its part of the whole gallery's, shard_list), and
+// each rank's best k gathered back to rank 0, which merges them by score (merge_shard_hits). Only queries, ids and scores
 // cross: no rank reads another's store.
 //
 // A rank that dies or stops breaks the world: the search in flight and every later one fail with

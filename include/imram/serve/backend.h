@@ -57,7 +57,7 @@ std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
                                                   std::int64_t shortlist, std::int64_t prefilter = 0);
 
-// A world of ranks serving a sharded index (docs/distributed.md#sharded-search), rank r holding
+// A world of ranks serving a sharded index (docs/distributed.md#sharded-search-across-processes), rank r holding
 // shard r: what a rank opens before it joins the world (opening a large index may take longer
 // than the world's collectives wait). Rank 0 opens the whole index (every shard's texts and
 // descriptions for its answers; the stores mapped, read only for image queries and explanations).
@@ -73,7 +73,7 @@ ShardedServing open_for_world(const std::string& index_dir, const std::string& d
 // collectives must time out (CollectiveTimeout::kHeartbeat).
 std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, std::int64_t shortlist,
                                              std::int64_t prefilter, const WorldShare& world);
-// Ranks > 0: answers rank 0's searches with the lists rank 0's searchers give each shard, until
+// Ranks > 0: answers rank 0's searches with its shard's part of the whole gallery's lists, until
 // rank 0 ends the world; throws Error naming a lost rank when the world breaks.
 void answer_for_shard(const ShardedServing& serving, std::int64_t shortlist, std::int64_t prefilter,
                       const WorldShare& world);
