@@ -123,6 +123,8 @@ std::string bench_search(const SearchBenchOptions& o) {
     index_options.memory_halves = o.memory_halves;
     index_options.codes = o.codes;
     index_options.codebook_size = o.codebook_size;
+    index_options.residual_bits = o.residual_bits;
+    index_options.exact_store = o.exact_store;
     index_options.show_progress = false;
     index_options.device = o.device;
     const auto build_start = Clock::now();
@@ -258,6 +260,8 @@ std::string bench_search(const SearchBenchOptions& o) {
       {"faiss_build_s", faiss_s},
       {"index_bytes", bytes_of(index_dir, {".faiss", "_globals.bin"})},
       {"codes_bytes", bytes_of(index_dir, {"_codes.bin", "_grams.bin", "_codebook.bin"})},
+      {"residual_bytes", bytes_of(index_dir, {"_residuals.bin"})},
+      {"exact_store", index->store()->exact()},
       {"store_bytes", bytes_of(index_dir, {"regions.bin", "words.bin", "word_offsets.bin", "_halves.bin"})},
       {"open_ms", open_ms},
       {"first_query_ms", latencies.front()},

@@ -96,6 +96,12 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
                                    "a cascade: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
   imram::cli::add_step1_option(search, q->options.step1);
   search->add_flag("!--no-codes", q->options.codes, "build the index without codes (index build --no-codes)");
+  search
+      ->add_option("--residual-bits", q->options.residual_bits,
+                   "keep residuals of B bits per value (index build --residual-bits; 2 with --no-exact-store)")
+      ->check(CLI::IsMember({0, 1, 2, 4, 8}));
+  search->add_flag("!--no-exact-store", q->options.exact_store,
+                   "build the index without its exact store (index build --no-exact-store)");
   search->add_option("--codebook", q->options.codebook_size, "centroids of each codebook (index build --codebook)")
       ->check(imram::cli::kNonNegative);
   search->add_flag("--reuse", q->options.reuse,
@@ -121,6 +127,7 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
       q->options.device = invocation.globals.device;
       q->options.model.mode = imram::parse_mode(q->mode);
       q->options.show_progress = !q->quiet;
+      if (!q->options.exact_store && q->options.residual_bits == 0) q->options.residual_bits = 2;
       std::cout << imram::bench_search(q->options) << "\n";
       return 0;
     };

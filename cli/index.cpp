@@ -21,6 +21,7 @@ void print_summary(const std::string& verb, const imram::GalleryIndex& index) {
             << (index.has_codes(imram::GallerySide::Images)
                     ? (index.store()->keeps_memory_halves() ? " and codes" : " with codes")
                     : "")
+            << (index.store()->exact() ? "" : ", no exact store (fragments decoded from residuals: scores approximate)")
             << ", "
             << (index.has_shortlist() ? "FAISS " + index.faiss_factory() + " shortlist"
                                       : std::string("no shortlist (the model has no global head)"));
@@ -38,6 +39,8 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
     std::string model, data, split = "test", out, faiss, store = "float16";
     bool memory_halves = false, codes = true, quiet = false;
     std::int64_t codebook = 0, batch_size = 128;
+    int residual_bits = -1;  // -1: 2 without the exact store, else none
+    bool exact_store = true;
     int shards = 1;
     imram::cli::NprocOptions world;
   };
@@ -63,6 +66,14 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
                    "centroids of each side's codebook (0: auto, about 8 per square root of the fragments, 16 to 8,192)")
       ->check(imram::cli::kNonNegative)
       ->capture_default_str();
+  build
+      ->add_option("--residual-bits", b->residual_bits,
+                   "also keep each fragment's residual from its centroid in B bits per value, 0 for none (default: 2 "
+                   "with --no-exact-store, else 0; docs/index.md#residuals)")
+      ->check(CLI::IsMember({0, 1, 2, 4, 8}));
+  build->add_flag("!--no-exact-store", b->exact_store,
+                  "keep the fragments only as codes and residuals: a fraction of the store's size, every score "
+                  "approximate (docs/index.md#residuals)");
   build
       ->add_option("--batch-size", b->batch_size,
                    "images encoded at once, captions 4x as many (a smaller batch bounds a GPU's memory)")
@@ -91,6 +102,8 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
       options.memory_halves = b->memory_halves;
       options.codes = b->codes;
       options.codebook_size = b->codebook;
+      options.exact_store = b->exact_store;
+      options.residual_bits = b->residual_bits >= 0 ? b->residual_bits : (b->exact_store ? 0 : 2);
       options.show_progress = !b->quiet;
       options.device = joined.device.str();
       options.batch_size = b->batch_size;

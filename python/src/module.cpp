@@ -508,8 +508,8 @@ PYBIND11_MODULE(_imram, module) {
       .def_static(
           "build",
           [](const py::object& model, const std::string& data, const std::string& split, const std::string& out,
-             const std::string& store, const std::optional<std::string>& faiss, bool memory_halves, bool progress,
-             const std::string& device) {
+             const std::string& store, const std::optional<std::string>& faiss, bool memory_halves,
+             std::optional<int> residual_bits, bool exact_store, bool progress, const std::string& device) {
             const auto model_dir = model_dir_of(model);
             require_path(data, "dataset directory");
             {
@@ -518,6 +518,8 @@ PYBIND11_MODULE(_imram, module) {
               options.faiss_factory = faiss.value_or("");
               options.store = imram::parse_store_dtype(store);
               options.memory_halves = memory_halves;
+              options.exact_store = exact_store;
+              options.residual_bits = residual_bits.value_or(exact_store ? 0 : 2);
               options.show_progress = progress;
               options.device = device;
               auto writer = imram::IndexWriter::create(out, model_dir, options);
@@ -528,9 +530,11 @@ PYBIND11_MODULE(_imram, module) {
           },
           py::arg("model"), py::arg("data"), py::arg("split") = "test", py::kw_only(), py::arg("out"),
           py::arg("store") = "float16", py::arg("faiss") = py::none(), py::arg("memory_halves") = false,
-          py::arg("progress") = false, py::arg("device") = "cpu",
+          py::arg("residual_bits") = py::none(), py::arg("exact_store") = true, py::arg("progress") = false,
+          py::arg("device") = "cpu",
           "`imram index build`: encodes a dataset split into a new index at `out` (replaced only if it is an "
-          "index) and opens it. model: a model directory or a Model loaded from one.")
+          "index) and opens it. model: a model directory or a Model loaded from one. residual_bits and "
+          "exact_store=False: --residual-bits and --no-exact-store (compressed fragments, approximate scores).")
       .def(
           "add",
           [](PyIndex& self, const std::string& data, const std::string& split, bool progress) {
@@ -575,6 +579,9 @@ PYBIND11_MODULE(_imram, module) {
       .def_property_readonly(
           "captions", [](const PyIndex& self) { return self.opened()->caption_texts(); }, "The captions' texts.")
       .def_property_readonly("has_shortlist", [](const PyIndex& self) { return self.opened()->has_shortlist(); })
+      .def_property_readonly(
+          "exact_store", [](const PyIndex& self) { return self.opened()->store()->exact(); },
+          "False for an index built without its exact store: its scores come from decoded residuals.")
       .def(
           "__len__", [](const PyIndex& self) { return self.opened()->num_images(); }, "The images it holds.")
       .def(

@@ -73,6 +73,18 @@ def test_build_add_and_verify(world, tmp_path):
     assert index.captions[:50] == theirs.captions
 
 
+def test_an_index_without_its_exact_store_says_its_scores_are_approximate(world, tmp_path):
+    out = tmp_path / "compressed"
+    index = imram.Index.build(str(world.headed), str(world.data), "test", out=str(out), exact_store=False)
+    assert not index.exact_store and imram.Index(str(world.index)).exact_store
+    assert not (out / "regions.bin").exists()
+    results = index.search(QUERIES, k=5)
+    assert all(answer["exact_scores"] is False for answer in results.answers)
+    cli = cli_search(out, "--query", QUERIES[0], "--top", 5)
+    assert [r["image"] for r in cli["results"]] == results.ids[0].tolist()
+    assert cli["exact_scores"] is False
+
+
 def test_two_threads_search_one_index_as_one_after_the_other(world):
     index = imram.Index(str(world.index))
     queries = [f"{size} {colour} {shape}" for size in ["small", "large"] for colour in ["red", "blue", "green"]

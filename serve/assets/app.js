@@ -223,7 +223,8 @@ async function loadInfo() {
   try {
     const info = await api('/api/info');
     $('info').textContent = 'gallery ' + info.gallery.name + ': ' + info.gallery.images + ' images, ' + info.gallery.captions +
-      ' captions; ' + info.model.mode + '-IMRAM, K = ' + info.model.iteration_steps + '; ' + info.index + ' search';
+      ' captions; ' + info.model.mode + '-IMRAM, K = ' + info.model.iteration_steps + '; ' + info.index + ' search' +
+      (info.exact_store === false ? '; scores approximate (the index keeps compressed regions only)' : '');
   } catch (e) {
     showError(e.message);
   }

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "imram/runtime/runtime.h"
 #include "imram/search/faiss_shortlist.h"
 #include "imram/search/rerank.h"
+#include "imram/search/residual_codes.h"
 #include "imram/search/shards.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/counted_file.h"
@@ -89,11 +91,11 @@ namespace {
 
 class MappedStore final : public ItemStore {
  public:
-  MappedStore(const std::string& dir, const Manifest& m, ImramModel model)
-      : m_(m),
-        model_(std::move(model)),
-        regions_(dir + "/regions.bin", std::uint64_t(m.images * m.regions * m.embed_size) * element_size(m.store)),
-        words_(dir + "/words.bin", std::uint64_t(m.words * m.embed_size) * element_size(m.store)) {
+  MappedStore(const std::string& dir, const Manifest& m, ImramModel model) : m_(m), model_(std::move(model)) {
+    if (m.exact_store) {
+      regions_.emplace(dir + "/regions.bin", m.files.at("regions.bin").bytes);
+      words_.emplace(dir + "/words.bin", m.files.at("words.bin").bytes);
+    }
     if (m.memory_halves > 0) {
       if (m.memory_halves != model_->memory_halves_width())
         throw Error(dir + "/manifest.json: memory halves of " + std::to_string(m.memory_halves) +
@@ -122,6 +124,7 @@ class MappedStore final : public ItemStore {
   }
 
   bool keeps_memory_halves() const override { return m_.memory_halves > 0; }
+  bool exact() const override { return m_.exact_store; }
 
   bool keeps_codes(bool images) const override {
     return m_.codes && (images ? m_.region_centroids > 0 : m_.word_centroids > 0);
@@ -184,10 +187,12 @@ class MappedStore final : public ItemStore {
     check_item_ids(ids, m_.images, "image");
     const auto type = as_stored ? scalar_type(m_.store) : torch::kFloat32;
     EncodedImages out;
-    out.regions = gather_images(regions_.data(), ids, m_.embed_size, type);
+    out.regions = gather_images(ids, m_.embed_size, type, [&](std::int64_t first, std::int64_t rows, torch::Tensor to) {
+      copy_fragments(true, first, rows, std::move(to));
+    });
     if (memory_halves && keeps_memory_halves())
       std::tie(out.text_halves, out.image_halves) =
-          model_->split_memory_halves(gather_images(region_halves_->data(), ids, m_.memory_halves, type));
+          model_->split_memory_halves(gather_images(ids, m_.memory_halves, type, copier(region_halves_->data())));
     return out;
   }
 
@@ -202,10 +207,13 @@ class MappedStore final : public ItemStore {
       out.lengths[std::int64_t(i)] = length;
       longest = std::max(longest, length);
     }
-    out.words = gather_captions(words_.data(), ids, longest, m_.embed_size, type);
+    out.words = gather_captions(ids, longest, m_.embed_size, type,
+                                [&](std::int64_t first, std::int64_t rows, torch::Tensor to) {
+                                  copy_fragments(false, first, rows, std::move(to));
+                                });
     if (memory_halves && keeps_memory_halves())
-      std::tie(out.text_halves, out.image_halves) =
-          model_->split_memory_halves(gather_captions(word_halves_->data(), ids, longest, m_.memory_halves, type));
+      std::tie(out.text_halves, out.image_halves) = model_->split_memory_halves(
+          gather_captions(ids, longest, m_.memory_halves, type, copier(word_halves_->data())));
     return out;
   }
 
@@ -233,29 +241,55 @@ class MappedStore final : public ItemStore {
       out.copy_(stored);
   }
 
-  // Rows of `width` values per region of the images `ids`, as `type`: copied (widened where the
-  // store is float16 and `type` is not) straight from the mapped file, the items split over
-  // threads (one pass over the bytes; a re-rank's hundred candidates with memory halves are 22 MB
-  // at d = 1024 in float16).
-  torch::Tensor gather_images(const char* file, const std::vector<std::int64_t>& ids, std::int64_t width,
-                              torch::ScalarType type) const {
+  // What copies a file's stored rows (first row, rows, into) for gather_images and gather_captions.
+  std::function<void(std::int64_t, std::int64_t, torch::Tensor)> copier(const char* file) const {
+    return [this, file](std::int64_t first, std::int64_t rows, torch::Tensor out) {
+      const auto width = out.size(1);
+      copy_rows(file, first, rows, width, std::move(out));
+    };
+  }
+
+  // Fragments [first, first + rows) of the images' (or captions') side into `out`: from the
+  // exact store, or decoded from their codes and residuals (as float32, then `out`'s type).
+  void copy_fragments(bool images, std::int64_t first, std::int64_t rows, torch::Tensor out) const {
+    if (m_.exact_store) return copy_rows((images ? regions_ : words_)->data(), first, rows, m_.embed_size, out);
+    const auto& codebook = images ? region_codebook_ : word_codebook_;
+    const auto& buckets = images ? m_.region_buckets : m_.word_buckets;
+    const auto* codes = reinterpret_cast<const std::int32_t*>((images ? region_codes_ : word_codes_)->data());
+    const auto* residuals =
+        reinterpret_cast<const std::uint8_t*>((images ? region_residuals_ : word_residuals_)->data());
+    const auto direct = out.scalar_type() == torch::kFloat32 && out.is_contiguous();
+    auto decoded = direct ? out : torch::empty({rows, m_.embed_size}, torch::kFloat32);
+    decode_fragments(codebook.data_ptr<float>(), m_.embed_size, codes + first,
+                     residuals + first * buckets.bytes_per_fragment(m_.embed_size), rows, buckets,
+                     decoded.data_ptr<float>());
+    if (!direct) out.copy_(decoded);
+  }
+
+  // Rows of `width` values per region of the images `ids`, as `type`, each image's rows put by
+  // `copy` (first row, rows, into): straight from the mapped file (widened where the store is
+  // float16 and `type` is not) or decoded, the items split over threads (one pass over the
+  // bytes; a re-rank's hundred candidates with memory halves are 22 MB at d = 1024 in float16).
+  template <typename Copy>
+  torch::Tensor gather_images(const std::vector<std::int64_t>& ids, std::int64_t width, torch::ScalarType type,
+                              const Copy& copy) const {
     auto out = torch::empty({std::int64_t(ids.size()), m_.regions, width}, type);
     at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t i = begin; i < end; ++i)
-        copy_rows(file, ids[std::size_t(i)] * m_.regions, m_.regions, width, out[i]);
+      for (std::int64_t i = begin; i < end; ++i) copy(ids[std::size_t(i)] * m_.regions, m_.regions, out[i]);
     });
     return out;
   }
 
   // Rows of `width` values per word of the captions `ids`, zero-padded to `longest`, as `type`.
-  torch::Tensor gather_captions(const char* file, const std::vector<std::int64_t>& ids, std::int64_t longest,
-                                std::int64_t width, torch::ScalarType type) const {
+  template <typename Copy>
+  torch::Tensor gather_captions(const std::vector<std::int64_t>& ids, std::int64_t longest, std::int64_t width,
+                                torch::ScalarType type, const Copy& copy) const {
     auto out = torch::zeros({std::int64_t(ids.size()), longest, width}, type);
     at::parallel_for(0, std::int64_t(ids.size()), 1, [&](std::int64_t begin_item, std::int64_t end_item) {
       for (std::int64_t i = begin_item; i < end_item; ++i) {
         const auto begin = offsets_[std::size_t(ids[std::size_t(i)])],
                    end = offsets_[std::size_t(ids[std::size_t(i)]) + 1];
-        copy_rows(file, begin, end - begin, width, out[i].narrow(0, 0, end - begin));
+        copy(begin, end - begin, out[i].narrow(0, 0, end - begin));
       }
     });
     return out;
@@ -289,6 +323,10 @@ class MappedStore final : public ItemStore {
     };
     region_codebook_ = codebook("region_codebook.bin", m.region_centroids);
     word_codebook_ = codebook("word_codebook.bin", m.word_centroids);
+    if (m.residual_bits > 0) {
+      region_residuals_ = mapped("region_residuals.bin");
+      word_residuals_ = mapped("word_residuals.bin");
+    }
     // A code outside its codebook would read past the query's table: checked once, here.
     const auto check_codes = [&](const MappedFile& file, std::int64_t count, std::int64_t centroids, const char* name) {
       const auto* codes = reinterpret_cast<const std::int32_t*>(file.data());
@@ -303,8 +341,9 @@ class MappedStore final : public ItemStore {
 
   Manifest m_;
   ImramModel model_;
-  MappedFile regions_, words_;
-  std::unique_ptr<MappedFile> region_codes_, region_grams_, word_codes_, word_grams_;
+  std::optional<MappedFile> regions_, words_;  // the exact store, where the index keeps one
+  std::unique_ptr<MappedFile> region_codes_, region_grams_, word_codes_, word_grams_, region_residuals_,
+      word_residuals_;
   torch::Tensor region_codebook_, word_codebook_;
   std::vector<std::int64_t> word_gram_offsets_;
   std::optional<MappedFile> region_halves_, word_halves_;

@@ -41,9 +41,20 @@ void check_counts(const Manifest& m, const std::string& path) {
              described = std::uint64_t(m.described), regions = std::uint64_t(m.regions),
              d = std::uint64_t(m.embed_size), g = std::uint64_t(m.global_dim),
              element = std::uint64_t(element_size(m.store));
+  const auto check_entries = [&](std::initializer_list<std::pair<const char*, std::uint64_t>> entries) {
+    for (const auto& [name, bytes] : entries) {
+      if (!m.files.count(name)) throw Error(path + ": bad index manifest (no entry for " + std::string(name) + ")");
+      if (m.files.at(name).bytes != bytes)
+        throw Error(path + ": bad index manifest (" + name + " holds " + std::to_string(m.files.at(name).bytes) +
+                    " bytes, its counts need " + std::to_string(bytes) + ")");
+    }
+  };
+  if (m.exact_store)
+    check_entries({{"regions.bin", expected_bytes(path, "regions.bin", {images, regions, d, element})},
+                   {"words.bin", expected_bytes(path, "words.bin", {words, d, element})}});
+  else if (m.residual_bits == 0)
+    throw Error(path + ": bad index manifest (no exact store and no residuals to decode fragments from)");
   const std::pair<const char*, std::uint64_t> sizes[] = {
-      {"regions.bin", expected_bytes(path, "regions.bin", {images, regions, d, element})},
-      {"words.bin", expected_bytes(path, "words.bin", {words, d, element})},
       {"word_offsets.bin", expected_bytes(path, "word_offsets.bin", {captions ? captions + 1 : 0, 8})},
       {"image_globals.bin", expected_bytes(path, "image_globals.bin", {images, g, 4})},
       {"caption_globals.bin", expected_bytes(path, "caption_globals.bin", {captions, g, 4})},
@@ -75,6 +86,24 @@ void check_counts(const Manifest& m, const std::string& path) {
         throw Error(path + ": bad index manifest (" + name + " holds " + std::to_string(m.files.at(name).bytes) +
                     " bytes, its counts need " + std::to_string(bytes) + ")");
     }
+    if (m.residual_bits > 0) {
+      if (!residual_bits_fit(m.residual_bits, m.embed_size))
+        throw Error(path + ": bad index manifest (residuals of " + std::to_string(m.residual_bits) +
+                    " bits for d = " + std::to_string(m.embed_size) + ")");
+      const auto row = std::uint64_t(m.embed_size * m.residual_bits / 8);
+      check_entries({{"region_residuals.bin", expected_bytes(path, "region_residuals.bin", {images, regions, row})},
+                     {"word_residuals.bin", expected_bytes(path, "word_residuals.bin", {words, row})}});
+      // A side's buckets come with its codebook.
+      const auto check_buckets = [&](const ResidualBuckets& buckets, std::int64_t centroids, const char* side) {
+        if (centroids == 0 && buckets.bits == 0) return;
+        if (buckets.bits != m.residual_bits)
+          throw Error(path + ": bad index manifest (the " + side + "' residual buckets are not of " +
+                      std::to_string(m.residual_bits) + " bits)");
+        buckets.check(path + ": bad index manifest (the " + side + "' residual buckets)");
+      };
+      check_buckets(m.region_buckets, m.region_centroids, "regions");
+      check_buckets(m.word_buckets, m.word_centroids, "words");
+    }
     // A caption's Gram matrix is its length squared: checked against the offsets once they are read.
     if (!m.files.count("word_grams.bin")) throw Error(path + ": bad index manifest (no entry for word_grams.bin)");
     if ((m.images > 0 && m.region_centroids == 0) || (m.words > 0 && m.word_centroids == 0))
@@ -104,6 +133,33 @@ std::int64_t read_count(const nlohmann::json& json, const char* key, const std::
     throw Error(path + ": bad index manifest (\"" + key + "\" must be a non-negative integer, got " + value.dump() +
                 ")");
   return value.get<std::int64_t>();
+}
+
+// A side's residual buckets: absent (bits 0) until the side's codebook is learned.
+ResidualBuckets read_buckets(const nlohmann::json& codes, const char* key, const std::string& path) {
+  ResidualBuckets buckets;
+  if (!codes.contains(key)) return buckets;
+  const auto& json = codes.at(key);
+  const auto numbers = [&](const char* field) {
+    const auto& list = json.at(field);
+    if (!list.is_array()) throw Error(path + ": bad index manifest (" + key + "." + field + " must be a list)");
+    std::vector<float> out;
+    for (const auto& value : list) {
+      if (!value.is_number()) throw Error(path + ": bad index manifest (" + key + "." + field + " holds a non-number)");
+      out.push_back(value.get<float>());
+    }
+    return out;
+  };
+  const auto bits = read_count(json, "bits", path);
+  if (bits > 8) throw Error(path + ": bad index manifest (" + key + " of " + std::to_string(bits) + " bits)");
+  buckets.bits = int(bits);
+  buckets.cutoffs = numbers("cutoffs");
+  buckets.values = numbers("values");
+  return buckets;
+}
+
+nlohmann::ordered_json buckets_json(const ResidualBuckets& buckets) {
+  return {{"bits", buckets.bits}, {"cutoffs", buckets.cutoffs}, {"values", buckets.values}};
 }
 
 }  // namespace
@@ -150,7 +206,15 @@ nlohmann::ordered_json manifest_json(const Manifest& m) {
                               {"files", files}};
   // Written only when stored, so that indexes without halves keep the manifest they had.
   if (m.memory_halves > 0) json["memory_halves"] = m.memory_halves;
-  if (m.codes) json["codes"] = {{"region_centroids", m.region_centroids}, {"word_centroids", m.word_centroids}};
+  if (m.codes) {
+    json["codes"] = {{"region_centroids", m.region_centroids}, {"word_centroids", m.word_centroids}};
+    if (m.residual_bits > 0) {
+      json["codes"]["residual_bits"] = m.residual_bits;
+      if (m.region_buckets.bits > 0) json["codes"]["region_buckets"] = buckets_json(m.region_buckets);
+      if (m.word_buckets.bits > 0) json["codes"]["word_buckets"] = buckets_json(m.word_buckets);
+    }
+  }
+  if (!m.exact_store) json["exact_store"] = false;
   return json;
 }
 
@@ -163,9 +227,10 @@ Manifest read_manifest(const std::string& dir) {
   try {
     if (json.at("format") != kIndexFormat) throw Error(path + ": not an imram index manifest");
     const auto version = read_count(json, "version", path);
-    if (version != kIndexFormatVersion)
-      throw Error(path + ": index format version " + std::to_string(version) + ", this imram reads version " +
-                  std::to_string(kIndexFormatVersion) + "; rebuild the index");
+    if (version < kOldestIndexFormatVersion || version > kIndexFormatVersion)
+      throw Error(path + ": index format version " + std::to_string(version) + ", this imram reads versions " +
+                  std::to_string(kOldestIndexFormatVersion) + " to " + std::to_string(kIndexFormatVersion) +
+                  "; rebuild the index");
     m.model_fingerprint = json.at("model_fingerprint");
     m.images = read_count(json, "images", path);
     m.captions = read_count(json, "captions", path);
@@ -191,6 +256,18 @@ Manifest read_manifest(const std::string& dir) {
       m.codes = true;
       m.region_centroids = read_count(codes, "region_centroids", path);
       m.word_centroids = read_count(codes, "word_centroids", path);
+      if (codes.contains("residual_bits")) {
+        const auto bits = read_count(codes, "residual_bits", path);
+        if (bits > 8) throw Error(path + ": bad index manifest (residuals of " + std::to_string(bits) + " bits)");
+        m.residual_bits = int(bits);
+        m.region_buckets = read_buckets(codes, "region_buckets", path);
+        m.word_buckets = read_buckets(codes, "word_buckets", path);
+      }
+    }
+    if (json.contains("exact_store")) {
+      if (!json.at("exact_store").is_boolean())
+        throw Error(path + ": bad index manifest (\"exact_store\" must be true or false)");
+      m.exact_store = json.at("exact_store").get<bool>();
     }
     m.sources = json.at("sources");
     if (!m.sources.is_array()) throw Error(path + ": bad index manifest (\"sources\" must be an array)");

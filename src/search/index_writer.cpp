@@ -22,6 +22,7 @@
 #include "imram/runtime/runtime.h"
 #include "imram/search/faiss_shortlist.h"
 #include "imram/search/fragment_codes.h"
+#include "imram/search/residual_codes.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/counted_file.h"
 #include "imram/util/json_file.h"
@@ -73,8 +74,18 @@ struct IndexWriter::State {
 
   AppendFile& file(const char* name) { return files.at(name); }
 
+  // Without an exact store, regions.bin and words.bin hold only the fragments added since the
+  // last commit, which the commit codes and compresses and then removes.
+  bool scratch(const std::string& name) const {
+    return !manifest.exact_store &&
+           std::find_if(std::begin(kExactStoreFiles), std::end(kExactStoreFiles),
+                        [&](const char* file) { return name == file; }) != std::end(kExactStoreFiles);
+  }
+
   void open_files() {
     std::vector<const char*> names(std::begin(kStoreFiles), std::end(kStoreFiles));
+    names.insert(names.end(), std::begin(kExactStoreFiles), std::end(kExactStoreFiles));
+    if (manifest.residual_bits > 0) names.insert(names.end(), std::begin(kResidualFiles), std::end(kResidualFiles));
     if (manifest.memory_halves > 0)
       names.insert(names.end(), std::begin(kMemoryHalvesFiles), std::end(kMemoryHalvesFiles));
     if (manifest.codes) {
@@ -82,9 +93,18 @@ struct IndexWriter::State {
       names.insert(names.end(), std::begin(kCodebookFiles), std::end(kCodebookFiles));
     }
     for (const auto* name : names) {
-      const auto& entry = manifest.files[name];
+      const auto entry = scratch(name) ? FileEntry{} : manifest.files[name];
       files[name] = AppendFile(work_dir + "/" + name, entry.bytes, entry.hash);
     }
+  }
+
+  void remove_scratch() {
+    for (const auto* name : kExactStoreFiles)
+      if (scratch(name)) {
+        files.erase(name);
+        std::error_code ec;
+        fs::remove(work_dir + "/" + name, ec);
+      }
   }
 
   // The store's element type, (n, fragments, width) rows of `values`, on the CPU and contiguous.
@@ -104,7 +124,8 @@ struct IndexWriter::State {
   void code_new_fragments() {
     const auto d = manifest.embed_size;
     const auto code_side = [&](const char* what, const char* store_name, const char* codes_name,
-                               const char* codebook_name, std::int64_t& centroids, std::int64_t from, std::int64_t to) {
+                               const char* codebook_name, const char* residuals_name, std::int64_t& centroids,
+                               ResidualBuckets& buckets, std::int64_t from, std::int64_t to) {
       const bool learn = centroids == 0;
       if (learn && writes() && to > from)
         centroids = codebook_size > 0 ? std::min(codebook_size, to) : auto_codebook_size(to);
@@ -118,12 +139,14 @@ struct IndexWriter::State {
       }
       if (to == from) return;
       const auto row_bytes = d * std::int64_t(element_size(manifest.store));
+      // A scratch store holds the fragments from `from` on: `all` is indexed from `base`.
+      const auto base = scratch(store_name) ? from : 0;
       std::optional<MappedFile> mapped;
       torch::Tensor all, codebook;
       if (writes()) {
         file(store_name).sync();
-        mapped.emplace(work_dir + "/" + store_name, std::uint64_t(to * row_bytes));
-        all = torch::from_blob(const_cast<char*>(mapped->data()), {to, d},
+        mapped.emplace(work_dir + "/" + store_name, std::uint64_t((to - base) * row_bytes));
+        all = torch::from_blob(const_cast<char*>(mapped->data()), {to - base, d},
                                torch::dtype(index_detail::scalar_type(manifest.store)));
         if (learn) {
           // About 32 fragments per centroid, spread over all of them, are enough for k-means (and
@@ -137,7 +160,12 @@ struct IndexWriter::State {
           const int own_threads = thread_count();
           if (world && world->threads_alone > own_threads) set_thread_count(world->threads_alone);
           try {
-            codebook = train_codebook(all.index_select(0, picks).to(torch::kFloat32), centroids);
+            const auto sample = all.index_select(0, picks - base).to(torch::kFloat32);
+            codebook = train_codebook(sample, centroids);
+            if (manifest.residual_bits > 0)
+              buckets = train_residual_buckets(
+                  sample - codebook.index_select(0, nearest_centroids(codebook, sample).to(torch::kInt64)),
+                  manifest.residual_bits);
           } catch (...) {
             set_thread_count(own_threads);
             throw;
@@ -152,6 +180,20 @@ struct IndexWriter::State {
       if (world) {
         if (!writes()) codebook = torch::empty({centroids, d}, torch::kFloat32);
         world->broadcast(codebook);
+        if (manifest.residual_bits > 0) {
+          // The buckets travel as one row: cutoffs, then values.
+          const auto count = (std::int64_t(1) << manifest.residual_bits) * 2 - 1;
+          auto row = torch::empty({count}, torch::kFloat32);
+          if (writes()) {
+            std::copy(buckets.cutoffs.begin(), buckets.cutoffs.end(), row.data_ptr<float>());
+            std::copy(buckets.values.begin(), buckets.values.end(), row.data_ptr<float>() + count / 2);
+          }
+          world->broadcast(row);
+          const auto* values = row.data_ptr<float>();
+          buckets.bits = manifest.residual_bits;
+          buckets.cutoffs.assign(values, values + count / 2);
+          buckets.values.assign(values + count / 2, values + count);
+        }
       }
       constexpr std::int64_t kBlock = 1 << 16;
       ProgressBar bar(std::string("coding ") + what, to - from, what, show_progress);
@@ -162,27 +204,36 @@ struct IndexWriter::State {
           // Each rank codes its share of the block, as rows of bytes (any store type travels).
           std::vector<std::int64_t> counts;
           for (int r = 0; r < ranks(); ++r) counts.push_back(rank_slice(n, r, ranks()).count);
-          received =
-              world->scatter_rows(writes() ? torch::from_blob(const_cast<char*>(mapped->data()) + begin * row_bytes,
-                                                              {n, row_bytes}, torch::kUInt8)
-                                           : torch::empty({0, row_bytes}, torch::kUInt8),
-                                  counts);
+          received = world->scatter_rows(
+              writes() ? torch::from_blob(const_cast<char*>(mapped->data()) + (begin - base) * row_bytes,
+                                          {n, row_bytes}, torch::kUInt8)
+                       : torch::empty({0, row_bytes}, torch::kUInt8),
+              counts);
           rows = torch::from_blob(received.data_ptr(), {received.size(0), d},
                                   torch::dtype(index_detail::scalar_type(manifest.store)));
         } else {
-          rows = all.narrow(0, begin, n);
+          rows = all.narrow(0, begin - base, n);
         }
         auto codes = nearest_centroids(codebook, rows);
-        if (world) codes = world->gather_rows(codes);
-        if (writes()) file(codes_name).write(codes.data_ptr<std::int32_t>(), std::size_t(n) * 4);
+        torch::Tensor residuals;
+        if (manifest.residual_bits > 0) residuals = encode_residuals(codebook, rows, codes, buckets);
+        if (world) {
+          codes = world->gather_rows(codes);
+          if (residuals.defined()) residuals = world->gather_rows(residuals);
+        }
+        if (writes()) {
+          file(codes_name).write(codes.data_ptr<std::int32_t>(), std::size_t(n) * 4);
+          if (residuals.defined()) file(residuals_name).write(residuals.data_ptr(), std::size_t(residuals.numel()));
+        }
         bar.update(begin + n - from);
       }
       bar.finish();
     };
     auto& m = manifest;
-    code_side("regions", "regions.bin", "region_codes.bin", "region_codebook.bin", m.region_centroids,
-              committed_images * m.regions, m.images * m.regions);
-    code_side("words", "words.bin", "word_codes.bin", "word_codebook.bin", m.word_centroids, committed_words, m.words);
+    code_side("regions", "regions.bin", "region_codes.bin", "region_codebook.bin", "region_residuals.bin",
+              m.region_centroids, m.region_buckets, committed_images * m.regions, m.images * m.regions);
+    code_side("words", "words.bin", "word_codes.bin", "word_codebook.bin", "word_residuals.bin", m.word_centroids,
+              m.word_buckets, committed_words, m.words);
   }
 
   // An image block's stored values, one row of bytes per image: its regions, then (as the index
@@ -388,6 +439,16 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
     // A model with K = 1 updates no memory: it has no halves to keep.
     m.memory_halves = options.memory_halves ? state->model.net->memory_halves_width() : 0;
     m.codes = options.codes;
+    m.residual_bits = options.residual_bits;
+    m.exact_store = options.exact_store;
+    if (m.residual_bits > 0 && !m.codes) throw Error("index build: residuals are kept beside codes; drop --no-codes");
+    if (m.residual_bits > 0 && !residual_bits_fit(m.residual_bits, m.embed_size))
+      throw Error("index build: residuals of " + std::to_string(m.residual_bits) + " bits per value (1, 2, 4 or 8" +
+                  " that pack the model's " + std::to_string(m.embed_size) + " values into whole bytes)");
+    if (!m.exact_store && m.residual_bits == 0)
+      throw Error("index build: without the exact store, fragments are decoded from residuals: give residual bits");
+    if (!m.exact_store && m.memory_halves > 0)
+      throw Error("index build: memory halves are products of the exact fragments; keep the exact store with them");
   };
   if (!state->writes()) {
     // Another rank of the world only encodes and codes: rank 0 holds the directory.
@@ -662,6 +723,7 @@ void IndexWriter::commit() {
   auto& m = s.manifest;
   if (m.codes) s.code_new_fragments();
   if (!s.writes()) return;
+  s.remove_scratch();
   for (auto& [name, file] : s.files) {
     file.sync();
     m.files[name] = {file.bytes(), file.hash()};

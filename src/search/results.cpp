@@ -48,6 +48,8 @@ nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const Encod
     if (!description.empty()) out["description"] = description;
   }
   out["shortlist"] = answer.shortlist;
+  // An index without its exact store scores fragments decoded from residuals.
+  out["exact_scores"] = index.store()->exact();
   out["timings"] = {{"encode_ms", answer.encode_ms},
                     {"stage1_ms", answer.stats.stage1_ms},
                     {"stage2_ms", answer.stats.stage2_ms},
@@ -82,6 +84,8 @@ std::string search_answer_text(const GalleryIndex& index, const EncodedQuery& qu
     const auto description = index.image_info(query_image).description;
     out << "image " << query_image << (description.empty() ? "" : ": " + description) << "\n";
   }
+  if (!index.store()->exact())
+    out << "  (scores approximate: the index keeps no exact store, its fragments are decoded from residuals)\n";
   for (std::size_t rank = 0; rank < answer.hits.size(); ++rank) {
     const auto& hit = answer.hits[rank];
     char score[32];

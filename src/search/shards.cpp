@@ -63,6 +63,10 @@ std::int64_t ShardedStore::caption_length(std::int64_t id) const {
   return shards_[std::size_t(shard)]->caption_length(id - captions_.begins[std::size_t(shard)]);
 }
 
+bool ShardedStore::exact() const {
+  return std::all_of(shards_.begin(), shards_.end(), [](const auto& shard) { return shard->exact(); });
+}
+
 bool ShardedStore::keeps_memory_halves() const {
   return std::all_of(shards_.begin(), shards_.end(), [](const auto& shard) { return shard->keeps_memory_halves(); });
 }

@@ -98,6 +98,7 @@ class IndexBackend : public SearchBackend {
             {"faiss", index_->faiss_factory()},
             {"shortlist", image_shortlist_},
             {"store", index_->store_dtype()},
+            {"exact_store", index_->store()->exact()},
             {"device", c10::str(model_.net->parameters().front().device())}};
   }
 

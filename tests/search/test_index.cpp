@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_runner.h"
@@ -26,6 +27,7 @@
 #include "imram/search/gallery.h"
 #include "imram/search/index_dir.h"
 #include "imram/search/rerank.h"
+#include "imram/search/residual_codes.h"
 #include "imram/train/global_fit.h"
 #include "imram/train/train_step.h"
 #include "test_util.h"
@@ -715,6 +717,254 @@ TEST(Codes, ACodeOutsideTheCodebookIsRefusedNamingTheFile) {
   } catch (const imram::Error& e) {
     EXPECT_NE(std::string(e.what()).find("word_codes.bin: fragment 2 has code 1048576"), std::string::npos) << e.what();
   }
+}
+
+// A fragment decodes to its centroid plus, per value, the value of the bucket its residual fell
+// in; more bits come closer, and a fragment that is its own centroid decodes exactly.
+TEST(Residuals, DecodeToTheCentroidPlusTheBucketOfEachResidualCloserWithMoreBits) {
+  torch::manual_seed(5);
+  const std::int64_t n = 600, d = 16;
+  const auto rows = torch::randn({n, d});
+  const auto codebook = imram::train_codebook(rows, 8);
+  const auto codes = imram::nearest_centroids(codebook, rows);
+  const auto centroids = codebook.index_select(0, codes.to(torch::kInt64));
+  const auto residuals = rows - centroids;
+  const auto centroid_error = residuals.pow(2).mean().item<double>();
+  const auto decode = [&](const torch::Tensor& packed, const imram::ResidualBuckets& buckets) {
+    auto out = torch::empty({n, d});
+    imram::decode_fragments(codebook.data_ptr<float>(), d, codes.data_ptr<std::int32_t>(),
+                            packed.data_ptr<std::uint8_t>(), n, buckets, out.data_ptr<float>());
+    return out;
+  };
+  std::map<int, double> error;
+  for (const int bits : {1, 2, 4, 8}) {
+    const auto buckets = imram::train_residual_buckets(residuals, bits);
+    EXPECT_NO_THROW(buckets.check("buckets"));
+    const auto packed = imram::encode_residuals(codebook, rows, codes, buckets);
+    ASSERT_EQ(packed.sizes(), (std::vector<std::int64_t>{n, d * bits / 8}));
+    const auto decoded = decode(packed, buckets);
+    for (std::int64_t i = 0; i < 3; ++i)
+      for (std::int64_t j = 0; j < d; ++j) {
+        const auto r = residuals[i][j].item<float>();
+        const auto bucket =
+            std::upper_bound(buckets.cutoffs.begin(), buckets.cutoffs.end(), r) - buckets.cutoffs.begin();
+        EXPECT_EQ(decoded[i][j].item<float>(), centroids[i][j].item<float>() + buckets.values[std::size_t(bucket)])
+            << bits << " bits, row " << i << ", value " << j;
+      }
+    error[bits] = (rows - decoded).pow(2).mean().item<double>();
+  }
+  EXPECT_LT(error[1], 0.5 * centroid_error);
+  EXPECT_LT(error[2], 0.2 * centroid_error);
+  EXPECT_LT(error[4], error[2]);
+  EXPECT_LT(error[8], 0.01 * centroid_error);
+  // Every row its own centroid: nothing left to quantize.
+  const auto own = imram::train_codebook(rows, n);
+  const auto own_codes = imram::nearest_centroids(own, rows);
+  const auto buckets = imram::train_residual_buckets(torch::zeros({n, d}), 2);
+  const auto packed = imram::encode_residuals(own, rows, own_codes, buckets);
+  auto decoded = torch::empty({n, d});
+  imram::decode_fragments(own.data_ptr<float>(), d, own_codes.data_ptr<std::int32_t>(), packed.data_ptr<std::uint8_t>(),
+                          n, buckets, decoded.data_ptr<float>());
+  EXPECT_TRUE(torch::equal(decoded, rows));
+  EXPECT_THROW(imram::encode_residuals(codebook, torch::randn({4, 3}), codes.narrow(0, 0, 4), buckets), imram::Error);
+}
+
+// An index built without its exact store decodes every fragment it reads; when every fragment is
+// its own centroid that is exact, and it searches as the index with the store does, bit for bit,
+// by text and by image, exhaustively and with the default cascade.
+TEST(Residuals, AnIndexWithoutItsExactStoreSearchesAsTheExactOneWhenEveryFragmentIsItsOwnCentroid) {
+  World world;
+  const auto build = [&](const std::string& name, bool exact_store) {
+    imram::IndexOptions options;
+    options.store = imram::StoreDType::Float16;
+    options.codebook_size = std::int64_t(1) << 40;  // at most the fragments: every one its own centroid
+    options.residual_bits = 2;
+    options.exact_store = exact_store;
+    options.show_progress = false;
+    auto writer = imram::IndexWriter::create(world.dir.file(name), world.dir.file("model"), options);
+    writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
+    writer.commit();
+    return imram::GalleryIndex::open(world.dir.file(name));
+  };
+  const auto exact = build("exact", true), compressed = build("compressed", false);
+  EXPECT_TRUE(exact->store()->exact());
+  EXPECT_FALSE(compressed->store()->exact());
+  const auto manifest = nlohmann::json::parse(imram::test::read_text(world.dir.file("compressed/manifest.json")));
+  EXPECT_EQ(manifest["exact_store"], false);
+  EXPECT_EQ(manifest["codes"]["residual_bits"], 2);
+  for (const auto* name : {"regions.bin", "words.bin"}) {
+    EXPECT_FALSE(fs::exists(world.dir.file(std::string("compressed/") + name))) << name;
+    EXPECT_FALSE(manifest["files"].contains(name)) << name;
+    EXPECT_TRUE(fs::exists(world.dir.file(std::string("exact/") + name))) << name;
+  }
+  compressed->verify();
+  for (const auto side : {imram::GallerySide::Images, imram::GallerySide::Captions}) {
+    const bool by_text = side == imram::GallerySide::Images;
+    for (const auto shortlist : {std::int64_t(0), imram::kDefaultShortlist}) {
+      const auto a = exact->searcher(side, shortlist), b = compressed->searcher(side, shortlist);
+      for (int q = 0; q < 3; ++q) {
+        const std::string text = q == 0 ? "a red circle" : q == 1 ? "two blue hearts" : "small green star";
+        const auto hits_a = a->search(by_text ? exact->text_query(text) : exact->image_query(q * 4), 10, nullptr);
+        const auto hits_b =
+            b->search(by_text ? compressed->text_query(text) : compressed->image_query(q * 4), 10, nullptr);
+        ASSERT_EQ(hits_a.size(), hits_b.size());
+        for (std::size_t r = 0; r < hits_a.size(); ++r) {
+          EXPECT_EQ(hits_a[r].index, hits_b[r].index) << "query " << q << ", rank " << r;
+          EXPECT_EQ(hits_a[r].score, hits_b[r].score) << "query " << q << ", rank " << r;
+        }
+      }
+    }
+  }
+}
+
+// `index add` to an index without its exact store codes and compresses the added fragments with
+// the codebook and buckets of the first build, as an index that keeps its store does: the same
+// codes and residuals, byte for byte; the decoded fragments are closer to the exact ones than
+// their centroids are.
+TEST(Residuals, AddingToAnIndexWithoutItsExactStoreCompressesAsTheIndexWithIt) {
+  World world;
+  const auto build_in_two = [&](const std::string& name, bool exact_store) {
+    imram::IndexOptions options;
+    options.store = imram::StoreDType::Float32;
+    options.residual_bits = 4;
+    // Few centroids: the first split's 36 regions would otherwise nearly be the codebook, and
+    // buckets learned from their tiny residuals would not fit the second split's.
+    options.codebook_size = 4;
+    options.exact_store = exact_store;
+    options.show_progress = false;
+    {
+      auto writer = imram::IndexWriter::create(world.dir.file(name), world.dir.file("model"), options);
+      writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "dev"));
+      writer.commit();
+    }
+    auto writer = imram::IndexWriter::append(world.dir.file(name), false);
+    writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
+    writer.commit();
+    return imram::GalleryIndex::open(world.dir.file(name));
+  };
+  const auto exact = build_in_two("exact", true), compressed = build_in_two("compressed", false);
+  EXPECT_FALSE(fs::exists(world.dir.file("compressed/regions.bin")));
+  EXPECT_FALSE(fs::exists(world.dir.file("compressed/words.bin")));
+  ASSERT_EQ(compressed->num_images(), 18);
+  for (const auto* name : {"region_codes.bin", "word_codes.bin", "region_residuals.bin", "word_residuals.bin",
+                           "region_codebook.bin", "word_codebook.bin"})
+    EXPECT_EQ(imram::test::read_text(world.dir.file(std::string("compressed/") + name)),
+              imram::test::read_text(world.dir.file(std::string("exact/") + name)))
+        << name;
+  std::vector<std::int64_t> ids(18);
+  for (std::int64_t i = 0; i < 18; ++i) ids[std::size_t(i)] = i;
+  const auto truth = exact->store()->images(ids).regions, decoded = compressed->store()->images(ids).regions;
+  const auto coded = compressed->store()->coded_images(ids);
+  const auto centroids =
+      compressed->store()->codebook(true).index_select(0, coded.codes.reshape({-1})).view(truth.sizes());
+  EXPECT_LT((decoded - truth).pow(2).sum().item<double>(), 0.25 * (centroids - truth).pow(2).sum().item<double>());
+  const auto words_truth = exact->store()->captions(ids).words, words = compressed->store()->captions(ids).words;
+  EXPECT_LT((words - words_truth).abs().max().item<double>(), (words_truth.abs().max()).item<double>());
+  compressed->verify();
+}
+
+// Residuals come with codes and bits that pack a fragment into whole bytes; an index without its
+// store needs them; a manifest of the previous version (4, before residuals) still opens.
+TEST(Residuals, OptionsAndManifestsThatCannotDecodeAreRefused) {
+  World world;
+  const auto refused = [&](imram::IndexOptions options, const std::string& mention) {
+    options.show_progress = false;
+    try {
+      imram::IndexWriter::create(world.dir.file("refused"), world.dir.file("model"), options);
+      ADD_FAILURE() << mention;
+    } catch (const imram::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(mention), std::string::npos) << e.what();
+    }
+  };
+  imram::IndexOptions options;
+  options.exact_store = false;
+  refused(options, "give residual bits");
+  options.residual_bits = 3;
+  refused(options, "residuals of 3 bits");
+  options.residual_bits = 2;
+  options.codes = false;
+  refused(options, "drop --no-codes");
+  options.codes = true;
+  options.memory_halves = true;
+  refused(options, "keep the exact store");
+
+  const auto dir = world.build("index");
+  const auto original = nlohmann::json::parse(imram::test::read_text(dir + "/manifest.json"));
+  auto old = original;
+  old["version"] = 4;
+  imram::test::write_text(dir + "/manifest.json", old.dump());
+  EXPECT_NO_THROW(imram::GalleryIndex::open(dir));
+  auto without_store = original;
+  without_store["exact_store"] = false;
+  imram::test::write_text(dir + "/manifest.json", without_store.dump());
+  try {
+    imram::GalleryIndex::open(dir);
+    ADD_FAILURE() << "an index with neither store nor residuals opened";
+  } catch (const imram::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/manifest.json: bad index manifest (no exact store and no residuals"),
+              std::string::npos)
+        << e.what();
+  }
+  imram::test::write_text(dir + "/manifest.json", original.dump());
+
+  imram::IndexOptions compressed;
+  compressed.exact_store = false;
+  compressed.residual_bits = 2;
+  compressed.show_progress = false;
+  {
+    auto writer = imram::IndexWriter::create(world.dir.file("compressed"), world.dir.file("model"), compressed);
+    writer.add_split(imram::PrecompSplit::open(world.dir.file("data"), "test"));
+    writer.commit();
+  }
+  const auto path = world.dir.file("compressed/manifest.json");
+  const auto good = nlohmann::json::parse(imram::test::read_text(path));
+  const std::vector<std::pair<std::string, nlohmann::json>> edits = {
+      {"/codes/region_buckets/cutoffs", {0.5, 0.1, 0.2}},
+      {"/codes/region_buckets/values", {0.0, 1.0}},
+      {"/codes/word_buckets/bits", 4},
+      {"/codes/residual_bits", 4},
+      {"/codes/region_buckets/values", {0.0, 1.0, "x", 2.0}},
+      {"/files/region_residuals.bin/bytes", 7}};
+  for (const auto& [pointer, value] : edits) {
+    auto edited = good;
+    edited[nlohmann::json::json_pointer(pointer)] = value;
+    imram::test::write_text(path, edited.dump());
+    try {
+      imram::GalleryIndex::open(world.dir.file("compressed"));
+      ADD_FAILURE() << pointer << " = " << value.dump() << " was accepted";
+    } catch (const imram::Error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(path + ": bad index manifest", 0), 0u) << pointer << ": " << e.what();
+    }
+  }
+  imram::test::write_text(path, good.dump());
+  EXPECT_NO_THROW(imram::GalleryIndex::open(world.dir.file("compressed")));
+}
+
+// What the commands say of an index without its exact store: `index build`'s summary, `search
+// --json` (exact_scores false) and its text answer.
+TEST(Residuals, TheCommandsSayTheScoresOfAnIndexWithoutItsStoreAreApproximate) {
+  World world;
+  const auto built = imram::test::imram_cli("--threads 1 index build --model " + world.dir.file("model") + " --data " +
+                                            world.dir.file("data") + " --out " + world.dir.file("index") +
+                                            " --no-exact-store --quiet");
+  ASSERT_EQ(built.status, 0) << built.output;
+  EXPECT_NE(built.output.find("no exact store (fragments decoded from residuals: scores approximate)"),
+            std::string::npos)
+      << built.output;
+  const auto json = imram::test::imram_cli("--threads 1 search --index " + world.dir.file("index") +
+                                           " --query 'a red circle' --json");
+  ASSERT_EQ(json.status, 0) << json.output;
+  const auto answer = nlohmann::json::parse(json.output.substr(json.output.find('{')));
+  EXPECT_EQ(answer["exact_scores"], false);
+  EXPECT_FALSE(answer["results"].empty());
+  const auto text =
+      imram::test::imram_cli("--threads 1 search --index " + world.dir.file("index") + " --query 'a red circle'");
+  ASSERT_EQ(text.status, 0) << text.output;
+  EXPECT_NE(text.output.find("scores approximate"), std::string::npos) << text.output;
+  const auto exact = imram::test::imram_cli("--threads 1 search --index " + world.build("exact", "float16") +
+                                            " --query 'a red circle' --json");
+  ASSERT_EQ(exact.status, 0) << exact.output;
+  EXPECT_EQ(nlohmann::json::parse(exact.output.substr(exact.output.find('{')))["exact_scores"], true);
 }
 
 TEST(GlobalHead, OptionalInTheModelDirectoryAndLeftOutOfExports) {

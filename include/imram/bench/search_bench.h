@@ -22,6 +22,8 @@ struct SearchBenchOptions {
   std::int64_t step1 = kAutoStep1;          // the coded first step keeps this many for exact step 1 (0: none)
   bool codes = true;                        // keep the fragments' codes (index build --codes)
   std::int64_t codebook_size = 0;           // 0: automatic
+  int residual_bits = 0;                    // index build --residual-bits
+  bool exact_store = true;                  // false: index build --no-exact-store
   bool reuse = false;                       // `dir` holds the index of an earlier run: search it, build nothing
   std::int64_t queries = 200;               // timed text queries
   std::int64_t exhaustive_queries = 3;

@@ -11,6 +11,8 @@
 //   caption_globals.bin      float32 captions x g
 //   region_codes.bin, word_codes.bin, region_grams.bin, word_grams.bin, region_codebook.bin,
 //   word_codebook.bin        the fragments' codes (search/fragment_codes.h), when kept
+//   region_residuals.bin, word_residuals.bin   their compressed residuals (search/residual_codes.h),
+//                            when kept; an index without regions.bin and words.bin decodes from them
 //   gallery_images.jsonl     what is known of each image beyond its features (ImageInfo), one line each
 //   thumbnails.bin           a small JPEG of each described image that has a picture, concatenated
 //   thumbnail_offsets.bin    int64, described + 1 offsets into thumbnails.bin
@@ -50,6 +52,11 @@ struct IndexOptions {
   // fragment of its many candidates. `codebook_size` 0: auto_codebook_size of each side.
   bool codes = true;
   std::int64_t codebook_size = 0;
+  // Keep each fragment's residual from its centroid in this many bits per value (0: none;
+  // docs/index.md#residuals), and, with exact_store false, keep no exact store at all: every
+  // fragment a search reads is then decoded from its codes, and scores are approximate.
+  int residual_bits = 0;
+  bool exact_store = true;
   bool show_progress = true;
   std::string device = "cpu";  // where items are encoded: cpu, cuda, cuda:N
   // Images encoded at once (captions: 4x as many); a world's unit of work. The index's bytes

@@ -6,16 +6,22 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "imram/search/residual_buckets.h"
 #include "imram/util/fnv.h"
 
 namespace imram {
 
 inline constexpr const char* kIndexFormat = "imram-index";
-inline constexpr int kIndexFormatVersion = 4;
-// The files of the item store, one manifest entry each.
-inline constexpr const char* kStoreFiles[] = {"regions.bin",          "words.bin",           "word_offsets.bin",
-                                              "image_globals.bin",    "caption_globals.bin", "captions.txt",
-                                              "gallery_images.jsonl", "thumbnails.bin",      "thumbnail_offsets.bin"};
+inline constexpr int kIndexFormatVersion = 5;
+// Version 4 lacks only what version 5 added (residuals, an index without its exact store): read as it is.
+inline constexpr int kOldestIndexFormatVersion = 4;
+// The files of the item store, one manifest entry each, beside the exact store (below).
+inline constexpr const char* kStoreFiles[] = {"word_offsets.bin",     "image_globals.bin",    "caption_globals.bin",
+                                              "captions.txt",         "gallery_images.jsonl", "thumbnails.bin",
+                                              "thumbnail_offsets.bin"};
+
+// The exact store: the encoded fragments as they are (absent from an index built without it).
+inline constexpr const char* kExactStoreFiles[] = {"regions.bin", "words.bin"};
 
 // The store files of codes (search/fragment_codes.h, docs/index.md#codes), present only when the
 // manifest has a "codes" entry: each fragment's centroid id (int32), each item's Gram matrix of its
@@ -24,6 +30,10 @@ inline constexpr const char* kStoreFiles[] = {"regions.bin",          "words.bin
 inline constexpr const char* kCodesFiles[] = {"region_codes.bin", "region_grams.bin", "word_codes.bin",
                                               "word_grams.bin"};
 inline constexpr const char* kCodebookFiles[] = {"region_codebook.bin", "word_codebook.bin"};
+
+// The fragments' compressed residuals (search/residual_codes.h), present only when the manifest's
+// codes count residual bits: bits x d / 8 bytes per fragment.
+inline constexpr const char* kResidualFiles[] = {"region_residuals.bin", "word_residuals.bin"};
 
 // The store files of memory halves (docs/index.md), present only when the manifest counts them.
 inline constexpr const char* kMemoryHalvesFiles[] = {"region_halves.bin", "word_halves.bin"};
@@ -55,6 +65,13 @@ struct Manifest {
   // its side holds a fragment (then every fragment of the side has its code).
   bool codes = false;
   std::int64_t region_centroids = 0, word_centroids = 0;
+  // Compressed residuals of the fragments (kResidualFiles), with codes only: kept when
+  // residual_bits > 0, each side with its buckets (learned with its codebook, bits 0 until then).
+  int residual_bits = 0;
+  ResidualBuckets region_buckets, word_buckets;
+  // Whether regions.bin and words.bin hold the encoded fragments. An index built without them
+  // decodes every fragment it reads from its codes and residuals: its scores are approximate.
+  bool exact_store = true;
   std::int64_t generation = 0;
   nlohmann::ordered_json sources = nlohmann::ordered_json::array();
   std::map<std::string, FileEntry> files;

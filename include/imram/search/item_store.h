@@ -39,6 +39,10 @@ class ItemStore {
                                    bool as_stored = false) const = 0;
   // Whether the store keeps memory halves: a search that asks for them reads them, not computes.
   virtual bool keeps_memory_halves() const = 0;
+  // Whether images() and captions() give the items as encoded; false where they are decoded from
+  // compressed codes (an index without its exact store, docs/index.md#residuals), so that every
+  // score from them is approximate.
+  virtual bool exact() const { return true; }
 
   // Whether the store keeps codes of this side's fragments (docs/index.md#codes); the three
   // below throw when it does not.

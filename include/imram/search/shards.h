@@ -56,6 +56,7 @@ class ShardedStore final : public ItemStore {
   EncodedCaptions captions(const std::vector<std::int64_t>& ids, bool memory_halves = false,
                            bool as_stored = false) const override;
   bool keeps_memory_halves() const override;
+  bool exact() const override;
 
  private:
   std::vector<std::shared_ptr<const ItemStore>> shards_;
