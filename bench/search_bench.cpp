@@ -142,6 +142,10 @@ std::string bench_search(const SearchBenchOptions& o) {
         generate_s += seconds_since(start);
         start = Clock::now();
         writer.add_images(features);
+        if (o.commit_every > 0 && (i + n) % o.commit_every < kBatch && i + n < o.images) {
+          writer.commit();
+          writer = IndexWriter::append(index_dir, false, o.device);
+        }
         images_s += seconds_since(start);
         bar.update(i + n);
       }
@@ -262,6 +266,7 @@ std::string bench_search(const SearchBenchOptions& o) {
       {"codes_bytes", bytes_of(index_dir, {"_codes.bin", "_grams.bin", "_codebook.bin"})},
       {"residual_bytes", bytes_of(index_dir, {"_residuals.bin"})},
       {"exact_store", index->store()->exact()},
+      {"commit_every", o.commit_every},
       {"store_bytes", bytes_of(index_dir, {"regions.bin", "words.bin", "word_offsets.bin", "_halves.bin"})},
       {"open_ms", open_ms},
       {"first_query_ms", latencies.front()},

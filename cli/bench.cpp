@@ -102,6 +102,10 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
       ->check(CLI::IsMember({0, 1, 2, 4, 8}));
   search->add_flag("!--no-exact-store", q->options.exact_store,
                    "build the index without its exact store (index build --no-exact-store)");
+  search
+      ->add_option("--commit-every", q->options.commit_every,
+                   "commit every N images and add the rest as index add does (0: one commit)")
+      ->check(imram::cli::kNonNegative);
   search->add_option("--codebook", q->options.codebook_size, "centroids of each codebook (index build --codebook)")
       ->check(imram::cli::kNonNegative);
   search->add_flag("--reuse", q->options.reuse,

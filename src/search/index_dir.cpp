@@ -185,7 +185,7 @@ class MappedStore final : public ItemStore {
 
   EncodedImages images(const std::vector<std::int64_t>& ids, bool memory_halves, bool as_stored) const override {
     check_item_ids(ids, m_.images, "image");
-    const auto type = as_stored ? scalar_type(m_.store) : torch::kFloat32;
+    const auto type = as_stored ? read_type() : torch::kFloat32;
     EncodedImages out;
     out.regions = gather_images(ids, m_.embed_size, type, [&](std::int64_t first, std::int64_t rows, torch::Tensor to) {
       copy_fragments(true, first, rows, std::move(to));
@@ -198,7 +198,7 @@ class MappedStore final : public ItemStore {
 
   EncodedCaptions captions(const std::vector<std::int64_t>& ids, bool memory_halves, bool as_stored) const override {
     check_item_ids(ids, m_.captions, "caption");
-    const auto type = as_stored ? scalar_type(m_.store) : torch::kFloat32;
+    const auto type = as_stored ? read_type() : torch::kFloat32;
     EncodedCaptions out;
     out.lengths = torch::empty({std::int64_t(ids.size())}, torch::kInt64);
     std::int64_t longest = 1;
@@ -240,6 +240,10 @@ class MappedStore final : public ItemStore {
     else
       out.copy_(stored);
   }
+
+  // The type items are cheapest to read in: the exact store's own, or float32 where they are
+  // decoded (narrowing them to float16 would cost a pass and their precision).
+  torch::ScalarType read_type() const { return m_.exact_store ? scalar_type(m_.store) : torch::kFloat32; }
 
   // What copies a file's stored rows (first row, rows, into) for gather_images and gather_captions.
   std::function<void(std::int64_t, std::int64_t, torch::Tensor)> copier(const char* file) const {

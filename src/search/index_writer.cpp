@@ -413,7 +413,17 @@ struct IndexWriter::State {
 
 IndexWriter::IndexWriter(std::unique_ptr<State> state) : state_(std::move(state)) {}
 IndexWriter::IndexWriter(IndexWriter&&) noexcept = default;
-IndexWriter::~IndexWriter() {
+IndexWriter::~IndexWriter() { abandon(); }
+
+IndexWriter& IndexWriter::operator=(IndexWriter&& other) noexcept {
+  if (this != &other) {
+    abandon();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+void IndexWriter::abandon() noexcept {
   if (state_ && state_->creating) {
     state_->files.clear();
     remove_tree(state_->work_dir);

@@ -24,8 +24,11 @@ struct SearchBenchOptions {
   std::int64_t codebook_size = 0;           // 0: automatic
   int residual_bits = 0;                    // index build --residual-bits
   bool exact_store = true;                  // false: index build --no-exact-store
-  bool reuse = false;                       // `dir` holds the index of an earlier run: search it, build nothing
-  std::int64_t queries = 200;               // timed text queries
+  // > 0: commit every this many images and add the rest to the committed index (index add), so
+  // that an index without its exact store needs the scratch store of one part at a time.
+  std::int64_t commit_every = 0;
+  bool reuse = false;          // `dir` holds the index of an earlier run: search it, build nothing
+  std::int64_t queries = 200;  // timed text queries
   std::int64_t exhaustive_queries = 3;
   std::int64_t exhaustive_max_images = 100000;  // above: exhaustive time not measured
   // > 1: also `batch` exhaustive queries one at a time and then together (Searcher::search_many),

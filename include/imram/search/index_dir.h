@@ -91,6 +91,8 @@ class IndexWriter {
   // Appends to the index at `dir`.
   static IndexWriter append(const std::string& dir, bool show_progress = true, const std::string& device = "cpu");
   IndexWriter(IndexWriter&&) noexcept;
+  // Drops this writer's uncommitted work as its destructor would, then takes `other`'s.
+  IndexWriter& operator=(IndexWriter&& other) noexcept;
   ~IndexWriter();
 
   // Raw region features (n, R, D) float32: encoded by the model and stored.
@@ -120,6 +122,7 @@ class IndexWriter {
  private:
   struct State;
   explicit IndexWriter(std::unique_ptr<State> state);
+  void abandon() noexcept;  // a new index never committed: its temporary directory removed
   std::unique_ptr<State> state_;
 };
 

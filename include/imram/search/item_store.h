@@ -29,8 +29,8 @@ class ItemStore {
   virtual std::int64_t embed_size() const = 0;                     // d of every fragment
   virtual std::int64_t caption_length(std::int64_t id) const = 0;  // words of caption `id`
   // Encoded items on the CPU, in the order of `ids` (each checked to be in range), as float32,
-  // or with `as_stored` in the store's own type (float16 or float32), which the engine's fused
-  // path reads without widening (engine/matching.h). Captions come padded to the longest one
+  // or with `as_stored` in the store's own type (float16 or float32; float32 where items are
+  // decoded), which the engine's fused path reads without widening (engine/matching.h). Captions come padded to the longest one
   // asked for. `memory_halves`: with the items' memory halves (model/imram.h) where the store
   // keeps them; without, the engine computes them.
   virtual EncodedImages images(const std::vector<std::int64_t>& ids, bool memory_halves = false,
