@@ -79,6 +79,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
   const auto N = index.num_images(), M = index.num_captions();
   result.images = N;
   result.captions = M;
+  result.exact_scores = index.store()->exact();
   if (N == 0) throw Error(index.dir() + ": the index is empty");
   const auto& model = *index.model().net;
   const auto device = model.parameters().front().device();
@@ -378,6 +379,7 @@ SampledEvalResult evaluate_index_sampled(const GalleryIndex& index, const Sample
   torch::NoGradGuard no_grad;
   SampledEvalResult result;
   result.images = index.num_images();
+  result.exact_scores = index.store()->exact();
   result.captions = index.num_captions();
   result.results = options.results;
   const auto caption_globals = index.caption_globals();
@@ -429,8 +431,13 @@ nlohmann::ordered_json point_json(const SampledPoint& point) {
 
 }  // namespace
 
+constexpr const char* kApproximateNote =
+    "the index keeps no exact store: every score above, exhaustive ones too, is from fragments decoded from "
+    "residuals\n";
+
 std::string sampled_json(const SampledEvalResult& result) {
   nlohmann::ordered_json json{{"images", result.images}, {"captions", result.captions}};
+  if (!result.exact_scores) json["exact_scores"] = false;
   // The first setting's keys at the top (the whole answer when there is one), every setting in
   // "points" when there are several.
   const auto first = point_json(result.points.front());
@@ -472,6 +479,7 @@ std::string sampled_table(const SampledEvalResult& result) {
   out += "the first " + std::to_string(result.results) +
          " results (at most the shortlist) compared; exhaustive "
          "IMRAM scored for the sampled queries only\n";
+  if (!result.exact_scores) out += kApproximateNote;
   if (first.text_to_image.twin_queries > 0) {
     std::snprintf(line, sizeof line,
                   "twin accuracy of the %lld sampled captions whose image has a twin: exhaustive %.4f",
@@ -507,6 +515,7 @@ std::string two_stage_json(const TwoStageEvalResult& result) {
   if (result.prefilter_captions) json["prefilter_captions"] = result.prefilter_captions;
   if (result.stage1) json["stage1"] = method_json(*result.stage1);
   if (result.exhaustive && result.two_stage) json["exhaustive"] = method_json(*result.exhaustive);
+  if (!result.exact_scores) json["exact_scores"] = false;
   return json.dump();
 }
 
@@ -555,6 +564,7 @@ std::string two_stage_table(const TwoStageEvalResult& result) {
   out += line;
   if (result.exhaustive) out += "; exhaustive times are one matrix for all queries, divided by their count";
   out += "\n";
+  if (!result.exact_scores) out += kApproximateNote;
   return out;
 }
 

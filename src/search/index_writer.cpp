@@ -780,6 +780,9 @@ void IndexWriter::commit() {
   s.committed_images = m.images;
   s.committed_captions = m.captions;
   s.committed_words = m.words;
+  // Committed, the writer writes nothing more: the next writer may start now (index add after a
+  // build, or a build in parts, while this object lives on).
+  s.lock.reset();
 }
 
 }  // namespace imram

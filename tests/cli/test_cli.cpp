@@ -215,6 +215,29 @@ TEST(Bench, ScoreAgreesWithTheAuthorsAlgorithmAndCountsItsPairs) {
       << json.dump();
 }
 
+// `imram bench search --commit-every N` builds its gallery as a build of the first part and
+// additions of the rest (how a gallery larger than the scratch store is built without its
+// exact store): every image ends in the index, one FAISS generation per commit, each file the
+// size its counts need, the answers approximate.
+TEST(Bench, SearchBuiltInPartsHoldsEveryImage) {
+  imram::test::TempDir dir;
+  const auto result = imram::test::imram_cli(
+      "--threads 1 bench search --images 600 --embed 16 --regions 4 --feat-dim 8 --captions 40 --queries 3 "
+      "--exhaustive-queries 1 --no-exact-store --commit-every 256 --quiet --dir " +
+      dir.file("bench"));
+  ASSERT_EQ(result.status, 0) << result.output;
+  const auto json = nlohmann::json::parse(result.output.substr(result.output.find('{')));
+  EXPECT_EQ(json["images"], 600);
+  EXPECT_EQ(json["exact_store"], false);
+  const auto manifest = nlohmann::json::parse(imram::test::read_text(dir.file("bench/index/manifest.json")));
+  EXPECT_EQ(json["residual_bytes"], (600 * 4 + manifest["words"].get<std::int64_t>()) * 16 * 2 / 8) << json.dump();
+  EXPECT_EQ(manifest["images"], 600);
+  EXPECT_EQ(manifest["generation"], 3);  // commits after 256, 512 and 600 images
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bench/index/regions.bin")));
+  const auto verify = imram::test::imram_cli("index verify " + dir.file("bench/index"));
+  EXPECT_EQ(verify.status, 0) << verify.output;
+}
+
 // `imram doctor` names the BLAS whose sgemm the products run on and calls netlib's reference BLAS
 // slow. Debian's netlib BLAS (libblas3, in the multiarch folder's blas/, what the alternatives fall
 // back to) put ahead of OpenBLAS by the library path replaces it for the products, while LAPACK

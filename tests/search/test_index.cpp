@@ -941,7 +941,7 @@ TEST(Residuals, OptionsAndManifestsThatCannotDecodeAreRefused) {
 }
 
 // What the commands say of an index without its exact store: `index build`'s summary, `search
-// --json` (exact_scores false) and its text answer.
+// --json` (exact_scores false) and its text answer, `eval --index`'s table and JSON.
 TEST(Residuals, TheCommandsSayTheScoresOfAnIndexWithoutItsStoreAreApproximate) {
   World world;
   const auto built = imram::test::imram_cli("--threads 1 index build --model " + world.dir.file("model") + " --data " +
@@ -961,6 +961,13 @@ TEST(Residuals, TheCommandsSayTheScoresOfAnIndexWithoutItsStoreAreApproximate) {
       imram::test::imram_cli("--threads 1 search --index " + world.dir.file("index") + " --query 'a red circle'");
   ASSERT_EQ(text.status, 0) << text.output;
   EXPECT_NE(text.output.find("scores approximate"), std::string::npos) << text.output;
+  const auto evaluated = imram::test::imram_cli("--threads 1 eval --index " + world.dir.file("index") + " --json");
+  ASSERT_EQ(evaluated.status, 0) << evaluated.output;
+  EXPECT_EQ(nlohmann::json::parse(evaluated.output.substr(evaluated.output.find('{')))["exact_scores"], false);
+  const auto table = imram::test::imram_cli("--threads 1 eval --index " + world.dir.file("index"));
+  ASSERT_EQ(table.status, 0) << table.output;
+  EXPECT_NE(table.output.find("every score above, exhaustive ones too, is from fragments decoded"), std::string::npos)
+      << table.output;
   const auto exact = imram::test::imram_cli("--threads 1 search --index " + world.build("exact", "float16") +
                                             " --query 'a red circle' --json");
   ASSERT_EQ(exact.status, 0) << exact.output;

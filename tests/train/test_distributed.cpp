@@ -327,9 +327,10 @@ TEST(DistributedIndex, TwoAndThreeRanksWriteTheBytesOfOneProcess) {
     const auto verified = imram::test::imram_cli("index verify " + out);
     EXPECT_EQ(verified.status, 0) << verified.output;
   }
-  // Shards (docs/index.md#shards): the world builds each in turn, as one process does.
-  const auto [sharded_one, sharded_one_said] = build("sharded_one", "--quiet --shards 2");
-  const auto [sharded_two, sharded_two_said] = build("sharded_two", "--quiet --shards 2 --nproc 2");
+  // Shards (docs/index.md#shards): the world builds each in turn, as one process does; with
+  // residuals, which each rank codes for its share with the buckets rank 0 learned.
+  const auto [sharded_one, sharded_one_said] = build("sharded_one", "--quiet --shards 2 --residual-bits 4");
+  const auto [sharded_two, sharded_two_said] = build("sharded_two", "--quiet --shards 2 --residual-bits 4 --nproc 2");
   std::size_t sharded_files = 0, world_files = 0;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(sharded_one)) {
     if (!entry.is_regular_file()) continue;
@@ -339,7 +340,8 @@ TEST(DistributedIndex, TwoAndThreeRanksWriteTheBytesOfOneProcess) {
   }
   for (const auto& entry : std::filesystem::recursive_directory_iterator(sharded_two))
     world_files += entry.is_regular_file();
-  EXPECT_EQ(sharded_files, 2 * names.size() + 1) << sharded_one_said;  // two indexes and shards.json
+  // Two indexes, each with its two residual files, and shards.json.
+  EXPECT_EQ(sharded_files, 2 * (names.size() + 2) + 1) << sharded_one_said;
   EXPECT_EQ(world_files, sharded_files) << sharded_two_said;
 }
 

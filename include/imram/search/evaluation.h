@@ -35,8 +35,11 @@ struct MethodResult {
   double ms_per_image_query = 0;        // image -> text
 };
 
+// Of an index without its exact store, every score (exhaustive ones too) is from decoded
+// fragments: `exact_scores` false, said by the table and the JSON.
 struct TwoStageEvalResult {
   std::int64_t images = 0, captions = 0;
+  bool exact_scores = true;
   std::int64_t shortlist_images = 0, shortlist_captions = 0;  // N after clamping, per side
   std::int64_t prefilter = 0;           // the cascade's first FAISS list of text queries (0: none)
   std::int64_t prefilter_captions = 0;  // and of image queries
@@ -103,6 +106,7 @@ struct SampledPoint {
 
 struct SampledEvalResult {
   std::int64_t images = 0, captions = 0, results = 0;
+  bool exact_scores = true;          // as TwoStageEvalResult's
   std::vector<SampledPoint> points;  // one per setting, in the options' order
 };
 
