@@ -131,7 +131,6 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
       q->options.device = invocation.globals.device;
       q->options.model.mode = imram::parse_mode(q->mode);
       q->options.show_progress = !q->quiet;
-      if (!q->options.exact_store && q->options.residual_bits == 0) q->options.residual_bits = 2;
       std::cout << imram::bench_search(q->options) << "\n";
       return 0;
     };

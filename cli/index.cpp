@@ -39,7 +39,7 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
     std::string model, data, split = "test", out, faiss, store = "float16";
     bool memory_halves = false, codes = true, quiet = false;
     std::int64_t codebook = 0, batch_size = 128;
-    int residual_bits = -1;  // -1: 2 without the exact store, else none
+    int residual_bits = imram::kAutoResidualBits;
     bool exact_store = true;
     int shards = 1;
     imram::cli::NprocOptions world;
@@ -103,7 +103,7 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
       options.codes = b->codes;
       options.codebook_size = b->codebook;
       options.exact_store = b->exact_store;
-      options.residual_bits = b->residual_bits >= 0 ? b->residual_bits : (b->exact_store ? 0 : 2);
+      options.residual_bits = b->residual_bits;
       options.show_progress = !b->quiet;
       options.device = joined.device.str();
       options.batch_size = b->batch_size;

@@ -519,7 +519,7 @@ PYBIND11_MODULE(_imram, module) {
               options.store = imram::parse_store_dtype(store);
               options.memory_halves = memory_halves;
               options.exact_store = exact_store;
-              options.residual_bits = residual_bits.value_or(exact_store ? 0 : 2);
+              options.residual_bits = residual_bits.value_or(imram::kAutoResidualBits);
               options.show_progress = progress;
               options.device = device;
               auto writer = imram::IndexWriter::create(out, model_dir, options);

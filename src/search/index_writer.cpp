@@ -449,7 +449,8 @@ IndexWriter IndexWriter::create(const std::string& dir, const std::string& model
     // A model with K = 1 updates no memory: it has no halves to keep.
     m.memory_halves = options.memory_halves ? state->model.net->memory_halves_width() : 0;
     m.codes = options.codes;
-    m.residual_bits = options.residual_bits;
+    m.residual_bits =
+        options.residual_bits != kAutoResidualBits ? options.residual_bits : (options.exact_store ? 0 : 2);
     m.exact_store = options.exact_store;
     if (m.residual_bits > 0 && !m.codes) throw Error("index build: residuals are kept beside codes; drop --no-codes");
     if (m.residual_bits > 0 && !residual_bits_fit(m.residual_bits, m.embed_size))

@@ -878,6 +878,7 @@ TEST(Residuals, OptionsAndManifestsThatCannotDecodeAreRefused) {
   };
   imram::IndexOptions options;
   options.exact_store = false;
+  options.residual_bits = 0;
   refused(options, "give residual bits");
   options.residual_bits = 3;
   refused(options, "residuals of 3 bits");

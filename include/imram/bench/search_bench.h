@@ -22,7 +22,7 @@ struct SearchBenchOptions {
   std::int64_t step1 = kAutoStep1;          // the coded first step keeps this many for exact step 1 (0: none)
   bool codes = true;                        // keep the fragments' codes (index build --codes)
   std::int64_t codebook_size = 0;           // 0: automatic
-  int residual_bits = 0;                    // index build --residual-bits
+  int residual_bits = -1;                   // index build --residual-bits (-1: its default)
   bool exact_store = true;                  // false: index build --no-exact-store
   // > 0: commit every this many images and add the rest to the committed index (index add), so
   // that an index without its exact store needs the scratch store of one part at a time.

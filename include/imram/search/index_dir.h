@@ -42,6 +42,8 @@ namespace imram {
 // (300 px), not the photo (docs/index.md).
 inline constexpr int kThumbnailSide = 320;
 
+inline constexpr int kAutoResidualBits = -1;
+
 struct IndexOptions {
   std::string faiss_factory;  // empty: default_faiss_factory(images, global dimensions)
   StoreDType store = StoreDType::Float16;
@@ -55,7 +57,8 @@ struct IndexOptions {
   // Keep each fragment's residual from its centroid in this many bits per value (0: none;
   // docs/index.md#residuals), and, with exact_store false, keep no exact store at all: every
   // fragment a search reads is then decoded from its codes, and scores are approximate.
-  int residual_bits = 0;
+  // kAutoResidualBits: 2 without the exact store, else none.
+  int residual_bits = kAutoResidualBits;
   bool exact_store = true;
   bool show_progress = true;
   std::string device = "cpu";  // where items are encoded: cpu, cuda, cuda:N
