@@ -1,4 +1,4 @@
-#include "imram/bench/benchmarks.h"
+#include "bench/benchmarks.h"
 
 #include <sys/resource.h>
 #include <torch/cuda.h>

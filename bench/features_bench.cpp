@@ -1,4 +1,4 @@
-#include "imram/bench/features_bench.h"
+#include "bench/features_bench.h"
 
 #include <unistd.h>
 
@@ -10,12 +10,12 @@
 #include <opencv2/imgproc.hpp>
 
 #include "imram/data/synthetic.h"
+#include "imram/engine/doctor.h"
 #include "imram/error.h"
 #include "imram/features/backbone.h"
 #include "imram/features/picture_queue.h"
 #include "imram/image/picture.h"
 #include "imram/image/render.h"
-#include "imram/runtime/doctor.h"
 #include "imram/runtime/runtime.h"
 #include "imram/util/atomic_file.h"
 #include "imram/util/stopwatch.h"

@@ -1,4 +1,4 @@
-#include "imram/bench/search_bench.h"
+#include "bench/search_bench.h"
 
 #include <torch/torch.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "imram/bench/benchmarks.h"
+#include "bench/benchmarks.h"
 #include "imram/error.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/index_dir.h"

@@ -1,10 +1,10 @@
 #include <iostream>
 
+#include "bench/benchmarks.h"
+#include "bench/features_bench.h"
+#include "bench/search_bench.h"
 #include "command.h"
-#include "imram/bench/benchmarks.h"
-#include "imram/bench/features_bench.h"
-#include "imram/bench/search_bench.h"
-#include "imram/runtime/doctor.h"
+#include "imram/engine/doctor.h"
 
 namespace {
 

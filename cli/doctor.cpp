@@ -1,7 +1,7 @@
 #include <iostream>
 
 #include "command.h"
-#include "imram/runtime/doctor.h"
+#include "imram/engine/doctor.h"
 
 void imram::cli::add_doctor_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {
   auto* sub = root.add_subcommand("doctor", "LibTorch version, BLAS, threads, devices, GFLOP/s");

@@ -2,7 +2,7 @@
 
 #include "command.h"
 #include "imram/data/npy.h"
-#include "imram/eval/recall.h"
+#include "imram/metrics/recall.h"
 #include "imram/runtime/runtime.h"
 
 void imram::cli::add_metrics_command(CLI::App& root, [[maybe_unused]] Invocation& invocation) {

@@ -7,7 +7,7 @@ if(IMRAM_BUILD_TESTS)
   include(GoogleTest)
   file(GLOB IMRAM_CORE_TEST_SOURCES CONFIGURE_DEPENDS
     ${CMAKE_SOURCE_DIR}/tests/data/*.cpp ${CMAKE_SOURCE_DIR}/tests/util/*.cpp
-    ${CMAKE_SOURCE_DIR}/tests/eval/test_recall.cpp)
+    ${CMAKE_SOURCE_DIR}/tests/metrics/test_recall.cpp)
   add_executable(imram_core_tests ${IMRAM_CORE_TEST_SOURCES})
   target_link_libraries(imram_core_tests PRIVATE imram_core GTest::gtest GTest::gtest_main)
   file(GENERATE OUTPUT ${CMAKE_BINARY_DIR}/generated/test_paths.h CONTENT

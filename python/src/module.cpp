@@ -28,7 +28,7 @@
 #include "imram/engine/scorer.h"
 #include "imram/error.h"
 #include "imram/eval/evaluator.h"
-#include "imram/eval/recall.h"
+#include "imram/metrics/recall.h"
 #include "imram/model/checkpoint.h"
 #include "imram/model/config.h"
 #include "imram/model/model_dir.h"

@@ -7,13 +7,13 @@
 #include <atomic>
 #include <optional>
 
-#include "../util/blas.h"
 #include "imram/engine/fragment_products.h"
 #include "imram/engine/fused_gate.h"
 #include "imram/error.h"
 #include "imram/model/attention.h"
 #include "imram/model/image_encoder.h"
 #include "imram/runtime/parallel.h"
+#include "imram/util/blas.h"
 
 namespace imram {
 

@@ -8,7 +8,7 @@
 
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
-#include "imram/eval/twin_accuracy.h"
+#include "imram/metrics/twin_accuracy.h"
 #include "imram/runtime/runtime.h"
 #include "imram/util/progress.h"
 

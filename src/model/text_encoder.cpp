@@ -6,9 +6,9 @@
 #include <cmath>
 #include <vector>
 
-#include "../util/blas.h"
 #include "imram/error.h"
 #include "imram/model/image_encoder.h"
+#include "imram/util/blas.h"
 
 namespace imram {
 

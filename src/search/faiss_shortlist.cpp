@@ -16,8 +16,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "../util/blas.h"
 #include "imram/error.h"
+#include "imram/util/blas.h"
 #include "imram/util/stopwatch.h"
 
 namespace imram {

@@ -14,7 +14,7 @@
 #include "imram/data/synthetic.h"
 #include "imram/data/vocabulary.h"
 #include "imram/error.h"
-#include "imram/eval/twin_accuracy.h"
+#include "imram/metrics/twin_accuracy.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -31,7 +31,7 @@
 #include "imram/engine/encoding.h"
 #include "imram/engine/matching.h"
 #include "imram/engine/reference_scorer.h"
-#include "imram/eval/recall.h"
+#include "imram/metrics/recall.h"
 #include "imram/model/model_dir.h"
 #include "imram/model/tensor_io.h"
 #include "npy_tensor.h"

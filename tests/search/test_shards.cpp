@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "imram/error.h"
+#include "imram/eval/index_evaluation.h"
 #include "imram/model/model_dir.h"
-#include "imram/search/evaluation.h"
 #include "imram/search/index_dir.h"
 #include "imram/search/rerank.h"
 #include "imram/search/search_params.h"

@@ -8,7 +8,7 @@
 
 #include "imram/data/precomp_dataset.h"
 #include "imram/engine/scorer.h"
-#include "imram/eval/recall.h"
+#include "imram/metrics/recall.h"
 #include "imram/model/model_dir.h"
 
 namespace imram {

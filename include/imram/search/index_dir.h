@@ -211,8 +211,4 @@ class GalleryIndex {
   std::unique_ptr<Impl> impl_;
 };
 
-// A text query encoded by `model` (tokenized, unknown words noted, global embedding when the
-// model has a head). Throws for an empty or over-long query.
-EncodedQuery encode_text_query(const Model& model, const std::string& text);
-
 }  // namespace imram

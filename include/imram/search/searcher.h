@@ -10,27 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "imram/engine/query.h"
 #include "imram/model/imram.h"
 #include "imram/search/search_params.h"
 
 namespace imram {
-
-// Which modality the gallery holds: text queries search images, image queries search captions.
-enum class GallerySide { Images, Captions };
-
-// A query once encoded: a caption (searching images) or an image (searching captions).
-struct EncodedQuery {
-  EncodedCaptions caption;  // (1, L, d) words and (1) length, for a text query
-  EncodedImages image;      // (1, R, d) regions, for an image query
-  torch::Tensor global;     // (g) l2-normalised global embedding; undefined without a head
-  std::string text;         // the text as typed (text queries), invalid UTF-8 bytes replaced
-  bool replaced_invalid_utf8 = false;
-  std::vector<std::string> unknown_words;  // tokens of the text that the vocabulary lacks
-  std::int64_t token_count = 0;
-
-  bool is_text() const { return caption.words.defined(); }
-  GallerySide searches() const { return is_text() ? GallerySide::Images : GallerySide::Captions; }
-};
 
 struct Hit {
   std::int64_t index = 0;        // image index (text query) or caption index (image query)

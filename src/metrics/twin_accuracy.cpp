@@ -1,4 +1,4 @@
-#include "imram/eval/twin_accuracy.h"
+#include "imram/metrics/twin_accuracy.h"
 
 #include <algorithm>
 

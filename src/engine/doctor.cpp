@@ -1,4 +1,4 @@
-#include "imram/runtime/doctor.h"
+#include "imram/engine/doctor.h"
 
 #include <dlfcn.h>
 

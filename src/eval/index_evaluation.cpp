@@ -1,4 +1,4 @@
-#include "imram/search/evaluation.h"
+#include "imram/eval/index_evaluation.h"
 
 #include <torch/torch.h>
 
@@ -12,7 +12,7 @@
 
 #include "imram/engine/scorer.h"
 #include "imram/error.h"
-#include "imram/eval/twin_accuracy.h"
+#include "imram/metrics/twin_accuracy.h"
 #include "imram/runtime/runtime.h"
 #include "imram/search/rerank.h"
 #include "imram/util/progress.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "imram/eval/recall.h"
+#include "imram/metrics/recall.h"
 #include "imram/runtime/world_share.h"
 #include "imram/search/index_dir.h"
 #include "imram/search/search_params.h"

@@ -7,7 +7,7 @@
 
 #include "imram/data/npy.h"
 #include "imram/error.h"
-#include "imram/eval/recall.h"
+#include "imram/metrics/recall.h"
 #include "test_util.h"
 
 namespace {

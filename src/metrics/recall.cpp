@@ -1,4 +1,4 @@
-#include "imram/eval/recall.h"
+#include "imram/metrics/recall.h"
 
 #include <algorithm>
 #include <cmath>
