@@ -48,20 +48,26 @@ class IndexBackend : public SearchBackend {
     }
   }
 
-  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
-                                                    const SearchParams& params) override {
+  std::vector<BackendAnswer> search_images(const std::vector<std::string>& texts, std::int64_t top,
+                                           const SearchParams& params) override {
     const Stopwatch encoding;
     std::vector<EncodedQuery> queries;
     for (const auto& text : texts) queries.push_back(index_->text_query(text));
-    return answers(*images_, queries, std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_, encoding,
-                   params);
+    return answers(*images_, std::move(queries), std::vector<std::int64_t>(texts.size(), -1), top, image_shortlist_,
+                   encoding, params);
   }
-  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
-                                                      const SearchParams& params) override {
+  std::vector<BackendAnswer> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
+                                             const SearchParams& params) override {
     const Stopwatch encoding;
     std::vector<EncodedQuery> queries;
     for (const auto image : images) queries.push_back(index_->image_query(image));
-    return answers(*captions_, queries, images, top, caption_shortlist_, encoding, params);
+    return answers(*captions_, std::move(queries), images, top, caption_shortlist_, encoding, params);
+  }
+  nlohmann::ordered_json answer_json(const BackendAnswer& answer) const override {
+    auto out = search_answer_json(*index_, answer.query, answer.query_image, answer.answer);
+    // An answer comes from every shard or is not given (a lost shard is a 503).
+    if (answer.shards > 0) out["coverage"] = {{"shards", answer.shards}, {"answered", answer.shards}};
+    return out;
   }
   Explanation explain(std::int64_t image, const std::string& caption) override {
     return explain_encoded_pair(model_, index_->store()->images({image}).regions, caption);
@@ -102,21 +108,17 @@ class IndexBackend : public SearchBackend {
             {"device", c10::str(model_.net->parameters().front().device())}};
   }
 
-  std::vector<nlohmann::ordered_json> answers(const Searcher& searcher, const std::vector<EncodedQuery>& queries,
-                                              const std::vector<std::int64_t>& query_images, std::int64_t top,
-                                              std::int64_t shortlist, const Stopwatch& encoding,
-                                              const SearchParams& params) const {
+  std::vector<BackendAnswer> answers(const Searcher& searcher, std::vector<EncodedQuery> queries,
+                                     const std::vector<std::int64_t>& query_images, std::int64_t top,
+                                     std::int64_t shortlist, const Stopwatch& encoding,
+                                     const SearchParams& params) const {
     const double encode_ms = encoding.milliseconds();
     SearchStats stats;
     auto hits = searcher.search_many(queries, top, &stats, params);
-    std::vector<nlohmann::ordered_json> out;
-    const auto shards = index_->shards().size();
-    for (std::size_t q = 0; q < queries.size(); ++q) {
-      out.push_back(search_answer_json(*index_, queries[q], query_images[q],
-                                       SearchAnswer{std::move(hits[q]), stats, encode_ms, shortlist}));
-      // An answer comes from every shard or is not given (a lost shard is a 503).
-      if (shards > 0) out.back()["coverage"] = {{"shards", shards}, {"answered", shards}};
-    }
+    std::vector<BackendAnswer> out(queries.size());
+    for (std::size_t q = 0; q < queries.size(); ++q)
+      out[q] = {std::move(queries[q]), query_images[q], SearchAnswer{std::move(hits[q]), stats, encode_ms, shortlist},
+                index_->shards().size()};
     return out;
   }
 

@@ -43,7 +43,7 @@ using Json = nlohmann::ordered_json;
 struct PendingSearch {
   SearchRequest request;
   struct Outcome {
-    Json answer;  // search/results.h's, its results cut to this search's `top`
+    BackendAnswer answer;  // its hits cut to this search's `top`
     Clock::time_point started, finished;
     std::size_t batch = 1;
   };
@@ -144,7 +144,7 @@ class ComputeThread {
         images.push_back(search->request.image);
     }
     const auto started = Clock::now();
-    std::vector<Json> answers;
+    std::vector<BackendAnswer> answers;
     try {
       const auto& params = batch.front()->request.params;
       answers = batch.front()->request.by_text ? backend_.search_images(texts, top, params)
@@ -160,9 +160,9 @@ class ComputeThread {
     }
     const auto finished = Clock::now();
     for (std::size_t q = 0; q < batch.size(); ++q) {
-      auto& results = answers[q]["results"];
+      auto& hits = answers[q].answer.hits;
       const auto keep = std::size_t(batch[q]->request.top);
-      if (results.size() > keep) results.erase(results.begin() + std::ptrdiff_t(keep), results.end());
+      if (hits.size() > keep) hits.resize(keep);
       batch[q]->outcome.set_value({std::move(answers[q]), started, finished, batch.size()});
     }
   }
@@ -287,8 +287,8 @@ struct Server::Impl {
   Json searched(Clock::time_point received, const SearchRequest& request) {
     auto pending = std::make_shared<PendingSearch>();
     pending->request = request;
-    auto outcome = compute.search(pending);
-    auto& out = outcome.answer;
+    const auto outcome = compute.search(pending);
+    auto out = backend.answer_json(outcome.answer);
     for (auto& item : out["results"]) {
       if (!request.by_text) item["image"] = backend.image_of_caption(item["caption"].get<std::int64_t>());
       if (item.contains("image")) item["picture"] = "/api/images/" + std::to_string(item["image"].get<std::int64_t>());

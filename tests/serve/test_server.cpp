@@ -521,8 +521,8 @@ class GatedBackend : public imram::SearchBackend {
     return batch_sizes_;
   }
 
-  std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
-                                                    const imram::SearchParams& params) override {
+  std::vector<imram::BackendAnswer> search_images(const std::vector<std::string>& texts, std::int64_t top,
+                                                  const imram::SearchParams& params) override {
     std::call_once(held_once_, [this] { held_.set_value(); });
     gate_.wait();
     {
@@ -531,10 +531,13 @@ class GatedBackend : public imram::SearchBackend {
     }
     return inner_.search_images(texts, top, params);
   }
-  std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
-                                                      const imram::SearchParams& params) override {
+  std::vector<imram::BackendAnswer> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
+                                                    const imram::SearchParams& params) override {
     gate_.wait();
     return inner_.search_captions(images, top, params);
+  }
+  nlohmann::ordered_json answer_json(const imram::BackendAnswer& answer) const override {
+    return inner_.answer_json(answer);
   }
   imram::Explanation explain(std::int64_t image, const std::string& caption) override {
     return inner_.explain(image, caption);

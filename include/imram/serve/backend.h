@@ -13,20 +13,33 @@
 #include "imram/runtime/world_share.h"
 #include "imram/search/gallery.h"
 #include "imram/search/index_dir.h"
+#include "imram/search/results.h"
 
 namespace imram {
+
+// One query's answer as the backend found it. It stays typed while the server batches and trims
+// it; SearchBackend::answer_json makes it `imram search --json`'s answer when the server writes it.
+struct BackendAnswer {
+  EncodedQuery query;
+  std::int64_t query_image = -1;  // the image of an image query; -1 for text
+  SearchAnswer answer;            // its timings are the whole batch's call
+  std::size_t shards = 0;         // a sharded index: every shard answered (else there is no answer)
+};
 
 class SearchBackend {
  public:
   virtual ~SearchBackend() = default;
   // Several queries at once, one answer each, as each would be answered alone (the server batches
   // the queries that wait together; Searcher::search_many decides whether that is faster). Each
-  // answer is `imram search --json`'s (search/results.h); its timings are the whole call's.
-  // `params` go to the shortlist, as `imram search --nprobe/--ef-search`.
-  virtual std::vector<nlohmann::ordered_json> search_images(const std::vector<std::string>& texts, std::int64_t top,
-                                                            const SearchParams& params) = 0;
-  virtual std::vector<nlohmann::ordered_json> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
-                                                              const SearchParams& params) = 0;
+  // answer's timings are the whole call's. `params` go to the shortlist, as `imram search
+  // --nprobe/--ef-search`.
+  virtual std::vector<BackendAnswer> search_images(const std::vector<std::string>& texts, std::int64_t top,
+                                                   const SearchParams& params) = 0;
+  virtual std::vector<BackendAnswer> search_captions(const std::vector<std::int64_t>& images, std::int64_t top,
+                                                     const SearchParams& params) = 0;
+  // `imram search --json`'s answer (search/results.h), with "coverage" for a sharded index. Reads
+  // only what the backend holds read-only: callable from any thread.
+  virtual nlohmann::ordered_json answer_json(const BackendAnswer& answer) const = 0;
   virtual Explanation explain(std::int64_t image, const std::string& caption) = 0;
   virtual std::int64_t num_images() const = 0;
   virtual const std::vector<std::string>& captions() const = 0;
