@@ -2,8 +2,8 @@
 // arbitrary bytes must give a size or an imram::Error, and a size must be positive.
 #include <cstdlib>
 
-#include "imram/data/image_header.h"
 #include "imram/error.h"
+#include "imram/image/image_header.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   (void)imram::jpeg_is_complete(data, size);

@@ -15,8 +15,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "imram/data/image_header.h"
 #include "imram/error.h"
+#include "imram/image/image_header.h"
 #include "imram/util/atomic_file.h"
 
 namespace imram {

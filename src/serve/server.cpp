@@ -23,10 +23,10 @@
 
 #include "connections.h"
 #include "embedded.h"
-#include "imram/data/image_header.h"
 #include "imram/data/tokenizer.h"
 #include "imram/engine/encoding.h"
 #include "imram/error.h"
+#include "imram/image/image_header.h"
 #include "imram/serve/pictures.h"
 #include "imram/serve/search_request.h"
 #include "imram/util/stopwatch.h"

@@ -10,7 +10,7 @@
 
 #include <opencv2/core/mat.hpp>
 
-#include "imram/data/image_header.h"
+#include "imram/image/image_header.h"
 
 namespace imram {
 

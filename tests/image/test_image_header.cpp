@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "imram/data/image_header.h"
 #include "imram/error.h"
+#include "imram/image/image_header.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "imram/data/image_header.h"
+#include "imram/image/image_header.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
