@@ -32,8 +32,8 @@ sigset_t block_stop_signals() {
 // ends the world. A stop signal reaches every rank (the launcher and torchrun pass it to all):
 // this one waits for rank 0 to end the world, and only if it does not within the collectives'
 // timeout, leaves on its own.
-int answer_as_shard(const imram::ShardedServing& serving, imram::JoinedWorld& joined, std::int64_t shortlist,
-                    std::int64_t prefilter, sigset_t signals) {
+int answer_as_shard(const imram::ShardedServing& serving, imram::JoinedWorld& joined, const imram::SearchLists& lists,
+                    sigset_t signals) {
   const auto share = imram::share_of_world(*joined.communicator);
   const int rank = joined.communicator->rank();
   std::thread([signals, rank, patience = share.collective_timeout_s + 5] {
@@ -46,7 +46,7 @@ int answer_as_shard(const imram::ShardedServing& serving, imram::JoinedWorld& jo
     std::fflush(stderr);
     std::_Exit(imram::kInterruptedExitStatus);
   }).detach();
-  imram::answer_for_shard(serving, shortlist, prefilter, share);
+  imram::answer_for_shard(serving, lists, share);
   joined.communicator->close();
   return 0;
 }
@@ -57,7 +57,7 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
   struct Options {
     std::string index, model, data, split = "test", host = "127.0.0.1", images_list, cache = imram::default_cache_dir();
     int port = 8080;
-    std::int64_t shortlist = imram::kDefaultShortlist, prefilter = imram::kDefaultPrefilter;
+    imram::SearchLists lists;
     std::size_t max_batch = imram::ServerOptions().max_batch;
     double memory_decay_s = 30;
     double head_timeout_s = imram::ServerOptions().head_timeout_s,
@@ -69,9 +69,11 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
   auto o = std::make_shared<Options>();
   auto* sub = root.add_subcommand("serve", "HTTP search service and web page over a split's gallery");
   auto* index = sub->add_option("--index", o->index, "index directory (imram index build): two-stage search");
-  imram::cli::add_shortlist_option(sub, o->shortlist, "with --index: FAISS candidates re-ranked by IMRAM (0: all)");
+  imram::cli::add_shortlist_option(sub, o->lists.shortlist,
+                                   "with --index: FAISS candidates re-ranked by IMRAM (0: all)");
   imram::cli::add_prefilter_option(
-      sub, o->prefilter, "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
+      sub, o->lists.prefilter, "with --index: FAISS proposes this many, IMRAM's first step keeps --shortlist of them");
+  imram::cli::add_step1_option(sub, o->lists.step1);
   auto* model = sub->add_option("--model", o->model, "model directory");
   auto* data = sub->add_option("--data", o->data, "dataset directory");
   sub->add_option("--split", o->split, "split to search")->check(imram::cli::kSplitName)->capture_default_str();
@@ -131,15 +133,14 @@ void imram::cli::add_serve_command(CLI::App& root, [[maybe_unused]] Invocation& 
       if (spec)
         joined = imram::join_world(imram::parse_device(device), /*threads_given=*/threads > 0,
                                    imram::CollectiveTimeout::kHeartbeat);
-      if (spec && spec->rank > 0) return answer_as_shard(*serving, joined, o->shortlist, o->prefilter, signals);
+      if (spec && spec->rank > 0) return answer_as_shard(*serving, joined, o->lists, signals);
 
       imram::cli::return_freed_memory_after(o->memory_decay_s);
       std::unique_ptr<imram::SearchBackend> backend;
       if (serving) {
-        backend =
-            imram::world_backend(*serving, o->shortlist, o->prefilter, imram::share_of_world(*joined.communicator));
+        backend = imram::world_backend(*serving, o->lists, imram::share_of_world(*joined.communicator));
       } else if (!o->index.empty()) {
-        backend = imram::open_index_backend(o->index, device, o->shortlist, o->prefilter);
+        backend = imram::open_index_backend(o->index, device, o->lists);
       } else {
         std::cout << "imram serve: encoding the " << o->split << " split of " << o->data << "..." << std::endl;
         backend = imram::open_gallery_backend(o->model, o->data, o->split, o->cache, device, o->cache_limit_mb << 20);

@@ -107,6 +107,7 @@ class Index:
         k: int = 10,
         shortlist: Optional[int] = None,
         prefilter: Optional[int] = None,
+        step1: Optional[int] = None,
         nprobe: Optional[int] = None,
         ef_search: Optional[int] = None,
     ) -> SearchResults:
@@ -117,6 +118,7 @@ class Index:
         k: int = 10,
         shortlist: Optional[int] = None,
         prefilter: Optional[int] = None,
+        step1: Optional[int] = None,
         nprobe: Optional[int] = None,
         ef_search: Optional[int] = None,
     ) -> SearchResults:

@@ -275,6 +275,13 @@ struct SearchResults {
   py::list answers;  // per query, the object `imram search --json` prints
 };
 
+// The search's lists as `imram search` takes them: each automatic unless given.
+imram::SearchLists lists_of(std::optional<std::int64_t> shortlist, std::optional<std::int64_t> prefilter,
+                            std::optional<std::int64_t> step1) {
+  return {shortlist.value_or(imram::kDefaultShortlist), prefilter.value_or(imram::kDefaultPrefilter),
+          step1.value_or(imram::kDefaultStep1)};
+}
+
 class PyIndex {
  public:
   PyIndex(const std::string& path, const std::string& device, const std::optional<std::string>& model) {
@@ -305,7 +312,7 @@ class PyIndex {
   }
 
   SearchResults search(const std::vector<std::string>& texts, const std::vector<std::int64_t>& images, std::int64_t k,
-                       std::int64_t shortlist, std::int64_t prefilter, int nprobe, int ef_search) const {
+                       const imram::SearchLists& lists, int nprobe, int ef_search) const {
     const auto index = opened();
     const bool by_text = !texts.empty();
     if (k < 1) throw py::value_error("k: must be at least 1, got " + std::to_string(k));
@@ -318,8 +325,8 @@ class PyIndex {
       LibraryCall call;
       const auto side = by_text ? imram::GallerySide::Images : imram::GallerySide::Captions;
       const auto gallery = by_text ? index->num_images() : index->num_captions();
-      scored_shortlist = imram::scored_shortlist(shortlist, gallery);
-      const auto searcher = index->searcher(side, scored_shortlist, prefilter);
+      scored_shortlist = imram::scored_shortlist(lists.shortlist, gallery);
+      const auto searcher = index->searcher(side, scored_shortlist, lists.prefilter, lists.step1);
       const auto started = std::chrono::steady_clock::now();
       if (by_text)
         for (const auto& text : texts) queries.push_back(index->text_query(text));
@@ -553,24 +560,27 @@ PYBIND11_MODULE(_imram, module) {
       .def(
           "search",
           [](const PyIndex& self, const py::object& queries, std::int64_t k, std::optional<std::int64_t> shortlist,
-             std::optional<std::int64_t> prefilter, std::optional<int> nprobe, std::optional<int> ef_search) {
-            return self.search(query_texts(queries), {}, k, shortlist.value_or(imram::kDefaultShortlist),
-                               prefilter.value_or(imram::kDefaultPrefilter), nprobe.value_or(0), ef_search.value_or(0));
+             std::optional<std::int64_t> prefilter, std::optional<std::int64_t> step1, std::optional<int> nprobe,
+             std::optional<int> ef_search) {
+            return self.search(query_texts(queries), {}, k, lists_of(shortlist, prefilter, step1), nprobe.value_or(0),
+                               ef_search.value_or(0));
           },
           py::arg("queries"), py::arg("k") = 10, py::arg("shortlist") = py::none(), py::arg("prefilter") = py::none(),
-          py::arg("nprobe") = py::none(), py::arg("ef_search") = py::none(),
+          py::arg("step1") = py::none(), py::arg("nprobe") = py::none(), py::arg("ef_search") = py::none(),
           "Ranks the images for each text query (a string or a list), as `imram search --query`: shortlist "
-          "(N for all K steps, 0: exhaustive) and prefilter (the cascade's first list, 0: none) default to "
-          "the automatic lists; nprobe and ef_search to FAISS's defaults.")
+          "(N for all K steps, 0: exhaustive), prefilter (the cascade's first list, 0: none) and step1 (what "
+          "the coded first step keeps for exact step 1, 0: no coded step) default to the automatic lists; "
+          "nprobe and ef_search to FAISS's defaults.")
       .def(
           "search_images",
           [](const PyIndex& self, const py::object& images, std::int64_t k, std::optional<std::int64_t> shortlist,
-             std::optional<std::int64_t> prefilter, std::optional<int> nprobe, std::optional<int> ef_search) {
-            return self.search({}, query_images(images), k, shortlist.value_or(imram::kDefaultShortlist),
-                               prefilter.value_or(imram::kDefaultPrefilter), nprobe.value_or(0), ef_search.value_or(0));
+             std::optional<std::int64_t> prefilter, std::optional<std::int64_t> step1, std::optional<int> nprobe,
+             std::optional<int> ef_search) {
+            return self.search({}, query_images(images), k, lists_of(shortlist, prefilter, step1), nprobe.value_or(0),
+                               ef_search.value_or(0));
           },
           py::arg("images"), py::arg("k") = 10, py::arg("shortlist") = py::none(), py::arg("prefilter") = py::none(),
-          py::arg("nprobe") = py::none(), py::arg("ef_search") = py::none(),
+          py::arg("step1") = py::none(), py::arg("nprobe") = py::none(), py::arg("ef_search") = py::none(),
           "Ranks the captions for each query image (an index or an array of indices of the index's images), "
           "as `imram search --image`.")
       .def_property_readonly("path", [](const PyIndex& self) { return self.opened()->dir(); })

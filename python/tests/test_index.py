@@ -21,7 +21,16 @@ def comparable(answer):
     return {key: value for key, value in answer.items() if key != "timings"}
 
 
-@pytest.mark.parametrize("settings", [{}, {"shortlist": 0}, {"shortlist": 4, "prefilter": 8}])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"shortlist": 0},
+        {"shortlist": 4, "prefilter": 8},
+        {"shortlist": 3, "prefilter": 10, "step1": 5},
+        {"shortlist": 3, "prefilter": 10, "step1": 0},
+    ],
+)
 def test_text_search_is_imram_search(world, settings):
     index = imram.Index(str(world.index))
     results = index.search(QUERIES, k=5, **settings)
@@ -32,6 +41,10 @@ def test_text_search_is_imram_search(world, settings):
         assert [r["image"] for r in cli["results"]] == results.ids[q].tolist()
         np.testing.assert_allclose(results.scores[q], [r["score"] for r in cli["results"]], atol=1e-6)
         assert_same_numbers(comparable(results.answers[q]), comparable(cli), tolerance=1e-6)
+        if "step1" in settings:
+            # The coded first step runs where step1 keeps part of the first list, and only there.
+            coded = results.answers[q]["timings"]["coded_ms"]
+            assert (coded > 0) == (settings["step1"] > 0), results.answers[q]["timings"]
     if settings.get("shortlist") == 0:
         assert np.isnan(results.stage1).all()
     else:

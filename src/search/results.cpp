@@ -53,6 +53,8 @@ nlohmann::ordered_json search_answer_json(const GalleryIndex& index, const Encod
   out["timings"] = {{"encode_ms", answer.encode_ms},
                     {"stage1_ms", answer.stats.stage1_ms},
                     {"stage2_ms", answer.stats.stage2_ms},
+                    {"coded_ms", answer.stats.coded_ms},
+                    {"exact_step1_ms", answer.stats.exact_step1_ms},
                     {"scored", answer.stats.scored},
                     {"engine_path", answer.stats.engine_path}};
   auto results = nlohmann::ordered_json::array();

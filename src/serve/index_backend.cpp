@@ -19,32 +19,32 @@ namespace {
 
 // A shard's searcher of `side` with its part of the lists of the whole gallery of `gallery_items`
 // (search/index_dir.h): what every rank of a sharded search searches with.
-std::shared_ptr<const Searcher> shard_searcher(const GalleryIndex& shard, GallerySide side, std::int64_t shortlist,
-                                               std::int64_t prefilter, std::int64_t gallery_items) {
-  return shard.searcher(side, scored_shortlist(shortlist, gallery_items), prefilter, kAutoStep1, gallery_items);
+std::shared_ptr<const Searcher> shard_searcher(const GalleryIndex& shard, GallerySide side, const SearchLists& lists,
+                                               std::int64_t gallery_items) {
+  return shard.searcher(side, scored_shortlist(lists.shortlist, gallery_items), lists.prefilter, lists.step1,
+                        gallery_items);
 }
 
 class IndexBackend : public SearchBackend {
  public:
   // `world`: rank 0 of a world that holds the index's shards, rank r shard r; searches go to
   // every rank (search/world_search.h).
-  IndexBackend(std::shared_ptr<const GalleryIndex> index, std::int64_t shortlist, std::int64_t prefilter,
-               std::string name, std::unique_ptr<SearchWorld> world = nullptr)
+  IndexBackend(std::shared_ptr<const GalleryIndex> index, const SearchLists& lists, std::string name,
+               std::unique_ptr<SearchWorld> world = nullptr)
       : index_(std::move(index)),
         model_(index_->model()),
         name_(std::move(name)),
-        kind_(shortlist != 0 ? "two-stage" : "exhaustive"),
+        kind_(lists.shortlist != 0 ? "two-stage" : "exhaustive"),
         world_(std::move(world)) {
-    image_shortlist_ = scored_shortlist(shortlist, index_->num_images());
-    caption_shortlist_ = scored_shortlist(shortlist, index_->num_captions());
+    image_shortlist_ = scored_shortlist(lists.shortlist, index_->num_images());
+    caption_shortlist_ = scored_shortlist(lists.shortlist, index_->num_captions());
     if (world_) {
       const auto& own = *index_->shards().front();
-      images_ = world_->searcher(shard_searcher(own, GallerySide::Images, shortlist, prefilter, index_->num_images()));
-      captions_ =
-          world_->searcher(shard_searcher(own, GallerySide::Captions, shortlist, prefilter, index_->num_captions()));
+      images_ = world_->searcher(shard_searcher(own, GallerySide::Images, lists, index_->num_images()));
+      captions_ = world_->searcher(shard_searcher(own, GallerySide::Captions, lists, index_->num_captions()));
     } else {
-      images_ = index_->searcher(GallerySide::Images, image_shortlist_, prefilter);
-      captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, prefilter);
+      images_ = index_->searcher(GallerySide::Images, image_shortlist_, lists.prefilter, lists.step1);
+      captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, lists.prefilter, lists.step1);
     }
   }
 
@@ -138,15 +138,15 @@ std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir
   auto model = load_model(model_dir, parse_device(device));
   const auto opened = PrecompSplit::open(data_dir, split);
   const Gallery gallery(model, opened, model_dir, cache_dir, /*show_progress=*/false, cache_limit_bytes);
-  return std::make_unique<IndexBackend>(gallery.shared_index(), 0, 0, split);
+  return std::make_unique<IndexBackend>(gallery.shared_index(), SearchLists{0, 0, 0}, split);
 }
 
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
-                                                  std::int64_t shortlist, std::int64_t prefilter) {
+                                                  const SearchLists& lists) {
   auto index = GalleryIndex::open(index_dir, parse_device(device));
   // As imram search: an index without a shortlist is refused for two-stage search (the error
   // says to give --shortlist 0), never searched exhaustively behind the user's back.
-  return std::make_unique<IndexBackend>(std::move(index), shortlist, prefilter, index_dir);
+  return std::make_unique<IndexBackend>(std::move(index), lists, index_dir);
 }
 
 ShardLayout shards_for_world(const std::string& index_dir, int ranks) {
@@ -168,19 +168,16 @@ ShardedServing open_for_world(const std::string& index_dir, const std::string& d
   return serving;
 }
 
-std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, std::int64_t shortlist,
-                                             std::int64_t prefilter, const WorldShare& world) {
+std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, const SearchLists& lists,
+                                             const WorldShare& world) {
   auto search_world = std::make_unique<SearchWorld>(world, serving.layout.images, serving.layout.captions);
-  return std::make_unique<IndexBackend>(serving.index, shortlist, prefilter, serving.index_dir,
-                                        std::move(search_world));
+  return std::make_unique<IndexBackend>(serving.index, lists, serving.index_dir, std::move(search_world));
 }
 
-void answer_for_shard(const ShardedServing& serving, std::int64_t shortlist, std::int64_t prefilter,
-                      const WorldShare& world) {
+void answer_for_shard(const ShardedServing& serving, const SearchLists& lists, const WorldShare& world) {
   const auto& shard = *serving.index;
-  const auto images = shard_searcher(shard, GallerySide::Images, shortlist, prefilter, serving.layout.images.total());
-  const auto captions =
-      shard_searcher(shard, GallerySide::Captions, shortlist, prefilter, serving.layout.captions.total());
+  const auto images = shard_searcher(shard, GallerySide::Images, lists, serving.layout.images.total());
+  const auto captions = shard_searcher(shard, GallerySide::Captions, lists, serving.layout.captions.total());
   answer_world_searches(world, *images, *captions, shard.model().net->parameters().front().device());
 }
 

@@ -131,7 +131,7 @@ TEST(IndexPictures, ThumbnailsAreStoredSmallAndServedBeforeThePictureFile) {
   }
   // The index is self-contained: its pictures are served with the photos gone.
   fs::remove_all(world.dir.file("photos"));
-  const auto backend = imram::open_index_backend(index->dir(), "cpu", 0);
+  const auto backend = imram::open_index_backend(index->dir(), "cpu", {0});
   imram::ServerOptions options;
   options.port = 0;
   imram::Server server(*backend, options);

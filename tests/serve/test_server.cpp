@@ -26,6 +26,7 @@
 #include <thread>
 #include <tuple>
 
+#include "cli/cli_runner.h"
 #include "http_client.h"
 #include "imram/engine/encoding.h"
 #include "imram/engine/scorer.h"
@@ -516,14 +517,14 @@ TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
     // imram search refuses it, and --shortlist 0 serves it exhaustively.
     index_of_small_model(dir, "headless", 0);
     try {
-      imram::open_index_backend(dir.file("headless-index"), "cpu", 4);
+      imram::open_index_backend(dir.file("headless-index"), "cpu", {4, 0});
       ADD_FAILURE() << "served an index without a shortlist as two-stage";
     } catch (const imram::Error& e) {
       EXPECT_NE(std::string(e.what()).find("--shortlist 0"), std::string::npos) << e.what();
     }
-    EXPECT_EQ(imram::open_index_backend(dir.file("headless-index"), "cpu", 0)->info()["index"], "exhaustive");
+    EXPECT_EQ(imram::open_index_backend(dir.file("headless-index"), "cpu", {0})->info()["index"], "exhaustive");
   }
-  const auto backend = imram::open_index_backend(index_dir, "cpu", 4);
+  const auto backend = imram::open_index_backend(index_dir, "cpu", {4, 0});
   imram::ServerOptions options;
   options.port = 0;
   imram::Server server(*backend, options);
@@ -556,6 +557,44 @@ TEST(ServeIndex, TwoStageSearchFromAnIndexDirectory) {
   const auto hit = std::find_if(caption_hits.begin(), caption_hits.end(), [](const auto& h) { return h.index == 11; });
   ASSERT_NE(hit, caption_hits.end());  // 50 hits of the gallery's 50 captions
   EXPECT_NEAR(nlohmann::json::parse(explained.body)["score"].get<double>(), hit->score, 1e-4);
+}
+
+// `serve --step1` is `imram search --step1`: the coded first step runs where told (its time in
+// each answer), not where `--step1 0` turns it off, and the answers are the command's.
+TEST(ServeIndex, TheServersListsAreImramSearchsStep1Included) {
+  imram::test::TempDir dir;
+  imram::test::write_small_world(dir.file("data"), 2, 2, 10, 6, 16);
+  const auto index_dir = index_of_small_model(dir, "model", 8);
+  const std::string query = "a small red circle";
+  for (const std::string step1 : {"5", "0"}) {
+    const std::vector<std::string> lists{"--shortlist", "3", "--prefilter", "10", "--step1", step1};
+    std::vector<std::string> options{"--index", index_dir};
+    options.insert(options.end(), lists.begin(), lists.end());
+    auto serve = start_serve(options);
+    ASSERT_GT(serve.port, 0) << serve.process.output();
+    const auto response = http(serve.port, "POST", "/api/search", nlohmann::json{{"text", query}, {"top", 3}}.dump());
+    serve.process.kill(SIGTERM);
+    ASSERT_EQ(serve.process.wait_for(60), 0) << serve.process.output();
+    ASSERT_EQ(response.status, 200) << response.body;
+    const auto served = nlohmann::json::parse(response.body);
+    const auto searched = imram::test::imram_cli("--threads 1 search --index " + index_dir + " --query '" + query +
+                                                 "' --top 3 --json --shortlist 3 --prefilter 10 --step1 " + step1);
+    ASSERT_EQ(searched.status, 0) << searched.output;
+    const auto expected = nlohmann::json::parse(searched.output.substr(searched.output.find('{')));
+    ASSERT_EQ(served["results"].size(), 3u);
+    ASSERT_EQ(expected["results"].size(), 3u);
+    for (std::size_t r = 0; r < 3; ++r) {
+      EXPECT_EQ(served["results"][r]["image"], expected["results"][r]["image"]) << "--step1 " << step1;
+      EXPECT_EQ(served["results"][r]["score"], expected["results"][r]["score"]) << "--step1 " << step1;
+    }
+    if (step1 == "0") {
+      EXPECT_EQ(served["timings"]["coded_ms"].get<double>(), 0.0) << served.dump();
+      EXPECT_EQ(expected["timings"]["coded_ms"].get<double>(), 0.0) << expected.dump();
+    } else {
+      EXPECT_GT(served["timings"]["coded_ms"].get<double>(), 0.0) << served.dump();
+      EXPECT_GT(expected["timings"]["coded_ms"].get<double>(), 0.0) << expected.dump();
+    }
+  }
 }
 
 }  // namespace
@@ -1057,7 +1096,7 @@ TEST_F(Serve, ABodyRefusedByItsHeadIsRefusedAtOnceAndSaysCloseOnce) {
 TEST(ServeIndex, SearchParametersReachTheShortlist) {
   imram::test::TempDir dir;
   imram::test::write_small_world(dir.file("data"), 2, 2, 12, 6, 16);
-  const auto backend = imram::open_index_backend(index_of_small_model(dir, "model", 8, "IVF4,Flat"), "cpu", 12);
+  const auto backend = imram::open_index_backend(index_of_small_model(dir, "model", 8, "IVF4,Flat"), "cpu", {12, 0});
   ServerOf server(*backend, {});
   const auto search = [&](const std::string& more) {
     return http(server.port(), "POST", "/api/search", R"({"text": "a small red circle", "top": 12)" + more + "}");

@@ -77,6 +77,14 @@ inline std::int64_t scored_shortlist(std::int64_t shortlist, std::int64_t galler
   return std::min(resolve_shortlist(shortlist, gallery_items), gallery_items);
 }
 
+// The lists of a search of an index, as `imram search --shortlist --prefilter --step1` give them
+// (each automatic unless told).
+struct SearchLists {
+  std::int64_t shortlist = kDefaultShortlist;
+  std::int64_t prefilter = kDefaultPrefilter;
+  std::int64_t step1 = kDefaultStep1;
+};
+
 struct SearchParams {
   int nprobe = 0;     // inverted-file lists visited per query (IVF indexes; 0: at least 32, more when
                       // the request asks for more than 32 lists hold, faiss_shortlist.h)

@@ -64,11 +64,11 @@ std::unique_ptr<SearchBackend> open_gallery_backend(const std::string& model_dir
                                                     const std::string& split, const std::string& cache_dir,
                                                     const std::string& device,
                                                     std::uint64_t cache_limit_bytes = kDefaultGalleryCacheBytes);
-// An index directory; text queries take a FAISS shortlist of `shortlist` images re-ranked by
-// IMRAM (0: every image scored), image queries likewise over captions; a `prefilter` above the
-// shortlist makes it a cascade (search/rerank.h).
+// An index directory searched with `lists` (as `imram search`): text queries take a FAISS
+// shortlist re-ranked by IMRAM (shortlist 0: every image scored), image queries likewise over
+// captions; a prefilter above the shortlist makes it a cascade (search/rerank.h).
 std::unique_ptr<SearchBackend> open_index_backend(const std::string& index_dir, const std::string& device,
-                                                  std::int64_t shortlist, std::int64_t prefilter = 0);
+                                                  const SearchLists& lists);
 
 // A world of ranks serving a sharded index (docs/distributed.md#sharded-search-across-processes), rank r holding
 // shard r: what a rank opens before it joins the world (opening a large index may take longer
@@ -84,11 +84,10 @@ ShardLayout shards_for_world(const std::string& index_dir, int ranks);
 ShardedServing open_for_world(const std::string& index_dir, const std::string& device, int rank, int ranks);
 // Rank 0: the backend the server answers with; each search goes to every rank. `world`'s
 // collectives must time out (CollectiveTimeout::kHeartbeat).
-std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, std::int64_t shortlist,
-                                             std::int64_t prefilter, const WorldShare& world);
+std::unique_ptr<SearchBackend> world_backend(const ShardedServing& serving, const SearchLists& lists,
+                                             const WorldShare& world);
 // Ranks > 0: answers rank 0's searches with its shard's part of the whole gallery's lists, until
 // rank 0 ends the world; throws Error naming a lost rank when the world breaks.
-void answer_for_shard(const ShardedServing& serving, std::int64_t shortlist, std::int64_t prefilter,
-                      const WorldShare& world);
+void answer_for_shard(const ShardedServing& serving, const SearchLists& lists, const WorldShare& world);
 
 }  // namespace imram
