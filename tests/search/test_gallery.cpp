@@ -9,6 +9,7 @@
 #include "imram/engine/scorer.h"
 #include "imram/error.h"
 #include "imram/search/gallery.h"
+#include "random_model.h"
 #include "test_util.h"
 
 namespace {
@@ -23,10 +24,7 @@ struct SmallWorld {
     config.word_dim = 4;
     config.img_dim = 16;
     config.iteration_steps = 2;
-    model.vocabulary = imram::Vocabulary::from_file(dir.file("data/vocab.json"));
-    config.vocab_size = model.vocabulary->size();
-    torch::manual_seed(1);
-    model.net = imram::ImramModel(config);
+    model = imram::test::random_model(dir.file("data/vocab.json"), config, 1);
     imram::save_model(dir.file("model"), model);
   }
 };

@@ -30,6 +30,7 @@
 #include "imram/search/residual_codes.h"
 #include "imram/train/global_fit.h"
 #include "imram/train/train_step.h"
+#include "random_model.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -45,11 +46,7 @@ imram::Model small_model(const std::string& vocab_path, std::int64_t global_head
   config.img_dim = 16;
   config.iteration_steps = 2;
   config.global_head = global_head;
-  imram::Model model;
-  model.vocabulary = imram::Vocabulary::from_file(vocab_path);
-  config.vocab_size = model.vocabulary->size();
-  torch::manual_seed(std::int64_t(seed));
-  model.net = imram::ImramModel(config);
+  auto model = imram::test::random_model(vocab_path, config, std::int64_t(seed));
   model.net->eval();
   return model;
 }

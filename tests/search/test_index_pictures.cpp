@@ -24,6 +24,7 @@
 #include "imram/search/index_dir.h"
 #include "imram/serve/backend.h"
 #include "imram/serve/server.h"
+#include "random_model.h"
 #include "serve/http_client.h"
 #include "test_util.h"
 
@@ -39,11 +40,7 @@ void save_small_model(const std::string& dir, const std::string& vocab, std::int
   config.img_dim = img_dim;
   config.iteration_steps = 2;
   config.global_head = 6;
-  imram::Model model;
-  model.vocabulary = imram::Vocabulary::from_file(vocab);
-  config.vocab_size = model.vocabulary->size();
-  torch::manual_seed(11);
-  model.net = imram::ImramModel(config);
+  const auto model = imram::test::random_model(vocab, config, 11);
   imram::save_model(dir, model);
 }
 

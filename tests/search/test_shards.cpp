@@ -15,6 +15,7 @@
 #include "imram/search/search_params.h"
 #include "imram/search/shards.h"
 #include "imram/util/rank_slice.h"
+#include "random_model.h"
 #include "test_util.h"
 
 namespace {
@@ -29,11 +30,7 @@ struct ShardWorld {
     config.img_dim = 16;
     config.iteration_steps = 2;
     config.global_head = 6;
-    imram::Model model;
-    model.vocabulary = imram::Vocabulary::from_file(dir.file("data/vocab.json"));
-    config.vocab_size = model.vocabulary->size();
-    torch::manual_seed(5);
-    model.net = imram::ImramModel(config);
+    const auto model = imram::test::random_model(dir.file("data/vocab.json"), config, 5);
     imram::save_model(dir.file("model"), model);
   }
   imram::IndexOptions options() const {

@@ -36,6 +36,7 @@
 #include "imram/serve/backend.h"
 #include "imram/serve/server.h"
 #include "process.h"
+#include "random_model.h"
 #include "test_util.h"
 
 namespace {
@@ -73,11 +74,7 @@ class Serve : public ::testing::Test {
     config.word_dim = 4;
     config.img_dim = 16;
     config.iteration_steps = 2;
-    imram::Model model;
-    model.vocabulary = imram::Vocabulary::from_file(dir_->file("data/vocab.json"));
-    config.vocab_size = model.vocabulary->size();
-    torch::manual_seed(5);
-    model.net = imram::ImramModel(config);
+    const auto model = imram::test::random_model(dir_->file("data/vocab.json"), config, 5);
     imram::save_model(dir_->file("model"), model);
     backend_ = imram::open_gallery_backend(dir_->file("model"), dir_->file("data"), "test", "", "cpu").release();
     imram::ServerOptions options;
@@ -421,11 +418,7 @@ TEST(ServeMemory, FreedSearchMemoryGoesBackAfterTheDecayAndIsKeptWithout) {
   config.word_dim = 32;
   config.img_dim = 64;
   config.iteration_steps = 2;
-  imram::Model model;
-  model.vocabulary = imram::Vocabulary::from_file(dir.file("data/vocab.json"));
-  config.vocab_size = model.vocabulary->size();
-  torch::manual_seed(3);
-  model.net = imram::ImramModel(config);
+  const auto model = imram::test::random_model(dir.file("data/vocab.json"), config, 3);
   imram::save_model(dir.file("model"), model);
 
   std::map<std::string, std::int64_t> held;
@@ -493,11 +486,7 @@ std::string index_of_small_model(const imram::test::TempDir& dir, const std::str
   config.img_dim = 16;
   config.iteration_steps = 2;
   config.global_head = head;
-  imram::Model model;
-  model.vocabulary = imram::Vocabulary::from_file(dir.file("data/vocab.json"));
-  config.vocab_size = model.vocabulary->size();
-  torch::manual_seed(3);
-  model.net = imram::ImramModel(config);
+  const auto model = imram::test::random_model(dir.file("data/vocab.json"), config, 3);
   imram::save_model(dir.file(name), model);
   imram::IndexOptions index_options;
   index_options.show_progress = false;
