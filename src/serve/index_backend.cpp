@@ -115,10 +115,11 @@ class IndexBackend : public SearchBackend {
     const double encode_ms = encoding.milliseconds();
     SearchStats stats;
     auto hits = searcher.search_many(queries, top, &stats, params);
+    const auto shards = index_->shards().size();  // shards() copies the list of shards
     std::vector<BackendAnswer> out(queries.size());
     for (std::size_t q = 0; q < queries.size(); ++q)
       out[q] = {std::move(queries[q]), query_images[q], SearchAnswer{std::move(hits[q]), stats, encode_ms, shortlist},
-                index_->shards().size()};
+                shards};
     return out;
   }
 
