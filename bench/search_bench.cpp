@@ -168,8 +168,9 @@ std::string bench_search(const SearchBenchOptions& o) {
   const auto index = GalleryIndex::open(index_dir, parse_device(o.device));
   const auto& used = index->model().config();  // with --reuse, the earlier run's model
   const double open_ms = seconds_since(open_start) * 1e3;
-  const auto shortlist = scored_shortlist(o.shortlist, index->num_images());
-  const auto searcher = index->searcher(GallerySide::Images, shortlist, o.prefilter, o.step1);
+  const auto lists = index->resolved_lists(GallerySide::Images, {o.shortlist, o.prefilter, o.step1});
+  const auto shortlist = lists.shortlist;
+  const auto searcher = index->searcher(GallerySide::Images, lists);
   const auto* rerank = dynamic_cast<const RerankSearcher*>(searcher.get());
   std::vector<std::string> queries;
   for (std::int64_t q = 0; q < o.queries; ++q) queries.push_back(random_text(rng));

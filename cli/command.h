@@ -89,7 +89,9 @@ CLI::Option* add_items_option(CLI::App* sub, const std::string& name, Items& ite
 template <typename Items>
 CLI::Option* add_shortlist_option(CLI::App* sub, Items& shortlist, const std::string& description) {
   return add_items_option(sub, "--shortlist", shortlist,
-                          description + " (auto: one item in 300 of the gallery, 100 to 1,000)");
+                          description +
+                              " (auto: one item in 300 of the gallery, 100 to 1,000, and at most what all K "
+                              "steps read in 40 images of 36 regions at d = 1,024)");
 }
 
 // --prefilter: the items step 1 scores (imram::auto_prefilter).
@@ -98,7 +100,7 @@ CLI::Option* add_prefilter_option(CLI::App* sub, Items& prefilter, const std::st
   return add_items_option(sub, "--prefilter", prefilter,
                           description +
                               " (0 or at most --shortlist: no middle stage; auto: half the gallery, "
-                              "1,000 to 20,000)");
+                              "1,000 to 20,000, and at most 8,000 images' worth of 36 regions at d = 1,024)");
 }
 
 // --step1: the items exact step 1 scores after the coded first step (imram::auto_step1).
@@ -106,7 +108,7 @@ template <typename Items>
 CLI::Option* add_step1_option(CLI::App* sub, Items& step1) {
   return add_items_option(sub, "--step1", step1,
                           "where the index keeps codes, step 1 from the codes ranks the --prefilter list and keeps "
-                          "this many for exact step 1 (0: no coded step; auto: what exact step 1 reads in 2,000 "
+                          "this many for exact step 1 (0: no coded step; auto: what exact step 1 reads in 400 "
                           "images of 36 regions at d = 1,024, at least 4 x --shortlist)");
 }
 

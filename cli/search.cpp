@@ -71,17 +71,15 @@ void imram::cli::add_search_command(CLI::App& root, [[maybe_unused]] Invocation&
       }
       const auto side = by_text ? imram::GallerySide::Images : imram::GallerySide::Captions;
       const auto gallery_size = by_text ? index->num_images() : index->num_captions();
-      shortlist = imram::resolve_shortlist(shortlist, gallery_size);
-      if (shortlist > gallery_size) {
-        if (sub->count("--shortlist"))
-          std::cerr << "imram: note: --shortlist " << shortlist << " is more than the gallery's " << gallery_size
-                    << " items; scoring all of them\n";
-        shortlist = gallery_size;
-      }
-      const auto searcher = index->searcher(side, shortlist, o->prefilter, o->step1);
+      const auto lists = index->resolved_lists(side, {shortlist, o->prefilter, o->step1});
+      if (sub->count("--shortlist") && shortlist > gallery_size)
+        std::cerr << "imram: note: --shortlist " << shortlist << " is more than the gallery's " << gallery_size
+                  << " items; scoring all of them\n";
+      const auto searcher = index->searcher(side, lists);
       const imram::Stopwatch encoding;
       const auto encoded = by_text ? index->text_query(o->query) : index->image_query(o->image);
-      const auto answer = imram::run_search(*searcher, encoded, o->top, shortlist, encoding.milliseconds(), o->params);
+      const auto answer =
+          imram::run_search(*searcher, encoded, o->top, lists.shortlist, encoding.milliseconds(), o->params);
       if (o->json) {
         std::cout << imram::search_answer_json(*index, encoded, by_text ? -1 : o->image, answer)
                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)

@@ -324,9 +324,9 @@ class PyIndex {
     {
       LibraryCall call;
       const auto side = by_text ? imram::GallerySide::Images : imram::GallerySide::Captions;
-      const auto gallery = by_text ? index->num_images() : index->num_captions();
-      scored_shortlist = imram::scored_shortlist(lists.shortlist, gallery);
-      const auto searcher = index->searcher(side, scored_shortlist, lists.prefilter, lists.step1);
+      const auto resolved = index->resolved_lists(side, lists);
+      scored_shortlist = resolved.shortlist;
+      const auto searcher = index->searcher(side, resolved);
       const auto started = std::chrono::steady_clock::now();
       if (by_text)
         for (const auto& text : texts) queries.push_back(index->text_query(text));

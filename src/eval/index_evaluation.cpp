@@ -117,12 +117,14 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
 
   const auto image_globals = index.image_globals(), caption_globals = index.caption_globals();
   const auto stage1_sims = torch::matmul(image_globals, caption_globals.t()).to(torch::kFloat64);  // (N, M), exact
-  const auto Ni = scored_shortlist(options.shortlist, N), Nc = scored_shortlist(options.shortlist, M);
+  const SearchLists asked{options.shortlist, options.prefilter, options.step1};
+  const auto image_lists = index.resolved_lists(GallerySide::Images, asked);
+  const auto caption_lists = index.resolved_lists(GallerySide::Captions, asked);
+  const auto Ni = image_lists.shortlist, Nc = caption_lists.shortlist;
   result.shortlist_images = Ni;
   result.shortlist_captions = Nc;
-  // The lists as they run on this gallery: FAISS cannot propose more items than it holds.
-  if (const auto p = std::min(resolve_prefilter(options.prefilter, N), N); p > Ni) result.prefilter = p;
-  if (const auto p = std::min(resolve_prefilter(options.prefilter, M), M); p > Nc) result.prefilter_captions = p;
+  result.prefilter = image_lists.prefilter;
+  result.prefilter_captions = caption_lists.prefilter;
   // Per query, one row of scores: its shortlist's lifted above the rest, ranked by stage 1.
   // Each rank fills the rows of its queries; a row is (text query, images) or (image, captions).
   MethodResult two, one;
@@ -138,7 +140,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     auto two_rows = stage1_sims.t().narrow(0, queries.begin, queries.count).clone(torch::MemoryFormat::Contiguous);
     auto one_rows = two_rows.clone();
     auto two_a = two_rows.accessor<double, 2>(), one_a = one_rows.accessor<double, 2>();
-    const auto searcher = index.searcher(GallerySide::Images, Ni, options.prefilter, options.step1);
+    const auto searcher = index.searcher(GallerySide::Images, image_lists);
     ProgressBar bar("two-stage text->image", queries.count, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t q = 0; q < queries.count; ++q) {
@@ -162,7 +164,7 @@ TwoStageEvalResult evaluate_index(const GalleryIndex& index, const TwoStageEvalO
     auto two_rows = stage1_sims.narrow(0, queries.begin, queries.count).clone(torch::MemoryFormat::Contiguous);
     auto one_rows = two_rows.clone();
     auto two_a = two_rows.accessor<double, 2>(), one_a = one_rows.accessor<double, 2>();
-    const auto searcher = index.searcher(GallerySide::Captions, Nc, options.prefilter, options.step1);
+    const auto searcher = index.searcher(GallerySide::Captions, caption_lists);
     ProgressBar bar("two-stage image->text", queries.count, "queries", options.show_progress);
     SearchStats stats;
     for (std::int64_t q = 0; q < queries.count; ++q) {
@@ -214,13 +216,11 @@ std::vector<SampledDirection> sample_direction(const GalleryIndex& index, Galler
   for (std::size_t s = 0; s < results.size(); ++s) {
     const auto& setting = options.settings[s];
     auto& result = results[s];
-    searchers.push_back(index.searcher(side, setting.shortlist, setting.prefilter, setting.step1));
-    result.shortlist = scored_shortlist(setting.shortlist, gallery);
-    if (const auto p = std::min(resolve_prefilter(setting.prefilter, gallery), gallery); p > result.shortlist)
-      result.prefilter = p;
-    if (const auto* rerank = dynamic_cast<const RerankSearcher*>(searchers.back().get());
-        rerank && rerank->step1() > 0 && rerank->step1() < result.prefilter)
-      result.step1 = rerank->step1();
+    const auto lists = index.resolved_lists(side, {setting.shortlist, setting.prefilter, setting.step1});
+    searchers.push_back(index.searcher(side, lists));
+    result.shortlist = lists.shortlist;
+    result.prefilter = lists.prefilter;
+    result.step1 = lists.step1;
     result.results = std::min(result.shortlist, options.results);
   }
   std::vector<std::int64_t> all(static_cast<std::size_t>(gallery));

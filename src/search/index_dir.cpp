@@ -655,6 +655,15 @@ std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, std::in
                                           step1, gallery_items);
 }
 
+SearchLists GalleryIndex::resolved_lists(GallerySide side, const SearchLists& lists) const {
+  const auto gallery = side == GallerySide::Images ? num_images() : num_captions();
+  return resolve_lists(lists, gallery, stored_values_per_item(*store(), side), has_codes(side));
+}
+
+std::shared_ptr<const Searcher> GalleryIndex::searcher(GallerySide side, const SearchLists& resolved) const {
+  return searcher(side, resolved.shortlist, resolved.prefilter, resolved.step1);
+}
+
 EncodedQuery GalleryIndex::text_query(const std::string& text) const { return encode_text_query(impl_->model, text); }
 
 EncodedQuery GalleryIndex::image_query(std::int64_t image) const {

@@ -2,9 +2,23 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "imram/error.h"
 
 namespace imram {
+
+double stored_values_per_item(const ItemStore& store, GallerySide side) {
+  const auto d = double(store.embed_size());
+  if (side == GallerySide::Images) return double(store.regions_per_image()) * d;
+  const auto captions = store.num_captions();
+  if (captions == 0) return d;
+  // The mean length of up to 1,000 captions spread over the gallery.
+  const auto step = std::max<std::int64_t>(1, captions / 1000);
+  double words = 0, counted = 0;
+  for (std::int64_t id = 0; id < captions; id += step, ++counted) words += double(store.caption_length(id));
+  return words / counted * d;
+}
 
 void check_item_ids(const std::vector<std::int64_t>& ids, std::int64_t count, const char* what) {
   for (const auto id : ids)

@@ -79,19 +79,6 @@ EncodedQuery stack_queries(const std::vector<EncodedQuery>& queries) {
   return together;
 }
 
-// The values exact step 1 reads of one item: its fragments (a caption's, on average) times d.
-double stored_values_per_item(const ItemStore& store, GallerySide side) {
-  const auto d = double(store.embed_size());
-  if (side == GallerySide::Images) return double(store.regions_per_image()) * d;
-  const auto captions = store.num_captions();
-  if (captions == 0) return d;
-  // The mean length of up to 1,000 captions spread over the gallery.
-  const auto step = std::max<std::int64_t>(1, captions / 1000);
-  double words = 0, counted = 0;
-  for (std::int64_t id = 0; id < captions; id += step, ++counted) words += double(store.caption_length(id));
-  return words / counted * d;
-}
-
 }  // namespace
 
 void check_query_side(const EncodedQuery& query, GallerySide side) {
@@ -214,15 +201,15 @@ RerankSearcher::RerankSearcher(std::shared_ptr<const Searcher> shortlist, std::i
       refiner_(model, store, shortlist_->side()),
       first_step_(model, store, shortlist_->side(), /*steps=*/1) {
   const auto own = shortlist_->size(), gallery = std::max(gallery_items, own);
-  const auto whole_candidates = resolve_shortlist(candidates, gallery);
-  const auto whole_prefilter = resolve_prefilter(prefilter, gallery);
+  const auto values_per_item = stored_values_per_item(*store, shortlist_->side());
+  const auto whole_candidates = resolve_shortlist(candidates, gallery, values_per_item);
+  const auto whole_prefilter = resolve_prefilter(prefilter, gallery, values_per_item);
   if (whole_candidates < 1)
     throw Error("a re-rank stage needs a shortlist of at least 1 item, or an automatic one; not " +
                 std::to_string(candidates));
   if (whole_prefilter < 0)
     throw Error("a prefilter is a number of items, or automatic; not " + std::to_string(prefilter));
-  const auto whole_step1 =
-      resolve_step1(step1, whole_prefilter, whole_candidates, stored_values_per_item(*store, shortlist_->side()));
+  const auto whole_step1 = resolve_step1(step1, whole_prefilter, whole_candidates, values_per_item);
   if (whole_step1 < 0)
     throw Error("the coded first step's list is a number of items, or automatic; not " + std::to_string(step1));
   candidates_ = shard_list(whole_candidates, own, gallery);

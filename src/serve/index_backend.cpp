@@ -21,8 +21,9 @@ namespace {
 // (search/index_dir.h): what every rank of a sharded search searches with.
 std::shared_ptr<const Searcher> shard_searcher(const GalleryIndex& shard, GallerySide side, const SearchLists& lists,
                                                std::int64_t gallery_items) {
-  return shard.searcher(side, scored_shortlist(lists.shortlist, gallery_items), lists.prefilter, lists.step1,
-                        gallery_items);
+  const auto resolved =
+      resolve_lists(lists, gallery_items, stored_values_per_item(*shard.store(), side), shard.has_codes(side));
+  return shard.searcher(side, resolved.shortlist, resolved.prefilter, resolved.step1, gallery_items);
 }
 
 class IndexBackend : public SearchBackend {
@@ -36,15 +37,17 @@ class IndexBackend : public SearchBackend {
         name_(std::move(name)),
         kind_(lists.shortlist != 0 ? "two-stage" : "exhaustive"),
         world_(std::move(world)) {
-    image_shortlist_ = scored_shortlist(lists.shortlist, index_->num_images());
-    caption_shortlist_ = scored_shortlist(lists.shortlist, index_->num_captions());
+    const auto image_lists = index_->resolved_lists(GallerySide::Images, lists);
+    const auto caption_lists = index_->resolved_lists(GallerySide::Captions, lists);
+    image_shortlist_ = image_lists.shortlist;
+    caption_shortlist_ = caption_lists.shortlist;
     if (world_) {
       const auto& own = *index_->shards().front();
       images_ = world_->searcher(shard_searcher(own, GallerySide::Images, lists, index_->num_images()));
       captions_ = world_->searcher(shard_searcher(own, GallerySide::Captions, lists, index_->num_captions()));
     } else {
-      images_ = index_->searcher(GallerySide::Images, image_shortlist_, lists.prefilter, lists.step1);
-      captions_ = index_->searcher(GallerySide::Captions, caption_shortlist_, lists.prefilter, lists.step1);
+      images_ = index_->searcher(GallerySide::Images, image_lists);
+      captions_ = index_->searcher(GallerySide::Captions, caption_lists);
     }
   }
 

@@ -178,25 +178,50 @@ TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
 
 // The default cascade's lists grow with the gallery: the first is half of it, at least 1,000, at
 // most 20,000 (on a gallery smaller than that, step 1 scores every item); the one all K steps
-// score is one item in 300, at least 100, at most 1,000.
-TEST(Index, AutomaticListsGrowWithTheGallery) {
-  // The coded step keeps what exact step 1 reads in 2,000 images of 36 x 1,024 values: at the
-  // demo model's size (16 x 128) that is the whole first list, no coded step.
+// score is one item in 300, at least 100, at most 1,000. They shrink as the items grow: a model
+// trained on real data (36 x 1,024 values per image) gets 8,000 -> codes 400 -> 40 at most.
+TEST(Index, AutomaticListsGrowWithTheGalleryAndShrinkWithTheItems) {
+  constexpr double demo = 16 * 128, large = 36 * 1024, half = 36 * 512, huge = 100 * 2048;
   // Codebooks: about 8 centroids per square root of the fragments, a power of two, 16 to 8,192.
   EXPECT_EQ(imram::auto_codebook_size(8000), 512);
   EXPECT_EQ(imram::auto_codebook_size(1600000), 8192);
   EXPECT_EQ(imram::auto_codebook_size(100000000), 8192);
   EXPECT_EQ(imram::auto_codebook_size(5), 5);
-  EXPECT_EQ(imram::auto_step1(20000, 333, 36 * 1024), 2000);
-  EXPECT_EQ(imram::auto_step1(20000, 1000, 36 * 1024), 4000);
-  EXPECT_EQ(imram::auto_step1(20000, 333, 16 * 128), 20000);
-  EXPECT_EQ(imram::auto_step1(20000, 333, 36 * 512), 4000);
-  EXPECT_EQ(imram::auto_prefilter(500), 1000);
-  EXPECT_EQ(imram::auto_prefilter(8000), 4000);
-  EXPECT_EQ(imram::auto_prefilter(10000000), 20000);
-  EXPECT_EQ(imram::auto_shortlist(500), 100);
-  EXPECT_EQ(imram::auto_shortlist(100000), 333);
-  EXPECT_EQ(imram::auto_shortlist(10000000), 1000);
+  EXPECT_EQ(imram::auto_prefilter(500, demo), 1000);
+  EXPECT_EQ(imram::auto_prefilter(8000, demo), 4000);
+  EXPECT_EQ(imram::auto_prefilter(10000000, demo), 20000);
+  EXPECT_EQ(imram::auto_prefilter(100000, large), 8000);
+  EXPECT_EQ(imram::auto_prefilter(100000, half), 16000);
+  EXPECT_EQ(imram::auto_prefilter(100000, huge), 1440);
+  EXPECT_EQ(imram::auto_prefilter(100000, 1e9), 1000);
+  EXPECT_EQ(imram::auto_shortlist(500, demo), 100);
+  EXPECT_EQ(imram::auto_shortlist(100000, demo), 333);
+  EXPECT_EQ(imram::auto_shortlist(10000000, demo), 720);
+  EXPECT_EQ(imram::auto_shortlist(100000, large), 40);
+  EXPECT_EQ(imram::auto_shortlist(100000, half), 80);
+  EXPECT_EQ(imram::auto_shortlist(100000, huge), imram::kMinShortlist);
+  // The coded step keeps what exact step 1 reads in 400 items of 36 x 1,024 values, at least four
+  // times the shortlist: at the demo model's size 7,200, more than a small gallery's first list.
+  EXPECT_EQ(imram::auto_step1(8000, 40, large), 400);
+  EXPECT_EQ(imram::auto_step1(20000, 333, large), 1332);
+  EXPECT_EQ(imram::auto_step1(16000, 80, half), 800);
+  EXPECT_EQ(imram::auto_step1(20000, 333, demo), 7200);
+  EXPECT_EQ(imram::auto_step1(4000, 100, demo), 4000);
+  // As one search runs them: the shortlist at most the gallery, a first list only when longer than
+  // the shortlist, a coded step only where the side keeps codes and it keeps less than the first list.
+  const auto lists = [](std::int64_t gallery, double values, bool coded, imram::SearchLists asked = {}) {
+    const auto r = imram::resolve_lists(asked, gallery, values, coded);
+    return std::vector<std::int64_t>{r.shortlist, r.prefilter, r.step1};
+  };
+  EXPECT_EQ(lists(100000, large, true), (std::vector<std::int64_t>{40, 8000, 400}));
+  EXPECT_EQ(lists(100000, large, false), (std::vector<std::int64_t>{40, 8000, 0}));
+  EXPECT_EQ(lists(100000, demo, true), (std::vector<std::int64_t>{333, 20000, 7200}));
+  EXPECT_EQ(lists(8000, demo, true), (std::vector<std::int64_t>{100, 4000, 0}));
+  EXPECT_EQ(lists(60, demo, true), (std::vector<std::int64_t>{60, 0, 0}));
+  EXPECT_EQ(lists(100000, large, true, {0, 5000, 300}), (std::vector<std::int64_t>{0, 0, 0}));
+  EXPECT_EQ(lists(100000, large, true, {50, 50, 30}), (std::vector<std::int64_t>{50, 0, 0}));
+  EXPECT_EQ(lists(100000, large, true, {50, 5000, 5000}), (std::vector<std::int64_t>{50, 5000, 0}));
+  EXPECT_EQ(lists(100000, large, true, {50, 500000, 300}), (std::vector<std::int64_t>{50, 100000, 300}));
   World world;
   const auto index = imram::GalleryIndex::open(world.build("index"));
   const auto automatic = std::dynamic_pointer_cast<const imram::RerankSearcher>(

@@ -185,7 +185,9 @@ TEST(Shards, AShardSearchesItsPartOfTheWholeGallerysLists) {
   const auto automatic = shard->searcher(imram::GallerySide::Images, imram::kAutoShortlist, imram::kAutoPrefilter,
                                          imram::kAutoStep1, 100000);
   EXPECT_EQ(dynamic_cast<const imram::RerankSearcher&>(*automatic).prefilter(),
-            imram::shard_list(imram::auto_prefilter(100000), shard->num_images(), 100000));
+            imram::shard_list(imram::auto_prefilter(
+                                  100000, imram::stored_values_per_item(*shard->store(), imram::GallerySide::Images)),
+                              shard->num_images(), 100000));
 }
 
 TEST(Shards, AShardedIndexSaysWhatIsWrongWithIt) {

@@ -19,9 +19,9 @@ namespace imram {
 
 struct TwoStageEvalOptions {
   std::int64_t shortlist = 100;     // N; clamped to each side's gallery size (kAutoShortlist:
-                                    // auto_shortlist of each side's gallery)
+                                    // auto_shortlist of each side)
   std::int64_t prefilter = 0;       // > N: a cascade, IMRAM's first step keeps N of this many
-                                    // (kAutoPrefilter: auto_prefilter of each side's gallery)
+                                    // (kAutoPrefilter: auto_prefilter of each side)
   std::int64_t step1 = kAutoStep1;  // the coded first step's list, where the index keeps codes
   bool exhaustive = true;           // also score every pair (the reference the others are held to)
   SearchParams params;              // the FAISS shortlist's per-call knobs (nprobe, efSearch)

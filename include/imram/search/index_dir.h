@@ -188,6 +188,11 @@ class GalleryIndex {
   // its whole gallery.
   std::shared_ptr<const Searcher> searcher(GallerySide side, std::int64_t shortlist, std::int64_t prefilter = 0,
                                            std::int64_t step1 = kAutoStep1, std::int64_t gallery_items = 0) const;
+  // `lists` as a search of this side runs them (resolve_lists, search/search_params.h: the
+  // automatic ones by this gallery's size and its items' values), and a searcher with them: what
+  // every command searches with, and reports.
+  SearchLists resolved_lists(GallerySide side, const SearchLists& lists) const;
+  std::shared_ptr<const Searcher> searcher(GallerySide side, const SearchLists& resolved) const;
   // Whether the index keeps codes of this side's fragments (docs/index.md#codes).
   bool has_codes(GallerySide side) const;
   std::shared_ptr<const Searcher> stage1(GallerySide side) const;  // FAISS alone

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "imram/engine/query.h"
 #include "imram/model/imram.h"
 
 namespace imram {
@@ -52,6 +53,11 @@ class ItemStore {
   virtual CodedItems coded_images(const std::vector<std::int64_t>& ids) const;
   virtual CodedItems coded_captions(const std::vector<std::int64_t>& ids) const;
 };
+
+// The values an exact stage reads of one item of this side: its fragments (a caption's, the mean
+// of up to 1,000 spread over the gallery) times d. What the automatic lists scale by
+// (search/search_params.h): a query's cost per candidate grows with it.
+double stored_values_per_item(const ItemStore& store, GallerySide side);
 
 // Throws "<what> <id>: out of range, the gallery holds <count>" for the first bad id.
 void check_item_ids(const std::vector<std::int64_t>& ids, std::int64_t count, const char* what);

@@ -49,7 +49,7 @@ class ExhaustiveSearcher final : public Searcher {
 };
 
 // Asks `shortlist` for `candidates` items per query (at least k, at most the gallery;
-// kAutoShortlist: auto_shortlist of the gallery) and refines them; hits carry the shortlist's score as stage1. With a prefilter of P > candidates,
+// kAutoShortlist: auto_shortlist of the gallery and its items' size) and refines them; hits carry the shortlist's score as stage1. With a prefilter of P > candidates,
 // the shortlist gives P items, IMRAM's first step alone (exact and cheap: no memory update)
 // keeps the best `candidates` of them, and those get the full K steps: the final scores are
 // IMRAM's own.
