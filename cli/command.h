@@ -91,7 +91,7 @@ CLI::Option* add_shortlist_option(CLI::App* sub, Items& shortlist, const std::st
   return add_items_option(sub, "--shortlist", shortlist,
                           description +
                               " (auto: one item in 300 of the gallery, 100 to 1,000, and at most what all K "
-                              "steps read in 40 images of 36 regions at d = 1,024)");
+                              "steps read in 80 images of 36 regions at d = 1,024)");
 }
 
 // --prefilter: the items step 1 scores (imram::auto_prefilter).

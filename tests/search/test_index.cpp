@@ -179,7 +179,7 @@ TEST(Index, CascadeKeepsExactScoresAndEqualsExhaustiveWhenItKeepsEverything) {
 // The default cascade's lists grow with the gallery: the first is half of it, at least 1,000, at
 // most 20,000 (on a gallery smaller than that, step 1 scores every item); the one all K steps
 // score is one item in 300, at least 100, at most 1,000. They shrink as the items grow: a model
-// trained on real data (36 x 1,024 values per image) gets 8,000 -> codes 400 -> 40 at most.
+// trained on real data (36 x 1,024 values per image) gets 8,000 -> codes 400 -> 80 at most.
 TEST(Index, AutomaticListsGrowWithTheGalleryAndShrinkWithTheItems) {
   constexpr double demo = 16 * 128, large = 36 * 1024, half = 36 * 512, huge = 100 * 2048;
   // Codebooks: about 8 centroids per square root of the fragments, a power of two, 16 to 8,192.
@@ -196,15 +196,16 @@ TEST(Index, AutomaticListsGrowWithTheGalleryAndShrinkWithTheItems) {
   EXPECT_EQ(imram::auto_prefilter(100000, 1e9), 1000);
   EXPECT_EQ(imram::auto_shortlist(500, demo), 100);
   EXPECT_EQ(imram::auto_shortlist(100000, demo), 333);
-  EXPECT_EQ(imram::auto_shortlist(10000000, demo), 720);
-  EXPECT_EQ(imram::auto_shortlist(100000, large), 40);
-  EXPECT_EQ(imram::auto_shortlist(100000, half), 80);
+  EXPECT_EQ(imram::auto_shortlist(10000000, demo), 1000);
+  EXPECT_EQ(imram::auto_shortlist(100000, large), 80);
+  EXPECT_EQ(imram::auto_shortlist(100000, half), 160);
   EXPECT_EQ(imram::auto_shortlist(100000, huge), imram::kMinShortlist);
   // The coded step keeps what exact step 1 reads in 400 items of 36 x 1,024 values, at least four
   // times the shortlist: at the demo model's size 7,200, more than a small gallery's first list.
-  EXPECT_EQ(imram::auto_step1(8000, 40, large), 400);
+  EXPECT_EQ(imram::auto_step1(8000, 80, large), 400);
   EXPECT_EQ(imram::auto_step1(20000, 333, large), 1332);
-  EXPECT_EQ(imram::auto_step1(16000, 80, half), 800);
+  EXPECT_EQ(imram::auto_step1(16000, 160, half), 800);
+  EXPECT_EQ(imram::auto_step1(8000, 160, large), 640);
   EXPECT_EQ(imram::auto_step1(20000, 333, demo), 7200);
   EXPECT_EQ(imram::auto_step1(4000, 100, demo), 4000);
   // As one search runs them: the shortlist at most the gallery, a first list only when longer than
@@ -213,8 +214,8 @@ TEST(Index, AutomaticListsGrowWithTheGalleryAndShrinkWithTheItems) {
     const auto r = imram::resolve_lists(asked, gallery, values, coded);
     return std::vector<std::int64_t>{r.shortlist, r.prefilter, r.step1};
   };
-  EXPECT_EQ(lists(100000, large, true), (std::vector<std::int64_t>{40, 8000, 400}));
-  EXPECT_EQ(lists(100000, large, false), (std::vector<std::int64_t>{40, 8000, 0}));
+  EXPECT_EQ(lists(100000, large, true), (std::vector<std::int64_t>{80, 8000, 400}));
+  EXPECT_EQ(lists(100000, large, false), (std::vector<std::int64_t>{80, 8000, 0}));
   EXPECT_EQ(lists(100000, demo, true), (std::vector<std::int64_t>{333, 20000, 7200}));
   EXPECT_EQ(lists(8000, demo, true), (std::vector<std::int64_t>{100, 4000, 0}));
   EXPECT_EQ(lists(60, demo, true), (std::vector<std::int64_t>{60, 0, 0}));

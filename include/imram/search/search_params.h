@@ -18,7 +18,7 @@ namespace imram {
 // data (36 regions, d = 1,024) than for the demo's (16 regions, d = 128). So each list is bounded
 // both by the gallery, as measured on the demo's model, and by a budget of values, as measured on
 // a trained model with 36 regions (docs/search.md#lists-for-large-models); the demo's model
-// reaches only the gallery's bounds of the first and last lists.
+// meets only the gallery's bounds of the first and last lists.
 inline constexpr std::int64_t kAutoPrefilter = -1;  // a prefilter that grows with the gallery
 inline constexpr std::int64_t kAutoShortlist = -1;  // a shortlist that grows with the gallery
 inline constexpr std::int64_t kDefaultPrefilter = kAutoPrefilter;
@@ -44,9 +44,11 @@ inline std::int64_t auto_prefilter(std::int64_t gallery_items, double values_per
 // The automatic shortlist: one item in 300 of the gallery, at least 100 and at most 1,000. For
 // the own item's rank to be exhaustive IMRAM's, every item IMRAM ranks above it must survive
 // step 1's cut; among 100,000 scenes a cut at 100 kept that for 95.5 % of the queries, at 250
-// or more for 99 % (the demo's model, the first list of 20,000). For large items, at most 40 items
-// of 36 x 1,024 values (all K steps: about 1.1 ms each at d = 1,024), never under kMinShortlist.
-inline constexpr double kFinalLargeItems = 40;
+// or more for 99 % (the demo's model, the first list of 20,000). For large items, at most 80 items
+// of 36 x 1,024 values (all K steps: about 1.2 ms each at d = 1,024), never under kMinShortlist:
+// on a trained model of 36 regions at d = 512, a cut at 80 kept exhaustive IMRAM's top 10 for
+// 98.5 % of 200 text queries and one at 40 for 83 % (docs/search.md#lists-for-large-models).
+inline constexpr double kFinalLargeItems = 80;
 inline constexpr std::int64_t kMinShortlist = 20;
 inline std::int64_t auto_shortlist(std::int64_t gallery_items, double values_per_item) {
   const auto by_gallery = std::clamp<std::int64_t>(gallery_items / 300, 100, 1000);
