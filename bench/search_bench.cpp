@@ -195,6 +195,33 @@ std::string bench_search(const SearchBenchOptions& o) {
   }
   const double queries_s = seconds_since(queries_start);
 
+  nlohmann::ordered_json image_side = nullptr;
+  if (o.image_queries > 0) {
+    const auto caption_lists = index->resolved_lists(GallerySide::Captions, SearchLists{});
+    const auto caption_searcher = index->searcher(GallerySide::Captions, caption_lists);
+    std::uniform_int_distribution<std::int64_t> pick(0, index->num_images() - 1);
+    std::vector<double> image_latencies;
+    SearchStats image_stats;
+    for (std::int64_t q = 0; q < o.image_queries; ++q) {
+      const auto start = Clock::now();
+      caption_searcher->search(index->image_query(pick(rng)), 10, &image_stats);
+      image_latencies.push_back(seconds_since(start) * 1e3);
+    }
+    const auto mean = [&](double total) { return total / double(o.image_queries); };
+    image_side = {{"queries", o.image_queries},
+                  {"shortlist", caption_lists.shortlist},
+                  {"prefilter", caption_lists.prefilter},
+                  {"step1", caption_lists.step1},
+                  {"first_query_ms", image_latencies.front()},
+                  {"p50_ms", percentile(image_latencies, 0.5)},
+                  {"p95_ms", percentile(image_latencies, 0.95)},
+                  {"p99_ms", percentile(image_latencies, 0.99)},
+                  {"stage1_ms_mean", mean(image_stats.stage1_ms)},
+                  {"coded_ms_mean", mean(image_stats.coded_ms)},
+                  {"exact_step1_ms_mean", mean(image_stats.exact_step1_ms)},
+                  {"stage2_ms_mean", mean(image_stats.stage2_ms)}};
+  }
+
   const auto floor_ms = rerank_floor_ms(used, shortlist, double(query_words) / double(o.queries));
   const double stage2_mean_ms = stage2_ms / double(o.queries);
 
@@ -287,6 +314,7 @@ std::string bench_search(const SearchBenchOptions& o) {
       {"exhaustive_ms", exhaustive_ms},
       {"exhaustive_queries", exhaustive_count},
       {"top10_overlap", overlap},
+      {"image_queries", image_side},
       {"batch", batch}};
   if (!exhaustive_ms.is_null())
     json["speedup_vs_exhaustive"] = exhaustive_ms.get<double>() / json["p50_ms"].get<double>();

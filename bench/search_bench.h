@@ -29,6 +29,9 @@ struct SearchBenchOptions {
   std::int64_t commit_every = 0;
   bool reuse = false;          // `dir` holds the index of an earlier run: search it, build nothing
   std::int64_t queries = 200;  // timed text queries
+  // Timed image queries: stored images (image_query: nothing re-encoded) ranking the captions
+  // with the default lists of that side, after the text queries.
+  std::int64_t image_queries = 0;
   std::int64_t exhaustive_queries = 3;
   std::int64_t exhaustive_max_images = 100000;  // above: exhaustive time not measured
   // > 1: also `batch` exhaustive queries one at a time and then together (Searcher::search_many),
@@ -46,7 +49,7 @@ struct SearchBenchOptions {
 // One JSON line: build_s, index_bytes, store_bytes, p50_ms, p95_ms, p99_ms, first_query_ms, qps,
 // peak_rss_mb, exhaustive_ms, top10_overlap, encode_ms_mean, stage1_ms_mean, stage2_ms_mean, stage2_floor_ms (the re-rank's unavoidable product,
 // every pair's query rows against the memory weights, timed as one GEMM in the same run) and
-// stage2_vs_floor, with --batch a "batch" object (sequential_ms,
+// stage2_vs_floor, with image queries an "image_queries" object (lists, p50/p95/p99, stage means), with --batch a "batch" object (sequential_ms,
 // together_ms, speedup, max_abs_diff, same_top10); and what they were measured with.
 std::string bench_search(const SearchBenchOptions& options);
 

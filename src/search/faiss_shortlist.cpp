@@ -5,6 +5,7 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexPreTransform.h>
+#include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
@@ -15,7 +16,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
+#include "imram/engine/fragment_products.h"
 #include "imram/error.h"
 #include "imram/util/blas.h"
 #include "imram/util/stopwatch.h"
@@ -39,13 +42,35 @@ std::string faiss_message(const faiss::FaissException& e) {
   return text;
 }
 
-// The best n of an inverted file with flat lists for one query, as FAISS's IndexIVFFlat search
-// finds them (the same lists, the same inner products up to rounding), with each probed list
-// scanned by one BLAS matrix-vector product and the lists split over the threads: Debian's
-// generic FAISS scans them with an inner-product loop compiled without SIMD (one query at
-// 1,000,000 x 256, 32 of 1,024 lists: docs/search.md#latency-of-the-default-store). Ties go to the lower id.
-std::vector<Hit> scan_flat_lists(const faiss::IndexIVFFlat& index, const float* query, std::int64_t n,
-                                 const std::vector<faiss::Index::idx_t>& lists) {
+// How an inverted file's lists hold their vectors, where imram scans them itself: float32 as
+// they are (IVFn,Flat) or float16 (IVFn,SQfp16), optionally as residuals from their list's
+// centroid; inner product only.
+struct ScannedLists {
+  const faiss::IndexIVF* index;
+  bool half;
+  bool by_residual;
+};
+
+std::optional<ScannedLists> scanned_lists(const faiss::Index* index) {
+  const auto* inverted = dynamic_cast<const faiss::IndexIVF*>(index);
+  if (!inverted || inverted->metric_type != faiss::METRIC_INNER_PRODUCT) return std::nullopt;
+  if (dynamic_cast<const faiss::IndexIVFFlat*>(inverted)) return ScannedLists{inverted, false, false};
+  const auto* quantized = dynamic_cast<const faiss::IndexIVFScalarQuantizer*>(inverted);
+  if (quantized && quantized->sq.qtype == faiss::ScalarQuantizer::QT_fp16)
+    return ScannedLists{inverted, true, quantized->by_residual};
+  return std::nullopt;
+}
+
+// The best n of an inverted file for one query, as FAISS's own search finds them (the same
+// lists, the same inner products up to rounding), with each probed list scanned by one BLAS
+// matrix-vector product (float32) or the engine's float16 dot kernel, and the lists split over
+// the threads: Debian's generic FAISS scans them with an inner-product loop compiled without
+// SIMD (one query at 1,000,000 x 256, 32 of 1,024 lists: docs/search.md#latency-of-the-default-store).
+// `list_scores`: the query's inner product with each probed list's centroid, which a residual
+// code adds back. Ties go to the lower id.
+std::vector<Hit> scan_lists(const ScannedLists& scanned, const float* query, std::int64_t n,
+                            const std::vector<faiss::Index::idx_t>& lists, const std::vector<float>& list_scores) {
+  const auto& index = *scanned.index;
   std::vector<std::size_t> offsets{0};
   for (const auto list : lists) offsets.push_back(offsets.back() + (list < 0 ? 0 : index.invlists->list_size(list)));
   std::vector<float> scores(offsets.back());
@@ -58,9 +83,19 @@ std::vector<Hit> scan_flat_lists(const faiss::IndexIVFFlat& index, const float* 
       if (size == 0) continue;
       faiss::InvertedLists::ScopedCodes codes(index.invlists, std::size_t(lists[l]));
       faiss::InvertedLists::ScopedIds list_ids(index.invlists, std::size_t(lists[l]));
-      // Row-major (size x dim) vectors are BLAS's column-major (dim x size): scores = vectors^T q.
-      sgemv_("T", &dim, &size, &one, reinterpret_cast<const float*>(codes.get()), &dim, query, &one_step, &zero,
-             scores.data() + offsets[l], &one_step);
+      float* list_out = scores.data() + offsets[l];
+      if (scanned.half) {
+        const auto lhs = torch::from_blob(const_cast<float*>(query), {1, 1, dim}, torch::kFloat32);
+        const auto rhs = torch::from_blob(const_cast<std::uint8_t*>(codes.get()), {1, size, dim}, torch::kHalf);
+        auto out = torch::from_blob(list_out, {1, 1, size}, torch::kFloat32);
+        fragment_dots(lhs, rhs, out);
+      } else {
+        // Row-major (size x dim) vectors are BLAS's column-major (dim x size): scores = vectors^T q.
+        sgemv_("T", &dim, &size, &one, reinterpret_cast<const float*>(codes.get()), &dim, query, &one_step, &zero,
+               list_out, &one_step);
+      }
+      if (scanned.by_residual)
+        for (int i = 0; i < size; ++i) list_out[i] += list_scores[l];
       std::copy(list_ids.get(), list_ids.get() + size, ids.begin() + std::ptrdiff_t(offsets[l]));
     }
   });
@@ -125,22 +160,22 @@ std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<Enco
                                                : default_nprobe(n, std::int64_t(inverted->nlist), index_->ntotal));
     chosen = &ivf;
   }
-  const auto* flat_lists = dynamic_cast<const faiss::IndexIVFFlat*>(index_.get());
-  if (flat_lists && flat_lists->metric_type == faiss::METRIC_INNER_PRODUCT) {
-    const auto probes = std::min<std::size_t>(ivf.nprobe, flat_lists->nlist);
+  if (const auto scanned = scanned_lists(index_.get())) {
+    const auto probes = std::min<std::size_t>(ivf.nprobe, scanned->index->nlist);
     const auto rows = std::size_t(batch.size(0));
     std::vector<float> list_scores(rows * probes);
     std::vector<faiss::Index::idx_t> lists(rows * probes);
     try {
-      flat_lists->quantizer->search(batch.size(0), batch.data_ptr<float>(), faiss::Index::idx_t(probes),
+      scanned->index->quantizer->search(batch.size(0), batch.data_ptr<float>(), faiss::Index::idx_t(probes),
                                     list_scores.data(), lists.data());
     } catch (const faiss::FaissException& e) {
       throw Error("FAISS search failed: " + faiss_message(e));
     }
     for (std::size_t q = 0; q < rows; ++q)
-      answers[q] = scan_flat_lists(
-          *flat_lists, batch.data_ptr<float>() + q * std::size_t(index_->d), n,
-          {lists.begin() + std::ptrdiff_t(q * probes), lists.begin() + std::ptrdiff_t((q + 1) * probes)});
+      answers[q] = scan_lists(
+          *scanned, batch.data_ptr<float>() + q * std::size_t(index_->d), n,
+          {lists.begin() + std::ptrdiff_t(q * probes), lists.begin() + std::ptrdiff_t((q + 1) * probes)},
+          {list_scores.begin() + std::ptrdiff_t(q * probes), list_scores.begin() + std::ptrdiff_t((q + 1) * probes)});
     if (stats) stats->stage1_ms += watch.milliseconds();
     return answers;
   }
@@ -172,7 +207,7 @@ std::string default_faiss_factory(std::int64_t vectors, std::int64_t dim) {
   if (double(vectors) * double(std::max<std::int64_t>(dim, 1)) <= kFlatScanFloats) return "Flat";
   std::int64_t lists = 64;
   while (lists < 1024 && double(lists * 2) <= 4 * std::sqrt(double(vectors))) lists *= 2;
-  return "IVF" + std::to_string(lists) + ",Flat";
+  return "IVF" + std::to_string(lists) + ",SQfp16";
 }
 
 std::shared_ptr<faiss::Index> build_faiss_index(const std::string& factory, const torch::Tensor& vectors) {

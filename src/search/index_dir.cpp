@@ -128,11 +128,16 @@ class MappedStore final : public ItemStore {
     out.lengths = torch::full({n}, R, torch::kInt64);
     const auto* codes = reinterpret_cast<const std::int32_t*>(region_codes_->data());
     auto* code_out = out.codes.data_ptr<std::int64_t>();
+    // Plain copies: a tensor view per candidate cost more than its 36 x 36 values (a coded step
+    // gathers thousands of them per query).
+    const auto gram_bytes = std::size_t(R * R) * element_size(m_.store);
+    const char* grams = region_grams_->data();
+    auto* gram_out = static_cast<char*>(out.grams.data_ptr());
     at::parallel_for(0, n, 64, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i) {
         const auto id = ids[std::size_t(i)];
         std::copy(codes + id * R, codes + (id + 1) * R, code_out + i * R);
-        copy_rows(region_grams_->data(), id * R, R, R, out.grams[i]);
+        std::memcpy(gram_out + std::size_t(i) * gram_bytes, grams + std::size_t(id) * gram_bytes, gram_bytes);
       }
     });
     return out;
@@ -151,16 +156,20 @@ class MappedStore final : public ItemStore {
     const auto* codes = reinterpret_cast<const std::int32_t*>(word_codes_->data());
     auto* code_out = out.codes.data_ptr<std::int64_t>();
     auto* length_out = out.lengths.data_ptr<std::int64_t>();
+    const auto es = element_size(m_.store);
+    const char* grams = word_grams_->data();
+    auto* gram_out = static_cast<char*>(out.grams.data_ptr());
     at::parallel_for(0, n, 64, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i) {
         const auto id = std::size_t(ids[std::size_t(i)]);
         const auto first = offsets_[id], length = offsets_[id + 1] - first;
         length_out[i] = length;
         std::copy(codes + first, codes + first + length, code_out + i * longest);
-        out.grams[i]
-            .narrow(0, 0, length)
-            .narrow(1, 0, length)
-            .copy_(stored_values(word_grams_->data(), word_gram_offsets_[id], length, length));
+        // Row r of the caption's (length x length) matrix into row r of its (longest x longest) slot.
+        const char* from = grams + std::size_t(word_gram_offsets_[id]) * es;
+        char* to = gram_out + std::size_t(i * longest * longest) * es;
+        for (std::int64_t r = 0; r < length; ++r)
+          std::memcpy(to + std::size_t(r * longest) * es, from + std::size_t(r * length) * es, std::size_t(length) * es);
       }
     });
     return out;

@@ -1,7 +1,9 @@
 // Two-stage search: the index directory, the searchers that compose, and the global head.
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexPreTransform.h>
+#include <faiss/IndexScalarQuantizer.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
@@ -1193,22 +1195,40 @@ TEST(GlobalHead, DistilledFitIsDeterministicGivenTheSeed) {
 TEST(FaissShortlist, DefaultFactoryGrowsWithTheGallery) {
   EXPECT_EQ(imram::default_faiss_factory(5000, 1024), "Flat");
   EXPECT_EQ(imram::default_faiss_factory(16384, 1024), "Flat");
-  EXPECT_EQ(imram::default_faiss_factory(16385, 1024), "IVF512,Flat");
-  EXPECT_EQ(imram::default_faiss_factory(100000, 1024), "IVF1024,Flat");
-  EXPECT_EQ(imram::default_faiss_factory(30000, 1024), "IVF512,Flat");
+  EXPECT_EQ(imram::default_faiss_factory(16385, 1024), "IVF512,SQfp16");
+  EXPECT_EQ(imram::default_faiss_factory(100000, 1024), "IVF1024,SQfp16");
+  EXPECT_EQ(imram::default_faiss_factory(30000, 1024), "IVF512,SQfp16");
   // Small global embeddings stay exact much longer: 100,000 images of 128 dimensions.
   EXPECT_EQ(imram::default_faiss_factory(100000, 128), "Flat");
-  EXPECT_EQ(imram::default_faiss_factory(500000, 128), "IVF1024,Flat");
+  EXPECT_EQ(imram::default_faiss_factory(500000, 128), "IVF1024,SQfp16");
   EXPECT_THROW(imram::build_faiss_index("NoSuchIndex", torch::randn({10, 4})), imram::Error);
 }
 
-// An inverted file with flat lists is scanned by us (BLAS per probed list), not by FAISS's own
-// loop: the hits must be FAISS's, rank by rank, for any nprobe and for more items than scanned.
-TEST(FaissShortlist, FlatListsScannedWithBlasFindWhatFaissFinds) {
+// An inverted file with float32 or float16 lists is scanned by us (BLAS or the float16 dot
+// kernel per probed list, residuals from the list's centroid added back), not by FAISS's own loop:
+// the hits must be FAISS's, rank by rank, for any nprobe and for more items than scanned.
+class ScannedLists : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ScannedLists, FindWhatFaissFinds) {
   torch::manual_seed(3);
   const auto vectors =
       torch::nn::functional::normalize(torch::randn({3000, 24}), torch::nn::functional::NormalizeFuncOptions().dim(1));
-  const std::shared_ptr<const faiss::Index> index = imram::build_faiss_index("IVF16,Flat", vectors);
+  std::shared_ptr<faiss::Index> index;
+  if (std::string(GetParam()) == "absolute") {
+    // float16 lists of the vectors themselves rather than of their residuals (not the factory's).
+    auto quantized = std::make_shared<faiss::IndexIVFScalarQuantizer>(new faiss::IndexFlatIP(24), 24, 16,
+                                                                       faiss::ScalarQuantizer::QT_fp16,
+                                                                       faiss::METRIC_INNER_PRODUCT, false);
+    quantized->own_fields = true;
+    quantized->train(3000, vectors.data_ptr<float>());
+    quantized->add(3000, vectors.data_ptr<float>());
+    index = quantized;
+  } else {
+    index = imram::build_faiss_index(GetParam(), vectors);
+    if (auto* quantized = dynamic_cast<faiss::IndexIVFScalarQuantizer*>(index.get())) {
+      EXPECT_TRUE(quantized->by_residual);
+    }
+  }
   const imram::FaissShortlist shortlist(index, imram::GallerySide::Images);
   for (const std::int64_t probes : {1, 3, 16})
     for (const std::int64_t k : {1, 10, 400, 3000}) {
@@ -1244,6 +1264,14 @@ TEST(FaissShortlist, FlatListsScannedWithBlasFindWhatFaissFinds) {
       }
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(FaissShortlist, ScannedLists, ::testing::Values("IVF16,Flat", "IVF16,SQfp16", "absolute"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           name.erase(std::remove_if(name.begin(), name.end(), [](char c) { return !std::isalnum(c); }),
+                                      name.end());
+                           return name;
+                         });
 
 // An HNSW shortlist searches with each call's ef_search, not a setting left on the shared index:
 // its hits are FAISS's own for that efSearch, the index plain or behind a transform, and a small

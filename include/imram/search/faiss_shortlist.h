@@ -22,9 +22,9 @@ class FaissShortlist final : public Searcher {
   FaissShortlist(std::shared_ptr<const faiss::Index> index, GallerySide side);
   GallerySide side() const override { return side_; }
   std::int64_t size() const override;
-  // All queries in one FAISS search, except that an inverted file with flat lists (IVFn,Flat,
-  // inner product) has its probed lists scanned here with BLAS (faiss_shortlist.cpp says why);
-  // hits carry the inner product as both score and stage1.
+  // All queries in one FAISS search, except that an inverted file of float32 or float16 lists
+  // (IVFn,Flat or IVFn,SQfp16, inner product) has its probed lists scanned here
+  // (faiss_shortlist.cpp says why); hits carry the inner product as both score and stage1.
   std::vector<std::vector<Hit>> search_many(const std::vector<EncodedQuery>& queries, std::int64_t k,
                                             SearchStats* stats, const SearchParams& params) const override;
 
@@ -44,7 +44,10 @@ std::int64_t default_nprobe(std::int64_t k, std::int64_t lists, std::int64_t ite
 // most kFlatScanFloats (vectors x dim: 131,072 vectors of 128 dimensions, 16,384 of 1024), an
 // inverted file beyond, with about 4 sqrt(n) lists (a power of two, 64..1024). An inverted
 // file loses much of what the first stage finds (docs/search.md#100000-images): exact search
-// is kept as long as it is cheap next to the re-rank.
+// is kept as long as it is cheap next to the re-rank. The inverted file's lists hold float16
+// residuals from their centroid (SQfp16): the index keeps the float32 embeddings beside it, so
+// a second float32 copy would double the head's size for scores that differ in the fourth
+// decimal (docs/search.md#a-float16-copy-of-the-head).
 inline constexpr double kFlatScanFloats = double(1 << 24);
 std::string default_faiss_factory(std::int64_t vectors, std::int64_t dim);
 
