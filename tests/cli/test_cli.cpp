@@ -218,12 +218,13 @@ TEST(Bench, ScoreAgreesWithTheAuthorsAlgorithmAndCountsItsPairs) {
 // `imram bench search --commit-every N` builds its gallery as a build of the first part and
 // additions of the rest (how a gallery larger than the scratch store is built without its
 // exact store): every image ends in the index, one FAISS generation per commit, each file the
-// size its counts need, the answers approximate.
+// size its counts need, the answers approximate. Its image queries run with the lists
+// `imram search --image` picks on the same index.
 TEST(Bench, SearchBuiltInPartsHoldsEveryImage) {
   imram::test::TempDir dir;
   const auto result = imram::test::imram_cli(
       "--threads 1 bench search --images 600 --embed 16 --regions 4 --feat-dim 8 --captions 40 --queries 3 "
-      "--exhaustive-queries 1 --no-exact-store --commit-every 256 --quiet --dir " +
+      "--image-queries 2 --exhaustive-queries 1 --no-exact-store --commit-every 256 --quiet --dir " +
       dir.file("bench"));
   ASSERT_EQ(result.status, 0) << result.output;
   const auto json = nlohmann::json::parse(result.output.substr(result.output.find('{')));
@@ -236,6 +237,15 @@ TEST(Bench, SearchBuiltInPartsHoldsEveryImage) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("bench/index/regions.bin")));
   const auto verify = imram::test::imram_cli("index verify " + dir.file("bench/index"));
   EXPECT_EQ(verify.status, 0) << verify.output;
+  const auto& images = json["image_queries"];
+  ASSERT_TRUE(images.is_object()) << json.dump();
+  EXPECT_EQ(images["queries"], 2);
+  EXPECT_LE(images["p50_ms"].get<double>(), images["p99_ms"].get<double>());
+  const auto search = imram::test::imram_cli("--threads 1 search --index " + dir.file("bench/index") + " --image 7 --json");
+  ASSERT_EQ(search.status, 0) << search.output;
+  const auto searched = nlohmann::json::parse(search.output.substr(search.output.find('{')));
+  EXPECT_EQ(images["shortlist"], searched["shortlist"]) << searched.dump();
+  EXPECT_EQ(images["shortlist"], 40);  // every caption: the automatic list's floor of 100 meets the gallery
 }
 
 // `imram doctor` names the BLAS whose sgemm the products run on and calls netlib's reference BLAS
