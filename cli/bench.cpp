@@ -113,8 +113,9 @@ void imram::cli::add_bench_command(CLI::App& root, [[maybe_unused]] Invocation& 
   search->add_option("--queries", q->options.queries, "timed text queries")
       ->capture_default_str()
       ->check(imram::cli::kAtLeastOne);
-  search->add_option("--image-queries", q->options.image_queries,
-                     "timed image queries (stored images ranking the captions, default lists of that side)")
+  search
+      ->add_option("--image-queries", q->options.image_queries,
+                   "timed image queries (stored images ranking the captions, default lists of that side)")
       ->check(CLI::NonNegativeNumber);
   search->add_option("--exhaustive-queries", q->options.exhaustive_queries, "of them, also scored exhaustively")
       ->capture_default_str();

@@ -50,8 +50,9 @@ void imram::cli::add_index_command(CLI::App& root, [[maybe_unused]] Invocation& 
   build->add_option("--data", b->data, "dataset directory")->required();
   build->add_option("--split", b->split, "split to index")->check(imram::cli::kSplitName)->capture_default_str();
   build->add_option("--out", b->out, "index directory to write (replaced only if it is an index)")->required();
-  build->add_option("--faiss", b->faiss,
-                    "FAISS factory string (default: Flat while images x global dimensions <= 2^24, else IVF<n>,SQfp16)");
+  build->add_option(
+      "--faiss", b->faiss,
+      "FAISS factory string (default: Flat while images x global dimensions <= 2^24, else IVF<n>,SQfp16)");
   build->add_option("--store", b->store, "dtype of the stored encoded items")
       ->check(CLI::IsMember({"float16", "float32"}))
       ->capture_default_str();

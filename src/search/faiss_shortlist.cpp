@@ -167,7 +167,7 @@ std::vector<std::vector<Hit>> FaissShortlist::search_many(const std::vector<Enco
     std::vector<faiss::Index::idx_t> lists(rows * probes);
     try {
       scanned->index->quantizer->search(batch.size(0), batch.data_ptr<float>(), faiss::Index::idx_t(probes),
-                                    list_scores.data(), lists.data());
+                                        list_scores.data(), lists.data());
     } catch (const faiss::FaissException& e) {
       throw Error("FAISS search failed: " + faiss_message(e));
     }

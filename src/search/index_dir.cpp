@@ -169,7 +169,8 @@ class MappedStore final : public ItemStore {
         const char* from = grams + std::size_t(word_gram_offsets_[id]) * es;
         char* to = gram_out + std::size_t(i * longest * longest) * es;
         for (std::int64_t r = 0; r < length; ++r)
-          std::memcpy(to + std::size_t(r * longest) * es, from + std::size_t(r * length) * es, std::size_t(length) * es);
+          std::memcpy(to + std::size_t(r * longest) * es, from + std::size_t(r * length) * es,
+                      std::size_t(length) * es);
       }
     });
     return out;

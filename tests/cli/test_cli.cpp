@@ -241,7 +241,8 @@ TEST(Bench, SearchBuiltInPartsHoldsEveryImage) {
   ASSERT_TRUE(images.is_object()) << json.dump();
   EXPECT_EQ(images["queries"], 2);
   EXPECT_LE(images["p50_ms"].get<double>(), images["p99_ms"].get<double>());
-  const auto search = imram::test::imram_cli("--threads 1 search --index " + dir.file("bench/index") + " --image 7 --json");
+  const auto search =
+      imram::test::imram_cli("--threads 1 search --index " + dir.file("bench/index") + " --image 7 --json");
   ASSERT_EQ(search.status, 0) << search.output;
   const auto searched = nlohmann::json::parse(search.output.substr(search.output.find('{')));
   EXPECT_EQ(images["shortlist"], searched["shortlist"]) << searched.dump();

@@ -1,7 +1,7 @@
 // Two-stage search: the index directory, the searchers that compose, and the global head.
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
-#include <faiss/IndexFlat.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <fcntl.h>
@@ -1216,9 +1216,8 @@ TEST_P(ScannedLists, FindWhatFaissFinds) {
   std::shared_ptr<faiss::Index> index;
   if (std::string(GetParam()) == "absolute") {
     // float16 lists of the vectors themselves rather than of their residuals (not the factory's).
-    auto quantized = std::make_shared<faiss::IndexIVFScalarQuantizer>(new faiss::IndexFlatIP(24), 24, 16,
-                                                                       faiss::ScalarQuantizer::QT_fp16,
-                                                                       faiss::METRIC_INNER_PRODUCT, false);
+    auto quantized = std::make_shared<faiss::IndexIVFScalarQuantizer>(
+        new faiss::IndexFlatIP(24), 24, 16, faiss::ScalarQuantizer::QT_fp16, faiss::METRIC_INNER_PRODUCT, false);
     quantized->own_fields = true;
     quantized->train(3000, vectors.data_ptr<float>());
     quantized->add(3000, vectors.data_ptr<float>());
