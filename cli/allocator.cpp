@@ -1,11 +1,11 @@
 // jemalloc reads this configuration at start-up: never give freed pages back to the kernel, so
 // that the large per-block tensors of the engine reuse warm memory instead of page-faulting. And
-// let a freed extent serve a request of any smaller size: jemalloc's default reuses one only for
-// requests at least 1/64 of its size, and with nothing ever purged its freed extents coalesce
-// into ever larger ones that small requests cannot take, so encoding captions (blocks of every
-// padded length) grew the heap by about its words' size, without bound: 0.83 GB in 45 s of a
-// 100,000-caption build at d = 1,024, flat with this setting at the same speed (docs/search.md#image-queries-among-500000-captions).
-#include "command.h"
+// let a freed extent serve a request of any smaller size (jemalloc's default: at least 1/64 of
+// its size): without it, encoding captions (blocks of every padded length) grew the heap with
+// the words written, without bound (0.83 GB in 45 s of a 100,000-caption build at d = 1,024),
+// and with it the heap stayed flat at the same speed; most likely the freed extents, never
+// purged, coalesced into ones too large for the smaller requests
+// (docs/search.md#image-queries-among-500000-captions).
 
 #ifdef IMRAM_WITH_JEMALLOC
 #include <jemalloc/jemalloc.h>

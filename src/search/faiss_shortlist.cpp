@@ -77,6 +77,7 @@ std::vector<Hit> scan_lists(const ScannedLists& scanned, const float* query, std
   std::vector<faiss::Index::idx_t> ids(offsets.back());
   const int dim = int(index.d), one_step = 1;
   const float one = 1.0f, zero = 0.0f;
+  const auto query_row = torch::from_blob(const_cast<float*>(query), {1, 1, dim}, torch::kFloat32);
   at::parallel_for(0, std::int64_t(lists.size()), 1, [&](std::int64_t begin, std::int64_t end) {
     for (auto l = std::size_t(begin); l < std::size_t(end); ++l) {
       const int size = int(offsets[l + 1] - offsets[l]);
@@ -85,10 +86,9 @@ std::vector<Hit> scan_lists(const ScannedLists& scanned, const float* query, std
       faiss::InvertedLists::ScopedIds list_ids(index.invlists, std::size_t(lists[l]));
       float* list_out = scores.data() + offsets[l];
       if (scanned.half) {
-        const auto lhs = torch::from_blob(const_cast<float*>(query), {1, 1, dim}, torch::kFloat32);
         const auto rhs = torch::from_blob(const_cast<std::uint8_t*>(codes.get()), {1, size, dim}, torch::kHalf);
         auto out = torch::from_blob(list_out, {1, 1, size}, torch::kFloat32);
-        fragment_dots(lhs, rhs, out);
+        fragment_dots(query_row, rhs, out);
       } else {
         // Row-major (size x dim) vectors are BLAS's column-major (dim x size): scores = vectors^T q.
         sgemv_("T", &dim, &size, &one, reinterpret_cast<const float*>(codes.get()), &dim, query, &one_step, &zero,
