@@ -12,9 +12,10 @@
 #include <string>
 #include <type_traits>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include "imram/util/instruction_set.h"
+
+#ifdef IMRAM_X86_DISPATCH
 #include <immintrin.h>
-#define IMRAM_X86_DISPATCH 1
 #endif
 
 #define IMRAM_INLINE inline __attribute__((always_inline))
@@ -124,13 +125,6 @@ IMRAM_INLINE Value exp_approx(Value x) {
 
 IMRAM_INLINE float load1(const float* p) { return *p; }
 IMRAM_INLINE float load1(const std::uint16_t* p) { return half_to_float(*p); }
-
-enum class InstructionSet { Avx512f, Avx2, Sse2, Generic };
-
-// The instruction set the kernels run with (read once; an IMRAM_SIMD the CPU lacks, or an
-// unknown one, is an error).
-InstructionSet instruction_set();
-std::string to_string(InstructionSet set);
 
 // Runs `kernel.run<Avx512>()` compiled for the instruction set chosen above: a kernel is a struct
 // whose IMRAM_INLINE member template `run<bool Avx512>()` holds the body, and `Avx512` tells it

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "imram/model/memory.h"
+#include "imram/util/instruction_set.h"
 
 namespace {
 
@@ -55,6 +56,44 @@ TEST(MemoryDistillation, HalvesAddUpToTheLayersOnTheConcatenation) {
   const auto joined = torch::cat({query, context}, -1);
   torch::cat({memory.linear(joined), memory.gate(joined)}, -1).pow(2).sum().backward();
   EXPECT_LE(max_difference(split_grads, torch::cat({memory.linear->weight.grad(), memory.gate->weight.grad()})), 1e-3);
+}
+
+}  // namespace
+
+namespace {
+
+// Where the CPU has AVX-512 the products are imram's own (model/memory.h): near the exact
+// product, every output the same sum whatever rows it is computed with (a query alone and among
+// many score alike), and the cached weights follow the layers when they change in place.
+TEST(MemoryDistillation, OwnProductIsTheSameForAnyRowsAndFollowsTheWeights) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(9);
+  const std::int64_t d = 40, rows = 29;  // 2d = 80 columns: two whole panels of 32 and half of one
+  auto memory = random_memory(d);
+  memory.panel_cache = imram::make_memory_panel_cache();
+  const auto x = torch::randn({rows, d});
+  const auto exact = [&] {
+    return x.to(torch::kFloat64)
+        .mm(torch::cat({memory.linear->weight.narrow(1, d, d), memory.gate->weight.narrow(1, d, d)}, 0)
+                .to(torch::kFloat64)
+                .t());
+  };
+  auto together = torch::empty({rows, 2 * d});
+  memory.products_into(imram::MemoryColumns::Context, x, together, false);
+  EXPECT_LE(max_difference(together, exact()), 1e-5);
+  if (imram::simd::instruction_set() == imram::simd::InstructionSet::Avx512f) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      auto alone = torch::empty({1, 2 * d});
+      memory.products_into(imram::MemoryColumns::Context, x.narrow(0, r, 1), alone, false);
+      EXPECT_TRUE(torch::equal(alone[0], together[r])) << "row " << r;
+    }
+  }
+  memory.linear->weight.mul_(-2.0f);
+  memory.products_into(imram::MemoryColumns::Context, x, together, false);
+  EXPECT_LE(max_difference(together, exact()), 1e-5) << "the cached weights did not follow the layer";
+  memory.gate->weight = torch::randn({d, 2 * d});  // another tensor in the layer
+  memory.products_into(imram::MemoryColumns::Context, x, together, false);
+  EXPECT_LE(max_difference(together, exact()), 1e-5) << "the cached weights did not follow the layer";
 }
 
 }  // namespace

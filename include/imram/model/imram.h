@@ -47,8 +47,8 @@ struct ImramModelImpl : torch::nn::Module {
   torch::Tensor joined_memory_halves(const torch::Tensor& text_halves, const torch::Tensor& image_halves) const;
   std::pair<torch::Tensor, torch::Tensor> split_memory_halves(const torch::Tensor& joined) const;
 
-  MemoryDistillation text_memory() const { return {linear_t2i, gate_t2i}; }   // words query regions
-  MemoryDistillation image_memory() const { return {linear_i2t, gate_i2t}; }  // regions query words
+  MemoryDistillation text_memory() const { return {linear_t2i, gate_t2i, text_panels}; }    // words query regions
+  MemoryDistillation image_memory() const { return {linear_i2t, gate_i2t, image_panels}; }  // regions query words
 
   ModelConfig config;
   ImageEncoder img_enc{nullptr};
@@ -56,6 +56,9 @@ struct ImramModelImpl : torch::nn::Module {
   // Every model carries the memory layers of both directions (as the authors' state_dict does).
   torch::nn::Linear linear_t2i{nullptr}, gate_t2i{nullptr};
   torch::nn::Linear linear_i2t{nullptr}, gate_i2t{nullptr};
+  // The memory weights as imram's own product reads them (model/memory.h).
+  std::shared_ptr<MemoryPanelCache> text_panels = make_memory_panel_cache();
+  std::shared_ptr<MemoryPanelCache> image_panels = make_memory_panel_cache();
   // Only when config.global_head > 0 (two-stage search); not part of the authors' model.
   GlobalHead global_head{nullptr};
 };

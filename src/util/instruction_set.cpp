@@ -1,4 +1,4 @@
-#include "simd.h"
+#include "imram/util/instruction_set.h"
 
 #include <cstdlib>
 
