@@ -92,7 +92,8 @@ std::string doctor_text(const DoctorReport& report) {
       << "OpenMP     ";
   for (std::size_t i = 0; i < report.openmp_waiting.size(); ++i) out << (i ? ", " : "") << report.openmp_waiting[i];
   out << (report.openmp_waiting.empty() ? "libgomp's defaults (idle threads spin ~3 ms)" : "") << "\n"
-      << "SIMD       " << report.fused_gate_simd << " (the engine's fused gate; IMRAM_SIMD narrows it)\n"
+      << "SIMD       " << report.fused_gate_simd
+      << " (imram's kernels: the fused gate, the memory product; IMRAM_SIMD narrows them)\n"
       << "devices    ";
   for (std::size_t i = 0; i < report.devices.size(); ++i) out << (i ? ", " : "") << report.devices[i];
   out << "\n";

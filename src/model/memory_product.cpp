@@ -51,8 +51,8 @@ __attribute__((target("avx512f"))) void tile(const float* rows, std::int64_t row
 
 using Tile = void (*)(const float*, std::int64_t, std::int64_t, const float*, float*, std::int64_t, __mmask16,
                       __mmask16, bool);
-constexpr Tile kTiles[kTileRows + 1] = {nullptr,  tile<1>, tile<2>, tile<3>,  tile<4>,  tile<5>, tile<6>,
-                                        tile<7>,  tile<8>, tile<9>, tile<10>, tile<11>, tile<12>};
+constexpr Tile kTiles[kTileRows + 1] = {nullptr, tile<1>, tile<2>, tile<3>,  tile<4>,  tile<5>, tile<6>,
+                                        tile<7>, tile<8>, tile<9>, tile<10>, tile<11>, tile<12>};
 
 __mmask16 lanes(std::int64_t count) {
   return count >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<std::int64_t>(count, 0)) - 1);

@@ -1,7 +1,7 @@
 #pragma once
 // The product of the memory unit's weights (model/memory.h) with many rows, as imram computes
-// it where the CPU has AVX-512: OpenBLAS (0.3.21, as Debian ships it and this project's
-// machines run it) multiplies with its AVX2 kernels there, at about half the rate of this one
+// it where the CPU has AVX-512: there OpenBLAS may run AVX2 kernels (it does on this project's
+// machines, whose environment holds it to them), at about half the rate of this one
 // (docs/engine.md#the-memory-product). Every output is one chain of fused multiply-adds over
 // k = 0 .. d - 1 in order, from zero or from the output's own value: the same bits for any
 // number of rows and any split over threads, so that a query searched alone and the same query
