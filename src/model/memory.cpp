@@ -38,6 +38,7 @@ torch::Tensor half_products(const MemoryDistillation& memory, MemoryColumns colu
   sizes.back() = 2 * d;
   return out.view(sizes);
 }
+
 // [W_o,x ; W_g,x]^T in panels: (ceil(2d / 32), d, 32), panel p holding output columns 32 p ..
 // 32 p + 31, zero past 2d.
 torch::Tensor column_panels(const MemoryDistillation& memory, MemoryColumns columns) {
