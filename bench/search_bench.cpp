@@ -160,7 +160,18 @@ std::string bench_search(const SearchBenchOptions& o) {
       caption_texts.push_back(random_text(rng));
       caption_ids.push_back(model.vocabulary->encode(caption_texts.back()));
     }
-    writer.add_captions(caption_ids, caption_texts);
+    {
+      // In blocks, as `index add` adds a split's captions, so that the encoding shows its progress.
+      ProgressBar bar("indexing random captions", o.captions, "captions", o.show_progress);
+      constexpr std::int64_t kCaptionBlock = 4096;
+      for (std::int64_t j = 0; j < o.captions; j += kCaptionBlock) {
+        const auto n = std::min(kCaptionBlock, o.captions - j);
+        writer.add_captions(TokenIds(caption_ids.begin() + j, caption_ids.begin() + j + n),
+                            std::vector<std::string>(caption_texts.begin() + j, caption_texts.begin() + j + n));
+        bar.update(j + n);
+      }
+      bar.finish();
+    }
     const auto commit_start = Clock::now();
     writer.commit();
     faiss_s = seconds_since(commit_start);
