@@ -11,15 +11,14 @@ top 10 it holds:
 - head: the images by global-embedding product (image_globals.bin . caption_globals.bin);
 - centroids: every image by its centroid interaction, the sum over the query's words of the best
   product of the word with a centroid of the image's regions (ColBERT's MaxSim on the codes);
-- union: half of each, grown to the length;
+- union: the head and centroid interaction taken alternately, distinct images, to the length;
 - plaid8: the images of the inverted lists of each word's 8 nearest centroids, by interaction;
-- head+plaid8: half of the head's list and half of plaid8's.
+- head+plaid8: the head and plaid8 taken alternately, likewise.
 plaid_candidates: how many images the inverted lists of each word's p nearest centroids name,
 and how often they hold the top 10."""
 import json
 import os
 import sys
-import time
 
 import imram
 import numpy as np
@@ -33,14 +32,12 @@ sample = list(range(0, man["captions"], 500))[:200]
 texts = [captions[j] for j in sample]
 
 imram.set_threads(2)
-index = imram.Index(idx_dir)
-t = time.time()
-if os.path.exists(out + ".truth.npy"):
-    truth = np.load(out + ".truth.npy")
+truth_file = out + ".truth.npy"
+if os.path.exists(truth_file):
+    truth = np.load(truth_file)
 else:
-    truth = np.asarray(index.search(texts, k=10, shortlist=0).ids)  # exhaustive IMRAM
-    np.save(out + ".truth.npy", truth)
-exhaustive_s = time.time() - t
+    truth = np.asarray(imram.Index(idx_dir).search(texts, k=10, shortlist=0).ids)  # exhaustive IMRAM
+    np.save(truth_file, truth)
 
 g = man["global_dim"]
 img_glob = np.fromfile(f"{idx_dir}/image_globals.bin", dtype=np.float32).reshape(n_img, g)
@@ -55,51 +52,63 @@ lists = [[] for _ in range(C)]
 for i in range(n_img):
     for c in set(codes[i].tolist()):
         lists[c].append(i)
-lists = [np.array(l, dtype=np.int64) for l in lists]
+lists = [np.array(members, dtype=np.int64) for members in lists]
+
+
+def halves(first, second, length):
+    """The first `length` distinct images taken alternately from two rankings."""
+    taken = []
+    seen = set()
+    for pair in zip(first, second):
+        for image in pair:
+            if image not in seen and len(taken) < length:
+                seen.add(image)
+                taken.append(image)
+        if len(taken) == length:
+            break
+    return seen
+
 
 lengths = [50, 100, 200, 500, 1000, 2000]
 rows = {n: {L: [] for L in lengths} for n in ("head", "centroids", "union", "plaid8", "head+plaid8")}
 plaid = {p: {"size": [], "held": []} for p in (1, 2, 4, 8)}
 for q, j in enumerate(sample):
     top10 = set(truth[q].tolist())
-    head_rank = np.argsort(-(img_glob @ cap_glob[j]))
+    head_rank = np.argsort(-(img_glob @ cap_glob[j])).tolist()
     w = np.asarray(words[offsets[j] : offsets[j + 1]], dtype=np.float32)
     table = w @ codebook.T  # words x centroids
     # centroid interaction of every image: sum over words of the best region's centroid product
-    inter = table[:, codes]  # words x images x regions
-    cent_score = inter.max(axis=2).sum(axis=0)
-    cent_rank = np.argsort(-cent_score)
-    near8 = np.argsort(-table, axis=1)[:, :8]
-    cand8 = np.unique(np.concatenate([lists[c] for c in np.unique(near8)]))
-    plaid_rank = cand8[np.argsort(-cent_score[cand8])]
-    for L in lengths:
-        pl = set(plaid_rank[:L].tolist())
-        hp = set(head_rank[: L // 2].tolist()) | set(plaid_rank[: L // 2].tolist())
-        k = L // 2
-        while len(hp) < L and k < n_img:
-            hp.add(int(head_rank[k]))
-            if k < len(plaid_rank): hp.add(int(plaid_rank[k]))
-            k += 1
-        rows["plaid8"][L].append(len(top10 & pl))
-        rows["head+plaid8"][L].append(len(top10 & hp))
-        h, c = set(head_rank[:L].tolist()), set(cent_rank[:L].tolist())
-        u = set(head_rank[: L // 2].tolist()) | set(cent_rank[: L // 2].tolist())
-        k = L // 2
-        while len(u) < L and k < n_img:  # the union grown to L images, half from each ranking
-            u.add(int(head_rank[k])); u.add(int(cent_rank[k])); k += 1
-        for name, s in (("head", h), ("centroids", c), ("union", u)):
-            rows[name][L].append(len(top10 & s))
+    cent_score = table[:, codes].max(axis=2).sum(axis=0)  # (words x images x regions) -> images
+    cent_rank = np.argsort(-cent_score).tolist()
+    nearest = np.argsort(-table, axis=1)
     for p in plaid:
-        near = np.argsort(-table, axis=1)[:, :p]
-        cand = np.unique(np.concatenate([lists[c] for c in np.unique(near)]))
+        cand = np.unique(np.concatenate([lists[c] for c in np.unique(nearest[:, :p])]))
         plaid[p]["size"].append(len(cand))
         plaid[p]["held"].append(len(top10 & set(cand.tolist())))
+    plaid_rank = cand[np.argsort(-cent_score[cand])].tolist()  # p = 8, the last
+    for L in lengths:
+        for name, chosen in (
+            ("head", set(head_rank[:L])),
+            ("centroids", set(cent_rank[:L])),
+            ("union", halves(head_rank, cent_rank, L)),
+            ("plaid8", set(plaid_rank[:L])),
+            ("head+plaid8", halves(head_rank, plaid_rank, L)),
+        ):
+            rows[name][L].append(len(top10 & chosen))
 
-res = {"queries": len(sample), "centroids": C, "exhaustive_s_per_query": exhaustive_s / len(sample), "lists": {}}
+res = {"queries": len(sample), "centroids": C, "lists": {}}
 for name in rows:
-    res["lists"][name] = {str(L): {"all_top10": float(np.mean(np.array(v) == 10)), "mean_top10_held": float(np.mean(v)) / 10}
-                          for L, v in rows[name].items()}
-res["plaid_candidates"] = {str(p): {"mean_size": float(np.mean(v["size"])), "all_top10": float(np.mean(np.array(v["held"]) == 10)),
-                                     "mean_top10_held": float(np.mean(v["held"])) / 10} for p, v in plaid.items()}
+    res["lists"][name] = {
+        str(L): {"all_top10": float(np.mean(np.array(v) == 10)), "mean_top10_held": float(np.mean(v)) / 10}
+        for L, v in rows[name].items()
+    }
+res["plaid_candidates"] = {
+    str(p): {
+        "mean_size": float(np.mean(v["size"])),
+        "all_top10": float(np.mean(np.array(v["held"]) == 10)),
+        "mean_top10_held": float(np.mean(v["held"])) / 10,
+    }
+    for p, v in plaid.items()
+}
 json.dump(res, open(out, "w"), indent=1)
 print(json.dumps(res, indent=1))

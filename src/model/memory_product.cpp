@@ -17,8 +17,8 @@ namespace imram {
 namespace {
 
 // Rows per tile: 12 rows x 32 columns are 24 accumulators, with room for the two panel values
-// and the broadcast row value in AVX-512's 32 registers. In a prototype (d = 1,024, 1,040 rows)
-// tiles of 8, 12 and 13 rows were within 3 % of each other, 14 rows 7-13 % slower.
+// and the broadcast row value in AVX-512's 32 registers. In a prototype (d = 1,024, 1,040 rows,
+// one blocking) 8, 12 and 13 rows took 10.96-11.34 ms, 14 rows 12.15 (docs/engine.md).
 constexpr std::int64_t kTileRows = 12;
 // Columns whose panels a tile row block passes over before the next block: 256 columns of
 // d = 1,024 floats are 1 MB, the second-level cache of the processors this was measured on.

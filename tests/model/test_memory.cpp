@@ -58,10 +58,6 @@ TEST(MemoryDistillation, HalvesAddUpToTheLayersOnTheConcatenation) {
   EXPECT_LE(max_difference(split_grads, torch::cat({memory.linear->weight.grad(), memory.gate->weight.grad()})), 1e-3);
 }
 
-}  // namespace
-
-namespace {
-
 // Where the CPU has AVX-512 the products are imram's own (model/memory.h): near the exact
 // product, every output the same sum whatever rows it is computed with (a query alone and among
 // many score alike), and the cached weights follow the layers when they change in place.
